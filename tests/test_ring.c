@@ -3,11 +3,12 @@
  * multi-thread stress that checks order, loss and duplication.
  */
 #include <criterion/criterion.h>
-#include <pthread.h>
 #include <string.h>
 
 #include <kizuna/mpsc.h>
 #include <kizuna/ring.h>
+
+#include "threads/stress.h"
 
 /* ---- SPSC, one thread -------------------------------------------------- */
 
@@ -85,60 +86,12 @@ Test(spsc, init_reports_out_of_memory_and_frees_what_it_took)
 
 /* ---- SPSC, two threads ------------------------------------------------- */
 
-#define STRESS_ITEMS 10000000ull
-
-typedef struct {
-    uint64_t seq;
-    uint64_t check; /* function of seq: catches torn or stale element bytes */
-    uint64_t pad;
-} stress_item;
-
-static uint64_t check_of(uint64_t seq)
-{
-    return seq * 0x9e3779b97f4a7c15ull ^ 0xdeadbeefcafef00dull;
-}
-
-static void *spsc_producer(void *arg)
-{
-    kz_spsc *r = arg;
-    stress_item batch[37];
-    uint64_t seq = 0;
-    while (seq < STRESS_ITEMS) {
-        /* Alternate single pushes and batches of varying size. */
-        uint32_t want = (uint32_t)(seq % 3 == 0 ? 1 : 1 + seq % 37);
-        if (want > STRESS_ITEMS - seq)
-            want = (uint32_t)(STRESS_ITEMS - seq);
-        for (uint32_t i = 0; i < want; i++)
-            batch[i] = (stress_item){seq + i, check_of(seq + i), 0};
-        uint32_t done = 0;
-        while (done < want)
-            done += kz_spsc_push_n(r, batch + done, want - done);
-        seq += want;
-    }
-    return NULL;
-}
-
 Test(spsc, two_threads_ten_million_items_in_order_none_lost_or_duplicated, .timeout = 300)
 {
-    kz_spsc r;
-    cr_assert_eq(kz_spsc_init(&r, 1024, sizeof(stress_item), NULL), KZ_OK);
-    pthread_t th;
-    cr_assert_eq(pthread_create(&th, NULL, spsc_producer, &r), 0);
-    uint64_t expect = 0, bad = 0;
-    stress_item out[64];
-    while (expect < STRESS_ITEMS) {
-        uint32_t got = kz_spsc_pop_n(&r, out, (uint32_t)(expect % 64) + 1);
-        for (uint32_t i = 0; i < got; i++) {
-            bad += out[i].seq != expect || out[i].check != check_of(expect);
-            expect++;
-        }
-    }
-    pthread_join(th, NULL);
-    stress_item extra;
-    cr_assert_eq(kz_spsc_pop(&r, &extra), KZ_EEMPTY, "no duplicate after the last item");
-    cr_assert_eq(bad, 0, "%llu items out of order or corrupted", (unsigned long long)bad);
-    cr_assert_eq(expect, STRESS_ITEMS);
-    kz_spsc_fini(&r);
+    kzt_result r = kzt_spsc_stress(10000000ull);
+    cr_assert_eq(r.violations, 0, "%llu violations, first: %s",
+                 (unsigned long long)r.violations, r.first);
+    cr_assert_eq(r.delivered, 10000000ull);
 }
 
 /* ---- MPSC -------------------------------------------------------------- */
@@ -168,62 +121,10 @@ Test(mpsc, single_thread_fifo_full_and_empty)
     kz_mpsc_fini(&q);
 }
 
-#define MPSC_PRODUCERS 4
-#define MPSC_PER_PRODUCER 2500000ull
-
-typedef struct {
-    kz_mpsc *q;
-    uint32_t id;
-    uint64_t full_retries;
-} mpsc_producer_arg;
-
-typedef struct {
-    uint32_t producer;
-    uint32_t pad;
-    uint64_t seq;
-} mpsc_item;
-
-static void *mpsc_producer(void *p)
-{
-    mpsc_producer_arg *a = p;
-    for (uint64_t s = 0; s < MPSC_PER_PRODUCER; s++) {
-        mpsc_item it = {a->id, 0, s};
-        while (kz_mpsc_push(a->q, &it) == KZ_EFULL)
-            a->full_retries++;
-    }
-    return NULL;
-}
-
 Test(mpsc, four_producers_keep_their_order_and_lose_nothing, .timeout = 300)
 {
-    kz_mpsc q;
-    cr_assert_eq(kz_mpsc_init(&q, 4096, sizeof(mpsc_item), NULL), KZ_OK);
-    pthread_t th[MPSC_PRODUCERS];
-    mpsc_producer_arg args[MPSC_PRODUCERS];
-    for (uint32_t i = 0; i < MPSC_PRODUCERS; i++) {
-        args[i] = (mpsc_producer_arg){&q, i, 0};
-        cr_assert_eq(pthread_create(&th[i], NULL, mpsc_producer, &args[i]), 0);
-    }
-    uint64_t next[MPSC_PRODUCERS] = {0}, total = 0, bad = 0;
-    mpsc_item batch[128];
-    while (total < MPSC_PRODUCERS * MPSC_PER_PRODUCER) {
-        uint32_t got = kz_mpsc_pop_n(&q, batch, 128);
-        for (uint32_t i = 0; i < got; i++) {
-            uint32_t p = batch[i].producer;
-            if (p >= MPSC_PRODUCERS || batch[i].seq != next[p]) {
-                bad++;
-                continue;
-            }
-            next[p]++;
-        }
-        total += got;
-    }
-    for (uint32_t i = 0; i < MPSC_PRODUCERS; i++)
-        pthread_join(th[i], NULL);
-    mpsc_item extra;
-    cr_assert_eq(kz_mpsc_pop(&q, &extra), KZ_EEMPTY, "no duplicate after the last item");
-    cr_assert_eq(bad, 0, "%llu items out of per-producer order", (unsigned long long)bad);
-    for (uint32_t i = 0; i < MPSC_PRODUCERS; i++)
-        cr_assert_eq(next[i], MPSC_PER_PRODUCER, "producer %u", i);
-    kz_mpsc_fini(&q);
+    kzt_result r = kzt_mpsc_stress(4, 2500000ull);
+    cr_assert_eq(r.violations, 0, "%llu violations, first: %s",
+                 (unsigned long long)r.violations, r.first);
+    cr_assert_eq(r.delivered, 10000000ull);
 }

@@ -1,0 +1,33 @@
+/*
+ * Multi-thread stress checks of the core primitives, shared by the Criterion
+ * suites and by a plain driver (main.c) that the ThreadSanitizer build runs:
+ * Criterion's sandbox cannot start under TSan, so the concurrent paths get
+ * a runner of their own there. Each function returns the number of
+ * violations it saw (0 = pass) and fills a short description of the first.
+ */
+#ifndef KZ_TESTS_THREADS_STRESS_H
+#define KZ_TESTS_THREADS_STRESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    uint64_t violations;
+    uint64_t delivered;
+    char first[160];
+} kzt_result;
+
+/* Producer and consumer threads move `items` 24-byte records through a
+ * 1024-slot SPSC ring with mixed single and batched calls; checks order,
+ * contents, loss and duplication. */
+kzt_result kzt_spsc_stress(uint64_t items);
+
+/* `producers` threads push `per_producer` records each into a 4096-slot
+ * MPSC ring; the consumer checks per-producer order, loss, duplication. */
+kzt_result kzt_mpsc_stress(uint32_t producers, uint64_t per_producer);
+
+/* `writers` threads count into their own blocks while the caller reads the
+ * totals; checks monotonic reads and exact final sums. */
+kzt_result kzt_counters_stress(uint32_t writers, uint64_t per_writer);
+
+#endif /* KZ_TESTS_THREADS_STRESS_H */
