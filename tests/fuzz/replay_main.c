@@ -1,6 +1,7 @@
 /*
  * Driver for fuzz harnesses in builds without libFuzzer: feeds every file
- * of the directories or files named on the command line, then 20,000
+ * of the directories or files named on the command line, 500 seeded
+ * mutations of each (bit flips, byte overwrites, truncations), then 20,000
  * pseudorandom inputs (fixed seed, lengths 0..512, some all-zero and
  * all-0xff), to LLVMFuzzerTestOneInput. A crash or sanitizer report fails
  * the test; the harness's own invariant checks abort on a violation.
@@ -14,6 +15,40 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static uint64_t xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Runs mutations of a corpus input: the interesting inputs are near valid
+ * ones, which random bytes almost never reach. */
+static void replay_mutations(const uint8_t *orig, size_t n)
+{
+    uint64_t seed = 0x2545f4914f6cdd1dull ^ n;
+    for (int i = 0; i < 500 && n > 0; i++) {
+        uint8_t *m = malloc(n);
+        memcpy(m, orig, n);
+        size_t len = n;
+        switch (xorshift(&seed) % 3) {
+        case 0: /* flip 1-3 bits */
+            for (uint64_t k = 1 + xorshift(&seed) % 3; k > 0; k--)
+                m[xorshift(&seed) % n] ^= (uint8_t)(1u << (xorshift(&seed) % 8));
+            break;
+        case 1: /* overwrite one byte */
+            m[xorshift(&seed) % n] = (uint8_t)xorshift(&seed);
+            break;
+        default: /* truncate */
+            len = xorshift(&seed) % n;
+            break;
+        }
+        LLVMFuzzerTestOneInput(m, len);
+        free(m);
+    }
+}
+
 static size_t replay_file(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -26,6 +61,7 @@ static size_t replay_file(const char *path)
     uint8_t *exact = malloc(n ? n : 1);
     memcpy(exact, buf, n);
     LLVMFuzzerTestOneInput(exact, n);
+    replay_mutations(exact, n);
     free(exact);
     return 1;
 }
@@ -51,14 +87,6 @@ static size_t replay_path(const char *path)
     }
     closedir(d);
     return count;
-}
-
-static uint64_t xorshift(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
 }
 
 int main(int argc, char **argv)
