@@ -97,4 +97,65 @@
 #define KZ_KDF_ID_DATA 1u   /* sealed application packets */
 #define KZ_KDF_ID_GATE 2u   /* gate replies (accept, deny) */
 
+/* ---- gate (handshake datagrams, before ENet) ---------------------------- */
+
+/* Every gate datagram starts with these two bytes. 0xFF as the first byte
+ * sets ENet's "compressed" header flag, which Kizuna's ENet hosts never use,
+ * so a gate datagram can never be a valid ENet datagram and vice versa. */
+#define KZ_GATE_MARK0 0xFFu
+#define KZ_GATE_MARK1 0x4Bu   /* 'K' */
+/* Mark (2), type (1), protocol version (1). */
+#define KZ_GATE_HEADER_BYTES 4u
+
+#define KZ_GATE_REQUEST 1u    /* client -> server: token, maybe a cookie */
+#define KZ_GATE_CHALLENGE 2u  /* server -> client: a cookie */
+#define KZ_GATE_ACCEPT 3u     /* server -> client: sealed session parameters */
+#define KZ_GATE_DENY 4u       /* server -> client: reason, unauthenticated */
+
+/* Cookie: time bucket (8) and a 16-byte keyed BLAKE2b MAC of the source
+ * address and the bucket. Valid for the current and the previous bucket. */
+#define KZ_COOKIE_MAC_BYTES 16u
+#define KZ_COOKIE_BYTES (8u + KZ_COOKIE_MAC_BYTES)
+#define KZ_COOKIE_PERIOD_SECONDS 10u
+
+/* Request: header, AEAD algorithms the client supports (1), reserved (1),
+ * token length (2), cookie (zero on the first try), token, zero padding to
+ * the fixed size. Fixed size so that every reply is smaller than it. */
+#define KZ_GATE_REQUEST_FIXED_BYTES (KZ_GATE_HEADER_BYTES + 1u + 1u + 2u + KZ_COOKIE_BYTES)
+#define KZ_GATE_REQUEST_BYTES (KZ_GATE_REQUEST_FIXED_BYTES + KZ_TOKEN_MAX_BYTES)
+
+#define KZ_GATE_CHALLENGE_BYTES (KZ_GATE_HEADER_BYTES + KZ_COOKIE_BYTES)
+
+/* Accept: header, 24-byte nonce, then sealed with XChaCha20-Poly1305 under
+ * the server-to-client gate key: session id (8), AEAD algorithm (1),
+ * reserved (1), ENet port (2), client slot (4), idle timeout seconds (2). */
+#define KZ_GATE_ACCEPT_NONCE_BYTES 24u
+#define KZ_GATE_ACCEPT_PLAIN_BYTES (8u + 1u + 1u + 2u + 4u + 2u)
+#define KZ_GATE_ACCEPT_BYTES \
+    (KZ_GATE_HEADER_BYTES + KZ_GATE_ACCEPT_NONCE_BYTES + KZ_GATE_ACCEPT_PLAIN_BYTES + KZ_AEAD_TAG_BYTES)
+
+/* Deny: header, reason (1). */
+#define KZ_GATE_DENY_BYTES (KZ_GATE_HEADER_BYTES + 1u)
+#define KZ_DENY_SERVER_FULL 1u
+#define KZ_DENY_TOKEN_IN_USE 2u     /* token already used from another address */
+#define KZ_DENY_CLIENT_IN_USE 3u    /* client id already connected */
+
+/* AEAD algorithm bits in the request; the server picks one. */
+#define KZ_AEAD_BIT_CHACHA20 0x01u
+#define KZ_AEAD_BIT_AES256GCM 0x02u
+
+/* Largest application message (before sealing) and the ENet limits derived
+ * from it: nothing a peer sends can make ENet buffer more than this. */
+#define KZ_MAX_MESSAGE_BYTES 4096u
+#define KZ_ENET_MAX_PACKET_BYTES (KZ_MAX_MESSAGE_BYTES + 1u + 8u + KZ_AEAD_TAG_BYTES)
+#define KZ_ENET_MAX_WAITING_BYTES (32u * KZ_ENET_MAX_PACKET_BYTES)
+
+/* ---- checks of the derivations ------------------------------------------ */
+
+_Static_assert(KZ_GATE_REQUEST_BYTES <= KZ_MTU, "a gate request must fit one datagram");
+_Static_assert(KZ_GATE_CHALLENGE_BYTES < KZ_GATE_REQUEST_BYTES, "challenge must not amplify");
+_Static_assert(KZ_GATE_ACCEPT_BYTES < KZ_GATE_REQUEST_BYTES, "accept must not amplify");
+_Static_assert(KZ_GATE_DENY_BYTES < KZ_GATE_REQUEST_BYTES, "deny must not amplify");
+_Static_assert(KZ_TOKEN_MAX_BYTES < 65536u, "token length fits its 16-bit field");
+
 #endif /* KZ_PROTOCOL_H */

@@ -1,0 +1,574 @@
+/*
+ * The gate: stateless challenge, token checks, session slots. See gate.h
+ * for the contract and docs/PROTOCOL.md for the datagrams.
+ */
+#include "gate.h"
+
+#include <sodium.h>
+#include <string.h>
+
+#include "core/assert.h"
+#include "bytes.h"
+#include "crypto.h"
+#include "fixmap.h"
+#include "seal.h"
+
+#define KZ__EXPIRE_SCAN 64u
+
+/* Per-source-IP token bucket, in thousandths of a token. */
+typedef struct kz__rate_bucket {
+    uint32_t milli_tokens;
+    uint32_t last_ms;
+} kz__rate_bucket;
+
+/* A token seen by the gate: which address used it, until when. */
+typedef struct kz__used_token {
+    uint8_t hash[16];
+    uint64_t expire_unix;
+    kz_address addr;
+} kz__used_token;
+
+struct kz__gate {
+    kz__gate_config cfg;
+    kz_counters counters;
+    kz_counter_block c;
+    kz__gate_slot *slots;
+    uint32_t *free_stack;
+    uint32_t n_free;
+    kz__fixmap by_addr;
+    kz__fixmap by_client;
+    kz__fixmap by_token;
+    kz__used_token *used;     /* ring, oldest evicted first */
+    uint32_t used_cap, used_head, used_count;
+    kz__rate_bucket *buckets;
+    uint8_t rate_key[crypto_shorthash_KEYBYTES];
+    uint8_t cookie_key[crypto_generichash_KEYBYTES];
+    uint32_t next_port;
+    uint32_t expire_cursor;
+};
+
+static const char *const kz__gate_counter_names[KZ_GATE_C_COUNT] = {
+#define KZ__GATE_NAME(id, name) name,
+    KZ_GATE_COUNTERS(KZ__GATE_NAME)
+#undef KZ__GATE_NAME
+};
+
+/* ---- addresses ---------------------------------------------------------- */
+
+static void kz__addr_bytes(const kz_address *a, uint8_t out[KZ_ADDRESS_BYTES])
+{
+    out[0] = a->family;
+    memcpy(out + 1, a->ip, 16);
+    out[17] = (uint8_t)a->port;
+    out[18] = (uint8_t)(a->port >> 8);
+}
+
+/* Map key of an address: exact for IPv4 (ip and port), hashed for IPv6;
+ * lookups compare the slot's address as well. */
+static uint64_t kz__addr_key(const kz__gate *g, const kz_address *a)
+{
+    if (a->family == KZ_ADDR_IPV4)
+        return (uint64_t)a->ip[0] << 40 | (uint64_t)a->ip[1] << 32 | (uint64_t)a->ip[2] << 24 |
+               (uint64_t)a->ip[3] << 16 | a->port;
+    uint8_t bytes[KZ_ADDRESS_BYTES], h[crypto_shorthash_BYTES];
+    kz__addr_bytes(a, bytes);
+    crypto_shorthash(h, bytes, sizeof bytes, g->rate_key);
+    return kz__load_u64(h) | 1ull << 63;
+}
+
+static int kz__addr_eq(const kz_address *a, const kz_address *b)
+{
+    return a->family == b->family && a->port == b->port && memcmp(a->ip, b->ip, 16) == 0;
+}
+
+/* Slot index held by `a`, or -1. */
+static int32_t kz__slot_of(const kz__gate *g, const kz_address *a)
+{
+    uint32_t idx;
+    if (!kz__fixmap_get(&g->by_addr, kz__addr_key(g, a), &idx) ||
+        !kz__addr_eq(&g->slots[idx].addr, a))
+        return -1;
+    return (int32_t)idx;
+}
+
+/* ---- creation ----------------------------------------------------------- */
+
+static int kz__gate_config_resolve(kz__gate_config *c)
+{
+    if (c->max_sessions == 0 || c->max_sessions > (1u << 20) || c->n_ports == 0 ||
+        c->n_ports > KZ_GATE_MAX_PORTS)
+        return KZ_EINVAL;
+    if (c->challenge_rate == 0)
+        c->challenge_rate = 20;
+    if (c->challenge_burst == 0)
+        c->challenge_burst = 2 * c->challenge_rate;
+    if (c->rate_buckets == 0)
+        c->rate_buckets = 65536;
+    if (c->pending_timeout_ms == 0)
+        c->pending_timeout_ms = 10000;
+    if ((c->rate_buckets & (c->rate_buckets - 1)) != 0)
+        return KZ_EINVAL;
+    kz_allocator_resolve(&c->alloc);
+    return KZ_OK;
+}
+
+static int kz__gate_alloc_tables(kz__gate *g)
+{
+    uint32_t n = g->cfg.max_sessions;
+    const kz_allocator *a = &g->cfg.alloc;
+    g->used_cap = 4 * n;
+    g->slots = kz_calloc(a, (size_t)n * sizeof *g->slots, 64);
+    g->free_stack = kz_alloc(a, (size_t)n * sizeof *g->free_stack, 8);
+    g->used = kz_calloc(a, (size_t)g->used_cap * sizeof *g->used, 8);
+    g->buckets = kz_calloc(a, (size_t)g->cfg.rate_buckets * sizeof *g->buckets, 64);
+    if (!g->slots || !g->free_stack || !g->used || !g->buckets)
+        return KZ_ENOMEM;
+    if (kz__fixmap_init(&g->by_addr, n, a) || kz__fixmap_init(&g->by_client, n, a) ||
+        kz__fixmap_init(&g->by_token, g->used_cap, a))
+        return KZ_ENOMEM;
+    if (kz_counters_init(&g->counters, KZ_GATE_C_COUNT, 1, kz__gate_counter_names, a))
+        return KZ_ENOMEM;
+    /* Hand out low slots first. */
+    for (uint32_t i = 0; i < n; i++)
+        g->free_stack[i] = n - 1 - i;
+    g->n_free = n;
+    return KZ_OK;
+}
+
+kz__gate *kz__gate_create(const kz__gate_config *cfg)
+{
+    kz__gate_config c = *cfg;
+    if (kz__crypto_init() != KZ_OK || kz__gate_config_resolve(&c) != KZ_OK) {
+        kz_logf(&cfg->log, KZ_LOG_ERROR, "gate", "invalid gate configuration");
+        return NULL;
+    }
+    kz__gate *g = kz_calloc(&c.alloc, sizeof *g, 64);
+    if (g == NULL)
+        return NULL;
+    g->cfg = c;
+    if (kz__gate_alloc_tables(g) != KZ_OK) {
+        kz__gate_destroy(g);
+        return NULL;
+    }
+    g->c = kz_counters_block(&g->counters, 0);
+    randombytes_buf(g->rate_key, sizeof g->rate_key);
+    randombytes_buf(g->cookie_key, sizeof g->cookie_key);
+    return g;
+}
+
+void kz__gate_destroy(kz__gate *g)
+{
+    if (g == NULL)
+        return;
+    const kz_allocator a = g->cfg.alloc;
+    uint32_t n = g->cfg.max_sessions;
+    if (g->slots)
+        sodium_memzero(g->slots, (size_t)n * sizeof *g->slots);
+    kz_free(&a, g->slots, (size_t)n * sizeof *g->slots);
+    kz_free(&a, g->free_stack, (size_t)n * sizeof *g->free_stack);
+    kz_free(&a, g->used, (size_t)g->used_cap * sizeof *g->used);
+    kz_free(&a, g->buckets, (size_t)g->cfg.rate_buckets * sizeof *g->buckets);
+    kz__fixmap_fini(&g->by_addr);
+    kz__fixmap_fini(&g->by_client);
+    kz__fixmap_fini(&g->by_token);
+    kz_counters_fini(&g->counters);
+    sodium_memzero(g, sizeof *g);
+    kz_free(&a, g, sizeof *g);
+}
+
+size_t kz__gate_footprint(const kz__gate *g)
+{
+    uint32_t n = g->cfg.max_sessions;
+    return sizeof *g + (size_t)n * (sizeof *g->slots + sizeof *g->free_stack) +
+           (size_t)g->used_cap * sizeof *g->used +
+           (size_t)g->cfg.rate_buckets * sizeof *g->buckets +
+           (size_t)(g->by_addr.mask + 1 + g->by_client.mask + 1 + g->by_token.mask + 1) *
+               sizeof(kz__fixmap_entry);
+}
+
+/* ---- rate limit ---------------------------------------------------------- */
+
+/* Takes one token from the bucket of `from`'s IP (port ignored: a spoofer
+ * varies ports for free). 1 when allowed. */
+static int kz__rate_take(kz__gate *g, const kz_address *from, kz_time_ns now)
+{
+    uint8_t h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, from->ip, 16, g->rate_key);
+    kz__rate_bucket *b = &g->buckets[kz__load_u64(h) & (g->cfg.rate_buckets - 1)];
+    uint32_t now_ms = (uint32_t)(now / KZ_NS_PER_MS);
+    uint64_t cap = (uint64_t)g->cfg.challenge_burst * 1000;
+    /* last_ms == 0 marks a bucket never used: it starts full. */
+    uint64_t tokens = b->last_ms == 0 ? cap : b->milli_tokens;
+    uint64_t refill = (uint64_t)(uint32_t)(now_ms - b->last_ms) * g->cfg.challenge_rate;
+    tokens = tokens + refill > cap ? cap : tokens + refill;
+    b->last_ms = now_ms ? now_ms : 1;
+    if (tokens < 1000) {
+        b->milli_tokens = (uint32_t)tokens;
+        return 0;
+    }
+    b->milli_tokens = (uint32_t)(tokens - 1000);
+    return 1;
+}
+
+/* ---- cookies ------------------------------------------------------------- */
+
+static void kz__cookie_mac(const kz__gate *g, const kz_address *from, uint64_t bucket,
+                           uint8_t mac[KZ_COOKIE_MAC_BYTES])
+{
+    uint8_t msg[KZ_ADDRESS_BYTES + 8];
+    kz__addr_bytes(from, msg);
+    kz__store_u64(msg + KZ_ADDRESS_BYTES, bucket);
+    crypto_generichash(mac, KZ_COOKIE_MAC_BYTES, msg, sizeof msg, g->cookie_key,
+                       sizeof g->cookie_key);
+}
+
+static void kz__cookie_make(const kz__gate *g, const kz_address *from, kz_time_ns now,
+                            uint8_t cookie[KZ_COOKIE_BYTES])
+{
+    uint64_t bucket = now / (KZ_COOKIE_PERIOD_SECONDS * KZ_NS_PER_S);
+    kz__store_u64(cookie, bucket);
+    kz__cookie_mac(g, from, bucket, cookie + 8);
+}
+
+/* Valid when made for this address in this or the previous time bucket. */
+static int kz__cookie_valid(const kz__gate *g, const kz_address *from, kz_time_ns now,
+                            const uint8_t cookie[KZ_COOKIE_BYTES])
+{
+    uint64_t bucket = kz__load_u64(cookie);
+    uint64_t current = now / (KZ_COOKIE_PERIOD_SECONDS * KZ_NS_PER_S);
+    if (bucket != current && bucket + 1 != current)
+        return 0;
+    uint8_t mac[KZ_COOKIE_MAC_BYTES];
+    kz__cookie_mac(g, from, bucket, mac);
+    return sodium_memcmp(mac, cookie + 8, KZ_COOKIE_MAC_BYTES) == 0;
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+static void kz__gate_header(uint8_t *out, uint8_t type)
+{
+    out[0] = KZ_GATE_MARK0;
+    out[1] = KZ_GATE_MARK1;
+    out[2] = type;
+    out[3] = (uint8_t)KZ_PROTOCOL_VERSION;
+}
+
+static size_t kz__reply_challenge(kz__gate *g, const kz_address *from, kz_time_ns now,
+                                  uint8_t *out)
+{
+    kz__gate_header(out, KZ_GATE_CHALLENGE);
+    kz__cookie_make(g, from, now, out + KZ_GATE_HEADER_BYTES);
+    kz_counter_inc(g->c, KZ_GATE_C_CHALLENGES);
+    return KZ_GATE_CHALLENGE_BYTES;
+}
+
+static size_t kz__reply_deny(kz__gate *g, uint8_t reason, uint8_t *out)
+{
+    kz__gate_header(out, KZ_GATE_DENY);
+    out[KZ_GATE_HEADER_BYTES] = reason;
+    kz_counter_inc(g->c, KZ_GATE_C_DENIES);
+    return KZ_GATE_DENY_BYTES;
+}
+
+/* The client's key for gate replies, derived from its server-to-client
+ * master key (protocol.h, KDF). */
+static void kz__gate_key(const kz_session_keys *keys, uint8_t key[KZ_KEY_BYTES])
+{
+    crypto_kdf_derive_from_key(key, KZ_KEY_BYTES, KZ_KDF_ID_GATE, KZ_KDF_CONTEXT,
+                               keys->server_to_client);
+}
+
+static size_t kz__reply_accept(kz__gate *g, uint32_t idx, uint8_t *out)
+{
+    const kz__gate_slot *s = &g->slots[idx];
+    uint8_t plain[KZ_GATE_ACCEPT_PLAIN_BYTES], key[KZ_KEY_BYTES];
+    kz__wbuf w = kz__wbuf_make(plain, sizeof plain);
+    kz__put_u64(&w, s->session_id);
+    kz__put_u8(&w, s->alg);
+    kz__put_u8(&w, 0);
+    kz__put_u16(&w, s->port);
+    kz__put_u16(&w, (uint16_t)idx);
+    kz__put_u16(&w, (uint16_t)(idx >> 16));
+    kz__put_u16(&w, s->info.timeout_seconds);
+    kz__gate_header(out, KZ_GATE_ACCEPT);
+    uint8_t *nonce = out + KZ_GATE_HEADER_BYTES;
+    randombytes_buf(nonce, KZ_GATE_ACCEPT_NONCE_BYTES);
+    kz__gate_key(&s->keys, key);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(nonce + KZ_GATE_ACCEPT_NONCE_BYTES, NULL, plain,
+                                               sizeof plain, out, KZ_GATE_HEADER_BYTES, NULL,
+                                               nonce, key);
+    sodium_memzero(key, sizeof key);
+    kz_counter_inc(g->c, KZ_GATE_C_ACCEPTS);
+    return KZ_GATE_ACCEPT_BYTES;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+typedef struct kz__request {
+    uint8_t aead_mask;
+    uint16_t token_len;
+    const uint8_t *cookie;
+    const uint8_t *token;
+} kz__request;
+
+/* Splits a request of exactly KZ_GATE_REQUEST_BYTES; 0 when any field is
+ * out of range or the padding is not zero (one encoding per request). */
+static int kz__request_parse(const uint8_t *d, kz__request *r)
+{
+    const uint8_t *p = d + KZ_GATE_HEADER_BYTES, *end = d + KZ_GATE_REQUEST_BYTES;
+    uint8_t reserved;
+    if (!kz__get_u8(&p, end, &r->aead_mask) || !kz__get_u8(&p, end, &reserved) ||
+        !kz__get_u16(&p, end, &r->token_len) || reserved != 0 || r->aead_mask == 0 ||
+        (r->aead_mask & ~(KZ_AEAD_BIT_CHACHA20 | KZ_AEAD_BIT_AES256GCM)) != 0 ||
+        r->token_len < KZ_TOKEN_MIN_BYTES || r->token_len > KZ_TOKEN_MAX_BYTES)
+        return 0;
+    r->cookie = p;
+    r->token = p + KZ_COOKIE_BYTES;
+    for (const uint8_t *q = r->token + r->token_len; q < end; q++)
+        if (*q != 0)
+            return 0;
+    return 1;
+}
+
+static const uint32_t kz__verdict_counter[KZ_TOKEN_VERDICT_COUNT] = {
+    [KZ_TOKEN_MALFORMED] = KZ_GATE_C_DROP_TOKEN_MALFORMED,
+    [KZ_TOKEN_BAD_VERSION] = KZ_GATE_C_DROP_TOKEN_VERSION,
+    [KZ_TOKEN_BAD_PROTOCOL] = KZ_GATE_C_DROP_TOKEN_PROTOCOL,
+    [KZ_TOKEN_EXPIRED] = KZ_GATE_C_DROP_TOKEN_EXPIRED,
+    [KZ_TOKEN_NOT_YET_VALID] = KZ_GATE_C_DROP_TOKEN_FUTURE,
+    [KZ_TOKEN_WRONG_SERVER] = KZ_GATE_C_DROP_TOKEN_SERVER,
+    [KZ_TOKEN_BAD_SIGNATURE] = KZ_GATE_C_DROP_TOKEN_SIGNATURE,
+    [KZ_TOKEN_BAD_KEYS] = KZ_GATE_C_DROP_TOKEN_KEYS,
+};
+
+static kz__gate_action kz__drop(kz__gate *g, uint32_t counter, const char *why)
+{
+    kz_counter_inc(g->c, counter);
+    kz_logf(&g->cfg.log, KZ_LOG_DEBUG, "gate", "drop: %s", why);
+    return KZ_GATE_DROP;
+}
+
+static uint8_t kz__choose_cipher(const kz__gate *g, uint8_t client_mask)
+{
+    if ((client_mask & KZ_AEAD_BIT_AES256GCM) && !g->cfg.disable_aes &&
+        kz__aead_aes_available())
+        return KZ_AEAD_AES256GCM;
+    return (client_mask & KZ_AEAD_BIT_CHACHA20) ? KZ_AEAD_CHACHA20 : 0;
+}
+
+/* The live record of the token with `hash`, if any. The map is keyed by
+ * the first 8 bytes; the record holds all 16. */
+static kz__used_token *kz__used_find(kz__gate *g, const uint8_t hash[16], uint64_t unix_now)
+{
+    uint32_t idx;
+    if (!kz__fixmap_get(&g->by_token, kz__load_u64(hash), &idx) ||
+        memcmp(g->used[idx].hash, hash, 16) != 0 || g->used[idx].expire_unix <= unix_now)
+        return NULL;
+    return &g->used[idx];
+}
+
+/* Records that `key` was used from `from`. The records form a ring: when
+ * it is full the oldest is forgotten (after 4 * max_sessions newer tokens),
+ * so the table stays fixed in size. */
+static void kz__used_add(kz__gate *g, const uint8_t hash[16], const kz_address *from,
+                         uint64_t expire)
+{
+    uint32_t idx;
+    uint64_t key = kz__load_u64(hash);
+    if (kz__fixmap_get(&g->by_token, key, &idx)) {
+        /* Same token again, or a 64-bit prefix collision: either way the
+         * newest use wins the record. */
+        memcpy(g->used[idx].hash, hash, 16);
+        g->used[idx].addr = *from;
+        g->used[idx].expire_unix = expire;
+        return;
+    }
+    if (g->used_count == g->used_cap) {
+        kz__fixmap_del(&g->by_token, kz__load_u64(g->used[g->used_head].hash));
+        g->used_head = (g->used_head + 1) % g->used_cap;
+        g->used_count--;
+    }
+    idx = (g->used_head + g->used_count) % g->used_cap;
+    memcpy(g->used[idx].hash, hash, 16);
+    g->used[idx].expire_unix = expire;
+    g->used[idx].addr = *from;
+    g->used_count++;
+    (void)kz__fixmap_put(&g->by_token, key, idx); /* room: ring and map sized alike */
+}
+
+/* Claims a slot for a verified token. Returns the slot or -1 (full). */
+static int32_t kz__slot_claim(kz__gate *g, const kz_address *from, const kz_token_info *info,
+                              const kz_session_keys *keys, const uint8_t token_hash[16],
+                              uint8_t alg, kz_time_ns now)
+{
+    if (g->n_free == 0)
+        return -1;
+    uint32_t idx = g->free_stack[--g->n_free];
+    kz__gate_slot *s = &g->slots[idx];
+    s->state = KZ_SLOT_PENDING;
+    s->alg = alg;
+    s->port = g->cfg.ports[g->next_port++ % g->cfg.n_ports];
+    s->addr = *from;
+    randombytes_buf(&s->session_id, sizeof s->session_id);
+    s->pending_deadline = now + (kz_time_ns)g->cfg.pending_timeout_ms * KZ_NS_PER_MS;
+    memcpy(s->token_hash, token_hash, 16);
+    s->keys = *keys;
+    s->info = *info;
+    (void)kz__fixmap_put(&g->by_addr, kz__addr_key(g, from), idx);
+    (void)kz__fixmap_put(&g->by_client, info->client_id, idx);
+    return (int32_t)idx;
+}
+
+/* Steps after the cookie proved the address: everything that needs the
+ * token's signature, in the order of gate.h. */
+static kz__gate_action kz__request_proven(kz__gate *g, const kz_address *from,
+                                          const kz__request *r, kz_time_ns now,
+                                          uint64_t unix_now, uint8_t *reply, size_t *reply_len)
+{
+    uint8_t token_hash[16];
+    crypto_generichash(token_hash, sizeof token_hash, r->token, r->token_len, NULL, 0);
+    int32_t held = kz__slot_of(g, from);
+    if (held >= 0) {
+        if (sodium_memcmp(g->slots[held].token_hash, token_hash, 16) != 0)
+            return kz__drop(g, KZ_GATE_C_DROP_ADDR_IN_USE, "address holds another session");
+        *reply_len = kz__reply_accept(g, (uint32_t)held, reply); /* lost accept: resend */
+        return KZ_GATE_REPLY;
+    }
+    kz__used_token *used = kz__used_find(g, token_hash, unix_now);
+    if (used && !kz__addr_eq(&used->addr, from)) {
+        kz_counter_inc(g->c, KZ_GATE_C_DROP_TOKEN_REUSE);
+        *reply_len = kz__reply_deny(g, KZ_DENY_TOKEN_IN_USE, reply);
+        return KZ_GATE_REPLY;
+    }
+    if (!kz__rate_take(g, from, now))
+        return kz__drop(g, KZ_GATE_C_DROP_RATE, "verification rate");
+    kz_token_info info;
+    kz_session_keys keys;
+    kz_counter_inc(g->c, KZ_GATE_C_VERIFIES);
+    kz_token_verdict v = kz_token_verify(&g->cfg.verifier, r->token, r->token_len, unix_now,
+                                         &info, &keys);
+    if (v != KZ_TOKEN_VALID)
+        return kz__drop(g, kz__verdict_counter[v], kz_token_verdict_name(v));
+    kz__gate_action act = KZ_GATE_REPLY;
+    uint8_t alg = kz__choose_cipher(g, r->aead_mask);
+    uint32_t other;
+    if (alg == 0) {
+        act = kz__drop(g, KZ_GATE_C_DROP_NO_CIPHER, "no common cipher");
+    } else if (kz__fixmap_get(&g->by_client, info.client_id, &other)) {
+        kz_counter_inc(g->c, KZ_GATE_C_DROP_CLIENT_IN_USE);
+        *reply_len = kz__reply_deny(g, KZ_DENY_CLIENT_IN_USE, reply);
+    } else {
+        int32_t idx = kz__slot_claim(g, from, &info, &keys, token_hash, alg, now);
+        if (idx < 0) {
+            kz_counter_inc(g->c, KZ_GATE_C_DROP_FULL);
+            *reply_len = kz__reply_deny(g, KZ_DENY_SERVER_FULL, reply);
+        } else {
+            kz__used_add(g, token_hash, from, info.expire_time);
+            *reply_len = kz__reply_accept(g, (uint32_t)idx, reply);
+        }
+    }
+    sodium_memzero(&keys, sizeof keys);
+    return act;
+}
+
+static kz__gate_action kz__gate_request(kz__gate *g, const kz_address *from, const uint8_t *d,
+                                        size_t len, kz_time_ns now, uint64_t unix_now,
+                                        uint8_t *reply, size_t *reply_len)
+{
+    kz__request r;
+    if (len != KZ_GATE_REQUEST_BYTES)
+        return kz__drop(g, KZ_GATE_C_DROP_SIZE, "request size");
+    if (d[3] != KZ_PROTOCOL_VERSION)
+        return kz__drop(g, KZ_GATE_C_DROP_VERSION, "protocol version");
+    if (!kz__request_parse(d, &r))
+        return kz__drop(g, KZ_GATE_C_DROP_REQUEST_FORMAT, "request fields");
+    kz_token_verdict v = kz_token_precheck(&g->cfg.verifier, r.token, r.token_len, unix_now, NULL);
+    if (v != KZ_TOKEN_VALID)
+        return kz__drop(g, kz__verdict_counter[v], kz_token_verdict_name(v));
+    if (!kz__cookie_valid(g, from, now, r.cookie)) {
+        static const uint8_t zero[KZ_COOKIE_BYTES];
+        if (sodium_memcmp(r.cookie, zero, KZ_COOKIE_BYTES) != 0)
+            kz_counter_inc(g->c, KZ_GATE_C_BAD_COOKIE);
+        if (!kz__rate_take(g, from, now))
+            return kz__drop(g, KZ_GATE_C_DROP_RATE, "challenge rate");
+        *reply_len = kz__reply_challenge(g, from, now, reply);
+        return KZ_GATE_REPLY;
+    }
+    return kz__request_proven(g, from, &r, now, unix_now, reply, reply_len);
+}
+
+kz__gate_action kz__gate_datagram(kz__gate *g, const kz_address *from, const uint8_t *data,
+                                  size_t len, kz_time_ns now, uint64_t unix_now, uint8_t *reply,
+                                  size_t reply_cap, size_t *reply_len)
+{
+    KZ_ASSERT(reply_cap >= KZ_GATE_REQUEST_BYTES);
+    kz_counter_inc(g->c, KZ_GATE_C_RX_DATAGRAMS);
+    kz_counter_add(g->c, KZ_GATE_C_RX_BYTES, len);
+    *reply_len = 0;
+    if (len < 2 || data[0] != KZ_GATE_MARK0 || data[1] != KZ_GATE_MARK1) {
+        if (kz__slot_of(g, from) < 0)
+            return kz__drop(g, KZ_GATE_C_DROP_UNVALIDATED, "datagram from unvalidated address");
+        kz_counter_inc(g->c, KZ_GATE_C_PASSED);
+        return KZ_GATE_PASS;
+    }
+    if (len < KZ_GATE_HEADER_BYTES)
+        return kz__drop(g, KZ_GATE_C_DROP_SIZE, "short gate datagram");
+    if (data[2] != KZ_GATE_REQUEST)
+        return kz__drop(g, KZ_GATE_C_DROP_TYPE, "gate type a server does not take");
+    kz__gate_action act = kz__gate_request(g, from, data, len, now, unix_now, reply, reply_len);
+    if (act == KZ_GATE_REPLY)
+        kz_counter_add(g->c, KZ_GATE_C_TX_BYTES, *reply_len);
+    return act;
+}
+
+/* ---- slots --------------------------------------------------------------- */
+
+int32_t kz__gate_mark_connected(kz__gate *g, const kz_address *from)
+{
+    int32_t idx = kz__slot_of(g, from);
+    if (idx < 0 || g->slots[idx].state != KZ_SLOT_PENDING)
+        return -1;
+    g->slots[idx].state = KZ_SLOT_CONNECTED;
+    return idx;
+}
+
+void kz__gate_release(kz__gate *g, uint32_t idx)
+{
+    KZ_ASSERT(idx < g->cfg.max_sessions);
+    kz__gate_slot *s = &g->slots[idx];
+    if (s->state == KZ_SLOT_FREE)
+        return;
+    kz__fixmap_del(&g->by_addr, kz__addr_key(g, &s->addr));
+    kz__fixmap_del(&g->by_client, s->info.client_id);
+    sodium_memzero(s, sizeof *s);
+    g->free_stack[g->n_free++] = idx;
+}
+
+void kz__gate_expire(kz__gate *g, kz_time_ns now)
+{
+    uint32_t n = g->cfg.max_sessions;
+    for (uint32_t i = 0; i < KZ__EXPIRE_SCAN && i < n; i++) {
+        uint32_t idx = g->expire_cursor++ % n;
+        kz__gate_slot *s = &g->slots[idx];
+        if (s->state == KZ_SLOT_PENDING && now >= s->pending_deadline) {
+            kz_counter_inc(g->c, KZ_GATE_C_PENDING_EXPIRED);
+            kz__gate_release(g, idx);
+        }
+    }
+}
+
+const kz__gate_slot *kz__gate_slot_at(const kz__gate *g, uint32_t idx)
+{
+    KZ_ASSERT(idx < g->cfg.max_sessions);
+    return &g->slots[idx];
+}
+
+const kz_counters *kz__gate_counters(const kz__gate *g)
+{
+    return &g->counters;
+}
+
+uint32_t kz__gate_sessions(const kz__gate *g)
+{
+    return g->cfg.max_sessions - g->n_free;
+}

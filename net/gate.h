@@ -1,0 +1,170 @@
+/*
+ * The gate (internal to net/): the server's handshake, run on every
+ * datagram before ENet parses a byte of it.
+ *
+ * Contract with the transport: for each received datagram the transport
+ * calls kz__gate_datagram. KZ_GATE_REPLY means "send reply[0..reply_len) to
+ * the source, then drop the datagram"; KZ_GATE_PASS means the datagram is
+ * not a gate datagram and comes from an address holding a session slot, so
+ * ENet may process it; KZ_GATE_DROP means discard it without a reply (the
+ * reason is counted). ENet therefore never allocates a peer for an address
+ * that has not proven it receives our datagrams and presented a valid token.
+ *
+ * The handshake (docs/PROTOCOL.md, "Gate"):
+ *   1. REQUEST without cookie -> cheap checks -> CHALLENGE (a stateless
+ *      cookie bound to the source address and a 10 s time bucket).
+ *   2. REQUEST with a valid cookie -> signature and sealed-key checks, token
+ *      reuse, client id uniqueness, a free slot -> ACCEPT (session id, AEAD
+ *      algorithm, ENet port, sealed under the client's gate key).
+ *   3. The client connects with ENet from the same address; the transport
+ *      calls kz__gate_mark_connected. A pending slot that sees no connect
+ *      within pending_timeout is freed by kz__gate_expire.
+ * Public-key work happens only after step 1 proved the address, always (not
+ * only under load): the extra round trip is cheap and the rule is simple.
+ * Every reply is smaller than the fixed-size request that caused it.
+ *
+ * Memory is fixed at creation from max_sessions; nothing a peer sends
+ * allocates. Threading: one thread at a time (the I/O thread that owns the
+ * port the gate listens on).
+ */
+#ifndef KZ_NET_GATE_H
+#define KZ_NET_GATE_H
+
+#include <kizuna/clock.h>
+#include <kizuna/counters.h>
+#include <kizuna/log.h>
+#include <kizuna/token.h>
+
+#define KZ_GATE_MAX_PORTS 16u
+
+/* Drop reasons and events, one counter each. */
+#define KZ_GATE_COUNTERS(X)                                                    \
+    X(RX_DATAGRAMS, "rx_datagrams")                                            \
+    X(RX_BYTES, "rx_bytes")                                                    \
+    X(TX_BYTES, "tx_bytes")                                                    \
+    X(PASSED, "passed_to_enet")                                                \
+    X(DROP_UNVALIDATED, "drop_unvalidated_source")                             \
+    X(DROP_SIZE, "drop_size")                                                  \
+    X(DROP_VERSION, "drop_version")                                            \
+    X(DROP_TYPE, "drop_type")                                                  \
+    X(DROP_RATE, "drop_rate_limited")                                          \
+    X(DROP_REQUEST_FORMAT, "drop_request_format")                              \
+    X(DROP_TOKEN_MALFORMED, "drop_token_malformed")                            \
+    X(DROP_TOKEN_VERSION, "drop_token_version")                                \
+    X(DROP_TOKEN_PROTOCOL, "drop_token_protocol")                              \
+    X(DROP_TOKEN_EXPIRED, "drop_token_expired")                                \
+    X(DROP_TOKEN_FUTURE, "drop_token_not_yet_valid")                           \
+    X(DROP_TOKEN_SERVER, "drop_token_wrong_server")                            \
+    X(DROP_TOKEN_SIGNATURE, "drop_token_bad_signature")                        \
+    X(DROP_TOKEN_KEYS, "drop_token_bad_keys")                                  \
+    X(DROP_NO_CIPHER, "drop_no_common_cipher")                                 \
+    X(DROP_TOKEN_REUSE, "drop_token_reuse")                                    \
+    X(DROP_CLIENT_IN_USE, "drop_client_in_use")                                \
+    X(DROP_ADDR_IN_USE, "drop_address_has_other_session")                      \
+    X(DROP_FULL, "drop_server_full")                                           \
+    X(BAD_COOKIE, "cookie_invalid_rechallenged")                               \
+    X(CHALLENGES, "challenges_sent")                                           \
+    X(ACCEPTS, "accepts_sent")                                                 \
+    X(DENIES, "denies_sent")                                                   \
+    X(VERIFIES, "token_verifications")                                         \
+    X(PENDING_EXPIRED, "pending_expired")
+
+enum {
+#define KZ__GATE_ENUM(id, name) KZ_GATE_C_##id,
+    KZ_GATE_COUNTERS(KZ__GATE_ENUM)
+#undef KZ__GATE_ENUM
+    KZ_GATE_C_COUNT
+};
+
+typedef struct kz__gate_config {
+    kz_token_verifier verifier;
+    uint32_t max_sessions;        /* pending + connected slots; required */
+    uint32_t challenge_rate;      /* challenges per second per source IP; 0 = 20 */
+    uint32_t challenge_burst;     /* bucket size; 0 = 2 * rate */
+    uint32_t rate_buckets;        /* power of two; 0 = 65536 */
+    uint32_t pending_timeout_ms;  /* 0 = 10000 */
+    uint32_t n_ports;             /* ENet ports handed out round-robin; >= 1 */
+    uint16_t ports[KZ_GATE_MAX_PORTS];
+    uint32_t disable_aes;         /* non-zero: offer ChaCha20 only */
+    kz_log log;
+    kz_allocator alloc;
+} kz__gate_config;
+
+typedef enum kz__gate_action { KZ_GATE_PASS, KZ_GATE_DROP, KZ_GATE_REPLY } kz__gate_action;
+
+#define KZ_SLOT_FREE 0u
+#define KZ_SLOT_PENDING 1u
+#define KZ_SLOT_CONNECTED 2u
+
+/* One session slot: what the transport and the world need of a client. */
+typedef struct kz__gate_slot {
+    uint32_t state;
+    uint8_t alg;
+    uint16_t port;
+    kz_address addr;
+    uint64_t session_id;
+    kz_time_ns pending_deadline;
+    uint8_t token_hash[16];       /* BLAKE2b-128 of the whole token */
+    kz_session_keys keys;
+    kz_token_info info;
+} kz__gate_slot;
+
+typedef struct kz__gate kz__gate;
+
+/* Returns NULL on bad config (logged) or out of memory. */
+kz__gate *kz__gate_create(const kz__gate_config *cfg);
+void kz__gate_destroy(kz__gate *g);
+
+kz__gate_action kz__gate_datagram(kz__gate *g, const kz_address *from, const uint8_t *data,
+                                  size_t len, kz_time_ns now, uint64_t unix_now, uint8_t *reply,
+                                  size_t reply_cap, size_t *reply_len);
+
+/* The ENet connect from `from` completed: marks its slot connected and
+ * returns the slot index, or -1 when the address holds no pending slot
+ * (the transport must then reset the peer). */
+int32_t kz__gate_mark_connected(kz__gate *g, const kz_address *from);
+/* The session in `slot` ended: frees the slot (the token stays recorded as
+ * used until it expires). */
+void kz__gate_release(kz__gate *g, uint32_t slot);
+/* Frees pending slots whose deadline passed; checks a bounded number of
+ * slots per call (call it every service loop). */
+void kz__gate_expire(kz__gate *g, kz_time_ns now);
+
+const kz__gate_slot *kz__gate_slot_at(const kz__gate *g, uint32_t slot);
+const kz_counters *kz__gate_counters(const kz__gate *g);
+uint32_t kz__gate_sessions(const kz__gate *g);
+/* Bytes of memory the gate holds (fixed at creation). */
+size_t kz__gate_footprint(const kz__gate *g);
+
+/* ---- client side --------------------------------------------------------- */
+
+#define KZ_HS_REQUESTING 0u
+#define KZ_HS_ACCEPTED 1u
+#define KZ_HS_DENIED 2u
+
+typedef struct kz__handshake {
+    kz_connect_token token;
+    uint8_t aead_mask;
+    uint8_t has_cookie;
+    uint8_t cookie[KZ_COOKIE_BYTES];
+    uint32_t state;
+    uint32_t deny_reason;
+    /* Filled on ACCEPT. */
+    uint64_t session_id;
+    uint8_t alg;
+    uint16_t port;
+    uint32_t slot;
+    uint16_t timeout_seconds;
+} kz__handshake;
+
+/* Prepares a handshake for `token`. Returns 0, or KZ_EPROTO when the token
+ * file does not parse. */
+int kz__handshake_init(kz__handshake *h, const kz_connect_token *token);
+/* Writes the next REQUEST (KZ_GATE_REQUEST_BYTES) into out. */
+size_t kz__handshake_request(const kz__handshake *h, uint8_t out[KZ_GATE_REQUEST_BYTES]);
+/* Handles a datagram from the server. Returns 0 when it was a gate reply
+ * that changed the state (cookie stored, accepted, denied), KZ_EAGAIN when
+ * it was ignored (not a gate datagram, malformed, forged accept). */
+int kz__handshake_receive(kz__handshake *h, const uint8_t *data, size_t len);
+
+#endif /* KZ_NET_GATE_H */
