@@ -1,0 +1,174 @@
+/*
+ * Secure transport over ENet: the server's I/O side and the client.
+ *
+ * kz_netserver owns an ENet host behind the gate (docs/PROTOCOL.md): only
+ * clients holding a valid connect token get an ENet peer, and every
+ * application message is sealed per direction. It hands the application
+ * (the simulation thread) fixed-size message records through SPSC rings;
+ * payloads live in buffer pools allocated at creation, so the steady state
+ * allocates nothing on Kizuna's side (ENet still allocates its packets).
+ *
+ * Two modes, one pipeline:
+ *   threaded     an I/O thread runs the ENet host; the application calls
+ *                kz_netserver_poll / kz_netserver_send from ONE other thread.
+ *   single       no thread: the caller runs kz_netserver_service(s, now)
+ *                itself, then poll/send, all on one thread. Tests use it.
+ *
+ * kz_netclient is caller-driven (no hidden threads): kz_netclient_update
+ * does the handshake, ENet service and flushing; poll/send on the same
+ * thread. ENet 1.3 speaks IPv4 only, so the transport does too.
+ *
+ * Channels (ENet channel ids): KZ_CHANNEL_SNAPSHOT unreliable unsequenced,
+ * KZ_CHANNEL_INPUT unreliable, KZ_CHANNEL_EVENT reliable ordered,
+ * KZ_CHANNEL_VOICE unreliable.
+ */
+#ifndef KZ_TRANSPORT_H
+#define KZ_TRANSPORT_H
+
+#include <kizuna/alloc.h>
+#include <kizuna/clock.h>
+#include <kizuna/counters.h>
+#include <kizuna/log.h>
+#include <kizuna/token.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KZ_CHANNEL_SNAPSHOT 0u
+#define KZ_CHANNEL_INPUT 1u
+#define KZ_CHANNEL_EVENT 2u
+#define KZ_CHANNEL_VOICE 3u
+#define KZ_CHANNEL_COUNT 4u
+
+#define KZ_NETMSG_CONNECT 1u     /* data: a kz_token_info of the new session */
+#define KZ_NETMSG_DISCONNECT 2u  /* data: none; the slot is free afterwards */
+#define KZ_NETMSG_DATA 3u
+
+/* One message between the transport and the application. `data` is valid
+ * until the next poll on the same object. */
+typedef struct kz_netmsg {
+    uint32_t slot;        /* session slot, < max_clients */
+    uint8_t kind;         /* KZ_NETMSG_* */
+    uint8_t channel;
+    uint8_t type;         /* application message type */
+    uint8_t reserved;
+    uint32_t len;
+    const uint8_t *data;
+} kz_netmsg;
+
+/* Wall-clock source for token expiry (Unix seconds). */
+typedef uint64_t (*kz_unix_time_fn)(void *ctx);
+
+typedef struct kz_netserver_config {
+    kz_token_verifier verifier;
+    uint32_t bind_ip;            /* IPv4, network order; 0 = any */
+    uint16_t port;               /* 0 = pick a free one (see kz_netserver_port) */
+    uint32_t max_clients;        /* 1..4095; required */
+    uint32_t threaded;           /* non-zero: run an I/O thread */
+    uint32_t ring_capacity;      /* messages per direction, power of two; 0 = 4096 */
+    uint32_t max_auth_failures;  /* forged packets before a session is closed; 0 = 16 */
+    uint32_t disable_aes;        /* non-zero: ChaCha20-Poly1305 only */
+    kz_clock clock;              /* threaded mode's time; zero = system clock */
+    kz_unix_time_fn unix_time;   /* zero = time(NULL) */
+    void *unix_time_ctx;
+    kz_log log;
+    kz_allocator alloc;
+} kz_netserver_config;
+
+typedef struct kz_netserver kz_netserver;
+
+/* Creates the host, the gate and the pools, and starts the I/O thread in
+ * threaded mode. NULL on failure (logged). */
+KZ_API kz_netserver *kz_netserver_create(const kz_netserver_config *cfg);
+/* Stops the I/O thread, disconnects every peer, frees everything. */
+KZ_API void kz_netserver_destroy(kz_netserver *s);
+/* The UDP port the server listens on. */
+KZ_API uint16_t kz_netserver_port(const kz_netserver *s);
+
+/* Single-threaded mode: receive, run the gate, seal and send what the
+ * application queued, service ENet. Returns 0; no-op in threaded mode. */
+KZ_API int kz_netserver_service(kz_netserver *s, kz_time_ns now);
+
+/* Application thread: the next message (0) or KZ_EEMPTY. */
+KZ_API KZ_MUST_CHECK int kz_netserver_poll(kz_netserver *s, kz_netmsg *msg);
+/* Application thread: queues `data` for `slot` on `channel`. Returns 0,
+ * KZ_EINVAL (bad channel, len > KZ_MAX_MESSAGE_BYTES) or KZ_EFULL (the
+ * outbound ring is full; the message is dropped and counted). */
+KZ_API KZ_MUST_CHECK int kz_netserver_send(kz_netserver *s, uint32_t slot, uint8_t channel,
+                                           uint8_t type, const void *data, uint32_t len);
+/* Application thread: ends the session in `slot` with `reason` (the
+ * client sees it in its disconnect). */
+KZ_API int kz_netserver_kick(kz_netserver *s, uint32_t slot, uint32_t reason);
+
+/* Counters of the gate and the transport (names via kz_counters_name). */
+KZ_API const kz_counters *kz_netserver_gate_counters(const kz_netserver *s);
+KZ_API const kz_counters *kz_netserver_counters(const kz_netserver *s);
+/* Sessions currently pending or connected. */
+KZ_API uint32_t kz_netserver_sessions(const kz_netserver *s);
+
+/* ---- client ------------------------------------------------------------- */
+
+#define KZ_NETCLIENT_HANDSHAKE 1u
+#define KZ_NETCLIENT_CONNECTING 2u
+#define KZ_NETCLIENT_CONNECTED 3u
+#define KZ_NETCLIENT_DISCONNECTED 4u  /* ended by the server or timed out */
+#define KZ_NETCLIENT_FAILED 5u        /* handshake never completed */
+
+typedef struct kz_netclient_config {
+    kz_address server;            /* IPv4 gate address; zero = the token's first */
+    uint32_t connect_timeout_ms;  /* 0 = 5000 */
+    uint32_t resend_ms;           /* 0 = 250 */
+    uint32_t disable_aes;
+    kz_log log;
+    kz_allocator alloc;
+} kz_netclient_config;
+
+typedef struct kz_netclient kz_netclient;
+
+/* NULL on failure (logged): bad token file, no IPv4 address, no socket. */
+KZ_API kz_netclient *kz_netclient_create(const kz_netclient_config *cfg,
+                                         const kz_connect_token *token);
+KZ_API void kz_netclient_destroy(kz_netclient *c);
+/* Handshake, ENet service and flush. Call every frame. */
+KZ_API int kz_netclient_update(kz_netclient *c, kz_time_ns now);
+KZ_API uint32_t kz_netclient_state(const kz_netclient *c);
+/* Why the last state change to DISCONNECTED or FAILED happened: the
+ * server's kick reason, or a KZ_DENY_* from the gate, or 0. */
+KZ_API uint32_t kz_netclient_reason(const kz_netclient *c);
+KZ_API KZ_MUST_CHECK int kz_netclient_send(kz_netclient *c, uint8_t channel, uint8_t type,
+                                           const void *data, uint32_t len);
+/* The next received message (0) or KZ_EEMPTY; slot is 0. */
+KZ_API KZ_MUST_CHECK int kz_netclient_poll(kz_netclient *c, kz_netmsg *msg);
+KZ_API const kz_counters *kz_netclient_counters(const kz_netclient *c);
+/* The session slot and id the gate gave (valid once CONNECTING). */
+KZ_API uint32_t kz_netclient_slot(const kz_netclient *c);
+
+/* Transport counters (server and client). */
+#define KZ_NET_COUNTERS(X)                         \
+    X(RX_PACKETS, "rx_packets")                    \
+    X(TX_PACKETS, "tx_packets")                    \
+    X(DROP_AUTH, "drop_auth_failure")              \
+    X(DROP_REPLAY, "drop_replay")                  \
+    X(DROP_MALFORMED, "drop_malformed_packet")     \
+    X(DROP_INBOUND_FULL, "drop_inbound_ring_full") \
+    X(DROP_OUTBOUND_FULL, "drop_outbound_full")    \
+    X(DROP_NO_SESSION, "drop_no_session")          \
+    X(SESSIONS_OPENED, "sessions_opened")          \
+    X(SESSIONS_CLOSED, "sessions_closed")          \
+    X(CLOSED_AUTH, "sessions_closed_auth_failures")\
+    X(CONNECT_REFUSED, "enet_connect_refused")     \
+    X(NONCE_EXHAUSTED, "nonce_exhausted")
+
+enum {
+#define KZ__NET_ENUM(id, name) KZ_NET_C_##id,
+    KZ_NET_COUNTERS(KZ__NET_ENUM)
+#undef KZ__NET_ENUM
+    KZ_NET_C_COUNT
+};
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KZ_TRANSPORT_H */

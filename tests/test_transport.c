@@ -1,0 +1,242 @@
+/*
+ * The secure transport over loopback: handshake and ENet connect, echo on
+ * every channel in single-threaded and threaded mode, kicks with a reason,
+ * a plain ENet client that never gets a peer, and a client whose packets do
+ * not authenticate being cut off.
+ */
+#include <criterion/criterion.h>
+#include <enet/enet.h>
+#include <string.h>
+#include <time.h>
+
+#include <kizuna/transport.h>
+
+#define PROTO 0x4b5a000000000001ull
+
+typedef struct {
+    kz_sign_keypair backend;
+    kz_box_keypair server;
+    kz_netserver *srv;
+    kz_clock clock;
+} world;
+
+static world w;
+
+static void start(uint32_t threaded, uint32_t max_clients)
+{
+    memset(&w, 0, sizeof w);
+    cr_assert_eq(kz_sign_keypair_generate(&w.backend), KZ_OK);
+    cr_assert_eq(kz_box_keypair_generate(&w.server), KZ_OK);
+    w.clock = kz_clock_system();
+    kz_netserver_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.verifier.protocol_id = PROTO;
+    cfg.verifier.server_id = 9;
+    memcpy(cfg.verifier.backend_pk, w.backend.public_key, 32);
+    cfg.verifier.server_keys = w.server;
+    cfg.bind_ip = htonl(0x7f000001);
+    cfg.max_clients = max_clients;
+    cfg.threaded = threaded;
+    cfg.ring_capacity = 256;
+    w.srv = kz_netserver_create(&cfg);
+    cr_assert_not_null(w.srv);
+}
+
+static kz_connect_token token(uint64_t client_id)
+{
+    kz_token_info t;
+    memset(&t, 0, sizeof t);
+    t.protocol_id = PROTO;
+    t.create_time = (uint64_t)time(NULL) - 1;
+    t.expire_time = t.create_time + 300;
+    t.server_id = 9;
+    t.n_addresses = 1;
+    t.addresses[0].family = KZ_ADDR_IPV4;
+    t.addresses[0].ip[0] = 127;
+    t.addresses[0].ip[3] = 1;
+    t.addresses[0].port = kz_netserver_port(w.srv);
+    t.client_id = client_id;
+    t.avatar_id = client_id + 1000;
+    strcpy(t.name, "loopback");
+    strcpy(t.claims.method, "none");
+    kz_connect_token ct;
+    size_t len;
+    cr_assert_eq(kz_token_mint(&t, w.backend.secret_key, w.server.public_key, &ct.keys, ct.token,
+                               sizeof ct.token, &len),
+                 KZ_OK);
+    ct.token_len = (uint16_t)len;
+    return ct;
+}
+
+/* Runs server (single-threaded mode) and clients for up to `ms`, until
+ * `done` says so. */
+static void pump(kz_netclient **cs, int n, int ms, int (*done)(kz_netclient **, int))
+{
+    kz_time_ns end = kz_clock_now(&w.clock) + (kz_time_ns)ms * KZ_NS_PER_MS;
+    while (kz_clock_now(&w.clock) < end) {
+        kz_time_ns now = kz_clock_now(&w.clock);
+        kz_netserver_service(w.srv, now);
+        for (int i = 0; i < n; i++)
+            kz_netclient_update(cs[i], now);
+        if (done && done(cs, n))
+            return;
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int all_connected(kz_netclient **cs, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (kz_netclient_state(cs[i]) != KZ_NETCLIENT_CONNECTED)
+            return 0;
+    return 1;
+}
+
+static kz_netclient *client_for(const kz_connect_token *ct)
+{
+    kz_netclient_config cc;
+    memset(&cc, 0, sizeof cc);
+    kz_netclient *c = kz_netclient_create(&cc, ct);
+    cr_assert_not_null(c);
+    return c;
+}
+
+/* Echoes every data message back to its sender on the same channel. */
+static int echo_pending(void)
+{
+    kz_netmsg m;
+    int n = 0;
+    while (kz_netserver_poll(w.srv, &m) == KZ_OK)
+        if (m.kind == KZ_NETMSG_DATA) {
+            cr_assert_eq(kz_netserver_send(w.srv, m.slot, m.channel, m.type, m.data, m.len), KZ_OK);
+            n++;
+        }
+    return n;
+}
+
+static void echo_round_trip(uint32_t threaded)
+{
+    start(threaded, 8);
+    kz_connect_token ct = token(1);
+    kz_netclient *c = client_for(&ct);
+    pump(&c, 1, 3000, all_connected);
+    cr_assert_eq(kz_netclient_state(c), KZ_NETCLIENT_CONNECTED);
+    kz_netmsg m;
+    kz_time_ns deadline = kz_clock_now(&w.clock) + 2 * KZ_NS_PER_S;
+    int got_connect = 0;
+    while (!got_connect && kz_clock_now(&w.clock) < deadline) {
+        kz_netserver_service(w.srv, kz_clock_now(&w.clock));
+        if (kz_netserver_poll(w.srv, &m) == KZ_OK && m.kind == KZ_NETMSG_CONNECT) {
+            const kz_token_info *info = (const kz_token_info *)m.data;
+            cr_assert_eq(m.len, sizeof *info);
+            cr_assert_eq(info->client_id, 1);
+            cr_assert_eq(info->avatar_id, 1001);
+            got_connect = 1;
+        }
+    }
+    cr_assert(got_connect, "the server saw the session open");
+    for (uint8_t ch = 0; ch < KZ_CHANNEL_COUNT; ch++) {
+        char text[64];
+        snprintf(text, sizeof text, "hello on channel %u", ch);
+        cr_assert_eq(kz_netclient_send(c, ch, (uint8_t)(10 + ch), text, (uint32_t)strlen(text)), KZ_OK);
+    }
+    int echoed = 0, back = 0;
+    deadline = kz_clock_now(&w.clock) + 3 * KZ_NS_PER_S;
+    while (back < (int)KZ_CHANNEL_COUNT && kz_clock_now(&w.clock) < deadline) {
+        kz_time_ns now = kz_clock_now(&w.clock);
+        kz_netserver_service(w.srv, now);
+        echoed += echo_pending();
+        kz_netclient_update(c, now);
+        while (kz_netclient_poll(c, &m) == KZ_OK) {
+            char expect[64];
+            snprintf(expect, sizeof expect, "hello on channel %u", m.channel);
+            cr_assert_eq(m.type, 10 + m.channel);
+            cr_assert_eq(m.len, strlen(expect));
+            cr_assert_arr_eq(m.data, expect, m.len);
+            back++;
+        }
+    }
+    cr_assert_eq(back, KZ_CHANNEL_COUNT, "every channel echoed (%d sent back by server)", echoed);
+    cr_assert_eq(kz_netserver_sessions(w.srv) >= 1, 1);
+
+    cr_assert_eq(kz_netserver_kick(w.srv, kz_netclient_slot(c), 42), KZ_OK);
+    deadline = kz_clock_now(&w.clock) + 3 * KZ_NS_PER_S;
+    while (kz_netclient_state(c) == KZ_NETCLIENT_CONNECTED && kz_clock_now(&w.clock) < deadline) {
+        kz_time_ns now = kz_clock_now(&w.clock);
+        kz_netserver_service(w.srv, now);
+        kz_netclient_update(c, now);
+    }
+    cr_assert_eq(kz_netclient_state(c), KZ_NETCLIENT_DISCONNECTED);
+    cr_assert_eq(kz_netclient_reason(c), 42, "the client sees the kick reason");
+    kz_netclient_destroy(c);
+    kz_netserver_destroy(w.srv);
+}
+
+Test(transport, echo_on_every_channel_single_threaded, .timeout = 30)
+{
+    echo_round_trip(0);
+}
+
+Test(transport, echo_on_every_channel_with_io_thread, .timeout = 30)
+{
+    echo_round_trip(1);
+}
+
+Test(transport, plain_enet_client_never_gets_a_peer, .timeout = 30)
+{
+    start(0, 8);
+    cr_assert_eq(enet_initialize(), 0);
+    ENetHost *raw = enet_host_create(NULL, 1, 4, 0, 0);
+    cr_assert_not_null(raw);
+    ENetAddress to = {.host = htonl(0x7f000001), .port = kz_netserver_port(w.srv)};
+    ENetPeer *p = enet_host_connect(raw, &to, 4, 0);
+    cr_assert_not_null(p);
+    ENetEvent ev;
+    int connected = 0;
+    kz_time_ns end = kz_clock_now(&w.clock) + 1500 * KZ_NS_PER_MS;
+    while (kz_clock_now(&w.clock) < end) {
+        kz_netserver_service(w.srv, kz_clock_now(&w.clock));
+        while (enet_host_service(raw, &ev, 1) > 0)
+            connected |= ev.type == ENET_EVENT_TYPE_CONNECT;
+    }
+    cr_assert_eq(connected, 0);
+    cr_assert_eq(kz_netserver_sessions(w.srv), 0);
+    const kz_counters *gc = kz_netserver_gate_counters(w.srv);
+    uint64_t unvalidated = 0;
+    for (uint32_t i = 0; i < gc->n_counters; i++)
+        if (strcmp(kz_counters_name(gc, i), "drop_unvalidated_source") == 0)
+            unvalidated = kz_counters_get(gc, i);
+    cr_assert_geq(unvalidated, 1, "its connects were dropped by the gate");
+    enet_host_destroy(raw);
+    kz_netserver_destroy(w.srv);
+}
+
+Test(transport, forged_packets_close_the_session, .timeout = 30)
+{
+    start(0, 8);
+    kz_connect_token ct = token(2);
+    ct.keys.client_to_server[0] ^= 1; /* the client seals with a key the server does not have */
+    kz_netclient *c = client_for(&ct);
+    pump(&c, 1, 3000, all_connected);
+    cr_assert_eq(kz_netclient_state(c), KZ_NETCLIENT_CONNECTED, "the handshake itself is fine");
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(kz_netclient_send(c, KZ_CHANNEL_INPUT, 1, "x", 1), KZ_OK);
+    kz_time_ns end = kz_clock_now(&w.clock) + 2 * KZ_NS_PER_S;
+    kz_netmsg m;
+    int data = 0;
+    while (kz_clock_now(&w.clock) < end && kz_netclient_state(c) == KZ_NETCLIENT_CONNECTED) {
+        kz_time_ns now = kz_clock_now(&w.clock);
+        kz_netclient_update(c, now);
+        kz_netserver_service(w.srv, now);
+        while (kz_netserver_poll(w.srv, &m) == KZ_OK)
+            data += m.kind == KZ_NETMSG_DATA;
+    }
+    const kz_counters *nc = kz_netserver_counters(w.srv);
+    cr_assert_eq(data, 0, "nothing forged reached the application");
+    cr_assert_geq(kz_counters_get(nc, KZ_NET_C_DROP_AUTH), 16);
+    cr_assert_eq(kz_counters_get(nc, KZ_NET_C_CLOSED_AUTH), 1);
+    cr_assert_eq(kz_netserver_sessions(w.srv), 0);
+    kz_netclient_destroy(c);
+    kz_netserver_destroy(w.srv);
+}
