@@ -26,6 +26,7 @@ int main(void)
     report("spsc 10M items, 2 threads", kzt_spsc_stress(10000000ull), &passed, &failed);
     report("mpsc 4 producers x 1M", kzt_mpsc_stress(4, 1000000ull), &passed, &failed);
     report("counters 4 writers x 1M", kzt_counters_stress(4, 1000000ull), &passed, &failed);
+    report("transport echo, I/O thread, 20k", kzt_transport_echo(20000), &passed, &failed);
     printf("threads: %d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

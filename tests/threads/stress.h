@@ -30,4 +30,10 @@ kzt_result kzt_mpsc_stress(uint32_t producers, uint64_t per_producer);
  * totals; checks monotonic reads and exact final sums. */
 kzt_result kzt_counters_stress(uint32_t writers, uint64_t per_writer);
 
+
+/* A threaded kz_netserver (I/O thread) and one client on the caller's
+ * thread exchange `messages` sealed echoes over loopback; checks that each
+ * comes back intact and in order on the reliable channel. */
+kzt_result kzt_transport_echo(uint32_t messages);
+
 #endif /* KZ_TESTS_THREADS_STRESS_H */
