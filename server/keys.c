@@ -1,0 +1,459 @@
+/*
+ * Key files: text format, strict parser, server id, and the careful file
+ * I/O that secrets need (exclusive creation with the final mode, atomic
+ * replacement, fsync of file and directory, wiping of every buffer that
+ * held a secret). The format is specified in keys.h and docs/OPERATIONS.md.
+ *
+ * The workload is tiny (four files of a few hundred bytes, once per
+ * command), so everything favours clear failures over speed: each refusal
+ * names the file and the reason.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "defaults.h"
+#include "keys.h"
+
+#define KZS__CHECK_BYTES 4u
+#define KZS__CHECK_PREFIX "check "
+#define KZS__SERVER_ID_PREFIX "kizuna-server-id"
+
+typedef struct kzs__key_desc {
+    const char *file;
+    const char *header;
+    size_t bytes;
+    int secret;
+} kzs__key_desc;
+
+static const kzs__key_desc kzs__keys[KZS_KEY_KIND_COUNT] = {
+    {"backend.key", "kizuna backend-secret-key v1", KZ_SIGN_SECRET_KEY_BYTES, 1},
+    {"backend.pub", "kizuna backend-public-key v1", KZ_SIGN_PUBLIC_KEY_BYTES, 0},
+    {"server.key", "kizuna server-secret-key v1", KZ_BOX_SECRET_KEY_BYTES, 1},
+    {"server.pub", "kizuna server-public-key v1", KZ_BOX_PUBLIC_KEY_BYTES, 0},
+};
+
+const char *kzs_key_file_name(kzs_key_kind kind) { return kzs__keys[kind].file; }
+const char *kzs_key_header(kzs_key_kind kind) { return kzs__keys[kind].header; }
+size_t kzs_key_bytes(kzs_key_kind kind) { return kzs__keys[kind].bytes; }
+int kzs_key_is_secret(kzs_key_kind kind) { return kzs__keys[kind].secret; }
+
+/* Prints "kizuna-server: <path>: <reason>" and returns -1. */
+static int kzs__fail(const char *path, const char *fmt, ...) KZ_PRINTF(2, 3);
+static int kzs__fail(const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: %s: ", KZS_PROGRAM, path);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return -1;
+}
+
+/* ---- text format ------------------------------------------------------- */
+
+/* The check value: BLAKE2b-256(header || key), first 4 bytes. */
+static void kzs__checksum(kzs_key_kind kind, const uint8_t *key, uint8_t out[KZS__CHECK_BYTES])
+{
+    crypto_generichash_state st;
+    uint8_t h[crypto_generichash_BYTES];
+    const char *header = kzs__keys[kind].header;
+    crypto_generichash_init(&st, NULL, 0, sizeof h);
+    crypto_generichash_update(&st, (const uint8_t *)header, strlen(header));
+    crypto_generichash_update(&st, key, kzs__keys[kind].bytes);
+    crypto_generichash_final(&st, h, sizeof h);
+    memcpy(out, h, KZS__CHECK_BYTES);
+    sodium_memzero(&st, sizeof st);
+}
+
+size_t kzs_key_encode(kzs_key_kind kind, const uint8_t *key, char out[KZS_KEY_FILE_MAX_BYTES])
+{
+    uint8_t check[KZS__CHECK_BYTES];
+    char check_hex[2 * KZS__CHECK_BYTES + 1];
+    size_t n = kzs__keys[kind].bytes;
+    size_t len = (size_t)snprintf(out, KZS_KEY_FILE_MAX_BYTES, "%s\n", kzs__keys[kind].header);
+    sodium_bin2hex(out + len, KZS_KEY_FILE_MAX_BYTES - len, key, n);
+    len += 2 * n;
+    kzs__checksum(kind, key, check);
+    sodium_bin2hex(check_hex, sizeof check_hex, check, sizeof check);
+    len += (size_t)snprintf(out + len, KZS_KEY_FILE_MAX_BYTES - len, "\n%s%s\n",
+                            KZS__CHECK_PREFIX, check_hex);
+    return len;
+}
+
+/* Splits off the next "\n"-terminated line; 0 when no newline remains. */
+static int kzs__next_line(const char **p, const char *end, const char **line, size_t *n)
+{
+    const char *nl = memchr(*p, '\n', (size_t)(end - *p));
+    if (nl == NULL)
+        return 0;
+    *line = *p;
+    *n = (size_t)(nl - *p);
+    *p = nl + 1;
+    return 1;
+}
+
+static int kzs__nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Decodes exactly 2 * n lowercase hex characters into out[n]. */
+static int kzs__hex_decode(const char *hex, size_t n, uint8_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        int hi = kzs__nibble(hex[2 * i]), lo = kzs__nibble(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return 0;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 1;
+}
+
+/* Checks the third line: "check " and 8 hex digits matching the key. */
+static const char *kzs__check_line(kzs_key_kind kind, const char *line, size_t n,
+                                   const uint8_t *key)
+{
+    const size_t prefix = sizeof KZS__CHECK_PREFIX - 1;
+    uint8_t want[KZS__CHECK_BYTES], got[KZS__CHECK_BYTES];
+    if (n != prefix + 2 * KZS__CHECK_BYTES || memcmp(line, KZS__CHECK_PREFIX, prefix) != 0 ||
+        !kzs__hex_decode(line + prefix, KZS__CHECK_BYTES, got))
+        return "third line is not 'check' followed by 8 lowercase hex digits";
+    kzs__checksum(kind, key, want);
+    if (sodium_memcmp(want, got, KZS__CHECK_BYTES) != 0)
+        return "check value does not match the key (the file was altered or damaged)";
+    return NULL;
+}
+
+/* The body of kzs_key_decode: returns NULL or the first problem. */
+static const char *kzs__decode(kzs_key_kind kind, const char *text, size_t len, uint8_t *key)
+{
+    const char *p = text, *end = text + len, *line;
+    const char *header = kzs__keys[kind].header;
+    size_t n, bytes = kzs__keys[kind].bytes;
+    if (!kzs__next_line(&p, end, &line, &n))
+        return "no complete first line (empty or truncated file)";
+    if (n != strlen(header) || memcmp(line, header, n) != 0)
+        return "first line is not this kind of key file's header (wrong file?)";
+    if (!kzs__next_line(&p, end, &line, &n))
+        return "no complete key line (truncated file)";
+    if (n != 2 * bytes)
+        return "key line has the wrong length for this kind of key";
+    if (!kzs__hex_decode(line, bytes, key))
+        return "key line has a character other than 0-9 and a-f";
+    if (!kzs__next_line(&p, end, &line, &n))
+        return "no complete check line (truncated file)";
+    const char *why = kzs__check_line(kind, line, n, key);
+    if (why == NULL && p != end)
+        why = "unexpected data after the check line";
+    return why;
+}
+
+int kzs_key_decode(kzs_key_kind kind, const char *text, size_t len, uint8_t *key,
+                   const char **why)
+{
+    const char *w = kzs__decode(kind, text, len, key);
+    if (w != NULL)
+        sodium_memzero(key, kzs__keys[kind].bytes);
+    if (why)
+        *why = w;
+    return w ? KZ_EPROTO : KZ_OK;
+}
+
+uint64_t kzs_server_id(const uint8_t server_pk[KZ_BOX_PUBLIC_KEY_BYTES])
+{
+    const size_t prefix = sizeof KZS__SERVER_ID_PREFIX - 1;
+    uint8_t in[sizeof KZS__SERVER_ID_PREFIX - 1 + KZ_BOX_PUBLIC_KEY_BYTES];
+    uint8_t h[crypto_generichash_BYTES];
+    uint64_t id = 0;
+    memcpy(in, KZS__SERVER_ID_PREFIX, prefix);
+    memcpy(in + prefix, server_pk, KZ_BOX_PUBLIC_KEY_BYTES);
+    crypto_generichash(h, sizeof h, in, sizeof in, NULL, 0);
+    for (int i = 7; i >= 0; i--)
+        id = id << 8 | h[i];
+    return id;
+}
+
+/* ---- files ------------------------------------------------------------- */
+
+int kzs_path_join(const char *dir, const char *name, char out[KZS_PATH_MAX])
+{
+    int n = snprintf(out, KZS_PATH_MAX, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= KZS_PATH_MAX)
+        return kzs__fail(dir, "path too long");
+    return 0;
+}
+
+/* Reads until EOF or cap + 1 bytes; returns bytes read or -1 (errno). */
+static ssize_t kzs__read_all(int fd, uint8_t *buf, size_t cap)
+{
+    size_t got = 0;
+    while (got <= cap) {
+        uint8_t extra;
+        uint8_t *dst = got < cap ? buf + got : &extra;
+        ssize_t r = read(fd, dst, got < cap ? cap - got : 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r < 0 ? -1 : (ssize_t)got;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+int kzs_file_read(const char *path, uint8_t *buf, size_t cap, size_t *len, mode_t *mode)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return kzs__fail(path, "cannot open: %s", strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return kzs__fail(path, "not a regular file");
+    }
+    ssize_t got = kzs__read_all(fd, buf, cap);
+    int saved = errno;
+    close(fd);
+    if (got < 0)
+        return kzs__fail(path, "cannot read: %s", strerror(saved));
+    if ((size_t)got > cap)
+        return kzs__fail(path, "larger than %zu bytes, the most this file may hold", cap);
+    *len = (size_t)got;
+    if (mode)
+        *mode = st.st_mode & 07777;
+    return 0;
+}
+
+/* Writes all of data, retrying short writes; 0 or -1 (errno). */
+static int kzs__write_all(int fd, const uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, data, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        data += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Sets the exact mode (umask may have removed bits), writes, syncs,
+ * closes. Returns 0 or an errno value; fd is closed either way. */
+static int kzs__fill_fd(int fd, const void *data, size_t len, mode_t mode)
+{
+    int err = 0;
+    if (fchmod(fd, mode) != 0 || kzs__write_all(fd, data, len) != 0 || fsync(fd) != 0)
+        err = errno;
+    if (close(fd) != 0 && err == 0)
+        err = errno;
+    return err;
+}
+
+/* Syncs the directory holding `path`, so a rename or creation survives a
+ * crash. Failure is reported but not fatal: the data itself is synced. */
+static void kzs__sync_parent(const char *path)
+{
+    char dir[KZS_PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash == path ? 1 : slash - path), path);
+    int fd = open(dir, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0)
+        fprintf(stderr, "%s: %s: warning: cannot sync directory: %s\n", KZS_PROGRAM, dir,
+                strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
+static int kzs__write_exclusive(const char *path, const void *data, size_t len, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0)
+        return kzs__fail(path, "cannot create: %s", strerror(errno));
+    int err = kzs__fill_fd(fd, data, len, mode);
+    if (err != 0) {
+        unlink(path);
+        return kzs__fail(path, "cannot write: %s", strerror(err));
+    }
+    return 0;
+}
+
+/* Temporary name in the same directory: "<dir>/.<name>.XXXXXX". */
+static int kzs__temp_name(const char *path, char out[KZS_PATH_MAX])
+{
+    const char *slash = strrchr(path, '/');
+    int dir_len = slash ? (int)(slash - path + 1) : 0;
+    int n = snprintf(out, KZS_PATH_MAX, "%.*s.%s.XXXXXX", dir_len, path, path + dir_len);
+    if (n < 0 || (size_t)n >= KZS_PATH_MAX)
+        return kzs__fail(path, "path too long");
+    return 0;
+}
+
+static int kzs__write_replace(const char *path, const void *data, size_t len, mode_t mode)
+{
+    char tmp[KZS_PATH_MAX];
+    if (kzs__temp_name(path, tmp) != 0)
+        return -1;
+    int fd = mkstemp(tmp); /* created 0600: a secret is never exposed */
+    if (fd < 0)
+        return kzs__fail(tmp, "cannot create: %s", strerror(errno));
+    int err = kzs__fill_fd(fd, data, len, mode);
+    if (err == 0 && rename(tmp, path) != 0)
+        err = errno;
+    if (err != 0) {
+        unlink(tmp);
+        return kzs__fail(path, "cannot write: %s", strerror(err));
+    }
+    return 0;
+}
+
+int kzs_file_write(const char *path, const void *data, size_t len, mode_t mode, int replace)
+{
+    int rc = replace ? kzs__write_replace(path, data, len, mode)
+                     : kzs__write_exclusive(path, data, len, mode);
+    if (rc == 0)
+        kzs__sync_parent(path);
+    return rc;
+}
+
+/* ---- loading keys ------------------------------------------------------ */
+
+int kzs_key_load(const char *dir, kzs_key_kind kind, uint8_t *key)
+{
+    char path[KZS_PATH_MAX];
+    char text[KZS_KEY_FILE_MAX_BYTES];
+    size_t len = 0;
+    mode_t mode = 0;
+    const char *why = NULL;
+    int rc = kzs_path_join(dir, kzs__keys[kind].file, path);
+    if (rc == 0)
+        rc = kzs_file_read(path, (uint8_t *)text, sizeof text, &len, &mode);
+    if (rc == 0 && kzs_key_decode(kind, text, len, key, &why) != KZ_OK)
+        rc = kzs__fail(path, "%s", why);
+    if (rc == 0 && kzs__keys[kind].secret && (mode & 077) != 0)
+        fprintf(stderr, "%s: %s: warning: secret key readable by others (mode %04o); "
+                "run chmod 600 on it\n", KZS_PROGRAM, path, (unsigned)mode);
+    sodium_memzero(text, sizeof text);
+    if (rc != 0)
+        sodium_memzero(key, kzs__keys[kind].bytes);
+    return rc;
+}
+
+int kzs_keys_load_backend_secret(const char *dir, uint8_t sk[KZ_SIGN_SECRET_KEY_BYTES])
+{
+    kz_sign_keypair again;
+    if (kzs_key_load(dir, KZS_KEY_BACKEND_SECRET, sk) != 0)
+        return -1;
+    /* An Ed25519 secret key is seed || public key: derive the public key
+     * from the seed again and compare. */
+    crypto_sign_seed_keypair(again.public_key, again.secret_key, sk);
+    int ok = sodium_memcmp(again.secret_key, sk, KZ_SIGN_SECRET_KEY_BYTES) == 0;
+    sodium_memzero(&again, sizeof again);
+    if (ok)
+        return 0;
+    sodium_memzero(sk, KZ_SIGN_SECRET_KEY_BYTES);
+    char path[KZS_PATH_MAX];
+    if (kzs_path_join(dir, kzs__keys[KZS_KEY_BACKEND_SECRET].file, path) != 0)
+        return -1;
+    return kzs__fail(path, "its public half does not match its seed (mixed or edited file)");
+}
+
+int kzs_keys_load_server(const char *dir, kz_box_keypair *kp)
+{
+    uint8_t derived[KZ_BOX_PUBLIC_KEY_BYTES];
+    if (kzs_key_load(dir, KZS_KEY_SERVER_SECRET, kp->secret_key) != 0 ||
+        kzs_key_load(dir, KZS_KEY_SERVER_PUBLIC, kp->public_key) != 0) {
+        sodium_memzero(kp, sizeof *kp);
+        return -1;
+    }
+    crypto_scalarmult_base(derived, kp->secret_key);
+    if (sodium_memcmp(derived, kp->public_key, sizeof derived) == 0)
+        return 0;
+    sodium_memzero(kp, sizeof *kp);
+    return kzs__fail(dir, "server.key and server.pub are not one key pair");
+}
+
+/* ---- generating keys --------------------------------------------------- */
+
+/* Creates dir with mode 0700 unless it is already a directory. */
+static int kzs__ensure_dir(const char *dir)
+{
+    struct stat st;
+    if (mkdir(dir, 0700) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return kzs__fail(dir, "cannot create directory: %s", strerror(errno));
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return kzs__fail(dir, "exists and is not a directory");
+    return 0;
+}
+
+/* Refuses (before anything is written) when any key file exists. */
+static int kzs__refuse_existing(const char *dir)
+{
+    char path[KZS_PATH_MAX];
+    struct stat st;
+    for (int k = 0; k < KZS_KEY_KIND_COUNT; k++) {
+        if (kzs_path_join(dir, kzs__keys[k].file, path) != 0)
+            return -1;
+        if (lstat(path, &st) == 0)
+            return kzs__fail(path, "already exists; pass --force to replace the key files");
+        if (errno != ENOENT)
+            return kzs__fail(path, "cannot check: %s", strerror(errno));
+    }
+    return 0;
+}
+
+/* Encodes and writes one key file; wipes the text afterwards. */
+static int kzs__save(const char *dir, kzs_key_kind kind, const uint8_t *key, int force)
+{
+    char path[KZS_PATH_MAX];
+    char text[KZS_KEY_FILE_MAX_BYTES];
+    if (kzs_path_join(dir, kzs__keys[kind].file, path) != 0)
+        return -1;
+    size_t len = kzs_key_encode(kind, key, text);
+    mode_t mode = kzs__keys[kind].secret ? 0600 : 0644;
+    int rc = kzs_file_write(path, text, len, mode, force);
+    sodium_memzero(text, sizeof text);
+    return rc;
+}
+
+int kzs_keys_generate(const char *dir, int force, uint64_t *server_id)
+{
+    kz_sign_keypair backend;
+    kz_box_keypair server;
+    int rc = -1;
+    if (kzs__ensure_dir(dir) != 0 || (!force && kzs__refuse_existing(dir) != 0))
+        return -1;
+    if (kz_sign_keypair_generate(&backend) != KZ_OK || kz_box_keypair_generate(&server) != KZ_OK) {
+        kzs__fail(dir, "cannot generate keys: %s", kz_strerror(KZ_EIO));
+        goto out;
+    }
+    if (kzs__save(dir, KZS_KEY_BACKEND_SECRET, backend.secret_key, force) != 0 ||
+        kzs__save(dir, KZS_KEY_BACKEND_PUBLIC, backend.public_key, force) != 0 ||
+        kzs__save(dir, KZS_KEY_SERVER_SECRET, server.secret_key, force) != 0 ||
+        kzs__save(dir, KZS_KEY_SERVER_PUBLIC, server.public_key, force) != 0)
+        goto out;
+    if (server_id)
+        *server_id = kzs_server_id(server.public_key);
+    rc = 0;
+out:
+    sodium_memzero(&backend, sizeof backend);
+    sodium_memzero(&server, sizeof server);
+    return rc;
+}
