@@ -99,7 +99,7 @@ static int kz__gate_config_resolve(kz__gate_config *c)
         c->n_ports > KZ_GATE_MAX_PORTS)
         return KZ_EINVAL;
     if (c->challenge_rate == 0)
-        c->challenge_rate = 20;
+        c->challenge_rate = KZ_GATE_DEFAULT_RATE;
     if (c->challenge_burst == 0)
         c->challenge_burst = 2 * c->challenge_rate;
     if (c->rate_buckets == 0)

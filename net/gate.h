@@ -36,6 +36,7 @@
 #include <kizuna/token.h>
 
 #define KZ_GATE_MAX_PORTS 16u
+#define KZ_GATE_DEFAULT_RATE 100u
 
 /* Drop reasons and events, one counter each. */
 #define KZ_GATE_COUNTERS(X)                                                    \
@@ -79,8 +80,12 @@ enum {
 typedef struct kz__gate_config {
     kz_token_verifier verifier;
     uint32_t max_sessions;        /* pending + connected slots; required */
-    uint32_t challenge_rate;      /* challenges per second per source IP; 0 = 20 */
-    uint32_t challenge_burst;     /* bucket size; 0 = 2 * rate */
+    /* Gate work (challenges and token verifications) allowed per second per
+     * source IP, and the bucket size. Clients behind one NAT share it, so
+     * it is generous: at the default a single IP can make the gate spend
+     * about 1% of a core on signature checks. */
+    uint32_t challenge_rate;      /* 0 = KZ_GATE_DEFAULT_RATE */
+    uint32_t challenge_burst;     /* 0 = 2 * rate */
     uint32_t rate_buckets;        /* power of two; 0 = 65536 */
     uint32_t pending_timeout_ms;  /* 0 = 10000 */
     uint32_t n_ports;             /* ENet ports handed out round-robin; >= 1 */

@@ -9,6 +9,7 @@
 
 #include <kizuna/transport.h>
 
+#include "enet_tune.h"
 #include "gate.h"
 #include "seal.h"
 
@@ -162,7 +163,10 @@ static void kz__client_send_request(kz_netclient *c)
 /* After the accept: ENet connect from this same socket to the given port. */
 static void kz__client_start_enet(kz_netclient *c)
 {
-    ENetAddress to = {.host = c->gate_addr.host, .port = c->hs.port};
+    /* Port 0: ENet listens on the gate's own socket, so connect to the very
+     * address the handshake went to (which may be a relay or a NAT). */
+    ENetAddress to = {.host = c->gate_addr.host,
+                      .port = c->hs.port ? c->hs.port : c->gate_addr.port};
     const kz_session_keys *k = &c->hs.token.keys;
     if (kz__seal_init(&c->tx, k->client_to_server, c->hs.alg, c->hs.session_id) != KZ_OK ||
         kz__seal_init(&c->rx, k->server_to_client, c->hs.alg, c->hs.session_id) != KZ_OK ||
@@ -192,6 +196,7 @@ static void kz__client_dispatch(kz_netclient *c, ENetEvent *ev)
     switch (ev->type) {
     case ENET_EVENT_TYPE_CONNECT:
         c->state = KZ_NETCLIENT_CONNECTED;
+        kz__enet_peer_setup(ev->peer, KZ_ENET_SESSION_TIMEOUT_MS);
         break;
     case ENET_EVENT_TYPE_RECEIVE:
         kz__client_on_receive(c, ev->channelID, ev->packet);
@@ -240,6 +245,8 @@ int kz_netclient_update(kz_netclient *c, kz_time_ns now)
             c->next_send = now + (kz_time_ns)c->cfg.resend_ms * KZ_NS_PER_MS;
         }
     }
+    if (c->peer && c->state == KZ_NETCLIENT_CONNECTED)
+        kz__enet_cap_rto(c->peer);
     enet_host_flush(c->host);
     kz__updating = NULL;
     return KZ_OK;

@@ -26,6 +26,7 @@
 #include <kizuna/transport.h>
 
 #include "core/assert.h"
+#include "enet_tune.h"
 #include "gate.h"
 #include "seal.h"
 
@@ -76,6 +77,7 @@ struct kz_netserver {
     atomic_uint n_sessions;   /* published by the I/O side each pass */
     int thread_started;
     kz_time_ns now;           /* I/O side's current time */
+    kz_time_ns next_rto_cap;
     uint8_t reply[KZ_GATE_REQUEST_BYTES];
 };
 
@@ -204,6 +206,7 @@ static void kz__on_connect(kz_netserver *s, ENetPeer *peer)
     }
     kz__replay_init(&ss->window);
     ss->peer = peer;
+    kz__enet_peer_setup(peer, KZ_ENET_SESSION_TIMEOUT_MS);
     ss->auth_failures = 0;
     ss->active = 1;
     peer->data = (void *)(uintptr_t)(slot + 1);
@@ -336,6 +339,8 @@ static void kz__dispatch(kz_netserver *s, ENetEvent *ev)
     }
 }
 
+static void kz__cap_timeouts(kz_netserver *s, kz_time_ns now);
+
 /* One pass: send what is queued, receive and dispatch until ENet has
  * nothing more (or `wait_ms` passes with nothing), expire stale slots. */
 static void kz__io_pass(kz_netserver *s, kz_time_ns now, enet_uint32 wait_ms)
@@ -353,7 +358,20 @@ static void kz__io_pass(kz_netserver *s, kz_time_ns now, enet_uint32 wait_ms)
     enet_host_flush(s->host);
     kz__serving = NULL;
     kz__gate_expire(s->gate, now);
+    kz__cap_timeouts(s, now);
     atomic_store_explicit(&s->n_sessions, kz__gate_sessions(s->gate), memory_order_relaxed);
+}
+
+/* Every 100 ms, cap retransmission timeouts of a share of the peers, so a
+ * pass stays cheap with thousands of peers (enet_tune.h says why). */
+static void kz__cap_timeouts(kz_netserver *s, kz_time_ns now)
+{
+    if (now < s->next_rto_cap)
+        return;
+    s->next_rto_cap = now + 100 * KZ_NS_PER_MS;
+    for (size_t i = 0; i < s->host->peerCount; i++)
+        if (s->host->peers[i].state == ENET_PEER_STATE_CONNECTED)
+            kz__enet_cap_rto(&s->host->peers[i]);
 }
 
 static void *kz__io_thread(void *arg)
@@ -462,7 +480,7 @@ static kz__gate *kz__gate_for(const kz_netserver *s)
     g.verifier = s->cfg.verifier;
     g.max_sessions = s->cfg.max_clients;
     g.n_ports = 1;
-    g.ports[0] = s->host->address.port;
+    g.ports[0] = 0; /* the gate and ENet share this socket: "same address" */
     g.disable_aes = s->cfg.disable_aes;
     g.log = s->cfg.log;
     g.alloc = s->cfg.alloc;

@@ -1,0 +1,27 @@
+/*
+ * ENet tuning shared by the server and client transports (internal).
+ *
+ * ENet 1.3 doubles a reliable command's retransmission timeout after every
+ * loss and never caps it, and ends a peer when one command has been
+ * retransmitted timeoutLimit times. On a path that loses a fifth of the
+ * packets each way (a round trip fails a third of the time), that ends
+ * healthy sessions: a command that fails five times in a row has waited 15
+ * seconds and is given up on. Kizuna instead caps the retransmission
+ * timeout at KZ_ENET_RTO_CAP_MS, so a lost reliable message is retried at
+ * least that often, and ends a session only when the oldest unacknowledged
+ * command is older than the session timeout (ENet's timeoutMaximum).
+ */
+#ifndef KZ_NET_ENET_TUNE_H
+#define KZ_NET_ENET_TUNE_H
+
+#include <enet/enet.h>
+
+#define KZ_ENET_RTO_CAP_MS 1000u
+#define KZ_ENET_SESSION_TIMEOUT_MS 30000u
+
+/* Applies Kizuna's timeouts to a new peer. */
+void kz__enet_peer_setup(ENetPeer *peer, uint32_t session_timeout_ms);
+/* Caps the retransmission timeout of every reliable command in flight. */
+void kz__enet_cap_rto(ENetPeer *peer);
+
+#endif /* KZ_NET_ENET_TUNE_H */
