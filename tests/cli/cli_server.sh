@@ -225,8 +225,8 @@ has_err "unknown option '--frob'"
 expect 2 token
 expect 2 token burn
 has_err "unknown sub-command 'burn'"
-expect 1 run
-has_err "run: not available yet"
+expect 2 run
+has_err "run: --keys DIR is required"
 
 expect 2 "${MINT_BASE[@]}"
 has_err "are required"
