@@ -105,7 +105,7 @@ static int kz__gate_config_resolve(kz__gate_config *c)
     if (c->rate_buckets == 0)
         c->rate_buckets = 65536;
     if (c->pending_timeout_ms == 0)
-        c->pending_timeout_ms = 10000;
+        c->pending_timeout_ms = 30000;
     if ((c->rate_buckets & (c->rate_buckets - 1)) != 0)
         return KZ_EINVAL;
     kz_allocator_resolve(&c->alloc);

@@ -87,7 +87,7 @@ typedef struct kz__gate_config {
     uint32_t challenge_rate;      /* 0 = KZ_GATE_DEFAULT_RATE */
     uint32_t challenge_burst;     /* 0 = 2 * rate */
     uint32_t rate_buckets;        /* power of two; 0 = 65536 */
-    uint32_t pending_timeout_ms;  /* 0 = 10000 */
+    uint32_t pending_timeout_ms;  /* 0 = 30000 (an ENet connect under heavy loss is slow) */
     uint32_t n_ports;             /* ENet ports handed out round-robin; >= 1 */
     uint16_t ports[KZ_GATE_MAX_PORTS];
     uint32_t disable_aes;         /* non-zero: offer ChaCha20 only */

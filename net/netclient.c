@@ -174,6 +174,7 @@ static void kz__client_start_enet(kz_netclient *c)
         c->state = KZ_NETCLIENT_FAILED;
         return;
     }
+    kz__enet_peer_setup(c->peer, KZ_ENET_SESSION_TIMEOUT_MS);
     kz__replay_init(&c->window);
     c->state = KZ_NETCLIENT_CONNECTING;
 }
@@ -196,7 +197,6 @@ static void kz__client_dispatch(kz_netclient *c, ENetEvent *ev)
     switch (ev->type) {
     case ENET_EVENT_TYPE_CONNECT:
         c->state = KZ_NETCLIENT_CONNECTED;
-        kz__enet_peer_setup(ev->peer, KZ_ENET_SESSION_TIMEOUT_MS);
         break;
     case ENET_EVENT_TYPE_RECEIVE:
         kz__client_on_receive(c, ev->channelID, ev->packet);
@@ -245,7 +245,7 @@ int kz_netclient_update(kz_netclient *c, kz_time_ns now)
             c->next_send = now + (kz_time_ns)c->cfg.resend_ms * KZ_NS_PER_MS;
         }
     }
-    if (c->peer && c->state == KZ_NETCLIENT_CONNECTED)
+    if (c->peer && (c->state == KZ_NETCLIENT_CONNECTING || c->state == KZ_NETCLIENT_CONNECTED))
         kz__enet_cap_rto(c->peer);
     enet_host_flush(c->host);
     kz__updating = NULL;

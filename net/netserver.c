@@ -369,9 +369,15 @@ static void kz__cap_timeouts(kz_netserver *s, kz_time_ns now)
     if (now < s->next_rto_cap)
         return;
     s->next_rto_cap = now + 100 * KZ_NS_PER_MS;
-    for (size_t i = 0; i < s->host->peerCount; i++)
-        if (s->host->peers[i].state == ENET_PEER_STATE_CONNECTED)
-            kz__enet_cap_rto(&s->host->peers[i]);
+    /* Connecting peers too: ENet's handshake commands are reliable and
+     * would otherwise back off and give up under heavy loss. */
+    for (size_t i = 0; i < s->host->peerCount; i++) {
+        ENetPeer *p = &s->host->peers[i];
+        if (p->state == ENET_PEER_STATE_DISCONNECTED || p->state == ENET_PEER_STATE_ZOMBIE)
+            continue;
+        kz__enet_peer_setup(p, KZ_ENET_SESSION_TIMEOUT_MS);
+        kz__enet_cap_rto(p);
+    }
 }
 
 static void *kz__io_thread(void *arg)
