@@ -1,19 +1,26 @@
 /*
- * The server transport: ENet host behind the gate, sealed sessions, SPSC
- * rings and buffer pools to and from the application thread.
+ * The server transport: ENet hosts behind one gate, sealed sessions, SPSC
+ * rings and buffer pools between each I/O thread and the application.
  *
- * Data flow (threaded mode; single-threaded mode runs the same functions on
- * the caller's thread):
+ * Data flow, per I/O host k (single-threaded mode runs the same functions
+ * for every host on the caller's thread):
  *
- *   I/O thread:  UDP -> intercept (gate) -> ENet -> open -> inbound ring
- *   app thread:  poll inbound ring, release buffers to in_free;
- *                send: take a buffer from out_free, fill, outbound ring
- *   I/O thread:  drain outbound ring -> seal -> enet_peer_send; return
- *                buffers to out_free
+ *   I/O thread k: UDP -> intercept (gate) -> ENet -> open -> in_ring[k]
+ *   app thread:   poll the in_rings in turn, release buffers to in_free[k];
+ *                 send: buffer from out_free[k], fill, out_ring[k]
+ *   I/O thread k: drain out_ring[k] -> seal -> enet_peer_send; buffers back
+ *                 to out_free[k]
  *
  * Every ring has exactly one producer and one consumer thread. Buffers are
  * indices into pools allocated at creation: nothing on Kizuna's side
- * allocates per packet.
+ * allocates per packet. The gate is shared by all hosts (one table of
+ * tokens, client ids and slots) and guarded by a mutex; it is touched once
+ * per received datagram, briefly.
+ *
+ * A slot is served by one host for its whole life: the gate assigns the
+ * host's port in its ACCEPT, and the host records itself in slot_io[slot]
+ * before it publishes the slot's CONNECT message, so the application (which
+ * learns slots only from those messages) always routes sends correctly.
  */
 #include <enet/enet.h>
 #include <pthread.h>
@@ -30,9 +37,8 @@
 #include "gate.h"
 #include "seal.h"
 
-#define KZ__IO_BLOCK 0u   /* counter block of the I/O side */
-#define KZ__APP_BLOCK 1u  /* counter block of the application side */
 #define KZ__OUT_KICK 0xFFu
+#define KZ__MAX_IO KZ_GATE_MAX_PORTS
 
 /* Ring record: which buffer holds what. */
 typedef struct kz__msgref {
@@ -54,31 +60,43 @@ typedef struct kz__session {
     uint32_t active;
 } kz__session;
 
-/* A pool of `count` buffers of `size` bytes and the two rings that pass
- * their indices around. */
 typedef struct kz__pool {
     uint8_t *bytes;
     uint32_t count;
-    uint32_t size;
 } kz__pool;
+
+/* One ENet host, its thread and its rings. */
+typedef struct kz__io {
+    struct kz_netserver *srv;
+    uint32_t index;
+    ENetHost *host;
+    kz__pool in_pool, out_pool;
+    kz_spsc in_ring, in_free, out_ring, out_free;
+    kz_spsc release;          /* app -> io: slots whose DISCONNECT the app has seen */
+    uint32_t peers;           /* peers this host holds at most */
+    kz_counter_block c;
+    pthread_t thread;
+    int thread_started;
+    kz_time_ns now;
+    kz_time_ns next_rto_cap;
+    uint8_t reply[KZ_GATE_REQUEST_BYTES];
+} kz__io;
 
 struct kz_netserver {
     kz_netserver_config cfg;
-    ENetHost *host;
+    uint32_t n_io;
+    kz__io io[KZ__MAX_IO];
     kz__gate *gate;
-    kz__session *sessions;
-    kz__pool in_pool, out_pool;
-    kz_spsc in_ring, in_free, out_ring, out_free;
-    uint32_t held_in;         /* buffer of the last polled message, or UINT32_MAX */
-    kz_counters counters;
-    kz_counter_block io, app;
-    pthread_t thread;
+    pthread_mutex_t gate_lock;
+    kz__session *sessions;    /* by slot; touched only by the slot's host */
+    uint8_t *slot_io;         /* by slot: the host serving it */
+    uint32_t held_io, held_buf; /* buffer of the last polled message */
+    kz_token_info polled_info;  /* identity handed out with a CONNECT message */
+    uint32_t next_poll;       /* host the application polls first */
+    kz_counters counters;     /* one block per host, then the application's */
+    kz_counter_block app;
     atomic_int stop;
-    atomic_uint n_sessions;   /* published by the I/O side each pass */
-    int thread_started;
-    kz_time_ns now;           /* I/O side's current time */
-    kz_time_ns next_rto_cap;
-    uint8_t reply[KZ_GATE_REQUEST_BYTES];
+    atomic_uint n_sessions;   /* published by the hosts each pass */
 };
 
 static const char *const kz__net_counter_names[KZ_NET_C_COUNT] = {
@@ -87,9 +105,9 @@ static const char *const kz__net_counter_names[KZ_NET_C_COUNT] = {
 #undef KZ__NET_NAME
 };
 
-/* ENet's intercept callback has no user pointer; the server being serviced
+/* ENet's intercept callback has no user pointer; the host being serviced
  * on this thread is kept here for the duration of enet_host_service. */
-static _Thread_local kz_netserver *kz__serving;
+static _Thread_local kz__io *kz__serving;
 
 /* ---- small helpers -------------------------------------------------------- */
 
@@ -109,6 +127,11 @@ static kz_address kz__from_enet(const ENetAddress *e)
     return a;
 }
 
+static uint8_t *kz__pool_at(const kz__pool *p, uint32_t idx)
+{
+    return p->bytes + (size_t)idx * KZ_MAX_MESSAGE_BYTES;
+}
+
 /* Pushes where the design guarantees room: every buffer index lives in
  * exactly one ring (or is held by one side), and rings are as large as the
  * pools. A failure here is a bug, not a network condition. */
@@ -118,90 +141,105 @@ static void kz__push_sure(kz_spsc *r, const void *elem)
     KZ_ASSERT(pushed == 1);
 }
 
-static uint8_t *kz__pool_at(const kz__pool *p, uint32_t idx)
-{
-    return p->bytes + (size_t)idx * p->size;
-}
-
-static int kz__ring_init_all(kz_netserver *s, uint32_t cap)
-{
-    const kz_allocator *a = &s->cfg.alloc;
-    if (kz_spsc_init(&s->in_ring, cap, sizeof(kz__msgref), a) ||
-        kz_spsc_init(&s->in_free, cap, sizeof(uint32_t), a) ||
-        kz_spsc_init(&s->out_ring, cap, sizeof(kz__msgref), a) ||
-        kz_spsc_init(&s->out_free, cap, sizeof(uint32_t), a))
-        return KZ_ENOMEM;
-    for (uint32_t i = 0; i < cap; i++) {
-        kz__push_sure(&s->in_free, &i);
-        kz__push_sure(&s->out_free, &i);
-    }
-    return KZ_OK;
-}
-
-static int kz__pools_init(kz_netserver *s, uint32_t cap)
-{
-    s->in_pool = (kz__pool){NULL, cap, KZ_MAX_MESSAGE_BYTES};
-    s->out_pool = (kz__pool){NULL, cap, KZ_MAX_MESSAGE_BYTES};
-    s->in_pool.bytes = kz_alloc(&s->cfg.alloc, (size_t)cap * KZ_MAX_MESSAGE_BYTES, 64);
-    s->out_pool.bytes = kz_alloc(&s->cfg.alloc, (size_t)cap * KZ_MAX_MESSAGE_BYTES, 64);
-    return s->in_pool.bytes && s->out_pool.bytes ? KZ_OK : KZ_ENOMEM;
-}
-
 /* ---- I/O side: inbound ---------------------------------------------------- */
 
-/* Hands a message to the application; the payload is copied into a pool
- * buffer. Counts and drops it when the application is behind. */
-static void kz__deliver(kz_netserver *s, uint32_t slot, uint8_t kind, uint8_t channel,
-                        uint8_t type, const void *data, uint32_t len)
+/* Hands a data message to the application; the payload is copied into a
+ * pool buffer. Counts and drops it when the application is behind. */
+static void kz__deliver(kz__io *io, uint32_t slot, uint8_t channel, uint8_t type,
+                        const void *data, uint32_t len)
 {
     uint32_t buf;
-    if (kz_spsc_pop(&s->in_free, &buf) != KZ_OK) {
-        kz_counter_inc(s->io, KZ_NET_C_DROP_INBOUND_FULL);
+    if (kz_spsc_pop(&io->in_free, &buf) != KZ_OK) {
+        kz_counter_inc(io->c, KZ_NET_C_DROP_INBOUND_FULL);
         return;
     }
     if (len)
-        memcpy(kz__pool_at(&s->in_pool, buf), data, len);
-    kz__msgref m = {slot, len, buf, kind, channel, type, 0};
-    /* Cannot fail: in_ring and in_free have the same capacity and every
-     * buffer is in exactly one of them or held by the application. */
-    kz__push_sure(&s->in_ring, &m);
+        memcpy(kz__pool_at(&io->in_pool, buf), data, len);
+    kz__msgref m = {slot, len, buf, KZ_NETMSG_DATA, channel, type, 0};
+    kz__push_sure(&io->in_ring, &m);
+}
+
+/* Connect and disconnect notices carry no buffer and are never dropped:
+ * the in_ring has room for every buffer plus two notices per peer. */
+static void kz__notify(kz__io *io, uint32_t slot, uint8_t kind)
+{
+    kz__msgref m = {slot, 0, UINT32_MAX, kind, 0, 0, 0};
+    kz__push_sure(&io->in_ring, &m);
 }
 
 static int kz__intercept(ENetHost *host, ENetEvent *event)
 {
     (void)event;
-    kz_netserver *s = kz__serving;
+    kz__io *io = kz__serving;
+    kz_netserver *s = io->srv;
     kz_address from = kz__from_enet(&host->receivedAddress);
     size_t rlen = 0;
+    uint64_t unix_now = s->cfg.unix_time(s->cfg.unix_time_ctx);
+    pthread_mutex_lock(&s->gate_lock);
     kz__gate_action act = kz__gate_datagram(s->gate, &from, host->receivedData,
-                                            host->receivedDataLength, s->now,
-                                            s->cfg.unix_time(s->cfg.unix_time_ctx), s->reply,
-                                            sizeof s->reply, &rlen);
+                                            host->receivedDataLength, io->now, unix_now,
+                                            io->reply, sizeof io->reply, &rlen);
+    pthread_mutex_unlock(&s->gate_lock);
     if (act == KZ_GATE_PASS)
         return 0;
     if (act == KZ_GATE_REPLY) {
-        ENetBuffer b = {.data = s->reply, .dataLength = rlen};
+        ENetBuffer b = {.data = io->reply, .dataLength = rlen};
         enet_socket_send(host->socket, &host->receivedAddress, &b, 1);
     }
     return 1; /* consumed: ENet never sees it */
 }
 
-static void kz__on_connect(kz_netserver *s, ENetPeer *peer)
+/* Port the gate hands out for host `i` (0 means "the port you asked"). */
+static uint16_t kz__gate_port(const kz_netserver *s, uint32_t i)
 {
+    return s->n_io == 1 ? 0 : s->io[i].host->address.port;
+}
+
+/* Marks the slot of a new peer connected and copies what the session needs
+ * out of the gate, all under the gate lock. -1 when the peer must go. */
+static int32_t kz__claim_slot(kz__io *io, ENetPeer *peer, kz__gate_slot *out)
+{
+    kz_netserver *s = io->srv;
     kz_address from = kz__from_enet(&peer->address);
+    pthread_mutex_lock(&s->gate_lock);
     int32_t slot = kz__gate_mark_connected(s->gate, &from);
+    if (slot >= 0) {
+        *out = *kz__gate_slot_at(s->gate, (uint32_t)slot);
+        if (out->port != kz__gate_port(s, io->index)) {
+            /* Connected to a host the gate did not assign: refuse. */
+            kz__gate_release(s->gate, (uint32_t)slot);
+            slot = -1;
+        }
+    }
+    pthread_mutex_unlock(&s->gate_lock);
+    return slot;
+}
+
+static void kz__release_slot(kz_netserver *s, uint32_t slot)
+{
+    pthread_mutex_lock(&s->gate_lock);
+    kz__gate_release(s->gate, slot);
+    pthread_mutex_unlock(&s->gate_lock);
+}
+
+static void kz__on_connect(kz__io *io, ENetPeer *peer)
+{
+    kz_netserver *s = io->srv;
+    kz__gate_slot g;
+    int32_t slot = kz__claim_slot(io, peer, &g);
     if (slot < 0) {
-        /* Cannot happen through the intercept, but never trust it blindly. */
-        kz_counter_inc(s->io, KZ_NET_C_CONNECT_REFUSED);
+        kz_counter_inc(io->c, KZ_NET_C_CONNECT_REFUSED);
         enet_peer_reset(peer);
         return;
     }
-    const kz__gate_slot *g = kz__gate_slot_at(s->gate, (uint32_t)slot);
     kz__session *ss = &s->sessions[slot];
-    if (kz__seal_init(&ss->tx, g->keys.server_to_client, g->alg, g->session_id) != KZ_OK ||
-        kz__seal_init(&ss->rx, g->keys.client_to_server, g->alg, g->session_id) != KZ_OK) {
+    int rc = kz__seal_init(&ss->tx, g.keys.server_to_client, g.alg, g.session_id);
+    if (rc == KZ_OK)
+        rc = kz__seal_init(&ss->rx, g.keys.client_to_server, g.alg, g.session_id);
+    sodium_memzero(&g.keys, sizeof g.keys);
+    if (rc != KZ_OK) {
         enet_peer_reset(peer);
-        kz__gate_release(s->gate, (uint32_t)slot);
+        kz__release_slot(s, (uint32_t)slot);
         return;
     }
     kz__replay_init(&ss->window);
@@ -210,12 +248,20 @@ static void kz__on_connect(kz_netserver *s, ENetPeer *peer)
     ss->auth_failures = 0;
     ss->active = 1;
     peer->data = (void *)(uintptr_t)(slot + 1);
-    kz_counter_inc(s->io, KZ_NET_C_SESSIONS_OPENED);
-    kz__deliver(s, (uint32_t)slot, KZ_NETMSG_CONNECT, 0, 0, &g->info, sizeof g->info);
+    /* Published to the application by the ring push of the notice below. */
+    atomic_store_explicit((_Atomic uint8_t *)&s->slot_io[slot], (uint8_t)io->index,
+                          memory_order_relaxed);
+    kz_counter_inc(io->c, KZ_NET_C_SESSIONS_OPENED);
+    kz__notify(io, (uint32_t)slot, KZ_NETMSG_CONNECT);
 }
 
-static void kz__close_session(kz_netserver *s, uint32_t slot)
+/* Ends a session on the I/O side. The gate slot stays taken until the
+ * application has seen the DISCONNECT (kz__apply_releases): until then
+ * anything it queued for the slot is dropped here, never delivered to the
+ * slot's next holder. */
+static void kz__close_session(kz__io *io, uint32_t slot)
 {
+    kz_netserver *s = io->srv;
     kz__session *ss = &s->sessions[slot];
     if (!ss->active)
         return;
@@ -224,17 +270,17 @@ static void kz__close_session(kz_netserver *s, uint32_t slot)
     kz__seal_fini(&ss->tx);
     kz__seal_fini(&ss->rx);
     memset(ss, 0, sizeof *ss);
-    kz__gate_release(s->gate, slot);
-    kz_counter_inc(s->io, KZ_NET_C_SESSIONS_CLOSED);
-    kz__deliver(s, slot, KZ_NETMSG_DISCONNECT, 0, 0, NULL, 0);
+    kz_counter_inc(io->c, KZ_NET_C_SESSIONS_CLOSED);
+    kz__notify(io, slot, KZ_NETMSG_DISCONNECT);
 }
 
-static void kz__on_receive(kz_netserver *s, ENetPeer *peer, uint8_t channel, ENetPacket *pkt)
+static void kz__on_receive(kz__io *io, ENetPeer *peer, uint8_t channel, ENetPacket *pkt)
 {
+    kz_netserver *s = io->srv;
     uintptr_t tag = (uintptr_t)peer->data;
-    kz_counter_inc(s->io, KZ_NET_C_RX_PACKETS);
+    kz_counter_inc(io->c, KZ_NET_C_RX_PACKETS);
     if (tag == 0) {
-        kz_counter_inc(s->io, KZ_NET_C_DROP_NO_SESSION);
+        kz_counter_inc(io->c, KZ_NET_C_DROP_NO_SESSION);
         return;
     }
     uint32_t slot = (uint32_t)(tag - 1);
@@ -244,26 +290,26 @@ static void kz__on_receive(kz_netserver *s, ENetPeer *peer, uint8_t channel, ENe
     int rc = kz__open_packet(&ss->rx, &ss->window, pkt->data, pkt->dataLength, &type, plain,
                              sizeof plain, &len);
     if (rc == KZ_OK) {
-        kz__deliver(s, slot, KZ_NETMSG_DATA, channel, type, plain, (uint32_t)len);
+        kz__deliver(io, slot, channel, type, plain, (uint32_t)len);
         return;
     }
-    kz_counter_inc(s->io, rc == KZ_EREPLAY ? KZ_NET_C_DROP_REPLAY
+    kz_counter_inc(io->c, rc == KZ_EREPLAY ? KZ_NET_C_DROP_REPLAY
                           : rc == KZ_EAUTH ? KZ_NET_C_DROP_AUTH
                                            : KZ_NET_C_DROP_MALFORMED);
     if (rc != KZ_EREPLAY && ++ss->auth_failures >= s->cfg.max_auth_failures) {
-        kz_counter_inc(s->io, KZ_NET_C_CLOSED_AUTH);
+        kz_counter_inc(io->c, KZ_NET_C_CLOSED_AUTH);
         kz_logf(&s->cfg.log, KZ_LOG_INFO, "net", "slot %u closed after %u bad packets", slot,
                 ss->auth_failures);
         enet_peer_disconnect_now(peer, 0);
-        kz__close_session(s, slot);
+        kz__close_session(io, slot);
     }
 }
 
-static void kz__on_disconnect(kz_netserver *s, ENetPeer *peer)
+static void kz__on_disconnect(kz__io *io, ENetPeer *peer)
 {
     uintptr_t tag = (uintptr_t)peer->data;
     if (tag != 0)
-        kz__close_session(s, (uint32_t)(tag - 1));
+        kz__close_session(io, (uint32_t)(tag - 1));
 }
 
 /* ---- I/O side: outbound --------------------------------------------------- */
@@ -277,11 +323,11 @@ static enet_uint32 kz__channel_flags(uint8_t channel)
     return 0;
 }
 
-static void kz__send_one(kz_netserver *s, const kz__msgref *m)
+static void kz__send_one(kz__io *io, const kz__msgref *m)
 {
-    kz__session *ss = &s->sessions[m->slot];
+    kz__session *ss = &io->srv->sessions[m->slot];
     if (!ss->active) {
-        kz_counter_inc(s->io, KZ_NET_C_DROP_NO_SESSION);
+        kz_counter_inc(io->c, KZ_NET_C_DROP_NO_SESSION);
         return;
     }
     if (m->kind == KZ__OUT_KICK) {
@@ -293,10 +339,10 @@ static void kz__send_one(kz_netserver *s, const kz__msgref *m)
     size_t out_len;
     if (pkt == NULL)
         return;
-    int rc = kz__seal_packet(&ss->tx, m->type, kz__pool_at(&s->out_pool, m->buf), m->len,
+    int rc = kz__seal_packet(&ss->tx, m->type, kz__pool_at(&io->out_pool, m->buf), m->len,
                              pkt->data, pkt->dataLength, &out_len);
     if (rc != KZ_OK) {
-        kz_counter_inc(s->io, KZ_NET_C_NONCE_EXHAUSTED);
+        kz_counter_inc(io->c, KZ_NET_C_NONCE_EXHAUSTED);
         enet_packet_destroy(pkt);
         enet_peer_disconnect_later(ss->peer, 0);
         return;
@@ -304,75 +350,50 @@ static void kz__send_one(kz_netserver *s, const kz__msgref *m)
     if (enet_peer_send(ss->peer, m->channel, pkt) != 0)
         enet_packet_destroy(pkt);
     else
-        kz_counter_inc(s->io, KZ_NET_C_TX_PACKETS);
+        kz_counter_inc(io->c, KZ_NET_C_TX_PACKETS);
 }
 
-static void kz__drain_outbound(kz_netserver *s)
+static void kz__drain_outbound(kz__io *io)
 {
     kz__msgref batch[64];
     uint32_t n;
-    while ((n = kz_spsc_pop_n(&s->out_ring, batch, 64)) > 0) {
+    while ((n = kz_spsc_pop_n(&io->out_ring, batch, 64)) > 0) {
         for (uint32_t i = 0; i < n; i++) {
-            kz__send_one(s, &batch[i]);
-            kz__push_sure(&s->out_free, &batch[i].buf);
+            kz__send_one(io, &batch[i]);
+            kz__push_sure(&io->out_free, &batch[i].buf);
         }
     }
 }
 
 /* ---- I/O side: the loop --------------------------------------------------- */
 
-static void kz__dispatch(kz_netserver *s, ENetEvent *ev)
+static void kz__dispatch(kz__io *io, ENetEvent *ev)
 {
     switch (ev->type) {
     case ENET_EVENT_TYPE_CONNECT:
-        kz__on_connect(s, ev->peer);
+        kz__on_connect(io, ev->peer);
         break;
     case ENET_EVENT_TYPE_RECEIVE:
-        kz__on_receive(s, ev->peer, ev->channelID, ev->packet);
+        kz__on_receive(io, ev->peer, ev->channelID, ev->packet);
         enet_packet_destroy(ev->packet);
         break;
     case ENET_EVENT_TYPE_DISCONNECT:
-        kz__on_disconnect(s, ev->peer);
+        kz__on_disconnect(io, ev->peer);
         break;
     default:
         break;
     }
 }
 
-static void kz__cap_timeouts(kz_netserver *s, kz_time_ns now);
-
-/* One pass: send what is queued, receive and dispatch until ENet has
- * nothing more (or `wait_ms` passes with nothing), expire stale slots. */
-static void kz__io_pass(kz_netserver *s, kz_time_ns now, enet_uint32 wait_ms)
+/* Every 100 ms, applies Kizuna's ENet timeouts to every live peer,
+ * connecting ones included (enet_tune.h says why). */
+static void kz__cap_timeouts(kz__io *io, kz_time_ns now)
 {
-    ENetEvent ev;
-    s->now = now;
-    kz__serving = s;
-    kz__drain_outbound(s);
-    int rc = enet_host_service(s->host, &ev, wait_ms);
-    while (rc > 0) {
-        kz__dispatch(s, &ev);
-        rc = enet_host_check_events(s->host, &ev);
-    }
-    kz__drain_outbound(s);
-    enet_host_flush(s->host);
-    kz__serving = NULL;
-    kz__gate_expire(s->gate, now);
-    kz__cap_timeouts(s, now);
-    atomic_store_explicit(&s->n_sessions, kz__gate_sessions(s->gate), memory_order_relaxed);
-}
-
-/* Every 100 ms, cap retransmission timeouts of a share of the peers, so a
- * pass stays cheap with thousands of peers (enet_tune.h says why). */
-static void kz__cap_timeouts(kz_netserver *s, kz_time_ns now)
-{
-    if (now < s->next_rto_cap)
+    if (now < io->next_rto_cap)
         return;
-    s->next_rto_cap = now + 100 * KZ_NS_PER_MS;
-    /* Connecting peers too: ENet's handshake commands are reliable and
-     * would otherwise back off and give up under heavy loss. */
-    for (size_t i = 0; i < s->host->peerCount; i++) {
-        ENetPeer *p = &s->host->peers[i];
+    io->next_rto_cap = now + 100 * KZ_NS_PER_MS;
+    for (size_t i = 0; i < io->host->peerCount; i++) {
+        ENetPeer *p = &io->host->peers[i];
         if (p->state == ENET_PEER_STATE_DISCONNECTED || p->state == ENET_PEER_STATE_ZOMBIE)
             continue;
         kz__enet_peer_setup(p, KZ_ENET_SESSION_TIMEOUT_MS);
@@ -380,50 +401,121 @@ static void kz__cap_timeouts(kz_netserver *s, kz_time_ns now)
     }
 }
 
+/* Frees the gate slots whose DISCONNECT the application has seen. The
+ * releases are taken first and applied after the outbound ring is drained,
+ * so every message the application queued before it saw the DISCONNECT is
+ * dropped while the slot still belongs to the ended session. */
+static void kz__apply_releases(kz__io *io)
+{
+    uint32_t slots[64], n = kz_spsc_pop_n(&io->release, slots, 64);
+    if (n == 0)
+        return;
+    kz__drain_outbound(io);
+    for (uint32_t i = 0; i < n; i++)
+        kz__release_slot(io->srv, slots[i]);
+}
+
+/* One pass of one host: send what is queued, receive and dispatch until
+ * ENet has nothing more (or `wait_ms` passes with nothing), expire stale
+ * gate slots, publish the session count. */
+static void kz__io_pass(kz__io *io, kz_time_ns now, enet_uint32 wait_ms)
+{
+    kz_netserver *s = io->srv;
+    ENetEvent ev;
+    io->now = now;
+    kz__serving = io;
+    kz__drain_outbound(io);
+    int rc = enet_host_service(io->host, &ev, wait_ms);
+    while (rc > 0) {
+        kz__dispatch(io, &ev);
+        rc = enet_host_check_events(io->host, &ev);
+    }
+    kz__drain_outbound(io);
+    kz__apply_releases(io);
+    enet_host_flush(io->host);
+    kz__serving = NULL;
+    kz__cap_timeouts(io, now);
+    pthread_mutex_lock(&s->gate_lock);
+    kz__gate_expire(s->gate, now);
+    uint32_t sessions = kz__gate_sessions(s->gate);
+    pthread_mutex_unlock(&s->gate_lock);
+    atomic_store_explicit(&s->n_sessions, sessions, memory_order_relaxed);
+}
+
 static void *kz__io_thread(void *arg)
 {
-    kz_netserver *s = arg;
+    kz__io *io = arg;
+    kz_netserver *s = io->srv;
     while (!atomic_load_explicit(&s->stop, memory_order_acquire))
-        kz__io_pass(s, kz_clock_now(&s->cfg.clock), 1);
+        kz__io_pass(io, kz_clock_now(&s->cfg.clock), 1);
     return NULL;
 }
 
 int kz_netserver_service(kz_netserver *s, kz_time_ns now)
 {
     if (!s->cfg.threaded)
-        kz__io_pass(s, now, 0);
+        for (uint32_t i = 0; i < s->n_io; i++)
+            kz__io_pass(&s->io[i], now, 0);
     return KZ_OK;
 }
 
 /* ---- application side ----------------------------------------------------- */
 
+/* Fills *msg for a ring record; lifecycle notices get their data here. */
+static void kz__app_message(kz_netserver *s, uint32_t i, const kz__msgref *m, kz_netmsg *msg)
+{
+    *msg = (kz_netmsg){m->slot, m->kind, m->channel, m->type, 0, m->len, NULL};
+    if (m->kind == KZ_NETMSG_DATA) {
+        s->held_io = i;
+        s->held_buf = m->buf;
+        msg->data = kz__pool_at(&s->io[i].in_pool, m->buf);
+    } else if (m->kind == KZ_NETMSG_CONNECT) {
+        /* The slot cannot be released before the app sees its DISCONNECT,
+         * so the gate still holds this session's identity. */
+        pthread_mutex_lock(&s->gate_lock);
+        s->polled_info = kz__gate_slot_at(s->gate, m->slot)->info;
+        pthread_mutex_unlock(&s->gate_lock);
+        msg->data = (const uint8_t *)&s->polled_info;
+        msg->len = sizeof s->polled_info;
+    } else {
+        kz__push_sure(&s->io[i].release, &m->slot);
+    }
+}
+
 int kz_netserver_poll(kz_netserver *s, kz_netmsg *msg)
 {
-    if (s->held_in != UINT32_MAX) {
-        kz__push_sure(&s->in_free, &s->held_in);
-        s->held_in = UINT32_MAX;
+    if (s->held_buf != UINT32_MAX) {
+        kz__push_sure(&s->io[s->held_io].in_free, &s->held_buf);
+        s->held_buf = UINT32_MAX;
     }
-    kz__msgref m;
-    if (kz_spsc_pop(&s->in_ring, &m) != KZ_OK)
-        return KZ_EEMPTY;
-    s->held_in = m.buf;
-    *msg = (kz_netmsg){m.slot, m.kind, m.channel, m.type, 0, m.len,
-                       kz__pool_at(&s->in_pool, m.buf)};
-    return KZ_OK;
+    /* Round robin over the hosts so a busy one cannot starve the others. */
+    for (uint32_t n = 0; n < s->n_io; n++) {
+        uint32_t i = (s->next_poll + n) % s->n_io;
+        kz__msgref m;
+        if (kz_spsc_pop(&s->io[i].in_ring, &m) != KZ_OK)
+            continue;
+        s->next_poll = (i + 1) % s->n_io;
+        kz__app_message(s, i, &m, msg);
+        return KZ_OK;
+    }
+    return KZ_EEMPTY;
 }
 
 static int kz__queue_out(kz_netserver *s, const kz__msgref *tmpl, const void *data)
 {
+    uint8_t host = atomic_load_explicit((_Atomic uint8_t *)&s->slot_io[tmpl->slot],
+                                        memory_order_relaxed);
+    kz__io *io = &s->io[host];
     uint32_t buf;
-    if (kz_spsc_pop(&s->out_free, &buf) != KZ_OK) {
+    if (kz_spsc_pop(&io->out_free, &buf) != KZ_OK) {
         kz_counter_inc(s->app, KZ_NET_C_DROP_OUTBOUND_FULL);
         return KZ_EFULL;
     }
     kz__msgref m = *tmpl;
     m.buf = buf;
     if (data && m.len)
-        memcpy(kz__pool_at(&s->out_pool, buf), data, m.len);
-    kz__push_sure(&s->out_ring, &m);
+        memcpy(kz__pool_at(&io->out_pool, buf), data, m.len);
+    kz__push_sure(&io->out_ring, &m);
     return KZ_OK;
 }
 
@@ -448,7 +540,11 @@ int kz_netserver_kick(kz_netserver *s, uint32_t slot, uint32_t reason)
 
 static int kz__config_resolve(kz_netserver_config *c)
 {
-    if (c->max_clients == 0 || c->max_clients > ENET_PROTOCOL_MAXIMUM_PEER_ID)
+    if (c->io_threads == 0)
+        c->io_threads = 1;
+    if (c->io_threads > KZ__MAX_IO || c->max_clients == 0 ||
+        c->max_clients > c->io_threads * ENET_PROTOCOL_MAXIMUM_PEER_ID ||
+        (c->port != 0 && (uint32_t)c->port + c->io_threads - 1 > 65535))
         return KZ_EINVAL;
     if (c->ring_capacity == 0)
         c->ring_capacity = 4096;
@@ -464,10 +560,10 @@ static int kz__config_resolve(kz_netserver_config *c)
     return KZ_OK;
 }
 
-static ENetHost *kz__host_create(const kz_netserver_config *c)
+static ENetHost *kz__host_create(const kz_netserver_config *c, uint32_t i, size_t peers)
 {
-    ENetAddress addr = {.host = c->bind_ip, .port = c->port};
-    ENetHost *h = enet_host_create(&addr, c->max_clients, KZ_CHANNEL_COUNT, 0, 0);
+    ENetAddress addr = {.host = c->bind_ip, .port = c->port ? (uint16_t)(c->port + i) : 0};
+    ENetHost *h = enet_host_create(&addr, peers, KZ_CHANNEL_COUNT, 0, 0);
     if (h == NULL)
         return NULL;
     h->checksum = enet_crc32;
@@ -475,8 +571,53 @@ static ENetHost *kz__host_create(const kz_netserver_config *c)
     h->mtu = KZ_MTU;
     h->maximumPacketSize = KZ_ENET_MAX_PACKET_BYTES;
     h->maximumWaitingData = KZ_ENET_MAX_WAITING_BYTES;
-    h->duplicatePeers = c->max_clients; /* the gate decides who may connect */
+    h->duplicatePeers = peers; /* the gate decides who may connect */
+    if (h->address.port == 0) {
+        ENetAddress bound;
+        if (enet_socket_get_address(h->socket, &bound) == 0)
+            h->address.port = bound.port;
+    }
     return h;
+}
+
+static uint32_t kz__pow2_at_least(uint32_t n)
+{
+    uint32_t p = 2;
+    while (p < n)
+        p <<= 1;
+    return p;
+}
+
+static int kz__io_build(kz_netserver *s, kz__io *io, uint32_t i)
+{
+    const kz_allocator *a = &s->cfg.alloc;
+    uint32_t cap = s->cfg.ring_capacity;
+    size_t peers = (s->cfg.max_clients + s->n_io - 1) / s->n_io;
+    io->srv = s;
+    io->index = i;
+    io->host = kz__host_create(&s->cfg, i, peers);
+    if (io->host == NULL)
+        return KZ_EIO;
+    io->peers = (uint32_t)peers;
+    /* The in_ring holds every buffer's message plus a connect and a
+     * disconnect notice per peer; the release ring one entry per peer. */
+    uint32_t in_cap = kz__pow2_at_least(cap + 2 * io->peers);
+    uint32_t rel_cap = kz__pow2_at_least(io->peers < 2 ? 2 : io->peers);
+    io->in_pool = (kz__pool){kz_alloc(a, (size_t)cap * KZ_MAX_MESSAGE_BYTES, 64), cap};
+    io->out_pool = (kz__pool){kz_alloc(a, (size_t)cap * KZ_MAX_MESSAGE_BYTES, 64), cap};
+    if (!io->in_pool.bytes || !io->out_pool.bytes ||
+        kz_spsc_init(&io->release, rel_cap, sizeof(uint32_t), a) ||
+        kz_spsc_init(&io->in_ring, in_cap, sizeof(kz__msgref), a) ||
+        kz_spsc_init(&io->in_free, cap, sizeof(uint32_t), a) ||
+        kz_spsc_init(&io->out_ring, cap, sizeof(kz__msgref), a) ||
+        kz_spsc_init(&io->out_free, cap, sizeof(uint32_t), a))
+        return KZ_ENOMEM;
+    for (uint32_t b = 0; b < cap; b++) {
+        kz__push_sure(&io->in_free, &b);
+        kz__push_sure(&io->out_free, &b);
+    }
+    io->c = kz_counters_block(&s->counters, i);
+    return KZ_OK;
 }
 
 static kz__gate *kz__gate_for(const kz_netserver *s)
@@ -485,8 +626,9 @@ static kz__gate *kz__gate_for(const kz_netserver *s)
     memset(&g, 0, sizeof g);
     g.verifier = s->cfg.verifier;
     g.max_sessions = s->cfg.max_clients;
-    g.n_ports = 1;
-    g.ports[0] = 0; /* the gate and ENet share this socket: "same address" */
+    g.n_ports = s->n_io;
+    for (uint32_t i = 0; i < s->n_io; i++)
+        g.ports[i] = kz__gate_port(s, i);
     g.disable_aes = s->cfg.disable_aes;
     g.log = s->cfg.log;
     g.alloc = s->cfg.alloc;
@@ -495,26 +637,31 @@ static kz__gate *kz__gate_for(const kz_netserver *s)
 
 static int kz__server_build(kz_netserver *s)
 {
-    if (enet_initialize() != 0)
+    const kz_allocator *a = &s->cfg.alloc;
+    if (enet_initialize() != 0 || pthread_mutex_init(&s->gate_lock, NULL) != 0)
         return KZ_EIO;
-    s->host = kz__host_create(&s->cfg);
-    if (s->host == NULL)
-        return KZ_EIO;
-    /* ENet reports the bound port; for port 0 ask the socket. */
-    if (s->host->address.port == 0) {
-        ENetAddress bound;
-        if (enet_socket_get_address(s->host->socket, &bound) == 0)
-            s->host->address.port = bound.port;
+    if (kz_counters_init(&s->counters, KZ_NET_C_COUNT, s->n_io + 1, kz__net_counter_names, a))
+        return KZ_ENOMEM;
+    s->app = kz_counters_block(&s->counters, s->n_io);
+    for (uint32_t i = 0; i < s->n_io; i++) {
+        int rc = kz__io_build(s, &s->io[i], i);
+        if (rc != KZ_OK)
+            return rc;
     }
     s->gate = kz__gate_for(s);
-    s->sessions = kz_calloc(&s->cfg.alloc, (size_t)s->cfg.max_clients * sizeof *s->sessions, 64);
-    if (!s->gate || !s->sessions || kz__pools_init(s, s->cfg.ring_capacity) ||
-        kz__ring_init_all(s, s->cfg.ring_capacity) ||
-        kz_counters_init(&s->counters, KZ_NET_C_COUNT, 2, kz__net_counter_names, &s->cfg.alloc))
-        return KZ_ENOMEM;
-    s->io = kz_counters_block(&s->counters, KZ__IO_BLOCK);
-    s->app = kz_counters_block(&s->counters, KZ__APP_BLOCK);
-    s->held_in = UINT32_MAX;
+    s->sessions = kz_calloc(a, (size_t)s->cfg.max_clients * sizeof *s->sessions, 64);
+    s->slot_io = kz_calloc(a, s->cfg.max_clients, 8);
+    s->held_buf = UINT32_MAX;
+    return s->gate && s->sessions && s->slot_io ? KZ_OK : KZ_ENOMEM;
+}
+
+static int kz__start_threads(kz_netserver *s)
+{
+    for (uint32_t i = 0; i < s->n_io; i++) {
+        if (pthread_create(&s->io[i].thread, NULL, kz__io_thread, &s->io[i]) != 0)
+            return KZ_EIO;
+        s->io[i].thread_started = 1;
+    }
     return KZ_OK;
 }
 
@@ -529,11 +676,10 @@ kz_netserver *kz_netserver_create(const kz_netserver_config *cfg)
     if (s == NULL)
         return NULL;
     s->cfg = c;
+    s->n_io = c.io_threads;
     int rc = kz__server_build(s);
-    if (rc == KZ_OK && c.threaded) {
-        rc = pthread_create(&s->thread, NULL, kz__io_thread, s) == 0 ? KZ_OK : KZ_EIO;
-        s->thread_started = rc == KZ_OK;
-    }
+    if (rc == KZ_OK && c.threaded)
+        rc = kz__start_threads(s);
     if (rc != KZ_OK) {
         kz_logf(&c.log, KZ_LOG_ERROR, "net", "server transport: %s (port %u)", kz_strerror(rc),
                 c.port);
@@ -543,36 +689,51 @@ kz_netserver *kz_netserver_create(const kz_netserver_config *cfg)
     return s;
 }
 
+static void kz__io_fini(kz_netserver *s, kz__io *io)
+{
+    const kz_allocator *a = &s->cfg.alloc;
+    size_t pool_bytes = (size_t)s->cfg.ring_capacity * KZ_MAX_MESSAGE_BYTES;
+    if (io->host)
+        enet_host_destroy(io->host);
+    kz_free(a, io->in_pool.bytes, pool_bytes);
+    kz_free(a, io->out_pool.bytes, pool_bytes);
+    kz_spsc *rings[] = {&io->in_ring, &io->in_free, &io->out_ring, &io->out_free, &io->release};
+    for (size_t r = 0; r < 5; r++)
+        if (rings[r]->buf)
+            kz_spsc_fini(rings[r]);
+}
+
 void kz_netserver_destroy(kz_netserver *s)
 {
     if (s == NULL)
         return;
-    if (s->thread_started) {
-        atomic_store_explicit(&s->stop, 1, memory_order_release);
-        pthread_join(s->thread, NULL);
-    }
+    atomic_store_explicit(&s->stop, 1, memory_order_release);
+    for (uint32_t i = 0; i < s->n_io; i++)
+        if (s->io[i].thread_started)
+            pthread_join(s->io[i].thread, NULL);
     const kz_allocator a = s->cfg.alloc;
-    if (s->host)
-        enet_host_destroy(s->host);
+    for (uint32_t i = 0; i < s->n_io; i++)
+        kz__io_fini(s, &s->io[i]);
     if (s->sessions) {
         sodium_memzero(s->sessions, (size_t)s->cfg.max_clients * sizeof *s->sessions);
         kz_free(&a, s->sessions, (size_t)s->cfg.max_clients * sizeof *s->sessions);
     }
+    kz_free(&a, s->slot_io, s->cfg.max_clients);
     kz__gate_destroy(s->gate);
-    size_t pool_bytes = (size_t)s->cfg.ring_capacity * KZ_MAX_MESSAGE_BYTES;
-    kz_free(&a, s->in_pool.bytes, pool_bytes);
-    kz_free(&a, s->out_pool.bytes, pool_bytes);
-    if (s->in_ring.buf) kz_spsc_fini(&s->in_ring);
-    if (s->in_free.buf) kz_spsc_fini(&s->in_free);
-    if (s->out_ring.buf) kz_spsc_fini(&s->out_ring);
-    if (s->out_free.buf) kz_spsc_fini(&s->out_free);
-    if (s->counters.cells) kz_counters_fini(&s->counters);
+    if (s->counters.cells)
+        kz_counters_fini(&s->counters);
+    pthread_mutex_destroy(&s->gate_lock);
     kz_free(&a, s, sizeof *s);
 }
 
 uint16_t kz_netserver_port(const kz_netserver *s)
 {
-    return s->host->address.port;
+    return s->io[0].host->address.port;
+}
+
+uint16_t kz_netserver_port_of(const kz_netserver *s, uint32_t i)
+{
+    return i < s->n_io ? s->io[i].host->address.port : 0;
 }
 
 const kz_counters *kz_netserver_gate_counters(const kz_netserver *s)

@@ -21,11 +21,12 @@
 
 static const char kzs_run_usage[] =
     "usage: kizuna-server run --keys DIR [--port PORT] [--bind IPV4] [--max-clients N]\n"
-    "                         [--protocol-id N] [--log-level LEVEL]\n"
+    "                         [--io-threads N] [--protocol-id N] [--log-level LEVEL]\n"
     "  --keys DIR         directory with backend.pub, server.key and server.pub\n"
     "  --port PORT        UDP port (default 40000; 0 picks a free one)\n"
     "  --bind IPV4        address to listen on (default 0.0.0.0)\n"
-    "  --max-clients N    sessions at once, 1..4095 (default 1024)\n"
+    "  --max-clients N    sessions at once, up to 4095 per I/O thread (default 1024)\n"
+    "  --io-threads N     ENet hosts with a thread each, on PORT, PORT+1, ... (default 1)\n"
     "  --protocol-id N    application protocol id tokens must carry\n"
     "  --log-level LEVEL  error, warn, info, debug (default info)\n";
 
@@ -39,7 +40,7 @@ static void kzs_on_signal(int sig)
 
 typedef struct kzs_run_opts {
     const char *keys;
-    uint64_t port, max_clients, protocol_id;
+    uint64_t port, max_clients, protocol_id, io_threads;
     uint32_t bind_ip;
     int log_level;
 } kzs_run_opts;
@@ -50,8 +51,9 @@ static int kzs_run_parse(int argc, char **argv, kzs_run_opts *o)
         {"keys", required_argument, NULL, 'k'},      {"port", required_argument, NULL, 'p'},
         {"bind", required_argument, NULL, 'b'},      {"max-clients", required_argument, NULL, 'm'},
         {"protocol-id", required_argument, NULL, 'P'}, {"log-level", required_argument, NULL, 'l'},
+        {"io-threads", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
-    *o = (kzs_run_opts){NULL, 40000, 1024, KZ_DEFAULT_PROTOCOL_ID, 0, KZ_LOG_INFO};
+    *o = (kzs_run_opts){NULL, 40000, 1024, KZ_DEFAULT_PROTOCOL_ID, 1, 0, KZ_LOG_INFO};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -59,7 +61,8 @@ static int kzs_run_parse(int argc, char **argv, kzs_run_opts *o)
         switch (c) {
         case 'k': o->keys = optarg; break;
         case 'p': ok = kzs_parse_u64(optarg, 10, 65535, &o->port) == 0; break;
-        case 'm': ok = kzs_parse_u64(optarg, 10, 4095, &o->max_clients) == 0 && o->max_clients; break;
+        case 'm': ok = kzs_parse_u64(optarg, 10, 16 * 4095, &o->max_clients) == 0 && o->max_clients; break;
+        case 't': ok = kzs_parse_u64(optarg, 10, 16, &o->io_threads) == 0 && o->io_threads; break;
         case 'P': ok = kzs_parse_u64(optarg, 0, UINT64_MAX, &o->protocol_id) == 0; break;
         case 'b': ok = inet_pton(AF_INET, optarg, &o->bind_ip) == 1; break;
         case 'l': ok = (o->log_level = kz_log_level_parse(optarg)) >= 0; break;
@@ -91,6 +94,7 @@ static int kzs_run_config(const kzs_run_opts *o, kz_netserver_config *cfg)
     cfg->port = (uint16_t)o->port;
     cfg->max_clients = (uint32_t)o->max_clients;
     cfg->threaded = 1;
+    cfg->io_threads = (uint32_t)o->io_threads;
     cfg->log.level = o->log_level;
     return 0;
 }
@@ -132,8 +136,10 @@ int cmd_run(int argc, char **argv)
         kzs_error("run: cannot start the transport on port %u", (unsigned)o.port);
         return KZS_EXIT_FAIL;
     }
-    printf("kizuna-server listening on udp port %u (server id 0x%016llx, max %u clients)\n",
-           kz_netserver_port(srv), (unsigned long long)cfg.verifier.server_id, cfg.max_clients);
+    printf("kizuna-server listening on udp port %u (server id 0x%016llx, max %u clients, "
+           "%u I/O threads)\n",
+           kz_netserver_port(srv), (unsigned long long)cfg.verifier.server_id, cfg.max_clients,
+           cfg.io_threads);
     fflush(stdout);
     kzs_serve(srv, &cfg.log);
     printf("kizuna-server stopping: %u sessions open\n", kz_netserver_sessions(srv));

@@ -240,3 +240,105 @@ Test(transport, forged_packets_close_the_session, .timeout = 30)
     kz_netclient_destroy(c);
     kz_netserver_destroy(w.srv);
 }
+
+Test(transport, several_io_hosts_share_one_gate, .timeout = 60)
+{
+    memset(&w, 0, sizeof w);
+    cr_assert_eq(kz_sign_keypair_generate(&w.backend), KZ_OK);
+    cr_assert_eq(kz_box_keypair_generate(&w.server), KZ_OK);
+    w.clock = kz_clock_system();
+    kz_netserver_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.verifier.protocol_id = PROTO;
+    cfg.verifier.server_id = 9;
+    memcpy(cfg.verifier.backend_pk, w.backend.public_key, 32);
+    cfg.verifier.server_keys = w.server;
+    cfg.bind_ip = htonl(0x7f000001);
+    cfg.max_clients = 16;
+    cfg.io_threads = 2;
+    cfg.threaded = 1;
+    w.srv = kz_netserver_create(&cfg);
+    cr_assert_not_null(w.srv);
+    cr_assert_neq(kz_netserver_port_of(w.srv, 0), kz_netserver_port_of(w.srv, 1));
+    enum { N = 8 };
+    kz_netclient *cs[N];
+    for (int i = 0; i < N; i++) {
+        kz_connect_token ct = token(100 + (uint64_t)i);
+        cs[i] = client_for(&ct);
+    }
+    /* Threaded: the server runs itself; drive clients and echo. */
+    int echoed_back[N] = {0}, sent[N] = {0};
+    kz_time_ns end = kz_clock_now(&w.clock) + 10 * KZ_NS_PER_S;
+    int done = 0;
+    while (!done && kz_clock_now(&w.clock) < end) {
+        kz_time_ns now = kz_clock_now(&w.clock);
+        echo_pending();
+        done = 1;
+        for (int i = 0; i < N; i++) {
+            kz_netclient_update(cs[i], now);
+            if (kz_netclient_state(cs[i]) == KZ_NETCLIENT_CONNECTED && !sent[i])
+                sent[i] = kz_netclient_send(cs[i], KZ_CHANNEL_EVENT, 5, "multi", 5) == KZ_OK;
+            kz_netmsg m;
+            while (kz_netclient_poll(cs[i], &m) == KZ_OK)
+                echoed_back[i] += m.len == 5 && memcmp(m.data, "multi", 5) == 0;
+            done &= echoed_back[i] == 1;
+        }
+        struct timespec ts = {0, 500000};
+        nanosleep(&ts, NULL);
+    }
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(echoed_back[i], 1, "client %d echoed through its host", i);
+    /* Both hosts served sessions (the gate hands ports out in turn). */
+    const kz_counters *nc = kz_netserver_counters(w.srv);
+    for (uint32_t h = 0; h < 2; h++)
+        cr_assert_geq(kz_counters_block(nc, h).cells[KZ_NET_C_SESSIONS_OPENED], N / 2 - 1,
+                      "host %u served its share", h);
+    cr_assert_eq(kz_netserver_sessions(w.srv), N);
+    for (int i = 0; i < N; i++)
+        kz_netclient_destroy(cs[i]);
+    kz_netserver_destroy(w.srv);
+}
+
+Test(transport, a_slot_is_never_reused_before_the_app_saw_its_disconnect, .timeout = 30)
+{
+    start(0, 2);
+    kz_connect_token ta = token(201), tb = token(202);
+    kz_netclient *a = client_for(&ta);
+    pump(&a, 1, 3000, all_connected);
+    cr_assert_eq(kz_netclient_state(a), KZ_NETCLIENT_CONNECTED);
+    kz_netmsg m;
+    uint32_t slot_a = UINT32_MAX;
+    while (slot_a == UINT32_MAX) {
+        kz_netserver_service(w.srv, kz_clock_now(&w.clock));
+        while (kz_netserver_poll(w.srv, &m) == KZ_OK)
+            if (m.kind == KZ_NETMSG_CONNECT)
+                slot_a = m.slot;
+    }
+    /* A leaves; the server notices, but the app has not polled yet. */
+    kz_netclient_destroy(a);
+    kz_time_ns end = kz_clock_now(&w.clock) + 2 * KZ_NS_PER_S;
+    while (kz_clock_now(&w.clock) < end)
+        kz_netserver_service(w.srv, kz_clock_now(&w.clock));
+    /* The app, not yet aware, queues a message for A's slot. */
+    cr_assert_eq(kz_netserver_send(w.srv, slot_a, KZ_CHANNEL_EVENT, 9, "for A only", 10), KZ_OK);
+    /* B connects meanwhile: it must not get A's slot. */
+    kz_netclient *b = client_for(&tb);
+    pump(&b, 1, 3000, all_connected);
+    cr_assert_eq(kz_netclient_state(b), KZ_NETCLIENT_CONNECTED);
+    cr_assert_neq(kz_netclient_slot(b), slot_a, "A's slot is still reserved");
+    int saw_disconnect = 0;
+    end = kz_clock_now(&w.clock) + 2 * KZ_NS_PER_S;
+    while (kz_clock_now(&w.clock) < end) {
+        kz_time_ns now = kz_clock_now(&w.clock);
+        kz_netserver_service(w.srv, now);
+        while (kz_netserver_poll(w.srv, &m) == KZ_OK)
+            saw_disconnect |= m.kind == KZ_NETMSG_DISCONNECT && m.slot == slot_a;
+        kz_netclient_update(b, now);
+        while (kz_netclient_poll(b, &m) == KZ_OK)
+            cr_assert_fail("B received a message meant for A");
+    }
+    cr_assert(saw_disconnect);
+    cr_assert_eq(kz_netserver_sessions(w.srv), 1, "A's slot is free once the app saw it go");
+    kz_netclient_destroy(b);
+    kz_netserver_destroy(w.srv);
+}

@@ -22,7 +22,7 @@ fail() { echo "FAIL: $*"; echo "--- server log"; cat server.log 2>/dev/null || t
 
 "$BIN" keygen --out keys >/dev/null
 "$BIN" keygen --out rogue >/dev/null
-"$BIN" run --keys keys --port 0 --bind 127.0.0.1 --log-level info >server.log 2>&1 &
+"$BIN" run --keys keys --port 0 --bind 127.0.0.1 --io-threads 2 --log-level info >server.log 2>&1 &
 SERVER_PID=$!
 
 port=
@@ -36,6 +36,9 @@ done
 
 "$BIN" token mint --keys keys --server "127.0.0.1:$port" --client-id 7 --name Probe --out good.kzc >/dev/null
 "$PROBE" good.kzc 5000 >probe.out || fail "probe with a valid token did not connect: $(cat probe.out)"
+# A second client is served by the second I/O host.
+"$BIN" token mint --keys keys --server "127.0.0.1:$port" --client-id 9 --name Second --out second.kzc >/dev/null
+"$PROBE" second.kzc 5000 >probe3.out || fail "second probe did not connect: $(cat probe3.out)"
 grep -q '^connected slot' probe.out || fail "probe output: $(cat probe.out)"
 
 # Signed by another backend, sealed to another server: must not connect.

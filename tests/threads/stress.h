@@ -31,7 +31,7 @@ kzt_result kzt_mpsc_stress(uint32_t producers, uint64_t per_producer);
 kzt_result kzt_counters_stress(uint32_t writers, uint64_t per_writer);
 
 
-/* A threaded kz_netserver (I/O thread) and one client on the caller's
+/* A threaded kz_netserver (two I/O threads) and one client on the caller's
  * thread exchange `messages` sealed echoes over loopback; checks that each
  * comes back intact and in order on the reliable channel. */
 kzt_result kzt_transport_echo(uint32_t messages);

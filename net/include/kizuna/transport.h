@@ -9,7 +9,9 @@
  * allocates nothing on Kizuna's side (ENet still allocates its packets).
  *
  * Two modes, one pipeline:
- *   threaded     an I/O thread runs the ENet host; the application calls
+ *   threaded     I/O threads run the ENet hosts (one host, port and pair of
+ *                rings per thread, so one process can serve more than
+ *                ENet's 4095 peers per host); the application calls
  *                kz_netserver_poll / kz_netserver_send from ONE other thread.
  *   single       no thread: the caller runs kz_netserver_service(s, now)
  *                itself, then poll/send, all on one thread. Tests use it.
@@ -42,7 +44,11 @@ extern "C" {
 #define KZ_CHANNEL_COUNT 4u
 
 #define KZ_NETMSG_CONNECT 1u     /* data: a kz_token_info of the new session */
-#define KZ_NETMSG_DISCONNECT 2u  /* data: none; the slot is free afterwards */
+#define KZ_NETMSG_DISCONNECT 2u  /* data: none. The slot stays reserved until the
+                                    application polls this notice; whatever it
+                                    queued for the slot before is dropped, never
+                                    delivered to the slot's next holder. Do not
+                                    send to the slot after polling it. */
 #define KZ_NETMSG_DATA 3u
 
 /* One message between the transport and the application. `data` is valid
@@ -63,9 +69,12 @@ typedef uint64_t (*kz_unix_time_fn)(void *ctx);
 typedef struct kz_netserver_config {
     kz_token_verifier verifier;
     uint32_t bind_ip;            /* IPv4, network order; 0 = any */
-    uint16_t port;               /* 0 = pick a free one (see kz_netserver_port) */
-    uint32_t max_clients;        /* 1..4095; required */
-    uint32_t threaded;           /* non-zero: run an I/O thread */
+    uint16_t port;               /* first port; 0 = pick free ones (kz_netserver_port) */
+    uint32_t max_clients;        /* in all, 1..4095 per I/O thread; required */
+    uint32_t threaded;           /* non-zero: run I/O threads */
+    uint32_t io_threads;         /* ENet hosts, one thread and port each (port, port+1,
+                                    ...); 0 = 1; at most 16; single-threaded mode
+                                    services them all on the caller's thread */
     uint32_t ring_capacity;      /* messages per direction, power of two; 0 = 4096 */
     uint32_t max_auth_failures;  /* forged packets before a session is closed; 0 = 16 */
     uint32_t disable_aes;        /* non-zero: ChaCha20-Poly1305 only */
@@ -83,8 +92,11 @@ typedef struct kz_netserver kz_netserver;
 KZ_API kz_netserver *kz_netserver_create(const kz_netserver_config *cfg);
 /* Stops the I/O thread, disconnects every peer, frees everything. */
 KZ_API void kz_netserver_destroy(kz_netserver *s);
-/* The UDP port the server listens on. */
+/* The UDP port of the first ENet host, where clients send their gate
+ * requests (the gate then names the port of the host that serves them). */
 KZ_API uint16_t kz_netserver_port(const kz_netserver *s);
+/* The port of I/O host `i` (< io_threads), or 0. */
+KZ_API uint16_t kz_netserver_port_of(const kz_netserver *s, uint32_t i);
 
 /* Single-threaded mode: receive, run the gate, seal and send what the
  * application queued, service ENet. Returns 0; no-op in threaded mode. */
