@@ -61,10 +61,13 @@ static int kz__handshake_accept(kz__handshake *h, const uint8_t *d, size_t len)
     const uint8_t *p = plain, *end = plain + sizeof plain;
     uint8_t reserved;
     uint16_t lo, hi;
-    (void)(kz__get_u64(&p, end, &h->session_id) && kz__get_u8(&p, end, &h->alg) &&
-           kz__get_u8(&p, end, &reserved) && kz__get_u16(&p, end, &h->port) &&
-           kz__get_u16(&p, end, &lo) && kz__get_u16(&p, end, &hi) &&
-           kz__get_u16(&p, end, &h->timeout_seconds));
+    /* The plaintext has a fixed size, so these reads cannot run short; the
+     * check is kept because the code must not rely on that silently. */
+    if (!kz__get_u64(&p, end, &h->session_id) || !kz__get_u8(&p, end, &h->alg) ||
+        !kz__get_u8(&p, end, &reserved) || !kz__get_u16(&p, end, &h->port) ||
+        !kz__get_u16(&p, end, &lo) || !kz__get_u16(&p, end, &hi) ||
+        !kz__get_u16(&p, end, &h->timeout_seconds))
+        return KZ_EAGAIN;
     h->slot = (uint32_t)lo | (uint32_t)hi << 16;
     if ((h->alg != KZ_AEAD_CHACHA20 && h->alg != KZ_AEAD_AES256GCM) ||
         !(h->aead_mask & (h->alg == KZ_AEAD_CHACHA20 ? KZ_AEAD_BIT_CHACHA20
