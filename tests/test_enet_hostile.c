@@ -18,6 +18,7 @@
 #include <kizuna/transport.h>
 
 #include "net/gate.h"
+#include "support/loopback.h"
 
 /* ---- ENet memory, counted ------------------------------------------------ */
 
@@ -58,32 +59,6 @@ static int rogue_intercept(ENetHost *host, ENetEvent *ev)
         return 1;
     }
     return 0;
-}
-
-static kz_connect_token mint(const kz_sign_keypair *b, const kz_box_keypair *s, uint16_t port,
-                             uint64_t id)
-{
-    kz_token_info t;
-    memset(&t, 0, sizeof t);
-    t.protocol_id = 3;
-    t.create_time = (uint64_t)time(NULL) - 1;
-    t.expire_time = t.create_time + 300;
-    t.server_id = 3;
-    t.n_addresses = 1;
-    t.addresses[0].family = KZ_ADDR_IPV4;
-    t.addresses[0].ip[0] = 127;
-    t.addresses[0].ip[3] = 1;
-    t.addresses[0].port = port;
-    t.client_id = id;
-    t.avatar_id = id;
-    strcpy(t.name, "rogue");
-    strcpy(t.claims.method, "none");
-    kz_connect_token ct;
-    size_t len;
-    cr_assert_eq(kz_token_mint(&t, b->secret_key, s->public_key, &ct.keys, ct.token,
-                               sizeof ct.token, &len), KZ_OK);
-    ct.token_len = (uint16_t)len;
-    return ct;
 }
 
 /* Sends `body` as an ENet datagram of `peer`'s session with a valid
@@ -176,18 +151,10 @@ Test(enet_hostile, crafted_enet_from_an_admitted_client_is_dropped_and_memory_st
 {
     ENetCallbacks cb = {count_malloc, count_free, abort};
     cr_assert_eq(enet_initialize_with_callbacks(ENET_VERSION, &cb), 0);
-    kz_sign_keypair backend;
-    kz_box_keypair server;
-    cr_assert_eq(kz_sign_keypair_generate(&backend), KZ_OK);
-    cr_assert_eq(kz_box_keypair_generate(&server), KZ_OK);
+    kzt_keys keys;
+    cr_assert_eq(kzt_keys_make(&keys), KZ_OK);
     kz_netserver_config sc;
-    memset(&sc, 0, sizeof sc);
-    sc.verifier.protocol_id = 3;
-    sc.verifier.server_id = 3;
-    memcpy(sc.verifier.backend_pk, backend.public_key, 32);
-    sc.verifier.server_keys = server;
-    sc.bind_ip = htonl(0x7f000001);
-    sc.max_clients = 8;
+    kzt_server_config(&sc, &keys, 3, 3, 8);
     sc.max_auth_failures = 1000000; /* keep the rogue admitted for the whole barrage */
     kz_netserver *srv = kz_netserver_create(&sc);
     cr_assert_not_null(srv);
@@ -199,7 +166,8 @@ Test(enet_hostile, crafted_enet_from_an_admitted_client_is_dropped_and_memory_st
     cr_assert_not_null(rogue);
     rogue->checksum = enet_crc32;
     rogue->intercept = rogue_intercept;
-    kz_connect_token rt = mint(&backend, &server, port, 66);
+    kz_connect_token rt;
+    cr_assert_eq(kzt_mint(&keys, 3, 3, port, 66, &rt), KZ_OK);
     cr_assert_eq(kz__handshake_init(&rogue_hs, &rt), KZ_OK);
     ENetAddress to = {.host = htonl(0x7f000001), .port = port};
     ENetPeer *peer = NULL;
@@ -221,7 +189,8 @@ Test(enet_hostile, crafted_enet_from_an_admitted_client_is_dropped_and_memory_st
     cr_assert(connected, "the rogue got through the gate honestly");
 
     /* An honest client beside it. */
-    kz_connect_token ht = mint(&backend, &server, port, 67);
+    kz_connect_token ht;
+    cr_assert_eq(kzt_mint(&keys, 3, 3, port, 67, &ht), KZ_OK);
     kz_netclient_config cc;
     memset(&cc, 0, sizeof cc);
     kz_netclient *honest = kz_netclient_create(&cc, &ht);

@@ -16,6 +16,8 @@
 #include <kizuna/proxy.h>
 #include <kizuna/transport.h>
 
+#include "support/loopback.h"
+
 #define CLIENTS 64
 #define SEND_SECONDS 30
 #define MARKER "KIZUNA-PLAINTEXT-MARKER"
@@ -29,32 +31,6 @@ static void tap(void *ctx, uint32_t dir, const uint8_t *data, size_t len)
     captured++;
     if (memmem(data, len, MARKER, strlen(MARKER)) || memmem(data, len, "client-", 7))
         marker_seen++;
-}
-
-static kz_connect_token mint(const kz_sign_keypair *b, const kz_box_keypair *s, uint16_t port,
-                             uint64_t id)
-{
-    kz_token_info t;
-    memset(&t, 0, sizeof t);
-    t.protocol_id = 5;
-    t.create_time = (uint64_t)time(NULL) - 1;
-    t.expire_time = t.create_time + 600;
-    t.server_id = 5;
-    t.n_addresses = 1;
-    t.addresses[0].family = KZ_ADDR_IPV4;
-    t.addresses[0].ip[0] = 127;
-    t.addresses[0].ip[3] = 1;
-    t.addresses[0].port = port;
-    t.client_id = id;
-    t.avatar_id = id;
-    snprintf(t.name, sizeof t.name, "soak %u", (unsigned)id);
-    strcpy(t.claims.method, "none");
-    kz_connect_token ct;
-    size_t len;
-    cr_assert_eq(kz_token_mint(&t, b->secret_key, s->public_key, &ct.keys, ct.token,
-                               sizeof ct.token, &len), KZ_OK);
-    ct.token_len = (uint16_t)len;
-    return ct;
 }
 
 typedef struct {
@@ -114,18 +90,10 @@ static void client_side(bot *b, kz_time_ns now, int sending, kz_time_ns *next_se
 
 Test(impaired, sessions_survive_burst_loss_and_jitter, .timeout = 180)
 {
-    kz_sign_keypair backend;
-    kz_box_keypair server;
-    cr_assert_eq(kz_sign_keypair_generate(&backend), KZ_OK);
-    cr_assert_eq(kz_box_keypair_generate(&server), KZ_OK);
+    kzt_keys keys;
+    cr_assert_eq(kzt_keys_make(&keys), KZ_OK);
     kz_netserver_config sc;
-    memset(&sc, 0, sizeof sc);
-    sc.verifier.protocol_id = 5;
-    sc.verifier.server_id = 5;
-    memcpy(sc.verifier.backend_pk, backend.public_key, 32);
-    sc.verifier.server_keys = server;
-    sc.bind_ip = htonl(0x7f000001);
-    sc.max_clients = CLIENTS;
+    kzt_server_config(&sc, &keys, 5, 5, CLIENTS);
     kz_netserver *srv = kz_netserver_create(&sc);
     cr_assert_not_null(srv);
 
@@ -153,7 +121,8 @@ Test(impaired, sessions_survive_burst_loss_and_jitter, .timeout = 180)
     cc.server.port = kz_proxy_port(proxy);
     cc.connect_timeout_ms = 20000;
     for (int i = 0; i < CLIENTS; i++) {
-        kz_connect_token ct = mint(&backend, &server, kz_netserver_port(srv), (uint64_t)i + 1);
+        kz_connect_token ct;
+        cr_assert_eq(kzt_mint(&keys, 5, 5, kz_netserver_port(srv), (uint64_t)i + 1, &ct), KZ_OK);
         bots[i].c = kz_netclient_create(&cc, &ct);
         cr_assert_not_null(bots[i].c);
     }

@@ -11,60 +11,41 @@
 
 #include <kizuna/transport.h>
 
+#include "support/loopback.h"
+
 #define PROTO 0x4b5a000000000001ull
 
 typedef struct {
-    kz_sign_keypair backend;
-    kz_box_keypair server;
+    kzt_keys keys;
     kz_netserver *srv;
     kz_clock clock;
 } world;
 
 static world w;
 
+static kz_netserver_config config_for(uint32_t threaded, uint32_t max_clients)
+{
+    kz_netserver_config cfg;
+    kzt_server_config(&cfg, &w.keys, PROTO, 9, max_clients);
+    cfg.threaded = threaded;
+    cfg.ring_capacity = 256;
+    return cfg;
+}
+
 static void start(uint32_t threaded, uint32_t max_clients)
 {
     memset(&w, 0, sizeof w);
-    cr_assert_eq(kz_sign_keypair_generate(&w.backend), KZ_OK);
-    cr_assert_eq(kz_box_keypair_generate(&w.server), KZ_OK);
+    cr_assert_eq(kzt_keys_make(&w.keys), KZ_OK);
     w.clock = kz_clock_system();
-    kz_netserver_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.verifier.protocol_id = PROTO;
-    cfg.verifier.server_id = 9;
-    memcpy(cfg.verifier.backend_pk, w.backend.public_key, 32);
-    cfg.verifier.server_keys = w.server;
-    cfg.bind_ip = htonl(0x7f000001);
-    cfg.max_clients = max_clients;
-    cfg.threaded = threaded;
-    cfg.ring_capacity = 256;
+    kz_netserver_config cfg = config_for(threaded, max_clients);
     w.srv = kz_netserver_create(&cfg);
     cr_assert_not_null(w.srv);
 }
 
 static kz_connect_token token(uint64_t client_id)
 {
-    kz_token_info t;
-    memset(&t, 0, sizeof t);
-    t.protocol_id = PROTO;
-    t.create_time = (uint64_t)time(NULL) - 1;
-    t.expire_time = t.create_time + 300;
-    t.server_id = 9;
-    t.n_addresses = 1;
-    t.addresses[0].family = KZ_ADDR_IPV4;
-    t.addresses[0].ip[0] = 127;
-    t.addresses[0].ip[3] = 1;
-    t.addresses[0].port = kz_netserver_port(w.srv);
-    t.client_id = client_id;
-    t.avatar_id = client_id + 1000;
-    strcpy(t.name, "loopback");
-    strcpy(t.claims.method, "none");
     kz_connect_token ct;
-    size_t len;
-    cr_assert_eq(kz_token_mint(&t, w.backend.secret_key, w.server.public_key, &ct.keys, ct.token,
-                               sizeof ct.token, &len),
-                 KZ_OK);
-    ct.token_len = (uint16_t)len;
+    cr_assert_eq(kzt_mint(&w.keys, PROTO, 9, kz_netserver_port(w.srv), client_id, &ct), KZ_OK);
     return ct;
 }
 
@@ -244,19 +225,10 @@ Test(transport, forged_packets_close_the_session, .timeout = 30)
 Test(transport, several_io_hosts_share_one_gate, .timeout = 60)
 {
     memset(&w, 0, sizeof w);
-    cr_assert_eq(kz_sign_keypair_generate(&w.backend), KZ_OK);
-    cr_assert_eq(kz_box_keypair_generate(&w.server), KZ_OK);
+    cr_assert_eq(kzt_keys_make(&w.keys), KZ_OK);
     w.clock = kz_clock_system();
-    kz_netserver_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.verifier.protocol_id = PROTO;
-    cfg.verifier.server_id = 9;
-    memcpy(cfg.verifier.backend_pk, w.backend.public_key, 32);
-    cfg.verifier.server_keys = w.server;
-    cfg.bind_ip = htonl(0x7f000001);
-    cfg.max_clients = 16;
+    kz_netserver_config cfg = config_for(1, 16);
     cfg.io_threads = 2;
-    cfg.threaded = 1;
     w.srv = kz_netserver_create(&cfg);
     cr_assert_not_null(w.srv);
     cr_assert_neq(kz_netserver_port_of(w.srv, 0), kz_netserver_port_of(w.srv, 1));

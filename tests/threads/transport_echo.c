@@ -7,36 +7,13 @@
 
 #include <kizuna/transport.h>
 
+#include "support/loopback.h"
+
 static kzt_result fail(const char *why)
 {
     kzt_result r = {1, 0, {0}};
     snprintf(r.first, sizeof r.first, "%s", why);
     return r;
-}
-
-static int mint(const kz_sign_keypair *b, const kz_box_keypair *s, uint16_t port,
-                kz_connect_token *ct)
-{
-    kz_token_info t;
-    memset(&t, 0, sizeof t);
-    t.protocol_id = 7;
-    t.create_time = (uint64_t)time(NULL) - 1;
-    t.expire_time = t.create_time + 300;
-    t.server_id = 7;
-    t.n_addresses = 1;
-    t.addresses[0].family = KZ_ADDR_IPV4;
-    t.addresses[0].ip[0] = 127;
-    t.addresses[0].ip[3] = 1;
-    t.addresses[0].port = port;
-    t.client_id = 1;
-    t.avatar_id = 1;
-    strcpy(t.name, "stress");
-    strcpy(t.claims.method, "none");
-    size_t len;
-    int rc = kz_token_mint(&t, b->secret_key, s->public_key, &ct->keys, ct->token,
-                           sizeof ct->token, &len);
-    ct->token_len = (uint16_t)len;
-    return rc;
 }
 
 /* The application side of the server: echo whatever arrives. */
@@ -53,18 +30,11 @@ static uint32_t echo_all(kz_netserver *srv)
 
 kzt_result kzt_transport_echo(uint32_t messages)
 {
-    kz_sign_keypair backend;
-    kz_box_keypair server;
-    if (kz_sign_keypair_generate(&backend) || kz_box_keypair_generate(&server))
+    kzt_keys keys;
+    if (kzt_keys_make(&keys))
         return fail("keys");
     kz_netserver_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.verifier.protocol_id = 7;
-    cfg.verifier.server_id = 7;
-    memcpy(cfg.verifier.backend_pk, backend.public_key, 32);
-    cfg.verifier.server_keys = server;
-    cfg.bind_ip = htonl(0x7f000001);
-    cfg.max_clients = 4;
+    kzt_server_config(&cfg, &keys, 7, 7, 4);
     cfg.threaded = 1;
     cfg.io_threads = 2; /* two hosts share the gate: TSan sees its lock */
     kz_netserver *srv = kz_netserver_create(&cfg);
@@ -74,7 +44,7 @@ kzt_result kzt_transport_echo(uint32_t messages)
     kz_netclient_config cc;
     memset(&cc, 0, sizeof cc);
     kz_netclient *c = NULL;
-    if (mint(&backend, &server, kz_netserver_port(srv), &ct) || !(c = kz_netclient_create(&cc, &ct))) {
+    if (kzt_mint(&keys, 7, 7, kz_netserver_port(srv), 1, &ct) || !(c = kz_netclient_create(&cc, &ct))) {
         kz_netserver_destroy(srv);
         return fail("client");
     }
