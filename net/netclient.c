@@ -230,6 +230,9 @@ int kz_netclient_update(kz_netclient *c, kz_time_ns now)
         c->started = c->next_send = now;
     c->now = now;
     kz__updating = c;
+    /* Read before servicing: a challenge received during the service must
+     * be answered in this same update, not after the resend interval. */
+    uint32_t had_cookie = c->hs.has_cookie;
     ENetEvent ev;
     int rc = enet_host_service(c->host, &ev, 0);
     while (rc > 0) {
@@ -237,8 +240,6 @@ int kz_netclient_update(kz_netclient *c, kz_time_ns now)
         rc = enet_host_check_events(c->host, &ev);
     }
     if (c->state == KZ_NETCLIENT_HANDSHAKE) {
-        /* A challenge may have just arrived: answer it at once. */
-        uint32_t had_cookie = c->hs.has_cookie;
         kz__client_handshake_step(c, now);
         if (!had_cookie && c->hs.has_cookie && c->state == KZ_NETCLIENT_HANDSHAKE) {
             kz__client_send_request(c);
