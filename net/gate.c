@@ -197,11 +197,16 @@ static int kz__rate_take(kz__gate *g, const kz_address *from, kz_time_ns now)
     kz__rate_bucket *b = &g->buckets[kz__load_u64(h) & (g->cfg.rate_buckets - 1)];
     uint32_t now_ms = (uint32_t)(now / KZ_NS_PER_MS);
     uint64_t cap = (uint64_t)g->cfg.challenge_burst * 1000;
-    /* last_ms == 0 marks a bucket never used: it starts full. */
+    /* last_ms == 0 marks a bucket never used: it starts full. Several I/O
+     * threads pass their own (slightly different) clocks: time that seems
+     * to run backwards refills nothing and never moves last_ms back. */
     uint64_t tokens = b->last_ms == 0 ? cap : b->milli_tokens;
-    uint64_t refill = (uint64_t)(uint32_t)(now_ms - b->last_ms) * g->cfg.challenge_rate;
-    tokens = tokens + refill > cap ? cap : tokens + refill;
-    b->last_ms = now_ms ? now_ms : 1;
+    int32_t elapsed = b->last_ms == 0 ? 0 : (int32_t)(now_ms - b->last_ms);
+    if (elapsed > 0)
+        tokens += (uint64_t)elapsed * g->cfg.challenge_rate;
+    tokens = tokens > cap ? cap : tokens;
+    if (b->last_ms == 0 || elapsed > 0)
+        b->last_ms = now_ms ? now_ms : 1;
     if (tokens < 1000) {
         b->milli_tokens = (uint32_t)tokens;
         return 0;
@@ -308,6 +313,7 @@ typedef struct kz__request {
     uint8_t aead_mask;
     uint16_t token_len;
     const uint8_t *cookie;
+    const uint8_t *proof;
     const uint8_t *token;
 } kz__request;
 
@@ -323,7 +329,8 @@ static int kz__request_parse(const uint8_t *d, kz__request *r)
         r->token_len < KZ_TOKEN_MIN_BYTES || r->token_len > KZ_TOKEN_MAX_BYTES)
         return 0;
     r->cookie = p;
-    r->token = p + KZ_COOKIE_BYTES;
+    r->proof = p + KZ_COOKIE_BYTES;
+    r->token = r->proof + KZ_REQUEST_PROOF_BYTES;
     for (const uint8_t *q = r->token + r->token_len; q < end; q++)
         if (*q != 0)
             return 0;
@@ -412,6 +419,8 @@ static int32_t kz__slot_claim(kz__gate *g, const kz_address *from, const kz_toke
     randombytes_buf(&s->session_id, sizeof s->session_id);
     s->pending_deadline = now + (kz_time_ns)g->cfg.pending_timeout_ms * KZ_NS_PER_MS;
     memcpy(s->token_hash, token_hash, 16);
+    s->connect_tag = kz__connect_tag(keys, s->session_id);
+    s->connect_id_set = 0;
     s->keys = *keys;
     s->info = *info;
     (void)kz__fixmap_put(&g->by_addr, kz__addr_key(g, from), idx);
@@ -449,6 +458,12 @@ static kz__gate_action kz__request_proven(kz__gate *g, const kz_address *from,
                                          &info, &keys);
     if (v != KZ_TOKEN_VALID)
         return kz__drop(g, kz__verdict_counter[v], kz_token_verdict_name(v));
+    uint8_t proof[KZ_REQUEST_PROOF_BYTES];
+    kz__request_proof(&keys, r->cookie, r->token, r->token_len, proof);
+    if (sodium_memcmp(proof, r->proof, sizeof proof) != 0) {
+        sodium_memzero(&keys, sizeof keys);
+        return kz__drop(g, KZ_GATE_C_DROP_PROOF, "request proof (token used without its keys)");
+    }
     kz__gate_action act = KZ_GATE_REPLY;
     uint8_t alg = kz__choose_cipher(g, r->aead_mask);
     uint32_t other;
@@ -497,6 +512,32 @@ static kz__gate_action kz__gate_request(kz__gate *g, const kz_address *from, con
     return kz__request_proven(g, from, &r, now, unix_now, reply, reply_len);
 }
 
+/* ENet datagrams addressed to peer id 0xFFF carry a CONNECT. One is let
+ * through only for a pending slot, only with the slot's connect tag in its
+ * data field, and only with the connectID of the first one let through
+ * (its retransmissions): one ENet peer per slot, opened by the key holder.
+ * Layout (ENet 1.3, checksums on): peer id (2, big-endian; top bit: a sent
+ * time follows), sent time (2, optional), checksum (4), then the command:
+ * header (4), ..., connectID at +40 (4, opaque), data at +44 (4, BE). */
+static int kz__enet_connect_allowed(kz__gate_slot *s, const uint8_t *d, size_t len)
+{
+    uint16_t peer_field = (uint16_t)(d[0] << 8 | d[1]);
+    if ((peer_field & 0x0FFFu) != 0x0FFFu)
+        return 1; /* not a connect: ENet checks the session itself */
+    size_t at = 2 + ((peer_field & 0x8000u) ? 2 : 0) + 4;
+    if (s->state != KZ_SLOT_PENDING || len < at + 48 || (d[at] & 0x0Fu) != 2u)
+        return 0;
+    const uint8_t *cid = d + at + 40, *tag = d + at + 44;
+    uint32_t data = (uint32_t)tag[0] << 24 | (uint32_t)tag[1] << 16 | (uint32_t)tag[2] << 8 | tag[3];
+    if (data != s->connect_tag)
+        return 0;
+    if (s->connect_id_set)
+        return memcmp(cid, s->connect_id, 4) == 0;
+    memcpy(s->connect_id, cid, 4);
+    s->connect_id_set = 1;
+    return 1;
+}
+
 kz__gate_action kz__gate_datagram(kz__gate *g, const kz_address *from, const uint8_t *data,
                                   size_t len, kz_time_ns now, uint64_t unix_now, uint8_t *reply,
                                   size_t reply_cap, size_t *reply_len)
@@ -506,8 +547,11 @@ kz__gate_action kz__gate_datagram(kz__gate *g, const kz_address *from, const uin
     kz_counter_add(g->c, KZ_GATE_C_RX_BYTES, len);
     *reply_len = 0;
     if (len < 2 || data[0] != KZ_GATE_MARK0 || data[1] != KZ_GATE_MARK1) {
-        if (kz__slot_of(g, from) < 0)
+        int32_t slot = kz__slot_of(g, from);
+        if (slot < 0)
             return kz__drop(g, KZ_GATE_C_DROP_UNVALIDATED, "datagram from unvalidated address");
+        if (!kz__enet_connect_allowed(&g->slots[slot], data, len))
+            return kz__drop(g, KZ_GATE_C_DROP_ENET_CONNECT, "ENet connect not for this slot");
         kz_counter_inc(g->c, KZ_GATE_C_PASSED);
         return KZ_GATE_PASS;
     }

@@ -44,6 +44,7 @@
     X(RX_BYTES, "rx_bytes")                                                    \
     X(TX_BYTES, "tx_bytes")                                                    \
     X(PASSED, "passed_to_enet")                                                \
+    X(DROP_ENET_CONNECT, "drop_enet_connect_refused")                          \
     X(DROP_UNVALIDATED, "drop_unvalidated_source")                             \
     X(DROP_SIZE, "drop_size")                                                  \
     X(DROP_VERSION, "drop_version")                                            \
@@ -58,6 +59,7 @@
     X(DROP_TOKEN_SERVER, "drop_token_wrong_server")                            \
     X(DROP_TOKEN_SIGNATURE, "drop_token_bad_signature")                        \
     X(DROP_TOKEN_KEYS, "drop_token_bad_keys")                                  \
+    X(DROP_PROOF, "drop_request_proof")                                        \
     X(DROP_NO_CIPHER, "drop_no_common_cipher")                                 \
     X(DROP_TOKEN_REUSE, "drop_token_reuse")                                    \
     X(DROP_CLIENT_IN_USE, "drop_client_in_use")                                \
@@ -110,6 +112,9 @@ typedef struct kz__gate_slot {
     uint64_t session_id;
     kz_time_ns pending_deadline;
     uint8_t token_hash[16];       /* BLAKE2b-128 of the whole token */
+    uint32_t connect_tag;         /* expected in the ENet CONNECT's data field */
+    uint32_t connect_id_set;      /* an ENet CONNECT was let through ... */
+    uint8_t connect_id[4];        /* ... with this connectID; only it may follow */
     kz_session_keys keys;
     kz_token_info info;
 } kz__gate_slot;
@@ -140,6 +145,19 @@ const kz_counters *kz__gate_counters(const kz__gate *g);
 uint32_t kz__gate_sessions(const kz__gate *g);
 /* Bytes of memory the gate holds (fixed at creation). */
 size_t kz__gate_footprint(const kz__gate *g);
+
+/* The REQUEST's proof of key possession: BLAKE2b-128 keyed with
+ * KDF(client-to-server master, KZ_KDF_ID_REQUEST) over the cookie and the
+ * token's signature. Whoever copies a token off the wire cannot make it. */
+void kz__request_proof(const kz_session_keys *keys, const uint8_t cookie[KZ_COOKIE_BYTES],
+                       const uint8_t *token, size_t token_len,
+                       uint8_t out[KZ_REQUEST_PROOF_BYTES]);
+
+/* The value a client puts in its ENet CONNECT's data field: 32 bits of a
+ * MAC of the session id under the request key. Only the holder of the
+ * token's keys knows it, so nobody else (not even someone spoofing the
+ * client's address) can open an ENet peer for the slot. */
+uint32_t kz__connect_tag(const kz_session_keys *keys, uint64_t session_id);
 
 /* ---- client side --------------------------------------------------------- */
 

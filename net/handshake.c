@@ -25,6 +25,35 @@ int kz__handshake_init(kz__handshake *h, const kz_connect_token *token)
     return KZ_OK;
 }
 
+void kz__request_proof(const kz_session_keys *keys, const uint8_t cookie[KZ_COOKIE_BYTES],
+                       const uint8_t *token, size_t token_len,
+                       uint8_t out[KZ_REQUEST_PROOF_BYTES])
+{
+    uint8_t key[KZ_KEY_BYTES];
+    crypto_generichash_state st;
+    crypto_kdf_derive_from_key(key, sizeof key, KZ_KDF_ID_REQUEST, KZ_KDF_CONTEXT,
+                               keys->client_to_server);
+    crypto_generichash_init(&st, key, sizeof key, KZ_REQUEST_PROOF_BYTES);
+    crypto_generichash_update(&st, cookie, KZ_COOKIE_BYTES);
+    crypto_generichash_update(&st, token + token_len - KZ_SIGNATURE_BYTES, KZ_SIGNATURE_BYTES);
+    crypto_generichash_final(&st, out, KZ_REQUEST_PROOF_BYTES);
+    sodium_memzero(key, sizeof key);
+    sodium_memzero(&st, sizeof st);
+}
+
+uint32_t kz__connect_tag(const kz_session_keys *keys, uint64_t session_id)
+{
+    uint8_t key[KZ_KEY_BYTES], msg[8 + 8], tag[16];
+    crypto_kdf_derive_from_key(key, sizeof key, KZ_KDF_ID_REQUEST, KZ_KDF_CONTEXT,
+                               keys->client_to_server);
+    memcpy(msg, "connect\0", 8);
+    kz__store_u64(msg + 8, session_id);
+    crypto_generichash(tag, sizeof tag, msg, sizeof msg, key, sizeof key);
+    sodium_memzero(key, sizeof key);
+    return (uint32_t)tag[0] | (uint32_t)tag[1] << 8 | (uint32_t)tag[2] << 16 |
+           (uint32_t)tag[3] << 24;
+}
+
 size_t kz__handshake_request(const kz__handshake *h, uint8_t out[KZ_GATE_REQUEST_BYTES])
 {
     memset(out, 0, KZ_GATE_REQUEST_BYTES);
@@ -38,6 +67,8 @@ size_t kz__handshake_request(const kz__handshake *h, uint8_t out[KZ_GATE_REQUEST
     out[7] = (uint8_t)(h->token.token_len >> 8);
     if (h->has_cookie)
         memcpy(out + 8, h->cookie, KZ_COOKIE_BYTES);
+    kz__request_proof(&h->token.keys, out + 8, h->token.token, h->token.token_len,
+                      out + 8 + KZ_COOKIE_BYTES);
     memcpy(out + KZ_GATE_REQUEST_FIXED_BYTES, h->token.token, h->token.token_len);
     return KZ_GATE_REQUEST_BYTES;
 }

@@ -170,7 +170,8 @@ static void kz__client_start_enet(kz_netclient *c)
     const kz_session_keys *k = &c->hs.token.keys;
     if (kz__seal_init(&c->tx, k->client_to_server, c->hs.alg, c->hs.session_id) != KZ_OK ||
         kz__seal_init(&c->rx, k->server_to_client, c->hs.alg, c->hs.session_id) != KZ_OK ||
-        !(c->peer = enet_host_connect(c->host, &to, KZ_CHANNEL_COUNT, c->hs.slot))) {
+        !(c->peer = enet_host_connect(c->host, &to, KZ_CHANNEL_COUNT,
+                                      kz__connect_tag(k, c->hs.session_id)))) {
         c->state = KZ_NETCLIENT_FAILED;
         return;
     }

@@ -92,6 +92,7 @@ struct kz_netserver {
     uint8_t *slot_io;         /* by slot: the host serving it */
     uint32_t held_io, held_buf; /* buffer of the last polled message */
     kz_token_info polled_info;  /* identity handed out with a CONNECT message */
+    uint8_t *app_live;        /* app thread only: CONNECT polled, DISCONNECT not yet */
     uint32_t next_poll;       /* host the application polls first */
     kz_counters counters;     /* one block per host, then the application's */
     kz_counter_block app;
@@ -208,6 +209,7 @@ static int32_t kz__claim_slot(kz__io *io, ENetPeer *peer, kz__gate_slot *out)
         if (out->port != kz__gate_port(s, io->index)) {
             /* Connected to a host the gate did not assign: refuse. */
             kz__gate_release(s->gate, (uint32_t)slot);
+            sodium_memzero(out, sizeof *out);
             slot = -1;
         }
     }
@@ -229,7 +231,7 @@ static void kz__on_connect(kz__io *io, ENetPeer *peer)
     int32_t slot = kz__claim_slot(io, peer, &g);
     if (slot < 0) {
         kz_counter_inc(io->c, KZ_NET_C_CONNECT_REFUSED);
-        enet_peer_reset(peer);
+        enet_peer_disconnect_now(peer, 0);
         return;
     }
     kz__session *ss = &s->sessions[slot];
@@ -238,7 +240,7 @@ static void kz__on_connect(kz__io *io, ENetPeer *peer)
         rc = kz__seal_init(&ss->rx, g.keys.client_to_server, g.alg, g.session_id);
     sodium_memzero(&g.keys, sizeof g.keys);
     if (rc != KZ_OK) {
-        enet_peer_reset(peer);
+        enet_peer_disconnect_now(peer, 0);
         kz__release_slot(s, (uint32_t)slot);
         return;
     }
@@ -470,6 +472,7 @@ static void kz__app_message(kz_netserver *s, uint32_t i, const kz__msgref *m, kz
         s->held_buf = m->buf;
         msg->data = kz__pool_at(&s->io[i].in_pool, m->buf);
     } else if (m->kind == KZ_NETMSG_CONNECT) {
+        s->app_live[m->slot] = 1;
         /* The slot cannot be released before the app sees its DISCONNECT,
          * so the gate still holds this session's identity. */
         pthread_mutex_lock(&s->gate_lock);
@@ -478,6 +481,7 @@ static void kz__app_message(kz_netserver *s, uint32_t i, const kz__msgref *m, kz
         msg->data = (const uint8_t *)&s->polled_info;
         msg->len = sizeof s->polled_info;
     } else {
+        s->app_live[m->slot] = 0;
         kz__push_sure(&s->io[i].release, &m->slot);
     }
 }
@@ -501,8 +505,13 @@ int kz_netserver_poll(kz_netserver *s, kz_netmsg *msg)
     return KZ_EEMPTY;
 }
 
+/* Queues for a slot the application holds: between the CONNECT it polled
+ * and the DISCONNECT it has not polled yet. In that span the slot cannot
+ * move to another host or holder, so routing by slot_io is safe. */
 static int kz__queue_out(kz_netserver *s, const kz__msgref *tmpl, const void *data)
 {
+    if (!s->app_live[tmpl->slot])
+        return KZ_ESTATE;
     uint8_t host = atomic_load_explicit((_Atomic uint8_t *)&s->slot_io[tmpl->slot],
                                         memory_order_relaxed);
     kz__io *io = &s->io[host];
@@ -548,7 +557,7 @@ static int kz__config_resolve(kz_netserver_config *c)
         return KZ_EINVAL;
     if (c->ring_capacity == 0)
         c->ring_capacity = 4096;
-    if (c->ring_capacity & (c->ring_capacity - 1))
+    if ((c->ring_capacity & (c->ring_capacity - 1)) || c->ring_capacity > (1u << 16))
         return KZ_EINVAL;
     if (c->max_auth_failures == 0)
         c->max_auth_failures = 16;
@@ -600,9 +609,11 @@ static int kz__io_build(kz_netserver *s, kz__io *io, uint32_t i)
         return KZ_EIO;
     io->peers = (uint32_t)peers;
     /* The in_ring holds every buffer's message plus a connect and a
-     * disconnect notice per peer; the release ring one entry per peer. */
-    uint32_t in_cap = kz__pow2_at_least(cap + 2 * io->peers);
-    uint32_t rel_cap = kz__pow2_at_least(io->peers < 2 ? 2 : io->peers);
+     * disconnect notice per slot; the release ring one entry per slot.
+     * Sized by all slots, not this host's peers: ended sessions keep their
+     * slot (but not their ENet peer) until the application polls them. */
+    uint32_t in_cap = kz__pow2_at_least(cap + 2 * s->cfg.max_clients);
+    uint32_t rel_cap = kz__pow2_at_least(s->cfg.max_clients);
     io->in_pool = (kz__pool){kz_alloc(a, (size_t)cap * KZ_MAX_MESSAGE_BYTES, 64), cap};
     io->out_pool = (kz__pool){kz_alloc(a, (size_t)cap * KZ_MAX_MESSAGE_BYTES, 64), cap};
     if (!io->in_pool.bytes || !io->out_pool.bytes ||
@@ -651,8 +662,9 @@ static int kz__server_build(kz_netserver *s)
     s->gate = kz__gate_for(s);
     s->sessions = kz_calloc(a, (size_t)s->cfg.max_clients * sizeof *s->sessions, 64);
     s->slot_io = kz_calloc(a, s->cfg.max_clients, 8);
+    s->app_live = kz_calloc(a, s->cfg.max_clients, 8);
     s->held_buf = UINT32_MAX;
-    return s->gate && s->sessions && s->slot_io ? KZ_OK : KZ_ENOMEM;
+    return s->gate && s->sessions && s->slot_io && s->app_live ? KZ_OK : KZ_ENOMEM;
 }
 
 static int kz__start_threads(kz_netserver *s)
@@ -693,8 +705,15 @@ static void kz__io_fini(kz_netserver *s, kz__io *io)
 {
     const kz_allocator *a = &s->cfg.alloc;
     size_t pool_bytes = (size_t)s->cfg.ring_capacity * KZ_MAX_MESSAGE_BYTES;
-    if (io->host)
+    if (io->host) {
+        /* Tell every peer, so clients see a disconnect at once rather
+         * than after their timeout. */
+        for (size_t i = 0; i < io->host->peerCount; i++)
+            if (io->host->peers[i].state == ENET_PEER_STATE_CONNECTED)
+                enet_peer_disconnect_now(&io->host->peers[i], 0);
+        enet_host_flush(io->host);
         enet_host_destroy(io->host);
+    }
     kz_free(a, io->in_pool.bytes, pool_bytes);
     kz_free(a, io->out_pool.bytes, pool_bytes);
     kz_spsc *rings[] = {&io->in_ring, &io->in_free, &io->out_ring, &io->out_free, &io->release};
@@ -719,6 +738,7 @@ void kz_netserver_destroy(kz_netserver *s)
         kz_free(&a, s->sessions, (size_t)s->cfg.max_clients * sizeof *s->sessions);
     }
     kz_free(&a, s->slot_io, s->cfg.max_clients);
+    kz_free(&a, s->app_live, s->cfg.max_clients);
     kz__gate_destroy(s->gate);
     if (s->counters.cells)
         kz_counters_fini(&s->counters);

@@ -10,6 +10,22 @@ int kz__aead_aes_available(void)
     return kz__crypto_init() == KZ_OK && crypto_aead_aes256gcm_is_available();
 }
 
+/* The data key of one session and direction: the direction's data subkey,
+ * then keyed BLAKE2b over the session id and the cipher. A token that opens
+ * a second session (the same client reconnecting from the same address)
+ * gets fresh keys, so sequence numbers restarting at 0 never repeat a nonce
+ * under a key, and no key serves two ciphers. */
+static void kz__seal_session_key(const uint8_t master[KZ_KEY_BYTES], uint8_t alg,
+                                 uint64_t session_id, uint8_t out[KZ_KEY_BYTES])
+{
+    uint8_t sub[KZ_KEY_BYTES], msg[9];
+    crypto_kdf_derive_from_key(sub, sizeof sub, KZ_KDF_ID_DATA, KZ_KDF_CONTEXT, master);
+    kz__store_u64(msg, session_id);
+    msg[8] = alg;
+    crypto_generichash(out, KZ_KEY_BYTES, msg, sizeof msg, sub, sizeof sub);
+    sodium_memzero(sub, sizeof sub);
+}
+
 int kz__seal_init(kz__seal *s, const uint8_t master[KZ_KEY_BYTES], uint8_t alg,
                   uint64_t session_id)
 {
@@ -20,7 +36,7 @@ int kz__seal_init(kz__seal *s, const uint8_t master[KZ_KEY_BYTES], uint8_t alg,
         return KZ_EINVAL;
     if (alg == KZ_AEAD_AES256GCM && !crypto_aead_aes256gcm_is_available())
         return KZ_EINVAL;
-    crypto_kdf_derive_from_key(s->key, sizeof s->key, KZ_KDF_ID_DATA, KZ_KDF_CONTEXT, master);
+    kz__seal_session_key(master, alg, session_id, s->key);
     if (alg == KZ_AEAD_AES256GCM)
         crypto_aead_aes256gcm_beforenm(&s->aes, s->key);
     s->alg = alg;

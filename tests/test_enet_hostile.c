@@ -146,6 +146,44 @@ static size_t craft(uint8_t *o, int k, uint32_t i)
     }
 }
 
+/* Connects a raw ENet host through the gate honestly: handshake on its
+ * socket, then an ENet connect. Returns the server-side-facing peer. */
+static ENetPeer *rogue_connect(kz_netserver *srv, ENetHost *rogue, const kz_connect_token *ct)
+{
+    kz_clock clock = kz_clock_system();
+    cr_assert_eq(kz__handshake_init(&rogue_hs, ct), KZ_OK);
+    ENetAddress to = {.host = htonl(0x7f000001), .port = kz_netserver_port(srv)};
+    ENetPeer *peer = NULL;
+    ENetEvent ev;
+    int connected = 0;
+    kz_time_ns end = kz_clock_now(&clock) + 5 * KZ_NS_PER_S;
+    while (!connected && kz_clock_now(&clock) < end) {
+        if (rogue_hs.state != KZ_HS_ACCEPTED) {
+            uint8_t req[KZ_GATE_REQUEST_BYTES];
+            ENetBuffer b = {.data = req, .dataLength = kz__handshake_request(&rogue_hs, req)};
+            enet_socket_send(rogue->socket, &to, &b, 1);
+        } else if (!peer) {
+            peer = enet_host_connect(rogue, &to, KZ_CHANNEL_COUNT,
+                                     kz__connect_tag(&ct->keys, rogue_hs.session_id));
+        }
+        kz_netserver_service(srv, kz_clock_now(&clock));
+        while (enet_host_service(rogue, &ev, 2) > 0)
+            connected |= ev.type == ENET_EVENT_TYPE_CONNECT;
+    }
+    cr_assert(connected, "the rogue got through the gate honestly");
+    return peer;
+}
+
+/* A well-formed but unsealed unreliable send on the input channel. */
+static size_t unsealed_send(uint8_t *o, uint16_t seq)
+{
+    size_t n = cmd(o, ENET_PROTOCOL_COMMAND_SEND_UNRELIABLE, KZ_CHANNEL_INPUT, 0);
+    n += put16(o + n, seq);
+    n += put16(o + n, 30);
+    memset(o + n, 'c', 30);
+    return n + 30;
+}
+
 Test(enet_hostile, crafted_enet_from_an_admitted_client_is_dropped_and_memory_stays_bounded,
      .timeout = 60)
 {
@@ -168,25 +206,9 @@ Test(enet_hostile, crafted_enet_from_an_admitted_client_is_dropped_and_memory_st
     rogue->intercept = rogue_intercept;
     kz_connect_token rt;
     cr_assert_eq(kzt_mint(&keys, 3, 3, port, 66, &rt), KZ_OK);
-    cr_assert_eq(kz__handshake_init(&rogue_hs, &rt), KZ_OK);
-    ENetAddress to = {.host = htonl(0x7f000001), .port = port};
-    ENetPeer *peer = NULL;
+    ENetPeer *peer = rogue_connect(srv, rogue, &rt);
     ENetEvent ev;
-    int connected = 0;
-    kz_time_ns end = kz_clock_now(&clock) + 5 * KZ_NS_PER_S;
-    while (!connected && kz_clock_now(&clock) < end) {
-        if (rogue_hs.state != KZ_HS_ACCEPTED) {
-            uint8_t req[KZ_GATE_REQUEST_BYTES];
-            ENetBuffer b = {.data = req, .dataLength = kz__handshake_request(&rogue_hs, req)};
-            enet_socket_send(rogue->socket, &to, &b, 1);
-        } else if (!peer) {
-            peer = enet_host_connect(rogue, &to, KZ_CHANNEL_COUNT, 0);
-        }
-        kz_netserver_service(srv, kz_clock_now(&clock));
-        while (enet_host_service(rogue, &ev, 2) > 0)
-            connected |= ev.type == ENET_EVENT_TYPE_CONNECT;
-    }
-    cr_assert(connected, "the rogue got through the gate honestly");
+    kz_time_ns end;
 
     /* An honest client beside it. */
     kz_connect_token ht;
@@ -211,11 +233,7 @@ Test(enet_hostile, crafted_enet_from_an_admitted_client_is_dropped_and_memory_st
     uint64_t bad_before = kz_counters_get(nc, KZ_NET_C_DROP_AUTH) +
                           kz_counters_get(nc, KZ_NET_C_DROP_MALFORMED);
     uint8_t ctl[64];
-    size_t cn = cmd(ctl, ENET_PROTOCOL_COMMAND_SEND_UNRELIABLE, KZ_CHANNEL_INPUT, 0);
-    cn += put16(ctl + cn, 1);
-    cn += put16(ctl + cn, 30);
-    memset(ctl + cn, 'c', 30);
-    send_crafted(rogue, peer, ctl, cn + 30);
+    send_crafted(rogue, peer, ctl, unsealed_send(ctl, 1));
     end = kz_clock_now(&clock) + 2 * KZ_NS_PER_S;
     while (kz_counters_get(nc, KZ_NET_C_DROP_AUTH) + kz_counters_get(nc, KZ_NET_C_DROP_MALFORMED) ==
                bad_before && kz_clock_now(&clock) < end)
@@ -261,6 +279,46 @@ Test(enet_hostile, crafted_enet_from_an_admitted_client_is_dropped_and_memory_st
     }
     cr_assert(echoed, "the server still serves the honest client");
     kz_netclient_destroy(honest);
+    enet_host_destroy(rogue);
+    kz_netserver_destroy(srv);
+}
+
+Test(enet_hostile, unsealed_packets_close_the_session_after_the_failure_budget, .timeout = 30)
+{
+    kzt_keys keys;
+    cr_assert_eq(kzt_keys_make(&keys), KZ_OK);
+    kz_netserver_config sc;
+    kzt_server_config(&sc, &keys, 3, 3, 4); /* default budget: 16 failures */
+    kz_netserver *srv = kz_netserver_create(&sc);
+    cr_assert_not_null(srv);
+    ENetHost *rogue = enet_host_create(NULL, 1, KZ_CHANNEL_COUNT, 0, 0);
+    cr_assert_not_null(rogue);
+    rogue->checksum = enet_crc32;
+    rogue->intercept = rogue_intercept;
+    kz_connect_token rt;
+    cr_assert_eq(kzt_mint(&keys, 3, 3, kz_netserver_port(srv), 70, &rt), KZ_OK);
+    ENetPeer *peer = rogue_connect(srv, rogue, &rt);
+    uint8_t pkt[64];
+    for (uint16_t i = 0; i < 20; i++)
+        send_crafted(rogue, peer, pkt, unsealed_send(pkt, (uint16_t)(i + 1)));
+    kz_clock clock = kz_clock_system();
+    kz_time_ns end = kz_clock_now(&clock) + 3 * KZ_NS_PER_S;
+    const kz_counters *nc = kz_netserver_counters(srv);
+    kz_netmsg m;
+    int data = 0, gone = 0;
+    while (!gone && kz_clock_now(&clock) < end) {
+        kz_netserver_service(srv, kz_clock_now(&clock));
+        while (kz_netserver_poll(srv, &m) == KZ_OK) {
+            data += m.kind == KZ_NETMSG_DATA;
+            gone |= m.kind == KZ_NETMSG_DISCONNECT;
+        }
+    }
+    kz_netserver_service(srv, kz_clock_now(&clock));
+    cr_assert(gone, "the session was closed");
+    cr_assert_eq(data, 0, "nothing unsealed reached the application");
+    cr_assert_geq(kz_counters_get(nc, KZ_NET_C_DROP_AUTH) + kz_counters_get(nc, KZ_NET_C_DROP_MALFORMED), 16);
+    cr_assert_eq(kz_counters_get(nc, KZ_NET_C_CLOSED_AUTH), 1);
+    cr_assert_eq(kz_netserver_sessions(srv), 0);
     enet_host_destroy(rogue);
     kz_netserver_destroy(srv);
 }

@@ -128,7 +128,7 @@ Test(gate, handshake_challenge_then_accept_then_enet_passes)
     kz_connect_token ct = token_for(1, SERVER_ID, UNIX_NOW + 60);
     kz_address a = addr(0, 0, 5000);
     kz__handshake hs;
-    uint8_t enet[16] = {0x8f, 0xff};
+    uint8_t enet[16] = {0x80, 0x01}; /* an ENet datagram for peer 1 (not a connect) */
     size_t rlen;
     cr_assert_eq(kz__gate_datagram(fx.gate, &a, enet, sizeof enet, fx.now, UNIX_NOW,
                                    (uint8_t[KZ_GATE_REQUEST_BYTES]){0}, KZ_GATE_REQUEST_BYTES,
@@ -419,4 +419,64 @@ Test(gate, handshake_ignores_forged_and_malformed_replies)
     fake[2] = KZ_GATE_CHALLENGE;
     cr_assert_eq(kz__handshake_receive(&hs, fake, sizeof fake), KZ_EAGAIN, "wrong size");
     cr_assert(!hs.has_cookie);
+}
+
+/* An ENet CONNECT datagram as ENet 1.3 lays it out (sent-time flag on,
+ * checksum present): peer id 0xFFF, then the command with the connectID at
+ * +40 and the data word (big-endian) at +44. */
+static size_t enet_connect(uint8_t *d, uint32_t connect_id, uint32_t data)
+{
+    memset(d, 0, 64);
+    d[0] = 0x8f;
+    d[1] = 0xff;
+    size_t at = 2 + 2 + 4;
+    d[at] = 0x82; /* CONNECT with the acknowledge flag */
+    memcpy(d + at + 40, &connect_id, 4);
+    d[at + 44] = (uint8_t)(data >> 24);
+    d[at + 45] = (uint8_t)(data >> 16);
+    d[at + 46] = (uint8_t)(data >> 8);
+    d[at + 47] = (uint8_t)data;
+    return at + 48;
+}
+
+Test(gate, enet_connects_need_the_slot_tag_and_keep_one_connect_id)
+{
+    kz_connect_token ct = token_for(40, SERVER_ID, UNIX_NOW + 60);
+    kz_address a = addr(7, 0, 5000);
+    kz__handshake hs;
+    connect_client(&hs, &ct, &a);
+    uint32_t tag = kz__connect_tag(&ct.keys, hs.session_id);
+    uint8_t d[64], reply[KZ_GATE_REQUEST_BYTES];
+    size_t n, rlen;
+#define SEND(len) kz__gate_datagram(fx.gate, &a, d, (len), fx.now, UNIX_NOW, reply, sizeof reply, &rlen)
+    n = enet_connect(d, 0x11111111, tag ^ 1);
+    cr_assert_eq(SEND(n), KZ_GATE_DROP, "wrong tag: someone without the keys");
+    n = enet_connect(d, 0x11111111, tag);
+    cr_assert_eq(SEND(n - 1), KZ_GATE_DROP, "truncated connect");
+    cr_assert_eq(SEND(n), KZ_GATE_PASS, "the key holder's connect");
+    cr_assert_eq(SEND(n), KZ_GATE_PASS, "its retransmission");
+    n = enet_connect(d, 0x22222222, tag);
+    cr_assert_eq(SEND(n), KZ_GATE_DROP, "a second connectID would open a second peer");
+    cr_assert_eq(kz__gate_mark_connected(fx.gate, &a), (int32_t)hs.slot);
+    n = enet_connect(d, 0x11111111, tag);
+    cr_assert_eq(SEND(n), KZ_GATE_DROP, "no connect once connected");
+    cr_assert_eq(counter(KZ_GATE_C_DROP_ENET_CONNECT), 4);
+#undef SEND
+}
+
+Test(gate, clocks_of_several_io_threads_cannot_refill_the_rate_limit)
+{
+    kz_connect_token ct = token_for(41, SERVER_ID, UNIX_NOW + 60);
+    kz__handshake hs;
+    cr_assert_eq(kz__handshake_init(&hs, &ct), KZ_OK);
+    uint8_t req[KZ_GATE_REQUEST_BYTES], reply[KZ_GATE_REQUEST_BYTES];
+    size_t n = kz__handshake_request(&hs, req), rlen, replies = 0;
+    kz_address a = addr(8, 0, 1);
+    /* Two threads whose clocks differ by a millisecond take turns. */
+    for (int i = 0; i < 2000; i++) {
+        kz_time_ns now = fx.now - (i % 2 ? KZ_NS_PER_MS : 0);
+        replies += kz__gate_datagram(fx.gate, &a, req, n, now, UNIX_NOW, reply, sizeof reply,
+                                     &rlen) == KZ_GATE_REPLY;
+    }
+    cr_assert_leq(replies, 2 * KZ_GATE_DEFAULT_RATE + 1, "got %zu replies", replies);
 }

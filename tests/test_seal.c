@@ -272,3 +272,26 @@ Test(seal, reorder_and_duplication_deliver_each_packet_exactly_once)
     cr_assert_eq(delivered, N, "every packet delivered");
     cr_assert_eq(refused, N / 100, "every duplicate refused");
 }
+
+Test(seal, each_session_of_a_token_gets_its_own_keys)
+{
+    uint8_t k[KZ_KEY_BYTES], unused[KZ_KEY_BYTES];
+    keys(k, unused);
+    kz__seal first, second, other_cipher;
+    cr_assert_eq(kz__seal_init(&first, k, KZ_AEAD_CHACHA20, 1), KZ_OK);
+    cr_assert_eq(kz__seal_init(&second, k, KZ_AEAD_CHACHA20, 2), KZ_OK);
+    cr_assert(memcmp(first.key, second.key, KZ_KEY_BYTES) != 0,
+              "same master, another session: another key");
+    if (kz__aead_aes_available()) {
+        cr_assert_eq(kz__seal_init(&other_cipher, k, KZ_AEAD_AES256GCM, 1), KZ_OK);
+        cr_assert(memcmp(first.key, other_cipher.key, KZ_KEY_BYTES) != 0,
+                  "same session, another cipher: another key");
+    }
+    /* Both sessions start at sequence 0; their first packets must differ. */
+    uint8_t a[64], b[64];
+    size_t la, lb;
+    cr_assert_eq(kz__seal_packet(&first, 1, (const uint8_t *)"same text", 9, a, sizeof a, &la), KZ_OK);
+    cr_assert_eq(kz__seal_packet(&second, 1, (const uint8_t *)"same text", 9, b, sizeof b, &lb), KZ_OK);
+    cr_assert(memcmp(a + KZ_SEAL_HEADER_BYTES, b + KZ_SEAL_HEADER_BYTES, 9) != 0,
+              "no keystream shared between sessions");
+}

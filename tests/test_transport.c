@@ -193,30 +193,22 @@ Test(transport, plain_enet_client_never_gets_a_peer, .timeout = 30)
     kz_netserver_destroy(w.srv);
 }
 
-Test(transport, forged_packets_close_the_session, .timeout = 30)
+Test(transport, a_client_without_the_token_keys_is_refused_at_the_gate, .timeout = 30)
 {
     start(0, 8);
     kz_connect_token ct = token(2);
-    ct.keys.client_to_server[0] ^= 1; /* the client seals with a key the server does not have */
+    /* A copied token with keys that are not its own: what an eavesdropper
+     * who lifted the token off the wire would hold. */
+    ct.keys.client_to_server[0] ^= 1;
     kz_netclient *c = client_for(&ct);
-    pump(&c, 1, 3000, all_connected);
-    cr_assert_eq(kz_netclient_state(c), KZ_NETCLIENT_CONNECTED, "the handshake itself is fine");
-    for (int i = 0; i < 20; i++)
-        cr_assert_eq(kz_netclient_send(c, KZ_CHANNEL_INPUT, 1, "x", 1), KZ_OK);
-    kz_time_ns end = kz_clock_now(&w.clock) + 2 * KZ_NS_PER_S;
-    kz_netmsg m;
-    int data = 0;
-    while (kz_clock_now(&w.clock) < end && kz_netclient_state(c) == KZ_NETCLIENT_CONNECTED) {
-        kz_time_ns now = kz_clock_now(&w.clock);
-        kz_netclient_update(c, now);
-        kz_netserver_service(w.srv, now);
-        while (kz_netserver_poll(w.srv, &m) == KZ_OK)
-            data += m.kind == KZ_NETMSG_DATA;
-    }
-    const kz_counters *nc = kz_netserver_counters(w.srv);
-    cr_assert_eq(data, 0, "nothing forged reached the application");
-    cr_assert_geq(kz_counters_get(nc, KZ_NET_C_DROP_AUTH), 16);
-    cr_assert_eq(kz_counters_get(nc, KZ_NET_C_CLOSED_AUTH), 1);
+    pump(&c, 1, 1500, all_connected);
+    cr_assert_neq(kz_netclient_state(c), KZ_NETCLIENT_CONNECTED);
+    const kz_counters *gc = kz_netserver_gate_counters(w.srv);
+    uint64_t proof = 0;
+    for (uint32_t i = 0; i < gc->n_counters; i++)
+        if (strcmp(kz_counters_name(gc, i), "drop_request_proof") == 0)
+            proof = kz_counters_get(gc, i);
+    cr_assert_geq(proof, 1, "refused for its proof of key possession");
     cr_assert_eq(kz_netserver_sessions(w.srv), 0);
     kz_netclient_destroy(c);
     kz_netserver_destroy(w.srv);

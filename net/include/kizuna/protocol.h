@@ -65,8 +65,9 @@
      KZ_TOKEN_MAX_ZONES * (1u + KZ_TOKEN_ZONE_MAX) + 1u +                      \
      (1u + KZ_TOKEN_METHOD_MAX) + 1u + 8u)
 
+/* Smallest: one address, a 1-byte name, no roles or zones, a 1-byte method. */
 #define KZ_TOKEN_MIN_BYTES \
-    (KZ_TOKEN_HEADER_BYTES + KZ_ADDRESS_BYTES + 8u + 8u + 1u + 1u + 1u + 1u + 1u + 1u + 8u + \
+    (KZ_TOKEN_HEADER_BYTES + KZ_ADDRESS_BYTES + 8u + 8u + (1u + 1u) + 1u + 1u + 1u + (1u + 1u) + 1u + 8u + \
      KZ_TOKEN_SEALED_KEYS_BYTES + KZ_SIGNATURE_BYTES)
 #define KZ_TOKEN_MAX_BYTES                                                      \
     (KZ_TOKEN_HEADER_BYTES + KZ_TOKEN_MAX_ADDRESSES * KZ_ADDRESS_BYTES +        \
@@ -92,10 +93,13 @@
 
 /* Each direction's 32-byte session key is a master key; libsodium's
  * crypto_kdf derives from it one subkey per use, so no key ever serves two
- * algorithms. Context is 8 bytes. */
+ * purposes. Context is 8 bytes. The data key of a session is further bound
+ * to its session id and cipher (see seal.c), because a token may open more
+ * than one session from the same address. */
 #define KZ_KDF_CONTEXT "kizuna01"
-#define KZ_KDF_ID_DATA 1u   /* sealed application packets */
-#define KZ_KDF_ID_GATE 2u   /* gate replies (accept, deny) */
+#define KZ_KDF_ID_DATA 1u     /* sealed application packets (then per session) */
+#define KZ_KDF_ID_GATE 2u     /* gate ACCEPT, under the server-to-client key */
+#define KZ_KDF_ID_REQUEST 3u  /* REQUEST proof of key possession, client-to-server key */
 
 /* ---- gate (handshake datagrams, before ENet) ---------------------------- */
 
@@ -119,9 +123,14 @@
 #define KZ_COOKIE_PERIOD_SECONDS 10u
 
 /* Request: header, AEAD algorithms the client supports (1), reserved (1),
- * token length (2), cookie (zero on the first try), token, zero padding to
- * the fixed size. Fixed size so that every reply is smaller than it. */
-#define KZ_GATE_REQUEST_FIXED_BYTES (KZ_GATE_HEADER_BYTES + 1u + 1u + 2u + KZ_COOKIE_BYTES)
+ * token length (2), cookie (zero on the first try), proof (a MAC of the
+ * cookie and the token's signature under a key derived from the
+ * client-to-server key: only the holder of the keys can use the token from
+ * its own address), token, zero padding to the fixed size. Fixed size so
+ * that every reply is smaller than it. */
+#define KZ_REQUEST_PROOF_BYTES 16u
+#define KZ_GATE_REQUEST_FIXED_BYTES \
+    (KZ_GATE_HEADER_BYTES + 1u + 1u + 2u + KZ_COOKIE_BYTES + KZ_REQUEST_PROOF_BYTES)
 #define KZ_GATE_REQUEST_BYTES (KZ_GATE_REQUEST_FIXED_BYTES + KZ_TOKEN_MAX_BYTES)
 
 #define KZ_GATE_CHALLENGE_BYTES (KZ_GATE_HEADER_BYTES + KZ_COOKIE_BYTES)

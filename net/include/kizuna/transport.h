@@ -75,7 +75,8 @@ typedef struct kz_netserver_config {
     uint32_t io_threads;         /* ENet hosts, one thread and port each (port, port+1,
                                     ...); 0 = 1; at most 16; single-threaded mode
                                     services them all on the caller's thread */
-    uint32_t ring_capacity;      /* messages per direction, power of two; 0 = 4096 */
+    uint32_t ring_capacity;      /* buffers per direction and host, power of two up
+                                    to 65536; 0 = 4096 */
     uint32_t max_auth_failures;  /* forged packets before a session is closed; 0 = 16 */
     uint32_t disable_aes;        /* non-zero: ChaCha20-Poly1305 only */
     kz_clock clock;              /* threaded mode's time; zero = system clock */
@@ -105,8 +106,10 @@ KZ_API int kz_netserver_service(kz_netserver *s, kz_time_ns now);
 /* Application thread: the next message (0) or KZ_EEMPTY. */
 KZ_API KZ_MUST_CHECK int kz_netserver_poll(kz_netserver *s, kz_netmsg *msg);
 /* Application thread: queues `data` for `slot` on `channel`. Returns 0,
- * KZ_EINVAL (bad channel, len > KZ_MAX_MESSAGE_BYTES) or KZ_EFULL (the
- * outbound ring is full; the message is dropped and counted). */
+ * KZ_EINVAL (bad channel, len > KZ_MAX_MESSAGE_BYTES), KZ_ESTATE (the
+ * application does not hold the slot: no CONNECT polled for it, or its
+ * DISCONNECT already polled) or KZ_EFULL (the outbound ring is full; the
+ * message is dropped and counted). */
 KZ_API KZ_MUST_CHECK int kz_netserver_send(kz_netserver *s, uint32_t slot, uint8_t channel,
                                            uint8_t type, const void *data, uint32_t len);
 /* Application thread: ends the session in `slot` with `reason` (the
