@@ -59,6 +59,7 @@
 #include <kizuna/transport.h>
 
 #include "kzb_util.h"
+#include "tests/support/loopback.h"
 
 #define PAYLOAD_BYTES 64u
 #define MAX_INFLIGHT 16u
@@ -156,26 +157,8 @@ typedef struct kz_side {
 
 static int kz_side_mint(kz_side *s, uint64_t client_id, kz_connect_token *ct)
 {
-    kz_token_info t;
-    memset(&t, 0, sizeof t);
-    t.protocol_id = PROTO;
-    t.create_time = (uint64_t)time(NULL) - 1;
-    t.expire_time = t.create_time + 3600;
-    t.server_id = SERVER_ID;
-    t.n_addresses = 1;
-    t.addresses[0].family = KZ_ADDR_IPV4;
-    t.addresses[0].ip[0] = 127;
-    t.addresses[0].ip[3] = 1;
-    t.addresses[0].port = kz_netserver_port(s->srv);
-    t.client_id = client_id;
-    t.avatar_id = client_id;
-    strcpy(t.name, "echo");
-    strcpy(t.claims.method, "none");
-    size_t len = 0;
-    int rc = kz_token_mint(&t, s->backend.secret_key, s->server_keys.public_key, &ct->keys,
-                           ct->token, sizeof ct->token, &len);
-    ct->token_len = (uint16_t)len;
-    return rc;
+    kzt_keys k = {s->backend, s->server_keys};
+    return kzt_mint(&k, PROTO, SERVER_ID, kz_netserver_port(s->srv), client_id, ct);
 }
 
 /* A fresh token and a unique client id every time, so a client that has to

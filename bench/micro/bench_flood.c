@@ -38,6 +38,7 @@
 #include <kizuna/transport.h>
 
 #include "kzb_util.h"
+#include "tests/support/loopback.h"
 #include "net/gate.h"
 
 #define PROTO 0x4b5a464c4f4f4431ull /* "KZFLOOD1" */
@@ -70,26 +71,8 @@ static int past_hard_deadline(void)
 
 static int mint(uint16_t port, uint64_t client_id, kz_connect_token *ct)
 {
-    kz_token_info t;
-    memset(&t, 0, sizeof t);
-    t.protocol_id = PROTO;
-    t.create_time = (uint64_t)time(NULL) - 1;
-    t.expire_time = t.create_time + 600;
-    t.server_id = SERVER_ID;
-    t.n_addresses = 1;
-    t.addresses[0].family = KZ_ADDR_IPV4;
-    t.addresses[0].ip[0] = 127;
-    t.addresses[0].ip[3] = 1;
-    t.addresses[0].port = port;
-    t.client_id = client_id;
-    t.avatar_id = client_id;
-    strcpy(t.name, "flood");
-    strcpy(t.claims.method, "none");
-    size_t len = 0;
-    int rc = kz_token_mint(&t, backend.secret_key, server_keys.public_key, &ct->keys, ct->token,
-                           sizeof ct->token, &len);
-    ct->token_len = (uint16_t)len;
-    return rc;
+    kzt_keys k = {backend, server_keys};
+    return kzt_mint(&k, PROTO, SERVER_ID, port, client_id, ct);
 }
 
 /* ---- the flood ------------------------------------------------------------ */

@@ -1,7 +1,8 @@
 /*
  * Test support: tokens and server configurations for transports on
  * loopback, shared by the transport suites, the hostile-ENet suite, the
- * impaired-network suite and the thread stress driver.
+ * impaired-network suite, the thread stress driver and the transport
+ * benchmarks (bench/micro).
  */
 #ifndef KZ_TESTS_SUPPORT_LOOPBACK_H
 #define KZ_TESTS_SUPPORT_LOOPBACK_H
