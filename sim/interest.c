@@ -1,0 +1,2 @@
+/* placeholder: implemented next */
+#include "sim/interest.h"

@@ -1,0 +1,166 @@
+/*
+ * Snapshot codec: one client's view of the world, quantized, and the delta
+ * coding of one view against an older one the client acknowledged.
+ *
+ * Model (after Quake III's snapshots, with a per-client view table). The
+ * server gives every entity a client may see a *view slot* (0 .. n_slots-1,
+ * stable while the entity stays visible). A view is the list of occupied
+ * slots, ascending, with each entity's quantized state. The server keeps
+ * the views it sent; the client acknowledges the newest it decoded; the
+ * next packet is encoded against the newest acknowledged view (the
+ * baseline), or against nothing (full state) when none is left in history.
+ * Because a packet has a byte budget, the encoder may leave changes out;
+ * it reports the view the client will actually hold after decoding
+ * (`sent`), and that is what the server must store in its history, never
+ * the wanted view. Entering and leaving are therefore never lost: until the
+ * client acknowledges a view that contains them, every later packet still
+ * differs from the baseline and repeats them.
+ *
+ * Quantization (all integers, so equality and deltas are exact):
+ *   root position   1/512 m per unit (max error 0.98 mm), int32 per axis
+ *   velocity        1/256 m/s per unit, int16 (|v| < 128 m/s)
+ *   yaw             1/65536 turn per unit, uint16
+ *   head/hand pos   1/1024 m per unit within +-2 m (|code| <= 2048)
+ *   rotations       smallest three, KZ_SNAP_ROT_K bits per component
+ *                   (core/quant.h kz_quat_encode codes)
+ * The codec never sees floats; kz_snap_quantize / kz_snap_dequantize
+ * convert.
+ *
+ * Internal to the library (tests, fuzz targets and benches reach it through
+ * the static library). One thread at a time per object; encode and decode
+ * are pure functions of their arguments and allocate nothing.
+ */
+#ifndef KZ_SIM_SNAPSHOT_H
+#define KZ_SIM_SNAPSHOT_H
+
+#include <kizuna/avatar.h>
+#include <kizuna/bitpack.h>
+#include <kizuna/protocol.h>
+
+#define KZ_SNAP_POS_UNITS 512         /* per meter */
+#define KZ_SNAP_VEL_UNITS 256         /* per meter per second */
+#define KZ_SNAP_REL_UNITS 1024        /* per meter */
+#define KZ_SNAP_REL_MAX 2048          /* |relative code| <= this (2 m) */
+#define KZ_SNAP_ROT_K 10u             /* bits per smallest-three component */
+#define KZ_SNAP_MAX_SLOTS 1024u       /* view slots per client, hard cap */
+#define KZ_SNAP_MAX_BOUND 1000000.0f  /* world half-extent cap, meters */
+
+/* Quantized state of one entity: 64 bytes, compared with memcmp, so the
+ * padding field must stay zero. */
+typedef struct kz_snap_state {
+    uint32_t entity;     /* wire entity id, never 0 */
+    uint8_t kind;        /* KZ_KIND_* */
+    uint8_t flags;       /* KZ_AVATAR_* */
+    uint16_t anim;
+    int32_t pos[3];
+    int16_t vel[3];
+    uint16_t yaw;
+    int16_t rel[KZ_POSE_COUNT][3];
+    uint16_t pad;        /* zero */
+    uint32_t rot[KZ_POSE_COUNT];   /* kz_quat_encode codes, k = KZ_SNAP_ROT_K */
+    uint32_t holder;     /* objects: wire id of the holder, 0 = none */
+} kz_snap_state;
+
+/* Identity badge: sent once, with the entity's entering record. Strings
+ * are NUL-terminated and at most the token limits long. */
+typedef struct kz_snap_badge {
+    uint8_t verification_level;   /* KZ_VERIFY_* */
+    uint8_t actor_kind;           /* KZ_ACTOR_* */
+    uint8_t reserved[6];
+    uint64_t acting_for;          /* principal client id, 0 = none */
+    char method[KZ_TOKEN_METHOD_MAX + 1];
+    char name[KZ_TOKEN_NAME_MAX + 1];
+} kz_snap_badge;
+
+/* A view on caller storage: `slot` ascending and unique, each < n_slots of
+ * the codec; `state[i]` belongs to `slot[i]`. `cap` is the room in both
+ * arrays. */
+typedef struct kz_snap_view {
+    uint32_t tick;
+    uint32_t count;
+    uint32_t cap;
+    uint16_t *slot;
+    kz_snap_state *state;
+} kz_snap_view;
+
+/* What happened to an entry of a decoded (or sent) view. */
+#define KZ_SNAP_SAME 0u     /* state equals the baseline's */
+#define KZ_SNAP_UPDATE 1u   /* state changed */
+#define KZ_SNAP_ENTER 2u    /* new in this slot (full state and badge sent) */
+
+typedef struct kz_snap_codec {
+    uint32_t tick_hz;       /* for velocity prediction; both ends agree */
+    uint32_t n_slots;       /* 1 .. KZ_SNAP_MAX_SLOTS */
+    uint32_t slot_bits;     /* bits to name a slot */
+    uint32_t pos_bits;      /* bits of an absolute position code */
+    int32_t pos_max;        /* |pos code| <= pos_max */
+} kz_snap_codec;
+
+/* Sets up the codec. bound: world half-extent in meters on every axis
+ * (positions outside are refused by quantize); 0 < bound <=
+ * KZ_SNAP_MAX_BOUND. Returns 0 or KZ_EINVAL. */
+int kz_snap_codec_init(kz_snap_codec *c, uint32_t tick_hz, uint32_t n_slots, float bound);
+
+/* Float state -> codes. Returns 0, KZ_ENOTFINITE (NaN or infinity
+ * anywhere), KZ_ERANGE (position beyond the bound, offset beyond reach,
+ * speed >= 128 m/s) or KZ_EINVAL (a quaternion not unit within 1e-3, a bad
+ * kind). `out->entity` is set from `entity`. Nothing is written on failure. */
+int kz_snap_quantize(const kz_snap_codec *c, uint32_t entity, const kz_avatar_state *in,
+                     kz_snap_state *out);
+/* Codes -> floats (any codes: hostile ones are clamped, never trusted). */
+void kz_snap_dequantize(const kz_snap_codec *c, const kz_snap_state *in, kz_avatar_state *out);
+
+/* Looks up the badge of `entity` for its entering record; returns NULL
+ * when there is none (an empty badge is sent). */
+typedef const kz_snap_badge *(*kz_snap_badge_fn)(void *ctx, uint32_t entity);
+
+typedef struct kz_snap_encode_args {
+    const kz_snap_view *base;   /* NULL or count 0 with tick 0: full state */
+    const kz_snap_view *want;   /* what the client should see now; want->tick is the tick */
+    /* Indices into `want` in priority order (highest first), `want->count`
+     * of them; NULL means slot order. Used only when not every change fits. */
+    const uint16_t *priority;
+    size_t budget_bits;         /* room for the body in bits */
+    kz_snap_badge_fn badge;
+    void *badge_ctx;
+} kz_snap_encode_args;
+
+typedef struct kz_snap_encode_stats {
+    uint32_t enters, updates, leaves;   /* records written */
+    uint32_t deferred;                  /* changes left out for the budget */
+    uint32_t same;                      /* entries equal to the baseline */
+} kz_snap_encode_stats;
+
+/*
+ * Writes the snapshot body (tick, baseline tick, then records) to `w`
+ * and fills `sent` (cap >= want->count + base->count, tick = want->tick)
+ * with the view the client will hold after decoding it, and `change` (room
+ * for sent->cap entries, may be NULL) with the KZ_SNAP_* of each sent
+ * entry. Leaves are written first and always; changes are chosen in
+ * priority order while they fit in budget_bits. Returns 0, KZ_EOVERFLOW if
+ * even the leaves and the header do not fit (nothing usable written), or
+ * KZ_EINVAL for misuse (views not ascending, cap too small).
+ */
+int kz_snap_encode(const kz_snap_codec *c, const kz_snap_encode_args *a, kz_bitwriter *w,
+                   kz_snap_view *sent, uint8_t *change, kz_snap_encode_stats *stats);
+
+/* Reads the tick and baseline tick of a body (0 = full state) without
+ * consuming it, so the caller can find the baseline in its history. */
+int kz_snap_peek(const kz_snap_codec *c, const kz_bitreader *r, uint32_t *tick,
+                 uint32_t *base_tick);
+
+/*
+ * Decodes a body (from the reader's position to the end of its buffer;
+ * the server may put its own header before it) against `base` (which must have the tick the body names;
+ * NULL or empty for full state) into `out` (cap >= n_slots) and `change`
+ * (room for n_slots). Badges of entering entities go to `badge[slot]`
+ * (room for n_slots, may be NULL). Hostile input is expected: any
+ * inconsistency (slot out of range or out of order, update of an empty
+ * slot, enter with entity 0, code out of range, trailing garbage, wrong
+ * baseline) returns KZ_EPROTO and leaves `out` unspecified; the caller
+ * drops the packet and counts it.
+ */
+int kz_snap_decode(const kz_snap_codec *c, kz_bitreader *r, const kz_snap_view *base, kz_snap_view *out, uint8_t *change,
+                   kz_snap_badge *badge);
+
+#endif /* KZ_SIM_SNAPSHOT_H */
