@@ -7,6 +7,13 @@ void kz__enet_peer_setup(ENetPeer *peer, uint32_t session_timeout_ms)
     enet_peer_timeout(peer, 1u << 20, session_timeout_ms, session_timeout_ms);
 }
 
+void kz__enet_unthrottle(ENetPeer *peer)
+{
+    peer->packetThrottle = ENET_PEER_PACKET_THROTTLE_SCALE;
+    peer->packetThrottleAcceleration = ENET_PEER_PACKET_THROTTLE_SCALE;
+    peer->packetThrottleDeceleration = 0;
+}
+
 void kz__enet_cap_rto(ENetPeer *peer)
 {
     ENetList *sent = &peer->sentReliableCommands;

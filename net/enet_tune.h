@@ -21,6 +21,15 @@
 
 /* Applies Kizuna's timeouts to a new peer. */
 void kz__enet_peer_setup(ENetPeer *peer, uint32_t session_timeout_ms);
+
+/* ENet's packet throttle drops unreliable packets on the sending side
+ * whenever round trips grow, which under plain random loss turns into
+ * bursts of missing snapshots. Kizuna budgets its unreliable traffic
+ * itself (per-client snapshot byte budgets), so once a peer is connected
+ * its throttle is pinned open and may never decelerate. Only after the
+ * connection: ENet's client checks that the server echoes the throttle
+ * values it sent in CONNECT, and refuses the connection otherwise. */
+void kz__enet_unthrottle(ENetPeer *peer);
 /* Caps the retransmission timeout of every reliable command in flight. */
 void kz__enet_cap_rto(ENetPeer *peer);
 

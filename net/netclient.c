@@ -197,6 +197,7 @@ static void kz__client_dispatch(kz_netclient *c, ENetEvent *ev)
 {
     switch (ev->type) {
     case ENET_EVENT_TYPE_CONNECT:
+        kz__enet_unthrottle(ev->peer);
         c->state = KZ_NETCLIENT_CONNECTED;
         break;
     case ENET_EVENT_TYPE_RECEIVE:

@@ -247,6 +247,7 @@ static void kz__on_connect(kz__io *io, ENetPeer *peer)
     kz__replay_init(&ss->window);
     ss->peer = peer;
     kz__enet_peer_setup(peer, KZ_ENET_SESSION_TIMEOUT_MS);
+    kz__enet_unthrottle(peer);
     ss->auth_failures = 0;
     ss->active = 1;
     peer->data = (void *)(uintptr_t)(slot + 1);
@@ -641,6 +642,7 @@ static kz__gate *kz__gate_for(const kz_netserver *s)
     for (uint32_t i = 0; i < s->n_io; i++)
         g.ports[i] = kz__gate_port(s, i);
     g.disable_aes = s->cfg.disable_aes;
+    g.challenge_rate = s->cfg.gate_rate_per_ip;
     g.log = s->cfg.log;
     g.alloc = s->cfg.alloc;
     return kz__gate_create(&g);

@@ -79,6 +79,9 @@ typedef struct kz_netserver_config {
                                     to 65536; 0 = 4096 */
     uint32_t max_auth_failures;  /* forged packets before a session is closed; 0 = 16 */
     uint32_t disable_aes;        /* non-zero: ChaCha20-Poly1305 only */
+    uint32_t gate_rate_per_ip;   /* gate work per source IP per second, burst twice
+                                    that; 0 = 100. Raise it only where many clients
+                                    share one address (load tests on one machine). */
     kz_clock clock;              /* threaded mode's time; zero = system clock */
     kz_unix_time_fn unix_time;   /* zero = time(NULL) */
     void *unix_time_ctx;

@@ -1,0 +1,732 @@
+/*
+ * kz_client: the client library over kz_netclient (see kizuna/client.h).
+ *
+ * Per update: service the transport, decode what arrived (welcome,
+ * snapshots, events), run the input ticks that are due (predict, send),
+ * and move the render clock. Snapshots are decoded against the view the
+ * server named as baseline, which the client still holds in a ring of the
+ * views it decoded (as many as the server keeps). Remote entities are
+ * tracked per view slot with a short ring of samples; a sample carries the
+ * ticks through which its state is known to hold, so an entity at rest for
+ * a while and then moving is not smeared across the rest period.
+ */
+#include <math.h>
+#include <string.h>
+
+#include <kizuna/client.h>
+#include <kizuna/quant.h>
+#include <kizuna/utf8.h>
+
+#include "sim/snapshot.h"
+#include "sim/wire.h"
+
+#define KZ__SAMPLES 8u
+#define KZ__CMD_RING 64u
+#define KZ__EV_DATA 336u   /* >= every event payload (voice frame, chat, notice) */
+
+typedef struct kz__sample {
+    uint32_t tick;   /* first tick with this state */
+    uint32_t end;    /* last tick known to have it */
+    kz_snap_state st;
+} kz__sample;
+
+typedef struct kz__vslot {
+    uint32_t entity;          /* 0 = empty */
+    uint32_t n;               /* samples held, newest at (head - 1) */
+    uint32_t head;
+    kz__sample s[KZ__SAMPLES];
+    kz_badge badge;
+} kz__vslot;
+
+struct kz_client {
+    kz_client_config cfg;
+    kz_allocator alloc;
+    kz_netclient *net;
+    uint32_t state;
+    uint32_t reason;
+    char kick_text[KZ_NOTICE_MAX_BYTES + 1];
+
+    /* set by the welcome */
+    kz_wire_welcome welcome;
+    kz_snap_codec codec;
+    kz_snap_view *views;      /* ring by tick % history */
+    kz_snap_view scratch;
+    uint8_t *change;
+    kz_snap_badge *badges;
+    kz__vslot *slots;
+    void *block;
+    size_t block_size;
+    uint32_t newest;          /* newest snapshot tick applied */
+
+    /* prediction */
+    kz_ticker ticker;
+    int ticking;
+    uint32_t cmd_tick;
+    kz_wire_command cmds[KZ__CMD_RING];
+    kz_snap_state predicted[KZ__CMD_RING];  /* after each command */
+    kz_snap_state self;
+    kz_avatar_state intent;
+
+    /* render clock */
+    int have_offset;
+    double offset_ns;         /* local time - server tick time, smoothed minimum */
+    kz_time_ns now;
+
+    /* events */
+    kz_client_event *evq;
+    uint8_t *evdata;          /* event_capacity * KZ__EV_DATA */
+    uint32_t ev_head, ev_count;
+    uint8_t polled[KZ__EV_DATA];
+
+    kz_counters counters;
+    kz_counter_block c;
+};
+
+static const char *const kz__client_counter_names[KZ_CLIENT_C_COUNT] = {
+#define KZ__CLIENT_NAME(id, name) name,
+    KZ_CLIENT_COUNTERS(KZ__CLIENT_NAME)
+#undef KZ__CLIENT_NAME
+};
+
+void kz_client_config_default(kz_client_config *cfg)
+{
+    kz_netclient_config net = cfg->net;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->net = net;
+    cfg->interp_delay_ms = 100;
+    cfg->input_redundancy = 4;
+    cfg->event_capacity = 64;
+}
+
+kz_client *kz_client_create(const kz_client_config *cfg_in)
+{
+    kz_client_config cfg = *cfg_in;
+    kz_client_config d = {0};
+    kz_client_config_default(&d);
+    if (!cfg.interp_delay_ms)
+        cfg.interp_delay_ms = d.interp_delay_ms;
+    if (!cfg.input_redundancy)
+        cfg.input_redundancy = d.input_redundancy;
+    if (!cfg.event_capacity)
+        cfg.event_capacity = d.event_capacity;
+    if (cfg.input_redundancy > KZ_INPUT_MAX_COMMANDS || cfg.interp_delay_ms > 5000 ||
+        cfg.event_capacity > 65536) {
+        kz_logf(&cfg.net.log, KZ_LOG_ERROR, "client", "invalid client configuration");
+        return NULL;
+    }
+    kz_allocator a = cfg.net.alloc;
+    kz_allocator_resolve(&a);
+    kz_client *c = kz_calloc(&a, sizeof *c, 64);
+    if (!c)
+        return NULL;
+    c->cfg = cfg;
+    c->alloc = a;
+    c->evq = kz_calloc(&a, (size_t)cfg.event_capacity * sizeof *c->evq, 64);
+    c->evdata = kz_calloc(&a, (size_t)cfg.event_capacity * KZ__EV_DATA, 64);
+    if (!c->evq || !c->evdata ||
+        kz_counters_init(&c->counters, KZ_CLIENT_C_COUNT, 1, kz__client_counter_names, &a)) {
+        kz_client_destroy(c);
+        return NULL;
+    }
+    c->c = kz_counters_block(&c->counters, 0);
+    kz_avatar_state_rest(&c->intent);
+    return c;
+}
+
+void kz_client_destroy(kz_client *c)
+{
+    if (!c)
+        return;
+    if (c->net)
+        kz_netclient_destroy(c->net);
+    if (c->block)
+        kz_free(&c->alloc, c->block, c->block_size);
+    if (c->evq)
+        kz_free(&c->alloc, c->evq, (size_t)c->cfg.event_capacity * sizeof *c->evq);
+    if (c->evdata)
+        kz_free(&c->alloc, c->evdata, (size_t)c->cfg.event_capacity * KZ__EV_DATA);
+    if (c->counters.cells)
+        kz_counters_fini(&c->counters);
+    kz_allocator a = c->alloc;
+    kz_free(&a, c, sizeof *c);
+}
+
+int kz_client_connect(kz_client *c, const kz_connect_token *token, kz_time_ns now)
+{
+    if (c->state == KZ_CLIENT_CONNECTING || c->state == KZ_CLIENT_CONNECTED)
+        return KZ_ESTATE;
+    if (c->net)
+        kz_netclient_destroy(c->net);
+    c->net = kz_netclient_create(&c->cfg.net, token);
+    if (!c->net)
+        return KZ_EINVAL;
+    c->state = KZ_CLIENT_CONNECTING;
+    c->reason = 0;
+    c->now = now;
+    return KZ_OK;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static void push_event(kz_client *c, uint32_t type, uint32_t entity, uint32_t code,
+                       const void *data, uint32_t len, const kz_badge *badge)
+{
+    if (c->ev_count == c->cfg.event_capacity) {
+        c->ev_head = (c->ev_head + 1u) % c->cfg.event_capacity;
+        c->ev_count--;
+        kz_counter_inc(c->c, KZ_CLIENT_C_EVENTS_DROPPED);
+    }
+    uint32_t i = (c->ev_head + c->ev_count) % c->cfg.event_capacity;
+    kz_client_event *ev = &c->evq[i];
+    memset(ev, 0, sizeof *ev);
+    ev->type = type;
+    ev->entity = entity;
+    ev->code = code;
+    if (len > KZ__EV_DATA)
+        len = KZ__EV_DATA;
+    ev->len = len;
+    if (len)
+        memcpy(c->evdata + (size_t)i * KZ__EV_DATA, data, len);
+    if (badge)
+        ev->badge = *badge;
+    c->ev_count++;
+}
+
+int kz_client_poll_event(kz_client *c, kz_client_event *ev)
+{
+    if (!c->ev_count)
+        return KZ_EEMPTY;
+    uint32_t i = c->ev_head;
+    *ev = c->evq[i];
+    memcpy(c->polled, c->evdata + (size_t)i * KZ__EV_DATA, ev->len);
+    ev->data = ev->len ? c->polled : NULL;
+    c->ev_head = (c->ev_head + 1u) % c->cfg.event_capacity;
+    c->ev_count--;
+    return KZ_OK;
+}
+
+/* ---- welcome: size the view tables -------------------------------------- */
+
+static size_t layout(kz_client *c, uint8_t *base)
+{
+    size_t off = 0;
+    uint32_t ns = c->welcome.n_slots, h = c->welcome.history;
+#define KZ__ARR(ptr, count)                          \
+    do {                                             \
+        off = (off + 63u) & ~(size_t)63u;            \
+        if (base)                                    \
+            *(void **)&(ptr) = base + off;           \
+        off += (size_t)(count) * sizeof(*(ptr));     \
+    } while (0)
+    KZ__ARR(c->views, h);
+    KZ__ARR(c->scratch.slot, ns);
+    KZ__ARR(c->scratch.state, ns);
+    KZ__ARR(c->change, ns);
+    KZ__ARR(c->badges, ns);
+    KZ__ARR(c->slots, ns);
+    for (uint32_t k = 0; k < h; k++) {
+        kz_snap_view dv;
+        kz_snap_view *v = base ? &c->views[k] : &dv;
+        KZ__ARR(v->slot, ns);
+        KZ__ARR(v->state, ns);
+    }
+#undef KZ__ARR
+    return off + 64u;
+}
+
+static void on_welcome(kz_client *c, const uint8_t *p, uint32_t len)
+{
+    kz_wire_welcome w;
+    if (c->block || kz_wire_welcome_read(p, len, &w) != KZ_OK) {
+        kz_counter_inc(c->c, KZ_CLIENT_C_DROP_MALFORMED);
+        return;
+    }
+    c->welcome = w;
+    if (kz_snap_codec_init(&c->codec, w.tick_hz, w.n_slots, w.bound) != KZ_OK) {
+        kz_counter_inc(c->c, KZ_CLIENT_C_DROP_MALFORMED);
+        return;
+    }
+    c->block_size = layout(c, NULL);
+    c->block = kz_calloc(&c->alloc, c->block_size, 64);
+    if (!c->block) {
+        kz_logf(&c->cfg.net.log, KZ_LOG_ERROR, "client", "no memory for the view tables");
+        c->state = KZ_CLIENT_FAILED;
+        return;
+    }
+    layout(c, c->block);
+    c->scratch.cap = w.n_slots;
+    for (uint32_t k = 0; k < w.history; k++)
+        c->views[k].cap = w.n_slots;
+    memset(&c->self, 0, sizeof c->self);
+    c->self.entity = w.self;
+    c->self.kind = KZ_KIND_AVATAR;
+    if (kz_ticker_init(&c->ticker, w.tick_hz, 4, c->now) == KZ_OK)
+        c->ticking = 1;
+    c->state = KZ_CLIENT_CONNECTED;
+    push_event(c, KZ_EV_CONNECTED, w.self, 0, NULL, 0, NULL);
+}
+
+/* ---- snapshots ---------------------------------------------------------- */
+
+static void badge_copy(kz_badge *out, const kz_snap_badge *in)
+{
+    memset(out, 0, sizeof *out);
+    out->verification_level = in->verification_level;
+    out->actor_kind = in->actor_kind;
+    out->acting_for = in->acting_for;
+    memcpy(out->method, in->method, sizeof out->method - 1);
+    memcpy(out->name, in->name, sizeof out->name - 1);
+}
+
+static kz__sample *newest_sample(kz__vslot *v)
+{
+    return v->n ? &v->s[(v->head + KZ__SAMPLES - 1u) % KZ__SAMPLES] : NULL;
+}
+
+static void push_sample(kz__vslot *v, uint32_t tick, const kz_snap_state *st)
+{
+    kz__sample *smp = &v->s[v->head];
+    smp->tick = smp->end = tick;
+    smp->st = *st;
+    v->head = (v->head + 1u) % KZ__SAMPLES;
+    if (v->n < KZ__SAMPLES)
+        v->n++;
+}
+
+/* Brings the slot table up to the decoded view: leaves, enters, samples. */
+static void apply_view(kz_client *c, const kz_snap_view *v)
+{
+    uint32_t j = 0;
+    for (uint32_t k = 0; k < c->welcome.n_slots; k++) {
+        kz__vslot *vs = &c->slots[k];
+        const kz_snap_state *st = NULL;
+        uint8_t ch = KZ_SNAP_SAME;
+        if (j < v->count && v->slot[j] == k) {
+            st = &v->state[j];
+            ch = c->change[j];
+            j++;
+        }
+        if (vs->entity && (!st || st->entity != vs->entity)) {
+            push_event(c, KZ_EV_LEAVE, vs->entity, 0, NULL, 0, NULL);
+            vs->entity = 0;
+        }
+        if (!st)
+            continue;
+        if (!vs->entity) {
+            vs->entity = st->entity;
+            vs->n = vs->head = 0;
+            memset(&vs->badge, 0, sizeof vs->badge);
+            if (ch == KZ_SNAP_ENTER)
+                badge_copy(&vs->badge, &c->badges[k]);
+            push_sample(vs, v->tick, st);
+            push_event(c, KZ_EV_ENTER, st->entity, 0, NULL, 0, &vs->badge);
+            continue;
+        }
+        kz__sample *last = newest_sample(vs);
+        if (memcmp(&last->st, st, sizeof *st) == 0)
+            last->end = v->tick;          /* still the same: holds through this tick */
+        else if (ch != KZ_SNAP_SAME)
+            push_sample(vs, v->tick, st); /* new information */
+        /* else: a change the server deferred; the view shows the older
+         * baseline state, which is not news. */
+    }
+}
+
+static double dist_mm(const kz_snap_state *a, const kz_snap_state *b)
+{
+    double d2 = 0;
+    for (int i = 0; i < 3; i++) {
+        double d = (double)(a->pos[i] - b->pos[i]) * 1000.0 / KZ_SNAP_POS_UNITS;
+        d2 += d * d;
+    }
+    return sqrt(d2);
+}
+
+/* Server says where the own avatar is after command head->input_tick:
+ * start from there and replay the newer commands. */
+static void reconcile(kz_client *c, const kz_wire_snap_head *h)
+{
+    uint32_t t = h->input_tick;
+    kz_snap_state base = h->self;
+    base.entity = c->self.entity;
+    base.kind = KZ_KIND_AVATAR;
+    memcpy(base.rel, c->self.rel, sizeof base.rel);
+    memcpy(base.rot, c->self.rot, sizeof base.rot);
+    if (t && t <= c->cmd_tick && c->cmd_tick - t < KZ__CMD_RING &&
+        c->cmds[t % KZ__CMD_RING].tick == t) {
+        const kz_snap_state *mine = &c->predicted[t % KZ__CMD_RING];
+        if (memcmp(mine->pos, base.pos, sizeof base.pos) != 0 || h->corrected) {
+            kz_counter_inc(c->c, KZ_CLIENT_C_CORRECTIONS);
+            push_event(c, KZ_EV_CORRECTION, c->self.entity, (uint32_t)lrint(dist_mm(mine, &base)),
+                       NULL, 0, NULL);
+        }
+        memcpy(base.rel, mine->rel, sizeof base.rel);
+        memcpy(base.rot, mine->rot, sizeof base.rot);
+        c->predicted[t % KZ__CMD_RING] = base;
+        for (uint32_t k = t + 1u; k <= c->cmd_tick; k++) {
+            kz_wire_integrate(&c->codec, &base, &c->cmds[k % KZ__CMD_RING]);
+            c->predicted[k % KZ__CMD_RING] = base;
+        }
+    } else if (t > c->cmd_tick || c->cmd_tick - t >= KZ__CMD_RING) {
+        /* Nothing to replay from (or a server ahead of us): take its word. */
+    } else {
+        for (uint32_t k = t + 1u; k <= c->cmd_tick; k++)
+            if (c->cmds[k % KZ__CMD_RING].tick == k)
+                kz_wire_integrate(&c->codec, &base, &c->cmds[k % KZ__CMD_RING]);
+    }
+    c->self = base;
+}
+
+static void track_clock(kz_client *c, uint32_t tick)
+{
+    double period = 1e9 / c->welcome.tick_hz;
+    double sample = (double)c->now - (double)tick * period;
+    if (!c->have_offset || sample < c->offset_ns) {
+        c->offset_ns = sample;  /* the fastest delivery seen bounds the offset */
+        c->have_offset = 1;
+    } else {
+        c->offset_ns += (sample - c->offset_ns) * 0.002;  /* drift and route changes */
+    }
+}
+
+static void on_snapshot(kz_client *c, const uint8_t *p, uint32_t len)
+{
+    if (!c->block) {
+        kz_counter_inc(c->c, KZ_CLIENT_C_DROP_MALFORMED);
+        return;
+    }
+    kz_bitreader r;
+    kz_bitreader_init(&r, p, len);
+    kz_wire_snap_head h;
+    uint32_t tick, base_tick;
+    if (kz_wire_snap_head_read(&c->codec, &r, &h) != KZ_OK ||
+        kz_snap_peek(&c->codec, &r, &tick, &base_tick) != KZ_OK) {
+        kz_counter_inc(c->c, KZ_CLIENT_C_DROP_MALFORMED);
+        return;
+    }
+    if (tick <= c->newest) {
+        kz_counter_inc(c->c, KZ_CLIENT_C_SNAPSHOTS_LATE);
+        return;
+    }
+    const kz_snap_view *base = NULL;
+    if (base_tick) {
+        base = &c->views[base_tick % c->welcome.history];
+        if (base->tick != base_tick || base_tick >= tick) {
+            kz_counter_inc(c->c, KZ_CLIENT_C_SNAPSHOTS_NO_BASE);
+            return;
+        }
+    }
+    if (kz_snap_decode(&c->codec, &r, base, &c->scratch, c->change, c->badges) != KZ_OK) {
+        kz_counter_inc(c->c, KZ_CLIENT_C_DROP_MALFORMED);
+        return;
+    }
+    kz_snap_view *dst = &c->views[tick % c->welcome.history];
+    dst->tick = tick;
+    dst->count = c->scratch.count;
+    memcpy(dst->slot, c->scratch.slot, dst->count * sizeof *dst->slot);
+    memcpy(dst->state, c->scratch.state, dst->count * sizeof *dst->state);
+    c->newest = tick;
+    apply_view(c, dst);
+    reconcile(c, &h);
+    track_clock(c, tick);
+    kz_counter_inc(c->c, KZ_CLIENT_C_SNAPSHOTS);
+    kz_counter_add(c->c, KZ_CLIENT_C_SNAPSHOT_BYTES, len);
+}
+
+/* ---- relayed events ----------------------------------------------------- */
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void on_relay(kz_client *c, uint8_t type, const uint8_t *p, uint32_t len)
+{
+    if (len < KZ_RELAY_HEADER_BYTES) {
+        kz_counter_inc(c->c, KZ_CLIENT_C_DROP_MALFORMED);
+        return;
+    }
+    uint32_t from = get32(p);
+    const uint8_t *body = p + KZ_RELAY_HEADER_BYTES;
+    uint32_t n = len - KZ_RELAY_HEADER_BYTES;
+    if (type == KZ_MSG_CHAT && n <= KZ_CHAT_MAX_BYTES && kz_utf8_valid(body, n))
+        push_event(c, KZ_EV_CHAT, from, 0, body, n, NULL);
+    else if (type == KZ_MSG_EMOTE && n == 2)
+        push_event(c, KZ_EV_EMOTE, from, (uint32_t)(body[0] | body[1] << 8), NULL, 0, NULL);
+    else if (type == KZ_MSG_VOICE && n <= KZ_VOICE_MAX_FRAME_BYTES)
+        push_event(c, KZ_EV_VOICE, from, 0, body, n, NULL);
+    else
+        kz_counter_inc(c->c, KZ_CLIENT_C_DROP_MALFORMED);
+}
+
+static void on_notice(kz_client *c, const uint8_t *p, uint32_t len)
+{
+    if (len < 1 || len > 1 + KZ_NOTICE_MAX_BYTES || !kz_utf8_valid(p + 1, len - 1)) {
+        kz_counter_inc(c->c, KZ_CLIENT_C_DROP_MALFORMED);
+        return;
+    }
+    if (p[0] == KZ_NOTICE_KICK) {
+        memcpy(c->kick_text, p + 1, len - 1);
+        c->kick_text[len - 1] = 0;
+    }
+    push_event(c, KZ_EV_NOTICE, 0, p[0], p + 1, len - 1, NULL);
+}
+
+static void drain(kz_client *c)
+{
+    kz_netmsg m;
+    while (kz_netclient_poll(c->net, &m) == KZ_OK) {
+        if (m.kind != KZ_NETMSG_DATA)
+            continue;
+        switch (m.type) {
+        case KZ_MSG_WELCOME: on_welcome(c, m.data, m.len); break;
+        case KZ_MSG_SNAPSHOT: on_snapshot(c, m.data, m.len); break;
+        case KZ_MSG_CHAT:
+        case KZ_MSG_EMOTE:
+        case KZ_MSG_VOICE: on_relay(c, m.type, m.data, m.len); break;
+        case KZ_MSG_NOTICE: on_notice(c, m.data, m.len); break;
+        default: kz_counter_inc(c->c, KZ_CLIENT_C_DROP_MALFORMED); break;
+        }
+    }
+}
+
+/* ---- input ticks -------------------------------------------------------- */
+
+static void input_tick(kz_client *c)
+{
+    uint32_t t = ++c->cmd_tick;
+    kz_wire_command *cmd = &c->cmds[t % KZ__CMD_RING];
+    kz_wire_command_from(&c->intent, c->welcome.max_speed, cmd);
+    cmd->tick = t;
+    kz_wire_integrate(&c->codec, &c->self, cmd);
+    c->predicted[t % KZ__CMD_RING] = c->self;
+
+    kz_wire_input in = {.ack = c->newest};
+    uint32_t n = c->cfg.input_redundancy;
+    if (n > t)
+        n = t;
+    for (uint32_t k = 0; k < n; k++)
+        in.cmd[k] = c->cmds[(t - k) % KZ__CMD_RING];
+    in.count = n;
+    uint8_t buf[KZ_INPUT_MAX_BYTES];
+    int len = kz_wire_input_write(&in, buf, sizeof buf);
+    if (len > 0 && kz_netclient_send(c->net, KZ_CHANNEL_INPUT, KZ_MSG_INPUT, buf, (uint32_t)len) == KZ_OK)
+        kz_counter_inc(c->c, KZ_CLIENT_C_INPUTS_SENT);
+}
+
+uint32_t kz_client_update(kz_client *c, kz_time_ns now)
+{
+    if (!c->net || c->state == KZ_CLIENT_IDLE || c->state >= KZ_CLIENT_DISCONNECTED)
+        return c->state;
+    if (now > c->now)
+        c->now = now;
+    (void)kz_netclient_update(c->net, c->now);
+    drain(c);
+    uint32_t ns = kz_netclient_state(c->net);
+    if (ns == KZ_NETCLIENT_DISCONNECTED || ns == KZ_NETCLIENT_FAILED) {
+        c->reason = kz_netclient_reason(c->net);
+        c->state = ns == KZ_NETCLIENT_FAILED && c->state == KZ_CLIENT_CONNECTING
+                       ? KZ_CLIENT_FAILED
+                       : KZ_CLIENT_DISCONNECTED;
+        push_event(c, KZ_EV_DISCONNECTED, c->self.entity, c->reason, c->kick_text,
+                   (uint32_t)strlen(c->kick_text), NULL);
+        return c->state;
+    }
+    if (c->state == KZ_CLIENT_CONNECTED && c->ticking) {
+        uint32_t due = kz_ticker_due(&c->ticker, c->now);
+        for (uint32_t k = 0; k < due; k++)
+            input_tick(c);
+        if (due)
+            (void)kz_netclient_update(c->net, c->now);  /* flush the input now */
+    }
+    return c->state;
+}
+
+uint32_t kz_client_state(const kz_client *c) { return c->state; }
+uint32_t kz_client_reason(const kz_client *c) { return c->reason; }
+uint32_t kz_client_self_id(const kz_client *c) { return c->block ? c->welcome.self : 0; }
+uint32_t kz_client_server_tick(const kz_client *c) { return c->newest; }
+const kz_counters *kz_client_counters(const kz_client *c) { return &c->counters; }
+const kz_netclient *kz_client_net(const kz_client *c) { return c->net; }
+
+int kz_client_send_input(kz_client *c, const kz_avatar_state *intent)
+{
+    if (c->state != KZ_CLIENT_CONNECTED)
+        return KZ_ESTATE;
+    c->intent = *intent;
+    return KZ_OK;
+}
+
+/* ---- actions ------------------------------------------------------------ */
+
+static int send_event(kz_client *c, uint8_t channel, uint8_t type, const void *p, uint32_t len)
+{
+    if (c->state != KZ_CLIENT_CONNECTED)
+        return KZ_ESTATE;
+    return kz_netclient_send(c->net, channel, type, p, len);
+}
+
+int kz_client_chat(kz_client *c, const char *text, uint32_t len)
+{
+    if (!text || len == 0 || len > KZ_CHAT_MAX_BYTES || !kz_utf8_valid((const uint8_t *)text, len))
+        return KZ_EINVAL;
+    return send_event(c, KZ_CHANNEL_EVENT, KZ_MSG_CHAT, text, len);
+}
+
+int kz_client_emote(kz_client *c, uint16_t emote)
+{
+    uint8_t b[2] = {(uint8_t)emote, (uint8_t)(emote >> 8)};
+    return send_event(c, KZ_CHANNEL_EVENT, KZ_MSG_EMOTE, b, 2);
+}
+
+int kz_client_voice(kz_client *c, const void *frame, uint32_t len)
+{
+    if (!frame || len == 0 || len > KZ_VOICE_MAX_FRAME_BYTES)
+        return KZ_EINVAL;
+    return send_event(c, KZ_CHANNEL_VOICE, KZ_MSG_VOICE, frame, len);
+}
+
+static int action(kz_client *c, uint8_t code, uint32_t object)
+{
+    uint8_t b[KZ_ACTION_BYTES] = {code, (uint8_t)object, (uint8_t)(object >> 8),
+                                  (uint8_t)(object >> 16), (uint8_t)(object >> 24)};
+    return send_event(c, KZ_CHANNEL_EVENT, KZ_MSG_ACTION, b, sizeof b);
+}
+
+int kz_client_grab(kz_client *c, uint32_t object) { return action(c, KZ_ACTION_GRAB, object); }
+int kz_client_release(kz_client *c, uint32_t object) { return action(c, KZ_ACTION_RELEASE, object); }
+
+/* ---- reading the world -------------------------------------------------- */
+
+int kz_client_self(const kz_client *c, kz_avatar_state *out)
+{
+    if (!c->block)
+        return KZ_ESTATE;
+    kz_snap_dequantize(&c->codec, &c->self, out);
+    return KZ_OK;
+}
+
+double kz_client_render_tick(const kz_client *c)
+{
+    if (!c->have_offset)
+        return 0.0;
+    double period = 1e9 / c->welcome.tick_hz;
+    double t = ((double)c->now - c->offset_ns - c->cfg.interp_delay_ms * 1e6) / period;
+    return t > 0 ? t : 0;
+}
+
+static void lerp_state(const kz_client *c, const kz_snap_state *a, const kz_snap_state *b,
+                       double f, kz_avatar_state *out)
+{
+    kz_avatar_state sa, sb;
+    kz_snap_dequantize(&c->codec, a, &sa);
+    if (f <= 0 || !b) {
+        *out = sa;
+        return;
+    }
+    kz_snap_dequantize(&c->codec, b, &sb);
+    *out = sa;
+    float g = (float)f;
+    for (int i = 0; i < 3; i++) {
+        out->pos[i] = sa.pos[i] + (sb.pos[i] - sa.pos[i]) * g;
+        out->vel[i] = sa.vel[i] + (sb.vel[i] - sa.vel[i]) * g;
+    }
+    float dy = remainderf(sb.yaw - sa.yaw, 6.2831853f);
+    out->yaw = sa.yaw + dy * g;
+    for (uint32_t p = 0; p < KZ_POSE_COUNT; p++) {
+        float dot = 0, q[4];
+        for (int i = 0; i < 3; i++)
+            out->pose[p].pos[i] = sa.pose[p].pos[i] + (sb.pose[p].pos[i] - sa.pose[p].pos[i]) * g;
+        for (int i = 0; i < 4; i++)
+            dot += sa.pose[p].rot[i] * sb.pose[p].rot[i];
+        float sgn = dot < 0 ? -1.0f : 1.0f, n = 0;
+        for (int i = 0; i < 4; i++) {
+            q[i] = sa.pose[p].rot[i] + (sgn * sb.pose[p].rot[i] - sa.pose[p].rot[i]) * g;
+            n += q[i] * q[i];
+        }
+        n = n > 0 ? 1.0f / sqrtf(n) : 0;
+        for (int i = 0; i < 4; i++)
+            out->pose[p].rot[i] = n > 0 ? q[i] * n : (i == 3 ? 1.0f : 0.0f);
+    }
+}
+
+/* The slot's state at `tick`: exact within a sample's hold range, linear
+ * between one sample's last tick and the next sample's first, held at the
+ * ends. */
+static void sample_at(const kz_client *c, const kz__vslot *v, double tick, kz_avatar_state *out)
+{
+    const kz__sample *prev = NULL, *next = NULL;
+    for (uint32_t i = 0; i < v->n; i++) {
+        const kz__sample *s = &v->s[(v->head + KZ__SAMPLES - v->n + i) % KZ__SAMPLES];
+        if ((double)s->tick <= tick)
+            prev = s;
+        else if (!next)
+            next = s;
+    }
+    if (!prev) {
+        lerp_state(c, &next->st, NULL, 0, out);
+        return;
+    }
+    if (!next || tick <= (double)prev->end) {
+        lerp_state(c, &prev->st, NULL, 0, out);
+        return;
+    }
+    double f = (tick - prev->end) / (double)(next->tick - prev->end);
+    lerp_state(c, &prev->st, &next->st, f, out);
+}
+
+static const kz__vslot *find_slot(const kz_client *c, uint32_t id)
+{
+    if (!c->block || id == 0)
+        return NULL;
+    for (uint32_t k = 0; k < c->welcome.n_slots; k++)
+        if (c->slots[k].entity == id)
+            return &c->slots[k];
+    return NULL;
+}
+
+/* Tick of the oldest sample the slot holds. */
+static uint32_t first_tick(const kz__vslot *v)
+{
+    return v->s[(v->head + KZ__SAMPLES - v->n) % KZ__SAMPLES].tick;
+}
+
+int kz_client_entity_at(const kz_client *c, uint32_t id, double tick, kz_avatar_state *out)
+{
+    const kz__vslot *v = find_slot(c, id);
+    if (!v || !v->n)
+        return KZ_EINVAL;
+    if (tick < (double)first_tick(v))
+        return KZ_ERANGE;
+    sample_at(c, v, tick, out);
+    return KZ_OK;
+}
+
+int kz_client_badge(const kz_client *c, uint32_t id, kz_badge *out)
+{
+    const kz__vslot *v = find_slot(c, id);
+    if (!v)
+        return KZ_EINVAL;
+    *out = v->badge;
+    return KZ_OK;
+}
+
+uint32_t kz_client_view(const kz_client *c, kz_client_entity *out, uint32_t cap)
+{
+    if (!c->block)
+        return 0;
+    double t = kz_client_render_tick(c);
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < c->welcome.n_slots; k++) {
+        const kz__vslot *v = &c->slots[k];
+        if (!v->entity || !v->n || t < (double)first_tick(v))
+            continue;  /* not yet in view at render time */
+        if (n < cap) {
+            out[n].id = v->entity;
+            out[n].reserved = 0;
+            sample_at(c, v, t, &out[n].state);
+        }
+        n++;
+    }
+    return n;
+}

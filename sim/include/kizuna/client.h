@@ -1,0 +1,173 @@
+/*
+ * The client library: what an engine embeds to join a Kizuna world.
+ *
+ * Caller-driven, no hidden threads: the engine calls kz_client_update(now)
+ * once per frame (any rate; the client runs its own fixed input tick at the
+ * server's rate inside it), sets the local player's intent with
+ * kz_client_send_input whenever it changes, reads the world with
+ * kz_client_self / kz_client_view, and drains kz_client_poll_event. Every
+ * call on one kz_client must come from one thread; separate clients are
+ * independent (a load tester runs thousands in one process).
+ *
+ * What it does for the engine:
+ *   - the secure handshake and sealed transport (kizuna/transport.h);
+ *   - prediction of the local avatar: each input tick applies the intent at
+ *     once, and when a snapshot says where the server put the avatar after
+ *     a given command, replays the newer commands on top (reconciliation);
+ *     a disagreement is reported as a CORRECTION event;
+ *   - interpolation of remote entities: they are shown at render time =
+ *     estimated server time - interp_delay, between the two snapshot
+ *     samples around it, so loss and jitter up to the delay are invisible;
+ *   - events for enter (with the identity badge), leave, chat, emote,
+ *     voice, correction, notices and the end of the session with a reason.
+ *
+ * Ownership: the client owns everything it allocates (through
+ * cfg.net.alloc, at create and once when the server's welcome arrives);
+ * pointers it returns are valid until the next call on the same client.
+ * Units: meters, seconds, radians; time in nanoseconds (kz_time_ns).
+ */
+#ifndef KZ_CLIENT_H
+#define KZ_CLIENT_H
+
+#include <kizuna/avatar.h>
+#include <kizuna/transport.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Zero fields mean the default. */
+typedef struct kz_client_config {
+    kz_netclient_config net;      /* transport; log and allocator hooks live here */
+    uint32_t interp_delay_ms;     /* render delay behind the server; default 100 */
+    uint32_t input_redundancy;    /* commands per input message, 1..8; default 4 */
+    uint32_t event_capacity;      /* queued events before the oldest drop; default 64 */
+} kz_client_config;
+
+typedef struct kz_client kz_client;
+
+/* Client states. */
+#define KZ_CLIENT_IDLE 0u          /* created, not connecting */
+#define KZ_CLIENT_CONNECTING 1u    /* handshake, waiting for the welcome */
+#define KZ_CLIENT_CONNECTED 2u     /* in the world */
+#define KZ_CLIENT_DISCONNECTED 3u  /* ended by the server (see reason) or timed out */
+#define KZ_CLIENT_FAILED 4u        /* could not connect */
+
+/* Who owns an avatar, as the backend verified it (from the signed token;
+ * nothing a client sends can change it). */
+typedef struct kz_badge {
+    uint8_t verification_level;   /* KZ_VERIFY_* */
+    uint8_t actor_kind;           /* KZ_ACTOR_HUMAN, _AGENT, _BOT */
+    uint8_t reserved[6];
+    uint64_t acting_for;          /* principal client id for agents, 0 = none */
+    char method[49];              /* verification method, NUL-terminated */
+    char name[33];                /* display name, UTF-8, NUL-terminated */
+    uint8_t reserved2[6];
+} kz_badge;
+
+/* Event types. */
+#define KZ_EV_CONNECTED 1u     /* entity = own avatar */
+#define KZ_EV_ENTER 2u         /* entity came into view; badge filled */
+#define KZ_EV_LEAVE 3u         /* entity left the view */
+#define KZ_EV_CHAT 4u          /* entity said data[0..len) (UTF-8) */
+#define KZ_EV_EMOTE 5u         /* entity played emote `code` */
+#define KZ_EV_VOICE 6u         /* audio frame from entity */
+#define KZ_EV_CORRECTION 7u    /* the server moved the own avatar; code = distance in mm */
+#define KZ_EV_NOTICE 8u        /* server notice `code` (KZ_NOTICE_*), text in data */
+#define KZ_EV_DISCONNECTED 9u  /* session over; code = reason, data = text if any */
+
+typedef struct kz_client_event {
+    uint32_t type;        /* KZ_EV_* */
+    uint32_t entity;      /* subject entity id, 0 if none */
+    uint32_t code;
+    uint32_t len;         /* bytes at data */
+    const uint8_t *data;  /* valid until the next call on the client */
+    kz_badge badge;       /* KZ_EV_ENTER only */
+} kz_client_event;
+
+/* One entity as the client shows it. */
+typedef struct kz_client_entity {
+    uint32_t id;
+    uint32_t reserved;
+    kz_avatar_state state;
+} kz_client_entity;
+
+KZ_API void kz_client_config_default(kz_client_config *cfg);
+/* NULL on bad configuration or no memory (logged). */
+KZ_API kz_client *kz_client_create(const kz_client_config *cfg);
+KZ_API void kz_client_destroy(kz_client *c);
+
+/* Starts connecting with `token` (copied). 0, KZ_ESTATE (already
+ * connecting or connected) or KZ_EINVAL (the token has no IPv4 address). */
+KZ_API KZ_MUST_CHECK int kz_client_connect(kz_client *c, const kz_connect_token *token,
+                                           kz_time_ns now);
+/* Runs the handshake, the transport, the input ticks due at `now`, and
+ * decodes what arrived. Call every frame. Returns the state. */
+KZ_API uint32_t kz_client_update(kz_client *c, kz_time_ns now);
+KZ_API uint32_t kz_client_state(const kz_client *c);
+
+/* The local player's intent from now on: vel (wanted velocity, clamped to
+ * the server's max speed), yaw, anim, the KZ_AVATAR_VR flag and the
+ * head/hand poses; pos, kind and holder are ignored (the server decides
+ * where the avatar is). Copied. 0 or KZ_ESTATE (not connected). */
+KZ_API int kz_client_send_input(kz_client *c, const kz_avatar_state *intent);
+
+/* Next event (0) or KZ_EEMPTY. */
+KZ_API KZ_MUST_CHECK int kz_client_poll_event(kz_client *c, kz_client_event *ev);
+
+/* Actions. 0, KZ_ESTATE (not connected), KZ_EINVAL (empty, too long, not
+ * UTF-8) or KZ_EFULL (transport queue full). */
+KZ_API int kz_client_chat(kz_client *c, const char *text, uint32_t len);
+KZ_API int kz_client_emote(kz_client *c, uint16_t emote);
+KZ_API int kz_client_voice(kz_client *c, const void *frame, uint32_t len);
+KZ_API int kz_client_grab(kz_client *c, uint32_t object);
+KZ_API int kz_client_release(kz_client *c, uint32_t object);
+
+/* The own avatar's entity id (0 before the welcome) and predicted state. */
+KZ_API uint32_t kz_client_self_id(const kz_client *c);
+KZ_API int kz_client_self(const kz_client *c, kz_avatar_state *out);
+
+/* Remote entities in view at the current render time, interpolated;
+ * writes up to `cap`, returns how many there are. An entity that entered
+ * the view after the render time is left out until render time reaches its
+ * entry (it was not there yet). */
+KZ_API uint32_t kz_client_view(const kz_client *c, kz_client_entity *out, uint32_t cap);
+/* One entity at server tick `tick` (fractional), interpolated from the
+ * samples the client holds, held at the newest after it. 0, KZ_EINVAL (not
+ * in view) or KZ_ERANGE (`tick` precedes the oldest sample held). */
+KZ_API int kz_client_entity_at(const kz_client *c, uint32_t id, double tick, kz_avatar_state *out);
+/* The badge of an entity in view. 0 or KZ_EINVAL. */
+KZ_API int kz_client_badge(const kz_client *c, uint32_t id, kz_badge *out);
+/* Current render time in server ticks (fractional), and the newest server
+ * tick received. */
+KZ_API double kz_client_render_tick(const kz_client *c);
+KZ_API uint32_t kz_client_server_tick(const kz_client *c);
+/* Why the session ended (KZ_KICK_* or a transport reason), 0 if it did not. */
+KZ_API uint32_t kz_client_reason(const kz_client *c);
+
+/* Client counters. */
+#define KZ_CLIENT_COUNTERS(X)                       \
+    X(SNAPSHOTS, "snapshots_applied")               \
+    X(SNAPSHOT_BYTES, "snapshot_bytes")             \
+    X(SNAPSHOTS_LATE, "snapshots_late")             \
+    X(SNAPSHOTS_NO_BASE, "snapshots_baseline_missing") \
+    X(DROP_MALFORMED, "drop_malformed_message")     \
+    X(CORRECTIONS, "corrections")                   \
+    X(INPUTS_SENT, "input_messages_sent")           \
+    X(EVENTS_DROPPED, "events_dropped_queue_full")
+
+enum {
+#define KZ__CLIENT_ENUM(id, name) KZ_CLIENT_C_##id,
+    KZ_CLIENT_COUNTERS(KZ__CLIENT_ENUM)
+#undef KZ__CLIENT_ENUM
+    KZ_CLIENT_C_COUNT
+};
+
+KZ_API const kz_counters *kz_client_counters(const kz_client *c);
+KZ_API const kz_netclient *kz_client_net(const kz_client *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KZ_CLIENT_H */

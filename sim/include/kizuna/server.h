@@ -1,0 +1,144 @@
+/*
+ * The authoritative world server: a fixed-rate simulation of avatars and
+ * shared objects behind the secure transport (kizuna/transport.h).
+ *
+ * Every tick (tick_hz, 10..128, default 30) the server
+ *   1. drains the transport: connects (an avatar is created from the
+ *      token's claims), disconnects, inputs, chat, emotes, voice, actions;
+ *   2. applies one input command per client (clamped to the limits; a
+ *      clamped command is a correction the client sees);
+ *   3. moves held objects with their holders and updates the spatial grid;
+ *   4. per client: interest (grid -> visibility hook -> ranking -> cut to
+ *      max_visible), then a snapshot delta against the newest view the
+ *      client acknowledged, cut to the packet and per-second byte budgets
+ *      by priority (distance, time since last sent, importance).
+ *
+ * Threads. The transport either runs its own I/O threads
+ * (net.threaded = 1) or is serviced inside kz_server_step on the caller's
+ * thread (single-threaded mode, deterministic for tests). Every kz_server_*
+ * call must come from one thread (the simulation thread); the visibility
+ * hook runs on it too. After creation the steady state allocates nothing
+ * on this thread: every table is sized from max_clients and max_objects.
+ *
+ * Time is injected: kz_server_step(now) runs the ticks that are due at
+ * `now` (nanoseconds, any monotonic origin).
+ */
+#ifndef KZ_SERVER_H
+#define KZ_SERVER_H
+
+#include <kizuna/avatar.h>
+#include <kizuna/hist.h>
+#include <kizuna/transport.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Visibility hook: 1 if the client whose avatar is `viewer` may see the
+ * entity `target` (entity ids as on the wire), 0 if not. */
+typedef int (*kz_server_visible_fn)(void *ctx, uint32_t viewer, uint32_t target);
+
+/* Zero fields mean the default. */
+typedef struct kz_server_config {
+    kz_netserver_config net;          /* transport; net.max_clients is required */
+    uint32_t tick_hz;                 /* 10..128; default 30 */
+    float world_bound;                /* half-extent in meters; default 4096 */
+    float view_radius;                /* enter radius; default 50 m */
+    float view_hysteresis;            /* leave radius = view_radius + this; default 5 m */
+    uint32_t max_visible;             /* per client; default 100, at most 1024 */
+    uint32_t max_objects;             /* shared objects; default 64 */
+    uint32_t snapshot_history;        /* views kept per client, 4..64; default 16 */
+    uint32_t bytes_per_second;        /* per client downstream budget; default 40000 */
+    float max_speed;                  /* meters per second; default 8 */
+    float grab_reach;                 /* meters from the root; default 2 */
+    float voice_radius;               /* default 25 m */
+    uint32_t voice_bytes_per_second;  /* per sender; default 8000 */
+    uint32_t chat_per_second;         /* per sender, burst 2x; default 4 */
+    uint32_t spawn_seed;              /* spawn points are random within spawn_radius */
+    float spawn_radius;               /* default 100 m */
+    kz_server_visible_fn visible;     /* NULL: everything within range is visible */
+    void *visible_ctx;
+} kz_server_config;
+
+typedef struct kz_server kz_server;
+
+KZ_API void kz_server_config_default(kz_server_config *cfg);
+
+/* Creates the world and the transport. NULL on failure (logged through
+ * cfg->net.log). */
+KZ_API kz_server *kz_server_create(const kz_server_config *cfg);
+KZ_API void kz_server_destroy(kz_server *s);
+
+/* Services the transport (single-threaded mode) and runs every tick due at
+ * `now`, at most 4 in a row (a stalled server skips rather than spirals).
+ * Returns the number of ticks run. */
+KZ_API int kz_server_step(kz_server *s, kz_time_ns now);
+
+/* The transport's first port (clients' gate address). */
+KZ_API uint16_t kz_server_port(const kz_server *s);
+KZ_API uint32_t kz_server_tick(const kz_server *s);
+KZ_API uint32_t kz_server_tick_hz(const kz_server *s);
+/* Connected clients with an avatar. */
+KZ_API uint32_t kz_server_clients(const kz_server *s);
+
+/* The current state of entity `id` (avatar or object). 0 or KZ_EINVAL. */
+KZ_API int kz_server_entity(const kz_server *s, uint32_t id, kz_avatar_state *out);
+/* The avatar entity of transport slot `slot`, 0 if none. */
+KZ_API uint32_t kz_server_avatar_of(const kz_server *s, uint32_t slot);
+
+/* Adds a shared object at `pos` with rotation `rot` (NULL = identity);
+ * *id receives its entity id. 0, KZ_EFULL, KZ_ERANGE or KZ_ENOTFINITE. */
+KZ_API KZ_MUST_CHECK int kz_server_object_add(kz_server *s, const float pos[3], const float rot[4],
+                                              uint32_t *id);
+
+/* Ends the session of the client whose avatar is `avatar`, telling it
+ * `reason` (KZ_KICK_* code) and `text` (UTF-8, may be NULL). */
+KZ_API int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *text);
+
+/* Kick reason codes (the client sees them with the text). */
+#define KZ_KICK_ADMIN 1u
+#define KZ_KICK_VIOLATION 2u
+#define KZ_KICK_SHUTDOWN 3u
+
+/* Counters of the world (names via kz_counters_name). */
+#define KZ_WORLD_COUNTERS(X)                              \
+    X(TICKS, "ticks")                                     \
+    X(TICKS_SKIPPED, "ticks_skipped")                     \
+    X(INPUTS, "input_messages")                           \
+    X(COMMANDS, "commands_applied")                       \
+    X(COMMANDS_REPEATED, "commands_repeated")             \
+    X(COMMANDS_DROPPED, "commands_dropped_overflow")      \
+    X(CORRECTIONS, "corrections")                         \
+    X(SNAPSHOTS, "snapshots_sent")                        \
+    X(SNAPSHOT_BYTES, "snapshot_bytes")                   \
+    X(SNAPSHOT_FULL, "snapshots_full_state")              \
+    X(DEFERRED, "updates_deferred_budget")                \
+    X(ENTERS, "entity_enters")                            \
+    X(LEAVES, "entity_leaves")                            \
+    X(CHAT, "chat_relayed")                               \
+    X(VOICE, "voice_frames_relayed")                      \
+    X(GRABS, "grabs")                                     \
+    X(DROP_MALFORMED, "drop_malformed_message")           \
+    X(DROP_RATE, "drop_rate_limited")                     \
+    X(DROP_REFUSED, "drop_action_refused")                \
+    X(DROP_SEND, "drop_send_failed")                      \
+    X(KICKS, "kicks")
+
+enum {
+#define KZ__WORLD_ENUM(id, name) KZ_WORLD_C_##id,
+    KZ_WORLD_COUNTERS(KZ__WORLD_ENUM)
+#undef KZ__WORLD_ENUM
+    KZ_WORLD_C_COUNT
+};
+
+KZ_API const kz_counters *kz_server_counters(const kz_server *s);
+/* The transport underneath (for its counters and sessions). */
+KZ_API kz_netserver *kz_server_net(kz_server *s);
+/* Tick time histogram, nanoseconds per tick (simulation thread work). */
+KZ_API const kz_hist *kz_server_tick_hist(const kz_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KZ_SERVER_H */

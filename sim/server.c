@@ -1,0 +1,644 @@
+/*
+ * kz_server: lifecycle, sessions and the messages clients send. The tick
+ * itself (inputs, world step, interest, snapshots) is in server_tick.c.
+ *
+ * Every message from a client is checked before it touches the world: its
+ * length and codes by the sim/wire.h decoders, its rate by a per-sender
+ * token bucket. A bad message is dropped and counted, never fatal.
+ */
+#include "sim/server_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+#include <kizuna/utf8.h>
+
+static const char *const kz__world_counter_names[KZ_WORLD_C_COUNT] = {
+#define KZ__WORLD_NAME(id, name) name,
+    KZ_WORLD_COUNTERS(KZ__WORLD_NAME)
+#undef KZ__WORLD_NAME
+};
+
+void kz_server_config_default(kz_server_config *cfg)
+{
+    kz_netserver_config net = cfg->net;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->net = net;
+    cfg->tick_hz = 30;
+    cfg->world_bound = 4096.0f;
+    cfg->view_radius = 50.0f;
+    cfg->view_hysteresis = 5.0f;
+    cfg->max_visible = 100;
+    cfg->max_objects = 64;
+    cfg->snapshot_history = 16;
+    cfg->bytes_per_second = 40000;
+    cfg->max_speed = 8.0f;
+    cfg->grab_reach = 2.0f;
+    cfg->voice_radius = 25.0f;
+    cfg->voice_bytes_per_second = 8000;
+    cfg->chat_per_second = 4;
+    cfg->spawn_radius = 100.0f;
+}
+
+/* Zero fields take their defaults; returns 0 or KZ_EINVAL. */
+static int resolve_config(kz_server_config *cfg)
+{
+    kz_server_config d = {0};
+    kz_server_config_default(&d);
+#define KZ__DEF(f) \
+    if (cfg->f == 0) \
+        cfg->f = d.f;
+    KZ__DEF(tick_hz) KZ__DEF(world_bound) KZ__DEF(view_radius) KZ__DEF(max_visible)
+    KZ__DEF(max_objects) KZ__DEF(snapshot_history) KZ__DEF(bytes_per_second)
+    KZ__DEF(max_speed) KZ__DEF(grab_reach) KZ__DEF(voice_radius)
+    KZ__DEF(voice_bytes_per_second) KZ__DEF(chat_per_second) KZ__DEF(spawn_radius)
+#undef KZ__DEF
+    if (cfg->tick_hz < 10 || cfg->tick_hz > 128 || cfg->net.max_clients == 0)
+        return KZ_EINVAL;
+    if (cfg->max_visible > KZ_INTEREST_MAX_VISIBLE || cfg->snapshot_history < 4 ||
+        cfg->snapshot_history > 64)
+        return KZ_EINVAL;
+    if (!(cfg->world_bound > 0 && cfg->world_bound <= KZ_SNAP_MAX_BOUND) ||
+        !(cfg->max_speed > 0 && cfg->max_speed < 100.0f) || !(cfg->view_radius > 0) ||
+        !(cfg->view_hysteresis >= 0) || !(cfg->spawn_radius <= cfg->world_bound))
+        return KZ_EINVAL;
+    return KZ_OK;
+}
+
+/* ---- allocation --------------------------------------------------------- */
+
+/* Lays out (or measures, when base is NULL) one block holding every array;
+ * returns its size. Each array starts on a 64-byte boundary. */
+static size_t layout(kz_server *s, uint8_t *base)
+{
+    size_t off = 0;
+    uint32_t cap = s->cap, nc = s->max_clients, ns = s->n_slots, h = s->history;
+    size_t words = (cap + 63u) / 64u;
+#define KZ__ARR(ptr, count)                                              \
+    do {                                                                 \
+        off = (off + 63u) & ~(size_t)63u;                                \
+        if (base)                                                        \
+            *(void **)&(ptr) = base + off;                               \
+        off += (size_t)(count) * sizeof(*(ptr));                         \
+    } while (0)
+    KZ__ARR(s->kind, cap);
+    KZ__ARR(s->pos, cap);
+    KZ__ARR(s->vel, cap);
+    KZ__ARR(s->yaw, cap);
+    KZ__ARR(s->anim, cap);
+    KZ__ARR(s->flags, cap);
+    KZ__ARR(s->rel, cap);
+    KZ__ARR(s->rot, cap);
+    KZ__ARR(s->holder, cap);
+    KZ__ARR(s->owner, cap);
+    KZ__ARR(s->speaking_until, cap);
+    KZ__ARR(s->importance, cap);
+    KZ__ARR(s->badge, cap);
+    KZ__ARR(s->image, cap);
+    KZ__ARR(s->clients, nc);
+    KZ__ARR(s->sel, ns);
+    KZ__ARR(s->sel_score, ns);
+    KZ__ARR(s->slot_of, cap);
+    KZ__ARR(s->want.slot, ns);
+    KZ__ARR(s->want.state, ns);
+    KZ__ARR(s->sent_scratch.slot, ns);
+    KZ__ARR(s->sent_scratch.state, ns);
+    KZ__ARR(s->order, ns);
+    KZ__ARR(s->change, ns);
+    KZ__ARR(s->kept, ns);
+    KZ__ARR(s->query, cap);
+    for (uint32_t i = 0; i < nc; i++) {
+        kz__client *cl = base ? &s->clients[i] : NULL;
+        kz__client dummy;
+        if (!cl)
+            cl = &dummy;
+        KZ__ARR(cl->slot_ent, ns);
+        KZ__ARR(cl->acc, ns);
+        KZ__ARR(cl->since, ns);
+        KZ__ARR(cl->vis, ns);
+        KZ__ARR(cl->seen, words);
+        KZ__ARR(cl->hist, h);
+        for (uint32_t k = 0; k < h; k++) {
+            kz_snap_view dv;
+            kz_snap_view *v = base ? &cl->hist[k] : &dv;
+            KZ__ARR(v->slot, ns);
+            KZ__ARR(v->state, ns);
+        }
+    }
+#undef KZ__ARR
+    return off + 64u;
+}
+
+static int alloc_tables(kz_server *s)
+{
+    s->block_size = layout(s, NULL);
+    s->block = kz_calloc(&s->alloc, s->block_size, 64);
+    if (!s->block)
+        return KZ_ENOMEM;
+    layout(s, s->block);
+    s->want.cap = s->sent_scratch.cap = s->n_slots;
+    for (uint32_t i = 0; i < s->max_clients; i++)
+        for (uint32_t k = 0; k < s->history; k++)
+            s->clients[i].hist[k].cap = s->n_slots;
+    for (uint32_t i = 0; i < s->cap; i++)
+        s->slot_of[i] = KZ__NO_SLOT;
+    return KZ_OK;
+}
+
+static int init_world(kz_server *s)
+{
+    const kz_server_config *cfg = &s->cfg;
+    kz_grid_config gc;
+    kz_grid_config_default(&gc);
+    gc.max_entities = s->cap;
+    gc.bound = cfg->world_bound;
+    gc.cell_size = cfg->view_radius + cfg->view_hysteresis;
+    if (gc.cell_size < 8.0f)
+        gc.cell_size = 8.0f;
+    kz_interest_config ic = {
+        .radius = cfg->view_radius,
+        .hysteresis = cfg->view_hysteresis,
+        .max_visible = cfg->max_visible,
+    };
+    if (cfg->view_hysteresis == 0)
+        ic.hysteresis = 1e-6f;  /* zero means "default" to the interest module */
+    if (kz_entities_init(&s->ents, s->cap, &s->alloc) ||
+        kz_grid_init(&s->grid, &gc, &s->alloc) ||
+        kz_interest_init(&s->interest, &ic, s->cap, &s->alloc) ||
+        kz_snap_codec_init(&s->codec, cfg->tick_hz, s->n_slots, cfg->world_bound))
+        return KZ_EINVAL;
+    kz_hist_config hc;
+    kz_hist_config_default(&hc);
+    hc.highest = 10ull * 1000 * 1000 * 1000;
+    if (kz_hist_init(&s->tick_ns, &hc, &s->alloc))
+        return KZ_ENOMEM;
+    if (kz_counters_init(&s->counters, KZ_WORLD_C_COUNT, 1, kz__world_counter_names, &s->alloc))
+        return KZ_ENOMEM;
+    s->c = kz_counters_block(&s->counters, 0);
+    return KZ_OK;
+}
+
+kz_server *kz_server_create(const kz_server_config *cfg_in)
+{
+    kz_server_config cfg = *cfg_in;
+    kz_allocator a = cfg.net.alloc;
+    kz_allocator_resolve(&a);
+    if (resolve_config(&cfg)) {
+        kz_logf(&cfg.net.log, KZ_LOG_ERROR, "server", "invalid server configuration");
+        return NULL;
+    }
+    kz_server *s = kz_calloc(&a, sizeof *s, 64);
+    if (!s)
+        return NULL;
+    s->cfg = cfg;
+    s->alloc = a;
+    s->max_clients = cfg.net.max_clients;
+    s->cap = cfg.net.max_clients + cfg.max_objects;
+    s->n_slots = cfg.max_visible;
+    s->history = cfg.snapshot_history;
+    s->rng = 0x9E3779B97F4A7C15ull ^ cfg.spawn_seed;
+    if (s->cap > KZ_ENTITY_MAX || init_world(s) || alloc_tables(s)) {
+        kz_logf(&cfg.net.log, KZ_LOG_ERROR, "server", "cannot set up the world tables");
+        kz_server_destroy(s);
+        return NULL;
+    }
+    s->net = kz_netserver_create(&cfg.net);
+    if (!s->net) {
+        kz_server_destroy(s);
+        return NULL;
+    }
+    s->ticker.hz = 0;  /* started by the first step */
+    return s;
+}
+
+void kz_server_destroy(kz_server *s)
+{
+    if (!s)
+        return;
+    if (s->net)
+        kz_netserver_destroy(s->net);
+    if (s->block)
+        kz_free(&s->alloc, s->block, s->block_size);
+    if (s->counters.cells)
+        kz_counters_fini(&s->counters);
+    if (s->tick_ns.counts)
+        kz_hist_fini(&s->tick_ns);
+    kz_interest_fini(&s->interest);
+    kz_grid_fini(&s->grid);
+    kz_entities_fini(&s->ents);
+    kz_allocator a = s->alloc;
+    kz_free(&a, s, sizeof *s);
+}
+
+/* ---- sending ------------------------------------------------------------ */
+
+void kz__server_send(kz_server *s, uint32_t slot, uint8_t channel, uint8_t type,
+                     const void *data, uint32_t len)
+{
+    if (kz_netserver_send(s->net, slot, channel, type, data, len) != KZ_OK)
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_SEND);
+}
+
+int kz__seen(const kz__client *cl, uint32_t idx)
+{
+    return (int)((cl->seen[idx / 64u] >> (idx % 64u)) & 1u);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* ---- sessions ----------------------------------------------------------- */
+
+static uint64_t next_random(kz_server *s)
+{
+    /* splitmix64: spawn points only, not security. */
+    uint64_t z = (s->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static float spawn_coord(kz_server *s)
+{
+    double u = (double)(next_random(s) >> 11) / 9007199254740992.0;
+    return (float)((u * 2.0 - 1.0) * s->cfg.spawn_radius);
+}
+
+static void badge_from(kz_snap_badge *b, const kz_token_info *info)
+{
+    memset(b, 0, sizeof *b);
+    b->verification_level = info->claims.verification_level;
+    b->actor_kind = info->claims.actor_kind;
+    b->acting_for = info->claims.acting_for;
+    memcpy(b->method, info->claims.method, sizeof b->method - 1);
+    memcpy(b->name, info->name, sizeof b->name - 1);
+}
+
+static void rest_entity(kz_server *s, uint32_t i)
+{
+    kz_avatar_state rest;
+    kz_avatar_state_rest(&rest);
+    kz_wire_command cmd;
+    kz_wire_command_from(&rest, s->cfg.max_speed, &cmd);
+    memset(s->vel[i], 0, sizeof s->vel[i]);
+    s->yaw[i] = 0;
+    s->anim[i] = 0;
+    s->flags[i] = 0;
+    memcpy(s->rel[i], cmd.rel, sizeof s->rel[i]);
+    memcpy(s->rot[i], cmd.rot, sizeof s->rot[i]);
+    s->holder[i] = 0;
+    s->owner[i] = 0;
+    s->speaking_until[i] = 0;
+    s->importance[i] = 1.0f;
+}
+
+static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
+{
+    kz__client *cl = &s->clients[slot];
+    kz_entity e;
+    if (cl->live || kz_entity_create(&s->ents, &e) != KZ_OK) {
+        kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server", "no room for the avatar of slot %u", slot);
+        (void)kz_netserver_kick(s->net, slot, KZ_KICK_ADMIN);
+        return;
+    }
+    uint32_t i = kz_entity_index(&s->ents, e);
+    rest_entity(s, i);
+    s->kind[i] = KZ_KIND_AVATAR;
+    s->owner[i] = slot + 1u;
+    badge_from(&s->badge[i], info);
+    float x = spawn_coord(s), z = spawn_coord(s);
+    s->pos[i][0] = (int32_t)lrintf(x * KZ_SNAP_POS_UNITS);
+    s->pos[i][1] = 0;
+    s->pos[i][2] = (int32_t)lrintf(z * KZ_SNAP_POS_UNITS);
+    if (kz_grid_insert(&s->grid, i, (float)s->pos[i][0] / KZ_SNAP_POS_UNITS,
+                       (float)s->pos[i][2] / KZ_SNAP_POS_UNITS) != KZ_OK) {
+        (void)kz_entity_destroy(&s->ents, e);
+        (void)kz_netserver_kick(s->net, slot, KZ_KICK_ADMIN);
+        return;
+    }
+    /* Reset the client's tables; the arrays stay where they are. */
+    uint32_t *slot_ent = cl->slot_ent, *vis = cl->vis, *since = cl->since;
+    float *acc = cl->acc;
+    uint64_t *seen = cl->seen;
+    kz_snap_view *hist = cl->hist;
+    memset(cl, 0, sizeof *cl);
+    cl->slot_ent = slot_ent;
+    cl->vis = vis;
+    cl->since = since;
+    cl->acc = acc;
+    cl->seen = seen;
+    cl->hist = hist;
+    memset(slot_ent, 0, s->n_slots * sizeof *slot_ent);
+    memset(acc, 0, s->n_slots * sizeof *acc);
+    memset(seen, 0, ((s->cap + 63u) / 64u) * sizeof *seen);
+    for (uint32_t k = 0; k < s->history; k++)
+        hist[k].tick = 0, hist[k].count = 0;
+    cl->live = 1;
+    cl->avatar = i;
+    cl->budget = (double)s->cfg.bytes_per_second / s->cfg.tick_hz;
+    cl->chat_tokens = 2.0 * s->cfg.chat_per_second;
+    cl->voice_tokens = s->cfg.voice_bytes_per_second;
+    s->n_live++;
+
+    kz_wire_welcome w = {
+        .version = KZ_WORLD_VERSION,
+        .tick_hz = s->cfg.tick_hz,
+        .tick = s->tick,
+        .self = e.id,
+        .n_slots = s->n_slots,
+        .history = s->history,
+        .bound = s->cfg.world_bound,
+        .max_speed = s->cfg.max_speed,
+    };
+    uint8_t buf[KZ_WELCOME_BYTES];
+    kz_wire_welcome_write(&w, buf);
+    kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_WELCOME, buf, sizeof buf);
+    kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "slot %u joined as entity %u", slot, e.id);
+}
+
+static void on_disconnect(kz_server *s, uint32_t slot)
+{
+    kz__client *cl = &s->clients[slot];
+    if (!cl->live)
+        return;
+    uint32_t i = cl->avatar;
+    for (uint32_t o = 0; o < s->cap; o++)
+        if (s->holder[o] == i + 1u)
+            s->holder[o] = 0;  /* dropped where it is */
+    if (kz_grid_remove(&s->grid, i) != KZ_OK)
+        kz_logf(&s->cfg.net.log, KZ_LOG_ERROR, "server", "avatar %u was not in the grid", i);
+    (void)kz_entity_destroy(&s->ents, kz_entity_at(&s->ents, i));
+    s->owner[i] = 0;
+    cl->live = 0;
+    s->n_live--;
+}
+
+/* ---- messages ----------------------------------------------------------- */
+
+static void on_input(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len)
+{
+    kz_wire_input in;
+    if (kz_wire_input_read(p, len, &in) != KZ_OK) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
+        return;
+    }
+    kz_counter_inc(s->c, KZ_WORLD_C_INPUTS);
+    /* An ack names a view we sent and still hold, newer than the last. */
+    if (in.ack > cl->acked && in.ack <= s->tick &&
+        cl->hist[in.ack % s->history].tick == in.ack)
+        cl->acked = in.ack;
+    /* Oldest first, skipping what we already have (redundant copies). */
+    for (uint32_t k = in.count; k-- > 0;) {
+        const kz_wire_command *cmd = &in.cmd[k];
+        if (cmd->tick <= cl->newest_cmd)
+            continue;
+        if (cl->q_count == KZ__INPUT_QUEUE) {
+            cl->q_head = (cl->q_head + 1u) % KZ__INPUT_QUEUE;
+            cl->q_count--;
+            kz_counter_inc(s->c, KZ_WORLD_C_COMMANDS_DROPPED);
+        }
+        cl->queue[(cl->q_head + cl->q_count) % KZ__INPUT_QUEUE] = *cmd;
+        cl->q_count++;
+        cl->newest_cmd = cmd->tick;
+    }
+}
+
+/* Who hears `from` (dense index) within `radius`: clients whose avatar is
+ * that close and who have `from` in view, plus `from` itself. */
+static void relay(kz_server *s, uint32_t from, float radius, uint8_t channel, uint8_t type,
+                  const uint8_t *payload, uint32_t len)
+{
+    uint8_t buf[KZ_RELAY_HEADER_BYTES + KZ_CHAT_MAX_BYTES + KZ_VOICE_MAX_FRAME_BYTES];
+    put32(buf, kz_entity_at(&s->ents, from).id);
+    memcpy(buf + KZ_RELAY_HEADER_BYTES, payload, len);
+    float x = (float)s->pos[from][0] / KZ_SNAP_POS_UNITS;
+    float z = (float)s->pos[from][2] / KZ_SNAP_POS_UNITS;
+    uint32_t n = kz_grid_query(&s->grid, x, z, radius, s->query, s->cap, NULL);
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t e = s->query[k];
+        if (!s->owner[e])
+            continue;
+        uint32_t slot = s->owner[e] - 1u;
+        if (e != from && !kz__seen(&s->clients[slot], from))
+            continue;
+        kz__server_send(s, slot, channel, type, buf, KZ_RELAY_HEADER_BYTES + len);
+    }
+}
+
+static int take_token(double *bucket, double cost)
+{
+    if (*bucket < cost)
+        return 0;
+    *bucket -= cost;
+    return 1;
+}
+
+static void on_chat(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len)
+{
+    if (len == 0 || len > KZ_CHAT_MAX_BYTES || !kz_utf8_valid(p, len)) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
+        return;
+    }
+    if (!take_token(&cl->chat_tokens, 1.0)) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_RATE);
+        return;
+    }
+    kz_counter_inc(s->c, KZ_WORLD_C_CHAT);
+    relay(s, cl->avatar, s->cfg.view_radius + s->cfg.view_hysteresis, KZ_CHANNEL_EVENT,
+          KZ_MSG_CHAT, p, len);
+}
+
+static void on_emote(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len)
+{
+    if (len != 2) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
+        return;
+    }
+    if (!take_token(&cl->chat_tokens, 1.0)) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_RATE);
+        return;
+    }
+    s->anim[cl->avatar] = (uint16_t)(p[0] | p[1] << 8);
+    relay(s, cl->avatar, s->cfg.view_radius + s->cfg.view_hysteresis, KZ_CHANNEL_EVENT,
+          KZ_MSG_EMOTE, p, len);
+}
+
+static void on_voice(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len)
+{
+    if (len == 0 || len > KZ_VOICE_MAX_FRAME_BYTES) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
+        return;
+    }
+    if (!take_token(&cl->voice_tokens, len)) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_RATE);
+        return;
+    }
+    kz_counter_inc(s->c, KZ_WORLD_C_VOICE);
+    s->speaking_until[cl->avatar] = s->tick + s->cfg.tick_hz / 3u + 1u;
+    relay(s, cl->avatar, s->cfg.voice_radius, KZ_CHANNEL_VOICE, KZ_MSG_VOICE, p, len);
+}
+
+static void on_action(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len)
+{
+    if (len != KZ_ACTION_BYTES || (p[0] != KZ_ACTION_GRAB && p[0] != KZ_ACTION_RELEASE)) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
+        return;
+    }
+    kz_entity h = {get32(p + 1)};
+    uint32_t o = kz_entity_index(&s->ents, h);
+    uint32_t me = cl->avatar;
+    if (o == UINT32_MAX || s->kind[o] != KZ_KIND_OBJECT) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
+        return;
+    }
+    if (p[0] == KZ_ACTION_RELEASE) {
+        if (s->holder[o] == me + 1u)
+            s->holder[o] = 0;
+        else
+            kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
+        return;
+    }
+    /* Grab: only a free object, only within reach of the root. */
+    double d2 = 0;
+    for (int k = 0; k < 3; k++) {
+        double d = (double)(s->pos[o][k] - s->pos[me][k]) / KZ_SNAP_POS_UNITS;
+        d2 += d * d;
+    }
+    if (s->holder[o] != 0 || d2 > (double)s->cfg.grab_reach * s->cfg.grab_reach) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
+        return;
+    }
+    s->holder[o] = me + 1u;
+    kz_counter_inc(s->c, KZ_WORLD_C_GRABS);
+}
+
+static void on_data(kz_server *s, const kz_netmsg *m)
+{
+    kz__client *cl = &s->clients[m->slot];
+    if (!cl->live)
+        return;
+    switch (m->type) {
+    case KZ_MSG_INPUT: on_input(s, cl, m->data, m->len); break;
+    case KZ_MSG_CHAT: on_chat(s, cl, m->data, m->len); break;
+    case KZ_MSG_EMOTE: on_emote(s, cl, m->data, m->len); break;
+    case KZ_MSG_VOICE: on_voice(s, cl, m->data, m->len); break;
+    case KZ_MSG_ACTION: on_action(s, cl, m->data, m->len); break;
+    default: kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED); break;
+    }
+}
+
+static void drain(kz_server *s)
+{
+    kz_netmsg m;
+    while (kz_netserver_poll(s->net, &m) == KZ_OK) {
+        if (m.slot >= s->max_clients)
+            continue;
+        if (m.kind == KZ_NETMSG_CONNECT)
+            on_connect(s, m.slot, (const kz_token_info *)m.data);
+        else if (m.kind == KZ_NETMSG_DISCONNECT)
+            on_disconnect(s, m.slot);
+        else
+            on_data(s, &m);
+    }
+}
+
+/* ---- stepping ----------------------------------------------------------- */
+
+int kz_server_step(kz_server *s, kz_time_ns now)
+{
+    if (s->ticker.hz == 0 && kz_ticker_init(&s->ticker, s->cfg.tick_hz, 4, now) != KZ_OK)
+        return KZ_EINVAL;
+    (void)kz_netserver_service(s->net, now);
+    drain(s);
+    uint64_t skipped = s->ticker.skipped;
+    uint32_t due = kz_ticker_due(&s->ticker, now);
+    if (s->ticker.skipped != skipped)
+        kz_counter_add(s->c, KZ_WORLD_C_TICKS_SKIPPED, s->ticker.skipped - skipped);
+    for (uint32_t k = 0; k < due; k++)
+        kz__server_tick(s);
+    if (due)
+        (void)kz_netserver_service(s->net, now);
+    return (int)due;
+}
+
+/* ---- queries and admin -------------------------------------------------- */
+
+uint16_t kz_server_port(const kz_server *s) { return kz_netserver_port(s->net); }
+uint32_t kz_server_tick(const kz_server *s) { return s->tick; }
+uint32_t kz_server_tick_hz(const kz_server *s) { return s->cfg.tick_hz; }
+uint32_t kz_server_clients(const kz_server *s) { return s->n_live; }
+const kz_counters *kz_server_counters(const kz_server *s) { return &s->counters; }
+kz_netserver *kz_server_net(kz_server *s) { return s->net; }
+const kz_hist *kz_server_tick_hist(const kz_server *s) { return &s->tick_ns; }
+
+uint32_t kz_server_avatar_of(const kz_server *s, uint32_t slot)
+{
+    if (slot >= s->max_clients || !s->clients[slot].live)
+        return 0;
+    return kz_entity_at(&s->ents, s->clients[slot].avatar).id;
+}
+
+int kz_server_entity(const kz_server *s, uint32_t id, kz_avatar_state *out)
+{
+    uint32_t i = kz_entity_index(&s->ents, (kz_entity){id});
+    if (i == UINT32_MAX)
+        return KZ_EINVAL;
+    kz_snap_dequantize(&s->codec, &s->image[i], out);
+    return KZ_OK;
+}
+
+int kz_server_object_add(kz_server *s, const float pos[3], const float rot[4], uint32_t *id)
+{
+    kz_avatar_state st;
+    kz_avatar_state_rest(&st);
+    memcpy(st.pos, pos, sizeof st.pos);
+    if (rot)
+        memcpy(st.pose[0].rot, rot, sizeof st.pose[0].rot);
+    st.kind = KZ_KIND_OBJECT;
+    kz_snap_state q;
+    int rc = kz_snap_quantize(&s->codec, 1, &st, &q);
+    if (rc)
+        return rc;
+    kz_entity e;
+    if (kz_entity_create(&s->ents, &e) != KZ_OK)
+        return KZ_EFULL;
+    uint32_t i = kz_entity_index(&s->ents, e);
+    rest_entity(s, i);
+    s->kind[i] = KZ_KIND_OBJECT;
+    memcpy(s->pos[i], q.pos, sizeof q.pos);
+    memcpy(s->rot[i], q.rot, sizeof q.rot);
+    memset(&s->badge[i], 0, sizeof s->badge[i]);
+    q.entity = e.id;
+    s->image[i] = q;
+    if (kz_grid_insert(&s->grid, i, pos[0], pos[2]) != KZ_OK) {
+        (void)kz_entity_destroy(&s->ents, e);
+        return KZ_ERANGE;
+    }
+    *id = e.id;
+    return KZ_OK;
+}
+
+int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *text)
+{
+    uint32_t i = kz_entity_index(&s->ents, (kz_entity){avatar});
+    if (i == UINT32_MAX || !s->owner[i])
+        return KZ_EINVAL;
+    uint32_t slot = s->owner[i] - 1u;
+    uint8_t buf[1 + KZ_NOTICE_MAX_BYTES];
+    size_t n = text ? strnlen(text, KZ_NOTICE_MAX_BYTES) : 0;
+    buf[0] = KZ_NOTICE_KICK;
+    memcpy(buf + 1, text ? text : "", n);
+    kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_NOTICE, buf, (uint32_t)(1 + n));
+    kz_counter_inc(s->c, KZ_WORLD_C_KICKS);
+    return kz_netserver_kick(s->net, slot, reason);
+}

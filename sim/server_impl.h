@@ -1,0 +1,121 @@
+/*
+ * The server's internal state, shared by server.c (lifecycle, sessions,
+ * messages) and server_tick.c (the tick: inputs, world step, interest,
+ * snapshots). Not installed.
+ *
+ * Storage. World state is structure-of-arrays indexed by the dense entity
+ * index of kz_entities; the wire id of an entity is its generational
+ * handle. Once per tick the world writes a quantized image of every live
+ * entity (kz_snap_state, 64 bytes each): the per-client encoders read those
+ * instead of gathering the arrays a hundred times per entity.
+ *
+ * Per client (transport slot) the server keeps: an input queue, the view
+ * table (which entity occupies each view slot), a bitmap of the entities it
+ * sees (for chat and voice audience checks), priority accumulators per view
+ * slot, and a ring of the views it sent, indexed by tick % history. Every
+ * table is allocated at creation, sized from max_clients, max_objects and
+ * max_visible; nothing is allocated per tick.
+ */
+#ifndef KZ_SIM_SERVER_IMPL_H
+#define KZ_SIM_SERVER_IMPL_H
+
+#include <kizuna/entity.h>
+#include <kizuna/grid.h>
+#include <kizuna/server.h>
+
+#include "sim/interest.h"
+#include "sim/snapshot.h"
+#include "sim/wire.h"
+
+#define KZ__INPUT_QUEUE 16u        /* commands buffered per client (power of two) */
+#define KZ__NO_SLOT 0xFFFFu
+
+typedef struct kz__client {
+    uint8_t live;                 /* has an avatar */
+    uint8_t corrected;            /* the newest applied command was changed */
+    uint32_t avatar;              /* dense entity index */
+    /* inputs */
+    kz_wire_command queue[KZ__INPUT_QUEUE];
+    uint32_t q_head, q_count;
+    uint32_t newest_cmd;          /* newest command tick received */
+    uint32_t applied_cmd;         /* newest command tick applied */
+    kz_wire_command last;         /* repeated while the queue is empty */
+    /* snapshots */
+    uint32_t acked;               /* newest acknowledged snapshot tick, 0 = none */
+    double budget;                /* bytes this client may still receive */
+    /* rate limits (token buckets) */
+    double chat_tokens, voice_tokens;
+    /* view: slot -> dense entity index + 1 (0 = free) */
+    uint32_t *slot_ent;
+    float *acc;                   /* priority accumulated per view slot */
+    uint32_t *since;              /* tick each view slot was taken */
+    uint32_t *vis;                /* visible dense indices (interest's prev) */
+    uint32_t n_vis;
+    uint64_t *seen;               /* bitmap over dense indices: in view */
+    /* sent views, ring by tick % history */
+    kz_snap_view *hist;
+} kz__client;
+
+struct kz_server {
+    kz_server_config cfg;
+    kz_allocator alloc;
+    kz_netserver *net;
+    kz_ticker ticker;
+    uint32_t tick;
+    uint64_t rng;
+
+    /* world: SoA over dense entity indices */
+    kz_entities ents;
+    kz_grid grid;
+    uint32_t cap;                 /* entity capacity */
+    uint8_t *kind;
+    int32_t (*pos)[3];
+    int16_t (*vel)[3];
+    uint16_t *yaw;
+    uint16_t *anim;
+    uint8_t *flags;
+    int16_t (*rel)[KZ_POSE_COUNT][3];
+    uint32_t (*rot)[KZ_POSE_COUNT];
+    uint32_t *holder;             /* objects: dense index + 1 of the holder, 0 = none */
+    uint32_t *owner;              /* avatars: transport slot + 1, 0 = none */
+    uint32_t *speaking_until;     /* tick at which the speaking flag drops */
+    float *importance;
+    kz_snap_badge *badge;
+    kz_snap_state *image;         /* quantized image of this tick */
+    kz_snap_codec codec;
+
+    /* clients */
+    uint32_t max_clients;
+    uint32_t n_live;
+    kz__client *clients;
+    uint32_t n_slots;             /* view slots = max_visible */
+    uint32_t history;
+
+    /* interest and encoding scratch (one client at a time) */
+    kz_interest interest;
+    uint32_t *sel;                /* interest output */
+    float *sel_score;
+    uint16_t *slot_of;            /* per dense index: view slot while encoding a client */
+    kz_snap_view want, sent_scratch;
+    uint16_t *order;              /* priority order */
+    uint8_t *change;
+    uint8_t *kept;                /* per view slot, while updating a view */
+    uint32_t *query;              /* grid query results for chat/voice audiences */
+
+    /* arrays behind the per-client pointers */
+    void *block;
+    size_t block_size;
+
+    kz_counters counters;
+    kz_counter_block c;
+    kz_hist tick_ns;
+};
+
+/* server_tick.c */
+void kz__server_tick(kz_server *s);
+/* server.c: helpers the tick uses */
+void kz__server_send(kz_server *s, uint32_t slot, uint8_t channel, uint8_t type,
+                     const void *data, uint32_t len);
+int kz__seen(const kz__client *cl, uint32_t idx);
+
+#endif /* KZ_SIM_SERVER_IMPL_H */

@@ -1,0 +1,336 @@
+/*
+ * One server tick: apply inputs, move held objects, take the quantized
+ * image of the world, then for every client run interest and send a
+ * snapshot delta. This is the hot path of the simulation thread: it reads
+ * and writes only tables allocated at creation.
+ */
+#include "sim/server_impl.h"
+
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- inputs ------------------------------------------------------------- */
+
+/* Checks a command against the limits, changing what it must. Returns 1
+ * when it changed something (the client's prediction will be corrected). */
+static int validate_command(const kz_server *s, kz_wire_command *cmd)
+{
+    double lim = (double)s->cfg.max_speed * KZ_SNAP_VEL_UNITS;
+    double v2 = 0;
+    for (int i = 0; i < 3; i++)
+        v2 += (double)cmd->move[i] * cmd->move[i];
+    if (v2 <= lim * lim)
+        return 0;
+    double scale = lim / sqrt(v2);
+    for (int i = 0; i < 3; i++)
+        cmd->move[i] = (int16_t)(cmd->move[i] * scale);  /* toward zero: stays within */
+    return 1;
+}
+
+static void load_state(const kz_server *s, uint32_t i, kz_snap_state *st)
+{
+    memset(st, 0, sizeof *st);
+    st->entity = kz_entity_at(&s->ents, i).id;
+    st->kind = s->kind[i];
+    st->flags = s->flags[i];
+    st->anim = s->anim[i];
+    memcpy(st->pos, s->pos[i], sizeof st->pos);
+    memcpy(st->vel, s->vel[i], sizeof st->vel);
+    st->yaw = s->yaw[i];
+    memcpy(st->rel, s->rel[i], sizeof st->rel);
+    memcpy(st->rot, s->rot[i], sizeof st->rot);
+    st->holder = s->holder[i] ? kz_entity_at(&s->ents, s->holder[i] - 1u).id : 0;
+}
+
+static void store_state(kz_server *s, uint32_t i, const kz_snap_state *st)
+{
+    s->flags[i] = st->flags;
+    s->anim[i] = st->anim;
+    memcpy(s->pos[i], st->pos, sizeof st->pos);
+    memcpy(s->vel[i], st->vel, sizeof st->vel);
+    s->yaw[i] = st->yaw;
+    memcpy(s->rel[i], st->rel, sizeof st->rel);
+    memcpy(s->rot[i], st->rot, sizeof st->rot);
+}
+
+static void grid_follow(kz_server *s, uint32_t i)
+{
+    if (kz_grid_move(&s->grid, i, (float)s->pos[i][0] / KZ_SNAP_POS_UNITS,
+                     (float)s->pos[i][2] / KZ_SNAP_POS_UNITS) != KZ_OK)
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);  /* clamped to bounds: unreachable */
+}
+
+static void apply_inputs(kz_server *s)
+{
+    for (uint32_t slot = 0; slot < s->max_clients; slot++) {
+        kz__client *cl = &s->clients[slot];
+        if (!cl->live)
+            continue;
+        kz_wire_command cmd;
+        if (cl->q_count) {
+            cmd = cl->queue[cl->q_head];
+            cl->q_head = (cl->q_head + 1u) % KZ__INPUT_QUEUE;
+            cl->q_count--;
+            cl->applied_cmd = cmd.tick;
+            cl->corrected = (uint8_t)validate_command(s, &cmd);
+            if (cl->corrected)
+                kz_counter_inc(s->c, KZ_WORLD_C_CORRECTIONS);
+            cl->last = cmd;
+            kz_counter_inc(s->c, KZ_WORLD_C_COMMANDS);
+        } else if (cl->applied_cmd) {
+            /* Late input: keep doing what the client last asked for. */
+            cmd = cl->last;
+            kz_counter_inc(s->c, KZ_WORLD_C_COMMANDS_REPEATED);
+        } else {
+            continue;
+        }
+        kz_snap_state st;
+        load_state(s, cl->avatar, &st);
+        kz_wire_integrate(&s->codec, &st, &cmd);
+        store_state(s, cl->avatar, &st);
+        grid_follow(s, cl->avatar);
+    }
+}
+
+/* Held objects follow the holder's right hand. */
+static void move_held(kz_server *s)
+{
+    for (uint32_t i = 0; i < s->cap; i++) {
+        if (!s->holder[i] || !s->ents.alive[i])
+            continue;
+        uint32_t h = s->holder[i] - 1u;
+        for (int k = 0; k < 3; k++) {
+            int64_t p = (int64_t)s->pos[h][k] +
+                        (int64_t)s->rel[h][KZ_POSE_RIGHT_HAND][k] * KZ_SNAP_POS_UNITS / KZ_SNAP_REL_UNITS;
+            if (p > s->codec.pos_max)
+                p = s->codec.pos_max;
+            if (p < -(int64_t)s->codec.pos_max)
+                p = -(int64_t)s->codec.pos_max;
+            s->pos[i][k] = (int32_t)p;
+        }
+        s->rot[i][0] = s->rot[h][KZ_POSE_RIGHT_HAND];
+        grid_follow(s, i);
+    }
+}
+
+static void take_images(kz_server *s)
+{
+    for (uint32_t i = 0; i < s->cap; i++) {
+        if (!s->ents.alive[i])
+            continue;
+        if (s->speaking_until[i] > s->tick)
+            s->flags[i] |= KZ_AVATAR_SPEAKING;
+        else
+            s->flags[i] &= (uint8_t)~KZ_AVATAR_SPEAKING;
+        load_state(s, i, &s->image[i]);
+    }
+}
+
+/* ---- interest and view slots ------------------------------------------- */
+
+static int visible_adapter(void *ctx, uint32_t viewer, uint32_t target)
+{
+    kz_server *s = ctx;
+    return s->cfg.visible(s->cfg.visible_ctx, kz_entity_at(&s->ents, viewer).id,
+                          kz_entity_at(&s->ents, target).id);
+}
+
+static void seen_set(kz__client *cl, uint32_t idx, int on)
+{
+    uint64_t bit = 1ull << (idx % 64u);
+    if (on)
+        cl->seen[idx / 64u] |= bit;
+    else
+        cl->seen[idx / 64u] &= ~bit;
+}
+
+/* Runs interest for one client and updates its view table: entities that
+ * stay keep their slot, those that left free theirs, newcomers take the
+ * lowest free slots. Priority accumulates per slot. */
+static void update_view(kz_server *s, kz__client *cl)
+{
+    uint32_t n = kz_interest_select(&s->interest, &s->grid, cl->avatar, cl->vis, cl->n_vis,
+                                    s->importance, s->cfg.visible ? visible_adapter : NULL, s,
+                                    s->sel, s->sel_score, NULL);
+    for (uint32_t k = 0; k < s->n_slots; k++)
+        if (cl->slot_ent[k])
+            s->slot_of[cl->slot_ent[k] - 1u] = (uint16_t)k;
+    /* Mark the survivors (slot_of stays set), collect the newcomers. */
+    uint32_t n_new = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        uint32_t e = s->sel[j];
+        uint16_t k = s->slot_of[e];
+        if (k != KZ__NO_SLOT) {
+            s->kept[k] = 1;
+            cl->acc[k] += s->sel_score[j];
+        } else {
+            s->sel[n_new] = e;
+            s->sel_score[n_new] = s->sel_score[j];
+            n_new++;
+        }
+        cl->vis[j] = e;
+    }
+    cl->n_vis = n;
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        if (!cl->slot_ent[k])
+            continue;
+        uint32_t e = cl->slot_ent[k] - 1u;
+        s->slot_of[e] = KZ__NO_SLOT;
+        if (s->kept[k]) {
+            s->kept[k] = 0;
+            continue;
+        }
+        cl->slot_ent[k] = 0;  /* left the view */
+        cl->acc[k] = 0;
+        seen_set(cl, e, 0);
+    }
+    uint32_t k = 0;
+    for (uint32_t j = 0; j < n_new; j++) {
+        while (cl->slot_ent[k])
+            k++;
+        cl->slot_ent[k] = s->sel[j] + 1u;
+        cl->acc[k] = s->sel_score[j];
+        cl->since[k] = s->tick;
+        seen_set(cl, s->sel[j], 1);
+    }
+    /* The wanted view, in slot order. */
+    s->want.count = 0;
+    s->want.tick = s->tick;
+    for (k = 0; k < s->n_slots; k++) {
+        if (!cl->slot_ent[k])
+            continue;
+        s->want.slot[s->want.count] = (uint16_t)k;
+        s->want.state[s->want.count] = s->image[cl->slot_ent[k] - 1u];
+        s->want.count++;
+    }
+}
+
+/* ---- snapshots ---------------------------------------------------------- */
+
+/* Priority of a view slot: what it accumulated, and far above everything an
+ * entity whose entering the client has not yet acknowledged, so an enter
+ * that went out once is repeated until acknowledged instead of flickering
+ * out when the budget is short. */
+static float slot_priority(const kz__client *cl, uint32_t slot)
+{
+    return cl->since[slot] > cl->acked ? cl->acc[slot] + 1e30f : cl->acc[slot];
+}
+
+/* Indices into `want`, highest priority first (insertion sort: only used
+ * on ticks whose changes do not all fit, over <= max_visible). */
+static void priority_order(kz_server *s, const kz__client *cl)
+{
+    for (uint32_t i = 0; i < s->want.count; i++) {
+        uint16_t v = (uint16_t)i;
+        float a = slot_priority(cl, s->want.slot[i]);
+        uint32_t j = i;
+        while (j > 0 && slot_priority(cl, s->want.slot[s->order[j - 1]]) < a) {
+            s->order[j] = s->order[j - 1];
+            j--;
+        }
+        s->order[j] = v;
+    }
+}
+
+static const kz_snap_badge *badge_of(void *ctx, uint32_t entity)
+{
+    kz_server *s = ctx;
+    uint32_t i = kz_entity_index(&s->ents, (kz_entity){entity});
+    return i == UINT32_MAX ? NULL : &s->badge[i];
+}
+
+static const kz_snap_view *baseline(const kz_server *s, const kz__client *cl)
+{
+    if (!cl->acked || s->tick - cl->acked >= s->history)
+        return NULL;
+    const kz_snap_view *v = &cl->hist[cl->acked % s->history];
+    return v->tick == cl->acked ? v : NULL;
+}
+
+static void send_snapshot(kz_server *s, uint32_t slot)
+{
+    kz__client *cl = &s->clients[slot];
+    update_view(s, cl);
+
+    double per_tick = (double)s->cfg.bytes_per_second / s->cfg.tick_hz;
+    cl->budget += per_tick;
+    if (cl->budget > 4.0 * per_tick)
+        cl->budget = 4.0 * per_tick;
+    double room = cl->budget < 160.0 ? 160.0 : cl->budget;
+    if (room > KZ_SNAPSHOT_MAX_BYTES)
+        room = KZ_SNAPSHOT_MAX_BYTES;
+
+    uint8_t buf[KZ_SNAPSHOT_MAX_BYTES];
+    kz_bitwriter w;
+    kz_bitwriter_init(&w, buf, (size_t)room);
+    kz_wire_snap_head head = {
+        .input_tick = cl->applied_cmd,
+        .corrected = cl->corrected,
+    };
+    head.self = s->image[cl->avatar];
+    if (kz_wire_snap_head_write(&s->codec, &head, &w) != KZ_OK)
+        return;
+    const kz_bitwriter after_head = w;
+
+    const kz_snap_view *base = baseline(s, cl);
+    kz_snap_view *sent = &cl->hist[s->tick % s->history];
+    kz_snap_encode_args a = {
+        .base = base,
+        .want = &s->want,
+        .priority = NULL,
+        .budget_bits = kz_bitwriter_bits_left(&w),
+        .badge = badge_of,
+        .badge_ctx = s,
+    };
+    kz_snap_encode_stats st;
+    int rc = kz_snap_encode(&s->codec, &a, &w, sent, s->change, &st);
+    if (rc == KZ_OK && st.deferred) {
+        priority_order(s, cl);
+        w = after_head;
+        a.priority = s->order;
+        rc = kz_snap_encode(&s->codec, &a, &w, sent, s->change, &st);
+    }
+    if (rc != KZ_OK) {
+        sent->tick = 0;  /* never a baseline */
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_SEND);
+        return;
+    }
+    size_t bytes = kz_bitwriter_finish(&w);
+    for (uint32_t i = 0; i < sent->count; i++)
+        if (s->change[i] != KZ_SNAP_SAME)
+            cl->acc[sent->slot[i]] = 0;
+    cl->budget -= (double)bytes;
+    kz_counter_inc(s->c, KZ_WORLD_C_SNAPSHOTS);
+    kz_counter_add(s->c, KZ_WORLD_C_SNAPSHOT_BYTES, bytes);
+    kz_counter_add(s->c, KZ_WORLD_C_ENTERS, st.enters);
+    kz_counter_add(s->c, KZ_WORLD_C_LEAVES, st.leaves);
+    kz_counter_add(s->c, KZ_WORLD_C_DEFERRED, st.deferred);
+    if (!base)
+        kz_counter_inc(s->c, KZ_WORLD_C_SNAPSHOT_FULL);
+    kz__server_send(s, slot, KZ_CHANNEL_SNAPSHOT, KZ_MSG_SNAPSHOT, buf, (uint32_t)bytes);
+}
+
+/* ---- the tick ----------------------------------------------------------- */
+
+static uint64_t monotonic_ns(void)
+{
+    /* Measurement only: the simulation never reads the clock. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void kz__server_tick(kz_server *s)
+{
+    uint64_t t0 = monotonic_ns();
+    s->tick++;
+    apply_inputs(s);
+    move_held(s);
+    take_images(s);
+    for (uint32_t slot = 0; slot < s->max_clients; slot++)
+        if (s->clients[slot].live)
+            send_snapshot(s, slot);
+    kz_counter_inc(s->c, KZ_WORLD_C_TICKS);
+    (void)kz_hist_record(&s->tick_ns, monotonic_ns() - t0);
+}

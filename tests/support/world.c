@@ -1,0 +1,169 @@
+/*
+ * Test support: a world on loopback driven by one injected clock (see
+ * world.h).
+ */
+#include "support/world.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KZT_PROTOCOL 0x4B5A574F524C4431ull
+#define KZT_SERVER_ID 77u
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static float rng_unit(uint64_t *s)
+{
+    return (float)((double)(rng_next(s) >> 11) / 9007199254740992.0);
+}
+
+int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_server_config *scfg,
+                    uint64_t seed)
+{
+    memset(w, 0, sizeof *w);
+    int rc = kzt_keys_make(&w->keys);
+    if (rc)
+        return rc;
+    kz_server_config sc;
+    if (scfg)
+        sc = *scfg;
+    else {
+        memset(&sc, 0, sizeof sc);
+        kz_server_config_default(&sc);
+    }
+    /* The caller's threading and allocator survive; the rest of net is ours. */
+    uint32_t threaded = sc.net.threaded, io_threads = sc.net.io_threads;
+    kz_allocator alloc = sc.net.alloc;
+    kzt_server_config(&sc.net, &w->keys, KZT_PROTOCOL, KZT_SERVER_ID, n);
+    sc.net.threaded = threaded;
+    sc.net.io_threads = io_threads;
+    sc.net.alloc = alloc;
+    sc.net.log.level = KZ_LOG_WARN;
+    /* Every bot shares 127.0.0.1: lift the per-address gate budget. */
+    sc.net.gate_rate_per_ip = 20000;
+    w->srv = kz_server_create(&sc);
+    if (!w->srv)
+        return KZ_EINVAL;
+    uint16_t port = kz_server_port(w->srv);
+    kz_client_config cc;
+    memset(&cc, 0, sizeof cc);
+    kz_client_config_default(&cc);
+    cc.net.server.family = KZ_ADDR_IPV4;
+    cc.net.server.ip[0] = 127;
+    cc.net.server.ip[3] = 1;
+    cc.net.server.port = port;
+    cc.net.connect_timeout_ms = 30000;
+    if (impair) {
+        kz_proxy_config pc;
+        memset(&pc, 0, sizeof pc);
+        pc.server_port = port;
+        pc.max_clients = n;
+        pc.seed = seed;
+        if (kz_impair_profile(impair, &pc.up) != KZ_OK)
+            return KZ_EINVAL;
+        pc.down = pc.up;
+        w->proxy = kz_proxy_create(&pc);
+        if (!w->proxy)
+            return KZ_EINVAL;
+        cc.net.server.port = kz_proxy_port(w->proxy);
+    }
+    w->n = n;
+    w->clients = calloc(n, sizeof *w->clients);
+    w->bots = calloc(n, sizeof *w->bots);
+    if (!w->clients || !w->bots)
+        return KZ_ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        kz_connect_token ct;
+        rc = kzt_mint(&w->keys, KZT_PROTOCOL, KZT_SERVER_ID, port, i + 1u, &ct);
+        if (rc)
+            return rc;
+        w->clients[i] = kz_client_create(&cc);
+        if (!w->clients[i])
+            return KZ_ENOMEM;
+        rc = kz_client_connect(w->clients[i], &ct, 0);
+        if (rc)
+            return rc;
+        kzt_wander *b = &w->bots[i];
+        b->rng = seed * 1000003u + i;
+        b->speed = 1.4f;
+        b->roam = 40.0f;
+        b->turn_ticks = 120;
+    }
+    w->now = 1;
+    return KZ_OK;
+}
+
+void kzt_world_step(kzt_world *w, kz_time_ns dt)
+{
+    w->now += dt;
+    if (w->proxy)
+        kz_proxy_pump(w->proxy, w->now);
+    (void)kz_server_step(w->srv, w->now);
+    if (w->proxy)
+        kz_proxy_pump(w->proxy, w->now);
+    for (uint32_t i = 0; i < w->n; i++)
+        (void)kz_client_update(w->clients[i], w->now);
+}
+
+uint32_t kzt_world_connect_all(kzt_world *w, kz_time_ns dt, kz_time_ns limit)
+{
+    kz_time_ns end = w->now + limit;
+    uint32_t connected = 0;
+    while (w->now < end) {
+        kzt_world_step(w, dt);
+        connected = 0;
+        for (uint32_t i = 0; i < w->n; i++)
+            connected += kz_client_state(w->clients[i]) == KZ_CLIENT_CONNECTED;
+        if (connected == w->n)
+            break;
+    }
+    return connected;
+}
+
+void kzt_world_drive(kzt_world *w, uint32_t i, uint32_t tick)
+{
+    kzt_wander *b = &w->bots[i];
+    kz_client *c = w->clients[i];
+    if (kz_client_state(c) != KZ_CLIENT_CONNECTED)
+        return;
+    if (tick < b->until)
+        return;
+    b->until = tick + b->turn_ticks;
+    kz_avatar_state self, in;
+    if (kz_client_self(c, &self) != KZ_OK)
+        return;
+    if (self.pos[0] * self.pos[0] + self.pos[2] * self.pos[2] > b->roam * b->roam)
+        b->heading = atan2f(-self.pos[2], -self.pos[0]);  /* head home */
+    else
+        b->heading = rng_unit(&b->rng) * 6.2831853f;
+    kz_avatar_state_rest(&in);
+    in.vel[0] = cosf(b->heading) * b->speed;
+    in.vel[2] = sinf(b->heading) * b->speed;
+    in.yaw = b->heading;
+    if (b->vr) {
+        in.flags = KZ_AVATAR_VR;
+        in.pose[KZ_POSE_HEAD].pos[1] = 1.6f;
+        in.pose[KZ_POSE_LEFT_HAND].pos[0] = -0.3f;
+        in.pose[KZ_POSE_RIGHT_HAND].pos[0] = 0.3f;
+    }
+    (void)kz_client_send_input(c, &in);
+}
+
+void kzt_world_stop(kzt_world *w)
+{
+    for (uint32_t i = 0; w->clients && i < w->n; i++)
+        kz_client_destroy(w->clients[i]);
+    free(w->clients);
+    free(w->bots);
+    if (w->proxy)
+        kz_proxy_destroy(w->proxy);
+    kz_server_destroy(w->srv);
+    memset(w, 0, sizeof *w);
+}

@@ -1,0 +1,52 @@
+/*
+ * Test support: a whole world in one process on loopback — a kz_server in
+ * single-threaded mode, N kz_clients, and optionally an impairing relay
+ * between them — driven by one injected clock. Used by the end-to-end
+ * world suites and the world benchmarks.
+ */
+#ifndef KZ_TESTS_SUPPORT_WORLD_H
+#define KZ_TESTS_SUPPORT_WORLD_H
+
+#include <kizuna/client.h>
+#include <kizuna/proxy.h>
+#include <kizuna/server.h>
+
+#include "support/loopback.h"
+
+/* A bot that walks straight lines at `speed`, turning to a new random
+ * heading every `turn_ticks` input ticks and back toward the origin when
+ * it strays beyond `roam` meters. */
+typedef struct kzt_wander {
+    uint64_t rng;
+    float speed, roam;
+    uint32_t turn_ticks, until;
+    float heading;
+    uint32_t vr;             /* non-zero: moves head and hands too */
+} kzt_wander;
+
+typedef struct kzt_world {
+    kzt_keys keys;
+    kz_server *srv;
+    kz_proxy *proxy;         /* NULL without impairment */
+    kz_client **clients;
+    kzt_wander *bots;
+    uint32_t n;
+    kz_time_ns now;
+} kzt_world;
+
+/* Starts a world of `n` clients; `impair` is a kz_impair profile applied
+ * both ways (NULL = direct). `scfg` may be NULL for defaults (its net
+ * part is filled in here). The clients start connecting at once. 0 or a
+ * KZ_E code. */
+int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_server_config *scfg,
+                    uint64_t seed);
+/* Advances the clock by dt and runs relay, server and every client once. */
+void kzt_world_step(kzt_world *w, kz_time_ns dt);
+/* Steps until every client is CONNECTED or `limit` of clock passes; returns
+ * the number connected. */
+uint32_t kzt_world_connect_all(kzt_world *w, kz_time_ns dt, kz_time_ns limit);
+/* Gives bot i's intent to its client for this tick (call once per step). */
+void kzt_world_drive(kzt_world *w, uint32_t i, uint32_t tick);
+void kzt_world_stop(kzt_world *w);
+
+#endif /* KZ_TESTS_SUPPORT_WORLD_H */
