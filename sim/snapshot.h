@@ -44,6 +44,15 @@
 #define KZ_SNAP_ROT_K 10u             /* bits per smallest-three component */
 #define KZ_SNAP_MAX_SLOTS 1024u       /* view slots per client, hard cap */
 #define KZ_SNAP_MAX_BOUND 1000000.0f  /* world half-extent cap, meters */
+#define KZ_SNAP_MAX_TICK_HZ 1000u     /* tick rate cap */
+
+/* The rotation code of the identity quaternion with k = KZ_SNAP_ROT_K:
+ * dropped index 3 (w), the three kept components at the grid's zero
+ * (2^k/2 - 1). The rest value of every rot[] field. */
+#define KZ_SNAP_ROT_REST                                                     \
+    ((3u << (3u * KZ_SNAP_ROT_K)) |                                          \
+     (((1u << (KZ_SNAP_ROT_K - 1u)) - 1u) * ((1u << (2u * KZ_SNAP_ROT_K)) |  \
+                                            (1u << KZ_SNAP_ROT_K) | 1u)))
 
 /* Quantized state of one entity: 64 bytes, compared with memcmp, so the
  * padding field must stay zero. */
@@ -93,29 +102,44 @@ typedef struct kz_snap_codec {
     uint32_t n_slots;       /* 1 .. KZ_SNAP_MAX_SLOTS */
     uint32_t slot_bits;     /* bits to name a slot */
     uint32_t pos_bits;      /* bits of an absolute position code */
-    int32_t pos_max;        /* |pos code| <= pos_max */
+    int32_t pos_max;        /* |pos code| <= pos_max, = ceil(bound * 512) */
+    float bound;            /* world half-extent, meters */
 } kz_snap_codec;
 
 /* Sets up the codec. bound: world half-extent in meters on every axis
  * (positions outside are refused by quantize); 0 < bound <=
- * KZ_SNAP_MAX_BOUND. Returns 0 or KZ_EINVAL. */
+ * KZ_SNAP_MAX_BOUND. tick_hz: 1 .. KZ_SNAP_MAX_TICK_HZ. Returns 0 or
+ * KZ_EINVAL. pos_bits is the width of pos + pos_max (0 .. 2 pos_max). */
 int kz_snap_codec_init(kz_snap_codec *c, uint32_t tick_hz, uint32_t n_slots, float bound);
 
 /* Float state -> codes. Returns 0, KZ_ENOTFINITE (NaN or infinity
- * anywhere), KZ_ERANGE (position beyond the bound, offset beyond reach,
- * speed >= 128 m/s) or KZ_EINVAL (a quaternion not unit within 1e-3, a bad
- * kind). `out->entity` is set from `entity`. Nothing is written on failure. */
+ * anywhere, checked first), KZ_ERANGE (position beyond the bound, offset
+ * beyond reach, a velocity component with |v| >= 128 m/s) or KZ_EINVAL (a
+ * quaternion not unit within 1e-3, a bad kind, entity 0). `out->entity`
+ * is set from `entity`. Nothing is written on failure. Every field is
+ * quantized as given, whatever the kind (an object's rotation is
+ * pose[0].rot); rounding is to nearest, ties away from zero; yaw is
+ * wrapped into [0, 2 pi) first, and a yaw that rounds to a full turn is 0.
+ * Velocity codes are clamped to +-32767 (-32768 is not a code). */
 int kz_snap_quantize(const kz_snap_codec *c, uint32_t entity, const kz_avatar_state *in,
                      kz_snap_state *out);
 /* Codes -> floats (any codes: hostile ones are clamped, never trusted). */
 void kz_snap_dequantize(const kz_snap_codec *c, const kz_snap_state *in, kz_avatar_state *out);
+
+/* 0 if `s` is a state the codec can carry (entity != 0, a known kind, pad
+ * zero, |pos| <= pos_max, vel != -32768, |rel| <= KZ_SNAP_REL_MAX, every
+ * rotation component <= 2^k - 2: what kz_snap_quantize produces and
+ * kz_snap_decode accepts), else KZ_EINVAL. */
+int kz_snap_state_check(const kz_snap_codec *c, const kz_snap_state *s);
 
 /* Looks up the badge of `entity` for its entering record; returns NULL
  * when there is none (an empty badge is sent). */
 typedef const kz_snap_badge *(*kz_snap_badge_fn)(void *ctx, uint32_t entity);
 
 typedef struct kz_snap_encode_args {
-    const kz_snap_view *base;   /* NULL or count 0 with tick 0: full state */
+    /* NULL, count 0, tick 0 or tick == want->tick: full state (tick 0 is
+     * never a baseline, so kz_snap_peek can use 0 for "none"). */
+    const kz_snap_view *base;
     const kz_snap_view *want;   /* what the client should see now; want->tick is the tick */
     /* Indices into `want` in priority order (highest first), `want->count`
      * of them; NULL means slot order. Used only when not every change fits. */
@@ -133,19 +157,32 @@ typedef struct kz_snap_encode_stats {
 
 /*
  * Writes the snapshot body (tick, baseline tick, then records) to `w`
- * and fills `sent` (cap >= want->count + base->count, tick = want->tick)
- * with the view the client will hold after decoding it, and `change` (room
- * for sent->cap entries, may be NULL) with the KZ_SNAP_* of each sent
- * entry. Leaves are written first and always; changes are chosen in
- * priority order while they fit in budget_bits. Returns 0, KZ_EOVERFLOW if
- * even the leaves and the header do not fit (nothing usable written), or
- * KZ_EINVAL for misuse (views not ascending, cap too small).
+ * and fills `sent` (cap >= want->count; the codec's n_slots always
+ * suffices; tick = want->tick) with the view the client will hold after
+ * decoding it, and `change` (room for sent->cap entries, may be NULL)
+ * with the KZ_SNAP_* of each sent entry. Entries memcmp-equal to the
+ * baseline's cost nothing. An entry whose slot held a different entity
+ * (or kind) in the baseline is sent as an enter that replaces it. If
+ * everything fits in min(budget_bits, room left in w) it is all written;
+ * otherwise leaves come first and always (a replace left out still sends
+ * the leave of the old entity), then changes are taken in priority order
+ * while the exact body size still fits. Left out: an update keeps the
+ * baseline state in `sent` (SAME), an enter is absent from `sent`. The
+ * body must end the packet (the decoder reads to the end of the buffer);
+ * kz_bitwriter_finish pads it.
+ * Returns 0; KZ_EOVERFLOW if even the header and the leaves do not fit
+ * (w is left as it was); KZ_EINVAL for misuse (views not ascending or
+ * slots >= n_slots, cap too small, a changed want state failing
+ * kz_snap_state_check, an invalid badge from the badge callback), with
+ * nothing written. Priority indices must be < want->count (asserted);
+ * duplicates are ignored.
  */
 int kz_snap_encode(const kz_snap_codec *c, const kz_snap_encode_args *a, kz_bitwriter *w,
                    kz_snap_view *sent, uint8_t *change, kz_snap_encode_stats *stats);
 
 /* Reads the tick and baseline tick of a body (0 = full state) without
- * consuming it, so the caller can find the baseline in its history. */
+ * consuming it, so the caller can find the baseline in its history.
+ * Returns 0 or KZ_EPROTO (truncated, or a baseline field naming tick 0). */
 int kz_snap_peek(const kz_snap_codec *c, const kz_bitreader *r, uint32_t *tick,
                  uint32_t *base_tick);
 
@@ -157,8 +194,12 @@ int kz_snap_peek(const kz_snap_codec *c, const kz_bitreader *r, uint32_t *tick,
  * (room for n_slots, may be NULL). Hostile input is expected: any
  * inconsistency (slot out of range or out of order, update of an empty
  * slot, enter with entity 0, code out of range, trailing garbage, wrong
- * baseline) returns KZ_EPROTO and leaves `out` unspecified; the caller
- * drops the packet and counts it.
+ * baseline, a badge string too long or not printable) returns KZ_EPROTO
+ * and leaves `out`, `change` and `badge` unspecified; the caller drops the
+ * packet and counts it. Work is bounded by the body length (at most
+ * n_slots records, each at least one bit). `base` must be a view this
+ * codec produced (ascending slots < n_slots; asserted). Every decoded
+ * state passes kz_snap_state_check.
  */
 int kz_snap_decode(const kz_snap_codec *c, kz_bitreader *r, const kz_snap_view *base, kz_snap_view *out, uint8_t *change,
                    kz_snap_badge *badge);

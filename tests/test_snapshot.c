@@ -1,0 +1,1259 @@
+/*
+ * Snapshot codec tests. Quantization is checked against its stated error
+ * bounds and error codes. The codec's main check is a simulation: seeded
+ * worlds of up to 220 entities (desktop and VR avatars, objects) move,
+ * enter and leave a 150-slot view for 200+ ticks while the "network"
+ * drops packets and acknowledgements, so baselines lag 0-20 ticks or fall
+ * back to full state, and budgets range from unlimited to a few bits.
+ * Every decoded view must equal the encoder's `sent` exactly (states,
+ * change codes, badges), equal `want` when the budget is unlimited, and
+ * the client must converge to `want` once the network is good again.
+ * Hostile bodies (every truncation, bit flips, wrong baselines, hand-made
+ * bodies with bad slots, counts, badges) must be refused or decode to a
+ * view that re-encodes to itself. A hand-assembled known-answer body pins
+ * the bitstream documented in docs/SNAPSHOT-WIRE.md.
+ */
+#include <criterion/criterion.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <kizuna/quant.h>
+
+#include "sim/snapshot.h"
+
+#define PI 3.14159265358979323846
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static uint64_t rng_state;
+
+static void rng_seed(uint64_t s)
+{
+    rng_state = s ? s : 0x9E3779B97F4A7C15u;
+}
+
+static uint64_t rng_next(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * UINT64_C(2685821657736338717);
+}
+
+static uint32_t rng_below(uint32_t n)
+{
+    return (uint32_t)((rng_next() >> 32) % n);
+}
+
+static int rng_chance(double p)
+{
+    return (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0) < p;
+}
+
+static float rng_range(float lo, float hi)
+{
+    double u = (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(lo + (hi - lo) * u);
+}
+
+static int32_t rng_span(int32_t lo, int32_t hi)
+{
+    return lo + (int32_t)rng_below((uint32_t)(hi - lo + 1));
+}
+
+static kz_snap_codec make_codec(uint32_t n_slots)
+{
+    kz_snap_codec c;
+    cr_assert_eq(kz_snap_codec_init(&c, 30, n_slots, 1000.0f), KZ_OK);
+    return c;
+}
+
+static void random_quat(float q[4])
+{
+    double n;
+    double v[4];
+    do {
+        n = 0;
+        for (int i = 0; i < 4; i++) {
+            v[i] = rng_range(-1.0f, 1.0f);
+            n += v[i] * v[i];
+        }
+    } while (n < 0.01 || n > 1.0);
+    n = sqrt(n);
+    for (int i = 0; i < 4; i++)
+        q[i] = (float)(v[i] / n);
+}
+
+/* A view with its own storage. */
+typedef struct vbox {
+    kz_snap_view v;
+    uint16_t slot[KZ_SNAP_MAX_SLOTS];
+    kz_snap_state st[KZ_SNAP_MAX_SLOTS];
+    uint8_t change[KZ_SNAP_MAX_SLOTS];
+} vbox;
+
+static void vbox_init(vbox *b)
+{
+    memset(&b->v, 0, sizeof b->v);
+    b->v.cap = KZ_SNAP_MAX_SLOTS;
+    b->v.slot = b->slot;
+    b->v.state = b->st;
+}
+
+static void vbox_copy(vbox *dst, const kz_snap_view *src)
+{
+    vbox_init(dst);
+    dst->v.tick = src->tick;
+    dst->v.count = src->count;
+    memcpy(dst->slot, src->slot, src->count * sizeof *src->slot);
+    memcpy(dst->st, src->state, src->count * sizeof *src->state);
+}
+
+static int views_equal(const kz_snap_view *a, const kz_snap_view *b)
+{
+    return a->tick == b->tick && a->count == b->count &&
+           memcmp(a->slot, b->slot, a->count * sizeof *a->slot) == 0 &&
+           memcmp(a->state, b->state, a->count * sizeof *a->state) == 0;
+}
+
+static uint32_t random_rot(void)
+{
+    uint32_t c = rng_below(4);
+    for (int j = 0; j < 3; j++)
+        c = c << KZ_SNAP_ROT_K | rng_below((1u << KZ_SNAP_ROT_K) - 1u);
+    return c;
+}
+
+/* A valid random state. */
+static void random_state(const kz_snap_codec *c, uint32_t entity, kz_snap_state *s)
+{
+    memset(s, 0, sizeof *s);
+    s->entity = entity;
+    s->kind = rng_chance(0.15) ? KZ_KIND_OBJECT : KZ_KIND_AVATAR;
+    for (int i = 0; i < 3; i++) {
+        s->pos[i] = rng_span(-c->pos_max, c->pos_max);
+        s->vel[i] = (int16_t)(rng_chance(0.5) ? 0 : rng_span(-32767, 32767));
+    }
+    s->yaw = (uint16_t)rng_below(65536);
+    s->anim = (uint16_t)(rng_chance(0.5) ? 0 : rng_below(65536));
+    s->flags = (uint8_t)rng_below(256);
+    s->holder = rng_chance(0.5) ? 0 : (uint32_t)rng_next();
+    for (uint32_t k = 0; k < KZ_POSE_COUNT; k++) {
+        int rest = rng_chance(0.3);
+        for (int i = 0; i < 3; i++)
+            s->rel[k][i] = (int16_t)(rest ? 0 : rng_span(-KZ_SNAP_REL_MAX, KZ_SNAP_REL_MAX));
+        s->rot[k] = rest ? KZ_SNAP_ROT_REST : random_rot();
+    }
+}
+
+/* Badges: a deterministic one per entity, none for multiples of 7. */
+typedef struct badge_book {
+    kz_snap_badge b;
+} badge_book;
+
+static void make_badge(uint32_t entity, kz_snap_badge *b)
+{
+    memset(b, 0, sizeof *b);
+    b->verification_level = (uint8_t)(entity % 3);
+    b->actor_kind = (uint8_t)((entity / 3) % 3);
+    b->acting_for = b->actor_kind == KZ_ACTOR_AGENT ? 1000u + entity : 0;
+    snprintf(b->method, sizeof b->method, "oidc:idp%u", entity % 5);
+    /* A name with a multi-byte character in it. */
+    snprintf(b->name, sizeof b->name, "Zo\xc3\xab-%u", entity);
+}
+
+static const kz_snap_badge *badge_cb(void *ctx, uint32_t entity)
+{
+    badge_book *book = ctx;
+    if (entity % 7 == 0)
+        return NULL;
+    make_badge(entity, &book->b);
+    return &book->b;
+}
+
+/* Encodes want against base into buf; returns the body length in bytes
+ * (or a negative error). */
+static long encode_into(const kz_snap_codec *c, const kz_snap_view *base, const kz_snap_view *want,
+                        size_t budget, const uint16_t *prio, uint8_t *buf, size_t cap,
+                        vbox *sent, kz_snap_encode_stats *st)
+{
+    static badge_book book;
+    kz_snap_encode_args a = {.base = base, .want = want, .priority = prio,
+                             .budget_bits = budget, .badge = badge_cb, .badge_ctx = &book};
+    kz_bitwriter w;
+    kz_bitwriter_init(&w, buf, cap);
+    vbox_init(sent);
+    int rc = kz_snap_encode(c, &a, &w, &sent->v, sent->change, st);
+    if (rc != KZ_OK)
+        return rc;
+    cr_assert_eq(kz_bitwriter_error(&w), KZ_OK);
+    return (long)kz_bitwriter_finish(&w);
+}
+
+static int decode_from(const kz_snap_codec *c, const uint8_t *buf, size_t len,
+                       const kz_snap_view *base, vbox *out, kz_snap_badge *badges)
+{
+    kz_bitreader r;
+    kz_bitreader_init(&r, len ? buf : NULL, len);
+    vbox_init(out);
+    return kz_snap_decode(c, &r, base, &out->v, out->change, badges);
+}
+
+/* ---- codec setup, quantization ------------------------------------------ */
+
+Test(snapshot, codec_init_limits)
+{
+    kz_snap_codec c;
+    cr_expect_eq(kz_snap_codec_init(&c, 0, 10, 100.0f), KZ_EINVAL);
+    cr_expect_eq(kz_snap_codec_init(&c, KZ_SNAP_MAX_TICK_HZ + 1, 10, 100.0f), KZ_EINVAL);
+    cr_expect_eq(kz_snap_codec_init(&c, 30, 0, 100.0f), KZ_EINVAL);
+    cr_expect_eq(kz_snap_codec_init(&c, 30, KZ_SNAP_MAX_SLOTS + 1, 100.0f), KZ_EINVAL);
+    cr_expect_eq(kz_snap_codec_init(&c, 30, 10, 0.0f), KZ_EINVAL);
+    cr_expect_eq(kz_snap_codec_init(&c, 30, 10, -1.0f), KZ_EINVAL);
+    cr_expect_eq(kz_snap_codec_init(&c, 30, 10, NAN), KZ_EINVAL);
+    cr_expect_eq(kz_snap_codec_init(&c, 30, 10, KZ_SNAP_MAX_BOUND * 2), KZ_EINVAL);
+    cr_assert_eq(kz_snap_codec_init(&c, 30, 150, 1000.0f), KZ_OK);
+    cr_expect_eq(c.pos_max, 512000);
+    cr_expect_eq(c.pos_bits, 20u);   /* 0 .. 1,024,000 */
+    cr_expect_eq(c.slot_bits, 8u);
+    cr_assert_eq(kz_snap_codec_init(&c, 30, KZ_SNAP_MAX_SLOTS, KZ_SNAP_MAX_BOUND), KZ_OK);
+    cr_expect_eq(c.pos_max, 512000000);
+    cr_expect_eq(c.pos_bits, 30u);
+}
+
+Test(snapshot, rest_rotation_code_is_identity)
+{
+    const float id[4] = {0, 0, 0, 1};
+    uint64_t code;
+    cr_assert_eq(kz_quat_encode(id, KZ_SNAP_ROT_K, &code), KZ_OK);
+    cr_expect_eq(code, (uint64_t)KZ_SNAP_ROT_REST);
+
+    kz_snap_codec c = make_codec(16);
+    kz_avatar_state a;
+    kz_snap_state s;
+    kz_avatar_state_rest(&a);
+    cr_assert_eq(kz_snap_quantize(&c, 5, &a, &s), KZ_OK);
+    cr_expect_eq(s.kind, KZ_KIND_AVATAR);
+    for (uint32_t k = 0; k < KZ_POSE_COUNT; k++) {
+        cr_expect_eq(s.rot[k], KZ_SNAP_ROT_REST);
+        cr_expect(s.rel[k][0] == 0 && s.rel[k][1] == 0 && s.rel[k][2] == 0);
+    }
+}
+
+static double yaw_err(double a, double b)
+{
+    double d = fmod(fabs(a - b), 2 * PI);
+    return d > PI ? 2 * PI - d : d;
+}
+
+Test(snapshot, quantize_error_bounds)
+{
+    kz_snap_codec c = make_codec(16);
+    double rot_bound = kz_quat_max_error(KZ_SNAP_ROT_K);
+    rng_seed(11);
+    for (int n = 0; n < 20000; n++) {
+        kz_avatar_state a, b;
+        kz_avatar_state_rest(&a);
+        a.kind = rng_chance(0.2) ? KZ_KIND_OBJECT : KZ_KIND_AVATAR;
+        for (int i = 0; i < 3; i++) {
+            a.pos[i] = rng_range(-1000.0f, 1000.0f);
+            a.vel[i] = rng_range(-127.99f, 127.99f);
+        }
+        a.yaw = rng_range(-100.0f, 100.0f);
+        a.anim = (uint16_t)rng_below(65536);
+        a.flags = (uint8_t)rng_below(256);
+        a.holder = (uint32_t)rng_next();
+        for (uint32_t k = 0; k < KZ_POSE_COUNT; k++) {
+            for (int i = 0; i < 3; i++)
+                a.pose[k].pos[i] = rng_range(-2.0f, 2.0f);
+            random_quat(a.pose[k].rot);
+        }
+        kz_snap_state s;
+        cr_assert_eq(kz_snap_quantize(&c, 9, &a, &s), KZ_OK);
+        cr_assert_eq(kz_snap_state_check(&c, &s), KZ_OK);
+        kz_snap_dequantize(&c, &s, &b);
+        for (int i = 0; i < 3; i++) {
+            cr_assert_leq(fabs((double)b.pos[i] - a.pos[i]),
+                          1.0 / 1024 + 2.0 * FLT_EPSILON * fabs(a.pos[i]));
+            cr_assert_leq(fabs((double)b.vel[i] - a.vel[i]), 1.0 / 512 + 1e-6);
+        }
+        cr_assert_leq(yaw_err(b.yaw, a.yaw), PI / 65536 + 1e-5);
+        cr_assert(b.yaw >= 0.0f && b.yaw < (float)(2 * PI));
+        for (uint32_t k = 0; k < KZ_POSE_COUNT; k++) {
+            double e1 = 0, e2 = 0;
+            for (int i = 0; i < 3; i++)
+                cr_assert_leq(fabs((double)b.pose[k].pos[i] - a.pose[k].pos[i]),
+                              1.0 / 2048 + 1e-6);
+            for (int i = 0; i < 4; i++) {
+                e1 = fmax(e1, fabs((double)b.pose[k].rot[i] - a.pose[k].rot[i]));
+                e2 = fmax(e2, fabs((double)b.pose[k].rot[i] + a.pose[k].rot[i]));
+            }
+            cr_assert_leq(fmin(e1, e2), rot_bound);
+        }
+        cr_assert(b.anim == a.anim && b.flags == a.flags && b.kind == a.kind &&
+                  b.holder == a.holder);
+    }
+}
+
+Test(snapshot, yaw_wraps)
+{
+    kz_snap_codec c = make_codec(16);
+    kz_avatar_state a;
+    kz_snap_state s;
+    kz_avatar_state_rest(&a);
+    const struct {
+        float yaw;
+        uint16_t code;
+    } cases[] = {
+        {0.0f, 0},
+        {(float)PI, 32768},
+        {(float)(-PI / 2), 49152},
+        {(float)(2 * PI), 0},
+        {(float)(4 * PI + PI / 2), 16384},
+        {-1e-9f, 0},            /* rounds up to a full turn, which is 0 */
+        {(float)(2 * PI) - 1e-6f, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        a.yaw = cases[i].yaw;
+        cr_assert_eq(kz_snap_quantize(&c, 1, &a, &s), KZ_OK);
+        cr_expect_eq(s.yaw, cases[i].code, "yaw %g -> %u, want %u", (double)cases[i].yaw, s.yaw,
+                     cases[i].code);
+    }
+}
+
+Test(snapshot, quantize_refuses_bad_input_and_writes_nothing)
+{
+    kz_snap_codec c = make_codec(16);
+    kz_avatar_state good;
+    kz_avatar_state_rest(&good);
+    good.pos[0] = 999.0f;
+    kz_snap_state s, sentinel;
+    memset(&sentinel, 0xa5, sizeof sentinel);
+#define EXPECT_RC(field_set, want)                                       \
+    do {                                                                 \
+        kz_avatar_state a = good;                                        \
+        field_set;                                                       \
+        s = sentinel;                                                    \
+        cr_expect_eq(kz_snap_quantize(&c, 3, &a, &s), want, #field_set); \
+        cr_expect(memcmp(&s, &sentinel, sizeof s) == 0, #field_set);     \
+    } while (0)
+    EXPECT_RC(a.pos[1] = NAN, KZ_ENOTFINITE);
+    EXPECT_RC(a.vel[2] = INFINITY, KZ_ENOTFINITE);
+    EXPECT_RC(a.yaw = -INFINITY, KZ_ENOTFINITE);
+    EXPECT_RC(a.pose[2].pos[0] = NAN, KZ_ENOTFINITE);
+    EXPECT_RC(a.pose[1].rot[3] = NAN, KZ_ENOTFINITE);
+    EXPECT_RC(a.pos[0] = 1000.01f, KZ_ERANGE);
+    EXPECT_RC(a.pos[2] = -1001.0f, KZ_ERANGE);
+    EXPECT_RC(a.vel[0] = 128.0f, KZ_ERANGE);
+    EXPECT_RC(a.vel[1] = -128.0f, KZ_ERANGE);
+    EXPECT_RC(a.pose[0].pos[1] = 2.001f, KZ_ERANGE);
+    EXPECT_RC(a.pose[1].rot[3] = 0.9f, KZ_EINVAL);
+    EXPECT_RC(a.kind = 0, KZ_EINVAL);
+    EXPECT_RC(a.kind = 3, KZ_EINVAL);
+#undef EXPECT_RC
+    s = sentinel;
+    cr_expect_eq(kz_snap_quantize(&c, 0, &good, &s), KZ_EINVAL);
+    /* The edges are inside. */
+    kz_avatar_state a = good;
+    a.pos[0] = 1000.0f;
+    a.pos[1] = -1000.0f;
+    a.vel[0] = 127.999f;
+    a.vel[1] = -127.999f;
+    a.pose[0].pos[2] = -2.0f;
+    cr_assert_eq(kz_snap_quantize(&c, 3, &a, &s), KZ_OK);
+    cr_expect_eq(s.pos[0], 512000);
+    cr_expect_eq(s.pos[1], -512000);
+    cr_expect_eq(s.vel[0], 32767);
+    cr_expect_eq(s.vel[1], -32767);
+    cr_expect_eq(s.rel[0][2], -2048);
+}
+
+Test(snapshot, dequantize_clamps_hostile_codes)
+{
+    kz_snap_codec c = make_codec(16);
+    rng_seed(12);
+    for (int n = 0; n < 5000; n++) {
+        kz_snap_state s;
+        uint8_t *p = (uint8_t *)&s;
+        for (size_t i = 0; i < sizeof s; i++)
+            p[i] = (uint8_t)rng_next();
+        kz_avatar_state a;
+        kz_snap_dequantize(&c, &s, &a);
+        for (int i = 0; i < 3; i++) {
+            cr_assert(isfinite(a.pos[i]) && fabsf(a.pos[i]) <= 1000.0f);
+            cr_assert(isfinite(a.vel[i]) && fabsf(a.vel[i]) < 128.0f);
+        }
+        cr_assert(a.yaw >= 0.0f && a.yaw < 6.2832f);
+        for (uint32_t k = 0; k < KZ_POSE_COUNT; k++) {
+            double n2 = 0;
+            for (int i = 0; i < 3; i++)
+                cr_assert(fabsf(a.pose[k].pos[i]) <= 2.0f);
+            for (int i = 0; i < 4; i++) {
+                cr_assert(isfinite(a.pose[k].rot[i]));
+                n2 += (double)a.pose[k].rot[i] * a.pose[k].rot[i];
+            }
+            cr_assert(fabs(n2 - 1.0) < 1e-5);
+        }
+    }
+}
+
+Test(snapshot, state_check)
+{
+    kz_snap_codec c = make_codec(16);
+    kz_snap_state s;
+    rng_seed(13);
+    random_state(&c, 4, &s);
+    cr_assert_eq(kz_snap_state_check(&c, &s), KZ_OK);
+    kz_snap_state t = s;
+    t.entity = 0;
+    cr_expect_eq(kz_snap_state_check(&c, &t), KZ_EINVAL);
+    t = s;
+    t.kind = 0;
+    cr_expect_eq(kz_snap_state_check(&c, &t), KZ_EINVAL);
+    t = s;
+    t.pad = 1;
+    cr_expect_eq(kz_snap_state_check(&c, &t), KZ_EINVAL);
+    t = s;
+    t.pos[1] = c.pos_max + 1;
+    cr_expect_eq(kz_snap_state_check(&c, &t), KZ_EINVAL);
+    t = s;
+    t.vel[2] = INT16_MIN;
+    cr_expect_eq(kz_snap_state_check(&c, &t), KZ_EINVAL);
+    t = s;
+    t.rel[1][0] = -2049;
+    cr_expect_eq(kz_snap_state_check(&c, &t), KZ_EINVAL);
+    t = s;
+    t.rot[2] |= 1023u << 10;   /* 2^k - 1 is not a grid code */
+    cr_expect_eq(kz_snap_state_check(&c, &t), KZ_EINVAL);
+}
+
+/* ---- known answer -------------------------------------------------------- */
+
+/* An independent writer of the documented primitives. */
+static void tw(kz_bitwriter *w, uint64_t v, unsigned n)
+{
+    cr_assert_eq(kz_bitwriter_write(w, v, n), KZ_OK);
+}
+
+static void tw_ueg(kz_bitwriter *w, uint64_t v, unsigned k)
+{
+    uint64_t x = v + ((uint64_t)1 << k);
+    unsigned n = 0;
+    while ((x >> (n + 1)) != 0)
+        n++;
+    for (unsigned i = k; i < n; i++)
+        tw(w, 1, 1);
+    tw(w, 0, 1);
+    for (unsigned i = 0; i < n; i++)
+        tw(w, (x >> i) & 1, 1);
+}
+
+static void tw_seg(kz_bitwriter *w, int64_t v, unsigned k)
+{
+    tw_ueg(w, v >= 0 ? (uint64_t)v * 2 : (uint64_t)(-v) * 2 - 1, k);
+}
+
+Test(snapshot, known_answer_bodies)
+{
+    kz_snap_codec c = make_codec(150);
+    /* Tick 1000, full state, one desktop avatar entering slot 2 with no
+     * badge (entity 7 % 7 == 0). */
+    vbox want, sent, out;
+    vbox_init(&want);
+    want.v.tick = 1000;
+    want.v.count = 1;
+    want.slot[0] = 2;
+    kz_snap_state *s = &want.st[0];
+    memset(s, 0, sizeof *s);
+    s->entity = 7;
+    s->kind = KZ_KIND_AVATAR;
+    s->pos[0] = 512;      /* 1 m */
+    s->pos[1] = 0;
+    s->pos[2] = -1024;    /* -2 m */
+    s->yaw = 16384;
+    s->flags = 0;
+    for (uint32_t k = 0; k < KZ_POSE_COUNT; k++)
+        s->rot[k] = KZ_SNAP_ROT_REST;
+    uint8_t got[256], ref[256];
+    long n = encode_into(&c, NULL, &want.v, 100000, NULL, got, sizeof got, &sent, NULL);
+    cr_assert_gt(n, 0);
+
+    kz_bitwriter w;
+    kz_bitwriter_init(&w, ref, sizeof ref);
+    tw(&w, 1000, 32);         /* tick */
+    tw_ueg(&w, 0, 2);         /* full state */
+    tw_ueg(&w, 1, 0);         /* one record */
+    tw_ueg(&w, 2, 0);         /* slot 2 (gap 2 from -1) */
+    /* empty slot in the baseline: an enter, no type bits */
+    tw(&w, 7, 32);            /* entity */
+    tw(&w, 0, 1);             /* avatar */
+    tw(&w, 512 + 512000, 20);
+    tw(&w, 0 + 512000, 20);
+    tw(&w, (uint64_t)(-1024 + 512000), 20);
+    tw(&w, 0, 1);             /* not moving */
+    tw(&w, 16384, 16);        /* yaw */
+    tw(&w, 0, 1);             /* no anim */
+    tw(&w, 0, 8);             /* flags */
+    tw(&w, 0, 1);             /* no holder */
+    tw(&w, 0, 1);             /* not VR and poses at rest: none */
+    tw(&w, 0, 1);             /* no badge */
+    size_t rn = kz_bitwriter_finish(&w);
+    cr_assert_eq((size_t)n, rn);
+    cr_assert(memcmp(got, ref, rn) == 0);
+
+    /* Tick 1001 against it: the avatar turned by +100 units and its
+     * head came up (not VR: the X bit of the misc group). */
+    vbox base;
+    vbox_copy(&base, &sent.v);
+    want.v.tick = 1001;
+    s->yaw = 16484;
+    s->rel[0][1] = 1600;
+    n = encode_into(&c, &base.v, &want.v, 100000, NULL, got, sizeof got, &sent, NULL);
+    cr_assert_gt(n, 0);
+    kz_bitwriter_init(&w, ref, sizeof ref);
+    tw(&w, 1001, 32);
+    tw_ueg(&w, 1, 2);         /* baseline 1000 */
+    tw_ueg(&w, 1, 0);         /* one record */
+    tw_ueg(&w, 2, 0);         /* slot 2 */
+    tw(&w, 0, 1);             /* occupied slot: 0 = update */
+    tw(&w, 0, 1);             /* position as predicted (velocity 0) */
+    tw(&w, 1, 1);             /* yaw changed */
+    tw_seg(&w, 100, 6);
+    tw(&w, 0, 1);             /* velocity as predicted (turned zero) */
+    tw(&w, 1, 1);             /* misc group */
+    tw(&w, 0, 1);             /* anim same */
+    tw(&w, 0, 1);             /* flags same */
+    tw(&w, 0, 1);             /* holder same */
+    tw(&w, 1, 1);             /* X: poses follow */
+    tw(&w, 1, 1);             /* poses changed */
+    tw(&w, 1, 1);             /* per-field form (shorter here) */
+    tw(&w, 1, 1);             /* head offset changed */
+    tw_seg(&w, 0, 1);
+    tw_seg(&w, 1600, 1);
+    tw_seg(&w, 0, 1);
+    tw(&w, 0, 1);             /* head rotation same */
+    tw(&w, 0, 1);             /* left hand offset same */
+    tw(&w, 0, 1);             /* left hand rotation same */
+    tw(&w, 0, 1);
+    tw(&w, 0, 1);
+    rn = kz_bitwriter_finish(&w);
+    cr_assert_eq((size_t)n, rn);
+    cr_assert(memcmp(got, ref, rn) == 0);
+    cr_assert_eq(decode_from(&c, got, (size_t)n, &base.v, &out, NULL), KZ_OK);
+    cr_assert(views_equal(&out.v, &want.v));
+}
+
+Test(snapshot, at_rest_costs_nothing)
+{
+    kz_snap_codec c = make_codec(150);
+    vbox want, sent, out;
+    vbox_init(&want);
+    want.v.tick = 50;
+    rng_seed(14);
+    for (uint32_t i = 0; i < 150; i++) {
+        want.slot[i] = (uint16_t)i;
+        random_state(&c, 100 + i, &want.st[i]);
+    }
+    want.v.count = 150;
+    uint8_t buf[32768];
+    long n = encode_into(&c, NULL, &want.v, SIZE_MAX, NULL, buf, sizeof buf, &sent, NULL);
+    cr_assert_gt(n, 0);
+    vbox base;
+    vbox_copy(&base, &sent.v);
+    want.v.tick = 51;
+    kz_snap_encode_stats st;
+    n = encode_into(&c, &base.v, &want.v, SIZE_MAX, NULL, buf, sizeof buf, &sent, &st);
+    /* 32 tick bits, 3 for "one tick back", 1 for "no records". */
+    cr_assert_eq(n, 5);
+    cr_expect_eq(st.same, 150u);
+    cr_expect_eq(st.updates + st.enters + st.leaves + st.deferred, 0u);
+    cr_assert_eq(decode_from(&c, buf, (size_t)n, &base.v, &out, NULL), KZ_OK);
+    cr_assert(views_equal(&out.v, &want.v));
+}
+
+/* ---- simulation ------------------------------------------------------------ */
+
+#define SIM_SLOTS 150u
+#define SIM_ENTITIES 220u
+#define SIM_HIST 32u
+
+typedef struct sim_ent {
+    kz_snap_state s;
+    int visible;
+    uint16_t slot;
+} sim_ent;
+
+typedef struct sim {
+    kz_snap_codec c;
+    sim_ent ent[SIM_ENTITIES + 1];
+    int32_t slot_owner[SIM_SLOTS];    /* entity or 0 */
+    vbox server_hist[SIM_HIST];
+    vbox client_hist[SIM_HIST];
+    vbox want, sent, out;
+    kz_snap_badge badges[SIM_SLOTS];
+    /* Entities whose badge the client has received (it keeps them by
+     * entity: an update may be against a baseline older than a view in
+     * which the entity had left). */
+    uint8_t client_has_badge[SIM_ENTITIES + 1];
+    uint32_t acked;                    /* newest tick the server knows acked, 0 none */
+    uint32_t pending_ack[8], pending_at[8];
+    uint32_t client_tick;              /* newest tick decoded */
+    uint8_t buf[65536];
+} sim;
+
+static void clamp_pos(const kz_snap_codec *c, int32_t *p)
+{
+    if (*p > c->pos_max)
+        *p = c->pos_max;
+    if (*p < -c->pos_max)
+        *p = -c->pos_max;
+}
+
+static int16_t clamp_i16(int32_t v, int32_t lim)
+{
+    return (int16_t)(v > lim ? lim : v < -lim ? -lim : v);
+}
+
+static uint32_t nudge_rot(uint32_t code, int32_t amount)
+{
+    uint32_t out = code & ~((1u << 30) - 1u);
+    for (unsigned j = 0; j < 3; j++) {
+        int32_t v = (int32_t)((code >> (10 * j)) & 1023u) + rng_span(-amount, amount);
+        v = v < 0 ? 0 : v > 1022 ? 1022 : v;
+        out |= (uint32_t)v << (10 * j);
+    }
+    return out;
+}
+
+static void sim_spawn(sim *m, uint32_t id)
+{
+    kz_snap_state *s = &m->ent[id].s;
+    random_state(&m->c, id, s);
+    /* Mostly a crowd within 200 m, with plain desktop avatars. */
+    for (int i = 0; i < 3; i++)
+        s->pos[i] = rng_span(-100000, 100000);
+    s->flags = rng_chance(0.3) ? KZ_AVATAR_VR : 0;
+    s->holder = s->kind == KZ_KIND_OBJECT && rng_chance(0.3) ? rng_below(50) + 1 : 0;
+    if (s->kind == KZ_KIND_AVATAR)
+        s->holder = 0;
+    if (!(s->flags & KZ_AVATAR_VR) && rng_chance(0.7)) {
+        memset(s->rel, 0, sizeof s->rel);
+        for (uint32_t k = 0; k < KZ_POSE_COUNT; k++)
+            s->rot[k] = KZ_SNAP_ROT_REST;
+    }
+}
+
+static void sim_move(sim *m, sim_ent *e)
+{
+    kz_snap_state *s = &e->s;
+    if (rng_chance(0.35))
+        return;   /* at rest */
+    const kz_snap_codec *c = &m->c;
+    for (int i = 0; i < 3; i++) {
+        if (rng_chance(0.3))
+            s->vel[i] = clamp_i16(s->vel[i] + rng_span(-40, 40), 32767);
+        s->pos[i] += (int32_t)(2 * s->vel[i] / 30) + rng_span(-3, 3);
+        clamp_pos(c, &s->pos[i]);
+    }
+    if (rng_chance(0.6))
+        s->yaw = (uint16_t)(s->yaw + rng_span(-400, 400));
+    if (rng_chance(0.03))
+        s->anim = (uint16_t)rng_below(65536);
+    if (rng_chance(0.02))
+        s->flags ^= KZ_AVATAR_VR;
+    if (rng_chance(0.01))
+        s->flags ^= KZ_AVATAR_SPEAKING;
+    if (rng_chance(0.01))
+        for (int i = 0; i < 3; i++)
+            s->pos[i] = rng_span(-c->pos_max, c->pos_max);   /* teleport */
+    if (s->kind == KZ_KIND_OBJECT && rng_chance(0.05))
+        s->holder = rng_chance(0.5) ? 0 : rng_below(300) + 1;
+    int vr = (s->flags & KZ_AVATAR_VR) || s->kind == KZ_KIND_OBJECT;
+    for (uint32_t k = 0; k < KZ_POSE_COUNT && vr; k++) {
+        if (rng_chance(0.7))
+            for (int i = 0; i < 3; i++)
+                s->rel[k][i] = clamp_i16(s->rel[k][i] + rng_span(-30, 30), KZ_SNAP_REL_MAX);
+        if (rng_chance(0.7))
+            s->rot[k] = nudge_rot(s->rot[k], 12);
+        if (rng_chance(0.02))
+            s->rot[k] = random_rot();
+    }
+    if (!(s->flags & KZ_AVATAR_VR) && rng_chance(0.02)) {
+        /* Desktop avatars: poses back to rest, or a head offset. */
+        memset(s->rel, 0, sizeof s->rel);
+        for (uint32_t k = 0; k < KZ_POSE_COUNT; k++)
+            s->rot[k] = KZ_SNAP_ROT_REST;
+        if (rng_chance(0.5))
+            s->rel[0][1] = 1600;
+    }
+}
+
+static void sim_churn(sim *m, double leave_p, double enter_p)
+{
+    for (uint32_t id = 1; id <= SIM_ENTITIES; id++) {
+        sim_ent *e = &m->ent[id];
+        if (e->visible && rng_chance(leave_p)) {
+            e->visible = 0;
+            m->slot_owner[e->slot] = 0;
+        }
+    }
+    for (uint32_t id = 1; id <= SIM_ENTITIES; id++) {
+        sim_ent *e = &m->ent[id];
+        if (e->visible || !rng_chance(enter_p))
+            continue;
+        uint32_t start = rng_below(SIM_SLOTS);
+        for (uint32_t k = 0; k < SIM_SLOTS; k++) {
+            uint32_t s = (start + k) % SIM_SLOTS;
+            if (m->slot_owner[s] == 0) {
+                m->slot_owner[s] = (int32_t)id;
+                e->visible = 1;
+                e->slot = (uint16_t)s;
+                if (rng_chance(0.3))
+                    sim_spawn(m, id);
+                break;
+            }
+        }
+    }
+}
+
+static void sim_build_want(sim *m, uint32_t tick)
+{
+    vbox_init(&m->want);
+    m->want.v.tick = tick;
+    for (uint32_t s = 0; s < SIM_SLOTS; s++) {
+        if (m->slot_owner[s] == 0)
+            continue;
+        m->want.slot[m->want.v.count] = (uint16_t)s;
+        m->want.st[m->want.v.count] = m->ent[m->slot_owner[s]].s;
+        m->want.v.count++;
+    }
+}
+
+static const vbox *find_hist(const vbox *hist, uint32_t tick)
+{
+    const vbox *h = &hist[tick % SIM_HIST];
+    return tick != 0 && h->v.tick == tick && h->v.slot == h->slot ? h : NULL;
+}
+
+/* Every decoded slot entering must carry the entity's badge. */
+static void check_badges(sim *m, const vbox *out)
+{
+    for (uint32_t i = 0; i < out->v.count; i++) {
+        uint16_t slot = out->slot[i];
+        if (out->change[i] != KZ_SNAP_ENTER) {
+            cr_assert(m->client_has_badge[out->st[i].entity], "no badge for %u",
+                      out->st[i].entity);
+            continue;
+        }
+        uint32_t id = out->st[i].entity;
+        kz_snap_badge ref;
+        if (id % 7 == 0)
+            memset(&ref, 0, sizeof ref);
+        else
+            make_badge(id, &ref);
+        cr_assert(memcmp(&ref, &m->badges[slot], sizeof ref) == 0, "badge of %u", id);
+        m->client_has_badge[id] = 1;
+    }
+}
+
+/* One tick of the protocol. Returns 1 if a packet went out. */
+static int sim_tick(sim *m, uint32_t tick, double loss, int unlimited, int lag_max)
+{
+    /* Acks that arrive now. */
+    for (int i = 0; i < 8; i++) {
+        if (m->pending_ack[i] != 0 && m->pending_at[i] == tick) {
+            uint32_t t = m->pending_ack[i];
+            if (m->acked == 0 || (int32_t)(t - m->acked) > 0)
+                m->acked = t;
+            m->pending_ack[i] = 0;
+        }
+    }
+    sim_build_want(m, tick);
+    const vbox *base = NULL;
+    if (m->acked != 0 && tick - m->acked < SIM_HIST && !rng_chance(0.03))
+        base = find_hist(m->server_hist, m->acked);
+    size_t budget = unlimited ? SIZE_MAX
+                    : rng_chance(0.3) ? rng_below(64)
+                    : rng_chance(0.5) ? rng_below(3000) : 3000 + rng_below(30000);
+    uint16_t prio[SIM_SLOTS];
+    const uint16_t *pp = NULL;
+    if (rng_chance(0.7)) {
+        for (uint32_t i = 0; i < m->want.v.count; i++)
+            prio[i] = (uint16_t)i;
+        for (uint32_t i = m->want.v.count; i > 1; i--) {
+            uint32_t j = rng_below(i);
+            uint16_t t = prio[i - 1];
+            prio[i - 1] = prio[j];
+            prio[j] = t;
+        }
+        pp = prio;
+    }
+    kz_snap_encode_stats st;
+    long n = encode_into(&m->c, base ? &base->v : NULL, &m->want.v, budget, pp, m->buf,
+                         sizeof m->buf, &m->sent, &st);
+    if (n == KZ_EOVERFLOW) {
+        cr_assert(!unlimited);
+        return 0;
+    }
+    cr_assert_gt(n, 0, "encode failed: %ld", n);
+    cr_assert_leq((size_t)n * 8 - 7, budget);
+    cr_assert_eq(m->sent.v.tick, tick);
+    if (unlimited)
+        cr_assert(views_equal(&m->sent.v, &m->want.v), "unlimited budget must send want");
+    cr_assert_eq(st.same + st.updates + st.enters + st.deferred, m->want.v.count);
+    vbox_copy(&m->server_hist[tick % SIM_HIST], &m->sent.v);
+
+    if (rng_chance(loss))
+        return 1;
+    /* The client: peek, find its copy of the baseline, decode. */
+    kz_bitreader r;
+    kz_bitreader_init(&r, m->buf, (size_t)n);
+    uint32_t t, bt;
+    cr_assert_eq(kz_snap_peek(&m->c, &r, &t, &bt), KZ_OK);
+    cr_assert_eq(t, tick);
+    /* An empty baseline is sent as full state. */
+    cr_assert_eq(bt, base && base->v.count > 0 ? base->v.tick : 0u);
+    const vbox *cbase = bt ? find_hist(m->client_hist, bt) : NULL;
+    cr_assert(bt == 0 || cbase != NULL, "client lost baseline %u", bt);
+    if (cbase != NULL && rng_chance(0.1)) {
+        /* The wrong baseline is refused. */
+        vbox wrong;
+        vbox_copy(&wrong, &cbase->v);
+        wrong.v.tick++;
+        cr_assert_eq(decode_from(&m->c, m->buf, (size_t)n, &wrong.v, &m->out, NULL), KZ_EPROTO);
+        if (bt != 0)
+            cr_assert_eq(decode_from(&m->c, m->buf, (size_t)n, NULL, &m->out, NULL), KZ_EPROTO);
+    }
+    cr_assert_eq(decode_from(&m->c, m->buf, (size_t)n, cbase ? &cbase->v : NULL, &m->out,
+                             m->badges), KZ_OK);
+    cr_assert(views_equal(&m->out.v, &m->sent.v), "decoded view differs from sent at %u", tick);
+    cr_assert(memcmp(m->out.change, m->sent.change, m->out.v.count) == 0);
+    for (uint32_t i = 0; i < m->out.v.count; i++)
+        cr_assert_eq(kz_snap_state_check(&m->c, &m->out.st[i]), KZ_OK);
+    check_badges(m, &m->out);
+    vbox_copy(&m->client_hist[tick % SIM_HIST], &m->out.v);
+    m->client_tick = tick;
+    /* The ack travels back, maybe. */
+    if (!rng_chance(loss)) {
+        for (int i = 0; i < 8; i++) {
+            if (m->pending_ack[i] == 0) {
+                m->pending_ack[i] = tick;
+                m->pending_at[i] = tick + 1 + rng_below((uint32_t)lag_max + 1);
+                if (m->pending_at[i] == 0)
+                    m->pending_at[i] = 1;
+                break;
+            }
+        }
+    }
+    return 1;
+}
+
+static void run_sim(uint64_t seed, uint32_t start_tick)
+{
+    sim *m = calloc(1, sizeof *m);
+    cr_assert(m != NULL);
+    rng_seed(seed);
+    m->c = make_codec(SIM_SLOTS);
+    for (uint32_t id = 1; id <= SIM_ENTITIES; id++)
+        sim_spawn(m, id);
+    uint32_t tick = start_tick;
+    for (int n = 0; n < 220; n++, tick++) {
+        if (tick == 0)
+            tick = 1;
+        /* Phases: calm, a loss burst (baselines fall out of history),
+         * heavy churn. */
+        double loss = n >= 60 && n < 90 ? 0.9 : 0.2;
+        double churn = n >= 120 && n < 150 ? 0.2 : 0.03;
+        sim_churn(m, churn, churn * 1.5);
+        for (uint32_t id = 1; id <= SIM_ENTITIES; id++)
+            sim_move(m, &m->ent[id]);
+        sim_tick(m, tick, loss, rng_chance(0.2), 5);
+    }
+    /* A good network: the client must converge to what it should see,
+     * entering and leaving included. */
+    for (int n = 0; n < 40; n++, tick++) {
+        if (tick == 0)
+            tick = 1;
+        sim_tick(m, tick, 0.0, n > 10, 0);
+    }
+    cr_assert(views_equal(&m->out.v, &m->want.v), "client did not converge");
+    free(m);
+}
+
+Test(snapshot, simulation_seed1)
+{
+    run_sim(1, 1);
+}
+
+Test(snapshot, simulation_seed2)
+{
+    run_sim(2, 1000);
+}
+
+Test(snapshot, simulation_seed3_tick_wrap)
+{
+    run_sim(3, 0xffffff80u);
+}
+
+Test(snapshot, simulation_seed4)
+{
+    run_sim(4, 77);
+}
+
+/* ---- budget ----------------------------------------------------------------- */
+
+static void fill_moving(const kz_snap_codec *c, vbox *v, uint32_t tick, uint32_t n, uint64_t seed)
+{
+    rng_seed(seed);
+    vbox_init(v);
+    v->v.tick = tick;
+    for (uint32_t i = 0; i < n; i++) {
+        v->slot[i] = (uint16_t)(i * 2);
+        random_state(c, 1 + i, &v->st[i]);
+    }
+    v->v.count = n;
+}
+
+Test(snapshot, budget_priority_and_overflow)
+{
+    kz_snap_codec c = make_codec(150);
+    vbox base, want, sent, out;
+    uint8_t buf[16384];
+    fill_moving(&c, &want, 10, 40, 21);
+    long n = encode_into(&c, NULL, &want.v, SIZE_MAX, NULL, buf, sizeof buf, &sent, NULL);
+    cr_assert_gt(n, 0);
+    vbox_copy(&base, &sent.v);
+    /* Every entity turns by the same amount (at zero velocity, so every
+     * update costs the same); one leaves (slot 78 dropped). */
+    for (uint32_t i = 0; i < 40; i++) {
+        memset(want.st[i].vel, 0, sizeof want.st[i].vel);
+        want.st[i].flags = KZ_AVATAR_VR;
+    }
+    n = encode_into(&c, NULL, &want.v, SIZE_MAX, NULL, buf, sizeof buf, &sent, NULL);
+    vbox_copy(&base, &sent.v);
+    want.v.tick = 11;
+    for (uint32_t i = 0; i < 40; i++)
+        want.st[i].yaw = (uint16_t)(want.st[i].yaw + 1000);
+    want.v.count = 39;
+
+    /* Header (32 + 3) + count + the leave: anything smaller overflows and
+     * leaves the writer untouched. */
+    kz_bitwriter w;
+    kz_bitwriter_init(&w, buf, sizeof buf);
+    kz_bitwriter before = w;
+    kz_snap_encode_args a = {.base = &base.v, .want = &want.v, .budget_bits = 36};
+    vbox_init(&sent);
+    cr_assert_eq(kz_snap_encode(&c, &a, &w, &sent.v, sent.change, NULL), KZ_EOVERFLOW);
+    cr_assert(memcmp(&w, &before, sizeof w) == 0);
+
+    /* Room for the leave and exactly one update: the first in priority. */
+    uint16_t prio[39];
+    for (uint32_t i = 0; i < 39; i++)
+        prio[i] = (uint16_t)(38 - i);
+    /* The size of the body with the leave and entry 38's update alone. */
+    vbox only;
+    vbox_copy(&only, &base.v);
+    only.v.tick = 11;
+    only.st[38] = want.st[38];
+    only.v.count = 39;
+    kz_snap_encode_args oa = {.base = &base.v, .want = &only.v, .budget_bits = SIZE_MAX};
+    kz_bitwriter ow;
+    kz_bitwriter_init(&ow, buf, sizeof buf);
+    vbox_init(&sent);
+    cr_assert_eq(kz_snap_encode(&c, &oa, &ow, &sent.v, NULL, NULL), KZ_OK);
+    size_t first_fits = kz_bitwriter_bits(&ow);
+    kz_snap_encode_stats st;
+    for (size_t budget = 40; budget < 200; budget++) {
+        n = encode_into(&c, &base.v, &want.v, budget, prio, buf, sizeof buf, &sent, &st);
+        if (n < 0) {
+            cr_assert_eq(n, KZ_EOVERFLOW);
+            continue;
+        }
+        cr_assert_leq((size_t)n * 8 - 7, budget);
+        cr_assert_eq(st.leaves, 1u);
+        /* The first in priority is taken whenever it fits alone; others
+         * (cheaper: a smaller gap) may be taken at budgets where it does
+         * not. */
+        if (budget >= first_fits)
+            cr_assert_eq(sent.change[38], KZ_SNAP_UPDATE, "budget %zu", budget);
+        else
+            cr_assert_eq(sent.change[38], KZ_SNAP_SAME, "budget %zu", budget);
+        cr_assert_eq(decode_from(&c, buf, (size_t)n, &base.v, &out, NULL), KZ_OK);
+        cr_assert(views_equal(&out.v, &sent.v));
+    }
+    /* The exact size of the full body is enough, one bit less is not. */
+    n = encode_into(&c, &base.v, &want.v, SIZE_MAX, NULL, buf, sizeof buf, &sent, &st);
+    kz_bitwriter_init(&w, buf, sizeof buf);
+    vbox_init(&sent);
+    a.budget_bits = SIZE_MAX;
+    cr_assert_eq(kz_snap_encode(&c, &a, &w, &sent.v, NULL, NULL), KZ_OK);
+    size_t full_bits = kz_bitwriter_bits(&w);
+    n = encode_into(&c, &base.v, &want.v, full_bits, NULL, buf, sizeof buf, &sent, &st);
+    cr_assert_eq(st.deferred, 0u);
+    n = encode_into(&c, &base.v, &want.v, full_bits - 1, NULL, buf, sizeof buf, &sent, &st);
+    cr_assert_gt(st.deferred, 0u);
+}
+
+Test(snapshot, replace_in_same_slot)
+{
+    kz_snap_codec c = make_codec(8);
+    vbox base, want, sent, out;
+    uint8_t buf[4096];
+    fill_moving(&c, &want, 5, 3, 31);
+    long n = encode_into(&c, NULL, &want.v, SIZE_MAX, NULL, buf, sizeof buf, &sent, NULL);
+    vbox_copy(&base, &sent.v);
+    want.v.tick = 6;
+    want.st[1].entity = 99;   /* another entity takes slot 2 */
+    kz_snap_encode_stats st;
+    n = encode_into(&c, &base.v, &want.v, SIZE_MAX, NULL, buf, sizeof buf, &sent, &st);
+    cr_assert_gt(n, 0);
+    cr_expect_eq(st.enters, 1u);
+    cr_expect_eq(st.leaves, 0u);
+    kz_snap_badge badges[8];
+    cr_assert_eq(decode_from(&c, buf, (size_t)n, &base.v, &out, badges), KZ_OK);
+    cr_assert(views_equal(&out.v, &want.v));
+    cr_expect_eq(out.change[1], KZ_SNAP_ENTER);
+    cr_expect_str_eq(badges[2].method, "oidc:idp4");
+    /* Without room for the enter the old entity still leaves. */
+    for (size_t budget = 36; budget < 120; budget++) {
+        n = encode_into(&c, &base.v, &want.v, budget, NULL, buf, sizeof buf, &sent, &st);
+        if (n < 0)
+            continue;
+        cr_assert_eq(decode_from(&c, buf, (size_t)n, &base.v, &out, NULL), KZ_OK);
+        cr_assert(views_equal(&out.v, &sent.v));
+        for (uint32_t i = 0; i < out.v.count; i++)
+            cr_assert(out.slot[i] != 2 || out.st[i].entity == 99);
+    }
+}
+
+Test(snapshot, encode_refuses_misuse)
+{
+    kz_snap_codec c = make_codec(8);
+    vbox want, sent;
+    uint8_t buf[4096];
+    fill_moving(&c, &want, 5, 3, 41);
+    want.slot[2] = want.slot[1];   /* not ascending */
+    cr_expect_eq(encode_into(&c, NULL, &want.v, SIZE_MAX, NULL, buf, sizeof buf, &sent, NULL),
+                 KZ_EINVAL);
+    fill_moving(&c, &want, 5, 3, 41);
+    want.slot[2] = 8;              /* beyond n_slots */
+    cr_expect_eq(encode_into(&c, NULL, &want.v, SIZE_MAX, NULL, buf, sizeof buf, &sent, NULL),
+                 KZ_EINVAL);
+    fill_moving(&c, &want, 5, 3, 41);
+    want.st[0].vel[0] = INT16_MIN; /* not a code */
+    cr_expect_eq(encode_into(&c, NULL, &want.v, SIZE_MAX, NULL, buf, sizeof buf, &sent, NULL),
+                 KZ_EINVAL);
+    fill_moving(&c, &want, 5, 3, 41);
+    want.st[1].pad = 1;            /* padding must stay zero */
+    cr_expect_eq(encode_into(&c, NULL, &want.v, SIZE_MAX, NULL, buf, sizeof buf, &sent, NULL),
+                 KZ_EINVAL);
+    fill_moving(&c, &want, 5, 3, 41);
+    vbox small;
+    vbox_init(&small);
+    small.v.cap = 2;               /* sent too small */
+    kz_snap_encode_args a = {.want = &want.v, .budget_bits = SIZE_MAX};
+    kz_bitwriter w;
+    kz_bitwriter_init(&w, buf, sizeof buf);
+    cr_expect_eq(kz_snap_encode(&c, &a, &w, &small.v, NULL, NULL), KZ_EINVAL);
+    cr_expect_eq(kz_bitwriter_bits(&w), 0u);
+}
+
+static const kz_snap_badge *bad_badge_cb(void *ctx, uint32_t entity)
+{
+    (void)entity;
+    return ctx;
+}
+
+Test(snapshot, bad_badges_refused_both_ways)
+{
+    kz_snap_codec c = make_codec(8);
+    vbox want, sent, out;
+    uint8_t buf[4096];
+    fill_moving(&c, &want, 5, 1, 51);
+    kz_snap_badge b;
+    make_badge(3, &b);
+    b.name[1] = '\n';
+    kz_snap_encode_args a = {.want = &want.v, .budget_bits = SIZE_MAX, .badge = bad_badge_cb,
+                             .badge_ctx = &b};
+    kz_bitwriter w;
+    kz_bitwriter_init(&w, buf, sizeof buf);
+    vbox_init(&sent);
+    cr_expect_eq(kz_snap_encode(&c, &a, &w, &sent.v, NULL, NULL), KZ_EINVAL);
+    cr_expect_eq(kz_bitwriter_bits(&w), 0u);
+
+    /* Hand-made bodies: one enter of entity 5 at slot 0 with a badge. */
+    const char *names[] = {"ok", "a\nb", "\xc3(", "\xe2\x82"};
+    const int good[] = {1, 0, 0, 0};
+    for (int t = 0; t < 4; t++) {
+        kz_bitwriter_init(&w, buf, sizeof buf);
+        tw(&w, 9, 32);
+        tw_ueg(&w, 0, 2);
+        tw_ueg(&w, 1, 0);
+        tw_ueg(&w, 0, 0);
+        tw(&w, 5, 32);
+        tw(&w, 0, 1);
+        for (int i = 0; i < 3; i++)
+            tw(&w, (uint64_t)c.pos_max, c.pos_bits);
+        tw(&w, 0, 1);
+        tw(&w, 0, 16);
+        tw(&w, 0, 1);
+        tw(&w, 0, 8);
+        tw(&w, 0, 1);
+        tw(&w, 0, 1);
+        tw(&w, 1, 1);          /* badge */
+        tw(&w, 2, 2);
+        tw(&w, 0, 2);
+        tw(&w, 0, 1);
+        tw(&w, 4, 6);
+        for (const char *p = "none"; *p; p++)
+            tw(&w, (uint8_t)*p, 8);
+        size_t nl = strlen(names[t]);
+        tw(&w, nl, 6);
+        for (size_t i = 0; i < nl; i++)
+            tw(&w, (uint8_t)names[t][i], 8);
+        size_t n = kz_bitwriter_finish(&w);
+        kz_snap_badge badges[8];
+        int rc = decode_from(&c, buf, n, NULL, &out, badges);
+        cr_expect_eq(rc, good[t] ? KZ_OK : KZ_EPROTO, "name case %d", t);
+        if (rc == KZ_OK) {
+            cr_expect_str_eq(badges[0].name, "ok");
+            cr_expect_str_eq(badges[0].method, "none");
+            cr_expect_eq(badges[0].verification_level, 2);
+        }
+    }
+}
+
+/* ---- hostile bodies ------------------------------------------------------- */
+
+/* A decoded view that claims success must be well formed and must survive
+ * re-encoding against the same baseline. */
+static void check_consistent(const kz_snap_codec *c, const vbox *base, const vbox *out)
+{
+    static vbox sent, again;
+    static uint8_t buf[65536];
+    for (uint32_t i = 0; i < out->v.count; i++) {
+        cr_assert_lt(out->slot[i], c->n_slots);
+        cr_assert(i == 0 || out->slot[i] > out->slot[i - 1]);
+        cr_assert_eq(kz_snap_state_check(c, &out->st[i]), KZ_OK);
+    }
+    long n = encode_into(c, base && base->v.count ? &base->v : NULL, &out->v, SIZE_MAX, NULL,
+                         buf, sizeof buf, &sent, NULL);
+    cr_assert_gt(n, 0);
+    cr_assert_eq(decode_from(c, buf, (size_t)n, base && base->v.count ? &base->v : NULL, &again,
+                             NULL), KZ_OK);
+    cr_assert(views_equal(&again.v, &out->v));
+}
+
+Test(snapshot, truncations_and_bit_flips)
+{
+    kz_snap_codec c = make_codec(150);
+    static vbox base, want, sent, out;
+    static uint8_t buf[32768], mut[32768];
+    fill_moving(&c, &want, 100, 60, 61);
+    long n = encode_into(&c, NULL, &want.v, SIZE_MAX, NULL, buf, sizeof buf, &sent, NULL);
+    vbox_copy(&base, &sent.v);
+    /* The next tick: moves, a leave, an enter, VR changes. */
+    want.v.tick = 103;
+    rng_seed(62);
+    for (uint32_t i = 0; i < 60; i++) {
+        want.st[i].pos[0] += rng_span(-500, 500);
+        want.st[i].yaw = (uint16_t)(want.st[i].yaw + rng_span(-500, 500));
+        want.st[i].rel[1][2] = (int16_t)rng_span(-2048, 2048);
+        want.st[i].rot[2] = nudge_rot(want.st[i].rot[2], 20);
+    }
+    want.slot[10] = 21;
+    want.st[10].entity = 500;
+    n = encode_into(&c, &base.v, &want.v, SIZE_MAX, NULL, buf, sizeof buf, &sent, NULL);
+    cr_assert_gt(n, 0);
+    cr_assert_eq(decode_from(&c, buf, (size_t)n, &base.v, &out, NULL), KZ_OK);
+    cr_assert(views_equal(&out.v, &want.v));
+    /* Every strict prefix is refused, and so is a trailing byte. */
+    for (long len = 0; len < n; len++)
+        cr_assert_eq(decode_from(&c, buf, (size_t)len, &base.v, &out, NULL), KZ_EPROTO,
+                     "prefix %ld of %ld", len, n);
+    buf[n] = 0;
+    cr_assert_eq(decode_from(&c, buf, (size_t)n + 1, &base.v, &out, NULL), KZ_EPROTO);
+    /* Bit flips: refused, or a consistent view. */
+    rng_seed(63);
+    int accepted = 0;
+    for (int t = 0; t < 3000; t++) {
+        memcpy(mut, buf, (size_t)n);
+        for (int f = 1 + (int)rng_below(3); f > 0; f--)
+            mut[rng_below((uint32_t)n)] ^= (uint8_t)(1u << rng_below(8));
+        int rc = decode_from(&c, mut, (size_t)n, &base.v, &out, NULL);
+        if (rc == KZ_OK) {
+            accepted++;
+            check_consistent(&c, &base, &out);
+        } else {
+            cr_assert_eq(rc, KZ_EPROTO);
+        }
+    }
+    cr_log_info("bit flips: %d of 3000 decoded", accepted);
+}
+
+Test(snapshot, hand_made_bad_bodies)
+{
+    kz_snap_codec c = make_codec(10);
+    vbox out;
+    uint8_t buf[256];
+    kz_bitwriter w;
+    size_t n;
+    /* A slot beyond n_slots. */
+    kz_bitwriter_init(&w, buf, sizeof buf);
+    tw(&w, 9, 32);
+    tw_ueg(&w, 0, 2);
+    tw_ueg(&w, 1, 0);
+    tw_ueg(&w, 10, 0);
+    n = kz_bitwriter_finish(&w);
+    cr_expect_eq(decode_from(&c, buf, n, NULL, &out, NULL), KZ_EPROTO);
+    /* More records than slots. */
+    kz_bitwriter_init(&w, buf, sizeof buf);
+    tw(&w, 9, 32);
+    tw_ueg(&w, 0, 2);
+    tw_ueg(&w, 11, 0);
+    n = kz_bitwriter_finish(&w);
+    cr_expect_eq(decode_from(&c, buf, n, NULL, &out, NULL), KZ_EPROTO);
+    /* An enter of entity 0. */
+    kz_bitwriter_init(&w, buf, sizeof buf);
+    tw(&w, 9, 32);
+    tw_ueg(&w, 0, 2);
+    tw_ueg(&w, 1, 0);
+    tw_ueg(&w, 3, 0);
+    tw(&w, 0, 32);
+    for (int i = 0; i < 4; i++)
+        tw(&w, 0, 32);
+    n = kz_bitwriter_finish(&w);
+    cr_expect_eq(decode_from(&c, buf, n, NULL, &out, NULL), KZ_EPROTO);
+    /* A baseline named but not given; a baseline field naming tick 0. */
+    kz_bitwriter_init(&w, buf, sizeof buf);
+    tw(&w, 9, 32);
+    tw_ueg(&w, 2, 2);
+    tw_ueg(&w, 0, 0);
+    n = kz_bitwriter_finish(&w);
+    cr_expect_eq(decode_from(&c, buf, n, NULL, &out, NULL), KZ_EPROTO);
+    kz_bitwriter_init(&w, buf, sizeof buf);
+    tw(&w, 9, 32);
+    tw_ueg(&w, 9, 2);
+    tw_ueg(&w, 0, 0);
+    n = kz_bitwriter_finish(&w);
+    kz_bitreader r;
+    kz_bitreader_init(&r, buf, n);
+    uint32_t t, bt;
+    cr_expect_eq(kz_snap_peek(&c, &r, &t, &bt), KZ_EPROTO);
+    /* An exp-Golomb prefix that never ends. */
+    memset(buf, 0xff, 64);
+    cr_expect_eq(decode_from(&c, buf, 64, NULL, &out, NULL), KZ_EPROTO);
+    /* An empty full-state body is fine; nonzero padding is not. */
+    kz_bitwriter_init(&w, buf, sizeof buf);
+    tw(&w, 9, 32);
+    tw_ueg(&w, 0, 2);
+    tw_ueg(&w, 0, 0);
+    n = kz_bitwriter_finish(&w);
+    cr_expect_eq(decode_from(&c, buf, n, NULL, &out, NULL), KZ_OK);
+    cr_expect_eq(out.v.count, 0u);
+    buf[n - 1] |= 0x80;
+    cr_expect_eq(decode_from(&c, buf, n, NULL, &out, NULL), KZ_EPROTO);
+}
