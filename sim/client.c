@@ -23,6 +23,7 @@
 #define KZ__SAMPLES 8u
 #define KZ__CMD_RING 64u
 #define KZ__EV_DATA 336u   /* >= every event payload (voice frame, chat, notice) */
+#define KZ__EXTRAPOLATE_MS 200.0
 
 typedef struct kz__sample {
     uint32_t tick;   /* first tick with this state */
@@ -54,6 +55,12 @@ struct kz_client {
     uint8_t *change;
     kz_snap_badge *badges;
     kz__vslot *slots;
+    /* Badges of entities that left recently: an entity can come back in an
+     * UPDATE against a baseline older than its leaving, without an ENTER
+     * record, and must keep its badge. A ring of n_slots entries. */
+    uint32_t *gone_id;
+    kz_badge *gone_badge;
+    uint32_t gone_next;
     void *block;
     size_t block_size;
     uint32_t newest;          /* newest snapshot tick applied */
@@ -224,6 +231,8 @@ static size_t layout(kz_client *c, uint8_t *base)
     KZ__ARR(c->change, ns);
     KZ__ARR(c->badges, ns);
     KZ__ARR(c->slots, ns);
+    KZ__ARR(c->gone_id, ns);
+    KZ__ARR(c->gone_badge, ns);
     for (uint32_t k = 0; k < h; k++) {
         kz_snap_view dv;
         kz_snap_view *v = base ? &c->views[k] : &dv;
@@ -293,6 +302,23 @@ static void push_sample(kz__vslot *v, uint32_t tick, const kz_snap_state *st)
         v->n++;
 }
 
+static void remember_badge(kz_client *c, uint32_t entity, const kz_badge *b)
+{
+    c->gone_id[c->gone_next] = entity;
+    c->gone_badge[c->gone_next] = *b;
+    c->gone_next = (c->gone_next + 1u) % c->welcome.n_slots;
+}
+
+static void recall_badge(const kz_client *c, uint32_t entity, kz_badge *out)
+{
+    memset(out, 0, sizeof *out);
+    for (uint32_t i = 0; i < c->welcome.n_slots; i++)
+        if (c->gone_id[i] == entity) {
+            *out = c->gone_badge[i];
+            return;
+        }
+}
+
 /* Brings the slot table up to the decoded view: leaves, enters, samples. */
 static void apply_view(kz_client *c, const kz_snap_view *v)
 {
@@ -308,6 +334,7 @@ static void apply_view(kz_client *c, const kz_snap_view *v)
         }
         if (vs->entity && (!st || st->entity != vs->entity)) {
             push_event(c, KZ_EV_LEAVE, vs->entity, 0, NULL, 0, NULL);
+            remember_badge(c, vs->entity, &vs->badge);
             vs->entity = 0;
         }
         if (!st)
@@ -315,9 +342,10 @@ static void apply_view(kz_client *c, const kz_snap_view *v)
         if (!vs->entity) {
             vs->entity = st->entity;
             vs->n = vs->head = 0;
-            memset(&vs->badge, 0, sizeof vs->badge);
             if (ch == KZ_SNAP_ENTER)
                 badge_copy(&vs->badge, &c->badges[k]);
+            else
+                recall_badge(c, st->entity, &vs->badge);
             push_sample(vs, v->tick, st);
             push_event(c, KZ_EV_ENTER, st->entity, 0, NULL, 0, &vs->badge);
             continue;
@@ -650,9 +678,37 @@ static void lerp_state(const kz_client *c, const kz_snap_state *a, const kz_snap
     }
 }
 
+/* Beyond the newest sample (snapshots lost or late past the render delay):
+ * carry the entity on at its velocity with the server's own integer step,
+ * which is exact while it keeps going straight, for at most
+ * KZ__EXTRAPOLATE_MS; then hold. */
+static void extrapolate(const kz_client *c, const kz__sample *last, double tick, kz_avatar_state *out)
+{
+    double max_ticks = KZ__EXTRAPOLATE_MS * c->welcome.tick_hz / 1000.0;
+    double d = tick - (double)last->end;
+    if (d > max_ticks)
+        d = max_ticks;
+    int32_t whole = (int32_t)d;
+    double frac = d - whole;
+    kz_snap_state x = last->st;
+    int32_t step[3];
+    for (int i = 0; i < 3; i++) {
+        step[i] = kz_wire_step(&c->codec, x.vel[i]);
+        int64_t p = (int64_t)x.pos[i] + (int64_t)step[i] * whole;
+        if (p > c->codec.pos_max)
+            p = c->codec.pos_max;
+        if (p < -(int64_t)c->codec.pos_max)
+            p = -(int64_t)c->codec.pos_max;
+        x.pos[i] = (int32_t)p;
+    }
+    lerp_state(c, &x, NULL, 0, out);
+    for (int i = 0; i < 3; i++)
+        out->pos[i] += (float)(frac * step[i] / KZ_SNAP_POS_UNITS);
+}
+
 /* The slot's state at `tick`: exact within a sample's hold range, linear
- * between one sample's last tick and the next sample's first, held at the
- * ends. */
+ * between one sample's last tick and the next sample's first, extrapolated
+ * briefly after the newest, held before the oldest. */
 static void sample_at(const kz_client *c, const kz__vslot *v, double tick, kz_avatar_state *out)
 {
     const kz__sample *prev = NULL, *next = NULL;
@@ -667,8 +723,12 @@ static void sample_at(const kz_client *c, const kz__vslot *v, double tick, kz_av
         lerp_state(c, &next->st, NULL, 0, out);
         return;
     }
-    if (!next || tick <= (double)prev->end) {
+    if (tick <= (double)prev->end) {
         lerp_state(c, &prev->st, NULL, 0, out);
+        return;
+    }
+    if (!next) {
+        extrapolate(c, prev, tick, out);
         return;
     }
     double f = (tick - prev->end) / (double)(next->tick - prev->end);

@@ -325,12 +325,15 @@ static int64_t div_round(int64_t a, int64_t b)
     return a >= 0 ? (a + b / 2) / b : -((-a + b / 2) / b);
 }
 
+int32_t kz_wire_step(const kz_snap_codec *c, int16_t v)
+{
+    return (int32_t)div_round((int64_t)v * KZ_SNAP_POS_UNITS, (int64_t)KZ_SNAP_VEL_UNITS * c->tick_hz);
+}
+
 void kz_wire_integrate(const kz_snap_codec *c, kz_snap_state *st, const kz_wire_command *cmd)
 {
     for (int i = 0; i < 3; i++) {
-        int64_t step = div_round((int64_t)cmd->move[i] * KZ_SNAP_POS_UNITS,
-                                 (int64_t)KZ_SNAP_VEL_UNITS * c->tick_hz);
-        int64_t p = (int64_t)st->pos[i] + step;
+        int64_t p = (int64_t)st->pos[i] + kz_wire_step(c, cmd->move[i]);
         if (p > c->pos_max)
             p = c->pos_max;
         if (p < -(int64_t)c->pos_max)

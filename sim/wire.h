@@ -112,6 +112,10 @@ void kz_wire_command_from(const kz_avatar_state *want, float max_speed, kz_wire_
  * server-owned flags (speaking). */
 void kz_wire_integrate(const kz_snap_codec *c, kz_snap_state *st, const kz_wire_command *cmd);
 
+/* Position units one tick of velocity `v` (KZ_SNAP_VEL_UNITS) moves: the
+ * step kz_wire_integrate takes, for extrapolation that matches it. */
+int32_t kz_wire_step(const kz_snap_codec *c, int16_t v);
+
 /* ---- snapshot header ---------------------------------------------------- */
 
 /* What precedes the view delta: the client's own authoritative state and

@@ -7,9 +7,11 @@
  *
  * Bots walk straight lines at constant speed and turn every 4 seconds.
  * Away from turns, linear interpolation between snapshot samples is exact
- * even across a lost snapshot, so the client must match the server to
- * within the quantization error. Within a few ticks of a turn a lost
- * snapshot cuts the corner; there the error is bounded by how far an
+ * even across a lost snapshot, and so is the client's short extrapolation
+ * when more snapshots in a row are lost than the interpolation delay
+ * covers, so the client must match the server to within the quantization
+ * error. Within a few ticks of a turn a lost snapshot cuts the corner (or
+ * extrapolation overshoots it); there the error is bounded by how far an
  * avatar moves in the gap, and counted.
  */
 #include <criterion/criterion.h>
@@ -148,7 +150,7 @@ Test(world, two_hundred_clients_agree_with_the_server_under_loss, .timeout = 900
                     exact++;
                     worst_exact = err > worst_exact ? err : worst_exact;
                 } else {
-                    cr_assert_leq(err, 0.25, "client %u: entity %u at tick %u off by %.3f m near a turn",
+                    cr_assert_leq(err, 0.5, "client %u: entity %u at tick %u off by %.3f m near a turn",
                                   i, view[k].id, r, err);
                     corner++;
                     worst_corner = err > worst_corner ? err : worst_corner;

@@ -18,6 +18,8 @@
  *   - interpolation of remote entities: they are shown at render time =
  *     estimated server time - interp_delay, between the two snapshot
  *     samples around it, so loss and jitter up to the delay are invisible;
+ *     past the newest sample an entity keeps its velocity for up to 200 ms
+ *     (exact while it goes straight), then holds;
  *   - events for enter (with the identity badge), leave, chat, emote,
  *     voice, correction, notices and the end of the session with a reason.
  *
@@ -133,7 +135,7 @@ KZ_API int kz_client_self(const kz_client *c, kz_avatar_state *out);
  * entry (it was not there yet). */
 KZ_API uint32_t kz_client_view(const kz_client *c, kz_client_entity *out, uint32_t cap);
 /* One entity at server tick `tick` (fractional), interpolated from the
- * samples the client holds, held at the newest after it. 0, KZ_EINVAL (not
+ * samples the client holds (extrapolated up to 200 ms past the newest). 0, KZ_EINVAL (not
  * in view) or KZ_ERANGE (`tick` precedes the oldest sample held). */
 KZ_API int kz_client_entity_at(const kz_client *c, uint32_t id, double tick, kz_avatar_state *out);
 /* The badge of an entity in view. 0 or KZ_EINVAL. */
