@@ -27,7 +27,11 @@ static float rng_unit(uint64_t *s)
 int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_server_config *scfg,
                     uint64_t seed)
 {
+    kz_proxy_tap_fn tap = w->tap;
+    void *tap_ctx = w->tap_ctx;
     memset(w, 0, sizeof *w);
+    w->tap = tap;
+    w->tap_ctx = tap_ctx;
     int rc = kzt_keys_make(&w->keys);
     if (rc)
         return rc;
@@ -66,6 +70,8 @@ int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_serve
         pc.server_port = port;
         pc.max_clients = n;
         pc.seed = seed;
+        pc.tap = w->tap;
+        pc.tap_ctx = w->tap_ctx;
         if (kz_impair_profile(impair, &pc.up) != KZ_OK)
             return KZ_EINVAL;
         pc.down = pc.up;
@@ -127,32 +133,59 @@ uint32_t kzt_world_connect_all(kzt_world *w, kz_time_ns dt, kz_time_ns limit)
     return connected;
 }
 
+/* Head and hands of a VR user standing or walking: the head bobs a few
+ * centimeters and looks around, the hands swing and reach, each at its own
+ * slow rate, so every pose changes every tick by millimeters. */
+static void vr_poses(kz_avatar_state *in, uint32_t tick, uint32_t phase)
+{
+    float t = (float)tick / 30.0f + (float)phase;
+    in->flags = KZ_AVATAR_VR;
+    in->pose[KZ_POSE_HEAD].pos[0] = 0.03f * sinf(t * 0.9f);
+    in->pose[KZ_POSE_HEAD].pos[1] = 1.6f + 0.02f * sinf(t * 3.1f);
+    in->pose[KZ_POSE_HEAD].pos[2] = 0.03f * cosf(t * 0.7f);
+    float look = 0.6f * sinf(t * 0.5f);  /* radians about y */
+    in->pose[KZ_POSE_HEAD].rot[1] = sinf(look / 2);
+    in->pose[KZ_POSE_HEAD].rot[3] = cosf(look / 2);
+    for (int h = 0; h < 2; h++) {
+        kz_pose *p = &in->pose[KZ_POSE_LEFT_HAND + (uint32_t)h];
+        float side = h ? 0.3f : -0.3f, swing = sinf(t * (1.3f + 0.2f * (float)h));
+        p->pos[0] = side + 0.05f * swing;
+        p->pos[1] = 1.0f + 0.15f * sinf(t * 0.8f + (float)h);
+        p->pos[2] = 0.2f * swing;
+        float roll = 0.4f * swing;
+        p->rot[0] = sinf(roll / 2);
+        p->rot[1] = 0;
+        p->rot[2] = 0;
+        p->rot[3] = cosf(roll / 2);
+    }
+}
+
 void kzt_world_drive(kzt_world *w, uint32_t i, uint32_t tick)
 {
     kzt_wander *b = &w->bots[i];
     kz_client *c = w->clients[i];
     if (kz_client_state(c) != KZ_CLIENT_CONNECTED)
         return;
-    if (tick < b->until)
-        return;
-    b->until = tick + b->turn_ticks;
-    kz_avatar_state self, in;
-    if (kz_client_self(c, &self) != KZ_OK)
-        return;
-    if (self.pos[0] * self.pos[0] + self.pos[2] * self.pos[2] > b->roam * b->roam)
-        b->heading = atan2f(-self.pos[2], -self.pos[0]);  /* head home */
-    else
-        b->heading = rng_unit(&b->rng) * 6.2831853f;
+    int turn = tick >= b->until;
+    if (!turn && !b->vr)
+        return;  /* the intent stays as it is */
+    if (turn) {
+        b->until = tick + b->turn_ticks;
+        kz_avatar_state self;
+        if (kz_client_self(c, &self) != KZ_OK)
+            return;
+        if (self.pos[0] * self.pos[0] + self.pos[2] * self.pos[2] > b->roam * b->roam)
+            b->heading = atan2f(-self.pos[2], -self.pos[0]);  /* head home */
+        else
+            b->heading = rng_unit(&b->rng) * 6.2831853f;
+    }
+    kz_avatar_state in;
     kz_avatar_state_rest(&in);
     in.vel[0] = cosf(b->heading) * b->speed;
     in.vel[2] = sinf(b->heading) * b->speed;
     in.yaw = b->heading;
-    if (b->vr) {
-        in.flags = KZ_AVATAR_VR;
-        in.pose[KZ_POSE_HEAD].pos[1] = 1.6f;
-        in.pose[KZ_POSE_LEFT_HAND].pos[0] = -0.3f;
-        in.pose[KZ_POSE_RIGHT_HAND].pos[0] = 0.3f;
-    }
+    if (b->vr)
+        vr_poses(&in, tick, i);
     (void)kz_client_send_input(c, &in);
 }
 

@@ -32,6 +32,8 @@ typedef struct kzt_world {
     kzt_wander *bots;
     uint32_t n;
     kz_time_ns now;
+    kz_proxy_tap_fn tap;     /* set before start: the relay's tap (kept by start) */
+    void *tap_ctx;
 } kzt_world;
 
 /* Starts a world of `n` clients; `impair` is a kz_impair profile applied
