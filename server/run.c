@@ -1,8 +1,9 @@
 /*
- * `kizuna-server run --keys DIR --port PORT`: serves a world over the secure
- * transport. Until the world simulation lands the world is empty: clients
- * connect through the gate, their sessions are logged, and every session
- * is served until it ends. SIGINT and SIGTERM stop the server cleanly.
+ * `kizuna-server run --keys DIR --port PORT`: serves a world (kz_server)
+ * over the secure transport with its I/O threads; this thread is the
+ * simulation thread, running the fixed tick. Clients connect through the
+ * gate with tokens; joins are logged. SIGINT and SIGTERM stop the server
+ * cleanly.
  */
 #include <arpa/inet.h>
 #include <getopt.h>
@@ -13,7 +14,7 @@
 
 #include <sodium.h>
 
-#include <kizuna/transport.h>
+#include <kizuna/server.h>
 
 #include "commands.h"
 #include "defaults.h"
@@ -21,12 +22,14 @@
 
 static const char kzs_run_usage[] =
     "usage: kizuna-server run --keys DIR [--port PORT] [--bind IPV4] [--max-clients N]\n"
-    "                         [--io-threads N] [--protocol-id N] [--log-level LEVEL]\n"
+    "                         [--io-threads N] [--tick-hz N] [--protocol-id N]\n"
+    "                         [--log-level LEVEL]\n"
     "  --keys DIR         directory with backend.pub, server.key and server.pub\n"
     "  --port PORT        UDP port (default 40000; 0 picks a free one)\n"
     "  --bind IPV4        address to listen on (default 0.0.0.0)\n"
     "  --max-clients N    sessions at once, up to 4095 per I/O thread (default 1024)\n"
     "  --io-threads N     ENet hosts with a thread each, on PORT, PORT+1, ... (default 1)\n"
+    "  --tick-hz N        simulation rate, 10..128 (default 30)\n"
     "  --protocol-id N    application protocol id tokens must carry\n"
     "  --log-level LEVEL  error, warn, info, debug (default info)\n";
 
@@ -40,7 +43,7 @@ static void kzs_on_signal(int sig)
 
 typedef struct kzs_run_opts {
     const char *keys;
-    uint64_t port, max_clients, protocol_id, io_threads;
+    uint64_t port, max_clients, protocol_id, io_threads, tick_hz;
     uint32_t bind_ip;
     int log_level;
 } kzs_run_opts;
@@ -51,9 +54,9 @@ static int kzs_run_parse(int argc, char **argv, kzs_run_opts *o)
         {"keys", required_argument, NULL, 'k'},      {"port", required_argument, NULL, 'p'},
         {"bind", required_argument, NULL, 'b'},      {"max-clients", required_argument, NULL, 'm'},
         {"protocol-id", required_argument, NULL, 'P'}, {"log-level", required_argument, NULL, 'l'},
-        {"io-threads", required_argument, NULL, 't'},
+        {"io-threads", required_argument, NULL, 't'},  {"tick-hz", required_argument, NULL, 'z'},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
-    *o = (kzs_run_opts){NULL, 40000, 1024, KZ_DEFAULT_PROTOCOL_ID, 1, 0, KZ_LOG_INFO};
+    *o = (kzs_run_opts){NULL, 40000, 1024, KZ_DEFAULT_PROTOCOL_ID, 1, 30, 0, KZ_LOG_INFO};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -63,6 +66,7 @@ static int kzs_run_parse(int argc, char **argv, kzs_run_opts *o)
         case 'p': ok = kzs_parse_u64(optarg, 10, 65535, &o->port) == 0; break;
         case 'm': ok = kzs_parse_u64(optarg, 10, 16 * 4095, &o->max_clients) == 0 && o->max_clients; break;
         case 't': ok = kzs_parse_u64(optarg, 10, 16, &o->io_threads) == 0 && o->io_threads; break;
+        case 'z': ok = kzs_parse_u64(optarg, 10, 128, &o->tick_hz) == 0 && o->tick_hz >= 10; break;
         case 'P': ok = kzs_parse_u64(optarg, 0, UINT64_MAX, &o->protocol_id) == 0; break;
         case 'b': ok = inet_pton(AF_INET, optarg, &o->bind_ip) == 1; break;
         case 'l': ok = (o->log_level = kz_log_level_parse(optarg)) >= 0; break;
@@ -82,9 +86,11 @@ static int kzs_run_parse(int argc, char **argv, kzs_run_opts *o)
     return 0;
 }
 
-static int kzs_run_config(const kzs_run_opts *o, kz_netserver_config *cfg)
+static int kzs_run_config(const kzs_run_opts *o, kz_server_config *sc)
 {
-    memset(cfg, 0, sizeof *cfg);
+    memset(sc, 0, sizeof *sc);
+    kz_server_config_default(sc);
+    kz_netserver_config *cfg = &sc->net;
     if (kzs_key_load(o->keys, KZS_KEY_BACKEND_PUBLIC, cfg->verifier.backend_pk) != 0 ||
         kzs_keys_load_server(o->keys, &cfg->verifier.server_keys) != 0)
         return -1; /* the loaders have said what is wrong */
@@ -96,25 +102,24 @@ static int kzs_run_config(const kzs_run_opts *o, kz_netserver_config *cfg)
     cfg->threaded = 1;
     cfg->io_threads = (uint32_t)o->io_threads;
     cfg->log.level = o->log_level;
+    sc->tick_hz = (uint32_t)o->tick_hz;
     return 0;
 }
 
-/* The application loop of an empty world: take every message, note
- * sessions opening and closing. */
-static void kzs_serve(kz_netserver *srv, const kz_log *log)
+static kz_time_ns kzs_now(void)
 {
-    struct timespec pause = {0, 2000000};
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (kz_time_ns)ts.tv_sec * KZ_NS_PER_S + (kz_time_ns)ts.tv_nsec;
+}
+
+/* The simulation loop: run the ticks that are due, then sleep a little.
+ * (The I/O threads receive and send meanwhile.) */
+static void kzs_serve(kz_server *srv)
+{
+    struct timespec pause = {0, 1000000};
     while (!kzs_stop) {
-        kz_netmsg m;
-        while (kz_netserver_poll(srv, &m) == KZ_OK) {
-            if (m.kind == KZ_NETMSG_CONNECT) {
-                const kz_token_info *t = (const kz_token_info *)m.data;
-                kz_logf(log, KZ_LOG_INFO, "server", "session open slot=%u client=%llu name=\"%s\"",
-                        m.slot, (unsigned long long)t->client_id, t->name);
-            } else if (m.kind == KZ_NETMSG_DISCONNECT) {
-                kz_logf(log, KZ_LOG_INFO, "server", "session closed slot=%u", m.slot);
-            }
-        }
+        kz_server_step(srv, kzs_now());
         nanosleep(&pause, NULL);
     }
 }
@@ -125,24 +130,25 @@ int cmd_run(int argc, char **argv)
     int rc = kzs_run_parse(argc, argv, &o);
     if (rc != 0)
         return rc < 0 ? KZS_EXIT_OK : rc;
-    kz_netserver_config cfg;
-    if (kzs_run_config(&o, &cfg) != 0)
+    kz_server_config sc;
+    if (kzs_run_config(&o, &sc) != 0)
         return KZS_EXIT_FAIL;
     signal(SIGINT, kzs_on_signal);
     signal(SIGTERM, kzs_on_signal);
-    kz_netserver *srv = kz_netserver_create(&cfg);
-    sodium_memzero(&cfg.verifier.server_keys, sizeof cfg.verifier.server_keys);
+    kz_server *srv = kz_server_create(&sc);
+    sodium_memzero(&sc.net.verifier.server_keys, sizeof sc.net.verifier.server_keys);
     if (srv == NULL) {
-        kzs_error("run: cannot start the transport on port %u", (unsigned)o.port);
+        kzs_error("run: cannot start the world on port %u", (unsigned)o.port);
         return KZS_EXIT_FAIL;
     }
     printf("kizuna-server listening on udp port %u (server id 0x%016llx, max %u clients, "
-           "%u I/O threads)\n",
-           kz_netserver_port(srv), (unsigned long long)cfg.verifier.server_id, cfg.max_clients,
-           cfg.io_threads);
+           "%u I/O threads, %u Hz)\n",
+           kz_server_port(srv), (unsigned long long)sc.net.verifier.server_id, sc.net.max_clients,
+           sc.net.io_threads, sc.tick_hz);
     fflush(stdout);
-    kzs_serve(srv, &cfg.log);
-    printf("kizuna-server stopping: %u sessions open\n", kz_netserver_sessions(srv));
-    kz_netserver_destroy(srv);
+    kzs_serve(srv);
+    printf("kizuna-server stopping: %u clients in the world, %u ticks\n", kz_server_clients(srv),
+           kz_server_tick(srv));
+    kz_server_destroy(srv);
     return KZS_EXIT_OK;
 }

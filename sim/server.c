@@ -94,7 +94,7 @@ static size_t layout(kz_server *s, uint8_t *base)
     KZ__ARR(s->speaking_until, cap);
     KZ__ARR(s->importance, cap);
     KZ__ARR(s->badge, cap);
-    KZ__ARR(s->image, cap);
+    KZ__ARR(s->image_ring, (size_t)cap * h);
     KZ__ARR(s->clients, nc);
     KZ__ARR(s->sel, ns);
     KZ__ARR(s->sel_score, ns);
@@ -142,6 +142,7 @@ static int alloc_tables(kz_server *s)
             s->clients[i].hist[k].cap = s->n_slots;
     for (uint32_t i = 0; i < s->cap; i++)
         s->slot_of[i] = KZ__NO_SLOT;
+    s->image = s->image_ring;
     return KZ_OK;
 }
 
@@ -363,7 +364,10 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
     uint8_t buf[KZ_WELCOME_BYTES];
     kz_wire_welcome_write(&w, buf);
     kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_WELCOME, buf, sizeof buf);
-    kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "slot %u joined as entity %u", slot, e.id);
+    kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server",
+            "joined slot=%u entity=%u client=%llu name=\"%s\" actor=%u verified=%u", slot, e.id,
+            (unsigned long long)info->client_id, s->badge[i].name, info->claims.actor_kind,
+            info->claims.verification_level);
 }
 
 static void on_disconnect(kz_server *s, uint32_t slot)
@@ -377,10 +381,12 @@ static void on_disconnect(kz_server *s, uint32_t slot)
             s->holder[o] = 0;  /* dropped where it is */
     if (kz_grid_remove(&s->grid, i) != KZ_OK)
         kz_logf(&s->cfg.net.log, KZ_LOG_ERROR, "server", "avatar %u was not in the grid", i);
+    uint32_t id = kz_entity_at(&s->ents, i).id;
     (void)kz_entity_destroy(&s->ents, kz_entity_at(&s->ents, i));
     s->owner[i] = 0;
     cl->live = 0;
     s->n_live--;
+    kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "left slot=%u entity=%u", slot, id);
 }
 
 /* ---- messages ----------------------------------------------------------- */
@@ -593,7 +599,9 @@ int kz_server_entity(const kz_server *s, uint32_t id, kz_avatar_state *out)
     uint32_t i = kz_entity_index(&s->ents, (kz_entity){id});
     if (i == UINT32_MAX)
         return KZ_EINVAL;
-    kz_snap_dequantize(&s->codec, &s->image[i], out);
+    kz_snap_state st;
+    kz__server_load_state(s, i, &st);
+    kz_snap_dequantize(&s->codec, &st, out);
     return KZ_OK;
 }
 
@@ -618,8 +626,6 @@ int kz_server_object_add(kz_server *s, const float pos[3], const float rot[4], u
     memcpy(s->pos[i], q.pos, sizeof q.pos);
     memcpy(s->rot[i], q.rot, sizeof q.rot);
     memset(&s->badge[i], 0, sizeof s->badge[i]);
-    q.entity = e.id;
-    s->image[i] = q;
     if (kz_grid_insert(&s->grid, i, pos[0], pos[2]) != KZ_OK) {
         (void)kz_entity_destroy(&s->ents, e);
         return KZ_ERANGE;

@@ -81,7 +81,8 @@ struct kz_server {
     uint32_t *speaking_until;     /* tick at which the speaking flag drops */
     float *importance;
     kz_snap_badge *badge;
-    kz_snap_state *image;         /* quantized image of this tick */
+    kz_snap_state *image;         /* quantized image of this tick: a row of image_ring */
+    kz_snap_state *image_ring;    /* history rows of cap images, row = tick % history */
     kz_snap_codec codec;
 
     /* clients */
@@ -113,6 +114,8 @@ struct kz_server {
 
 /* server_tick.c */
 void kz__server_tick(kz_server *s);
+/* The quantized state of dense index `i` from the SoA arrays. */
+void kz__server_load_state(const kz_server *s, uint32_t i, kz_snap_state *st);
 /* server.c: helpers the tick uses */
 void kz__server_send(kz_server *s, uint32_t slot, uint8_t channel, uint8_t type,
                      const void *data, uint32_t len);

@@ -28,7 +28,7 @@ static int validate_command(const kz_server *s, kz_wire_command *cmd)
     return 1;
 }
 
-static void load_state(const kz_server *s, uint32_t i, kz_snap_state *st)
+void kz__server_load_state(const kz_server *s, uint32_t i, kz_snap_state *st)
 {
     memset(st, 0, sizeof *st);
     st->entity = kz_entity_at(&s->ents, i).id;
@@ -86,7 +86,7 @@ static void apply_inputs(kz_server *s)
             continue;
         }
         kz_snap_state st;
-        load_state(s, cl->avatar, &st);
+        kz__server_load_state(s, cl->avatar, &st);
         kz_wire_integrate(&s->codec, &st, &cmd);
         store_state(s, cl->avatar, &st);
         grid_follow(s, cl->avatar);
@@ -114,8 +114,11 @@ static void move_held(kz_server *s)
     }
 }
 
+/* Writes this tick's row of the image ring. Older rows stay: they are the
+ * world as each client's baseline tick saw it. */
 static void take_images(kz_server *s)
 {
+    s->image = s->image_ring + (size_t)(s->tick % s->history) * s->cap;
     for (uint32_t i = 0; i < s->cap; i++) {
         if (!s->ents.alive[i])
             continue;
@@ -123,7 +126,7 @@ static void take_images(kz_server *s)
             s->flags[i] |= KZ_AVATAR_SPEAKING;
         else
             s->flags[i] &= (uint8_t)~KZ_AVATAR_SPEAKING;
-        load_state(s, i, &s->image[i]);
+        kz__server_load_state(s, i, &s->image[i]);
     }
 }
 

@@ -50,6 +50,7 @@ status=0
 wait "$SERVER_PID" || status=$?
 SERVER_PID=
 [ "$status" -eq 0 ] || fail "server exited with $status after SIGTERM"
-grep -q 'session open slot=[0-9]* client=7 name=.*Probe' server.log || fail "session not logged"
+grep -q 'joined slot=[0-9]* entity=[0-9]* client=7 name=.*Probe' server.log || fail "join not logged"
+grep -q 'left slot=[0-9]* entity=[0-9]*' server.log || fail "leave not logged"
 grep -q 'kizuna-server stopping' server.log || fail "no clean stop"
 echo "run_server: 1 passed, 0 failed"

@@ -36,4 +36,9 @@ kzt_result kzt_counters_stress(uint32_t writers, uint64_t per_writer);
  * comes back intact and in order on the reliable channel. */
 kzt_result kzt_transport_echo(uint32_t messages);
 
+/* The world server in threaded mode (two I/O hosts) with `clients` clients
+ * on loopback for `seconds` of real time; checks that every client stays
+ * connected and applies snapshots at >= 80% of the tick rate. */
+kzt_result kzt_world_threaded(uint32_t clients, uint32_t seconds);
+
 #endif /* KZ_TESTS_THREADS_STRESS_H */
