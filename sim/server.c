@@ -420,9 +420,10 @@ static void on_input(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
 }
 
 /* Who hears `from` (dense index) within `radius`: clients whose avatar is
- * that close and who have `from` in view, plus `from` itself. */
-static void relay(kz_server *s, uint32_t from, float radius, uint8_t channel, uint8_t type,
-                  const uint8_t *payload, uint32_t len)
+ * that close and who have `from` in view, plus `from` itself when `echo`
+ * (chat and emotes come back as confirmation; one's own voice does not). */
+static void relay(kz_server *s, uint32_t from, float radius, int echo, uint8_t channel,
+                  uint8_t type, const uint8_t *payload, uint32_t len)
 {
     uint8_t buf[KZ_RELAY_HEADER_BYTES + KZ_CHAT_MAX_BYTES + KZ_VOICE_MAX_FRAME_BYTES];
     put32(buf, kz_entity_at(&s->ents, from).id);
@@ -435,7 +436,7 @@ static void relay(kz_server *s, uint32_t from, float radius, uint8_t channel, ui
         if (!s->owner[e])
             continue;
         uint32_t slot = s->owner[e] - 1u;
-        if (e != from && !kz__seen(&s->clients[slot], from))
+        if (e == from ? !echo : !kz__seen(&s->clients[slot], from))
             continue;
         kz__server_send(s, slot, channel, type, buf, KZ_RELAY_HEADER_BYTES + len);
     }
@@ -460,7 +461,7 @@ static void on_chat(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len
         return;
     }
     kz_counter_inc(s->c, KZ_WORLD_C_CHAT);
-    relay(s, cl->avatar, s->cfg.view_radius + s->cfg.view_hysteresis, KZ_CHANNEL_EVENT,
+    relay(s, cl->avatar, s->cfg.view_radius + s->cfg.view_hysteresis, 1, KZ_CHANNEL_EVENT,
           KZ_MSG_CHAT, p, len);
 }
 
@@ -475,7 +476,7 @@ static void on_emote(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
         return;
     }
     s->anim[cl->avatar] = (uint16_t)(p[0] | p[1] << 8);
-    relay(s, cl->avatar, s->cfg.view_radius + s->cfg.view_hysteresis, KZ_CHANNEL_EVENT,
+    relay(s, cl->avatar, s->cfg.view_radius + s->cfg.view_hysteresis, 1, KZ_CHANNEL_EVENT,
           KZ_MSG_EMOTE, p, len);
 }
 
@@ -491,7 +492,7 @@ static void on_voice(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
     }
     kz_counter_inc(s->c, KZ_WORLD_C_VOICE);
     s->speaking_until[cl->avatar] = s->tick + s->cfg.tick_hz / 3u + 1u;
-    relay(s, cl->avatar, s->cfg.voice_radius, KZ_CHANNEL_VOICE, KZ_MSG_VOICE, p, len);
+    relay(s, cl->avatar, s->cfg.voice_radius, 0, KZ_CHANNEL_VOICE, KZ_MSG_VOICE, p, len);
 }
 
 static void on_action(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len)

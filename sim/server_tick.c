@@ -61,12 +61,27 @@ static void grid_follow(kz_server *s, uint32_t i)
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);  /* clamped to bounds: unreachable */
 }
 
+/* Token buckets of the rate limits: chat and emotes burst to two seconds'
+ * worth, voice to one second's. */
+static void refill(const kz_server *s, kz__client *cl)
+{
+    double hz = s->cfg.tick_hz;
+    double chat_cap = 2.0 * s->cfg.chat_per_second, voice_cap = s->cfg.voice_bytes_per_second;
+    cl->chat_tokens += s->cfg.chat_per_second / hz;
+    if (cl->chat_tokens > chat_cap)
+        cl->chat_tokens = chat_cap;
+    cl->voice_tokens += s->cfg.voice_bytes_per_second / hz;
+    if (cl->voice_tokens > voice_cap)
+        cl->voice_tokens = voice_cap;
+}
+
 static void apply_inputs(kz_server *s)
 {
     for (uint32_t slot = 0; slot < s->max_clients; slot++) {
         kz__client *cl = &s->clients[slot];
         if (!cl->live)
             continue;
+        refill(s, cl);
         kz_wire_command cmd;
         if (cl->q_count) {
             cmd = cl->queue[cl->q_head];

@@ -259,6 +259,23 @@ int kz_snap_state_check(const kz_snap_codec *c, const kz_snap_state *s)
     return KZ_OK;
 }
 
+_Static_assert(sizeof(kz_snap_state) == 64, "kz_snap_state is compared as 8 words");
+
+/* memcmp(a, b, sizeof *a) == 0, inlined: the encoder compares a few
+ * states per entry per client, and the call was a visible share of it. */
+static inline int state_eq(const kz_snap_state *a, const kz_snap_state *b)
+{
+    const unsigned char *p = (const unsigned char *)a, *q = (const unsigned char *)b;
+    uint64_t d = 0;
+    for (size_t o = 0; o < sizeof *a; o += 8) {
+        uint64_t u, v;
+        memcpy(&u, p + o, 8);
+        memcpy(&v, q + o, 8);
+        d |= u ^ v;
+    }
+    return d == 0;
+}
+
 static int poses_rest(const kz_snap_state *s)
 {
     for (uint32_t k = 0; k < KZ_POSE_COUNT; k++) {
@@ -314,8 +331,14 @@ static int64_t clamp64(int64_t v, int64_t lim)
  */
 static int64_t predict(const kz__snap_ctx *x, int32_t pos, int16_t vel)
 {
-    int64_t q = div_round(2 * (int64_t)vel * (int64_t)x->dt, (int64_t)x->c->tick_hz);
-    return clamp64((int64_t)pos + q, x->c->pos_max);
+    int64_t n = 2 * (int64_t)vel * (int64_t)x->dt;
+    uint64_t m = (uint64_t)(n >= 0 ? n : -n) + x->c->tick_hz / 2u;
+    /* div_round(n, tick_hz); a standing or level axis (vel 0) and the
+     * common small dt take the short ways to the same quotient. */
+    uint64_t q = vel == 0 ? 0
+                 : m <= UINT32_MAX ? (uint32_t)m / x->c->tick_hz
+                                   : m / x->c->tick_hz;
+    return clamp64((int64_t)pos + (n >= 0 ? (int64_t)q : -(int64_t)q), x->c->pos_max);
 }
 
 /*
@@ -458,8 +481,10 @@ static void put_triple(kz_bitwriter *w, const int64_t d[3], unsigned k_xz, unsig
  * as same-index component deltas, no per-field bits; "11" per pose an
  * offset bit (then residuals) and a rotation code. Takes the shorter. */
 static void put_poses(kz_bitwriter *w, const kz__snap_ctx *x, const kz_snap_state *b,
-                      const kz_snap_state *s, const kz__snap_pred *p)
+                      const kz_snap_state *s, int32_t dy)
 {
+    kz__snap_pred pred, *p = &pred;
+    predict_turn(b, dy, p);
     int64_t d[KZ_POSE_COUNT][3];
     int changed = memcmp(s->rot, b->rot, sizeof s->rot) != 0, same_index = 1;
     unsigned all = 2, each = 2;
@@ -519,10 +544,12 @@ static void put_update(kz_bitwriter *w, const kz__snap_ctx *x, const kz_snap_sta
     put(w, dy != 0, 1);
     if (dy != 0)
         put_seg(w, dy, x->k_yaw);
-    kz__snap_pred p;
-    predict_turn(b, dy, &p);
-    for (int i = 0; i < 3; i++)
-        d[i] = (int64_t)s->vel[i] - p.vel[i];
+    /* The velocity's turn here; the offsets' only if poses are sent. */
+    int64_t xz[2];
+    turn(dy, b->vel[0], b->vel[2], 32767, xz);
+    d[0] = (int64_t)s->vel[0] - xz[0];
+    d[1] = (int64_t)s->vel[1] - b->vel[1];
+    d[2] = (int64_t)s->vel[2] - xz[1];
     put_triple(w, d, x->k_vel, x->k_vel);
 
     int base_rest = !(b->flags & KZ_AVATAR_VR) && poses_rest(b);
@@ -544,7 +571,7 @@ static void put_update(kz_bitwriter *w, const kz__snap_ctx *x, const kz_snap_sta
     }
     if (!(s->flags & KZ_AVATAR_VR) && base_rest && !need_x)
         return;
-    put_poses(w, x, b, s, &p);
+    put_poses(w, x, b, s, dy);
 }
 
 static void put_badge(kz_bitwriter *w, const kz_snap_badge *b)
@@ -605,6 +632,24 @@ static void put_enter(kz_bitwriter *w, const kz__snap_ctx *x, const kz_snap_stat
 
 /* ---- encoding ------------------------------------------------------------ */
 
+/* A cached UPDATE payload: 192 bytes, the header and the bits in the
+ * first 64, then the two states it was encoded from. */
+struct kz__snap_memo {
+    uint32_t gen;          /* the cache's gen when made; 0 = never */
+    uint32_t base_tick;
+    uint32_t nbits;        /* payload bits, or KZ__MEMO_LONG */
+    uint32_t pad;
+    uint8_t bits[KZ_SNAP_CACHE_BITS / 8u];   /* LSB-first, as the stream */
+    uint8_t pad2[8];
+    kz_snap_state base;
+    kz_snap_state state;
+};
+
+#define KZ__MEMO_LONG UINT32_MAX   /* payload longer than the entry holds */
+
+_Static_assert(KZ_SNAP_CACHE_BITS % 64u == 0, "payload bits are stored as whole words");
+_Static_assert(sizeof(struct kz__snap_memo) == 192, "a memo is three cache lines");
+
 typedef struct kz__snap_enc {
     kz__snap_ctx x;
     const kz_snap_encode_args *a;
@@ -612,17 +657,153 @@ typedef struct kz__snap_enc {
     uint32_t bn;                /* base entries considered */
     uint16_t bidx[KZ_SNAP_MAX_SLOTS];   /* per want entry: base index or NONE */
     uint8_t op[KZ_SNAP_MAX_SLOTS];      /* per want entry: KZ__OP_* */
+    /* Per UPDATE entry: the cached payload to copy, or NULL to encode. */
+    const kz__snap_memo *memo[KZ_SNAP_MAX_SLOTS];
     uint32_t n_leave, n_change;
 } kz__snap_enc;
+
+/* ---- payload cache -------------------------------------------------------- */
+
+int kz_snap_cache_init(kz_snap_cache *k, uint32_t n_keys, uint32_t ways, const kz_allocator *a)
+{
+    KZ_ASSERT(k != NULL);
+    memset(k, 0, sizeof *k);
+    if (n_keys == 0 || n_keys > (1u << 24) || ways == 0 || ways > KZ_SNAP_CACHE_MAX_WAYS)
+        return KZ_EINVAL;
+    if (a != NULL)
+        k->alloc = *a;
+    kz_allocator_resolve(&k->alloc);
+    /* Zeroed: gen 0 is no generation, so every entry starts invalid, and
+     * the bits past a payload's end are defined when read as words. */
+    k->memo = kz_calloc(&k->alloc, (size_t)n_keys * ways * sizeof *k->memo, 64);
+    if (k->memo == NULL) {
+        memset(k, 0, sizeof *k);
+        return KZ_ENOMEM;
+    }
+    k->n_keys = n_keys;
+    k->ways = ways;
+    return KZ_OK;
+}
+
+void kz_snap_cache_fini(kz_snap_cache *k)
+{
+    KZ_ASSERT(k != NULL);
+    if (k->memo != NULL)
+        kz_free(&k->alloc, k->memo, (size_t)k->n_keys * k->ways * sizeof *k->memo);
+    memset(k, 0, sizeof *k);
+}
+
+void kz_snap_cache_begin(kz_snap_cache *k, uint32_t tick)
+{
+    KZ_ASSERT(k != NULL && k->memo != NULL);
+    /* A new stamp invalidates every entry at once. When the stamp wraps
+     * (after 2^32 - 1 ticks) the old stamps are cleared so none of them
+     * can come back to life. */
+    if (++k->gen == 0) {
+        for (size_t i = 0; i < (size_t)k->n_keys * k->ways; i++)
+            k->memo[i].gen = 0;
+        k->gen = 1;
+    }
+    k->tick = tick;
+    k->tick_hz = 0;
+    k->pos_max = 0;
+}
+
+/* The entry a payload against baseline tick bt goes to: one not made this
+ * tick, else the one with the oldest baseline if it is at least as old as
+ * bt (a newer baseline is more likely shared), else none. */
+static kz__snap_memo *memo_victim(const kz_snap_cache *k, kz__snap_memo *set, uint32_t bt)
+{
+    kz__snap_memo *v = NULL;
+    uint32_t oldest = k->tick - bt;
+    for (uint32_t w = 0; w < k->ways; w++) {
+        if (set[w].gen != k->gen)
+            return &set[w];
+        if (k->tick - set[w].base_tick >= oldest) {
+            oldest = k->tick - set[w].base_tick;
+            v = &set[w];
+        }
+    }
+    return v;
+}
+
+static void put_update(kz_bitwriter *w, const kz__snap_ctx *x, const kz_snap_state *b,
+                       const kz_snap_state *s);
+
+/*
+ * Looks up (and on a miss makes) the cached payload of want entry i, an
+ * UPDATE of baseline state b to s. Sets *out to the entry to copy from, or
+ * NULL to encode directly. Returns KZ_EINVAL if s fails
+ * kz_snap_state_check (an entry is only ever made from a state that
+ * passed, so a hit needs no check).
+ */
+static int memo_find(kz__snap_enc *e, uint32_t i, const kz_snap_state *b,
+                     const kz_snap_state *s, const kz__snap_memo **out)
+{
+    kz_snap_cache *k = e->a->cache;
+    kz__snap_memo *set = &k->memo[(size_t)e->a->key[i] * k->ways];
+    uint32_t bt = e->base->tick;
+    *out = NULL;
+    for (uint32_t w = 0; w < k->ways; w++) {
+        const kz__snap_memo *m = &set[w];
+        /* Same gen: same tick, so the same dt as this body. */
+        if (m->gen == k->gen && m->base_tick == bt && state_eq(&m->state, s) &&
+            state_eq(&m->base, b)) {
+            k->stats.hits++;
+            *out = m->nbits == KZ__MEMO_LONG ? NULL : m;
+            return KZ_OK;
+        }
+    }
+    if (kz_snap_state_check(e->x.c, s) != KZ_OK)
+        return KZ_EINVAL;
+    const kz_snap_state *bw = e->a->base_world[i];
+    kz__snap_memo *m = bw != NULL && state_eq(bw, b) ? memo_victim(k, set, bt) : NULL;
+    if (m == NULL) {
+        k->stats.misses++;
+        return KZ_OK;
+    }
+    kz_bitwriter pw;
+    kz_bitwriter_init(&pw, m->bits, sizeof m->bits);
+    put_update(&pw, &e->x, b, s);
+    m->gen = k->gen;
+    m->base_tick = bt;
+    m->base = *b;
+    m->state = *s;
+    if (kz_bitwriter_error(&pw) != KZ_OK) {
+        m->nbits = KZ__MEMO_LONG;
+        k->stats.misses++;
+        return KZ_OK;
+    }
+    m->nbits = (uint32_t)kz_bitwriter_bits(&pw);
+    size_t bytes = kz_bitwriter_finish(&pw);   /* stores the last partial word */
+    KZ_ASSERT(bytes <= sizeof m->bits);
+    k->stats.stores++;
+    *out = m;
+    return KZ_OK;
+}
+
+/* Appends n stored bits (LSB-first bytes) a word at a time. */
+static void put_bits(kz_bitwriter *w, const uint8_t *p, uint32_t n)
+{
+    for (; n >= 64; n -= 64, p += 8)
+        put(w, kz__bp_load_le64(p), 64);
+    if (n > 0)
+        put(w, kz__bp_load_le64(p), n);
+}
 
 static const kz_snap_badge *badge_of(const kz__snap_enc *e, uint32_t entity)
 {
     return e->a->badge ? e->a->badge(e->a->badge_ctx, entity) : NULL;
 }
 
+static int view_shape_ok(const kz_snap_view *v)
+{
+    return v->count <= v->cap && (v->count == 0 || (v->slot != NULL && v->state != NULL));
+}
+
 static int view_ok(const kz_snap_codec *c, const kz_snap_view *v)
 {
-    if (v->count > v->cap || (v->count > 0 && (v->slot == NULL || v->state == NULL)))
+    if (!view_shape_ok(v))
         return 0;
     for (uint32_t i = 0; i < v->count; i++) {
         if (v->slot[i] >= c->n_slots || (i > 0 && v->slot[i] <= v->slot[i - 1]))
@@ -631,43 +812,87 @@ static int view_ok(const kz_snap_codec *c, const kz_snap_view *v)
     return 1;
 }
 
-/* Merges base and want by slot, deciding each entry's operation. */
+/*
+ * Merges base and want by slot, deciding each entry's operation, and
+ * checks on the way what view_ok would (both views ascending, slots below
+ * n_slots) so the views are walked once. With a cache, UPDATE payloads
+ * are looked up (or encoded and stored) here.
+ */
 static int plan(kz__snap_enc *e)
 {
     const kz_snap_view *want = e->a->want, *base = e->base;
+    const kz_snap_cache *k = e->a->cache;
+    const uint32_t n_slots = e->x.c->n_slots;
     uint32_t j = 0;
+    int64_t prev = -1, bprev = -1;
     e->n_leave = e->n_change = 0;
     for (uint32_t i = 0; i < want->count; i++) {
-        uint16_t slot = want->slot[i];
-        while (j < e->bn && base->slot[j] < slot) {
+        uint32_t slot = want->slot[i];
+        if (slot >= n_slots || (int64_t)slot <= prev || (k && e->a->key[i] >= k->n_keys))
+            return KZ_EINVAL;
+        prev = slot;
+        for (; j < e->bn && base->slot[j] < slot; j++) {
+            if ((int64_t)base->slot[j] <= bprev)
+                return KZ_EINVAL;
+            bprev = base->slot[j];
             e->n_leave++;
-            j++;
         }
         const kz_snap_state *s = &want->state[i];
+        uint8_t op = KZ__OP_ENTER;
         e->bidx[i] = KZ__SNAP_NONE;
         if (j < e->bn && base->slot[j] == slot) {
+            /* Every base slot before it was below slot, so it ascends. */
             const kz_snap_state *b = &base->state[j];
+            bprev = slot;
             e->bidx[i] = (uint16_t)j++;
-            if (b->entity == s->entity && b->kind == s->kind)
-                e->op[i] = memcmp(b, s, sizeof *s) == 0 ? KZ__OP_SAME : KZ__OP_UPDATE;
-            else
-                e->op[i] = KZ__OP_REPLACE;
-        } else {
-            e->op[i] = KZ__OP_ENTER;
+            op = KZ__OP_REPLACE;
+            if (b->entity == s->entity && b->kind == s->kind) {
+                if (state_eq(b, s)) {
+                    e->op[i] = KZ__OP_SAME;
+                    continue;
+                }
+                op = KZ__OP_UPDATE;
+            }
+            if (op == KZ__OP_UPDATE && k != NULL) {
+                e->op[i] = op;
+                e->n_change++;
+                if (memo_find(e, i, b, s, &e->memo[i]) != KZ_OK)
+                    return KZ_EINVAL;
+                continue;
+            }
         }
-        if (e->op[i] == KZ__OP_SAME)
-            continue;
+        e->op[i] = op;
+        e->memo[i] = NULL;
+        e->n_change++;
         if (kz_snap_state_check(e->x.c, s) != KZ_OK)
             return KZ_EINVAL;
-        if (e->op[i] != KZ__OP_UPDATE) {
+        if (op != KZ__OP_UPDATE) {
             const kz_snap_badge *bd = badge_of(e, s->entity);
             if (bd != NULL && !badge_valid(bd))
                 return KZ_EINVAL;
         }
-        e->n_change++;
     }
-    e->n_leave += e->bn - j;
+    for (; j < e->bn; j++) {
+        if (base->slot[j] >= n_slots || (int64_t)base->slot[j] <= bprev)
+            return KZ_EINVAL;
+        bprev = base->slot[j];
+        e->n_leave++;
+    }
     return KZ_OK;
+}
+
+/* Checks an encode's use of the cache and binds the cache to the codec
+ * for this tick (payloads depend on tick_hz and pos_max). */
+static int cache_bind(kz_snap_cache *k, const kz_snap_codec *c, const kz_snap_encode_args *a)
+{
+    if (k->memo == NULL || k->gen == 0 || a->want->tick != k->tick ||
+        (a->want->count > 0 && (a->key == NULL || a->base_world == NULL)))
+        return KZ_EINVAL;
+    if (k->tick_hz == 0) {
+        k->tick_hz = c->tick_hz;
+        k->pos_max = c->pos_max;
+    }
+    return k->tick_hz == c->tick_hz && k->pos_max == c->pos_max ? KZ_OK : KZ_EINVAL;
 }
 
 /* Type bits and body of the record for want entry i (chosen or not: an
@@ -678,7 +903,10 @@ static void put_record(kz_bitwriter *w, const kz__snap_enc *e, uint32_t i)
     switch (e->op[i]) {
     case KZ__OP_UPDATE | KZ__OP_TAKEN:
         put(w, 0, 1);
-        put_update(w, &e->x, &e->base->state[e->bidx[i]], s);
+        if (e->memo[i] != NULL)
+            put_bits(w, e->memo[i]->bits, e->memo[i]->nbits);
+        else
+            put_update(w, &e->x, &e->base->state[e->bidx[i]], s);
         break;
     case KZ__OP_REPLACE | KZ__OP_TAKEN:
         put(w, 3, 2);   /* 1 then 1: enter */
@@ -888,12 +1116,17 @@ int kz_snap_encode(const kz_snap_codec *c, const kz_snap_encode_args *a, kz_bitw
     KZ_ASSERT(c != NULL && a != NULL && a->want != NULL && w != NULL && sent != NULL);
     kz__snap_enc e;
     const kz_snap_view *want = a->want, *base = a->base;
-    if (!view_ok(c, want) || (base && !view_ok(c, base)) || sent->cap < want->count ||
+    if (!view_shape_ok(want) || (base && !view_shape_ok(base)) || sent->cap < want->count ||
         (want->count > 0 && (sent->slot == NULL || sent->state == NULL)))
         return KZ_EINVAL;
     /* Tick 0 is never a baseline, and a baseline as new as the view
      * cannot be named (0 means full state): both send full state. */
     int full = base == NULL || base->count == 0 || base->tick == 0 || base->tick == want->tick;
+    /* plan checks the slots of want and of a baseline it uses. */
+    if (full && base != NULL && !view_ok(c, base))
+        return KZ_EINVAL;
+    if (a->cache != NULL && cache_bind(a->cache, c, a) != KZ_OK)
+        return KZ_EINVAL;
     e.a = a;
     e.base = full ? NULL : base;
     e.bn = full ? 0 : base->count;

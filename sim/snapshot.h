@@ -28,11 +28,13 @@
  *
  * Internal to the library (tests, fuzz targets and benches reach it through
  * the static library). One thread at a time per object; encode and decode
- * are pure functions of their arguments and allocate nothing.
+ * allocate nothing, and are pure functions of their arguments except for
+ * the optional payload cache, which encode fills (kz_snap_cache below).
  */
 #ifndef KZ_SIM_SNAPSHOT_H
 #define KZ_SIM_SNAPSHOT_H
 
+#include <kizuna/alloc.h>
 #include <kizuna/avatar.h>
 #include <kizuna/bitpack.h>
 #include <kizuna/protocol.h>
@@ -136,6 +138,70 @@ int kz_snap_state_check(const kz_snap_codec *c, const kz_snap_state *s);
  * when there is none (an empty badge is sent). */
 typedef const kz_snap_badge *(*kz_snap_badge_fn)(void *ctx, uint32_t entity);
 
+/*
+ * Payload cache: UPDATE records shared between clients within one tick.
+ *
+ * On a server most clients acknowledge the same few ticks, and when a
+ * client's baseline holds an entity's world state of that tick, the
+ * entity's UPDATE payload (the record after its slot gap and type bit) is
+ * the same for every such client. The cache keeps, per key (the server's
+ * dense entity index), up to `ways` payloads of the current tick, one per
+ * baseline tick, so the first client encodes the payload and the others
+ * copy its bits.
+ *
+ * The cache never changes a bit on the wire. An entry holds the baseline
+ * and wanted states it was encoded from, and a hit needs both to equal
+ * the client's byte for byte (and the same baseline tick, so the same
+ * dt): a wrong key or base_world can only cost hits. base_world decides
+ * what is stored: only a payload encoded against the world state of the
+ * baseline tick, the one most clients share (a baseline that holds a
+ * deferred, older state would only evict useful entries). Payloads longer
+ * than KZ_SNAP_CACHE_BITS are not kept; the entry remembers that instead
+ * so later clients do not try again. When a key's ways are all taken this
+ * tick, a newer baseline (smaller dt) replaces the oldest one; an older
+ * baseline is then not stored.
+ *
+ * Caller storage, one thread at a time (the server's simulation thread);
+ * init allocates n_keys * ways entries of about 200 bytes, nothing else
+ * allocates. Bound to one codec per tick (the first encode after begin).
+ */
+#define KZ_SNAP_CACHE_BITS 320u     /* longest payload kept */
+#define KZ_SNAP_CACHE_MAX_WAYS 8u
+
+typedef struct kz__snap_memo kz__snap_memo;   /* an entry, in snapshot.c */
+
+/* Counters since init, for tests and benches. */
+typedef struct kz_snap_cache_stats {
+    uint64_t hits;      /* payloads copied from the cache (or known too long) */
+    uint64_t stores;    /* payloads encoded and kept */
+    uint64_t misses;    /* UPDATEs encoded without a usable entry, not stored */
+} kz_snap_cache_stats;
+
+typedef struct kz_snap_cache {
+    kz__snap_memo *memo;        /* n_keys * ways, a key's ways adjacent */
+    uint32_t n_keys, ways;
+    uint32_t gen;               /* stamp of the current tick's entries, never 0 */
+    uint32_t tick;              /* tick of the last begin */
+    uint32_t tick_hz;           /* codec bound this tick (0: none yet) */
+    int32_t pos_max;
+    kz_allocator alloc;
+    kz_snap_cache_stats stats;
+} kz_snap_cache;
+
+/* Sets up a cache for keys 0 .. n_keys-1 with `ways` entries per key
+ * (1 .. KZ_SNAP_CACHE_MAX_WAYS; 2 covers baselines 1 and 2 ticks old).
+ * a: NULL or zeroed for the C library. Returns 0, KZ_EINVAL (n_keys 0 or
+ * above 2^24, ways out of range) or KZ_ENOMEM; on failure `k` is zeroed
+ * and fini is harmless. No entry is valid until the first begin. */
+KZ_MUST_CHECK int kz_snap_cache_init(kz_snap_cache *k, uint32_t n_keys, uint32_t ways,
+                                     const kz_allocator *a);
+/* Frees the entries; `k` is zeroed. A zeroed cache may be finished. */
+void kz_snap_cache_fini(kz_snap_cache *k);
+/* Starts tick `tick` (the want->tick of the encodes that follow): every
+ * entry of earlier calls becomes invalid, in O(1). Call once per server
+ * tick before the first client's encode. */
+void kz_snap_cache_begin(kz_snap_cache *k, uint32_t tick);
+
 typedef struct kz_snap_encode_args {
     /* NULL, count 0, tick 0 or tick == want->tick: full state (tick 0 is
      * never a baseline, so kz_snap_peek can use 0 for "none"). */
@@ -147,6 +213,16 @@ typedef struct kz_snap_encode_args {
     size_t budget_bits;         /* room for the body in bits */
     kz_snap_badge_fn badge;
     void *badge_ctx;
+    /* Optional payload cache (NULL: none; the output is the same either
+     * way). With a cache, want->tick must be the tick of the last
+     * kz_snap_cache_begin, and both arrays below are required, want->count
+     * entries each. */
+    kz_snap_cache *cache;
+    /* Per want entry: the entity's cache key, < the cache's n_keys. */
+    const uint32_t *key;
+    /* Per want entry: the entity's world state at base->tick, or NULL if
+     * unknown (then nothing is stored for it). */
+    const kz_snap_state *const *base_world;
 } kz_snap_encode_args;
 
 typedef struct kz_snap_encode_stats {
@@ -173,8 +249,10 @@ typedef struct kz_snap_encode_stats {
  * Returns 0; KZ_EOVERFLOW if even the header and the leaves do not fit
  * (w is left as it was); KZ_EINVAL for misuse (views not ascending or
  * slots >= n_slots, cap too small, a changed want state failing
- * kz_snap_state_check, an invalid badge from the badge callback), with
- * nothing written. Priority indices must be < want->count (asserted);
+ * kz_snap_state_check, an invalid badge from the badge callback; with a
+ * cache: key or base_world NULL, a key >= n_keys, want->tick not the
+ * cache's tick, another codec than the one bound this tick), with
+ * nothing written (the cache may have gained entries). Priority indices must be < want->count (asserted);
  * duplicates are ignored.
  */
 int kz_snap_encode(const kz_snap_codec *c, const kz_snap_encode_args *a, kz_bitwriter *w,

@@ -29,9 +29,11 @@ int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_serve
 {
     kz_proxy_tap_fn tap = w->tap;
     void *tap_ctx = w->tap_ctx;
+    uint32_t spare = w->spare;
     memset(w, 0, sizeof *w);
     w->tap = tap;
     w->tap_ctx = tap_ctx;
+    w->spare = spare;
     int rc = kzt_keys_make(&w->keys);
     if (rc)
         return rc;
@@ -45,7 +47,7 @@ int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_serve
     /* The caller's threading and allocator survive; the rest of net is ours. */
     uint32_t threaded = sc.net.threaded, io_threads = sc.net.io_threads;
     kz_allocator alloc = sc.net.alloc;
-    kzt_server_config(&sc.net, &w->keys, KZT_PROTOCOL, KZT_SERVER_ID, n);
+    kzt_server_config(&sc.net, &w->keys, KZT_PROTOCOL, KZT_SERVER_ID, n + spare);
     sc.net.threaded = threaded;
     sc.net.io_threads = io_threads;
     sc.net.alloc = alloc;
@@ -68,7 +70,7 @@ int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_serve
         kz_proxy_config pc;
         memset(&pc, 0, sizeof pc);
         pc.server_port = port;
-        pc.max_clients = n;
+        pc.max_clients = n + spare;
         pc.seed = seed;
         pc.tap = w->tap;
         pc.tap_ctx = w->tap_ctx;
@@ -104,6 +106,11 @@ int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_serve
     }
     w->now = 1;
     return KZ_OK;
+}
+
+int kzt_world_mint(const kzt_world *w, uint64_t id, kz_connect_token *out)
+{
+    return kzt_mint(&w->keys, KZT_PROTOCOL, KZT_SERVER_ID, kz_server_port(w->srv), id, out);
 }
 
 void kzt_world_step(kzt_world *w, kz_time_ns dt)

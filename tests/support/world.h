@@ -34,7 +34,12 @@ typedef struct kzt_world {
     kz_time_ns now;
     kz_proxy_tap_fn tap;     /* set before start: the relay's tap (kept by start) */
     void *tap_ctx;
+    uint32_t spare;          /* set before start: server slots beyond the n clients */
 } kzt_world;
+
+/* Mints a token for client id `id` to this world's server (for extra,
+ * hand-driven clients in spare slots). */
+int kzt_world_mint(const kzt_world *w, uint64_t id, kz_connect_token *out);
 
 /* Starts a world of `n` clients; `impair` is a kz_impair profile applied
  * both ways (NULL = direct). `scfg` may be NULL for defaults (its net

@@ -1,0 +1,397 @@
+/*
+ * World events and actions end to end (single-threaded, loopback, no
+ * loss): badges arrive with ENTER exactly as the tokens said; chat reaches
+ * those who see the sender and no one else; invalid or too fast chat is
+ * dropped and counted; voice stays within the voice radius and under the
+ * sender's rate cap and sets the speaking flag; grabs need reach and a free
+ * object; a speed hack is clamped and the client told; malformed messages
+ * are counted drops; a kick reaches the client with its reason and text.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include <kizuna/token.h>
+
+#include "sim/wire.h"
+#include "support/world.h"
+
+#define TICK_NS (KZ_NS_PER_S / 30)
+#define STEP_NS (KZ_NS_PER_S / 120)
+
+static kzt_world w;
+
+static void start(uint32_t n, float spawn_radius)
+{
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kz_server_config_default(&sc);
+    sc.spawn_radius = spawn_radius;
+    cr_assert_eq(kzt_world_start(&w, n, NULL, &sc, 5), KZ_OK);  /* keeps w.spare */
+    cr_assert_eq(kzt_world_connect_all(&w, STEP_NS, 20 * KZ_NS_PER_S), n);
+}
+
+static void run_ticks(uint32_t ticks)
+{
+    uint32_t end = kz_server_tick(w.srv) + ticks;
+    while (kz_server_tick(w.srv) < end)
+        kzt_world_step(&w, STEP_NS);
+}
+
+/* Counts events of `type` (from `from`, 0 = anyone) queued on client i,
+ * draining the queue; the last matching event is copied to *last. */
+static uint32_t drain(uint32_t i, uint32_t type, uint32_t from, kz_client_event *last,
+                      uint8_t *data, uint32_t cap)
+{
+    uint32_t n = 0;
+    kz_client_event ev;
+    while (kz_client_poll_event(w.clients[i], &ev) == KZ_OK) {
+        if (ev.type != type || (from && ev.entity != from))
+            continue;
+        n++;
+        if (last)
+            *last = ev;
+        if (data && ev.len <= cap)
+            memcpy(data, ev.data, ev.len);
+    }
+    return n;
+}
+
+static uint64_t counter(uint32_t id)
+{
+    return kz_counters_get(kz_server_counters(w.srv), id);
+}
+
+static void walk(uint32_t i, float vx, float vz)
+{
+    kz_avatar_state in;
+    kz_avatar_state_rest(&in);
+    in.vel[0] = vx;
+    in.vel[2] = vz;
+    cr_assert_eq(kz_client_send_input(w.clients[i], &in), KZ_OK);
+}
+
+static float distance(uint32_t a, uint32_t b)
+{
+    kz_avatar_state sa, sb;
+    cr_assert_eq(kz_server_entity(w.srv, kz_client_self_id(w.clients[a]), &sa), KZ_OK);
+    cr_assert_eq(kz_server_entity(w.srv, kz_client_self_id(w.clients[b]), &sb), KZ_OK);
+    return hypotf(sa.pos[0] - sb.pos[0], sa.pos[2] - sb.pos[2]);
+}
+
+Test(world_events, enter_carries_the_badge_from_the_token)
+{
+    start(3, 5.0f);
+    run_ticks(30);
+    for (uint32_t i = 0; i < 3; i++) {
+        uint32_t seen = 0;
+        kz_client_event ev;
+        while (kz_client_poll_event(w.clients[i], &ev) == KZ_OK) {
+            if (ev.type != KZ_EV_ENTER)
+                continue;
+            seen++;
+            /* kzt_mint: client id k, name "test-<k>", method "none", human. */
+            uint32_t k;
+            for (k = 0; k < 3; k++)
+                if (kz_client_self_id(w.clients[k]) == ev.entity)
+                    break;
+            cr_assert_lt(k, 3, "ENTER names a real avatar");
+            char want[32];
+            snprintf(want, sizeof want, "test-%u", k + 1);
+            cr_assert_str_eq(ev.badge.name, want);
+            cr_assert_str_eq(ev.badge.method, "none");
+            cr_assert_eq(ev.badge.actor_kind, KZ_ACTOR_HUMAN);
+            cr_assert_eq(ev.badge.acting_for, 0);
+            kz_badge b;
+            cr_assert_eq(kz_client_badge(w.clients[i], ev.entity, &b), KZ_OK);
+            cr_assert_str_eq(b.name, want);
+        }
+        cr_assert_eq(seen, 2, "client %u saw both others enter", i);
+    }
+    kzt_world_stop(&w);
+}
+
+Test(world_events, chat_reaches_those_who_see_the_sender)
+{
+    start(3, 3.0f);
+    run_ticks(20);
+    for (uint32_t i = 0; i < 3; i++)
+        drain(i, 0, 0, NULL, NULL, 0);
+    /* Client 2 walks out of view range (55 m leave radius) at 8 m/s. */
+    walk(2, 8.0f, 0.0f);
+    run_ticks(30 * 10);
+    walk(2, 0, 0);
+    run_ticks(10);
+    cr_assert_gt(distance(0, 2), 60.0f);
+    drain(0, 0, 0, NULL, NULL, 0);
+    drain(1, 0, 0, NULL, NULL, 0);
+    drain(2, 0, 0, NULL, NULL, 0);
+
+    const char *text = "héllo, wörld";
+    cr_assert_eq(kz_client_chat(w.clients[0], text, (uint32_t)strlen(text)), KZ_OK);
+    run_ticks(10);
+    uint32_t sender = kz_client_self_id(w.clients[0]);
+    kz_client_event ev;
+    uint8_t got[300];
+    cr_assert_eq(drain(1, KZ_EV_CHAT, sender, &ev, got, sizeof got), 1, "the neighbour hears it");
+    cr_assert_eq(ev.len, strlen(text));
+    cr_assert(memcmp(got, text, ev.len) == 0);
+    cr_assert_eq(drain(0, KZ_EV_CHAT, sender, NULL, NULL, 0), 1, "the sender gets its echo");
+    cr_assert_eq(drain(2, KZ_EV_CHAT, 0, NULL, NULL, 0), 0, "out of view: nothing");
+    cr_assert_eq(counter(KZ_WORLD_C_CHAT), 1);
+    kzt_world_stop(&w);
+}
+
+Test(world_events, bad_and_flooding_chat_is_dropped_and_counted)
+{
+    start(2, 3.0f);
+    run_ticks(10);
+    /* The client library refuses invalid UTF-8 and empty or long text. */
+    cr_assert_eq(kz_client_chat(w.clients[0], "\xff\xfe", 2), KZ_EINVAL);
+    cr_assert_eq(kz_client_chat(w.clients[0], "", 0), KZ_EINVAL);
+    char big[300];
+    memset(big, 'a', sizeof big);
+    cr_assert_eq(kz_client_chat(w.clients[0], big, sizeof big), KZ_EINVAL);
+    /* Twenty lines at once: the bucket allows a burst of 2 x 4 per second. */
+    for (int k = 0; k < 20; k++)
+        cr_assert_eq(kz_client_chat(w.clients[0], "spam", 4), KZ_OK);
+    run_ticks(10);
+    cr_assert_eq(counter(KZ_WORLD_C_CHAT), 8, "burst of 8 relayed");
+    cr_assert_eq(counter(KZ_WORLD_C_DROP_RATE), 12, "the rest dropped and counted");
+    uint32_t sender = kz_client_self_id(w.clients[0]);
+    cr_assert_eq(drain(1, KZ_EV_CHAT, sender, NULL, NULL, 0), 8);
+    kzt_world_stop(&w);
+}
+
+Test(world_events, voice_stays_within_radius_rate_and_sets_speaking)
+{
+    start(3, 2.0f);
+    run_ticks(20);
+    /* Client 2 moves to 35 m: in view (50 m) but beyond voice (25 m). */
+    walk(2, 7.0f, 0.0f);
+    run_ticks(150);
+    walk(2, 0, 0);
+    run_ticks(15);
+    float d = distance(0, 2);
+    cr_assert(d > 26.0f && d < 50.0f, "client 2 at %.1f m", d);
+    for (uint32_t i = 0; i < 3; i++)
+        drain(i, 0, 0, NULL, NULL, 0);
+    uint8_t frame[200];
+    memset(frame, 0xA5, sizeof frame);
+    /* 60 frames of 200 bytes in 2 s = 6 kB/s: under the 8 kB/s cap. */
+    for (int k = 0; k < 60; k++) {
+        cr_assert_eq(kz_client_voice(w.clients[0], frame, sizeof frame), KZ_OK);
+        run_ticks(1);
+    }
+    uint32_t sender = kz_client_self_id(w.clients[0]);
+    kz_avatar_state st;
+    cr_assert_eq(kz_server_entity(w.srv, sender, &st), KZ_OK);
+    cr_assert(st.flags & KZ_AVATAR_SPEAKING, "the speaker's flag is set while it talks");
+    run_ticks(5);
+    uint32_t near = drain(1, KZ_EV_VOICE, sender, NULL, NULL, 0);
+    cr_assert_geq(near, 55, "the near listener got the frames (%u)", near);
+    cr_assert_eq(drain(2, KZ_EV_VOICE, 0, NULL, NULL, 0), 0, "beyond the voice radius: nothing");
+    cr_assert_eq(drain(0, KZ_EV_VOICE, sender, NULL, NULL, 0), 0, "no echo of one's own voice");
+    run_ticks(30);
+    cr_assert_eq(kz_server_entity(w.srv, sender, &st), KZ_OK);
+    cr_assert_eq(st.flags & KZ_AVATAR_SPEAKING, 0, "the flag drops after silence");
+    /* A flood: 100 frames at once is 20 kB against a bucket of 8 kB. */
+    uint64_t drops = counter(KZ_WORLD_C_DROP_RATE);
+    for (int k = 0; k < 100; k++)
+        cr_assert_eq(kz_client_voice(w.clients[0], frame, sizeof frame), KZ_OK);
+    run_ticks(5);
+    cr_assert_geq(counter(KZ_WORLD_C_DROP_RATE) - drops, 55, "the flood is cut at the cap");
+    kzt_world_stop(&w);
+}
+
+Test(world_events, grabs_need_reach_and_a_free_object)
+{
+    start(2, 3.0f);
+    run_ticks(10);
+    uint32_t me = kz_client_self_id(w.clients[0]);
+    kz_avatar_state st;
+    cr_assert_eq(kz_server_entity(w.srv, me, &st), KZ_OK);
+    float near[3] = {st.pos[0] + 0.5f, 0.0f, st.pos[2]};
+    float far[3] = {st.pos[0] + 30.0f, 0.0f, st.pos[2]};
+    uint32_t cup = 0, rock = 0;
+    cr_assert_eq(kz_server_object_add(w.srv, near, NULL, &cup), KZ_OK);
+    cr_assert_eq(kz_server_object_add(w.srv, far, NULL, &rock), KZ_OK);
+    /* Client 1 may be more than 2 m away: bring it next to the cup first. */
+    cr_assert_eq(kz_client_grab(w.clients[0], rock), KZ_OK);
+    run_ticks(3);
+    cr_assert_eq(counter(KZ_WORLD_C_GRABS), 0, "out of reach: refused");
+    cr_assert_eq(counter(KZ_WORLD_C_DROP_REFUSED), 1);
+    cr_assert_eq(kz_client_grab(w.clients[0], cup), KZ_OK);
+    run_ticks(3);
+    cr_assert_eq(counter(KZ_WORLD_C_GRABS), 1);
+    cr_assert_eq(kz_server_entity(w.srv, cup, &st), KZ_OK);
+    cr_assert_eq(st.holder, me, "the cup is held by client 0");
+    /* Held objects follow the holder. */
+    walk(0, 2.0f, 0.0f);
+    run_ticks(30);
+    walk(0, 0, 0);
+    run_ticks(3);
+    kz_avatar_state holder, obj;
+    cr_assert_eq(kz_server_entity(w.srv, me, &holder), KZ_OK);
+    cr_assert_eq(kz_server_entity(w.srv, cup, &obj), KZ_OK);
+    cr_assert_lt(fabsf(obj.pos[0] - holder.pos[0]), 0.01f, "the cup moved with its holder");
+    /* Someone else can neither take it nor release it. */
+    cr_assert_eq(kz_client_grab(w.clients[1], cup), KZ_OK);
+    cr_assert_eq(kz_client_release(w.clients[1], cup), KZ_OK);
+    run_ticks(3);
+    cr_assert_eq(counter(KZ_WORLD_C_GRABS), 1);
+    cr_assert_eq(counter(KZ_WORLD_C_DROP_REFUSED), 3);
+    cr_assert_eq(kz_server_entity(w.srv, cup, &st), KZ_OK);
+    cr_assert_eq(st.holder, me);
+    /* A grab of something that is not an object (an avatar) is refused. */
+    cr_assert_eq(kz_client_grab(w.clients[1], me), KZ_OK);
+    run_ticks(3);
+    cr_assert_eq(counter(KZ_WORLD_C_DROP_REFUSED), 4);
+    cr_assert_eq(kz_client_release(w.clients[0], cup), KZ_OK);
+    run_ticks(3);
+    cr_assert_eq(kz_server_entity(w.srv, cup, &st), KZ_OK);
+    cr_assert_eq(st.holder, 0, "released");
+    kzt_world_stop(&w);
+}
+
+Test(world_events, kick_reaches_the_client_with_reason_and_text)
+{
+    start(2, 3.0f);
+    run_ticks(10);
+    drain(0, 0, 0, NULL, NULL, 0);
+    uint32_t me = kz_client_self_id(w.clients[0]);
+    cr_assert_eq(kz_server_kick(w.srv, me, KZ_KICK_ADMIN, "please read the rules"), KZ_OK);
+    for (int k = 0; k < 200 && kz_client_state(w.clients[0]) == KZ_CLIENT_CONNECTED; k++)
+        kzt_world_step(&w, STEP_NS);
+    cr_assert_eq(kz_client_state(w.clients[0]), KZ_CLIENT_DISCONNECTED);
+    cr_assert_eq(kz_client_reason(w.clients[0]), KZ_KICK_ADMIN);
+    kz_client_event ev;
+    int notice = 0, over = 0;
+    while (kz_client_poll_event(w.clients[0], &ev) == KZ_OK) {
+        if (ev.type == KZ_EV_NOTICE && ev.code == KZ_NOTICE_KICK) {
+            notice = 1;
+            cr_assert_eq(ev.len, strlen("please read the rules"));
+            cr_assert(memcmp(ev.data, "please read the rules", ev.len) == 0);
+        }
+        if (ev.type == KZ_EV_DISCONNECTED) {
+            over = 1;
+            cr_assert_eq(ev.code, KZ_KICK_ADMIN);
+            cr_assert_eq(ev.len, strlen("please read the rules"));
+        }
+    }
+    cr_assert(notice && over, "the client saw the notice and the end");
+    cr_assert_eq(counter(KZ_WORLD_C_KICKS), 1);
+    run_ticks(5);
+    cr_assert_eq(kz_server_clients(w.srv), 1, "the kicked avatar is gone");
+    kzt_world_stop(&w);
+}
+
+/* A client that speaks the protocol by hand through the raw transport. */
+static kz_netclient *raw_client(uint64_t id, kz_wire_welcome *welcome)
+{
+    kz_connect_token ct;
+    cr_assert_eq(kzt_world_mint(&w, id, &ct), KZ_OK);
+    kz_netclient_config nc;
+    memset(&nc, 0, sizeof nc);
+    nc.server.family = KZ_ADDR_IPV4;
+    nc.server.ip[0] = 127;
+    nc.server.ip[3] = 1;
+    nc.server.port = kz_server_port(w.srv);
+    kz_netclient *c = kz_netclient_create(&nc, &ct);
+    cr_assert_not_null(c);
+    for (int k = 0; k < 2000 && kz_netclient_state(c) != KZ_NETCLIENT_CONNECTED; k++) {
+        kzt_world_step(&w, STEP_NS);
+        (void)kz_netclient_update(c, w.now);
+    }
+    cr_assert_eq(kz_netclient_state(c), KZ_NETCLIENT_CONNECTED);
+    int have = 0;
+    for (int k = 0; k < 400 && !have; k++) {
+        kzt_world_step(&w, STEP_NS);
+        (void)kz_netclient_update(c, w.now);
+        kz_netmsg m;
+        while (kz_netclient_poll(c, &m) == KZ_OK)
+            if (m.type == KZ_MSG_WELCOME)
+                have = kz_wire_welcome_read(m.data, m.len, welcome) == KZ_OK;
+    }
+    cr_assert(have, "the raw client got its welcome");
+    return c;
+}
+
+/* Runs one server tick while servicing the raw client (discarding what it
+ * receives). */
+static void raw_tick(kz_netclient *c)
+{
+    uint32_t end = kz_server_tick(w.srv) + 1;
+    while (kz_server_tick(w.srv) < end) {
+        kzt_world_step(&w, STEP_NS);
+        (void)kz_netclient_update(c, w.now);
+        kz_netmsg m;
+        while (kz_netclient_poll(c, &m) == KZ_OK) {
+        }
+    }
+}
+
+Test(world_events, a_speed_hack_is_clamped_and_corrected)
+{
+    memset(&w, 0, sizeof w);
+    w.spare = 1;
+    start(1, 3.0f);
+    kz_wire_welcome wl;
+    kz_netclient *c = raw_client(50, &wl);
+    kz_avatar_state before, after;
+    cr_assert_eq(kz_server_entity(w.srv, wl.self, &before), KZ_OK);
+    uint32_t t0 = kz_server_tick(w.srv);
+    uint64_t corrections = counter(KZ_WORLD_C_CORRECTIONS);
+    for (uint32_t t = 1; t <= 60; t++) {
+        kz_wire_input in;
+        memset(&in, 0, sizeof in);
+        in.count = 1;
+        in.cmd[0].tick = t;
+        in.cmd[0].move[0] = 40 * KZ_SNAP_VEL_UNITS;  /* 40 m/s against a cap of 8 */
+        in.cmd[0].rot[0] = in.cmd[0].rot[1] = in.cmd[0].rot[2] = KZ_SNAP_ROT_REST;
+        uint8_t buf[KZ_INPUT_MAX_BYTES];
+        int len = kz_wire_input_write(&in, buf, sizeof buf);
+        cr_assert_gt(len, 0);
+        cr_assert_eq(kz_netclient_send(c, KZ_CHANNEL_INPUT, KZ_MSG_INPUT, buf, (uint32_t)len), KZ_OK);
+        raw_tick(c);
+    }
+    for (int k = 0; k < 5; k++)
+        raw_tick(c);
+    cr_assert_eq(kz_server_entity(w.srv, wl.self, &after), KZ_OK);
+    float moved = after.pos[0] - before.pos[0];
+    cr_assert_gt(moved, 10.0f, "it moved (%.2f m)", moved);
+    /* The server repeats the last (clamped) command while none arrive, so
+     * the avatar may move on every tick; each tick's step is rounded to the
+     * position unit (1/512 m), at most half a unit more than 8 m/s allows. */
+    uint32_t ticks = kz_server_tick(w.srv) - t0;
+    float bound = (float)ticks * (8.0f / 30.0f + 0.5f / KZ_SNAP_POS_UNITS);
+    cr_assert_leq(moved, bound, "but no faster than 8 m/s (%.3f m in %u ticks)", moved, ticks);
+    cr_assert_geq(counter(KZ_WORLD_C_CORRECTIONS) - corrections, 55, "each command was corrected");
+    kz_netclient_destroy(c);
+    kzt_world_stop(&w);
+}
+
+Test(world_events, malformed_messages_are_counted_drops_not_fatal)
+{
+    memset(&w, 0, sizeof w);
+    w.spare = 1;
+    start(1, 3.0f);
+    kz_wire_welcome wl;
+    kz_netclient *c = raw_client(51, &wl);
+    const uint8_t junk[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
+    const uint8_t bad_utf8[] = {0xC3, 0x28};
+    const uint8_t bad_action[KZ_ACTION_BYTES] = {9, 1, 0, 0, 0};
+    cr_assert_eq(kz_netclient_send(c, KZ_CHANNEL_INPUT, KZ_MSG_INPUT, junk, sizeof junk), KZ_OK);
+    cr_assert_eq(kz_netclient_send(c, KZ_CHANNEL_EVENT, 99, junk, sizeof junk), KZ_OK);
+    cr_assert_eq(kz_netclient_send(c, KZ_CHANNEL_EVENT, KZ_MSG_CHAT, bad_utf8, sizeof bad_utf8), KZ_OK);
+    cr_assert_eq(kz_netclient_send(c, KZ_CHANNEL_EVENT, KZ_MSG_EMOTE, junk, 3), KZ_OK);
+    cr_assert_eq(kz_netclient_send(c, KZ_CHANNEL_EVENT, KZ_MSG_ACTION, bad_action, sizeof bad_action), KZ_OK);
+    cr_assert_eq(kz_netclient_send(c, KZ_CHANNEL_VOICE, KZ_MSG_VOICE, junk, 0), KZ_OK);
+    for (int k = 0; k < 10; k++)
+        raw_tick(c);
+    cr_assert_eq(counter(KZ_WORLD_C_DROP_MALFORMED), 6, "each bad message is one counted drop");
+    cr_assert_eq(kz_netclient_state(c), KZ_NETCLIENT_CONNECTED, "the session goes on");
+    cr_assert_eq(kz_server_clients(w.srv), 2);
+    kz_netclient_destroy(c);
+    kzt_world_stop(&w);
+}
