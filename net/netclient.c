@@ -270,6 +270,17 @@ uint32_t kz_netclient_slot(const kz_netclient *c)
     return c->hs.slot;
 }
 
+void kz_netclient_traffic(const kz_netclient *c, kz_net_traffic *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!c->host)
+        return;
+    out->bytes_in = c->host->totalReceivedData;
+    out->bytes_out = c->host->totalSentData;
+    out->packets_in = c->host->totalReceivedPackets;
+    out->packets_out = c->host->totalSentPackets;
+}
+
 int kz_netclient_send(kz_netclient *c, uint8_t channel, uint8_t type, const void *data,
                       uint32_t len)
 {

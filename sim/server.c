@@ -583,6 +583,14 @@ int kz_server_step(kz_server *s, kz_time_ns now)
 uint16_t kz_server_port(const kz_server *s) { return kz_netserver_port(s->net); }
 uint32_t kz_server_tick(const kz_server *s) { return s->tick; }
 uint32_t kz_server_tick_hz(const kz_server *s) { return s->cfg.tick_hz; }
+
+kz_time_ns kz_server_tick_time(const kz_server *s, uint32_t tick)
+{
+    /* Tick n (counting from 1) is the ticker's tick n - 1. */
+    if (s->ticker.hz == 0 || tick == 0)
+        return 0;
+    return kz_ticker_time_of(&s->ticker, tick - 1u);
+}
 uint32_t kz_server_clients(const kz_server *s) { return s->n_live; }
 const kz_counters *kz_server_counters(const kz_server *s) { return &s->counters; }
 kz_netserver *kz_server_net(kz_server *s) { return s->net; }

@@ -324,6 +324,8 @@ static void send_snapshot(kz_server *s, uint32_t slot)
     kz_counter_add(s->c, KZ_WORLD_C_ENTERS, st.enters);
     kz_counter_add(s->c, KZ_WORLD_C_LEAVES, st.leaves);
     kz_counter_add(s->c, KZ_WORLD_C_DEFERRED, st.deferred);
+    kz_counter_add(s->c, KZ_WORLD_C_UPDATES, st.updates);
+    kz_counter_add(s->c, KZ_WORLD_C_VIEW_ENTITIES, s->want.count);
     if (!base)
         kz_counter_inc(s->c, KZ_WORLD_C_SNAPSHOT_FULL);
     kz__server_send(s, slot, KZ_CHANNEL_SNAPSHOT, KZ_MSG_SNAPSHOT, buf, (uint32_t)bytes);

@@ -265,15 +265,11 @@ _Static_assert(sizeof(kz_snap_state) == 64, "kz_snap_state is compared as 8 word
  * states per entry per client, and the call was a visible share of it. */
 static inline int state_eq(const kz_snap_state *a, const kz_snap_state *b)
 {
-    const unsigned char *p = (const unsigned char *)a, *q = (const unsigned char *)b;
-    uint64_t d = 0;
-    for (size_t o = 0; o < sizeof *a; o += 8) {
-        uint64_t u, v;
-        memcpy(&u, p + o, 8);
-        memcpy(&v, q + o, 8);
-        d |= u ^ v;
-    }
-    return d == 0;
+    uint64_t u[8], v[8];
+    memcpy(u, a, sizeof u);
+    memcpy(v, b, sizeof v);
+    return ((u[0] ^ v[0]) | (u[1] ^ v[1]) | (u[2] ^ v[2]) | (u[3] ^ v[3]) | (u[4] ^ v[4]) |
+            (u[5] ^ v[5]) | (u[6] ^ v[6]) | (u[7] ^ v[7])) == 0;
 }
 
 static int poses_rest(const kz_snap_state *s)

@@ -162,6 +162,14 @@ KZ_API const kz_counters *kz_netclient_counters(const kz_netclient *c);
 /* The session slot and id the gate gave (valid once CONNECTING). */
 KZ_API uint32_t kz_netclient_slot(const kz_netclient *c);
 
+/* UDP traffic of a client since creation: datagram payload bytes (ENet
+ * headers, seals and all; no IP/UDP headers) and datagrams. */
+typedef struct kz_net_traffic {
+    uint64_t bytes_in, bytes_out;
+    uint64_t packets_in, packets_out;
+} kz_net_traffic;
+KZ_API void kz_netclient_traffic(const kz_netclient *c, kz_net_traffic *out);
+
 /* Transport counters (server and client). */
 #define KZ_NET_COUNTERS(X)                         \
     X(RX_PACKETS, "rx_packets")                    \

@@ -78,6 +78,10 @@ KZ_API int kz_server_step(kz_server *s, kz_time_ns now);
 KZ_API uint16_t kz_server_port(const kz_server *s);
 KZ_API uint32_t kz_server_tick(const kz_server *s);
 KZ_API uint32_t kz_server_tick_hz(const kz_server *s);
+/* When tick `tick` was due (the `now` scale of kz_server_step), for
+ * measuring how old a snapshot is when a client applies it. 0 before the
+ * first step. */
+KZ_API kz_time_ns kz_server_tick_time(const kz_server *s, uint32_t tick);
 /* Connected clients with an avatar. */
 KZ_API uint32_t kz_server_clients(const kz_server *s);
 
@@ -112,6 +116,8 @@ KZ_API int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const 
     X(SNAPSHOTS, "snapshots_sent")                        \
     X(SNAPSHOT_BYTES, "snapshot_bytes")                   \
     X(SNAPSHOT_FULL, "snapshots_full_state")              \
+    X(VIEW_ENTITIES, "view_entity_ticks")                 \
+    X(UPDATES, "entity_updates_sent")                     \
     X(DEFERRED, "updates_deferred_budget")                \
     X(ENTERS, "entity_enters")                            \
     X(LEAVES, "entity_leaves")                            \
