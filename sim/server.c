@@ -457,7 +457,7 @@ static void on_chat(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len
         return;
     }
     if (!take_token(&cl->chat_tokens, 1.0)) {
-        kz_counter_inc(s->c, KZ_WORLD_C_DROP_RATE);
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_RATE_CHAT);
         return;
     }
     kz_counter_inc(s->c, KZ_WORLD_C_CHAT);
@@ -472,7 +472,7 @@ static void on_emote(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
         return;
     }
     if (!take_token(&cl->chat_tokens, 1.0)) {
-        kz_counter_inc(s->c, KZ_WORLD_C_DROP_RATE);
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_RATE_CHAT);
         return;
     }
     s->anim[cl->avatar] = (uint16_t)(p[0] | p[1] << 8);
@@ -487,7 +487,7 @@ static void on_voice(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
         return;
     }
     if (!take_token(&cl->voice_tokens, len)) {
-        kz_counter_inc(s->c, KZ_WORLD_C_DROP_RATE);
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_RATE_VOICE);
         return;
     }
     kz_counter_inc(s->c, KZ_WORLD_C_VOICE);
@@ -595,6 +595,13 @@ uint32_t kz_server_clients(const kz_server *s) { return s->n_live; }
 const kz_counters *kz_server_counters(const kz_server *s) { return &s->counters; }
 kz_netserver *kz_server_net(kz_server *s) { return s->net; }
 const kz_hist *kz_server_tick_hist(const kz_server *s) { return &s->tick_ns; }
+
+int kz_server_tick_hist_take(kz_server *s, kz_hist *into)
+{
+    int rc = kz_hist_merge(into, &s->tick_ns);
+    kz_hist_reset(&s->tick_ns);
+    return rc;
+}
 
 uint32_t kz_server_avatar_of(const kz_server *s, uint32_t slot)
 {

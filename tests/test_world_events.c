@@ -157,7 +157,7 @@ Test(world_events, bad_and_flooding_chat_is_dropped_and_counted)
         cr_assert_eq(kz_client_chat(w.clients[0], "spam", 4), KZ_OK);
     run_ticks(10);
     cr_assert_eq(counter(KZ_WORLD_C_CHAT), 8, "burst of 8 relayed");
-    cr_assert_eq(counter(KZ_WORLD_C_DROP_RATE), 12, "the rest dropped and counted");
+    cr_assert_eq(counter(KZ_WORLD_C_DROP_RATE_CHAT), 12, "the rest dropped and counted");
     uint32_t sender = kz_client_self_id(w.clients[0]);
     cr_assert_eq(drain(1, KZ_EV_CHAT, sender, NULL, NULL, 0), 8);
     kzt_world_stop(&w);
@@ -196,11 +196,11 @@ Test(world_events, voice_stays_within_radius_rate_and_sets_speaking)
     cr_assert_eq(kz_server_entity(w.srv, sender, &st), KZ_OK);
     cr_assert_eq(st.flags & KZ_AVATAR_SPEAKING, 0, "the flag drops after silence");
     /* A flood: 100 frames at once is 20 kB against a bucket of 8 kB. */
-    uint64_t drops = counter(KZ_WORLD_C_DROP_RATE);
+    uint64_t drops = counter(KZ_WORLD_C_DROP_RATE_VOICE);
     for (int k = 0; k < 100; k++)
         cr_assert_eq(kz_client_voice(w.clients[0], frame, sizeof frame), KZ_OK);
     run_ticks(5);
-    cr_assert_geq(counter(KZ_WORLD_C_DROP_RATE) - drops, 55, "the flood is cut at the cap");
+    cr_assert_geq(counter(KZ_WORLD_C_DROP_RATE_VOICE) - drops, 55, "the flood is cut at the cap");
     kzt_world_stop(&w);
 }
 

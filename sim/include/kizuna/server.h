@@ -125,7 +125,8 @@ KZ_API int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const 
     X(VOICE, "voice_frames_relayed")                      \
     X(GRABS, "grabs")                                     \
     X(DROP_MALFORMED, "drop_malformed_message")           \
-    X(DROP_RATE, "drop_rate_limited")                     \
+    X(DROP_RATE_CHAT, "drop_rate_limited_chat")           \
+    X(DROP_RATE_VOICE, "drop_rate_limited_voice")         \
     X(DROP_REFUSED, "drop_action_refused")                \
     X(DROP_SEND, "drop_send_failed")                      \
     X(KICKS, "kicks")
@@ -142,6 +143,10 @@ KZ_API const kz_counters *kz_server_counters(const kz_server *s);
 KZ_API kz_netserver *kz_server_net(kz_server *s);
 /* Tick time histogram, nanoseconds per tick (simulation thread work). */
 KZ_API const kz_hist *kz_server_tick_hist(const kz_server *s);
+/* Adds the tick-time histogram into `into` (same precision: the defaults
+ * with highest = 10 s) and clears it, for per-interval percentiles. 0 or
+ * the KZ_E code of kz_hist_merge. Simulation thread. */
+KZ_API int kz_server_tick_hist_take(kz_server *s, kz_hist *into);
 
 #ifdef __cplusplus
 }

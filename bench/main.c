@@ -1,0 +1,150 @@
+/*
+ * kizuna-bench: how many avatars does this world hold, at what tick rate,
+ * on this hardware, under this network? One command runs a world (an
+ * embedded server, or an external kizuna-server with --connect) with
+ * thousands of real clients and prints the report.
+ *
+ *   kizuna-bench [run options]
+ *   kizuna-bench compare A.json B.json
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report.h"
+#include "runner.h"
+#include "scenario.h"
+
+#define KZB_MAX_THRESHOLDS 32
+
+static const char usage[] =
+    "usage: kizuna-bench [--clients N] [--hz H] [--seconds S] [--scenario NAME]\n"
+    "                    [--impair PROFILE] [--connect HOST:PORT --keys DIR]\n"
+    "                    [--json FILE] [--csv FILE] [--plot FILE.png|.svg]\n"
+    "                    [--threshold EXPR]... [--seed N] [--bot-threads N]\n"
+    "                    [--warmup S] [--max-visible N] [--quiet]\n"
+    "       kizuna-bench compare A.json B.json\n"
+    "\n"
+    "  --clients N        bots (real clients), default 1000\n"
+    "  --hz H             server tick rate 10..128, default 30\n"
+    "  --seconds S        measured seconds after everyone connected, default 20\n"
+    "  --warmup S         seconds between connecting and measuring, default 3\n"
+    "  --scenario NAME    wander (default), crowd, commute, churn, vr, hostile\n"
+    "  --impair PROFILE   lan, wifi, mobile, bad, or loss=..,delay=..,jitter=..,dup=..,reorder=..\n"
+    "  --connect H:P      drive an external kizuna-server instead of an embedded one\n"
+    "  --keys DIR         with --connect: backend.key and server.pub to mint tokens\n"
+    "  --json FILE        write the report as JSON (schema: docs/BENCH-REPORT.md)\n"
+    "  --csv FILE         write the per-second time series\n"
+    "  --plot FILE        draw tick time and bandwidth over time with gnuplot\n"
+    "  --threshold EXPR   e.g. 'tick_ms.p99<10' (repeatable); any failure exits 3\n"
+    "  --seed N           scenario and impairment seed, default 1\n"
+    "  --bot-threads N    threads running the bots, default 1\n"
+    "  --max-visible N    embedded server: entities per client, default 100\n"
+    "  --quiet            no progress lines on stderr\n";
+
+static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static void on_progress(void *ctx, const kzb_point *p)
+{
+    (void)ctx;
+    kzb_report_progress_line(stderr, p);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    static const struct option longs[] = {
+        {"clients", required_argument, NULL, 'n'},   {"hz", required_argument, NULL, 'z'},
+        {"seconds", required_argument, NULL, 's'},   {"scenario", required_argument, NULL, 'S'},
+        {"impair", required_argument, NULL, 'i'},    {"connect", required_argument, NULL, 'c'},
+        {"keys", required_argument, NULL, 'k'},      {"json", required_argument, NULL, 'j'},
+        {"csv", required_argument, NULL, 'v'},       {"plot", required_argument, NULL, 'p'},
+        {"threshold", required_argument, NULL, 't'}, {"seed", required_argument, NULL, 'e'},
+        {"bot-threads", required_argument, NULL, 'b'}, {"warmup", required_argument, NULL, 'w'},
+        {"max-visible", required_argument, NULL, 'm'}, {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
+    kzb_options o = {
+        .clients = 1000, .hz = 30, .seconds = 20, .warmup = 3, .scenario = KZB_SC_WANDER,
+        .seed = 1, .protocol_id = 0x4B495A554E410001ull, .bot_threads = 1, .max_visible = 100,
+    };
+    const char *json = NULL, *csv = NULL, *plot = NULL;
+    const char *thresholds[KZB_MAX_THRESHOLDS];
+    uint32_t n_thresholds = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case 'n': bad = parse_u32(optarg, 1, 100000, &o.clients); break;
+        case 'z': bad = parse_u32(optarg, 10, 128, &o.hz); break;
+        case 's': bad = parse_u32(optarg, 1, 86400, &o.seconds); break;
+        case 'w': bad = parse_u32(optarg, 0, 3600, &o.warmup); break;
+        case 'b': bad = parse_u32(optarg, 1, 64, &o.bot_threads); break;
+        case 'm': bad = parse_u32(optarg, 1, 1024, &o.max_visible); break;
+        case 'S': bad = (o.scenario = kzb_scenario_parse(optarg)) < 0; break;
+        case 'i': o.impair = optarg; break;
+        case 'c': o.connect = optarg; break;
+        case 'k': o.keys = optarg; break;
+        case 'j': json = optarg; break;
+        case 'v': csv = optarg; break;
+        case 'p': plot = optarg; break;
+        case 'e': o.seed = strtoull(optarg, NULL, 0); break;
+        case 'q': o.quiet = 1; break;
+        case 't':
+            bad = n_thresholds == KZB_MAX_THRESHOLDS;
+            if (!bad)
+                thresholds[n_thresholds++] = optarg;
+            break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+        if (bad) {
+            fprintf(stderr, "kizuna-bench: bad value '%s'\n%s", optarg, usage);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "kizuna-bench: unexpected argument '%s'\n%s", argv[optind], usage);
+        return 2;
+    }
+    /* Check thresholds before spending minutes on a run. */
+    for (uint32_t i = 0; i < n_thresholds; i++) {
+        kzb_threshold th;
+        if (kzb_threshold_parse(thresholds[i], &th) != 0)
+            return 2;  /* the parser said why */
+    }
+    kzb_result res;
+    if (kzb_result_init(&res, o.seconds) != 0)
+        return 1;
+    int rc = kzb_run(&o, &res, on_progress, NULL);
+    if (rc != 0) {
+        fprintf(stderr, "kizuna-bench: the run failed\n");
+        kzb_result_fini(&res);
+        return 1;
+    }
+    int status = kzb_report_emit(&o, &res, json, csv, plot, (const char *const *)thresholds,
+                                 n_thresholds);
+    kzb_result_fini(&res);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "compare") == 0) {
+        if (argc != 4) {
+            fputs(usage, stderr);
+            return 2;
+        }
+        return kzb_compare(stdout, argv[2], argv[3]) == 0 ? 0 : 1;
+    }
+    return cmd_run(argc, argv);
+}

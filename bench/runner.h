@@ -1,0 +1,87 @@
+/*
+ * kizuna-bench runner: an embedded server (or an external one), thousands
+ * of real clients (kz_client: the same library and crypto an engine uses)
+ * spread over bot threads, a scenario driving them, and the measurements
+ * the report prints.
+ *
+ * Threads: the server's simulation thread (embedded mode; plus the
+ * transport's I/O threads), `bot_threads` bot threads each owning a share
+ * of the clients, and the main thread, which samples once a second and
+ * prints progress. Threads share only counters published with atomics and
+ * the per-second samples handed over under a mutex.
+ */
+#ifndef KZB_RUNNER_H
+#define KZB_RUNNER_H
+
+#include <stdint.h>
+
+#include <kizuna/hist.h>
+#include <kizuna/impair.h>
+
+#include "report.h"
+
+#define KZB_MAX_NAMED 48
+
+typedef struct kzb_options {
+    uint32_t clients;         /* default 1000 */
+    uint32_t hz;              /* default 30 */
+    uint32_t seconds;         /* measured seconds; default 20 */
+    uint32_t warmup;          /* seconds after everyone connected, not measured; default 3 */
+    int scenario;             /* KZB_SC_* */
+    const char *impair;       /* kz_impair profile text or NULL */
+    const char *connect;      /* HOST:PORT of an external server, or NULL */
+    const char *keys;         /* key directory for --connect */
+    uint64_t seed;
+    uint64_t protocol_id;
+    uint32_t bot_threads;     /* default: 1 */
+    uint32_t max_visible;     /* embedded server: default 100 */
+    int quiet;                /* no progress lines */
+} kzb_options;
+
+/* One second of the run, for the progress line and the time series. */
+typedef kzb_report_point kzb_point;
+
+typedef struct kzb_named {
+    char name[48];
+    uint64_t count;
+} kzb_named;
+
+typedef struct kzb_result {
+    uint32_t clients_target, connected_end, connected_peak;
+    double measure_seconds;
+    kz_hist tick_ns;          /* measured window; empty in external mode */
+    kz_hist snapshot_age_ns;  /* coordinated-omission corrected */
+    kz_hist connect_ns;
+    double server_cpu_seconds;  /* measured window, embedded only (else -1) */
+    uint64_t client_ticks;    /* sum over measured ticks of connected clients */
+    uint64_t bytes_down, bytes_up, packets_down, packets_up;  /* measured window, all clients */
+    double bits_per_avatar_update;
+    uint64_t corrections, kicks, timeouts;
+    kzb_named violations[KZB_MAX_NAMED];
+    uint32_t n_violations;
+    kzb_named drops[KZB_MAX_NAMED];
+    uint32_t n_drops;
+    kzb_named caught[KZB_MAX_NAMED];   /* hostile: per misbehaviour, bots caught */
+    uint32_t n_caught;
+    uint64_t honest_punished;          /* hostile: honest bots corrected or kicked */
+    uint64_t rss_bytes;                /* process */
+    uint64_t server_bytes;             /* embedded: Kizuna tables of the server */
+    kzb_point *series;
+    uint32_t n_series;
+} kzb_result;
+
+int kzb_result_init(kzb_result *r, uint32_t max_seconds);
+void kzb_result_fini(kzb_result *r);
+
+/* Runs the benchmark; prints progress on stderr once a second (unless
+ * quiet) through `progress`. 0 on a completed run, else a KZ_E code with a
+ * message on stderr. */
+typedef void (*kzb_progress_fn)(void *ctx, const kzb_point *p);
+int kzb_run(const kzb_options *o, kzb_result *r, kzb_progress_fn progress, void *ctx);
+
+/* bench/emit.c: prints the report and writes the files asked for;
+ * returns the exit status (0, 1 a file failed, 3 a threshold failed). */
+int kzb_report_emit(const kzb_options *o, const kzb_result *r, const char *json, const char *csv,
+                    const char *plot, const char *const *thresholds, uint32_t n_thresholds);
+
+#endif /* KZB_RUNNER_H */

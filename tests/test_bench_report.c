@@ -1,0 +1,867 @@
+/*
+ * kizuna-bench report tests. The math is checked against known inputs and
+ * against a naive reference (a sorted array of the same samples, with the
+ * coordinated-omission back-fill done by hand); the JSON document is
+ * checked against a list of required paths and types and against the field
+ * table of docs/BENCH-REPORT.md, so the documentation cannot drift from
+ * the code; CSV, thresholds, comparison and the gnuplot chart are checked
+ * on files written to a temporary directory.
+ */
+#include <criterion/criterion.h>
+#include <criterion/redirect.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bench/report.h"
+
+#define MS UINT64_C(1000000) /* nanoseconds */
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static char tmp_dir[64];
+
+static void make_tmp(void)
+{
+    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/kzb_report_XXXXXX");
+    cr_assert_not_null(mkdtemp(tmp_dir));
+}
+
+static void remove_tmp(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static const char *tmp_path(char *buf, size_t cap, const char *name)
+{
+    snprintf(buf, cap, "%s/%s", tmp_dir, name);
+    return buf;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The exact p-th percentile of sorted v[0..n), by the histogram's rank
+ * rule: the sample of rank ceil(p * n / 100), at least 1. */
+static uint64_t exact_pct(const uint64_t *v, size_t n, double p)
+{
+    size_t rank = (size_t)ceil(p * (double)n / 100.0);
+    return v[(rank < 1 ? 1 : rank) - 1];
+}
+
+/* Asserts hist_ms (a report figure in ms) is within the histogram's
+ * precision of the exact value in ns: exact <= got <= exact (1 + 10^-3). */
+static void assert_close_ms(double got_ms, uint64_t exact_ns, const char *what)
+{
+    double exact_ms = (double)exact_ns / 1e6;
+    cr_assert(got_ms >= exact_ms - 1e-9 && got_ms <= exact_ms * 1.001 + 1e-9,
+              "%s: got %.6f ms, exact %.6f ms", what, got_ms, exact_ms);
+}
+
+/* A report as a 1000-client, 30 Hz, 10 s embedded run would leave it. */
+static void fill_report(kzb_report *r)
+{
+    cr_assert_eq(kzb_report_init(r, 16, NULL), 0);
+    r->scenario = "wander";
+    r->mode = KZB_MODE_EMBEDDED;
+    r->clients_target = 1000;
+    r->tick_hz = 30;
+    r->seconds = 10;
+    r->impair = "loss 1% jitter 5ms";
+    r->seed = UINT64_C(18446744073709551615);
+    r->connected_end = 1000;
+    r->connected_peak = 1000;
+    r->measure_seconds = 10.0;
+    for (uint32_t i = 0; i < 300; i++)
+        cr_assert_eq(kz_hist_record(&r->tick_ns, (1 + i % 5) * MS), 0);
+    for (uint32_t i = 1; i <= 1000; i++) {
+        cr_assert_eq(kz_hist_record_corrected(&r->snapshot_age_ns, 40 * MS + i * 10000, 33 * MS), 0);
+        cr_assert_eq(kz_hist_record(&r->connect_ns, 5 * MS + i * 1000), 0);
+    }
+    r->server_cpu_seconds = 3.0;
+    r->client_ticks = 300u * 1000u;
+    r->bytes_down = UINT64_C(50000000); /* 5000 B/s per client */
+    r->bytes_up = UINT64_C(10000000);   /* 1000 B/s per client */
+    r->packets_down = 300000;
+    r->packets_up = 300000;
+    r->bits_per_avatar_update = 38.5;
+    r->corrections = 12;
+    r->kicks = 2;
+    r->timeouts = 1;
+    r->rss_bytes = UINT64_C(512) << 20;
+    cr_assert_eq(kzb_report_add_violation(r, "speed", 3), 0);
+    cr_assert_eq(kzb_report_add_violation(r, "chat_flood", 10), 0);
+    cr_assert_eq(kzb_report_add_drop(r, "inbound_ring_full", 0), 0);
+    cr_assert_eq(kzb_report_add_drop(r, "bad_seal", 7), 0);
+    for (uint32_t i = 0; i < 10; i++) {
+        kzb_report_point p = {.t = 1.0 + i, .connected = 1000, .tick_p50_ms = 1.5 + 0.1 * i,
+                              .tick_p99_ms = 3.0 + 0.2 * i, .server_cpu_pct = i == 3 ? -1 : 40,
+                              .down_kbps = 40.0 + i, .up_kbps = 8.0, .corrections = i, .drops = 0};
+        cr_assert_eq(kzb_report_add_point(r, &p), 0);
+    }
+}
+
+/* ---- math: percentiles, coordinated omission, rates ---------------------- */
+
+Test(bench_report, percentiles_uniform_1_to_1000_ms)
+{
+    kzb_report r;
+    cr_assert_eq(kzb_report_init(&r, 0, NULL), 0);
+    uint64_t v[1000];
+    for (uint32_t i = 0; i < 1000; i++) {
+        v[i] = (uint64_t)(i + 1) * MS;
+        cr_assert_eq(kz_hist_record(&r.tick_ns, v[i]), 0);
+    }
+    kzb_report_summary s;
+    kzb_report_summarize(&r, &s);
+    cr_assert_eq(s.tick_ms.samples, 1000);
+    assert_close_ms(s.tick_ms.p50, 500 * MS, "p50");
+    assert_close_ms(s.tick_ms.p90, 900 * MS, "p90");
+    assert_close_ms(s.tick_ms.p99, 990 * MS, "p99");
+    assert_close_ms(s.tick_ms.p999, 999 * MS, "p99.9");
+    cr_assert_eq(s.tick_ms.max, 1000.0, "the max is exact");
+    cr_assert(fabs(s.tick_ms.mean - 500.5) < 500.5 / 2000.0 + 1e-6, "mean %f", s.tick_ms.mean);
+    /* Empty histograms are unknown, not zero. */
+    cr_assert(isnan(s.snapshot_age_ms.p50) && isnan(s.connect_ms.max));
+    kzb_report_fini(&r);
+}
+
+Test(bench_report, coordinated_omission_fills_a_stall)
+{
+    /* 1000 snapshots arrive 1 ms after their tick, every 33 ms; then the
+     * client stalls for 1 s. The 29 snapshots that should have been applied
+     * during the stall were waiting 967, 934, ..., 43 ms when it ended. */
+    const uint64_t interval = 33 * MS, stall = 1000 * MS;
+    kzb_report r;
+    cr_assert_eq(kzb_report_init(&r, 0, NULL), 0);
+    kz_hist naive;
+    kz_hist_config cfg;
+    kzb_report_hist_config(&cfg);
+    cr_assert_eq(kz_hist_init(&naive, &cfg, NULL), 0);
+
+    uint64_t ref[1100];
+    size_t n = 0;
+    for (uint32_t i = 0; i < 1000; i++) {
+        cr_assert_eq(kz_hist_record_corrected(&r.snapshot_age_ns, 1 * MS, interval), 0);
+        cr_assert_eq(kz_hist_record(&naive, 1 * MS), 0);
+        ref[n++] = 1 * MS;
+    }
+    cr_assert_eq(kz_hist_record_corrected(&r.snapshot_age_ns, stall, interval), 0);
+    cr_assert_eq(kz_hist_record(&naive, stall), 0);
+    for (uint64_t v = stall; v >= interval; v -= interval)
+        ref[n++] = v;
+    cr_assert_eq(n, 1030, "the reference back-fill has 30 stall samples");
+    qsort(ref, n, sizeof ref[0], cmp_u64);
+
+    kzb_report_summary s;
+    kzb_report_summarize(&r, &s);
+    cr_assert_eq(s.snapshot_age_ms.samples, 1030);
+    const double levels[] = {50.0, 90.0, 99.0, 99.9};
+    const double got[] = {s.snapshot_age_ms.p50, s.snapshot_age_ms.p90, s.snapshot_age_ms.p99,
+                          s.snapshot_age_ms.p999};
+    for (size_t i = 0; i < 4; i++)
+        assert_close_ms(got[i], exact_pct(ref, n, levels[i]), "corrected percentile");
+    /* Known answer: rank ceil(0.99 * 1030) = 1020 is the 20th stall sample
+     * from the bottom, 43 + 19 * 33 = 670 ms. */
+    assert_close_ms(s.snapshot_age_ms.p99, 670 * MS, "corrected p99");
+    cr_assert_eq(s.snapshot_age_ms.max, 1000.0);
+    /* Without the correction the stall hides behind the 1 ms samples. */
+    assert_close_ms((double)kz_hist_percentile(&naive, 99.0) / 1e6, 1 * MS, "uncorrected p99");
+    kz_hist_fini(&naive);
+    kzb_report_fini(&r);
+}
+
+Test(bench_report, rates_per_client)
+{
+    kzb_report r;
+    fill_report(&r);
+    kzb_report_summary s;
+    kzb_report_summarize(&r, &s);
+    /* 300 ticks with 1000 clients each: 1000 clients on average. */
+    cr_assert_float_eq(s.clients_mean, 1000.0, 1e-9);
+    /* 50 MB over 10 s and 1000 clients: 5000 B/s = 40 kbit/s each. */
+    cr_assert_float_eq(s.down_bytes_per_client_s, 5000.0, 1e-9);
+    cr_assert_float_eq(s.down_kbps_per_client, 40.0, 1e-9);
+    cr_assert_float_eq(s.up_kbps_per_client, 8.0, 1e-9);
+    cr_assert_float_eq(s.packets_down_per_s, 30000.0, 1e-9);
+    cr_assert_float_eq(s.packets_down_per_client_s, 30.0, 1e-9);
+    cr_assert_float_eq(s.rss_bytes_per_client, 512.0 * 1048576.0 / 1000.0, 1e-6);
+    cr_assert_float_eq(s.bits_per_avatar_update, 38.5, 1e-12);
+
+    /* An overloaded server ran 150 of its 300 ticks with 800 clients: the
+     * mean is taken over the ticks that ran, not the nominal ones. */
+    kz_hist_reset(&r.tick_ns);
+    cr_assert_eq(kz_hist_record_n(&r.tick_ns, 60 * MS, 150), 0);
+    r.client_ticks = 150u * 800u;
+    kzb_report_summarize(&r, &s);
+    cr_assert_float_eq(s.clients_mean, 800.0, 1e-9);
+    cr_assert_float_eq(s.down_kbps_per_client, 50.0, 1e-9);
+
+    /* External mode: no tick times; ticks are tick_hz * window. */
+    kz_hist_reset(&r.tick_ns);
+    r.client_ticks = 300u * 500u;
+    kzb_report_summarize(&r, &s);
+    cr_assert_float_eq(s.clients_mean, 500.0, 1e-9);
+
+    /* No client-ticks at all: the clients connected at the end. */
+    r.client_ticks = 0;
+    r.connected_end = 250;
+    kzb_report_summarize(&r, &s);
+    cr_assert_float_eq(s.clients_mean, 250.0, 1e-9);
+    cr_assert_float_eq(s.down_kbps_per_client, 160.0, 1e-9);
+    cr_assert(isnan(s.cpu_us_per_client_tick), "no client-ticks: CPU per client-tick unknown");
+
+    /* No window: every rate is unknown rather than infinite. */
+    r.measure_seconds = 0.0;
+    kzb_report_summarize(&r, &s);
+    cr_assert(isnan(s.down_kbps_per_client) && isnan(s.packets_up_per_s));
+    kzb_report_fini(&r);
+}
+
+Test(bench_report, cpu_us_per_client_tick)
+{
+    kzb_report r;
+    fill_report(&r);
+    kzb_report_summary s;
+    kzb_report_summarize(&r, &s);
+    /* 3 CPU-seconds over 300,000 client-ticks: 10 µs each. */
+    cr_assert_float_eq(s.cpu_us_per_client_tick, 10.0, 1e-9);
+    r.server_cpu_seconds = 0.45;
+    r.client_ticks = 90000;
+    kzb_report_summarize(&r, &s);
+    cr_assert_float_eq(s.cpu_us_per_client_tick, 5.0, 1e-9);
+    r.server_cpu_seconds = -1.0; /* external server */
+    kzb_report_summarize(&r, &s);
+    cr_assert(isnan(s.cpu_us_per_client_tick));
+    cJSON *doc = kzb_report_to_json(&r);
+    cr_assert(cJSON_IsNull(kzb_json_lookup(doc, "server_cpu_us_per_client_tick")));
+    cJSON_Delete(doc);
+    kzb_report_fini(&r);
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+Test(bench_report, allocates_at_init_only)
+{
+    kz_counting_alloc ca;
+    kz_counting_alloc_init(&ca, NULL);
+    kz_allocator a = kz_counting_alloc_allocator(&ca);
+    kzb_report r;
+    cr_assert_eq(kzb_report_init(&r, 4, &a), 0);
+    uint64_t allocs = kz_counting_alloc_allocs(&ca);
+    cr_assert_eq(allocs, 4, "three histograms and the series");
+    kzb_report_point p = {.t = 1};
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(kzb_report_add_point(&r, &p), 0);
+    cr_assert_eq(kzb_report_add_point(&r, &p), KZ_EFULL);
+    (void)kz_hist_record_corrected(&r.snapshot_age_ns, 500 * MS, 33 * MS);
+    cr_assert_eq(kzb_report_add_drop(&r, "x", 1), 0);
+    kzb_report_summary s;
+    kzb_report_summarize(&r, &s);
+    cr_assert_eq(kz_counting_alloc_allocs(&ca), allocs);
+    kzb_report_fini(&r);
+    cr_assert_eq(kz_counting_alloc_live_bytes(&ca), 0);
+
+    /* Every failing allocation leaves nothing behind. */
+    for (int64_t k = 0; k < 4; k++) {
+        ca.fail_after = k;
+        ca.allocs = 0;
+        cr_assert_eq(kzb_report_init(&r, 4, &a), KZ_ENOMEM);
+        cr_assert_eq(kz_counting_alloc_live_bytes(&ca), 0);
+        kzb_report_fini(&r);
+    }
+}
+
+Test(bench_report, named_counters)
+{
+    kzb_report r;
+    cr_assert_eq(kzb_report_init(&r, 0, NULL), 0);
+    cr_assert_eq(kzb_report_add_drop(&r, "inbound_ring_full", 2), 0);
+    cr_assert_eq(kzb_report_add_drop(&r, "inbound_ring_full", 3), 0);
+    cr_assert_eq(r.n_drops, 1);
+    cr_assert_eq(r.drops[0].count, 5);
+    cr_assert_eq(kzb_report_add_drop(&r, "", 1), KZ_EINVAL);
+    char longname[KZB_REPORT_NAME_LEN + 1];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    cr_assert_eq(kzb_report_add_violation(&r, longname, 1), KZ_EINVAL);
+    longname[KZB_REPORT_NAME_LEN - 1] = '\0'; /* the longest that fits */
+    cr_assert_eq(kzb_report_add_violation(&r, longname, 1), 0);
+    for (uint32_t i = 1; i < KZB_REPORT_MAX_NAMED; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "v%u", i);
+        cr_assert_eq(kzb_report_add_violation(&r, name, i), 0);
+    }
+    cr_assert_eq(kzb_report_add_violation(&r, "one_too_many", 1), KZ_EFULL);
+    cr_assert_eq(kzb_report_add_violation(&r, "v7", 1), 0, "existing names still add up");
+    kzb_report_fini(&r);
+}
+
+/* ---- text ----------------------------------------------------------------- */
+
+static char *capture_print(const kzb_report *r, size_t *len)
+{
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+    cr_assert_not_null(f);
+    cr_assert_eq(kzb_report_print(f, r), 0);
+    fclose(f);
+    return buf;
+}
+
+Test(bench_report, text_summary)
+{
+    kzb_report r;
+    fill_report(&r);
+    size_t len;
+    char *text = capture_print(&r, &len);
+    const char *want[] = {"scenario wander", "embedded server", "1000 target",
+                          "server tick", "p99.9", "10.00 µs per client-tick",
+                          "down 40.00 kbit/s", "up 8.00 kbit/s", "30000/s",
+                          "coordinated omission", "connect time", "38.5 bits per avatar update",
+                          "12 corrections, 2 kicks", "speed 3, chat_flood 10",
+                          "inbound_ring_full 0, bad_seal 7", "RSS 512.0 MiB, 524.3 KiB per client"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert_not_null(strstr(text, want[i]), "missing \"%s\" in:\n%s", want[i], text);
+    free(text);
+
+    /* External mode: unknown figures read n/a, never 0 or nan. */
+    kz_hist_reset(&r.tick_ns);
+    r.server_cpu_seconds = -1.0;
+    r.mode = KZB_MODE_EXTERNAL;
+    text = capture_print(&r, &len);
+    cr_assert_not_null(strstr(text, "server tick      no samples"), "%s", text);
+    cr_assert_not_null(strstr(text, "n/a µs per client-tick"), "%s", text);
+    cr_assert_null(strstr(text, "nan"), "%s", text);
+    free(text);
+    kzb_report_fini(&r);
+}
+
+Test(bench_report, progress_line)
+{
+    kzb_report_point p = {.t = 12.0, .connected = 998, .tick_p50_ms = 1.234, .tick_p99_ms = 2.5,
+                          .server_cpu_pct = 45.67, .down_kbps = 41.26, .up_kbps = 7.9,
+                          .corrections = 3, .drops = 1};
+    char *buf = NULL;
+    size_t len;
+    FILE *f = open_memstream(&buf, &len);
+    kzb_report_progress_line(f, &p);
+    p.server_cpu_pct = -1.0;
+    kzb_report_progress_line(f, &p);
+    fclose(f);
+    cr_assert_str_eq(buf,
+                     "[   12.0 s] clients 998  tick p50 1.23 p99 2.50 ms  cpu 45.7%"
+                     "  kbit/s per client down 41.3 up 7.9  corrections 3  drops 1\n"
+                     "[   12.0 s] clients 998  tick p50 1.23 p99 2.50 ms  cpu n/a"
+                     "  kbit/s per client down 41.3 up 7.9  corrections 3  drops 1\n");
+    free(buf);
+}
+
+/* ---- JSON schema ---------------------------------------------------------- */
+
+typedef enum { T_NUM, T_STR, T_OBJ, T_NUM_OR_NULL, T_STR_OR_NULL } jtype;
+
+static const struct {
+    const char *path;
+    jtype type;
+} required[] = {
+    {"schema", T_STR},
+    {"config", T_OBJ},
+    {"config.scenario", T_STR},
+    {"config.mode", T_STR},
+    {"config.tick_hz", T_NUM},
+    {"config.seconds", T_NUM},
+    {"config.impair", T_STR_OR_NULL},
+    {"config.seed", T_STR},
+    {"clients.target", T_NUM},
+    {"clients.connected_end", T_NUM},
+    {"clients.connected_peak", T_NUM},
+    {"clients.mean", T_NUM_OR_NULL},
+    {"window_s", T_NUM},
+    {"tick_ms.p50", T_NUM_OR_NULL},
+    {"tick_ms.p90", T_NUM_OR_NULL},
+    {"tick_ms.p99", T_NUM_OR_NULL},
+    {"tick_ms.p999", T_NUM_OR_NULL},
+    {"tick_ms.max", T_NUM_OR_NULL},
+    {"tick_ms.samples", T_NUM},
+    {"server_cpu_us_per_client_tick", T_NUM_OR_NULL},
+    {"bandwidth.down_kbps_per_client", T_NUM_OR_NULL},
+    {"bandwidth.up_kbps_per_client", T_NUM_OR_NULL},
+    {"bandwidth.down_bytes_per_client_s", T_NUM_OR_NULL},
+    {"bandwidth.up_bytes_per_client_s", T_NUM_OR_NULL},
+    {"packets.down_per_s", T_NUM_OR_NULL},
+    {"packets.up_per_s", T_NUM_OR_NULL},
+    {"bits_per_avatar_update", T_NUM_OR_NULL},
+    {"snapshot_age_ms.p50", T_NUM_OR_NULL},
+    {"snapshot_age_ms.p99", T_NUM_OR_NULL},
+    {"connect_ms.p50", T_NUM_OR_NULL},
+    {"connect_ms.p99", T_NUM_OR_NULL},
+    {"corrections", T_NUM},
+    {"kicks", T_NUM},
+    {"violations", T_OBJ},
+    {"drops", T_OBJ},
+    {"memory.rss_bytes_per_client", T_NUM_OR_NULL},
+};
+
+static int type_ok(const cJSON *c, jtype t)
+{
+    switch (t) {
+    case T_NUM: return cJSON_IsNumber(c);
+    case T_STR: return cJSON_IsString(c);
+    case T_OBJ: return cJSON_IsObject(c);
+    case T_NUM_OR_NULL: return cJSON_IsNumber(c) || cJSON_IsNull(c);
+    case T_STR_OR_NULL: return cJSON_IsString(c) || cJSON_IsNull(c);
+    }
+    return 0;
+}
+
+static void check_required(const cJSON *doc, int strict_numbers)
+{
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
+        const cJSON *c = kzb_json_lookup(doc, required[i].path);
+        cr_assert_not_null(c, "missing %s", required[i].path);
+        cr_assert(type_ok(c, required[i].type), "%s has the wrong type", required[i].path);
+        /* In a full embedded run nothing is unknown. */
+        if (strict_numbers && required[i].type == T_NUM_OR_NULL)
+            cr_assert(cJSON_IsNumber(c), "%s is null in a full run", required[i].path);
+    }
+}
+
+static double num_at(const cJSON *doc, const char *path)
+{
+    const cJSON *c = kzb_json_lookup(doc, path);
+    cr_assert(cJSON_IsNumber(c), "%s is not a number", path);
+    return c->valuedouble;
+}
+
+Test(bench_report, json_has_every_required_field)
+{
+    kzb_report r;
+    fill_report(&r);
+    cJSON *doc = kzb_report_to_json(&r);
+    cr_assert_not_null(doc);
+    check_required(doc, 1);
+    cr_assert_str_eq(kzb_json_lookup(doc, "schema")->valuestring, "kizuna-bench/1");
+    cr_assert_str_eq(kzb_json_lookup(doc, "config.seed")->valuestring, "18446744073709551615");
+    cr_assert_str_eq(kzb_json_lookup(doc, "config.mode")->valuestring, "embedded");
+    cr_assert_eq(num_at(doc, "clients.target"), 1000.0);
+    cr_assert_eq(num_at(doc, "violations.speed"), 3.0);
+    cr_assert_eq(num_at(doc, "violations.chat_flood"), 10.0);
+    cr_assert_eq(num_at(doc, "drops.inbound_ring_full"), 0.0);
+    cr_assert_eq(num_at(doc, "drops.bad_seal"), 7.0);
+    cr_assert_float_eq(num_at(doc, "bandwidth.down_kbps_per_client"), 40.0, 1e-9);
+    cr_assert_float_eq(num_at(doc, "server_cpu_us_per_client_tick"), 10.0, 1e-9);
+    cr_assert_eq(num_at(doc, "tick_ms.max"), 5.0);
+    cJSON_Delete(doc);
+
+    /* External mode with nothing measured: same shape, nulls for unknowns. */
+    kzb_report e;
+    cr_assert_eq(kzb_report_init(&e, 0, NULL), 0);
+    e.mode = KZB_MODE_EXTERNAL;
+    doc = kzb_report_to_json(&e);
+    check_required(doc, 0);
+    cr_assert(cJSON_IsNull(kzb_json_lookup(doc, "tick_ms.p99")));
+    cr_assert(cJSON_IsNull(kzb_json_lookup(doc, "config.impair")));
+    cr_assert_str_eq(kzb_json_lookup(doc, "config.mode")->valuestring, "external");
+    cJSON_Delete(doc);
+    kzb_report_fini(&e);
+    kzb_report_fini(&r);
+}
+
+/* The documented schema: rows "| `path` | type | ..." of the field table in
+ * docs/BENCH-REPORT.md. Every documented field must be in the document with
+ * its documented type, and every leaf of the document must be documented. */
+static const char *doc_type_of(const char *md, const char *path, char *type, size_t cap)
+{
+    char needle[160];
+    snprintf(needle, sizeof needle, "| `%s` | ", path);
+    const char *row = strstr(md, needle);
+    if (row == NULL)
+        return NULL;
+    row += strlen(needle);
+    /* Markdown escapes the '|' of "number|null" in a table cell. */
+    size_t n = 0;
+    for (; *row != '\0' && *row != ' ' && n + 1 < cap; row++)
+        if (*row != '\\')
+            type[n++] = *row;
+    type[n] = '\0';
+    return type;
+}
+
+static int doc_type_ok(const cJSON *c, const char *type)
+{
+    if (strcmp(type, "number") == 0 || strcmp(type, "integer") == 0)
+        return cJSON_IsNumber(c);
+    if (strcmp(type, "number|null") == 0 || strcmp(type, "integer|null") == 0)
+        return cJSON_IsNumber(c) || cJSON_IsNull(c);
+    if (strcmp(type, "string") == 0)
+        return cJSON_IsString(c);
+    if (strcmp(type, "string|null") == 0)
+        return cJSON_IsString(c) || cJSON_IsNull(c);
+    if (strcmp(type, "object") == 0)
+        return cJSON_IsObject(c);
+    return 0;
+}
+
+static void check_documented(const char *md, const cJSON *node, char *path, size_t len)
+{
+    const cJSON *c;
+    cJSON_ArrayForEach(c, node) {
+        snprintf(path + len, 256 - len, "%s%s", len ? "." : "", c->string);
+        char type[32];
+        /* Members of the two maps are documented as a pattern. */
+        const char *dyn = strncmp(path, "violations.", 11) == 0 ? "violations.<kind>"
+                        : strncmp(path, "drops.", 6) == 0       ? "drops.<reason>"
+                                                                : path;
+        cr_assert_not_null(doc_type_of(md, dyn, type, sizeof type),
+                           "%s is in the JSON but not in docs/BENCH-REPORT.md", dyn);
+        cr_assert(doc_type_ok(c, type), "%s: documented as %s", path, type);
+        if (cJSON_IsObject(c))
+            check_documented(md, c, path, strlen(path));
+        path[len] = '\0';
+    }
+}
+
+Test(bench_report, json_matches_documented_schema)
+{
+    /* KZ_SOURCE_DIR comes from tests/CMakeLists.txt. */
+    char md_path[512];
+    snprintf(md_path, sizeof md_path, "%s/docs/BENCH-REPORT.md", KZ_SOURCE_DIR);
+    FILE *f = fopen(md_path, "r");
+    cr_assert_not_null(f, "cannot open %s", md_path);
+    static char md[65536];
+    size_t n = fread(md, 1, sizeof md - 1, f);
+    fclose(f);
+    md[n] = '\0';
+    /* Only the "## Fields" section; other tables (CSV columns) differ. */
+    char *fields = strstr(md, "\n## Fields\n");
+    cr_assert_not_null(fields, "no \"## Fields\" section in %s", md_path);
+    char *next = strstr(fields + 1, "\n## ");
+    if (next != NULL)
+        *next = '\0';
+
+    kzb_report r;
+    fill_report(&r);
+    cJSON *doc = kzb_report_to_json(&r);
+    char path[256] = "";
+    check_documented(fields, doc, path, 0);
+    /* ...and the other way: every documented row is in the document. */
+    int rows = 0;
+    for (const char *p = strstr(fields, "| `"); p != NULL; p = strstr(p + 1, "| `")) {
+        char dpath[128], type[32];
+        size_t k = strcspn(p + 3, "`");
+        snprintf(dpath, sizeof dpath, "%.*s", (int)k, p + 3);
+        if (strchr(dpath, '<') != NULL || doc_type_of(fields, dpath, type, sizeof type) == NULL)
+            continue;
+        const cJSON *c = kzb_json_lookup(doc, dpath);
+        cr_assert_not_null(c, "documented field %s is not in the JSON", dpath);
+        cr_assert(doc_type_ok(c, type), "%s: documented as %s", dpath, type);
+        rows++;
+    }
+    cr_assert_gt(rows, 40, "the field table was not found (%d rows)", rows);
+    cJSON_Delete(doc);
+    kzb_report_fini(&r);
+}
+
+Test(bench_report, json_file_round_trip)
+{
+    make_tmp();
+    char p[128];
+    kzb_report r;
+    fill_report(&r);
+    cr_assert_eq(kzb_report_write_json(&r, tmp_path(p, sizeof p, "run.json")), 0);
+    cJSON *doc = kzb_report_load_json(p);
+    cr_assert_not_null(doc);
+    check_required(doc, 1);
+    cJSON *direct = kzb_report_to_json(&r);
+    cr_assert(cJSON_Compare(doc, direct, 1), "the file holds the same document");
+    cJSON_Delete(direct);
+    cJSON_Delete(doc);
+    kzb_report_fini(&r);
+    remove_tmp();
+}
+
+/* ---- CSV ------------------------------------------------------------------ */
+
+Test(bench_report, csv_header_and_one_row_per_second)
+{
+    make_tmp();
+    char p[128];
+    kzb_report r;
+    fill_report(&r);
+    cr_assert_eq(kzb_report_write_csv(&r, tmp_path(p, sizeof p, "series.csv")), 0);
+    FILE *f = fopen(p, "r");
+    cr_assert_not_null(f);
+    char line[512];
+    int rows = 0;
+    cr_assert_not_null(fgets(line, sizeof line, f));
+    cr_assert_str_eq(line, "t_s,connected,tick_p50_ms,tick_p99_ms,server_cpu_pct,"
+                           "down_kbps_per_client,up_kbps_per_client,corrections,drops\n");
+    while (fgets(line, sizeof line, f) != NULL) {
+        int commas = 0;
+        for (const char *c = line; *c; c++)
+            commas += *c == ',';
+        cr_assert_eq(commas, 8, "row %d: %s", rows, line);
+        if (rows == 0)
+            cr_assert_str_eq(line, "1.000,1000,1.5000,3.0000,40.00,40.000,8.000,0,0\n");
+        if (rows == 3) /* unknown CPU: an empty cell */
+            cr_assert_str_eq(line, "4.000,1000,1.8000,3.6000,,43.000,8.000,3,0\n");
+        rows++;
+    }
+    fclose(f);
+    cr_assert_eq(rows, 10);
+    cr_assert_eq(kzb_report_write_csv(&r, "/nonexistent-dir/x.csv"), KZ_EIO);
+    kzb_report_fini(&r);
+    remove_tmp();
+}
+
+/* ---- thresholds ----------------------------------------------------------- */
+
+static cJSON *sample_doc(void)
+{
+    kzb_report r;
+    fill_report(&r);
+    r.server_cpu_seconds = -1.0; /* null: server_cpu_us_per_client_tick */
+    cJSON *doc = kzb_report_to_json(&r);
+    kzb_report_fini(&r);
+    return doc;
+}
+
+Test(bench_report, thresholds_each_operator)
+{
+    cJSON *doc = sample_doc();
+    /* tick_ms.max is 5 exactly; clients.connected_end 1000. */
+    static const struct {
+        const char *expr;
+        int holds;
+    } cases[] = {
+        {"tick_ms.max<6", 1},  {"tick_ms.max<5", 0},   {"tick_ms.max<=5", 1},
+        {"tick_ms.max<=4.9", 0}, {"tick_ms.max>4", 1},  {"tick_ms.max>5", 0},
+        {"tick_ms.max>=5", 1}, {"tick_ms.max>=5.01", 0}, {"tick_ms.max==5", 1},
+        {"tick_ms.max==4", 0}, {"clients.connected_end>=990", 1},
+        {"drops.inbound_ring_full<=0", 1}, {"drops.bad_seal<=0", 0},
+        {" violations.speed == 3 ", 1}, {"bandwidth.down_kbps_per_client < 1e2", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kzb_threshold t;
+        cr_assert_eq(kzb_threshold_parse(cases[i].expr, &t), 0, "%s", cases[i].expr);
+        double actual;
+        cr_assert_eq(kzb_threshold_eval(&t, doc, &actual), cases[i].holds, "%s (actual %g)",
+                     cases[i].expr, actual);
+    }
+    kzb_threshold t;
+    cr_assert_eq(kzb_threshold_parse("tick_ms.p99 >= 2.5", &t), 0);
+    cr_assert_str_eq(t.path, "tick_ms.p99");
+    cr_assert_eq(t.op, KZB_CMP_GE);
+    cr_assert_eq(t.value, 2.5);
+    cJSON_Delete(doc);
+}
+
+Test(bench_report, thresholds_unknown_path_and_null, .init = cr_redirect_stderr)
+{
+    cJSON *doc = sample_doc();
+    kzb_threshold t;
+    double actual = 0;
+    cr_assert_eq(kzb_threshold_parse("tick_ms.p98<10", &t), 0);
+    cr_assert_eq(kzb_threshold_eval(&t, doc, &actual), KZ_EINVAL);
+    cr_assert(isnan(actual));
+    cr_assert_eq(kzb_threshold_parse("drops.no_such_reason<=0", &t), 0);
+    cr_assert_eq(kzb_threshold_eval(&t, doc, NULL), KZ_EINVAL);
+    cr_assert_eq(kzb_threshold_parse("tick_ms<10", &t), 0);
+    cr_assert_eq(kzb_threshold_eval(&t, doc, NULL), KZ_EINVAL, "an object is not a number");
+    cr_assert_eq(kzb_threshold_parse("tick_ms.p99.x<10", &t), 0);
+    cr_assert_eq(kzb_threshold_eval(&t, doc, NULL), KZ_EINVAL, "a number has no keys");
+    cr_assert_eq(kzb_threshold_parse("server_cpu_us_per_client_tick<10", &t), 0);
+    cr_assert_eq(kzb_threshold_eval(&t, doc, NULL), KZ_EEMPTY);
+    cJSON_Delete(doc);
+}
+
+Test(bench_report, thresholds_malformed_rejected, .init = cr_redirect_stderr)
+{
+    static const char *const bad[] = {
+        "tick_ms.p99<", "<10", "tick_ms.p99~3", "tick_ms.p99=10", "tick_ms.p99<<10",
+        "tick_ms.p99<10x", "tick_ms.p99<nan", "tick_ms.p99<inf", "tick_ms..p99<1",
+        ".tick_ms<1", "tick_ms.<1", "tick ms<1", "", "   ", "tick_ms.p99=<1", "tick_ms.p99!=1",
+        "tick_ms.p99<1 2",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kzb_threshold t = {.path = "untouched"};
+        cr_assert_eq(kzb_threshold_parse(bad[i], &t), KZ_EINVAL, "accepted \"%s\"", bad[i]);
+        cr_assert_str_eq(t.path, "untouched");
+    }
+    char longexpr[KZB_THRESHOLD_TEXT_LEN + 8];
+    memset(longexpr, 'a', sizeof longexpr);
+    memcpy(longexpr + sizeof longexpr - 4, "<10", 4);
+    kzb_threshold t;
+    cr_assert_eq(kzb_threshold_parse(longexpr, &t), KZ_EINVAL);
+    fflush(stderr);
+    /* The message says what is wrong and how it should look. */
+    char buf[256];
+    FILE *err = cr_get_redirected_stderr();
+    cr_assert_not_null(fgets(buf, sizeof buf, err));
+    cr_assert_not_null(strstr(buf, "bad threshold 'tick_ms.p99<'"), "%s", buf);
+    cr_assert_not_null(strstr(buf, "no number after the operator"), "%s", buf);
+}
+
+Test(bench_report, thresholds_check_prints_pass_fail)
+{
+    cJSON *doc = sample_doc();
+    const char *exprs[] = {"tick_ms.max<=5", "drops.bad_seal<=0", "drops.typo<=0",
+                           "server_cpu_us_per_client_tick<10"};
+    kzb_threshold t[4];
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(kzb_threshold_parse(exprs[i], &t[i]), 0);
+    char *buf = NULL;
+    size_t len;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_eq(kzb_thresholds_check(f, t, 4, doc), 3);
+    fclose(f);
+    cr_assert_str_eq(buf,
+                     "PASS tick_ms.max<=5 (actual 5)\n"
+                     "FAIL drops.bad_seal<=0 (actual 7)\n"
+                     "FAIL drops.typo<=0: unknown path (keys under \"drops\": "
+                     "inbound_ring_full, bad_seal)\n"
+                     "FAIL server_cpu_us_per_client_tick<10: not measured in this run (null)\n");
+    free(buf);
+    cr_assert_eq(kzb_thresholds_check(stdout, t, 1, doc), 0);
+    cJSON_Delete(doc);
+}
+
+/* ---- compare -------------------------------------------------------------- */
+
+/* The line of `table` that starts with `metric` followed by a space. */
+static const char *table_row(const char *table, const char *metric, char *row, size_t cap)
+{
+    size_t n = strlen(metric);
+    for (const char *p = table; p != NULL && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, metric, n) == 0 && p[n] == ' ') {
+            snprintf(row, cap, "%.*s", (int)strcspn(p, "\n"), p);
+            return row;
+        }
+    }
+    return NULL;
+}
+
+Test(bench_report, compare_prints_ratios, .init = cr_redirect_stderr)
+{
+    make_tmp();
+    char pa[128], pb[128], pc[128];
+    kzb_report r;
+    fill_report(&r);
+    cr_assert_eq(kzb_report_write_json(&r, tmp_path(pa, sizeof pa, "a.json")), 0);
+    r.bytes_down *= 2;                 /* down kbit/s doubles */
+    r.server_cpu_seconds = 1.5;        /* CPU per client-tick halves */
+    r.n_drops = 0;
+    cr_assert_eq(kzb_report_add_drop(&r, "only_in_b", 4), 0);
+    cr_assert_eq(kzb_report_write_json(&r, tmp_path(pb, sizeof pb, "b.json")), 0);
+
+    char *buf = NULL;
+    size_t len;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_eq(kzb_compare(f, pa, pb), 0);
+    fclose(f);
+    char row[256];
+    cr_assert_not_null(table_row(buf, "bandwidth.down_kbps_per_client", row, sizeof row), "%s", buf);
+    cr_assert_not_null(strstr(row, " 40 "), "%s", row);
+    cr_assert_not_null(strstr(row, " 80 "), "%s", row);
+    cr_assert_not_null(strstr(row, " 2.000"), "%s", row);
+    cr_assert_not_null(table_row(buf, "server_cpu_us_per_client_tick", row, sizeof row));
+    cr_assert_not_null(strstr(row, " 0.500"), "%s", row);
+    cr_assert_not_null(table_row(buf, "clients.target", row, sizeof row));
+    cr_assert_not_null(strstr(row, " 1.000"), "%s", row);
+    cr_assert_not_null(table_row(buf, "drops.bad_seal", row, sizeof row), "A-only leaf");
+    cr_assert_not_null(strstr(row, " 7 "), "%s", row);
+    cr_assert_not_null(table_row(buf, "drops.only_in_b", row, sizeof row), "B-only leaf");
+    cr_assert_not_null(strstr(row, " - "), "%s", row);
+    cr_assert_not_null(table_row(buf, "drops.inbound_ring_full", row, sizeof row));
+    cr_assert_not_null(strstr(row, "-"), "0 in A: no ratio: %s", row);
+    cr_assert_null(table_row(buf, "config.scenario", row, sizeof row), "strings are not listed");
+    free(buf);
+
+    /* A missing file, a non-JSON file, another schema: non-zero. */
+    FILE *null_out = fopen("/dev/null", "w");
+    cr_assert_neq(kzb_compare(null_out, pa, tmp_path(pc, sizeof pc, "missing.json")), 0);
+    f = fopen(tmp_path(pc, sizeof pc, "junk.json"), "w");
+    fputs("{ not json", f);
+    fclose(f);
+    cr_assert_neq(kzb_compare(null_out, pc, pb), 0);
+    f = fopen(tmp_path(pc, sizeof pc, "other.json"), "w");
+    fputs("{\"schema\": \"kizuna-bench/0\", \"tick_ms\": {\"p99\": 1}}", f);
+    fclose(f);
+    cr_assert_neq(kzb_compare(null_out, pa, pc), 0);
+    fclose(null_out);
+    kzb_report_fini(&r);
+    remove_tmp();
+}
+
+/* ---- plot ----------------------------------------------------------------- */
+
+static int have_gnuplot(void)
+{
+    return system("command -v gnuplot >/dev/null 2>&1") == 0;
+}
+
+Test(bench_report, plot_png_and_svg)
+{
+    if (!have_gnuplot())
+        cr_skip_test("gnuplot is not installed");
+    make_tmp();
+    char csv[128], png[128], svg[128];
+    kzb_report r;
+    fill_report(&r);
+    cr_assert_eq(kzb_report_write_csv(&r, tmp_path(csv, sizeof csv, "series.csv")), 0);
+    cr_assert_eq(kzb_report_plot(tmp_path(png, sizeof png, "chart.png"), csv), 0);
+    FILE *f = fopen(png, "rb");
+    cr_assert_not_null(f);
+    unsigned char sig[8] = {0};
+    cr_assert_eq(fread(sig, 1, 8, f), 8);
+    fclose(f);
+    cr_assert_eq(memcmp(sig, "\x89PNG\r\n\x1a\n", 8), 0, "not a PNG file");
+    struct stat st;
+    cr_assert_eq(stat(png, &st), 0);
+    cr_assert_gt(st.st_size, 1000);
+
+    cr_assert_eq(kzb_report_plot(tmp_path(svg, sizeof svg, "chart.SVG"), csv), 0);
+    cr_assert_eq(stat(svg, &st), 0);
+    cr_assert_gt(st.st_size, 1000);
+    kzb_report_fini(&r);
+    remove_tmp();
+}
+
+Test(bench_report, plot_errors, .init = cr_redirect_stderr)
+{
+    make_tmp();
+    char csv[128], out[128];
+    kzb_report r;
+    fill_report(&r);
+    cr_assert_eq(kzb_report_write_csv(&r, tmp_path(csv, sizeof csv, "series.csv")), 0);
+    cr_assert_eq(kzb_report_plot(tmp_path(out, sizeof out, "chart.jpg"), csv), KZ_EINVAL);
+    cr_assert_eq(kzb_report_plot(tmp_path(out, sizeof out, "chart"), csv), KZ_EINVAL);
+    cr_assert_eq(kzb_report_plot(tmp_path(out, sizeof out, "chart.png"),
+                                 tmp_path(csv, sizeof csv, "missing.csv")), KZ_EIO);
+    /* gnuplot missing: a clear error, not a shell's "not found". */
+    tmp_path(csv, sizeof csv, "series.csv");
+    char *saved_path = strdup(getenv("PATH") != NULL ? getenv("PATH") : "/usr/bin:/bin");
+    cr_assert_eq(setenv("PATH", tmp_dir, 1), 0);
+    cr_assert_eq(kzb_report_plot(tmp_path(out, sizeof out, "chart.png"), csv), KZ_EIO);
+    cr_assert_eq(setenv("PATH", saved_path, 1), 0);
+    free(saved_path);
+    fflush(stderr);
+    char buf[256] = "";
+    FILE *err = cr_get_redirected_stderr();
+    int found = 0;
+    while (fgets(buf, sizeof buf, err) != NULL)
+        found |= strstr(buf, "needs gnuplot, which is not on PATH") != NULL;
+    cr_assert(found, "no message about gnuplot");
+    kzb_report_fini(&r);
+    remove_tmp();
+}
