@@ -8,12 +8,23 @@
  * budget does the encoder measure each record (by writing it to a scratch
  * buffer) and pick the ones that fit in priority order.
  *
+ * Most clients acknowledge the same tick or two, so with the payload
+ * cache the first client to send an entity's UPDATE against a world
+ * baseline encodes it and the others copy its bits, a word at a time;
+ * then the encoder's cost per entity is the merge of the two views, three
+ * 64-byte compares (baseline vs wanted, baseline vs world, wanted vs the
+ * entry's copy) and one or two writes, and the loops keep their pointers
+ * in locals because every byte store could alias them.
+ *
  * All arithmetic on codes is integer and written out so the encoder and
  * the decoder compute identical values; the decoder treats every field as
  * hostile and checks it before it lands in a state.
  */
 #include <math.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <kizuna/quant.h>
 #include <kizuna/utf8.h>
@@ -263,14 +274,33 @@ _Static_assert(sizeof(kz_snap_state) == 64, "kz_snap_state is compared as 8 word
 
 /* memcmp(a, b, sizeof *a) == 0, inlined: the encoder compares a few
  * states per entry per client, and the call was a visible share of it. */
+#if defined(__SSE2__)
 static inline int state_eq(const kz_snap_state *a, const kz_snap_state *b)
 {
-    uint64_t u[8], v[8];
-    memcpy(u, a, sizeof u);
-    memcpy(v, b, sizeof v);
-    return ((u[0] ^ v[0]) | (u[1] ^ v[1]) | (u[2] ^ v[2]) | (u[3] ^ v[3]) | (u[4] ^ v[4]) |
-            (u[5] ^ v[5]) | (u[6] ^ v[6]) | (u[7] ^ v[7])) == 0;
+    const __m128i *p = (const __m128i *)(const void *)a, *q = (const __m128i *)(const void *)b;
+    __m128i d0 = _mm_xor_si128(_mm_loadu_si128(p + 0), _mm_loadu_si128(q + 0));
+    __m128i d1 = _mm_xor_si128(_mm_loadu_si128(p + 1), _mm_loadu_si128(q + 1));
+    __m128i d2 = _mm_xor_si128(_mm_loadu_si128(p + 2), _mm_loadu_si128(q + 2));
+    __m128i d3 = _mm_xor_si128(_mm_loadu_si128(p + 3), _mm_loadu_si128(q + 3));
+    __m128i d = _mm_or_si128(_mm_or_si128(d0, d1), _mm_or_si128(d2, d3));
+    return _mm_movemask_epi8(_mm_cmpeq_epi8(d, _mm_setzero_si128())) == 0xffff;
 }
+#else
+static inline uint64_t word_at(const void *p, size_t o)
+{
+    uint64_t v;
+    memcpy(&v, (const unsigned char *)p + o, 8);
+    return v;
+}
+
+static inline int state_eq(const kz_snap_state *a, const kz_snap_state *b)
+{
+    uint64_t d = 0;
+    for (size_t o = 0; o < sizeof *a; o += 8)
+        d |= word_at(a, o) ^ word_at(b, o);
+    return d == 0;
+}
+#endif
 
 static int poses_rest(const kz_snap_state *s)
 {
@@ -416,7 +446,7 @@ static inline unsigned seg_len(int64_t v, unsigned k)
 
 /* Order-k exp-Golomb: x = v + 2^k has n + 1 bits; n - k one bits, a zero
  * bit, then the low n bits of x. v < 2^33 - 2^k. */
-static void put_ueg(kz_bitwriter *w, uint64_t v, unsigned k)
+static inline void put_ueg(kz_bitwriter *w, uint64_t v, unsigned k)
 {
     uint64_t x = v + ((uint64_t)1 << k);
     unsigned n = bit_length(x) - 1u;
@@ -628,23 +658,22 @@ static void put_enter(kz_bitwriter *w, const kz__snap_ctx *x, const kz_snap_stat
 
 /* ---- encoding ------------------------------------------------------------ */
 
-/* A cached UPDATE payload: 192 bytes, the header and the bits in the
- * first 64, then the two states it was encoded from. */
+/* A cached UPDATE payload: 128 bytes, the header and the bits in the
+ * first cache line, the wanted state it was encoded from in the second. */
 struct kz__snap_memo {
     uint32_t gen;          /* the cache's gen when made; 0 = never */
     uint32_t base_tick;
     uint32_t nbits;        /* payload bits, or KZ__MEMO_LONG */
     uint32_t pad;
+    const kz_snap_state *world;   /* the base_world it was made against */
     uint8_t bits[KZ_SNAP_CACHE_BITS / 8u];   /* LSB-first, as the stream */
-    uint8_t pad2[8];
-    kz_snap_state base;
     kz_snap_state state;
 };
 
 #define KZ__MEMO_LONG UINT32_MAX   /* payload longer than the entry holds */
 
 _Static_assert(KZ_SNAP_CACHE_BITS % 64u == 0, "payload bits are stored as whole words");
-_Static_assert(sizeof(struct kz__snap_memo) == 192, "a memo is three cache lines");
+_Static_assert(sizeof(struct kz__snap_memo) == 128, "a memo is two cache lines");
 
 typedef struct kz__snap_enc {
     kz__snap_ctx x;
@@ -726,56 +755,76 @@ static kz__snap_memo *memo_victim(const kz_snap_cache *k, kz__snap_memo *set, ui
 static void put_update(kz_bitwriter *w, const kz__snap_ctx *x, const kz_snap_state *b,
                        const kz_snap_state *s);
 
+/* The entry of `set` made this tick (gen) against baseline tick bt and
+ * world state bw whose wanted state is s, or NULL. */
+static inline const kz__snap_memo *memo_hit(const kz__snap_memo *set, uint32_t ways, uint32_t gen,
+                                            uint32_t bt, const kz_snap_state *bw,
+                                            const kz_snap_state *s)
+{
+    for (uint32_t w = 0; w < ways; w++) {
+        const kz__snap_memo *m = &set[w];
+        if (m->gen == gen && m->base_tick == bt && m->world == bw && state_eq(&m->state, s))
+            return m;
+    }
+    return NULL;
+}
+
 /*
- * Looks up (and on a miss makes) the cached payload of want entry i, an
- * UPDATE of baseline state b to s. Sets *out to the entry to copy from, or
- * NULL to encode directly. Returns KZ_EINVAL if s fails
- * kz_snap_state_check (an entry is only ever made from a state that
- * passed, so a hit needs no check).
+ * On a miss: encodes the UPDATE of b (which equals the world state bw)
+ * to s (checked valid) into an entry of `set` and returns the entry, or
+ * NULL when no entry is free for it or the payload is too long (then the
+ * caller encodes it directly).
  */
-static int memo_find(kz__snap_enc *e, uint32_t i, const kz_snap_state *b,
-                     const kz_snap_state *s, const kz__snap_memo **out)
+static const kz__snap_memo *memo_make(const kz__snap_enc *e, uint32_t i, kz__snap_memo *set,
+                                      const kz_snap_state *bw, const kz_snap_state *b,
+                                      const kz_snap_state *s)
 {
     kz_snap_cache *k = e->a->cache;
-    kz__snap_memo *set = &k->memo[(size_t)e->a->key[i] * k->ways];
     uint32_t bt = e->base->tick;
-    *out = NULL;
-    for (uint32_t w = 0; w < k->ways; w++) {
-        const kz__snap_memo *m = &set[w];
-        /* Same gen: same tick, so the same dt as this body. */
-        if (m->gen == k->gen && m->base_tick == bt && state_eq(&m->state, s) &&
-            state_eq(&m->base, b)) {
-            k->stats.hits++;
-            *out = m->nbits == KZ__MEMO_LONG ? NULL : m;
-            return KZ_OK;
-        }
+    kz__snap_memo *m = memo_victim(k, set, bt);
+    /* An entry made this tick may already be in use by an earlier entry
+     * of this body, if two of its entities were given one key (a caller's
+     * bug, but it must not change the bytes). Rare: look. */
+    for (uint32_t j = 0; m != NULL && m->gen == k->gen && j < i; j++) {
+        if (e->memo[j] == m)
+            m = NULL;
     }
-    if (kz_snap_state_check(e->x.c, s) != KZ_OK)
-        return KZ_EINVAL;
-    const kz_snap_state *bw = e->a->base_world[i];
-    kz__snap_memo *m = bw != NULL && state_eq(bw, b) ? memo_victim(k, set, bt) : NULL;
     if (m == NULL) {
         k->stats.misses++;
-        return KZ_OK;
+        return NULL;
     }
     kz_bitwriter pw;
     kz_bitwriter_init(&pw, m->bits, sizeof m->bits);
     put_update(&pw, &e->x, b, s);
     m->gen = k->gen;
     m->base_tick = bt;
-    m->base = *b;
+    m->world = bw;
     m->state = *s;
     if (kz_bitwriter_error(&pw) != KZ_OK) {
         m->nbits = KZ__MEMO_LONG;
         k->stats.misses++;
-        return KZ_OK;
+        return NULL;
     }
     m->nbits = (uint32_t)kz_bitwriter_bits(&pw);
     size_t bytes = kz_bitwriter_finish(&pw);   /* stores the last partial word */
     KZ_ASSERT(bytes <= sizeof m->bits);
     k->stats.stores++;
-    *out = m;
-    return KZ_OK;
+    return m;
+}
+
+/* Entries are at random places (keys come in each client's slot order):
+ * fetching them a few entries ahead hides most of the wait. */
+#define KZ__MEMO_AHEAD 6u
+
+static inline void memo_prefetch(const kz__snap_memo *set, uint32_t ways)
+{
+    /* The first two ways (the usual configuration). */
+    __builtin_prefetch(set);
+    __builtin_prefetch(&set->state);
+    if (ways > 1) {
+        __builtin_prefetch(set + 1);
+        __builtin_prefetch(&set[1].state);
+    }
 }
 
 /* Appends n stored bits (LSB-first bytes) a word at a time. */
@@ -809,72 +858,118 @@ static int view_ok(const kz_snap_codec *c, const kz_snap_view *v)
 }
 
 /*
- * Merges base and want by slot, deciding each entry's operation, and
- * checks on the way what view_ok would (both views ascending, slots below
- * n_slots) so the views are walked once. With a cache, UPDATE payloads
- * are looked up (or encoded and stored) here.
+ * Merges base and want by slot, deciding each entry's operation (marked
+ * taken: the first attempt sends everything), and checks on the way what
+ * view_ok would (both views ascending, slots below n_slots) so the views
+ * are walked once. With a cache, UPDATE payloads are looked up (or
+ * encoded and stored) here. Everything the loop reads is in locals: the
+ * byte stores to op[] could otherwise alias any field behind a pointer.
  */
 static int plan(kz__snap_enc *e)
 {
-    const kz_snap_view *want = e->a->want, *base = e->base;
-    const kz_snap_cache *k = e->a->cache;
-    const uint32_t n_slots = e->x.c->n_slots;
-    uint32_t j = 0;
+    const kz_snap_view *want = e->a->want;
+    const uint32_t wn = want->count, bn = e->bn, n_slots = e->x.c->n_slots;
+    const uint16_t *const wslot = want->slot, *const bslot = bn ? e->base->slot : NULL;
+    const kz_snap_state *const wst = want->state, *const bst = bn ? e->base->state : NULL;
+    kz_snap_cache *const k = e->a->cache;
+    const uint32_t *const key = e->a->key;
+    const kz_snap_state *const *const world = e->a->base_world;
+    kz__snap_memo *const memo_all = k ? k->memo : NULL;
+    const uint32_t n_keys = k ? k->n_keys : 0, ways = k ? k->ways : 0, gen = k ? k->gen : 0;
+    const uint32_t bt = bn ? e->base->tick : 0;
+    uint8_t *const opv = e->op;
+    uint16_t *const bidx = e->bidx;
+    const kz__snap_memo **const memo = e->memo;
+    uint32_t j = 0, n_leave = 0, n_change = 0;
+    uint64_t hits = 0;
     int64_t prev = -1, bprev = -1;
-    e->n_leave = e->n_change = 0;
-    for (uint32_t i = 0; i < want->count; i++) {
-        uint32_t slot = want->slot[i];
-        if (slot >= n_slots || (int64_t)slot <= prev || (k && e->a->key[i] >= k->n_keys))
-            return KZ_EINVAL;
-        prev = slot;
-        for (; j < e->bn && base->slot[j] < slot; j++) {
-            if ((int64_t)base->slot[j] <= bprev)
-                return KZ_EINVAL;
-            bprev = base->slot[j];
-            e->n_leave++;
+    int rc = KZ_OK;
+    for (uint32_t i = 0; i < wn; i++) {
+        uint32_t slot = wslot[i];
+        if (slot >= n_slots || (int64_t)slot <= prev || (k && key[i] >= n_keys)) {
+            rc = KZ_EINVAL;
+            break;
         }
-        const kz_snap_state *s = &want->state[i];
+        if (k != NULL && i + KZ__MEMO_AHEAD < wn && key[i + KZ__MEMO_AHEAD] < n_keys)
+            memo_prefetch(&memo_all[(size_t)key[i + KZ__MEMO_AHEAD] * ways], ways);
+        prev = slot;
+        for (; j < bn && bslot[j] < slot; j++) {
+            if ((int64_t)bslot[j] <= bprev) {
+                rc = KZ_EINVAL;
+                break;
+            }
+            bprev = bslot[j];
+            n_leave++;
+        }
+        if (rc != KZ_OK)
+            break;
+        const kz_snap_state *s = &wst[i];
         uint8_t op = KZ__OP_ENTER;
-        e->bidx[i] = KZ__SNAP_NONE;
-        if (j < e->bn && base->slot[j] == slot) {
+        bidx[i] = KZ__SNAP_NONE;
+        memo[i] = NULL;
+        if (j < bn && bslot[j] == slot) {
             /* Every base slot before it was below slot, so it ascends. */
-            const kz_snap_state *b = &base->state[j];
+            const kz_snap_state *b = &bst[j];
             bprev = slot;
-            e->bidx[i] = (uint16_t)j++;
+            bidx[i] = (uint16_t)j++;
             op = KZ__OP_REPLACE;
             if (b->entity == s->entity && b->kind == s->kind) {
                 if (state_eq(b, s)) {
-                    e->op[i] = KZ__OP_SAME;
+                    opv[i] = KZ__OP_SAME;
                     continue;
                 }
                 op = KZ__OP_UPDATE;
             }
-            if (op == KZ__OP_UPDATE && k != NULL) {
-                e->op[i] = op;
-                e->n_change++;
-                if (memo_find(e, i, b, s, &e->memo[i]) != KZ_OK)
-                    return KZ_EINVAL;
+            /* Only a baseline holding the world state may use or make a
+             * cache entry: the payload then depends on nothing but (world
+             * state, base tick, s), all of which a hit matches. */
+            const kz_snap_state *bw = op == KZ__OP_UPDATE && k != NULL ? world[i] : NULL;
+            if (bw != NULL && state_eq(bw, b)) {
+                kz__snap_memo *set = &memo_all[(size_t)key[i] * ways];
+                const kz__snap_memo *m = memo_hit(set, ways, gen, bt, bw, s);
+                opv[i] = KZ__OP_UPDATE | KZ__OP_TAKEN;
+                n_change++;
+                if (m != NULL) {
+                    /* Made from this s, which passed the state check. */
+                    hits++;
+                    memo[i] = m->nbits == KZ__MEMO_LONG ? NULL : m;
+                    continue;
+                }
+                if (kz_snap_state_check(e->x.c, s) != KZ_OK) {
+                    rc = KZ_EINVAL;
+                    break;
+                }
+                memo[i] = memo_make(e, i, set, bw, b, s);
                 continue;
             }
+            if (op == KZ__OP_UPDATE && k != NULL)
+                k->stats.misses++;
         }
-        e->op[i] = op;
-        e->memo[i] = NULL;
-        e->n_change++;
-        if (kz_snap_state_check(e->x.c, s) != KZ_OK)
-            return KZ_EINVAL;
+        opv[i] = op | KZ__OP_TAKEN;
+        n_change++;
+        if (kz_snap_state_check(e->x.c, s) != KZ_OK) {
+            rc = KZ_EINVAL;
+            break;
+        }
         if (op != KZ__OP_UPDATE) {
             const kz_snap_badge *bd = badge_of(e, s->entity);
-            if (bd != NULL && !badge_valid(bd))
-                return KZ_EINVAL;
+            if (bd != NULL && !badge_valid(bd)) {
+                rc = KZ_EINVAL;
+                break;
+            }
         }
     }
-    for (; j < e->bn; j++) {
-        if (base->slot[j] >= n_slots || (int64_t)base->slot[j] <= bprev)
-            return KZ_EINVAL;
-        bprev = base->slot[j];
-        e->n_leave++;
+    for (; j < bn && rc == KZ_OK; j++) {
+        if (bslot[j] >= n_slots || (int64_t)bslot[j] <= bprev)
+            rc = KZ_EINVAL;
+        bprev = bslot[j];
+        n_leave++;
     }
-    return KZ_OK;
+    if (k != NULL)
+        k->stats.hits += hits;
+    e->n_leave = n_leave;
+    e->n_change = n_change;
+    return rc;
 }
 
 /* Checks an encode's use of the cache and binds the cache to the codec
@@ -924,6 +1019,42 @@ static int has_record(uint8_t op)
     return (op & KZ__OP_TAKEN) != 0 || op == KZ__OP_REPLACE;
 }
 
+#define KZ__OP_UPDATE_TAKEN (KZ__OP_UPDATE | KZ__OP_TAKEN)
+
+/* A chosen UPDATE whose payload comes from the cache. */
+static inline int cached(const kz__snap_enc *e, uint32_t i)
+{
+    return e->op[i] == KZ__OP_UPDATE_TAKEN && e->memo[i] != NULL;
+}
+
+/* A whole UPDATE record from the cache: the slot gap (ueg(0): g ones, a
+ * zero, the low g bits of gap + 1), the type bit 0, then the payload,
+ * written as 64-bit fields (one for a walking desktop avatar, two for a
+ * VR one). */
+static inline void put_memo_record(kz_bitwriter *w, uint32_t gap, const kz__snap_memo *m)
+{
+    uint64_t x = (uint64_t)gap + 1u;
+    unsigned g = bit_length(x) - 1u;
+    uint64_t low = ((uint64_t)1 << g) - 1u;
+    uint64_t acc = low | ((x & low) << (g + 1u));
+    const unsigned have = 2u * g + 2u;   /* bits in acc, 2 .. 22 */
+    const uint8_t *p = m->bits;
+    int32_t n = (int32_t)m->nbits;       /* payload bits not loaded yet */
+    while ((int32_t)have + n > 64) {
+        /* More than 64 bits to go, so this word's low 64 - have bits are
+         * payload; its high `have` bits carry over (payload, or past the
+         * end once n < 64, and then cut off by the last write). */
+        uint64_t v = kz__bp_load_le64(p);
+        p += 8;
+        put(w, acc | v << have, 64);
+        acc = v >> (64u - have);
+        n -= 64;
+    }
+    if (n > 0)
+        acc |= kz__bp_load_le64(p) << have;
+    put(w, acc, (unsigned)((int32_t)have + n));
+}
+
 /* Writes the header and the records: every leave, and the want entries
  * marked taken, in slot order. */
 static void put_body(kz_bitwriter *w, const kz__snap_enc *e, uint32_t n_records)
@@ -934,6 +1065,38 @@ static void put_body(kz_bitwriter *w, const kz__snap_enc *e, uint32_t n_records)
     put_ueg(w, n_records, KZ__SNAP_K_COUNT);
     int64_t prev = -1;
     uint32_t j = 0;
+    if (e->n_leave == 0) {
+        /* No leaves (nor replaces left out): only want entries have
+         * records, the usual tick. Locals, because the writer's byte
+         * stores could alias anything behind a pointer. */
+        const uint32_t wn = want->count;
+        const uint16_t *const wslot = want->slot;
+        const uint8_t *const opv = e->op;
+        const kz__snap_memo *const *const memo = e->memo;
+        /* A private copy of the writer that no other code sees, so it
+         * can live in registers; synced around the out-of-line records. */
+        kz_bitwriter lw = *w;
+        for (uint32_t i = 0; i < wn; i++) {
+            if (i + KZ__MEMO_AHEAD < wn && opv[i + KZ__MEMO_AHEAD] == KZ__OP_UPDATE_TAKEN &&
+                memo[i + KZ__MEMO_AHEAD] != NULL)
+                __builtin_prefetch(memo[i + KZ__MEMO_AHEAD]);
+            uint8_t op = opv[i];
+            if (!has_record(op))
+                continue;
+            uint32_t slot = wslot[i];
+            if (op == KZ__OP_UPDATE_TAKEN && memo[i] != NULL) {
+                put_memo_record(&lw, slot - (uint32_t)(prev + 1), memo[i]);
+            } else {
+                put_ueg(&lw, (uint64_t)(slot - prev - 1), KZ__SNAP_K_GAP);
+                *w = lw;
+                put_record(w, e, i);
+                lw = *w;
+            }
+            prev = slot;
+        }
+        *w = lw;
+        return;
+    }
     for (uint32_t i = 0; i <= want->count; i++) {
         uint32_t slot = i < want->count ? want->slot[i] : UINT32_MAX;
         for (; j < e->bn && base->slot[j] <= slot; j++) {
@@ -945,48 +1108,76 @@ static void put_body(kz_bitwriter *w, const kz__snap_enc *e, uint32_t n_records)
         }
         if (i == want->count || !has_record(e->op[i]))
             continue;
-        put_ueg(w, (uint64_t)(slot - prev - 1), KZ__SNAP_K_GAP);
-        put_record(w, e, i);
+        if (cached(e, i))
+            put_memo_record(w, slot - (uint32_t)(prev + 1), e->memo[i]);
+        else {
+            put_ueg(w, (uint64_t)(slot - prev - 1), KZ__SNAP_K_GAP);
+            put_record(w, e, i);
+        }
         prev = slot;
     }
 }
 
 /* Fills `sent` and `change` from the plan and the taken marks. */
-static void fill_sent(const kz__snap_enc *e, kz_snap_view *sent, uint8_t *change,
+static void fill_sent(const kz__snap_enc *e, int all, kz_snap_view *sent, uint8_t *change,
                       kz_snap_encode_stats *st)
 {
     const kz_snap_view *want = e->a->want;
-    memset(st, 0, sizeof *st);
-    st->leaves = e->n_leave;
+    /* Locals: the stores below could alias any field behind a pointer. */
+    const uint32_t wn = want->count;
+    const uint16_t *const wslot = want->slot;
+    const kz_snap_state *const wst = want->state;
+    uint16_t *const sslot = sent->slot;
+    kz_snap_state *const sst = sent->state;
+    kz_snap_encode_stats c = {.leaves = e->n_leave};
+    uint32_t n = 0;
     sent->tick = want->tick;
-    sent->count = 0;
-    for (uint32_t i = 0; i < want->count; i++) {
+    if (all) {
+        /* Everything went out: the client will hold want. */
+        memcpy(sslot, wslot, wn * sizeof *wslot);
+        memcpy(sst, wst, wn * sizeof *wst);
+        for (uint32_t i = 0; i < wn; i++) {
+            uint8_t op = e->op[i] & (uint8_t)~KZ__OP_TAKEN;
+            c.updates += op == KZ__OP_UPDATE;
+            c.enters += op == KZ__OP_ENTER || op == KZ__OP_REPLACE;
+            if (change != NULL)
+                change[i] = op == KZ__OP_SAME ? KZ_SNAP_SAME
+                            : op == KZ__OP_UPDATE ? KZ_SNAP_UPDATE : KZ_SNAP_ENTER;
+        }
+        c.same = wn - c.updates - c.enters;
+        sent->count = wn;
+        *st = c;
+        return;
+    }
+    for (uint32_t i = 0; i < wn; i++) {
         uint8_t op = e->op[i], taken = op & KZ__OP_TAKEN;
-        const kz_snap_state *s = &want->state[i];
+        const kz_snap_state *s = &wst[i];
         uint8_t ch = KZ_SNAP_SAME;
         op &= (uint8_t)~KZ__OP_TAKEN;
         if (op == KZ__OP_SAME) {
-            st->same++;
+            c.same++;
         } else if (!taken) {
-            st->deferred++;
+            c.deferred++;
             if (op == KZ__OP_REPLACE)
-                st->leaves++;
+                c.leaves++;
             if (op != KZ__OP_UPDATE)
                 continue;   /* the client does not hold it */
             s = &e->base->state[e->bidx[i]];
         } else if (op == KZ__OP_UPDATE) {
-            st->updates++;
+            c.updates++;
             ch = KZ_SNAP_UPDATE;
         } else {
-            st->enters++;
+            c.enters++;
             ch = KZ_SNAP_ENTER;
         }
-        sent->slot[sent->count] = want->slot[i];
-        sent->state[sent->count] = *s;
+        sslot[n] = wslot[i];
+        sst[n] = *s;
         if (change != NULL)
-            change[sent->count] = ch;
-        sent->count++;
+            change[n] = ch;
+        n++;
     }
+    sent->count = n;
+    *st = c;
 }
 
 /* ---- budget selection ------------------------------------------------------ */
@@ -1135,12 +1326,10 @@ int kz_snap_encode(const kz_snap_codec *c, const kz_snap_encode_args *a, kz_bitw
     size_t budget = a->budget_bits;
     if (budget > kz_bitwriter_bits_left(w))
         budget = kz_bitwriter_bits_left(w);
-    for (uint32_t i = 0; i < want->count; i++) {
-        if (e.op[i] != KZ__OP_SAME)
-            e.op[i] |= KZ__OP_TAKEN;
-    }
     put_body(w, &e, e.n_leave + e.n_change);
+    int all = 1;
     if (kz_bitwriter_error(w) != KZ_OK || kz_bitwriter_bits(w) - kz_bitwriter_bits(&start) > budget) {
+        all = 0;
         *w = start;
         for (uint32_t i = 0; i < want->count; i++)
             e.op[i] &= (uint8_t)~KZ__OP_TAKEN;
@@ -1152,7 +1341,7 @@ int kz_snap_encode(const kz_snap_codec *c, const kz_snap_encode_args *a, kz_bitw
                   kz_bitwriter_bits(w) - kz_bitwriter_bits(&start) <= budget);
     }
     kz_snap_encode_stats st;
-    fill_sent(&e, sent, change, &st);
+    fill_sent(&e, all, sent, change, &st);
     if (stats != NULL)
         *stats = st;
     return KZ_OK;

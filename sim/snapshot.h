@@ -149,20 +149,22 @@ typedef const kz_snap_badge *(*kz_snap_badge_fn)(void *ctx, uint32_t entity);
  * baseline tick, so the first client encodes the payload and the others
  * copy its bits.
  *
- * The cache never changes a bit on the wire. An entry holds the baseline
- * and wanted states it was encoded from, and a hit needs both to equal
- * the client's byte for byte (and the same baseline tick, so the same
- * dt): a wrong key or base_world can only cost hits. base_world decides
- * what is stored: only a payload encoded against the world state of the
- * baseline tick, the one most clients share (a baseline that holds a
- * deferred, older state would only evict useful entries). Payloads longer
- * than KZ_SNAP_CACHE_BITS are not kept; the entry remembers that instead
- * so later clients do not try again. When a key's ways are all taken this
- * tick, a newer baseline (smaller dt) replaces the oldest one; an older
- * baseline is then not stored.
+ * The cache never changes a bit on the wire. A payload is used or made
+ * only for an entry whose baseline state is memcmp-equal to
+ * *base_world[i] (so a baseline holding a deferred, older state never
+ * touches the cache), and an entry is found only under the same key,
+ * baseline tick (so the same dt), base_world pointer and a wanted state
+ * equal to the copy the entry keeps. So a wrong key (two entities sharing
+ * one) costs hits, never bits; what the cache trusts is that the bytes
+ * behind a base_world pointer do not change during the tick (point into
+ * the server's ring of world images). Payloads longer than
+ * KZ_SNAP_CACHE_BITS are not kept; the entry remembers that instead, so
+ * later clients do not try again. When a key's ways are all taken this
+ * tick, a newer baseline (smaller dt) replaces the one with the oldest;
+ * an older baseline is then not stored.
  *
  * Caller storage, one thread at a time (the server's simulation thread);
- * init allocates n_keys * ways entries of about 200 bytes, nothing else
+ * init allocates n_keys * ways entries of 128 bytes, nothing else
  * allocates. Bound to one codec per tick (the first encode after begin).
  */
 #define KZ_SNAP_CACHE_BITS 320u     /* longest payload kept */
@@ -172,13 +174,14 @@ typedef struct kz__snap_memo kz__snap_memo;   /* an entry, in snapshot.c */
 
 /* Counters since init, for tests and benches. */
 typedef struct kz_snap_cache_stats {
-    uint64_t hits;      /* payloads copied from the cache (or known too long) */
-    uint64_t stores;    /* payloads encoded and kept */
-    uint64_t misses;    /* UPDATEs encoded without a usable entry, not stored */
+    uint64_t hits;      /* entries found: payload copied (or known too long) */
+    uint64_t stores;    /* payloads encoded into a new entry, then copied */
+    uint64_t misses;    /* UPDATEs encoded directly: baseline not the world
+                         * state, no room, or too long */
 } kz_snap_cache_stats;
 
 typedef struct kz_snap_cache {
-    kz__snap_memo *memo;        /* n_keys * ways, a key's ways adjacent */
+    kz__snap_memo *memo;        /* n_keys * ways of 128 bytes, a key's ways adjacent */
     uint32_t n_keys, ways;
     uint32_t gen;               /* stamp of the current tick's entries, never 0 */
     uint32_t tick;              /* tick of the last begin */
@@ -221,7 +224,8 @@ typedef struct kz_snap_encode_args {
     /* Per want entry: the entity's cache key, < the cache's n_keys. */
     const uint32_t *key;
     /* Per want entry: the entity's world state at base->tick, or NULL if
-     * unknown (then nothing is stored for it). */
+     * unknown (then the entry is encoded without the cache). Must not
+     * change until the next kz_snap_cache_begin. */
     const kz_snap_state *const *base_world;
 } kz_snap_encode_args;
 

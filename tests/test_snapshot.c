@@ -1257,3 +1257,662 @@ Test(snapshot, hand_made_bad_bodies)
     buf[n - 1] |= 0x80;
     cr_expect_eq(decode_from(&c, buf, n, NULL, &out, NULL), KZ_EPROTO);
 }
+
+/* ---- payload cache ------------------------------------------------------------ */
+
+/* A small view with its own storage (the cache tests keep many). */
+#define CS_SLOTS 64u
+
+typedef struct cbox {
+    kz_snap_view v;
+    uint16_t slot[CS_SLOTS];
+    kz_snap_state st[CS_SLOTS];
+    uint8_t change[CS_SLOTS];
+} cbox;
+
+static void cbox_init(cbox *b, uint32_t tick)
+{
+    memset(&b->v, 0, sizeof b->v);
+    b->v.tick = tick;
+    b->v.cap = CS_SLOTS;
+    b->v.slot = b->slot;
+    b->v.state = b->st;
+}
+
+static void cbox_add(cbox *b, uint16_t slot, const kz_snap_state *s)
+{
+    cr_assert_lt(b->v.count, CS_SLOTS);
+    b->slot[b->v.count] = slot;
+    b->st[b->v.count] = *s;
+    b->v.count++;
+}
+
+static kz_snap_cache_stats stats_delta(kz_snap_cache_stats a, kz_snap_cache_stats b)
+{
+    kz_snap_cache_stats d = {b.hits - a.hits, b.stores - a.stores, b.misses - a.misses};
+    return d;
+}
+
+/*
+ * Encodes want against base twice, without and with the cache (same
+ * arguments otherwise), and checks that the results agree exactly: return
+ * code, body bits and bytes, the writer's position, sent view, change codes
+ * and stats. Puts the sent view in *sent (may be NULL) and returns what
+ * the cache counted.
+ */
+static kz_snap_cache_stats enc_both(const kz_snap_codec *c, kz_snap_cache *k,
+                                    const kz_snap_view *base, const kz_snap_view *want,
+                                    const uint32_t *key, const kz_snap_state *const *bw,
+                                    size_t budget, const uint16_t *prio, int *rc_out,
+                                    cbox *sent)
+{
+    static badge_book book;
+    static uint8_t buf[2][8192];
+    static cbox sb[2];
+    kz_snap_encode_stats st[2];
+    kz_bitwriter w[2];
+    int rc[2];
+    kz_snap_cache_stats before = k->stats;
+    for (int v = 0; v < 2; v++) {
+        kz_snap_encode_args a = {.base = base, .want = want, .priority = prio,
+                                 .budget_bits = budget, .badge = badge_cb, .badge_ctx = &book,
+                                 .cache = v ? k : NULL, .key = key, .base_world = bw};
+        /* Different junk in each buffer: equal bytes are written bytes. */
+        memset(buf[v], v ? 0xa5 : 0x5a, sizeof buf[v]);
+        kz_bitwriter_init(&w[v], buf[v], sizeof buf[v]);
+        /* A server header that does not end on a byte boundary. */
+        cr_assert_eq(kz_bitwriter_write(&w[v], 0x15, 5), KZ_OK);
+        cbox_init(&sb[v], 0);
+        memset(sb[v].change, 0xee, sizeof sb[v].change);
+        rc[v] = kz_snap_encode(c, &a, &w[v], &sb[v].v, sb[v].change, &st[v]);
+    }
+    cr_assert_eq(rc[0], rc[1], "cached encode returned %d, plain %d", rc[1], rc[0]);
+    *rc_out = rc[0];
+    cr_assert_eq(kz_bitwriter_bits(&w[0]), kz_bitwriter_bits(&w[1]));
+    if (rc[0] != KZ_OK) {
+        cr_assert_eq(kz_bitwriter_bits(&w[1]), 5u, "a refused encode wrote something");
+        return stats_delta(before, k->stats);
+    }
+    size_t n0 = kz_bitwriter_finish(&w[0]), n1 = kz_bitwriter_finish(&w[1]);
+    cr_assert_eq(n0, n1);
+    cr_assert(memcmp(buf[0], buf[1], n0) == 0, "cached body differs from the plain one");
+    cr_assert(views_equal(&sb[0].v, &sb[1].v), "cached sent view differs");
+    cr_assert(memcmp(sb[0].change, sb[1].change, sb[0].v.count) == 0);
+    cr_assert(memcmp(&st[0], &st[1], sizeof st[0]) == 0);
+    if (sent != NULL) {
+        cbox_init(sent, sb[0].v.tick);
+        sent->v.count = sb[0].v.count;
+        memcpy(sent->slot, sb[0].slot, sizeof sent->slot);
+        memcpy(sent->st, sb[0].st, sizeof sent->st);
+        memcpy(sent->change, sb[0].change, sizeof sent->change);
+    }
+    return stats_delta(before, k->stats);
+}
+
+/* Encodes with the cache only (for misuse the plain encoder does not
+ * see); checks that a refusal wrote nothing. */
+static int enc_cached(const kz_snap_codec *c, kz_snap_cache *k, const kz_snap_view *base,
+                      const kz_snap_view *want, const uint32_t *key,
+                      const kz_snap_state *const *bw)
+{
+    uint8_t buf[1024];
+    cbox sent;
+    kz_snap_encode_args a = {.base = base, .want = want, .budget_bits = SIZE_MAX,
+                             .cache = k, .key = key, .base_world = bw};
+    kz_bitwriter w;
+    kz_bitwriter_init(&w, buf, sizeof buf);
+    cbox_init(&sent, 0);
+    int rc = kz_snap_encode(c, &a, &w, &sent.v, NULL, NULL);
+    if (rc != KZ_OK)
+        cr_assert_eq(kz_bitwriter_bits(&w), 0u, "a refused encode wrote something");
+    return rc;
+}
+
+/*
+ * Many clients, one world. Entities move (some rest, some jump so their
+ * payloads outgrow an entry); every client sees its own subset in its own
+ * slots, which churn; each tick every client encodes against the view it
+ * acknowledged, mostly 1 or 2 ticks old, sometimes older or none, and a
+ * quarter of the encodes have a small budget so changes are deferred and
+ * later baselines hold states that are not the world's of their tick.
+ * base_world is sometimes NULL, sometimes out of the world history. The
+ * cached encode must agree with the plain one every time.
+ */
+#define CS_ENT 40u
+#define CS_CLIENTS 24u
+#define CS_HIST 8u
+
+typedef struct cs_client {
+    uint16_t slot_of[CS_ENT];   /* slot, or KZ__NONE */
+    cbox hist[CS_HIST];         /* sent views by tick % CS_HIST */
+} cs_client;
+
+typedef struct cs_world {
+    kz_snap_codec c;
+    kz_snap_state now[CS_ENT];
+    kz_snap_state past[CS_HIST][CS_ENT];   /* world by tick % CS_HIST */
+    uint32_t past_tick[CS_HIST];
+    cs_client cl[CS_CLIENTS];
+    cbox want;
+    uint32_t key[CS_SLOTS];
+    const kz_snap_state *bw[CS_SLOTS];
+} cs_world;
+
+#define CS_NONE 0xffffu
+
+static void cs_move(cs_world *m, kz_snap_state *s)
+{
+    if (rng_chance(0.3))
+        return;
+    if (rng_chance(0.03)) {
+        uint32_t id = s->entity;
+        random_state(&m->c, id, s);   /* a jump: a long payload */
+        return;
+    }
+    for (int i = 0; i < 3; i++) {
+        s->pos[i] += (int32_t)(2 * s->vel[i] / 30) + rng_span(-2, 2);
+        clamp_pos(&m->c, &s->pos[i]);
+        if (rng_chance(0.2))
+            s->vel[i] = clamp_i16(s->vel[i] + rng_span(-30, 30), 32767);
+    }
+    if (rng_chance(0.5))
+        s->yaw = (uint16_t)(s->yaw + rng_span(-300, 300));
+    for (uint32_t k = 0; k < KZ_POSE_COUNT && (s->flags & KZ_AVATAR_VR); k++) {
+        for (int i = 0; i < 3; i++)
+            s->rel[k][i] = clamp_i16(s->rel[k][i] + rng_span(-20, 20), KZ_SNAP_REL_MAX);
+        s->rot[k] = nudge_rot(s->rot[k], 8);
+    }
+}
+
+static void cs_churn(cs_client *cl)
+{
+    uint8_t used[CS_SLOTS] = {0};
+    for (uint32_t e = 0; e < CS_ENT; e++) {
+        if (cl->slot_of[e] != CS_NONE && rng_chance(0.02))
+            cl->slot_of[e] = CS_NONE;
+        if (cl->slot_of[e] != CS_NONE)
+            used[cl->slot_of[e]] = 1;
+    }
+    for (uint32_t e = 0; e < CS_ENT; e++) {
+        if (cl->slot_of[e] != CS_NONE || !rng_chance(0.05))
+            continue;
+        uint32_t s = rng_below(CS_SLOTS);
+        while (used[s])
+            s = (s + 1) % CS_SLOTS;
+        used[s] = 1;
+        cl->slot_of[e] = (uint16_t)s;
+    }
+}
+
+static void run_cache_sim(uint64_t seed, uint32_t ways, int collide, uint32_t start_tick)
+{
+    cs_world *m = calloc(1, sizeof *m);
+    cr_assert(m != NULL);
+    rng_seed(seed);
+    m->c = make_codec(CS_SLOTS);
+    for (uint32_t e = 0; e < CS_ENT; e++) {
+        random_state(&m->c, 100 + e, &m->now[e]);
+        for (int i = 0; i < 3; i++)
+            m->now[e].pos[i] = rng_span(-50000, 50000);
+        if (rng_chance(0.5)) {   /* a plain desktop avatar */
+            m->now[e].kind = KZ_KIND_AVATAR;
+            m->now[e].flags = 0;
+            m->now[e].holder = 0;
+            memset(m->now[e].rel, 0, sizeof m->now[e].rel);
+            for (uint32_t k = 0; k < KZ_POSE_COUNT; k++)
+                m->now[e].rot[k] = KZ_SNAP_ROT_REST;
+        }
+    }
+    for (uint32_t n = 0; n < CS_CLIENTS; n++) {
+        for (uint32_t e = 0; e < CS_ENT; e++)
+            m->cl[n].slot_of[e] = CS_NONE;
+        cs_churn(&m->cl[n]);
+    }
+    kz_snap_cache k;
+    /* Colliding keys: 40 entities share 7 keys, only hits that are right
+     * for both may happen. */
+    uint32_t n_keys = collide ? 7 : CS_ENT;
+    cr_assert_eq(kz_snap_cache_init(&k, n_keys, ways, NULL), KZ_OK);
+    uint64_t deferred_bases = 0, limited = 0, encodes = 0;
+    uint32_t tick = start_tick;
+    for (uint32_t step = 0; step < 120; step++, tick++) {
+        if (tick == 0)
+            tick = 1;
+        for (uint32_t e = 0; e < CS_ENT; e++)
+            cs_move(m, &m->now[e]);
+        memcpy(m->past[tick % CS_HIST], m->now, sizeof m->now);
+        m->past_tick[tick % CS_HIST] = tick;
+        kz_snap_cache_begin(&k, tick);
+        for (uint32_t n = 0; n < CS_CLIENTS; n++) {
+            cs_client *cl = &m->cl[n];
+            if (rng_chance(0.05))
+                cs_churn(cl);
+            /* The baseline: mostly 1 or 2 ticks old. */
+            double u = rng_range(0.0f, 1.0f);
+            uint32_t lag = u < 0.55 ? 1 : u < 0.85 ? 2 : u < 0.97 ? 3 + rng_below(5) : 0;
+            const cbox *base = NULL;
+            if (lag != 0 && tick - lag != 0) {
+                const cbox *h = &cl->hist[(tick - lag) % CS_HIST];
+                if (h->v.tick == tick - lag && h->v.slot == h->slot)
+                    base = h;
+            }
+            cbox_init(&m->want, tick);
+            for (uint32_t s = 0; s < CS_SLOTS; s++) {
+                for (uint32_t e = 0; e < CS_ENT; e++) {
+                    if (cl->slot_of[e] != s)
+                        continue;
+                    m->key[m->want.v.count] = collide ? e % 7 : e;
+                    cbox_add(&m->want, (uint16_t)s, &m->now[e]);
+                }
+            }
+            /* base_world: the world state of each entity at the base tick. */
+            uint32_t bt = base ? base->v.tick : 0;
+            for (uint32_t i = 0; i < m->want.v.count; i++) {
+                uint32_t e = m->want.st[i].entity - 100;
+                int known = bt != 0 && m->past_tick[bt % CS_HIST] == bt && !rng_chance(0.03);
+                m->bw[i] = known ? &m->past[bt % CS_HIST][e] : NULL;
+            }
+            for (uint32_t i = 0; base && i < base->v.count; i++) {
+                uint32_t e = base->st[i].entity - 100;
+                if (e < CS_ENT && m->past_tick[bt % CS_HIST] == bt &&
+                    memcmp(&base->st[i], &m->past[bt % CS_HIST][e], sizeof base->st[i]) != 0)
+                    deferred_bases++;
+            }
+            size_t budget = SIZE_MAX;
+            uint16_t prio[CS_SLOTS];
+            const uint16_t *pp = NULL;
+            if (rng_chance(0.25)) {
+                budget = rng_below(3000);
+                limited++;
+                if (rng_chance(0.5)) {
+                    for (uint32_t i = 0; i < m->want.v.count; i++)
+                        prio[i] = (uint16_t)(m->want.v.count - 1 - i);
+                    pp = prio;
+                }
+            }
+            int rc;
+            cbox *sent = &cl->hist[tick % CS_HIST];
+            enc_both(&m->c, &k, base ? &base->v : NULL, &m->want.v, m->key, m->bw, budget, pp,
+                     &rc, sent);
+            cr_assert(rc == KZ_OK || (rc == KZ_EOVERFLOW && budget != SIZE_MAX), "rc %d", rc);
+            if (rc != KZ_OK)
+                sent->v.tick = 0;   /* never a baseline */
+            encodes++;
+        }
+    }
+    /* The run exercised what it claims to. */
+    cr_assert_gt(k.stats.hits, collide ? encodes / 4 : encodes, "too few hits: %llu",
+                 (unsigned long long)k.stats.hits);
+    cr_assert_gt(k.stats.stores, 0u);
+    cr_assert_gt(k.stats.misses, 0u);
+    cr_assert_gt(deferred_bases, 100u, "baselines with deferred states: %llu",
+                 (unsigned long long)deferred_bases);
+    cr_assert_gt(limited, 100u);
+    kz_snap_cache_fini(&k);
+    free(m);
+}
+
+Test(snapshot_cache, matches_plain_encoder_2_ways)
+{
+    run_cache_sim(11, 2, 0, 1);
+}
+
+Test(snapshot_cache, matches_plain_encoder_1_way)
+{
+    run_cache_sim(12, 1, 0, 5000);
+}
+
+Test(snapshot_cache, matches_plain_encoder_4_ways_tick_wrap)
+{
+    run_cache_sim(13, 4, 0, 0xffffffc0u);
+}
+
+Test(snapshot_cache, matches_plain_encoder_colliding_keys)
+{
+    run_cache_sim(14, 1, 1, 77);
+    run_cache_sim(15, 2, 1, 900);
+}
+
+/* ---- payload cache: deterministic cases ---- */
+
+/* A walking desktop avatar: world states for ticks 100 .. 104. */
+static void walk_states(kz_snap_state w[5], uint32_t entity)
+{
+    memset(w, 0, 5 * sizeof *w);
+    for (int t = 0; t < 5; t++) {
+        w[t].entity = entity;
+        w[t].kind = KZ_KIND_AVATAR;
+        w[t].pos[0] = 1000 + 24 * t + (t == 3 ? 1 : 0);
+        w[t].pos[2] = -500 + 10 * t;
+        w[t].vel[0] = 360;
+        w[t].vel[2] = 150;
+        w[t].yaw = (uint16_t)(1000 + 37 * t);
+        for (uint32_t k = 0; k < KZ_POSE_COUNT; k++)
+            w[t].rot[k] = KZ_SNAP_ROT_REST;
+    }
+}
+
+static void one_view(cbox *b, uint32_t tick, const kz_snap_state *s)
+{
+    cbox_init(b, tick);
+    cbox_add(b, 3, s);
+}
+
+Test(snapshot_cache, shares_payloads_only_for_world_baselines)
+{
+    kz_snap_codec c = make_codec(CS_SLOTS);
+    kz_snap_state w[5];
+    walk_states(w, 42);
+    kz_snap_cache k;
+    cr_assert_eq(kz_snap_cache_init(&k, 10, 2, NULL), KZ_OK);
+    kz_snap_cache_begin(&k, 104);
+    cbox want, base, deferred;
+    one_view(&want, 104, &w[4]);
+    one_view(&base, 103, &w[3]);
+    /* A baseline of tick 103 that still holds tick 101's state (the
+     * update of tick 102 was deferred). */
+    one_view(&deferred, 103, &w[1]);
+    const uint32_t key[1] = {7};
+    const kz_snap_state *bw[1] = {&w[3]};
+    int rc;
+    kz_snap_cache_stats d;
+    /* First client: encodes and stores. */
+    d = enc_both(&c, &k, &base.v, &want.v, key, bw, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert_eq(rc, KZ_OK);
+    cr_assert(d.stores == 1 && d.hits == 0 && d.misses == 0);
+    /* The same baseline again: copied. */
+    d = enc_both(&c, &k, &base.v, &want.v, key, bw, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(d.stores == 0 && d.hits == 1 && d.misses == 0);
+    /* A deferred baseline with the true base_world: not the world state,
+     * so it neither uses nor replaces the entry. */
+    d = enc_both(&c, &k, &deferred.v, &want.v, key, bw, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(d.stores == 0 && d.hits == 0 && d.misses == 1);
+    /* No base_world: no cache. */
+    const kz_snap_state *none[1] = {NULL};
+    d = enc_both(&c, &k, &base.v, &want.v, key, none, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(d.stores == 0 && d.hits == 0 && d.misses == 1);
+    /* A caller that passes the deferred state itself as base_world gets
+     * an entry of its own (right for it) and never the world's. */
+    const kz_snap_state *lie[1] = {&deferred.st[0]};
+    d = enc_both(&c, &k, &deferred.v, &want.v, key, lie, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(d.hits == 0 && d.stores == 1);
+    /* A different wanted state under the same key and baseline (a
+     * caller's bug): no hit, and still the right bytes. */
+    kz_snap_state other = w[4];
+    other.pos[1] += 5;
+    cbox want2;
+    one_view(&want2, 104, &other);
+    d = enc_both(&c, &k, &base.v, &want2.v, key, bw, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert_eq(d.hits, 0u);
+    /* Nothing changed: SAME costs nothing and touches no entry. */
+    cbox same;
+    one_view(&same, 103, &w[4]);
+    d = enc_both(&c, &k, &same.v, &want.v, key, bw, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(d.hits == 0 && d.stores == 0 && d.misses == 0);
+    kz_snap_cache_fini(&k);
+}
+
+Test(snapshot_cache, ways_and_eviction)
+{
+    kz_snap_codec c = make_codec(CS_SLOTS);
+    kz_snap_state w[5];
+    walk_states(w, 42);
+    cbox want, b1, b2, b3;
+    one_view(&want, 104, &w[4]);
+    one_view(&b1, 103, &w[3]);
+    one_view(&b2, 102, &w[2]);
+    one_view(&b3, 101, &w[1]);
+    const uint32_t key[1] = {0};
+    const kz_snap_state *bw1[1] = {&w[3]}, *bw2[1] = {&w[2]}, *bw3[1] = {&w[1]};
+    int rc;
+    kz_snap_cache_stats d;
+    kz_snap_cache k;
+
+    /* One way: a newer baseline replaces an older one, never the reverse. */
+    cr_assert_eq(kz_snap_cache_init(&k, 1, 1, NULL), KZ_OK);
+    kz_snap_cache_begin(&k, 104);
+    d = enc_both(&c, &k, &b2.v, &want.v, key, bw2, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert_eq(d.stores, 1u);
+    d = enc_both(&c, &k, &b1.v, &want.v, key, bw1, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert_eq(d.stores, 1u, "dt 1 must replace dt 2");
+    d = enc_both(&c, &k, &b2.v, &want.v, key, bw2, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(d.stores == 0 && d.misses == 1 && d.hits == 0, "dt 2 must not evict dt 1");
+    d = enc_both(&c, &k, &b1.v, &want.v, key, bw1, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert_eq(d.hits, 1u);
+    kz_snap_cache_fini(&k);
+
+    /* Two ways: dt 1 and 2 both stay; dt 3 finds no room. */
+    cr_assert_eq(kz_snap_cache_init(&k, 1, 2, NULL), KZ_OK);
+    kz_snap_cache_begin(&k, 104);
+    d = enc_both(&c, &k, &b2.v, &want.v, key, bw2, SIZE_MAX, NULL, &rc, NULL);
+    d = enc_both(&c, &k, &b1.v, &want.v, key, bw1, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert_eq(k.stats.stores, 2u);
+    d = enc_both(&c, &k, &b3.v, &want.v, key, bw3, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(d.stores == 0 && d.misses == 1);
+    for (int r = 0; r < 3; r++) {
+        d = enc_both(&c, &k, &b1.v, &want.v, key, bw1, SIZE_MAX, NULL, &rc, NULL);
+        cr_assert_eq(d.hits, 1u);
+        d = enc_both(&c, &k, &b2.v, &want.v, key, bw2, SIZE_MAX, NULL, &rc, NULL);
+        cr_assert_eq(d.hits, 1u);
+    }
+    /* Keys are separate sets: key 0's entries do not serve another key. */
+    kz_snap_cache_fini(&k);
+    cr_assert_eq(kz_snap_cache_init(&k, 2, 1, NULL), KZ_OK);
+    kz_snap_cache_begin(&k, 104);
+    const uint32_t key1[1] = {1};
+    d = enc_both(&c, &k, &b1.v, &want.v, key, bw1, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert_eq(d.stores, 1u);
+    d = enc_both(&c, &k, &b1.v, &want.v, key1, bw1, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert_eq(d.stores, 1u);
+    d = enc_both(&c, &k, &b1.v, &want.v, key, bw1, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert_eq(d.hits, 1u);
+    kz_snap_cache_fini(&k);
+}
+
+Test(snapshot_cache, begin_invalidates_earlier_ticks)
+{
+    kz_snap_codec c = make_codec(CS_SLOTS);
+    kz_snap_state w[5];
+    walk_states(w, 42);
+    cbox want, base;
+    one_view(&want, 104, &w[4]);
+    one_view(&base, 103, &w[3]);
+    const uint32_t key[1] = {0};
+    const kz_snap_state *bw[1] = {&w[3]};
+    int rc;
+    kz_snap_cache_stats d;
+    kz_snap_cache k;
+    cr_assert_eq(kz_snap_cache_init(&k, 1, 2, NULL), KZ_OK);
+    /* Before the first begin the cache has no tick: refused. */
+    cr_assert_eq(enc_cached(&c, &k, &base.v, &want.v, key, bw), KZ_EINVAL);
+    kz_snap_cache_begin(&k, 104);
+    d = enc_both(&c, &k, &base.v, &want.v, key, bw, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(rc == KZ_OK && d.stores == 1);
+    /* The next tick: the same states, base and view renamed, must not
+     * find tick 104's entry (its dt and payload would be the same here,
+     * but the stamp says it is stale). */
+    kz_snap_cache_begin(&k, 105);
+    one_view(&want, 105, &w[4]);
+    one_view(&base, 104, &w[3]);
+    d = enc_both(&c, &k, &base.v, &want.v, key, bw, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(rc == KZ_OK && d.stores == 1 && d.hits == 0);
+    /* Beginning the same tick again also starts afresh. */
+    kz_snap_cache_begin(&k, 105);
+    d = enc_both(&c, &k, &base.v, &want.v, key, bw, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(d.stores == 1 && d.hits == 0);
+    /* A view of another tick than the cache's: refused. */
+    one_view(&want, 106, &w[4]);
+    cr_assert_eq(enc_cached(&c, &k, &base.v, &want.v, key, bw), KZ_EINVAL);
+    kz_snap_cache_fini(&k);
+    /* The stamp wrapping around: an entry of stamp 1, made 2^32 - 1
+     * begins ago, must not come back when the stamp is 1 again. */
+    one_view(&want, 105, &w[4]);
+    cr_assert_eq(kz_snap_cache_init(&k, 1, 2, NULL), KZ_OK);
+    kz_snap_cache_begin(&k, 105);
+    cr_assert_eq(k.gen, 1u);
+    d = enc_both(&c, &k, &base.v, &want.v, key, bw, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(rc == KZ_OK && d.stores == 1);
+    k.gen = UINT32_MAX;   /* as if begun 2^32 - 2 more times */
+    kz_snap_cache_begin(&k, 105);
+    cr_assert_eq(k.gen, 1u);
+    d = enc_both(&c, &k, &base.v, &want.v, key, bw, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(rc == KZ_OK && d.stores == 1 && d.hits == 0, "an entry outlived the wrap");
+    kz_snap_cache_fini(&k);
+}
+
+Test(snapshot_cache, refuses_misuse)
+{
+    kz_snap_codec c = make_codec(CS_SLOTS), c2;
+    cr_assert_eq(kz_snap_codec_init(&c2, 60, CS_SLOTS, 1000.0f), KZ_OK);
+    kz_snap_cache k;
+    cr_assert_eq(kz_snap_cache_init(&k, 0, 2, NULL), KZ_EINVAL);
+    cr_assert_eq(kz_snap_cache_init(&k, 4, 0, NULL), KZ_EINVAL);
+    cr_assert_eq(kz_snap_cache_init(&k, 4, KZ_SNAP_CACHE_MAX_WAYS + 1, NULL), KZ_EINVAL);
+    cr_assert_eq(kz_snap_cache_init(&k, (1u << 24) + 1, 1, NULL), KZ_EINVAL);
+    kz_snap_cache_fini(&k);   /* zeroed by the failed init: harmless */
+    kz_snap_state w[5], v[5];
+    walk_states(w, 42);
+    walk_states(v, 43);
+    cbox want, base;
+    cbox_init(&want, 104);
+    cbox_add(&want, 3, &w[4]);
+    cbox_add(&want, 9, &v[4]);
+    cbox_init(&base, 103);
+    cbox_add(&base, 3, &w[3]);
+    cbox_add(&base, 9, &v[3]);
+    const kz_snap_state *bw[2] = {&w[3], &v[3]};
+    cr_assert_eq(kz_snap_cache_init(&k, 4, 2, NULL), KZ_OK);
+    kz_snap_cache_begin(&k, 104);
+    /* A key out of range, on any entry (even one that is SAME), is
+     * KZ_EINVAL with nothing written (enc_cached checks the writer). */
+    const uint32_t bad[2] = {0, 4};
+    cr_assert_eq(enc_cached(&c, &k, &base.v, &want.v, bad, bw), KZ_EINVAL);
+    cbox same;
+    cbox_init(&same, 103);
+    cbox_add(&same, 3, &w[3]);
+    cbox_add(&same, 9, &v[4]);
+    cr_assert_eq(enc_cached(&c, &k, &same.v, &want.v, bad, bw), KZ_EINVAL);
+    const uint32_t huge[2] = {UINT32_MAX, 0};
+    cr_assert_eq(enc_cached(&c, &k, &base.v, &want.v, huge, bw), KZ_EINVAL);
+    /* In range: fine. */
+    const uint32_t good[2] = {3, 0};
+    cr_assert_eq(enc_cached(&c, &k, &base.v, &want.v, good, bw), KZ_OK);
+    /* Missing arrays. */
+    static badge_book book;
+    uint8_t buf[512];
+    cbox sent;
+    const uint32_t key[2] = {0, 1};
+    kz_snap_encode_args a = {.base = &base.v, .want = &want.v, .budget_bits = SIZE_MAX,
+                             .badge = badge_cb, .badge_ctx = &book, .cache = &k,
+                             .key = NULL, .base_world = bw};
+    kz_bitwriter wr;
+    kz_bitwriter_init(&wr, buf, sizeof buf);
+    cbox_init(&sent, 0);
+    cr_assert_eq(kz_snap_encode(&c, &a, &wr, &sent.v, NULL, NULL), KZ_EINVAL);
+    a.key = key;
+    a.base_world = NULL;
+    cr_assert_eq(kz_snap_encode(&c, &a, &wr, &sent.v, NULL, NULL), KZ_EINVAL);
+    cr_assert_eq(kz_bitwriter_bits(&wr), 0u);
+    /* Fine with both; then another codec in the same tick is refused. */
+    a.base_world = bw;
+    cr_assert_eq(kz_snap_encode(&c, &a, &wr, &sent.v, NULL, NULL), KZ_OK);
+    kz_bitwriter_init(&wr, buf, sizeof buf);
+    cr_assert_eq(kz_snap_encode(&c2, &a, &wr, &sent.v, NULL, NULL), KZ_EINVAL);
+    cr_assert_eq(kz_bitwriter_bits(&wr), 0u);
+    /* After begin, the other codec may bind. */
+    kz_snap_cache_begin(&k, 104);
+    cr_assert_eq(kz_snap_encode(&c2, &a, &wr, &sent.v, NULL, NULL), KZ_OK);
+    kz_snap_cache_fini(&k);
+    kz_snap_cache_fini(&k);   /* twice: harmless */
+}
+
+Test(snapshot_cache, long_payloads_are_not_kept)
+{
+    kz_snap_codec c = make_codec(CS_SLOTS);
+    rng_seed(99);
+    kz_snap_state b, s;
+    /* A VR avatar that changes everything by a lot: well over 320 bits. */
+    random_state(&c, 42, &b);
+    b.kind = KZ_KIND_AVATAR;
+    b.flags = KZ_AVATAR_VR;
+    s = b;
+    for (int i = 0; i < 3; i++)
+        s.pos[i] = b.pos[i] > 0 ? b.pos[i] - 90000 : b.pos[i] + 90000;
+    s.anim ^= 0x5555;
+    s.holder ^= 0x12345678;
+    for (uint32_t k = 0; k < KZ_POSE_COUNT; k++) {
+        s.rot[k] = random_rot();
+        for (int i = 0; i < 3; i++)
+            s.rel[k][i] = (int16_t)(b.rel[k][i] > 0 ? b.rel[k][i] - 1500 : b.rel[k][i] + 1500);
+    }
+    cbox want, base;
+    one_view(&want, 104, &s);
+    one_view(&base, 103, &b);
+    const uint32_t key[1] = {0};
+    const kz_snap_state *bw[1] = {&b};
+    kz_snap_cache k;
+    cr_assert_eq(kz_snap_cache_init(&k, 1, 2, NULL), KZ_OK);
+    kz_snap_cache_begin(&k, 104);
+    int rc;
+    cbox sent;
+    kz_snap_cache_stats d =
+        enc_both(&c, &k, &base.v, &want.v, key, bw, SIZE_MAX, NULL, &rc, &sent);
+    cr_assert_eq(rc, KZ_OK);
+    cr_assert(d.stores == 0 && d.misses == 1, "a long payload was stored");
+    /* The entry remembers "too long": the next client neither stores nor
+     * tries again, and gets the same bytes. */
+    d = enc_both(&c, &k, &base.v, &want.v, key, bw, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(d.stores == 0 && d.hits == 1);
+    /* Its body really is longer than an entry. */
+    uint8_t buf[1024];
+    kz_snap_encode_args a = {.base = &base.v, .want = &want.v, .budget_bits = SIZE_MAX};
+    kz_bitwriter wr;
+    kz_bitwriter_init(&wr, buf, sizeof buf);
+    cr_assert_eq(kz_snap_encode(&c, &a, &wr, &sent.v, NULL, NULL), KZ_OK);
+    cr_assert_gt(kz_bitwriter_bits(&wr), 36u + KZ_SNAP_CACHE_BITS);
+    kz_snap_cache_fini(&k);
+}
+
+Test(snapshot_cache, encode_allocates_nothing)
+{
+    kz_counting_alloc ca;
+    kz_counting_alloc_init(&ca, NULL);
+    kz_allocator al = kz_counting_alloc_allocator(&ca);
+    kz_snap_codec c = make_codec(CS_SLOTS);
+    kz_snap_cache k;
+    cr_assert_eq(kz_snap_cache_init(&k, 64, 2, &al), KZ_OK);
+    cr_assert_eq(kz_counting_alloc_allocs(&ca), 1u);
+    uint64_t allocs = kz_counting_alloc_allocs(&ca);
+    kz_snap_state w[5];
+    cbox want, base;
+    uint32_t key[CS_SLOTS];
+    const kz_snap_state *bw[CS_SLOTS];
+    static kz_snap_state ws[CS_SLOTS][5];
+    for (uint32_t t = 0; t < 3; t++) {
+        kz_snap_cache_begin(&k, 104);
+        cbox_init(&want, 104);
+        cbox_init(&base, 103);
+        for (uint32_t i = 0; i < 40; i++) {
+            walk_states(w, 1 + i);
+            memcpy(ws[i], w, sizeof w);
+            cbox_add(&want, (uint16_t)i, &ws[i][4]);
+            cbox_add(&base, (uint16_t)i, &ws[i][3]);
+            key[i] = i;
+            bw[i] = &ws[i][3];
+        }
+        int rc;
+        for (int n = 0; n < 5; n++) {
+            enc_both(&c, &k, &base.v, &want.v, key, bw, SIZE_MAX, NULL, &rc, NULL);
+            cr_assert_eq(rc, KZ_OK);
+            enc_both(&c, &k, &base.v, &want.v, key, bw, 200, NULL, &rc, NULL);
+        }
+    }
+    cr_assert_eq(kz_counting_alloc_allocs(&ca), allocs, "encode allocated");
+    cr_assert_gt(k.stats.hits, 0u);
+    kz_snap_cache_fini(&k);
+    cr_assert_eq(kz_counting_alloc_live_bytes(&ca), 0u);
+    /* Out of memory: init fails cleanly. */
+    ca.fail_after = (int64_t)kz_counting_alloc_allocs(&ca);
+    cr_assert_eq(kz_snap_cache_init(&k, 64, 2, &al), KZ_ENOMEM);
+    kz_snap_cache_fini(&k);
+}

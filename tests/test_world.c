@@ -66,6 +66,7 @@ static int track_of(uint32_t id)
 Test(world, two_hundred_clients_agree_with_the_server_under_loss, .timeout = 900)
 {
     kzt_world w;
+    memset(&w, 0, sizeof w);
     kz_server_config sc;
     memset(&sc, 0, sizeof sc);
     kz_server_config_default(&sc);

@@ -21,6 +21,7 @@ Test(world_alloc, steady_state_ticks_allocate_nothing, .timeout = 300)
     kz_server_config_default(&sc);
     sc.spawn_radius = 20.0f;
     kzt_world w;
+    memset(&w, 0, sizeof w);
     /* The harness fills sc.net; the allocator is applied after. */
     sc.net.alloc = kz_counting_alloc_allocator(&counting);
     cr_assert_eq(kzt_world_start(&w, CLIENTS, NULL, &sc, 3), KZ_OK);

@@ -45,6 +45,7 @@ static void run_until(kzt_world *w, kz_time_ns until, uint32_t start_tick)
 Test(world_threaded, five_hundred_clients_stay_in_sync, .timeout = 300)
 {
     kzt_world w;
+    memset(&w, 0, sizeof w);
     kz_server_config sc;
     memset(&sc, 0, sizeof sc);
     kz_server_config_default(&sc);
