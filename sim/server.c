@@ -38,6 +38,7 @@ void kz_server_config_default(kz_server_config *cfg)
     cfg->voice_bytes_per_second = 8000;
     cfg->chat_per_second = 4;
     cfg->spawn_radius = 100.0f;
+    cfg->interest_period = 3;
 }
 
 /* Zero fields take their defaults; returns 0 or KZ_EINVAL. */
@@ -52,10 +53,12 @@ static int resolve_config(kz_server_config *cfg)
     KZ__DEF(max_objects) KZ__DEF(snapshot_history) KZ__DEF(bytes_per_second)
     KZ__DEF(max_speed) KZ__DEF(grab_reach) KZ__DEF(voice_radius)
     KZ__DEF(voice_bytes_per_second) KZ__DEF(chat_per_second) KZ__DEF(spawn_radius)
+    KZ__DEF(interest_period)
 #undef KZ__DEF
     if (cfg->tick_hz < 10 || cfg->tick_hz > 128 || cfg->net.max_clients == 0)
         return KZ_EINVAL;
-    if (cfg->max_visible > KZ_INTEREST_MAX_VISIBLE || cfg->snapshot_history < 4 ||
+    if (cfg->max_visible > KZ_INTEREST_MAX_VISIBLE || cfg->interest_period > 16 ||
+        cfg->snapshot_history < 4 ||
         cfg->snapshot_history > 64)
         return KZ_EINVAL;
     if (!(cfg->world_bound > 0 && cfg->world_bound <= KZ_SNAP_MAX_BOUND) ||
@@ -106,6 +109,8 @@ static size_t layout(kz_server *s, uint8_t *base)
     KZ__ARR(s->order, ns);
     KZ__ARR(s->change, ns);
     KZ__ARR(s->kept, ns);
+    KZ__ARR(s->want_key, ns);
+    KZ__ARR(s->want_base, ns);
     KZ__ARR(s->query, cap);
     for (uint32_t i = 0; i < nc; i++) {
         kz__client *cl = base ? &s->clients[i] : NULL;
@@ -115,6 +120,8 @@ static size_t layout(kz_server *s, uint8_t *base)
         KZ__ARR(cl->slot_ent, ns);
         KZ__ARR(cl->acc, ns);
         KZ__ARR(cl->since, ns);
+        KZ__ARR(cl->slot_id, ns);
+        KZ__ARR(cl->score, ns);
         KZ__ARR(cl->vis, ns);
         KZ__ARR(cl->seen, words);
         KZ__ARR(cl->hist, h);
@@ -176,6 +183,10 @@ static int init_world(kz_server *s)
     if (kz_counters_init(&s->counters, KZ_WORLD_C_COUNT, 1, kz__world_counter_names, &s->alloc))
         return KZ_ENOMEM;
     s->c = kz_counters_block(&s->counters, 0);
+    /* Two baselines per entity and tick: most clients acknowledge one of
+     * the last two ticks. */
+    if (kz_snap_cache_init(&s->cache, s->cap, 2, &s->alloc))
+        return KZ_ENOMEM;
     return KZ_OK;
 }
 
@@ -225,6 +236,7 @@ void kz_server_destroy(kz_server *s)
     if (s->tick_ns.counts)
         kz_hist_fini(&s->tick_ns);
     kz_interest_fini(&s->interest);
+    kz_snap_cache_fini(&s->cache);
     kz_grid_fini(&s->grid);
     kz_entities_fini(&s->ents);
     kz_allocator a = s->alloc;
@@ -328,7 +340,8 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
         return;
     }
     /* Reset the client's tables; the arrays stay where they are. */
-    uint32_t *slot_ent = cl->slot_ent, *vis = cl->vis, *since = cl->since;
+    uint32_t *slot_ent = cl->slot_ent, *vis = cl->vis, *since = cl->since, *slot_id = cl->slot_id;
+    float *score = cl->score;
     float *acc = cl->acc;
     uint64_t *seen = cl->seen;
     kz_snap_view *hist = cl->hist;
@@ -336,6 +349,8 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
     cl->slot_ent = slot_ent;
     cl->vis = vis;
     cl->since = since;
+    cl->slot_id = slot_id;
+    cl->score = score;
     cl->acc = acc;
     cl->seen = seen;
     cl->hist = hist;

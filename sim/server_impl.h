@@ -49,6 +49,8 @@ typedef struct kz__client {
     uint32_t *slot_ent;
     float *acc;                   /* priority accumulated per view slot */
     uint32_t *since;              /* tick each view slot was taken */
+    uint32_t *slot_id;            /* wire id of the entity in each view slot */
+    float *score;                 /* its interest score at the last interest run */
     uint32_t *vis;                /* visible dense indices (interest's prev) */
     uint32_t n_vis;
     uint64_t *seen;               /* bitmap over dense indices: in view */
@@ -101,6 +103,9 @@ struct kz_server {
     uint16_t *order;              /* priority order */
     uint8_t *change;
     uint8_t *kept;                /* per view slot, while updating a view */
+    uint32_t *want_key;           /* per want entry: dense index (cache key) */
+    const kz_snap_state **want_base;  /* per want entry: world image at the baseline tick */
+    kz_snap_cache cache;          /* encoded updates shared by clients with one baseline */
     uint32_t *query;              /* grid query results for chat/voice audiences */
 
     /* arrays behind the per-client pointers */

@@ -163,10 +163,24 @@ static void seen_set(kz__client *cl, uint32_t idx, int on)
         cl->seen[idx / 64u] &= ~bit;
 }
 
+/* Interest runs for a client every interest_period ticks, the clients
+ * staggered so each tick carries an even share. */
+static int interest_due(const kz_server *s, uint32_t slot)
+{
+    return s->cfg.interest_period <= 1 || (s->tick + slot) % s->cfg.interest_period == 0;
+}
+
+static void free_slot(kz__client *cl, uint32_t k)
+{
+    seen_set(cl, cl->slot_ent[k] - 1u, 0);
+    cl->slot_ent[k] = 0;
+    cl->acc[k] = 0;
+}
+
 /* Runs interest for one client and updates its view table: entities that
  * stay keep their slot, those that left free theirs, newcomers take the
  * lowest free slots. Priority accumulates per slot. */
-static void update_view(kz_server *s, kz__client *cl)
+static void select_view(kz_server *s, kz__client *cl)
 {
     uint32_t n = kz_interest_select(&s->interest, &s->grid, cl->avatar, cl->vis, cl->n_vis,
                                     s->importance, s->cfg.visible ? visible_adapter : NULL, s,
@@ -181,7 +195,7 @@ static void update_view(kz_server *s, kz__client *cl)
         uint16_t k = s->slot_of[e];
         if (k != KZ__NO_SLOT) {
             s->kept[k] = 1;
-            cl->acc[k] += s->sel_score[j];
+            cl->score[k] = s->sel_score[j];
         } else {
             s->sel[n_new] = e;
             s->sel_score[n_new] = s->sel_score[j];
@@ -193,35 +207,81 @@ static void update_view(kz_server *s, kz__client *cl)
     for (uint32_t k = 0; k < s->n_slots; k++) {
         if (!cl->slot_ent[k])
             continue;
-        uint32_t e = cl->slot_ent[k] - 1u;
-        s->slot_of[e] = KZ__NO_SLOT;
-        if (s->kept[k]) {
+        s->slot_of[cl->slot_ent[k] - 1u] = KZ__NO_SLOT;
+        if (s->kept[k])
             s->kept[k] = 0;
-            continue;
-        }
-        cl->slot_ent[k] = 0;  /* left the view */
-        cl->acc[k] = 0;
-        seen_set(cl, e, 0);
+        else
+            free_slot(cl, k);  /* left the view */
     }
     uint32_t k = 0;
     for (uint32_t j = 0; j < n_new; j++) {
         while (cl->slot_ent[k])
             k++;
-        cl->slot_ent[k] = s->sel[j] + 1u;
-        cl->acc[k] = s->sel_score[j];
+        uint32_t e = s->sel[j];
+        cl->slot_ent[k] = e + 1u;
+        cl->slot_id[k] = kz_entity_at(&s->ents, e).id;
+        cl->score[k] = s->sel_score[j];
+        cl->acc[k] = 0;
         cl->since[k] = s->tick;
-        seen_set(cl, s->sel[j], 1);
+        seen_set(cl, e, 1);
     }
-    /* The wanted view, in slot order. */
-    s->want.count = 0;
-    s->want.tick = s->tick;
-    for (k = 0; k < s->n_slots; k++) {
+}
+
+/* Between interest runs: the view keeps its entities, except those that
+ * are gone (destroyed, index reused) or that the visibility hook now
+ * refuses; the hook is security (blocks, zones), so it is asked every
+ * tick. */
+static void keep_view(kz_server *s, kz__client *cl)
+{
+    int changed = 0;
+    for (uint32_t k = 0; k < s->n_slots; k++) {
         if (!cl->slot_ent[k])
             continue;
+        uint32_t e = cl->slot_ent[k] - 1u;
+        int gone = kz_entity_at(&s->ents, e).id != cl->slot_id[k];
+        if (gone || (s->cfg.visible && !visible_adapter(s, cl->avatar, e))) {
+            free_slot(cl, k);
+            changed = 1;
+        }
+    }
+    if (!changed)
+        return;
+    cl->n_vis = 0;
+    for (uint32_t k = 0; k < s->n_slots; k++)
+        if (cl->slot_ent[k])
+            cl->vis[cl->n_vis++] = cl->slot_ent[k] - 1u;
+}
+
+static void update_view(kz_server *s, kz__client *cl, uint32_t slot)
+{
+    if (interest_due(s, slot))
+        select_view(s, cl);
+    else
+        keep_view(s, cl);
+    /* The wanted view, in slot order; priority grows by the last score. */
+    s->want.count = 0;
+    s->want.tick = s->tick;
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        if (!cl->slot_ent[k])
+            continue;
+        uint32_t e = cl->slot_ent[k] - 1u;
+        cl->acc[k] += cl->score[k];
         s->want.slot[s->want.count] = (uint16_t)k;
-        s->want.state[s->want.count] = s->image[cl->slot_ent[k] - 1u];
+        s->want.state[s->want.count] = s->image[e];
+        s->want_key[s->want.count] = e;
         s->want.count++;
     }
+}
+
+/* For the record cache: each wanted entity's world image at the baseline
+ * tick (the ring row of that tick), so clients whose baseline holds exactly
+ * that state share one encoded update. */
+static void point_at_world(kz_server *s, const kz_snap_view *base)
+{
+    const kz_snap_state *row =
+        base ? s->image_ring + (size_t)(base->tick % s->history) * s->cap : NULL;
+    for (uint32_t i = 0; i < s->want.count; i++)
+        s->want_base[i] = row ? &row[s->want_key[i]] : NULL;
 }
 
 /* ---- snapshots ---------------------------------------------------------- */
@@ -269,7 +329,7 @@ static const kz_snap_view *baseline(const kz_server *s, const kz__client *cl)
 static void send_snapshot(kz_server *s, uint32_t slot)
 {
     kz__client *cl = &s->clients[slot];
-    update_view(s, cl);
+    update_view(s, cl, slot);
 
     double per_tick = (double)s->cfg.bytes_per_second / s->cfg.tick_hz;
     cl->budget += per_tick;
@@ -293,6 +353,7 @@ static void send_snapshot(kz_server *s, uint32_t slot)
 
     const kz_snap_view *base = baseline(s, cl);
     kz_snap_view *sent = &cl->hist[s->tick % s->history];
+    point_at_world(s, base);
     kz_snap_encode_args a = {
         .base = base,
         .want = &s->want,
@@ -300,6 +361,9 @@ static void send_snapshot(kz_server *s, uint32_t slot)
         .budget_bits = kz_bitwriter_bits_left(&w),
         .badge = badge_of,
         .badge_ctx = s,
+        .cache = &s->cache,
+        .key = s->want_key,
+        .base_world = s->want_base,
     };
     kz_snap_encode_stats st;
     int rc = kz_snap_encode(&s->codec, &a, &w, sent, s->change, &st);
@@ -348,6 +412,7 @@ void kz__server_tick(kz_server *s)
     apply_inputs(s);
     move_held(s);
     take_images(s);
+    kz_snap_cache_begin(&s->cache, s->tick);
     for (uint32_t slot = 0; slot < s->max_clients; slot++)
         if (s->clients[slot].live)
             send_snapshot(s, slot);

@@ -8,8 +8,10 @@
  *    the server's work is everything kz_server_step does (drain inputs,
  *    tick: inputs, interest, snapshot encoding; then seal and ENet send in
  *    the single-threaded transport), timed around each call, divided by
- *    ticks x clients. The slope per visible avatar is the least-squares
- *    fit over the three points.
+ *    ticks x clients; and the tick alone (the server's tick-time histogram:
+ *    inputs, interest, encoding, queueing to the transport) the same way.
+ *    The slope per visible avatar is the least-squares fit over the three
+ *    points.
  * 2. Downstream bandwidth per client with 100 visible moving avatars at
  *    30 Hz, desktop and VR (head and hands moving every tick): snapshot
  *    payload from the client counters, and the bytes on the wire (UDP
@@ -38,6 +40,7 @@ static void fail(const char *what)
 
 typedef struct run_result {
     double ns_per_client_tick;
+    double tick_ns_per_client_tick;  /* the tick alone: inputs, interest, encode, queueing */
     double payload_kbps;   /* snapshot payload per client, down */
     double wire_kbps;      /* UDP payload per client, down (relay runs only) */
     double visible;        /* mean entities in view */
@@ -102,7 +105,18 @@ static run_result run(uint32_t clients, uint32_t max_visible, int vr, int relay,
     uint64_t payload0 = 0, down0 = down_bytes;
     for (uint32_t i = 0; i < clients; i++)
         payload0 += kz_counters_get(kz_client_counters(w.clients[i]), KZ_CLIENT_C_SNAPSHOT_BYTES);
+    kz_hist_config hc;
+    kz_hist_config_default(&hc);
+    hc.highest = 10ull * 1000 * 1000 * 1000;
+    kz_hist ticks_h;
+    if (kz_hist_init(&ticks_h, &hc, NULL) || kz_server_tick_hist_take(w.srv, &ticks_h) != KZ_OK)
+        fail("histogram");
+    kz_hist_reset(&ticks_h);
     uint64_t spent = run_ticks(&w, MEASURE_TICKS, t0);
+    if (kz_server_tick_hist_take(w.srv, &ticks_h) != KZ_OK)
+        fail("histogram");
+    double tick_total = kz_hist_mean(&ticks_h) * (double)kz_hist_total(&ticks_h);
+    kz_hist_fini(&ticks_h);
     uint64_t payload1 = 0, seen = 0;
     kz_client_entity view[8];
     for (uint32_t i = 0; i < clients; i++) {
@@ -112,6 +126,7 @@ static run_result run(uint32_t clients, uint32_t max_visible, int vr, int relay,
     double seconds = (double)MEASURE_TICKS / kz_server_tick_hz(w.srv);
     run_result r = {
         .ns_per_client_tick = (double)spent / ((double)MEASURE_TICKS * clients),
+        .tick_ns_per_client_tick = tick_total / ((double)MEASURE_TICKS * clients),
         .payload_kbps = (double)(payload1 - payload0) * 8.0 / 1000.0 / seconds / clients,
         .wire_kbps = (double)(down_bytes - down0) * 8.0 / 1000.0 / seconds / clients,
         .visible = (double)seen / clients,
@@ -133,19 +148,23 @@ int main(int argc, char **argv)
         return 0;
     }
     const uint32_t visible[3] = {25, 50, 100};
-    double med[3];
+    double med[3], med_tick[3];
     for (int v = 0; v < 3; v++) {
-        double ns[64], vis[64];
+        double ns[64], tick_ns[64], vis[64];
         for (size_t k = 0; k < runs; k++) {
             run_result r = run(151, visible[v], 0, 0, 11 + k);
             ns[k] = r.ns_per_client_tick;
+            tick_ns[k] = r.tick_ns_per_client_tick;
             vis[k] = r.visible;
         }
         char name[96];
         snprintf(name, sizeof name, "server CPU per client-tick, %u visible (mean seen %.0f)",
                  visible[v], kzb_median(vis, runs));
         kzb_report(name, "ns", ns, runs);
+        snprintf(name, sizeof name, "  of which the tick (inputs, interest, encode), %u visible", visible[v]);
+        kzb_report(name, "ns", tick_ns, runs);
         med[v] = kzb_median(ns, runs);
+        med_tick[v] = kzb_median(tick_ns, runs);
     }
     /* Least squares over (visible, ns). */
     double mx = 0, my = 0, sxx = 0, sxy = 0;
@@ -159,6 +178,13 @@ int main(int argc, char **argv)
     kzb_report("slope per visible avatar (fit of the medians)", "ns", &slope, 1);
     double fixed = my - slope * mx;
     kzb_report("fixed cost per client-tick (intercept)", "ns", &fixed, 1);
+    double ty = 0, txy = 0;
+    for (int v = 0; v < 3; v++)
+        ty += med_tick[v] / 3.0;
+    for (int v = 0; v < 3; v++)
+        txy += (visible[v] - mx) * (med_tick[v] - ty);
+    double tslope = txy / sxx;
+    kzb_report("  tick alone: slope per visible avatar", "ns", &tslope, 1);
 
     for (int vr = 0; vr <= 1; vr++) {
         double pay[64], wire[64];

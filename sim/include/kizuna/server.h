@@ -54,6 +54,10 @@ typedef struct kz_server_config {
     float voice_radius;               /* default 25 m */
     uint32_t voice_bytes_per_second;  /* per sender; default 8000 */
     uint32_t chat_per_second;         /* per sender, burst 2x; default 4 */
+    uint32_t interest_period;         /* ticks between a client's interest runs, 1..16,
+                                         staggered across clients; default 3. In
+                                         between, the view keeps its entities (the
+                                         visibility hook is still asked every tick) */
     uint32_t spawn_seed;              /* spawn points are random within spawn_radius */
     float spawn_radius;               /* default 100 m */
     kz_server_visible_fn visible;     /* NULL: everything within range is visible */
