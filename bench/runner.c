@@ -77,6 +77,7 @@ typedef struct bot {
     uint32_t last_tick;
     uint64_t corrections, flagged;   /* flagged: the server said it corrected us */
     uint32_t chat_sent, chat_echoed;
+    uint32_t misbehaved_tick;        /* hostile bots act once per input tick */
 } bot;
 
 typedef struct world_ctx world_ctx;
@@ -403,7 +404,7 @@ static void misbehave(world_ctx *w, bot *b, uint32_t tick)
 {
     static const uint8_t frame[300];
     switch (b->plan.hostile) {
-    case KZB_HOSTILE_CHAT:  /* 30 lines a second against a budget of 4 */
+    case KZB_HOSTILE_CHAT:  /* a line every tick (30/s at 30 Hz) against a budget of 4 */
         if (kz_client_chat(b->c, "spam spam spam", 14) == KZ_OK)
             b->chat_sent++;
         break;
@@ -464,8 +465,10 @@ static void bot_update(world_ctx *w, bot_thread *t, bot *b, kz_time_ns now)
     if (kz_client_self(b->c, &self) == KZ_OK &&
         kzb_plan_step(&b->plan, w->o->scenario, w->o->clients, tick, w->o->hz, &self, &intent))
         (void)kz_client_send_input(b->c, &intent);
-    if (b->plan.hostile)
+    if (b->plan.hostile && tick != b->misbehaved_tick) {
+        b->misbehaved_tick = tick;
         misbehave(w, b, tick);
+    }
 }
 
 /* Churn: 2% of this thread's bots leave and come back as new clients. */
@@ -686,7 +689,9 @@ static void collect_hostile(world_ctx *w, kzb_result *r, const uint64_t *gate0, 
     }
     for (uint32_t h = 1; h < KZB_HOSTILE_COUNT; h++) {
         char name[48];
-        snprintf(name, sizeof name, "%s_caught_of_%llu", kzb_hostile_name(h), (unsigned long long)tried[h]);
+        snprintf(name, sizeof name, "%s_bots", kzb_hostile_name(h));
+        add_named(r->caught, &r->n_caught, name, tried[h]);
+        snprintf(name, sizeof name, "%s_caught", kzb_hostile_name(h));
         add_named(r->caught, &r->n_caught, name, caught[h]);
     }
 }

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+#
+# kizuna-bench smoke: every scenario for a few seconds with thresholds loose
+# enough to hold on a busy 2-core machine and tight enough to fail when the
+# server stops sending (no snapshots: no downstream bandwidth, no snapshot
+# ages), plus the JSON's required fields, the CSV, a plot, `compare`, and
+# the exit status of a failed threshold.
+#
+#   bash tests/cli/bench_smoke.sh path/to/kizuna-bench
+set -euo pipefail
+BIN=$1
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/kzb-smoke-XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+common=(--clients 40 --seconds 3 --warmup 1 --quiet)
+alive=(--threshold 'clients.connected_end>=36' --threshold 'bandwidth.down_kbps_per_client>1'
+       --threshold 'snapshot_age_ms.p50<2000' --threshold 'tick_ms.max<1000')
+for sc in wander crowd commute churn vr; do
+    "$BIN" "${common[@]}" --scenario "$sc" --json "$WORK/$sc.json" "${alive[@]}" >"$WORK/$sc.out" 2>&1 ||
+        { cat "$WORK/$sc.out"; fail "scenario $sc"; }
+done
+# hostile: every kind of misbehaviour caught, no honest bot kicked.
+"$BIN" --clients 60 --seconds 4 --warmup 1 --quiet --scenario hostile --json "$WORK/hostile.json" \
+    "${alive[@]}" \
+    --threshold 'violations.speed_hack_caught>=1' --threshold 'violations.chat_flood_caught>=1' \
+    --threshold 'violations.voice_flood_caught>=1' --threshold 'violations.forged_packets_caught>=1' \
+    --threshold 'violations.honest_bots_kicked<=0' >"$WORK/hostile.out" 2>&1 ||
+    { cat "$WORK/hostile.out"; fail "scenario hostile"; }
+
+# Required JSON fields (docs/BENCH-REPORT.md), checked as thresholds that
+# must find their path.
+"$BIN" "${common[@]}" --json "$WORK/a.json" --csv "$WORK/a.csv" --plot "$WORK/a.png" \
+    --threshold 'clients.target==40' --threshold 'clients.connected_end>=0' \
+    --threshold 'tick_ms.p50>=0' --threshold 'tick_ms.p90>=0' --threshold 'tick_ms.p99>=0' \
+    --threshold 'tick_ms.p999>=0' --threshold 'tick_ms.max>=0' \
+    --threshold 'server_cpu_us_per_client_tick>=0' \
+    --threshold 'bandwidth.down_kbps_per_client>=0' --threshold 'bandwidth.up_kbps_per_client>=0' \
+    --threshold 'bits_per_avatar_update>=0' --threshold 'snapshot_age_ms.p50>=0' \
+    --threshold 'snapshot_age_ms.p99>=0' --threshold 'drops.malformed_packet>=0' \
+    --threshold 'violations.speed>=0' >"$WORK/a.out" 2>&1 || { cat "$WORK/a.out"; fail "required fields"; }
+[ "$(wc -l <"$WORK/a.csv")" -ge 3 ] || fail "csv has too few rows"
+[ -s "$WORK/a.png" ] || fail "no plot"
+"$BIN" compare "$WORK/a.json" "$WORK/wander.json" >"$WORK/cmp.out" || fail "compare"
+grep -q 'tick_ms.p99' "$WORK/cmp.out" || fail "compare output: $(head -5 "$WORK/cmp.out")"
+
+# A threshold that cannot hold must fail the run with status 3.
+status=0
+"$BIN" "${common[@]}" --threshold 'tick_ms.p50<0' >"$WORK/t.out" 2>&1 || status=$?
+[ "$status" -eq 3 ] || fail "an impossible threshold gave status $status"
+# A malformed threshold is refused before the run (status 2).
+status=0
+"$BIN" "${common[@]}" --threshold 'tick_ms.p50~3' >"$WORK/t2.out" 2>&1 || status=$?
+[ "$status" -eq 2 ] || fail "a malformed threshold gave status $status"
+echo "bench_smoke: 6 scenarios, report files and thresholds ok"
