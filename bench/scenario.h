@@ -31,8 +31,8 @@
 /* Misbehaviours of hostile bots. */
 #define KZB_HOSTILE_NONE 0
 #define KZB_HOSTILE_SPEED 1    /* asks for 40 m/s */
-#define KZB_HOSTILE_CHAT 2     /* 30 chat lines per second */
-#define KZB_HOSTILE_VOICE 3    /* 4x the voice byte rate */
+#define KZB_HOSTILE_CHAT 2     /* a chat line every tick */
+#define KZB_HOSTILE_VOICE 3    /* 4.5x the voice byte budget */
 #define KZB_HOSTILE_FORGE 4    /* datagrams sealed with a wrong key / garbage */
 #define KZB_HOSTILE_COUNT 5
 
