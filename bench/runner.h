@@ -35,6 +35,7 @@ typedef struct kzb_options {
     uint64_t protocol_id;
     uint32_t bot_threads;     /* default: 1 */
     uint32_t max_visible;     /* embedded server: default 100 */
+    uint32_t connect_rate;    /* new clients per second; 0 = 1000 embedded, 40 external */
     int quiet;                /* no progress lines */
 } kzb_options;
 

@@ -23,13 +23,15 @@
 static const char kzs_run_usage[] =
     "usage: kizuna-server run --keys DIR [--port PORT] [--bind IPV4] [--max-clients N]\n"
     "                         [--io-threads N] [--tick-hz N] [--protocol-id N]\n"
-    "                         [--log-level LEVEL]\n"
+    "                         [--gate-rate N] [--log-level LEVEL]\n"
     "  --keys DIR         directory with backend.pub, server.key and server.pub\n"
     "  --port PORT        UDP port (default 40000; 0 picks a free one)\n"
     "  --bind IPV4        address to listen on (default 0.0.0.0)\n"
     "  --max-clients N    sessions at once, up to 4095 per I/O thread (default 1024)\n"
     "  --io-threads N     ENet hosts with a thread each, on PORT, PORT+1, ... (default 1)\n"
     "  --tick-hz N        simulation rate, 10..128 (default 30)\n"
+    "  --gate-rate N      handshake steps per second per source address (default 100;\n"
+    "                     raise it only for load tests from one machine)\n"
     "  --protocol-id N    application protocol id tokens must carry\n"
     "  --log-level LEVEL  error, warn, info, debug (default info)\n";
 
@@ -43,7 +45,7 @@ static void kzs_on_signal(int sig)
 
 typedef struct kzs_run_opts {
     const char *keys;
-    uint64_t port, max_clients, protocol_id, io_threads, tick_hz;
+    uint64_t port, max_clients, protocol_id, io_threads, tick_hz, gate_rate;
     uint32_t bind_ip;
     int log_level;
 } kzs_run_opts;
@@ -55,8 +57,9 @@ static int kzs_run_parse(int argc, char **argv, kzs_run_opts *o)
         {"bind", required_argument, NULL, 'b'},      {"max-clients", required_argument, NULL, 'm'},
         {"protocol-id", required_argument, NULL, 'P'}, {"log-level", required_argument, NULL, 'l'},
         {"io-threads", required_argument, NULL, 't'},  {"tick-hz", required_argument, NULL, 'z'},
+        {"gate-rate", required_argument, NULL, 'g'},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
-    *o = (kzs_run_opts){NULL, 40000, 1024, KZ_DEFAULT_PROTOCOL_ID, 1, 30, 0, KZ_LOG_INFO};
+    *o = (kzs_run_opts){NULL, 40000, 1024, KZ_DEFAULT_PROTOCOL_ID, 1, 30, 0, 0, KZ_LOG_INFO};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -67,6 +70,7 @@ static int kzs_run_parse(int argc, char **argv, kzs_run_opts *o)
         case 'm': ok = kzs_parse_u64(optarg, 10, 16 * 4095, &o->max_clients) == 0 && o->max_clients; break;
         case 't': ok = kzs_parse_u64(optarg, 10, 16, &o->io_threads) == 0 && o->io_threads; break;
         case 'z': ok = kzs_parse_u64(optarg, 10, 128, &o->tick_hz) == 0 && o->tick_hz >= 10; break;
+        case 'g': ok = kzs_parse_u64(optarg, 10, 10000000, &o->gate_rate) == 0 && o->gate_rate; break;
         case 'P': ok = kzs_parse_u64(optarg, 0, UINT64_MAX, &o->protocol_id) == 0; break;
         case 'b': ok = inet_pton(AF_INET, optarg, &o->bind_ip) == 1; break;
         case 'l': ok = (o->log_level = kz_log_level_parse(optarg)) >= 0; break;
@@ -103,6 +107,7 @@ static int kzs_run_config(const kzs_run_opts *o, kz_server_config *sc)
     cfg->io_threads = (uint32_t)o->io_threads;
     cfg->log.level = o->log_level;
     sc->tick_hz = (uint32_t)o->tick_hz;
+    cfg->gate_rate_per_ip = (uint32_t)o->gate_rate;
     return 0;
 }
 
