@@ -95,6 +95,7 @@ static size_t layout(kz_server *s, uint8_t *base)
     KZ__ARR(s->holder, cap);
     KZ__ARR(s->owner, cap);
     KZ__ARR(s->speaking_until, cap);
+    KZ__ARR(s->private_zone, cap);
     KZ__ARR(s->importance, cap);
     KZ__ARR(s->badge, cap);
     KZ__ARR(s->image_ring, (size_t)cap * h);
@@ -361,6 +362,11 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
         hist[k].tick = 0, hist[k].count = 0;
     cl->live = 1;
     cl->avatar = i;
+    cl->client_id = info->client_id;
+    cl->verification_level = info->claims.verification_level;
+    cl->actor_kind = info->claims.actor_kind;
+    cl->n_roles = info->n_roles;
+    memcpy(cl->roles, info->roles, sizeof cl->roles);
     cl->budget = (double)s->cfg.bytes_per_second / s->cfg.tick_hz;
     cl->chat_tokens = 2.0 * s->cfg.chat_per_second;
     cl->voice_tokens = s->cfg.voice_bytes_per_second;
@@ -544,6 +550,36 @@ static void on_action(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t l
     kz_counter_inc(s->c, KZ_WORLD_C_GRABS);
 }
 
+/* Mutual blocks: the list holds client ids, so a block outlives the
+ * blocked avatar's reconnects within this session of the blocker. */
+static void on_block(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len)
+{
+    if (len != KZ_BLOCK_BYTES || (p[0] != KZ_BLOCK_ADD && p[0] != KZ_BLOCK_REMOVE)) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
+        return;
+    }
+    uint32_t t = kz_entity_index(&s->ents, (kz_entity){get32(p + 1)});
+    if (t == UINT32_MAX || !s->owner[t] || t == cl->avatar) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
+        return;
+    }
+    uint64_t id = s->clients[s->owner[t] - 1u].client_id;
+    for (uint32_t k = 0; k < cl->n_blocked; k++)
+        if (cl->blocked[k] == id) {
+            if (p[0] == KZ_BLOCK_REMOVE)
+                cl->blocked[k] = cl->blocked[--cl->n_blocked];
+            return;
+        }
+    if (p[0] == KZ_BLOCK_REMOVE)
+        return;
+    if (cl->n_blocked == KZ_BLOCK_MAX) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
+        return;
+    }
+    cl->blocked[cl->n_blocked++] = id;
+    kz_counter_inc(s->c, KZ_WORLD_C_BLOCKS);
+}
+
 static void on_data(kz_server *s, const kz_netmsg *m)
 {
     kz__client *cl = &s->clients[m->slot];
@@ -555,6 +591,7 @@ static void on_data(kz_server *s, const kz_netmsg *m)
     case KZ_MSG_EMOTE: on_emote(s, cl, m->data, m->len); break;
     case KZ_MSG_VOICE: on_voice(s, cl, m->data, m->len); break;
     case KZ_MSG_ACTION: on_action(s, cl, m->data, m->len); break;
+    case KZ_MSG_BLOCK: on_block(s, cl, m->data, m->len); break;
     default: kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED); break;
     }
 }

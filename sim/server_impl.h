@@ -43,6 +43,14 @@ typedef struct kz__client {
     /* snapshots */
     uint32_t acked;               /* newest acknowledged snapshot tick, 0 = none */
     double budget;                /* bytes this client may still receive */
+    /* identity, from the token */
+    uint64_t client_id;
+    uint8_t verification_level, actor_kind;
+    uint8_t n_roles;
+    char roles[KZ_TOKEN_MAX_ROLES][KZ_TOKEN_ROLE_MAX + 1];
+    /* mutual blocks: client ids this client blocked */
+    uint64_t blocked[KZ_BLOCK_MAX];
+    uint32_t n_blocked;
     /* rate limits (token buckets) */
     double chat_tokens, voice_tokens;
     /* view: slot -> dense entity index + 1 (0 = free) */
@@ -115,6 +123,11 @@ struct kz_server {
     kz_counters counters;
     kz_counter_block c;
     kz_hist tick_ns;
+
+    /* zones */
+    kz_zone_def zones[KZ_ZONE_MAX];
+    uint32_t n_zones;
+    uint8_t *private_zone;        /* per dense index: private zone index + 1, 0 = none */
 };
 
 /* server_tick.c */
@@ -125,5 +138,13 @@ void kz__server_load_state(const kz_server *s, uint32_t i, kz_snap_state *st);
 void kz__server_send(kz_server *s, uint32_t slot, uint8_t channel, uint8_t type,
                      const void *data, uint32_t len);
 int kz__seen(const kz__client *cl, uint32_t idx);
+
+/* server_rules.c: the symmetric visibility rule (blocks, private zones,
+ * then the application's hook both ways), zone entry, private zone
+ * membership. */
+int kz__may_see(const kz_server *s, uint32_t a, uint32_t b);
+int kz__may_enter(const kz_server *s, const kz__client *cl, const int32_t pos[3]);
+void kz__update_private_zones(kz_server *s);
+int kz__blocked_either(const kz_server *s, uint32_t a, uint32_t b);
 
 #endif /* KZ_SIM_SERVER_IMPL_H */

@@ -102,7 +102,15 @@ static void apply_inputs(kz_server *s)
         }
         kz_snap_state st;
         kz__server_load_state(s, cl->avatar, &st);
+        int32_t before[3] = {st.pos[0], st.pos[1], st.pos[2]};
         kz_wire_integrate(&s->codec, &st, &cmd);
+        /* A zone one may not enter holds the avatar at its boundary. (One
+         * already inside, say because the zone changed, may walk out.) */
+        if (!kz__may_enter(s, cl, st.pos) && kz__may_enter(s, cl, before)) {
+            memcpy(st.pos, before, sizeof st.pos);
+            cl->corrected = 1;
+            kz_counter_inc(s->c, KZ_WORLD_C_ZONE_REFUSED);
+        }
         store_state(s, cl->avatar, &st);
         grid_follow(s, cl->avatar);
     }
@@ -149,9 +157,7 @@ static void take_images(kz_server *s)
 
 static int visible_adapter(void *ctx, uint32_t viewer, uint32_t target)
 {
-    kz_server *s = ctx;
-    return s->cfg.visible(s->cfg.visible_ctx, kz_entity_at(&s->ents, viewer).id,
-                          kz_entity_at(&s->ents, target).id);
+    return kz__may_see(ctx, viewer, target);
 }
 
 static void seen_set(kz__client *cl, uint32_t idx, int on)
@@ -183,7 +189,7 @@ static void free_slot(kz__client *cl, uint32_t k)
 static void select_view(kz_server *s, kz__client *cl)
 {
     uint32_t n = kz_interest_select(&s->interest, &s->grid, cl->avatar, cl->vis, cl->n_vis,
-                                    s->importance, s->cfg.visible ? visible_adapter : NULL, s,
+                                    s->importance, visible_adapter, s,
                                     s->sel, s->sel_score, NULL);
     for (uint32_t k = 0; k < s->n_slots; k++)
         if (cl->slot_ent[k])
@@ -239,7 +245,7 @@ static void keep_view(kz_server *s, kz__client *cl)
             continue;
         uint32_t e = cl->slot_ent[k] - 1u;
         int gone = kz_entity_at(&s->ents, e).id != cl->slot_id[k];
-        if (gone || (s->cfg.visible && !visible_adapter(s, cl->avatar, e))) {
+        if (gone || !kz__may_see(s, cl->avatar, e)) {
             free_slot(cl, k);
             changed = 1;
         }
@@ -411,6 +417,7 @@ void kz__server_tick(kz_server *s)
     s->tick++;
     apply_inputs(s);
     move_held(s);
+    kz__update_private_zones(s);
     take_images(s);
     kz_snap_cache_begin(&s->cache, s->tick);
     for (uint32_t slot = 0; slot < s->max_clients; slot++)

@@ -36,6 +36,7 @@
 #define KZ_MSG_VOICE 6u
 #define KZ_MSG_ACTION 7u
 #define KZ_MSG_NOTICE 8u
+#define KZ_MSG_BLOCK 9u      /* c -> s: code (1 block, 2 unblock) + entity (u32) */
 
 #define KZ_WORLD_VERSION 1u
 
@@ -141,6 +142,12 @@ int kz_wire_snap_head_read(const kz_snap_codec *c, kz_bitreader *r, kz_wire_snap
 #define KZ_ACTION_GRAB 1u
 #define KZ_ACTION_RELEASE 2u
 #define KZ_ACTION_BYTES 5u
+
+/* Block codes (KZ_MSG_BLOCK). */
+#define KZ_BLOCK_ADD 1u
+#define KZ_BLOCK_REMOVE 2u
+#define KZ_BLOCK_BYTES 5u
+#define KZ_BLOCK_MAX 32u     /* blocked clients per client */
 
 /* Notice codes (KZ_MSG_NOTICE: code byte + UTF-8 text). */
 #define KZ_NOTICE_KICK 1u

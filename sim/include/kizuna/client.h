@@ -124,6 +124,10 @@ KZ_API int kz_client_emote(kz_client *c, uint16_t emote);
 KZ_API int kz_client_voice(kz_client *c, const void *frame, uint32_t len);
 KZ_API int kz_client_grab(kz_client *c, uint32_t object);
 KZ_API int kz_client_release(kz_client *c, uint32_t object);
+/* Blocks (on = 1) or unblocks the owner of avatar `entity`. Blocks are
+ * mutual and enforced by the server: neither side receives the other's
+ * state, chat or voice while either has blocked the other. */
+KZ_API int kz_client_block(kz_client *c, uint32_t entity, uint32_t on);
 
 /* The own avatar's entity id (0 before the welcome) and predicted state. */
 KZ_API uint32_t kz_client_self_id(const kz_client *c);

@@ -99,6 +99,43 @@ KZ_API uint32_t kz_server_avatar_of(const kz_server *s, uint32_t slot);
 KZ_API KZ_MUST_CHECK int kz_server_object_add(kz_server *s, const float pos[3], const float rot[4],
                                               uint32_t *id);
 
+/* ---- zones -------------------------------------------------------------- */
+
+#define KZ_ZONE_BOX 1u
+#define KZ_ZONE_SPHERE 2u
+#define KZ_ZONE_MAX 64u
+#define KZ_ZONE_MAX_ALLOWED 8u
+
+/*
+ * A named region with an access list. Who may enter: everyone when every
+ * rule is zero; otherwise a client must pass every rule that is set
+ * (verification level, humans only) and, when roles or client ids are
+ * listed, hold one of the roles or be one of the clients. An avatar that
+ * may not enter is held at the boundary (its move is refused and it is
+ * told through a correction). Avatars inside a private zone are invisible
+ * and inaudible from outside it, and see only its inside: visibility is
+ * symmetric, so no zone makes an invisible listener.
+ */
+typedef struct kz_zone_def {
+    char name[25];                            /* [a-z0-9_-], unique */
+    uint32_t shape;                           /* KZ_ZONE_BOX or KZ_ZONE_SPHERE */
+    float center[3];
+    float half[3];                            /* box half-extents; sphere: half[0] = radius */
+    uint32_t is_private;
+    uint32_t min_verification;                /* KZ_VERIFY_*; 0 = any */
+    uint32_t humans_only;                     /* agents and bots may not enter */
+    char roles[KZ_ZONE_MAX_ALLOWED][17];      /* token roles allowed; empty = any */
+    uint64_t clients[KZ_ZONE_MAX_ALLOWED];    /* client ids allowed; 0 = unused */
+} kz_zone_def;
+
+/* Adds (or replaces, by name) a zone. 0, KZ_EINVAL (bad shape, name or
+ * size) or KZ_EFULL. Takes effect on the next tick; avatars already inside
+ * a zone they may no longer enter are not moved, only kept from coming
+ * back in. */
+KZ_API KZ_MUST_CHECK int kz_server_zone_set(kz_server *s, const kz_zone_def *z);
+/* Removes a zone by name: 0 or KZ_EINVAL (no such zone). */
+KZ_API int kz_server_zone_remove(kz_server *s, const char *name);
+
 /* Ends the session of the client whose avatar is `avatar`, telling it
  * `reason` (KZ_KICK_* code) and `text` (UTF-8, may be NULL). */
 KZ_API int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *text);
@@ -129,6 +166,8 @@ KZ_API int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const 
     X(VOICE, "voice_frames_relayed")                      \
     X(GRABS, "grabs")                                     \
     X(DROP_MALFORMED, "drop_malformed_message")           \
+    X(ZONE_REFUSED, "zone_entries_refused")               \
+    X(BLOCKS, "blocks")                                   \
     X(DROP_RATE_CHAT, "drop_rate_limited_chat")           \
     X(DROP_RATE_VOICE, "drop_rate_limited_voice")         \
     X(DROP_REFUSED, "drop_action_refused")                \

@@ -1,0 +1,178 @@
+/*
+ * The rules of presence end to end: a private zone hides those inside from
+ * those outside (views, events, chat) and the other way round; a zone's
+ * access list holds an avatar it refuses at the boundary; a block is
+ * mutual (neither side sees or hears the other) until lifted.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "support/world.h"
+
+#define STEP_NS (KZ_NS_PER_S / 120)
+
+static kzt_world w;
+
+static void start(uint32_t n)
+{
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kz_server_config_default(&sc);
+    sc.spawn_radius = 3.0f;
+    memset(&w, 0, sizeof w);
+    cr_assert_eq(kzt_world_start(&w, n, NULL, &sc, 8), KZ_OK);
+    cr_assert_eq(kzt_world_connect_all(&w, STEP_NS, 20 * KZ_NS_PER_S), n);
+}
+
+static void run_ticks(uint32_t ticks)
+{
+    uint32_t end = kz_server_tick(w.srv) + ticks;
+    while (kz_server_tick(w.srv) < end)
+        kzt_world_step(&w, STEP_NS);
+}
+
+static void walk(uint32_t i, float vx, float vz)
+{
+    kz_avatar_state in;
+    kz_avatar_state_rest(&in);
+    in.vel[0] = vx;
+    in.vel[2] = vz;
+    cr_assert_eq(kz_client_send_input(w.clients[i], &in), KZ_OK);
+}
+
+static int sees(uint32_t i, uint32_t entity)
+{
+    kz_client_entity view[128];
+    uint32_t n = kz_client_view(w.clients[i], view, 128);
+    for (uint32_t k = 0; k < n && k < 128; k++)
+        if (view[k].id == entity)
+            return 1;
+    kz_avatar_state st;
+    return kz_client_entity_at(w.clients[i], entity, kz_client_server_tick(w.clients[i]), &st) == KZ_OK;
+}
+
+/* Counts events on client i that name `entity` (drains the queue). */
+static uint32_t events_about(uint32_t i, uint32_t entity, uint32_t type)
+{
+    uint32_t n = 0;
+    kz_client_event ev;
+    while (kz_client_poll_event(w.clients[i], &ev) == KZ_OK)
+        n += ev.entity == entity && (type == 0 || ev.type == type);
+    return n;
+}
+
+static float x_of(uint32_t i)
+{
+    kz_avatar_state st;
+    cr_assert_eq(kz_server_entity(w.srv, kz_client_self_id(w.clients[i]), &st), KZ_OK);
+    return st.pos[0];
+}
+
+Test(world_rules, a_private_zone_hides_both_ways)
+{
+    start(2);
+    kz_zone_def z;
+    memset(&z, 0, sizeof z);
+    strcpy(z.name, "backstage");
+    z.shape = KZ_ZONE_SPHERE;
+    z.center[0] = 30.0f;
+    z.half[0] = 6.0f;
+    z.is_private = 1;
+    cr_assert_eq(kz_server_zone_set(w.srv, &z), KZ_OK);
+    uint32_t a = kz_client_self_id(w.clients[0]), b = kz_client_self_id(w.clients[1]);
+    run_ticks(20);
+    cr_assert(sees(1, a) && sees(0, b), "outside the zone they see each other");
+    /* A walks into the zone (about 30 m at 6 m/s) and stops inside. */
+    float target = 30.0f - x_of(0);
+    walk(0, 6.0f, 0.0f);
+    run_ticks((uint32_t)(target / 6.0f * 30.0f));
+    walk(0, 0, 0);
+    run_ticks(30);
+    cr_assert_lt(fabsf(x_of(0) - 30.0f), 5.0f, "A is inside (x = %.1f)", x_of(0));
+    events_about(1, a, 0);
+    events_about(0, b, 0);
+    /* From now on B must learn nothing of A and A nothing of B. */
+    cr_assert_eq(kz_client_chat(w.clients[0], "secret", 6), KZ_OK);
+    cr_assert_eq(kz_client_chat(w.clients[1], "hello?", 6), KZ_OK);
+    uint8_t frame[100] = {0};
+    cr_assert_eq(kz_client_voice(w.clients[0], frame, sizeof frame), KZ_OK);
+    for (int k = 0; k < 60; k++) {
+        run_ticks(1);
+        cr_assert(!sees(1, a), "outside sees the insider");
+        cr_assert(!sees(0, b), "the insider sees outside");
+    }
+    cr_assert_eq(events_about(1, a, 0), 0, "no event about the insider reaches outside");
+    cr_assert_eq(events_about(0, b, 0), 0, "no event about outside reaches the insider");
+    /* Walking out restores mutual presence. */
+    walk(0, -6.0f, 0.0f);
+    run_ticks(60);
+    walk(0, 0, 0);
+    run_ticks(30);
+    cr_assert(sees(1, a) && sees(0, b), "outside again, both see each other");
+    kzt_world_stop(&w);
+}
+
+Test(world_rules, an_access_list_holds_the_avatar_at_the_boundary)
+{
+    start(1);
+    kz_zone_def z;
+    memset(&z, 0, sizeof z);
+    strcpy(z.name, "verified-only");
+    z.shape = KZ_ZONE_BOX;
+    z.center[0] = 20.0f;
+    z.half[0] = 5.0f;
+    z.half[1] = 10.0f;
+    z.half[2] = 50.0f;
+    z.min_verification = KZ_VERIFY_STRONG;  /* test tokens carry KZ_VERIFY_NONE */
+    cr_assert_eq(kz_server_zone_set(w.srv, &z), KZ_OK);
+    walk(0, 5.0f, 0.0f);
+    run_ticks(150);
+    float x = x_of(0);
+    cr_assert_lt(x, 15.0f, "held at the boundary (x = %.2f)", x);
+    cr_assert_gt(x, 14.5f, "right at it (x = %.2f)", x);
+    cr_assert_gt(kz_counters_get(kz_server_counters(w.srv), KZ_WORLD_C_ZONE_REFUSED), 10);
+    uint32_t corrections = 0;
+    kz_client_event ev;
+    while (kz_client_poll_event(w.clients[0], &ev) == KZ_OK)
+        corrections += ev.type == KZ_EV_CORRECTION;
+    cr_assert_gt(corrections, 0, "the client is told");
+    /* Lifting the rule lets it in. */
+    z.min_verification = 0;
+    cr_assert_eq(kz_server_zone_set(w.srv, &z), KZ_OK);
+    run_ticks(60);
+    cr_assert_gt(x_of(0), 15.5f, "admitted once the list allows it");
+    cr_assert_eq(kz_server_zone_remove(w.srv, "verified-only"), KZ_OK);
+    cr_assert_eq(kz_server_zone_remove(w.srv, "verified-only"), KZ_EINVAL);
+    kzt_world_stop(&w);
+}
+
+Test(world_rules, blocks_are_mutual_until_lifted)
+{
+    start(3);
+    run_ticks(20);
+    uint32_t a = kz_client_self_id(w.clients[0]), b = kz_client_self_id(w.clients[1]);
+    uint32_t c = kz_client_self_id(w.clients[2]);
+    cr_assert(sees(0, b) && sees(1, a));
+    cr_assert_eq(kz_client_block(w.clients[0], b, 1), KZ_OK);
+    run_ticks(5);
+    events_about(0, b, 0);
+    events_about(1, a, 0);
+    cr_assert_eq(kz_client_chat(w.clients[1], "can you hear me", 15), KZ_OK);
+    cr_assert_eq(kz_client_chat(w.clients[0], "la la la", 8), KZ_OK);
+    for (int k = 0; k < 30; k++) {
+        run_ticks(1);
+        cr_assert(!sees(0, b), "the blocker sees the blocked");
+        cr_assert(!sees(1, a), "the blocked sees the blocker");
+        cr_assert(sees(2, a) && sees(2, b), "a third party still sees both");
+    }
+    cr_assert_eq(events_about(0, b, KZ_EV_CHAT), 0, "no chat from the blocked");
+    cr_assert_eq(events_about(1, a, KZ_EV_CHAT), 0, "no chat from the blocker");
+    cr_assert_eq(events_about(2, b, KZ_EV_CHAT), 1, "others still hear");
+    cr_assert_eq(kz_counters_get(kz_server_counters(w.srv), KZ_WORLD_C_BLOCKS), 1);
+    (void)c;
+    cr_assert_eq(kz_client_block(w.clients[0], b, 0), KZ_OK);
+    run_ticks(10);
+    cr_assert(sees(0, b) && sees(1, a), "unblocked: presence is back");
+    kzt_world_stop(&w);
+}
