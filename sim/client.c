@@ -624,6 +624,13 @@ static int action(kz_client *c, uint8_t code, uint32_t object)
 int kz_client_grab(kz_client *c, uint32_t object) { return action(c, KZ_ACTION_GRAB, object); }
 int kz_client_release(kz_client *c, uint32_t object) { return action(c, KZ_ACTION_RELEASE, object); }
 
+int kz_client_admin(kz_client *c, uint32_t action, uint32_t target)
+{
+    uint8_t b[KZ_ADMIN_BYTES] = {(uint8_t)action, (uint8_t)target, (uint8_t)(target >> 8),
+                                 (uint8_t)(target >> 16), (uint8_t)(target >> 24)};
+    return send_event(c, KZ_CHANNEL_EVENT, KZ_MSG_ADMIN, b, sizeof b);
+}
+
 int kz_client_block(kz_client *c, uint32_t entity, uint32_t on)
 {
     uint8_t b[KZ_BLOCK_BYTES] = {on ? KZ_BLOCK_ADD : KZ_BLOCK_REMOVE, (uint8_t)entity,

@@ -39,6 +39,8 @@ void kz_server_config_default(kz_server_config *cfg)
     cfg->chat_per_second = 4;
     cfg->spawn_radius = 100.0f;
     cfg->interest_period = 3;
+    cfg->moderator_role = "moderator";
+    cfg->admin_role = "admin";
 }
 
 /* Zero fields take their defaults; returns 0 or KZ_EINVAL. */
@@ -53,7 +55,7 @@ static int resolve_config(kz_server_config *cfg)
     KZ__DEF(max_objects) KZ__DEF(snapshot_history) KZ__DEF(bytes_per_second)
     KZ__DEF(max_speed) KZ__DEF(grab_reach) KZ__DEF(voice_radius)
     KZ__DEF(voice_bytes_per_second) KZ__DEF(chat_per_second) KZ__DEF(spawn_radius)
-    KZ__DEF(interest_period)
+    KZ__DEF(interest_period) KZ__DEF(moderator_role) KZ__DEF(admin_role)
 #undef KZ__DEF
     if (cfg->tick_hz < 10 || cfg->tick_hz > 128 || cfg->net.max_clients == 0)
         return KZ_EINVAL;
@@ -473,6 +475,10 @@ static int take_token(double *bucket, double cost)
 
 static void on_chat(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len)
 {
+    if (cl->muted) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_MUTED);
+        return;
+    }
     if (len == 0 || len > KZ_CHAT_MAX_BYTES || !kz_utf8_valid(p, len)) {
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
         return;
@@ -503,6 +509,10 @@ static void on_emote(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
 
 static void on_voice(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len)
 {
+    if (cl->muted) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_MUTED);
+        return;
+    }
     if (len == 0 || len > KZ_VOICE_MAX_FRAME_BYTES) {
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
         return;
@@ -580,6 +590,79 @@ static void on_block(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
     kz_counter_inc(s->c, KZ_WORLD_C_BLOCKS);
 }
 
+static void notice(kz_server *s, uint32_t slot, uint8_t code, const char *text)
+{
+    uint8_t buf[1 + KZ_NOTICE_MAX_BYTES];
+    size_t n = text ? strnlen(text, KZ_NOTICE_MAX_BYTES) : 0;
+    buf[0] = code;
+    memcpy(buf + 1, text ? text : "", n);
+    kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_NOTICE, buf, (uint32_t)(1 + n));
+}
+
+void kz__announce_observer(kz_server *s, const kz__client *observer, uint32_t target)
+{
+    if (!s->owner[target] || target == observer->avatar)
+        return;
+    notice(s, s->owner[target] - 1u, KZ_NOTICE_OBSERVED, s->badge[observer->avatar].name);
+}
+
+static int holds_role(const kz__client *cl, const char *role)
+{
+    for (uint32_t r = 0; r < cl->n_roles; r++)
+        if (strcmp(cl->roles[r], role) == 0)
+            return 1;
+    return 0;
+}
+
+/* Role-gated actions: a moderator (or admin) may kick, mute and observe.
+ * Anything else is refused, told and counted. */
+static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t *p, uint32_t len)
+{
+    if (len != KZ_ADMIN_BYTES || p[0] < KZ_ADMIN_KICK || p[0] > KZ_ADMIN_OBSERVE_OFF) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
+        return;
+    }
+    if (!holds_role(cl, s->cfg.moderator_role) && !holds_role(cl, s->cfg.admin_role)) {
+        kz_counter_inc(s->c, KZ_WORLD_C_ADMIN_DENIED);
+        notice(s, slot, KZ_NOTICE_DENIED, "this action needs the moderator role");
+        kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server", "denied admin action %u from client=%llu",
+                p[0], (unsigned long long)cl->client_id);
+        return;
+    }
+    uint32_t t = kz_entity_index(&s->ents, (kz_entity){get32(p + 1)});
+    int needs_target = p[0] <= KZ_ADMIN_UNMUTE;
+    if (needs_target && (t == UINT32_MAX || !s->owner[t])) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
+        return;
+    }
+    kz__client *target = needs_target ? &s->clients[s->owner[t] - 1u] : NULL;
+    switch (p[0]) {
+    case KZ_ADMIN_KICK:
+        (void)kz_server_kick(s, get32(p + 1), KZ_KICK_ADMIN, "removed by a moderator");
+        break;
+    case KZ_ADMIN_MUTE:
+        target->muted = 1;
+        notice(s, s->owner[t] - 1u, KZ_NOTICE_MUTED, "muted by a moderator");
+        break;
+    case KZ_ADMIN_UNMUTE:
+        target->muted = 0;
+        break;
+    case KZ_ADMIN_OBSERVE_ON:
+        cl->observer = 1;
+        /* Everyone it already sees learns it is watched. */
+        for (uint32_t k = 0; k < s->n_slots; k++)
+            if (cl->slot_ent[k])
+                kz__announce_observer(s, cl, cl->slot_ent[k] - 1u);
+        break;
+    case KZ_ADMIN_OBSERVE_OFF:
+        cl->observer = 0;
+        break;
+    }
+    kz_counter_inc(s->c, KZ_WORLD_C_ADMIN_DONE);
+    kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "admin action %u by client=%llu", p[0],
+            (unsigned long long)cl->client_id);
+}
+
 static void on_data(kz_server *s, const kz_netmsg *m)
 {
     kz__client *cl = &s->clients[m->slot];
@@ -592,6 +675,7 @@ static void on_data(kz_server *s, const kz_netmsg *m)
     case KZ_MSG_VOICE: on_voice(s, cl, m->data, m->len); break;
     case KZ_MSG_ACTION: on_action(s, cl, m->data, m->len); break;
     case KZ_MSG_BLOCK: on_block(s, cl, m->data, m->len); break;
+    case KZ_MSG_ADMIN: on_admin(s, m->slot, cl, m->data, m->len); break;
     default: kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED); break;
     }
 }

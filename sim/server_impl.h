@@ -51,6 +51,7 @@ typedef struct kz__client {
     /* mutual blocks: client ids this client blocked */
     uint64_t blocked[KZ_BLOCK_MAX];
     uint32_t n_blocked;
+    uint8_t muted, observer;
     /* rate limits (token buckets) */
     double chat_tokens, voice_tokens;
     /* view: slot -> dense entity index + 1 (0 = free) */
@@ -146,5 +147,7 @@ int kz__may_see(const kz_server *s, uint32_t a, uint32_t b);
 int kz__may_enter(const kz_server *s, const kz__client *cl, const int32_t pos[3]);
 void kz__update_private_zones(kz_server *s);
 int kz__blocked_either(const kz_server *s, uint32_t a, uint32_t b);
+/* server.c: tells the owner of `target` that `observer` now sees it. */
+void kz__announce_observer(kz_server *s, const kz__client *observer, uint32_t target);
 
 #endif /* KZ_SIM_SERVER_IMPL_H */

@@ -10,7 +10,8 @@
  *   3. the application's hook, asked both ways.
  * Because every rule is symmetric, no zone, block list or hook can make an
  * invisible listener: whoever may receive an avatar's state may be seen by
- * it (docs/SECURITY.md).
+ * it (docs/SECURITY.md). The one asymmetry is a moderator's observer mode,
+ * and it is announced to everyone the observer sees.
  */
 #include "sim/server_impl.h"
 
@@ -59,6 +60,10 @@ int kz__blocked_either(const kz_server *s, uint32_t a, uint32_t b)
 
 int kz__may_see(const kz_server *s, uint32_t a, uint32_t b)
 {
+    /* An observer (a moderator's mode) is not seen, but never unannounced:
+     * everyone it sees is told (kz__announce_observer). */
+    if (s->owner[b] && s->clients[s->owner[b] - 1u].observer)
+        return 0;
     if (s->private_zone[a] != s->private_zone[b])
         return 0;
     if (kz__blocked_either(s, a, b))

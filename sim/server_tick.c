@@ -230,6 +230,8 @@ static void select_view(kz_server *s, kz__client *cl)
         cl->acc[k] = 0;
         cl->since[k] = s->tick;
         seen_set(cl, e, 1);
+        if (cl->observer)
+            kz__announce_observer(s, cl, e);
     }
 }
 

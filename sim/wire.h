@@ -37,6 +37,7 @@
 #define KZ_MSG_ACTION 7u
 #define KZ_MSG_NOTICE 8u
 #define KZ_MSG_BLOCK 9u      /* c -> s: code (1 block, 2 unblock) + entity (u32) */
+#define KZ_MSG_ADMIN 10u     /* c -> s: role-gated action code + target entity (u32) */
 
 #define KZ_WORLD_VERSION 1u
 
@@ -149,9 +150,14 @@ int kz_wire_snap_head_read(const kz_snap_codec *c, kz_bitreader *r, kz_wire_snap
 #define KZ_BLOCK_BYTES 5u
 #define KZ_BLOCK_MAX 32u     /* blocked clients per client */
 
+#define KZ_ADMIN_BYTES 5u
+
 /* Notice codes (KZ_MSG_NOTICE: code byte + UTF-8 text). */
 #define KZ_NOTICE_KICK 1u
 #define KZ_NOTICE_ZONE_ENTER 2u
 #define KZ_NOTICE_ZONE_LEAVE 3u
+#define KZ_NOTICE_OBSERVED 4u    /* an observer watches you (text: who) */
+#define KZ_NOTICE_DENIED 5u      /* your role-gated action was refused */
+#define KZ_NOTICE_MUTED 6u
 
 #endif /* KZ_SIM_WIRE_H */

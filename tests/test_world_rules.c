@@ -176,3 +176,88 @@ Test(world_rules, blocks_are_mutual_until_lifted)
     cr_assert(sees(0, b) && sees(1, a), "unblocked: presence is back");
     kzt_world_stop(&w);
 }
+
+static uint32_t notices(uint32_t i, uint32_t code)
+{
+    uint32_t n = 0;
+    kz_client_event ev;
+    while (kz_client_poll_event(w.clients[i], &ev) == KZ_OK)
+        n += ev.type == KZ_EV_NOTICE && ev.code == code;
+    return n;
+}
+
+Test(world_rules, role_gated_actions_need_the_role_and_observers_are_announced)
+{
+    memset(&w, 0, sizeof w);
+    w.moderators = 1;  /* client 0 holds "moderator" */
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kz_server_config_default(&sc);
+    sc.spawn_radius = 3.0f;
+    cr_assert_eq(kzt_world_start(&w, 3, NULL, &sc, 8), KZ_OK);
+    cr_assert_eq(kzt_world_connect_all(&w, STEP_NS, 20 * KZ_NS_PER_S), 3);
+    run_ticks(20);
+    uint32_t mod = kz_client_self_id(w.clients[0]), v2 = kz_client_self_id(w.clients[2]);
+    const kz_counters *k = kz_server_counters(w.srv);
+    for (uint32_t i = 0; i < 3; i++)
+        notices(i, 0);
+
+    /* A visitor may not kick. */
+    cr_assert_eq(kz_client_admin(w.clients[1], KZ_ADMIN_KICK, v2), KZ_OK);
+    run_ticks(5);
+    cr_assert_eq(kz_counters_get(k, KZ_WORLD_C_ADMIN_DENIED), 1);
+    cr_assert_eq(notices(1, 5 /* KZ_NOTICE_DENIED */), 1, "the visitor is told");
+    cr_assert_eq(kz_client_state(w.clients[2]), KZ_CLIENT_CONNECTED, "and nobody was kicked");
+
+    /* A moderator may mute: the muted client's chat goes nowhere. */
+    cr_assert_eq(kz_client_admin(w.clients[0], KZ_ADMIN_MUTE, v2), KZ_OK);
+    run_ticks(5);
+    cr_assert_eq(notices(2, 6 /* KZ_NOTICE_MUTED */), 1);
+    cr_assert_eq(kz_client_chat(w.clients[2], "still here", 10), KZ_OK);
+    run_ticks(5);
+    cr_assert_eq(events_about(1, v2, KZ_EV_CHAT), 0, "muted chat is not relayed");
+    cr_assert_eq(kz_counters_get(k, KZ_WORLD_C_DROP_MUTED), 1);
+
+    /* Observer mode: the moderator leaves everyone's view, and everyone it
+     * sees is told it is watched. */
+    cr_assert_eq(kz_client_admin(w.clients[0], KZ_ADMIN_OBSERVE_ON, 0), KZ_OK);
+    run_ticks(10);
+    cr_assert_geq(notices(1, 4 /* KZ_NOTICE_OBSERVED */), 1, "client 1 is told it is observed");
+    cr_assert_geq(notices(2, 4), 1, "client 2 is told it is observed");
+    cr_assert(!sees(1, mod) && !sees(2, mod), "the observer is not in anyone's view");
+    cr_assert(sees(0, v2), "the observer still sees");
+
+    /* And may kick. */
+    cr_assert_eq(kz_client_admin(w.clients[0], KZ_ADMIN_KICK, v2), KZ_OK);
+    for (int i = 0; i < 200 && kz_client_state(w.clients[2]) == KZ_CLIENT_CONNECTED; i++)
+        kzt_world_step(&w, STEP_NS);
+    cr_assert_eq(kz_client_state(w.clients[2]), KZ_CLIENT_DISCONNECTED);
+    cr_assert_eq(kz_client_reason(w.clients[2]), KZ_KICK_ADMIN);
+    cr_assert_geq(kz_counters_get(k, KZ_WORLD_C_ADMIN_DONE), 3);
+    kzt_world_stop(&w);
+}
+
+Test(world_rules, an_agent_is_shown_as_an_agent_acting_for_its_principal)
+{
+    memset(&w, 0, sizeof w);
+    w.agents = 1;  /* the last client's token says agent, acting for client 3 */
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kz_server_config_default(&sc);
+    sc.spawn_radius = 3.0f;
+    cr_assert_eq(kzt_world_start(&w, 2, NULL, &sc, 8), KZ_OK);
+    cr_assert_eq(kzt_world_connect_all(&w, STEP_NS, 20 * KZ_NS_PER_S), 2);
+    run_ticks(20);
+    uint32_t agent = kz_client_self_id(w.clients[1]);
+    kz_badge b;
+    cr_assert_eq(kz_client_badge(w.clients[0], agent, &b), KZ_OK);
+    cr_assert_eq(b.actor_kind, KZ_ACTOR_AGENT, "shown as an agent");
+    cr_assert_eq(b.acting_for, 3, "acting for its principal");
+    /* Nothing the agent sends changes that: its inputs carry no identity,
+     * and after a while and a reconnect-free session the badge is the same. */
+    walk(1, 1.0f, 0.0f);
+    run_ticks(60);
+    cr_assert_eq(kz_client_badge(w.clients[0], agent, &b), KZ_OK);
+    cr_assert_eq(b.actor_kind, KZ_ACTOR_AGENT);
+    kzt_world_stop(&w);
+}

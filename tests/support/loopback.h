@@ -24,6 +24,11 @@ int kzt_keys_make(kzt_keys *k);
 int kzt_mint(const kzt_keys *k, uint64_t protocol_id, uint64_t server_id, uint16_t port,
              uint64_t client_id, kz_connect_token *out);
 
+/* kzt_mint with a role (NULL for none) and an actor kind (KZ_ACTOR_*; an
+ * agent acts for client id + 1). */
+int kzt_mint_as(const kzt_keys *k, uint64_t protocol_id, uint64_t server_id, uint16_t port,
+                uint64_t client_id, const char *role, uint8_t actor_kind, kz_connect_token *out);
+
 /* A server transport config bound to 127.0.0.1 on a free port, verifying
  * tokens of `k` for (protocol_id, server_id); single-threaded, one host. */
 void kzt_server_config(kz_netserver_config *cfg, const kzt_keys *k, uint64_t protocol_id,

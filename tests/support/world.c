@@ -29,11 +29,13 @@ int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_serve
 {
     kz_proxy_tap_fn tap = w->tap;
     void *tap_ctx = w->tap_ctx;
-    uint32_t spare = w->spare;
+    uint32_t spare = w->spare, moderators = w->moderators, agents = w->agents;
     memset(w, 0, sizeof *w);
     w->tap = tap;
     w->tap_ctx = tap_ctx;
     w->spare = spare;
+    w->moderators = moderators;
+    w->agents = agents;
     int rc = kzt_keys_make(&w->keys);
     if (rc)
         return rc;
@@ -89,7 +91,9 @@ int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_serve
         return KZ_ENOMEM;
     for (uint32_t i = 0; i < n; i++) {
         kz_connect_token ct;
-        rc = kzt_mint(&w->keys, KZT_PROTOCOL, KZT_SERVER_ID, port, i + 1u, &ct);
+        rc = kzt_mint_as(&w->keys, KZT_PROTOCOL, KZT_SERVER_ID, port, i + 1u,
+                         i < moderators ? "moderator" : NULL,
+                         i + agents >= n ? KZ_ACTOR_AGENT : KZ_ACTOR_HUMAN, &ct);
         if (rc)
             return rc;
         w->clients[i] = kz_client_create(&cc);

@@ -35,6 +35,8 @@ typedef struct kzt_world {
     kz_proxy_tap_fn tap;     /* set before start: the relay's tap (kept by start) */
     void *tap_ctx;
     uint32_t spare;          /* set before start: server slots beyond the n clients */
+    uint32_t moderators;     /* set before start: clients 0..moderators-1 hold "moderator" */
+    uint32_t agents;         /* set before start: the last `agents` clients are AI agents */
 } kzt_world;
 
 /* Mints a token for client id `id` to this world's server (for extra,

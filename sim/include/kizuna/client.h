@@ -128,6 +128,10 @@ KZ_API int kz_client_release(kz_client *c, uint32_t object);
  * mutual and enforced by the server: neither side receives the other's
  * state, chat or voice while either has blocked the other. */
 KZ_API int kz_client_block(kz_client *c, uint32_t entity, uint32_t on);
+/* Asks for a role-gated action (KZ_ADMIN_* in kizuna/server.h) on
+ * `target`. The server checks the token's roles; a refusal arrives as a
+ * KZ_EV_NOTICE with code KZ_NOTICE_DENIED. */
+KZ_API int kz_client_admin(kz_client *c, uint32_t action, uint32_t target);
 
 /* The own avatar's entity id (0 before the welcome) and predicted state. */
 KZ_API uint32_t kz_client_self_id(const kz_client *c);

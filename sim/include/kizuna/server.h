@@ -60,6 +60,9 @@ typedef struct kz_server_config {
                                          visibility hook is still asked every tick) */
     uint32_t spawn_seed;              /* spawn points are random within spawn_radius */
     float spawn_radius;               /* default 100 m */
+    const char *moderator_role;       /* token role that may kick, mute and observe;
+                                         default "moderator" */
+    const char *admin_role;           /* token role with every right; default "admin" */
     kz_server_visible_fn visible;     /* NULL: everything within range is visible */
     void *visible_ctx;
 } kz_server_config;
@@ -140,6 +143,14 @@ KZ_API int kz_server_zone_remove(kz_server *s, const char *name);
  * `reason` (KZ_KICK_* code) and `text` (UTF-8, may be NULL). */
 KZ_API int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *text);
 
+/* Role-gated actions a client may ask for (KZ_MSG_ADMIN); a client whose
+ * token lacks the role is refused, told, and the refusal counted. */
+#define KZ_ADMIN_KICK 1u          /* moderator: end the target's session */
+#define KZ_ADMIN_MUTE 2u          /* moderator: drop the target's chat and voice */
+#define KZ_ADMIN_UNMUTE 3u
+#define KZ_ADMIN_OBSERVE_ON 4u    /* moderator: become an observer (target ignored) */
+#define KZ_ADMIN_OBSERVE_OFF 5u
+
 /* Kick reason codes (the client sees them with the text). */
 #define KZ_KICK_ADMIN 1u
 #define KZ_KICK_VIOLATION 2u
@@ -168,6 +179,9 @@ KZ_API int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const 
     X(DROP_MALFORMED, "drop_malformed_message")           \
     X(ZONE_REFUSED, "zone_entries_refused")               \
     X(BLOCKS, "blocks")                                   \
+    X(ADMIN_DONE, "admin_actions")                        \
+    X(ADMIN_DENIED, "admin_actions_denied")               \
+    X(DROP_MUTED, "drop_muted")                           \
     X(DROP_RATE_CHAT, "drop_rate_limited_chat")           \
     X(DROP_RATE_VOICE, "drop_rate_limited_voice")         \
     X(DROP_REFUSED, "drop_action_refused")                \
