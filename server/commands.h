@@ -23,11 +23,12 @@
 
 /*
  * Command entry points. argv[0] is the command's name ("keygen", "token",
- * "run"), the options follow. Each returns the process exit status.
+ * "run", "audit"), the options follow. Each returns the process exit status.
  */
 int cmd_keygen(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 /* Prints "kizuna-server: <message>\n" to stderr. */
 void kzs_error(const char *fmt, ...) KZ_PRINTF(1, 2);

@@ -37,6 +37,8 @@ static const kzs__key_desc kzs__keys[KZS_KEY_KIND_COUNT] = {
     {"backend.pub", "kizuna backend-public-key v1", KZ_SIGN_PUBLIC_KEY_BYTES, 0},
     {"server.key", "kizuna server-secret-key v1", KZ_BOX_SECRET_KEY_BYTES, 1},
     {"server.pub", "kizuna server-public-key v1", KZ_BOX_PUBLIC_KEY_BYTES, 0},
+    {"audit.key", "kizuna audit-secret-key v1", KZ_SIGN_SECRET_KEY_BYTES, 1},
+    {"audit.pub", "kizuna audit-public-key v1", KZ_SIGN_PUBLIC_KEY_BYTES, 0},
 };
 
 const char *kzs_key_file_name(kzs_key_kind kind) { return kzs__keys[kind].file; }
@@ -336,13 +338,20 @@ int kzs_file_write(const char *path, const void *data, size_t len, mode_t mode, 
 int kzs_key_load(const char *dir, kzs_key_kind kind, uint8_t *key)
 {
     char path[KZS_PATH_MAX];
+    if (kzs_path_join(dir, kzs__keys[kind].file, path) != 0) {
+        sodium_memzero(key, kzs__keys[kind].bytes);
+        return -1;
+    }
+    return kzs_key_load_file(path, kind, key);
+}
+
+int kzs_key_load_file(const char *path, kzs_key_kind kind, uint8_t *key)
+{
     char text[KZS_KEY_FILE_MAX_BYTES];
     size_t len = 0;
     mode_t mode = 0;
     const char *why = NULL;
-    int rc = kzs_path_join(dir, kzs__keys[kind].file, path);
-    if (rc == 0)
-        rc = kzs_file_read(path, (uint8_t *)text, sizeof text, &len, &mode);
+    int rc = kzs_file_read(path, (uint8_t *)text, sizeof text, &len, &mode);
     if (rc == 0 && kzs_key_decode(kind, text, len, key, &why) != KZ_OK)
         rc = kzs__fail(path, "%s", why);
     if (rc == 0 && kzs__keys[kind].secret && (mode & 077) != 0)
@@ -354,10 +363,12 @@ int kzs_key_load(const char *dir, kzs_key_kind kind, uint8_t *key)
     return rc;
 }
 
-int kzs_keys_load_backend_secret(const char *dir, uint8_t sk[KZ_SIGN_SECRET_KEY_BYTES])
+/* Loads an Ed25519 secret key file and checks its halves agree. */
+static int kzs__load_sign_secret(const char *dir, kzs_key_kind kind,
+                                 uint8_t sk[KZ_SIGN_SECRET_KEY_BYTES])
 {
     kz_sign_keypair again;
-    if (kzs_key_load(dir, KZS_KEY_BACKEND_SECRET, sk) != 0)
+    if (kzs_key_load(dir, kind, sk) != 0)
         return -1;
     /* An Ed25519 secret key is seed || public key: derive the public key
      * from the seed again and compare. */
@@ -368,9 +379,19 @@ int kzs_keys_load_backend_secret(const char *dir, uint8_t sk[KZ_SIGN_SECRET_KEY_
         return 0;
     sodium_memzero(sk, KZ_SIGN_SECRET_KEY_BYTES);
     char path[KZS_PATH_MAX];
-    if (kzs_path_join(dir, kzs__keys[KZS_KEY_BACKEND_SECRET].file, path) != 0)
+    if (kzs_path_join(dir, kzs__keys[kind].file, path) != 0)
         return -1;
     return kzs__fail(path, "its public half does not match its seed (mixed or edited file)");
+}
+
+int kzs_keys_load_backend_secret(const char *dir, uint8_t sk[KZ_SIGN_SECRET_KEY_BYTES])
+{
+    return kzs__load_sign_secret(dir, KZS_KEY_BACKEND_SECRET, sk);
+}
+
+int kzs_keys_load_audit_secret(const char *dir, uint8_t sk[KZ_SIGN_SECRET_KEY_BYTES])
+{
+    return kzs__load_sign_secret(dir, KZS_KEY_AUDIT_SECRET, sk);
 }
 
 int kzs_keys_load_server(const char *dir, kz_box_keypair *kp)
@@ -403,12 +424,13 @@ static int kzs__ensure_dir(const char *dir)
     return 0;
 }
 
-/* Refuses (before anything is written) when any key file exists. */
-static int kzs__refuse_existing(const char *dir)
+/* Refuses (before anything is written) when any key file of kinds
+ * first..last exists. */
+static int kzs__refuse_existing(const char *dir, int first, int last)
 {
     char path[KZS_PATH_MAX];
     struct stat st;
-    for (int k = 0; k < KZS_KEY_KIND_COUNT; k++) {
+    for (int k = first; k <= last; k++) {
         if (kzs_path_join(dir, kzs__keys[k].file, path) != 0)
             return -1;
         if (lstat(path, &st) == 0)
@@ -438,7 +460,8 @@ int kzs_keys_generate(const char *dir, int force, uint64_t *server_id)
     kz_sign_keypair backend;
     kz_box_keypair server;
     int rc = -1;
-    if (kzs__ensure_dir(dir) != 0 || (!force && kzs__refuse_existing(dir) != 0))
+    if (kzs__ensure_dir(dir) != 0 ||
+        (!force && kzs__refuse_existing(dir, KZS_KEY_BACKEND_SECRET, KZS_KEY_SERVER_PUBLIC) != 0))
         return -1;
     if (kz_sign_keypair_generate(&backend) != KZ_OK || kz_box_keypair_generate(&server) != KZ_OK) {
         kzs__fail(dir, "cannot generate keys: %s", kz_strerror(KZ_EIO));
@@ -455,5 +478,24 @@ int kzs_keys_generate(const char *dir, int force, uint64_t *server_id)
 out:
     sodium_memzero(&backend, sizeof backend);
     sodium_memzero(&server, sizeof server);
+    return rc;
+}
+
+int kzs_keys_generate_audit(const char *dir, int force)
+{
+    kz_sign_keypair audit;
+    int rc = -1;
+    if (kzs__ensure_dir(dir) != 0 ||
+        (!force && kzs__refuse_existing(dir, KZS_KEY_AUDIT_SECRET, KZS_KEY_AUDIT_PUBLIC) != 0))
+        return -1;
+    if (kz_sign_keypair_generate(&audit) != KZ_OK) {
+        kzs__fail(dir, "cannot generate keys: %s", kz_strerror(KZ_EIO));
+        goto out;
+    }
+    if (kzs__save(dir, KZS_KEY_AUDIT_SECRET, audit.secret_key, force) == 0 &&
+        kzs__save(dir, KZS_KEY_AUDIT_PUBLIC, audit.public_key, force) == 0)
+        rc = 0;
+out:
+    sodium_memzero(&audit, sizeof audit);
     return rc;
 }

@@ -11,11 +11,18 @@
  *                keys sealed inside tokens; belongs on the server.
  *   server.pub   X25519 public key (32 bytes), mode 0644. The backend seals
  *                session keys to it; the server id is derived from it.
+ *   audit.key    Ed25519 secret key (64 bytes), mode 0600. Signs the audit
+ *                log's checkpoints; belongs on the server. Written only by
+ *                `keygen --audit` (a separate pair, because server.key is an
+ *                X25519 box key and cannot sign).
+ *   audit.pub    Ed25519 public key (32 bytes), mode 0644. `audit verify
+ *                --pubkey` checks checkpoints with it.
  *
  * Each file is three lines of ASCII, every line ending in "\n":
  *
  *   kizuna <kind> v1             kind: backend-secret-key, backend-public-key,
- *                                server-secret-key, server-public-key
+ *                                server-secret-key, server-public-key,
+ *                                audit-secret-key, audit-public-key
  *   <key as lowercase hex>       exactly 2 * size characters of [0-9a-f]
  *   check <8 lowercase hex>      first 4 bytes of BLAKE2b-256 over the first
  *                                line (without "\n") followed by the key bytes
@@ -45,6 +52,8 @@ typedef enum kzs_key_kind {
     KZS_KEY_BACKEND_PUBLIC,      /* backend.pub */
     KZS_KEY_SERVER_SECRET,       /* server.key */
     KZS_KEY_SERVER_PUBLIC,       /* server.pub */
+    KZS_KEY_AUDIT_SECRET,        /* audit.key */
+    KZS_KEY_AUDIT_PUBLIC,        /* audit.pub */
     KZS_KEY_KIND_COUNT
 } kzs_key_kind;
 
@@ -119,6 +128,24 @@ int kzs_key_load(const char *dir, kzs_key_kind kind, uint8_t *key);
  * derives (a mixed or hand-edited file is refused). 0 or -1 (printed).
  */
 int kzs_keys_load_backend_secret(const char *dir, uint8_t sk[KZ_SIGN_SECRET_KEY_BYTES]);
+
+/*
+ * Loads audit.key and checks, as for backend.key, that its public half is
+ * its seed's. 0 or -1 (printed); on failure `sk` is zeroed.
+ */
+int kzs_keys_load_audit_secret(const char *dir, uint8_t sk[KZ_SIGN_SECRET_KEY_BYTES]);
+
+/*
+ * Reads an audit.pub file at `path` (any name). 0 or -1 (printed).
+ */
+int kzs_key_load_file(const char *path, kzs_key_kind kind, uint8_t *key);
+
+/*
+ * The work of `keygen --audit`: creates `dir` if missing and writes a new
+ * Ed25519 audit pair (audit.key, audit.pub). Refuses if either exists
+ * unless `force`. 0 or -1 (printed).
+ */
+int kzs_keys_generate_audit(const char *dir, int force);
 
 /*
  * Loads server.key and server.pub and checks that they are one pair.

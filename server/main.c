@@ -31,6 +31,7 @@ static const kzs_command kzs_commands[] = {
     {"keygen", cmd_keygen, "create a directory of backend and server key files"},
     {"token", cmd_token, "mint or inspect connect tokens (token mint, token show)"},
     {"run", cmd_run, "run the dedicated server (not available yet)"},
+    {"audit", cmd_audit, "check an audit log (audit verify)"},
 };
 
 #define KZS_N_COMMANDS (sizeof kzs_commands / sizeof kzs_commands[0])
@@ -88,8 +89,11 @@ static const char kzs_keygen_usage[] =
     "(backend.key 0600, backend.pub 0644) and server key pair (server.key\n"
     "0600, server.pub 0644). Existing key files are never overwritten\n"
     "unless --force is given; then each is replaced atomically.\n"
+    "With --audit it writes only the audit log's Ed25519 signing pair\n"
+    "(audit.key 0600, audit.pub 0644) into DIR, next to existing keys.\n"
     "\n"
     "  -o, --out DIR   keys directory\n"
+    "  -a, --audit     write the audit signing pair only\n"
     "  -f, --force     replace existing key files\n"
     "  -h, --help      show this help\n";
 
@@ -98,17 +102,20 @@ int cmd_keygen(int argc, char **argv)
     static const struct option opts[] = {
         {"out", required_argument, NULL, 'o'},
         {"force", no_argument, NULL, 'f'},
+        {"audit", no_argument, NULL, 'a'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *dir = NULL;
-    int force = 0, c;
+    int force = 0, audit = 0, c;
     uint64_t id = 0;
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, ":o:fh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":o:fah", opts, NULL)) != -1) {
         if (c == 'o')
             dir = optarg;
+        else if (c == 'a')
+            audit = 1;
         else if (c == 'f')
             force = 1;
         else if (c == 'h')
@@ -120,6 +127,12 @@ int cmd_keygen(int argc, char **argv)
         return kzs_usage_error(kzs_keygen_usage, "keygen: unexpected argument '%s'", argv[optind]);
     if (dir == NULL || dir[0] == '\0')
         return kzs_usage_error(kzs_keygen_usage, "keygen: --out DIR is required");
+    if (audit) {
+        if (kzs_keys_generate_audit(dir, force) != 0)
+            return KZS_EXIT_FAIL;
+        printf("wrote audit.key audit.pub to %s\n", dir);
+        return KZS_EXIT_OK;
+    }
     if (kzs_keys_generate(dir, force, &id) != 0)
         return KZS_EXIT_FAIL;
     printf("wrote backend.key backend.pub server.key server.pub to %s (server id 0x%016llx)\n",

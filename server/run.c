@@ -14,6 +14,7 @@
 
 #include <sodium.h>
 
+#include <kizuna/audit.h>
 #include <kizuna/server.h>
 
 #include "commands.h"
@@ -23,7 +24,7 @@
 static const char kzs_run_usage[] =
     "usage: kizuna-server run --keys DIR [--port PORT] [--bind IPV4] [--max-clients N]\n"
     "                         [--io-threads N] [--tick-hz N] [--protocol-id N]\n"
-    "                         [--gate-rate N] [--log-level LEVEL]\n"
+    "                         [--gate-rate N] [--log-level LEVEL] [--audit FILE]\n"
     "  --keys DIR         directory with backend.pub, server.key and server.pub\n"
     "  --port PORT        UDP port (default 40000; 0 picks a free one)\n"
     "  --bind IPV4        address to listen on (default 0.0.0.0)\n"
@@ -33,7 +34,9 @@ static const char kzs_run_usage[] =
     "  --gate-rate N      handshake steps per second per source address (default 100;\n"
     "                     raise it only for load tests from one machine)\n"
     "  --protocol-id N    application protocol id tokens must carry\n"
-    "  --log-level LEVEL  error, warn, info, debug (default info)\n";
+    "  --log-level LEVEL  error, warn, info, debug (default info)\n"
+    "  --audit FILE       append the audit log to FILE, signed with DIR/audit.key\n"
+    "                     (kizuna-server keygen --audit --out DIR creates it)\n";
 
 static volatile sig_atomic_t kzs_stop;
 
@@ -45,6 +48,7 @@ static void kzs_on_signal(int sig)
 
 typedef struct kzs_run_opts {
     const char *keys;
+    const char *audit;
     uint64_t port, max_clients, protocol_id, io_threads, tick_hz, gate_rate;
     uint32_t bind_ip;
     int log_level;
@@ -57,15 +61,16 @@ static int kzs_run_parse(int argc, char **argv, kzs_run_opts *o)
         {"bind", required_argument, NULL, 'b'},      {"max-clients", required_argument, NULL, 'm'},
         {"protocol-id", required_argument, NULL, 'P'}, {"log-level", required_argument, NULL, 'l'},
         {"io-threads", required_argument, NULL, 't'},  {"tick-hz", required_argument, NULL, 'z'},
-        {"gate-rate", required_argument, NULL, 'g'},
+        {"gate-rate", required_argument, NULL, 'g'},  {"audit", required_argument, NULL, 'a'},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
-    *o = (kzs_run_opts){NULL, 40000, 1024, KZ_DEFAULT_PROTOCOL_ID, 1, 30, 0, 0, KZ_LOG_INFO};
+    *o = (kzs_run_opts){NULL, NULL, 40000, 1024, KZ_DEFAULT_PROTOCOL_ID, 1, 30, 0, 0, KZ_LOG_INFO};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         int ok = 1;
         switch (c) {
         case 'k': o->keys = optarg; break;
+        case 'a': ok = (o->audit = optarg)[0] != '\0'; break;
         case 'p': ok = kzs_parse_u64(optarg, 10, 65535, &o->port) == 0; break;
         case 'm': ok = kzs_parse_u64(optarg, 10, 16 * 4095, &o->max_clients) == 0 && o->max_clients; break;
         case 't': ok = kzs_parse_u64(optarg, 10, 16, &o->io_threads) == 0 && o->io_threads; break;
@@ -129,6 +134,57 @@ static void kzs_serve(kz_server *srv)
     }
 }
 
+/* Opens the audit log named by --audit (NULL when not asked for). */
+static int kzs_audit_start(const kzs_run_opts *o, kz_audit **out)
+{
+    kz_audit_config ac;
+    *out = NULL;
+    if (o->audit == NULL)
+        return 0;
+    memset(&ac, 0, sizeof ac);
+    kz_audit_config_default(&ac);
+    ac.path = o->audit;
+    ac.log.level = o->log_level;
+    if (kzs_keys_load_audit_secret(o->keys, ac.sign_secret_key) != 0)
+        return -1;
+    int rc = kz_audit_open(&ac, out);
+    sodium_memzero(ac.sign_secret_key, sizeof ac.sign_secret_key);
+    if (rc != KZ_OK) {
+        kzs_error("run: %s: cannot open the audit log: %s", o->audit, kz_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* Appends a server start or stop record. */
+static void kzs_audit_note(kz_audit *audit, uint8_t type, uint32_t code)
+{
+    if (audit == NULL)
+        return;
+    kz_audit_record r;
+    memset(&r, 0, sizeof r);
+    r.type = type;
+    r.code = code;
+    snprintf(r.detail, sizeof r.detail, "kizuna-server %s", kz_version());
+    if (kz_audit_append(audit, &r) != KZ_OK)
+        kzs_error("run: audit record refused (counted as dropped)");
+}
+
+/* Records the stop, writes the final checkpoint and reports. */
+static int kzs_audit_stop(kz_audit *audit, uint32_t clients)
+{
+    if (audit == NULL)
+        return 0;
+    kz_audit_stats st;
+    kzs_audit_note(audit, KZ_AUDIT_SERVER_STOP, clients);
+    kz_audit_stats_get(audit, &st);
+    int rc = kz_audit_close(audit);
+    printf("kizuna-server audit: %llu records appended, %llu dropped, %llu fsyncs%s\n",
+           (unsigned long long)st.appended, (unsigned long long)st.dropped,
+           (unsigned long long)st.fsyncs, rc == KZ_OK ? "" : ", WRITE FAILED");
+    return rc == KZ_OK ? 0 : -1;
+}
+
 int cmd_run(int argc, char **argv)
 {
     kzs_run_opts o;
@@ -138,14 +194,22 @@ int cmd_run(int argc, char **argv)
     kz_server_config sc;
     if (kzs_run_config(&o, &sc) != 0)
         return KZS_EXIT_FAIL;
+    kz_audit *audit = NULL;
+    if (kzs_audit_start(&o, &audit) != 0) {
+        sodium_memzero(&sc.net.verifier.server_keys, sizeof sc.net.verifier.server_keys);
+        return KZS_EXIT_FAIL;
+    }
     signal(SIGINT, kzs_on_signal);
     signal(SIGTERM, kzs_on_signal);
+    sc.audit = audit;
     kz_server *srv = kz_server_create(&sc);
     sodium_memzero(&sc.net.verifier.server_keys, sizeof sc.net.verifier.server_keys);
     if (srv == NULL) {
         kzs_error("run: cannot start the world on port %u", (unsigned)o.port);
+        kzs_audit_stop(audit, 0);
         return KZS_EXIT_FAIL;
     }
+    kzs_audit_note(audit, KZ_AUDIT_SERVER_START, kz_server_port(srv));
     printf("kizuna-server listening on udp port %u (server id 0x%016llx, max %u clients, "
            "%u I/O threads, %u Hz)\n",
            kz_server_port(srv), (unsigned long long)sc.net.verifier.server_id, sc.net.max_clients,
@@ -154,6 +218,7 @@ int cmd_run(int argc, char **argv)
     kzs_serve(srv);
     printf("kizuna-server stopping: %u clients in the world, %u ticks\n", kz_server_clients(srv),
            kz_server_tick(srv));
+    uint32_t clients = kz_server_clients(srv);
     kz_server_destroy(srv);
-    return KZS_EXIT_OK;
+    return kzs_audit_stop(audit, clients) == 0 ? KZS_EXIT_OK : KZS_EXIT_FAIL;
 }

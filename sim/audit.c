@@ -548,7 +548,6 @@ static void kz__writer_fail(kz_audit *a, const char *what)
     if (atomic_compare_exchange_strong(KZ__AINT(a->error), &expected, KZ_EIO))
         kz_logf(&a->log, KZ_LOG_ERROR, "audit", "%s failed: %s; audit records are being lost",
                 what, strerror(errno));
-    a->dropped += 0; /* (dropped is counted where records are discarded) */
 }
 
 static int kz__failed(const kz_audit *a)
@@ -640,13 +639,15 @@ static uint32_t kz__turn(kz_audit *a, int stopping)
 {
     kz_audit_record batch[KZ__AUDIT_BATCH];
     uint32_t n = kz_mpsc_pop_n(&a->ring, batch, KZ__AUDIT_BATCH);
-    for (uint32_t i = 0; i < n; i++)
+    for (uint32_t i = 0; i < n; i++) {
         kz__emit(a, &batch[i], 1);
+        if (a->since_checkpoint >= a->checkpoint_records)
+            kz__checkpoint(a, 0);
+    }
     if (!kz__failed(a))
         kz__note_drops(a);
     uint64_t now = kz__mono_ns();
-    if (a->since_checkpoint >= a->checkpoint_records ||
-        (a->since_checkpoint > 0 && now - a->last_checkpoint >= a->checkpoint_ns))
+    if (a->since_checkpoint > 0 && now - a->last_checkpoint >= a->checkpoint_ns)
         kz__checkpoint(a, 0);
     int flush = atomic_exchange(KZ__A64(a->flush_req), 0) != 0;
     if (a->pending > 0 && (a->pending >= a->commit_records || flush || stopping ||
@@ -751,6 +752,7 @@ static int kz__recover(kz_audit *a, const char *path, const uint8_t *pk)
     size_t len;
     kz_audit_verify_result r;
     kz__scan s = {&r, 0, 0, 0};
+    memset(&r, 0, sizeof r);
     if (kz__map(a->fd, &map, &len) != KZ_OK) {
         kz_logf(&a->log, KZ_LOG_ERROR, "audit", "%s: cannot read: %s", path, strerror(errno));
         return KZ_EIO;
@@ -790,13 +792,15 @@ static int kz__recover(kz_audit *a, const char *path, const uint8_t *pk)
 /* Syncs the directory holding `path`, so a new file's name is durable. */
 static void kz__sync_dir(const char *path)
 {
-    char dir[4096];
+    char dir[4096] = ".";
     const char *slash = strrchr(path, '/');
-    size_t n = slash ? (size_t)(slash - path) : 0;
-    if (n >= sizeof dir)
-        return;
-    memcpy(dir, slash ? path : ".", slash ? n : 1);
-    dir[slash ? (n ? n : 1) : 1] = '\0';
+    if (slash != NULL) {
+        size_t n = slash == path ? 1 : (size_t)(slash - path);
+        if (n >= sizeof dir)
+            return;
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
         (void)fsync(fd);

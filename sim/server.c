@@ -9,6 +9,7 @@
 #include "sim/server_impl.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <kizuna/utf8.h>
@@ -190,6 +191,12 @@ static int init_world(kz_server *s)
      * the last two ticks. */
     if (kz_snap_cache_init(&s->cache, s->cap, 2, &s->alloc))
         return KZ_ENOMEM;
+    kz_validate_config_default(&s->vcfg);
+    s->vcfg.tick_hz = cfg->tick_hz;
+    s->vcfg.max_speed = cfg->max_speed;
+    s->vcfg.grab_reach = cfg->grab_reach;
+    if (kz_validate_config_resolve(&s->vcfg))
+        return KZ_EINVAL;
     return KZ_OK;
 }
 
@@ -364,6 +371,8 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
         hist[k].tick = 0, hist[k].count = 0;
     cl->live = 1;
     cl->avatar = i;
+    kz_validate_client_init(&cl->val);
+    cl->acting_for = info->claims.acting_for;
     cl->client_id = info->client_id;
     cl->verification_level = info->claims.verification_level;
     cl->actor_kind = info->claims.actor_kind;
@@ -387,6 +396,7 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
     uint8_t buf[KZ_WELCOME_BYTES];
     kz_wire_welcome_write(&w, buf);
     kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_WELCOME, buf, sizeof buf);
+    kz__audit(s, KZ_AUDIT_CONNECT, cl, 0, info->claims.method);
     kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server",
             "joined slot=%u entity=%u client=%llu name=\"%s\" actor=%u verified=%u", slot, e.id,
             (unsigned long long)info->client_id, s->badge[i].name, info->claims.actor_kind,
@@ -405,6 +415,7 @@ static void on_disconnect(kz_server *s, uint32_t slot)
     if (kz_grid_remove(&s->grid, i) != KZ_OK)
         kz_logf(&s->cfg.net.log, KZ_LOG_ERROR, "server", "avatar %u was not in the grid", i);
     uint32_t id = kz_entity_at(&s->ents, i).id;
+    kz__audit(s, KZ_AUDIT_DISCONNECT, cl, 0, NULL);
     (void)kz_entity_destroy(&s->ents, kz_entity_at(&s->ents, i));
     s->owner[i] = 0;
     cl->live = 0;
@@ -413,6 +424,29 @@ static void on_disconnect(kz_server *s, uint32_t slot)
 }
 
 /* ---- messages ----------------------------------------------------------- */
+
+static void violation_kick(kz_server *s, kz__client *cl, uint32_t reason);
+
+/* Every new command is checked as it arrives (the clock check needs its
+ * arrival time): fixed in place, dropped when over the input budget, and
+ * its violations fed to the consequence ladder. The queue entry's pad[0]
+ * remembers that the server changed it. */
+static int check_command(kz_server *s, kz__client *cl, kz_wire_command *cmd)
+{
+    kz_validate_result res;
+    uint32_t v = kz_validate_command(&s->vcfg, &cl->val, cmd, s->now, &res);
+    cmd->pad[0] = res.changed;
+    if (v) {
+        kz_counter_inc(s->c, KZ_WORLD_C_CORRECTIONS);
+        kz__audit(s, KZ_AUDIT_VIOLATION, cl, v, "input");
+        uint32_t reason = 0;
+        if (kz_validate_consequence(&s->vcfg, &cl->val, v, s->now, &reason) == KZ_VALIDATE_KICK) {
+            violation_kick(s, cl, reason);
+            return 0;
+        }
+    }
+    return !res.drop;
+}
 
 static void on_input(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len)
 {
@@ -431,6 +465,11 @@ static void on_input(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
         const kz_wire_command *cmd = &in.cmd[k];
         if (cmd->tick <= cl->newest_cmd)
             continue;
+        kz_wire_command checked = *cmd;
+        cl->newest_cmd = cmd->tick;
+        if (!check_command(s, cl, &checked) || !cl->live)
+            continue;
+        cmd = &checked;
         if (cl->q_count == KZ__INPUT_QUEUE) {
             cl->q_head = (cl->q_head + 1u) % KZ__INPUT_QUEUE;
             cl->q_count--;
@@ -438,7 +477,6 @@ static void on_input(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
         }
         cl->queue[(cl->q_head + cl->q_count) % KZ__INPUT_QUEUE] = *cmd;
         cl->q_count++;
-        cl->newest_cmd = cmd->tick;
     }
 }
 
@@ -588,6 +626,9 @@ static void on_block(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
     }
     cl->blocked[cl->n_blocked++] = id;
     kz_counter_inc(s->c, KZ_WORLD_C_BLOCKS);
+    char who[32];
+    snprintf(who, sizeof who, "blocked client %llu", (unsigned long long)id);
+    kz__audit(s, KZ_AUDIT_BLOCK, cl, 0, who);
 }
 
 static void notice(kz_server *s, uint32_t slot, uint8_t code, const char *text)
@@ -597,6 +638,26 @@ static void notice(kz_server *s, uint32_t slot, uint8_t code, const char *text)
     buf[0] = code;
     memcpy(buf + 1, text ? text : "", n);
     kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_NOTICE, buf, (uint32_t)(1 + n));
+}
+
+void kz__audit(kz_server *s, uint32_t type, const kz__client *cl, uint32_t code, const char *detail)
+{
+    if (!s->cfg.audit)
+        return;
+    kz_audit_record r;
+    memset(&r, 0, sizeof r);
+    r.type = (uint8_t)type;
+    r.code = code;
+    if (cl) {
+        r.client_id = cl->client_id;
+        r.entity = kz_entity_at(&s->ents, cl->avatar).id;
+        r.verification_level = cl->verification_level;
+        r.actor_kind = cl->actor_kind;
+        r.acting_for = cl->acting_for;
+    }
+    if (detail)
+        snprintf(r.detail, sizeof r.detail, "%s", detail);
+    (void)kz_audit_append(s->cfg.audit, &r);
 }
 
 void kz__announce_observer(kz_server *s, const kz__client *observer, uint32_t target)
@@ -624,6 +685,7 @@ static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t 
     }
     if (!holds_role(cl, s->cfg.moderator_role) && !holds_role(cl, s->cfg.admin_role)) {
         kz_counter_inc(s->c, KZ_WORLD_C_ADMIN_DENIED);
+        kz__audit(s, KZ_AUDIT_ROLE_ACTION, cl, p[0], "refused: no moderator role");
         notice(s, slot, KZ_NOTICE_DENIED, "this action needs the moderator role");
         kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server", "denied admin action %u from client=%llu",
                 p[0], (unsigned long long)cl->client_id);
@@ -659,6 +721,9 @@ static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t 
         break;
     }
     kz_counter_inc(s->c, KZ_WORLD_C_ADMIN_DONE);
+    char what[40];
+    snprintf(what, sizeof what, "done on entity %u", get32(p + 1));
+    kz__audit(s, KZ_AUDIT_ROLE_ACTION, cl, p[0], what);
     kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "admin action %u by client=%llu", p[0],
             (unsigned long long)cl->client_id);
 }
@@ -699,6 +764,7 @@ static void drain(kz_server *s)
 
 int kz_server_step(kz_server *s, kz_time_ns now)
 {
+    s->now = now;
     if (s->ticker.hz == 0 && kz_ticker_init(&s->ticker, s->cfg.tick_hz, 4, now) != KZ_OK)
         return KZ_EINVAL;
     (void)kz_netserver_service(s->net, now);
@@ -798,5 +864,16 @@ int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *t
     memcpy(buf + 1, text ? text : "", n);
     kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_NOTICE, buf, (uint32_t)(1 + n));
     kz_counter_inc(s->c, KZ_WORLD_C_KICKS);
+    kz__audit(s, KZ_AUDIT_KICK, &s->clients[slot], reason, text);
     return kz_netserver_kick(s->net, slot, reason);
+}
+
+static void violation_kick(kz_server *s, kz__client *cl, uint32_t reason)
+{
+    char text[96];
+    snprintf(text, sizeof text, "removed for cheating: %s", kz_validate_reason_text(reason));
+    kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server", "kick client=%llu reason=\"%s\"",
+            (unsigned long long)cl->client_id, kz_validate_reason_text(reason));
+    (void)kz_server_kick(s, kz_entity_at(&s->ents, cl->avatar).id, KZ_KICK_VIOLATION, text);
+    cl->q_count = 0;  /* nothing more of it is applied */
 }

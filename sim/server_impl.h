@@ -25,6 +25,7 @@
 
 #include "sim/interest.h"
 #include "sim/snapshot.h"
+#include "sim/validate.h"
 #include "sim/wire.h"
 
 #define KZ__INPUT_QUEUE 16u        /* commands buffered per client (power of two) */
@@ -45,6 +46,7 @@ typedef struct kz__client {
     double budget;                /* bytes this client may still receive */
     /* identity, from the token */
     uint64_t client_id;
+    uint64_t acting_for;
     uint8_t verification_level, actor_kind;
     uint8_t n_roles;
     char roles[KZ_TOKEN_MAX_ROLES][KZ_TOKEN_ROLE_MAX + 1];
@@ -52,6 +54,8 @@ typedef struct kz__client {
     uint64_t blocked[KZ_BLOCK_MAX];
     uint32_t n_blocked;
     uint8_t muted, observer;
+    uint8_t at_boundary;          /* pushing against a zone it may not enter */
+    kz_validate_client val;       /* cheat checks: rates, clock, strikes */
     /* rate limits (token buckets) */
     double chat_tokens, voice_tokens;
     /* view: slot -> dense entity index + 1 (0 = free) */
@@ -69,6 +73,8 @@ typedef struct kz__client {
 
 struct kz_server {
     kz_server_config cfg;
+    kz_validate_config vcfg;      /* limits for every input (from cfg) */
+    kz_time_ns now;               /* of the current kz_server_step */
     kz_allocator alloc;
     kz_netserver *net;
     kz_ticker ticker;
@@ -147,6 +153,9 @@ int kz__may_see(const kz_server *s, uint32_t a, uint32_t b);
 int kz__may_enter(const kz_server *s, const kz__client *cl, const int32_t pos[3]);
 void kz__update_private_zones(kz_server *s);
 int kz__blocked_either(const kz_server *s, uint32_t a, uint32_t b);
+/* server.c: appends an audit record about client `cl` (may be NULL) when
+ * the server has an audit log; a full ring is counted by the log. */
+void kz__audit(kz_server *s, uint32_t type, const kz__client *cl, uint32_t code, const char *detail);
 /* server.c: tells the owner of `target` that `observer` now sees it. */
 void kz__announce_observer(kz_server *s, const kz__client *observer, uint32_t target);
 

@@ -12,22 +12,6 @@
 
 /* ---- inputs ------------------------------------------------------------- */
 
-/* Checks a command against the limits, changing what it must. Returns 1
- * when it changed something (the client's prediction will be corrected). */
-static int validate_command(const kz_server *s, kz_wire_command *cmd)
-{
-    double lim = (double)s->cfg.max_speed * KZ_SNAP_VEL_UNITS;
-    double v2 = 0;
-    for (int i = 0; i < 3; i++)
-        v2 += (double)cmd->move[i] * cmd->move[i];
-    if (v2 <= lim * lim)
-        return 0;
-    double scale = lim / sqrt(v2);
-    for (int i = 0; i < 3; i++)
-        cmd->move[i] = (int16_t)(cmd->move[i] * scale);  /* toward zero: stays within */
-    return 1;
-}
-
 void kz__server_load_state(const kz_server *s, uint32_t i, kz_snap_state *st)
 {
     memset(st, 0, sizeof *st);
@@ -88,9 +72,7 @@ static void apply_inputs(kz_server *s)
             cl->q_head = (cl->q_head + 1u) % KZ__INPUT_QUEUE;
             cl->q_count--;
             cl->applied_cmd = cmd.tick;
-            cl->corrected = (uint8_t)validate_command(s, &cmd);
-            if (cl->corrected)
-                kz_counter_inc(s->c, KZ_WORLD_C_CORRECTIONS);
+            cl->corrected = cmd.pad[0];  /* checked on arrival (server.c) */
             cl->last = cmd;
             kz_counter_inc(s->c, KZ_WORLD_C_COMMANDS);
         } else if (cl->applied_cmd) {
@@ -110,6 +92,11 @@ static void apply_inputs(kz_server *s)
             memcpy(st.pos, before, sizeof st.pos);
             cl->corrected = 1;
             kz_counter_inc(s->c, KZ_WORLD_C_ZONE_REFUSED);
+            if (!cl->at_boundary)  /* one record per attempt, not per tick of pushing */
+                kz__audit(s, KZ_AUDIT_ZONE_REFUSAL, cl, 0, NULL);
+            cl->at_boundary = 1;
+        } else {
+            cl->at_boundary = 0;
         }
         store_state(s, cl->avatar, &st);
         grid_follow(s, cl->avatar);

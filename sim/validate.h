@@ -121,7 +121,6 @@ typedef struct kz_validate_config {
         int32_t head_min, head_max;  /* rel codes */
         double reach_units;          /* hand_reach in rel codes */
         double reach_flag2;          /* (reach_units + 1)^2 */
-        double input_per_ns, input_burst;
         double clock_per_ns;         /* tick_hz * (1 + clock_tolerance) / 1e9 */
         double clock_slack_ticks;
         uint64_t clock_bucket_ns;    /* clock_window / 4 */

@@ -6,7 +6,12 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <kizuna/audit.h>
 
 #include "support/world.h"
 
@@ -260,4 +265,78 @@ Test(world_rules, an_agent_is_shown_as_an_agent_acting_for_its_principal)
     cr_assert_eq(kz_client_badge(w.clients[0], agent, &b), KZ_OK);
     cr_assert_eq(b.actor_kind, KZ_ACTOR_AGENT);
     kzt_world_stop(&w);
+}
+
+/* Reads every record of an audit file; counts those of `type` and, for
+ * them, checks that the client id is `client` (0 = any). */
+static uint32_t audit_count(const char *path, uint32_t type, uint64_t client)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f);
+    static uint8_t buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    uint32_t n = 0;
+    size_t off = 0;
+    while (off < len) {
+        kz_audit_entry e;
+        cr_assert_eq(kz_audit_decode(buf + off, len - off, &e), KZ_OK, "record at %zu", off);
+        if (e.rec.type == type && (!client || e.rec.client_id == client))
+            n++;
+        off += e.size;
+    }
+    return n;
+}
+
+Test(world_rules, the_audit_log_records_who_did_what_and_verifies)
+{
+    kz_sign_keypair kp;
+    cr_assert_eq(kz_sign_keypair_generate(&kp), KZ_OK);
+    char path[] = "/tmp/kz-world-audit-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    unlink(path);
+    kz_audit_config ac;
+    memset(&ac, 0, sizeof ac);
+    kz_audit_config_default(&ac);
+    ac.path = path;
+    memcpy(ac.sign_secret_key, kp.secret_key, sizeof ac.sign_secret_key);
+    kz_audit *audit = NULL;
+    int orc = kz_audit_open(&ac, &audit);
+    cr_assert_eq(orc, KZ_OK, "audit open: %s", kz_strerror(orc));
+
+    memset(&w, 0, sizeof w);
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kz_server_config_default(&sc);
+    sc.spawn_radius = 3.0f;
+    sc.audit = audit;
+    cr_assert_eq(kzt_world_start(&w, 2, NULL, &sc, 8), KZ_OK);
+    cr_assert_eq(kzt_world_connect_all(&w, STEP_NS, 20 * KZ_NS_PER_S), 2);
+    run_ticks(10);
+    /* A visitor's admin action, a block, a zone refusal. */
+    cr_assert_eq(kz_client_admin(w.clients[1], KZ_ADMIN_KICK, kz_client_self_id(w.clients[0])), KZ_OK);
+    cr_assert_eq(kz_client_block(w.clients[0], kz_client_self_id(w.clients[1]), 1), KZ_OK);
+    kz_zone_def z;
+    memset(&z, 0, sizeof z);
+    strcpy(z.name, "staff");
+    z.shape = KZ_ZONE_SPHERE;
+    z.center[0] = 10.0f;
+    z.half[0] = 4.0f;
+    strcpy(z.roles[0], "staff");
+    cr_assert_eq(kz_server_zone_set(w.srv, &z), KZ_OK);
+    walk(1, 5.0f, 0.0f);
+    run_ticks(90);
+    kzt_world_stop(&w);  /* disconnects are recorded as the server goes */
+    cr_assert_eq(kz_audit_close(audit), KZ_OK);
+
+    kz_audit_verify_result r;
+    cr_assert_eq(kz_audit_verify(path, kp.public_key, 0, &r), KZ_OK);
+    cr_assert_eq(r.verdict, KZ_AUDIT_VALID, "verify: %s", r.why ? r.why : "");
+    cr_assert_eq(audit_count(path, KZ_AUDIT_CONNECT, 0), 2, "both connects");
+    cr_assert_eq(audit_count(path, KZ_AUDIT_ROLE_ACTION, 2), 1, "the refused action, by client 2");
+    cr_assert_eq(audit_count(path, KZ_AUDIT_BLOCK, 1), 1, "the block, by client 1");
+    cr_assert_geq(audit_count(path, KZ_AUDIT_ZONE_REFUSAL, 2), 1, "the zone refusal of client 2");
+    unlink(path);
 }

@@ -41,4 +41,8 @@ kzt_result kzt_transport_echo(uint32_t messages);
  * connected and applies snapshots at >= 80% of the tick rate. */
 kzt_result kzt_world_threaded(uint32_t clients, uint32_t seconds);
 
+/* The audit log's writer fed by `producers` threads appending
+ * `per_producer` records each (tests/threads/audit_threads.c). */
+kzt_result kzt_audit_append_stress(uint32_t producers, uint64_t per_producer);
+
 #endif /* KZ_TESTS_THREADS_STRESS_H */

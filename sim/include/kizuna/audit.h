@@ -49,7 +49,7 @@ typedef enum kz_audit_type {
     KZ_AUDIT_DISCONNECT = 4,   /* client_id, entity; code: reason */
     KZ_AUDIT_ROLE_ACTION = 5,  /* a role-gated action; detail: role or action name */
     KZ_AUDIT_ZONE_REFUSAL = 6, /* detail: zone name; code: why */
-    KZ_AUDIT_BLOCK = 7,        /* client_id blocked acting_for-less target in `entity` */
+    KZ_AUDIT_BLOCK = 7,        /* client_id blocked (or was blocked by) the avatar `entity` */
     KZ_AUDIT_VIOLATION = 8,    /* code: which rule; detail: short rule name */
     KZ_AUDIT_KICK = 9,         /* code: reason */
     KZ_AUDIT_KEY_CHANGE = 10,  /* detail: which key and its short id */

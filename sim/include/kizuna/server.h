@@ -26,6 +26,7 @@
 #ifndef KZ_SERVER_H
 #define KZ_SERVER_H
 
+#include <kizuna/audit.h>
 #include <kizuna/avatar.h>
 #include <kizuna/hist.h>
 #include <kizuna/transport.h>
@@ -63,6 +64,10 @@ typedef struct kz_server_config {
     const char *moderator_role;       /* token role that may kick, mute and observe;
                                          default "moderator" */
     const char *admin_role;           /* token role with every right; default "admin" */
+    kz_audit *audit;                  /* NULL: no audit log. Borrowed: it must outlive the
+                                         server. Connects, disconnects, role-gated
+                                         actions (refused or done), zone refusals,
+                                         blocks, violations and kicks are appended. */
     kz_server_visible_fn visible;     /* NULL: everything within range is visible */
     void *visible_ctx;
 } kz_server_config;
