@@ -631,6 +631,12 @@ int kz_client_admin(kz_client *c, uint32_t action, uint32_t target)
     return send_event(c, KZ_CHANNEL_EVENT, KZ_MSG_ADMIN, b, sizeof b);
 }
 
+int kz_client_personal_space(kz_client *c, uint32_t on)
+{
+    uint8_t b = on ? 1 : 0;
+    return send_event(c, KZ_CHANNEL_EVENT, KZ_MSG_PREFS, &b, 1);
+}
+
 int kz_client_block(kz_client *c, uint32_t entity, uint32_t on)
 {
     uint8_t b[KZ_BLOCK_BYTES] = {on ? KZ_BLOCK_ADD : KZ_BLOCK_REMOVE, (uint8_t)entity,

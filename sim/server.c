@@ -41,6 +41,7 @@ void kz_server_config_default(kz_server_config *cfg)
     cfg->spawn_radius = 100.0f;
     cfg->interest_period = 3;
     cfg->moderator_role = "moderator";
+    cfg->personal_space = 1.2f;
     cfg->admin_role = "admin";
 }
 
@@ -57,6 +58,7 @@ static int resolve_config(kz_server_config *cfg)
     KZ__DEF(max_speed) KZ__DEF(grab_reach) KZ__DEF(voice_radius)
     KZ__DEF(voice_bytes_per_second) KZ__DEF(chat_per_second) KZ__DEF(spawn_radius)
     KZ__DEF(interest_period) KZ__DEF(moderator_role) KZ__DEF(admin_role)
+    KZ__DEF(personal_space)
 #undef KZ__DEF
     if (cfg->tick_hz < 10 || cfg->tick_hz > 128 || cfg->net.max_clients == 0)
         return KZ_EINVAL;
@@ -418,6 +420,9 @@ static void on_disconnect(kz_server *s, uint32_t slot)
     kz__audit(s, KZ_AUDIT_DISCONNECT, cl, 0, NULL);
     (void)kz_entity_destroy(&s->ents, kz_entity_at(&s->ents, i));
     s->owner[i] = 0;
+    if (cl->bubble)
+        s->n_bubbles--;
+    cl->bubble = 0;
     cl->live = 0;
     s->n_live--;
     kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "left slot=%u entity=%u", slot, id);
@@ -577,6 +582,18 @@ static void on_action(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t l
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
         return;
     }
+    /* Grabs per second are limited like chat (a grab-spam stream is a
+     * violation on the ladder). */
+    if (p[0] == KZ_ACTION_GRAB) {
+        uint32_t v = kz_validate_action(&s->vcfg, &cl->val, KZ_VALIDATE_GRAB, 1, s->now);
+        if (v) {
+            kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
+            uint32_t reason = 0;
+            if (kz_validate_consequence(&s->vcfg, &cl->val, v, s->now, &reason) == KZ_VALIDATE_KICK)
+                violation_kick(s, cl, reason);
+            return;
+        }
+    }
     if (p[0] == KZ_ACTION_RELEASE) {
         if (s->holder[o] == me + 1u)
             s->holder[o] = 0;
@@ -728,6 +745,18 @@ static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t 
             (unsigned long long)cl->client_id);
 }
 
+/* Preferences: byte 0 = 1 turns the personal-space bubble on, 0 off. */
+static void on_prefs(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len)
+{
+    if (len != 1 || p[0] > 1) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
+        return;
+    }
+    if (p[0] != cl->bubble)
+        s->n_bubbles += p[0] ? 1 : (uint32_t)-1;
+    cl->bubble = p[0];
+}
+
 static void on_data(kz_server *s, const kz_netmsg *m)
 {
     kz__client *cl = &s->clients[m->slot];
@@ -741,6 +770,7 @@ static void on_data(kz_server *s, const kz_netmsg *m)
     case KZ_MSG_ACTION: on_action(s, cl, m->data, m->len); break;
     case KZ_MSG_BLOCK: on_block(s, cl, m->data, m->len); break;
     case KZ_MSG_ADMIN: on_admin(s, m->slot, cl, m->data, m->len); break;
+    case KZ_MSG_PREFS: on_prefs(s, cl, m->data, m->len); break;
     default: kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED); break;
     }
 }

@@ -55,6 +55,7 @@ typedef struct kz__client {
     uint32_t n_blocked;
     uint8_t muted, observer;
     uint8_t at_boundary;          /* pushing against a zone it may not enter */
+    uint8_t bubble;               /* personal-space bubble on */
     kz_validate_client val;       /* cheat checks: rates, clock, strikes */
     /* rate limits (token buckets) */
     double chat_tokens, voice_tokens;
@@ -134,6 +135,7 @@ struct kz_server {
     /* zones */
     kz_zone_def zones[KZ_ZONE_MAX];
     uint32_t n_zones;
+    uint32_t n_bubbles;           /* clients with their bubble on */
     uint8_t *private_zone;        /* per dense index: private zone index + 1, 0 = none */
 };
 
@@ -151,6 +153,10 @@ int kz__seen(const kz__client *cl, uint32_t idx);
  * membership. */
 int kz__may_see(const kz_server *s, uint32_t a, uint32_t b);
 int kz__may_enter(const kz_server *s, const kz__client *cl, const int32_t pos[3]);
+/* 1 if moving avatar `i` from `from` to `to` would bring it inside the
+ * personal-space bubble of another avatar whose owner turned it on (moving
+ * away from one, or within one already, is allowed). */
+int kz__enters_bubble(kz_server *s, uint32_t i, const int32_t from[3], const int32_t to[3]);
 void kz__update_private_zones(kz_server *s);
 int kz__blocked_either(const kz_server *s, uint32_t a, uint32_t b);
 /* server.c: appends an audit record about client `cl` (may be NULL) when

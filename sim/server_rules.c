@@ -157,3 +157,27 @@ int kz_server_zone_remove(kz_server *s, const char *name)
         }
     return KZ_EINVAL;
 }
+
+static float dist2_xz(const int32_t a[3], const int32_t b[3])
+{
+    float dx = (float)(a[0] - b[0]) / KZ_SNAP_POS_UNITS, dz = (float)(a[2] - b[2]) / KZ_SNAP_POS_UNITS;
+    return dx * dx + dz * dz;
+}
+
+int kz__enters_bubble(kz_server *s, uint32_t i, const int32_t from[3], const int32_t to[3])
+{
+    if (s->n_bubbles == 0)
+        return 0;
+    float r = s->cfg.personal_space;
+    uint32_t n = kz_grid_query(&s->grid, (float)to[0] / KZ_SNAP_POS_UNITS,
+                               (float)to[2] / KZ_SNAP_POS_UNITS, r, s->query, s->cap, NULL);
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t o = s->query[k];
+        if (o == i || !s->owner[o] || !s->clients[s->owner[o] - 1u].bubble)
+            continue;
+        /* Coming closer than r is refused; moving away or along is not. */
+        if (dist2_xz(to, s->pos[o]) < dist2_xz(from, s->pos[o]))
+            return 1;
+    }
+    return 0;
+}

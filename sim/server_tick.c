@@ -98,6 +98,11 @@ static void apply_inputs(kz_server *s)
         } else {
             cl->at_boundary = 0;
         }
+        if (kz__enters_bubble(s, cl->avatar, before, st.pos)) {
+            memcpy(st.pos, before, sizeof st.pos);
+            cl->corrected = 1;
+            kz_counter_inc(s->c, KZ_WORLD_C_BUBBLE_REFUSED);
+        }
         store_state(s, cl->avatar, &st);
         grid_follow(s, cl->avatar);
     }

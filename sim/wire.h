@@ -38,6 +38,7 @@
 #define KZ_MSG_NOTICE 8u
 #define KZ_MSG_BLOCK 9u      /* c -> s: code (1 block, 2 unblock) + entity (u32) */
 #define KZ_MSG_ADMIN 10u     /* c -> s: role-gated action code + target entity (u32) */
+#define KZ_MSG_PREFS 11u     /* c -> s: 1 byte, personal-space bubble on (1) or off (0) */
 
 #define KZ_WORLD_VERSION 1u
 

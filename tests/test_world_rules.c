@@ -340,3 +340,43 @@ Test(world_rules, the_audit_log_records_who_did_what_and_verifies)
     cr_assert_geq(audit_count(path, KZ_AUDIT_ZONE_REFUSAL, 2), 1, "the zone refusal of client 2");
     unlink(path);
 }
+
+Test(world_rules, a_personal_space_bubble_keeps_others_out)
+{
+    start(2);
+    run_ticks(10);
+    cr_assert_eq(kz_client_personal_space(w.clients[0], 1), KZ_OK);
+    run_ticks(5);
+    /* Client 1 walks straight at client 0 for long enough to pass it. */
+    kz_avatar_state a, b;
+    for (int k = 0; k < 120; k++) {
+        cr_assert_eq(kz_server_entity(w.srv, kz_client_self_id(w.clients[0]), &a), KZ_OK);
+        cr_assert_eq(kz_server_entity(w.srv, kz_client_self_id(w.clients[1]), &b), KZ_OK);
+        float dx = a.pos[0] - b.pos[0], dz = a.pos[2] - b.pos[2], d = hypotf(dx, dz);
+        if (d > 0.01f)
+            walk(1, 2.0f * dx / d, 2.0f * dz / d);
+        run_ticks(1);
+        cr_assert_eq(kz_server_entity(w.srv, kz_client_self_id(w.clients[1]), &b), KZ_OK);
+        float now_d = hypotf(a.pos[0] - b.pos[0], a.pos[2] - b.pos[2]);
+        cr_assert(now_d >= 1.2f - 0.01f || now_d >= d - 1e-4f,
+                  "client 1 came inside the bubble (%.3f m)", now_d);
+    }
+    cr_assert_gt(kz_counters_get(kz_server_counters(w.srv), KZ_WORLD_C_BUBBLE_REFUSED), 0);
+    /* Off again: it may come close. */
+    cr_assert_eq(kz_client_personal_space(w.clients[0], 0), KZ_OK);
+    run_ticks(5);
+    float closest = 1e9f;
+    for (int k = 0; k < 60; k++) {
+        cr_assert_eq(kz_server_entity(w.srv, kz_client_self_id(w.clients[0]), &a), KZ_OK);
+        cr_assert_eq(kz_server_entity(w.srv, kz_client_self_id(w.clients[1]), &b), KZ_OK);
+        float dx = a.pos[0] - b.pos[0], dz = a.pos[2] - b.pos[2], d = hypotf(dx, dz);
+        closest = d < closest ? d : closest;
+        if (d > 0.4f)
+            walk(1, 2.0f * dx / d, 2.0f * dz / d);
+        else
+            walk(1, 0, 0);
+        run_ticks(1);
+    }
+    cr_assert_lt(closest, 1.0f, "without the bubble it comes closer (%.2f m)", closest);
+    kzt_world_stop(&w);
+}

@@ -132,6 +132,9 @@ KZ_API int kz_client_block(kz_client *c, uint32_t entity, uint32_t on);
  * `target`. The server checks the token's roles; a refusal arrives as a
  * KZ_EV_NOTICE with code KZ_NOTICE_DENIED. */
 KZ_API int kz_client_admin(kz_client *c, uint32_t action, uint32_t target);
+/* Turns the personal-space bubble on (1) or off (0): the server keeps other
+ * avatars from coming closer than its personal_space radius. */
+KZ_API int kz_client_personal_space(kz_client *c, uint32_t on);
 
 /* The own avatar's entity id (0 before the welcome) and predicted state. */
 KZ_API uint32_t kz_client_self_id(const kz_client *c);

@@ -61,6 +61,8 @@ typedef struct kz_server_config {
                                          visibility hook is still asked every tick) */
     uint32_t spawn_seed;              /* spawn points are random within spawn_radius */
     float spawn_radius;               /* default 100 m */
+    float personal_space;             /* bubble radius for clients that turn it on;
+                                         default 1.2 m */
     const char *moderator_role;       /* token role that may kick, mute and observe;
                                          default "moderator" */
     const char *admin_role;           /* token role with every right; default "admin" */
@@ -183,6 +185,7 @@ KZ_API int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const 
     X(GRABS, "grabs")                                     \
     X(DROP_MALFORMED, "drop_malformed_message")           \
     X(ZONE_REFUSED, "zone_entries_refused")               \
+    X(BUBBLE_REFUSED, "personal_space_refusals")          \
     X(BLOCKS, "blocks")                                   \
     X(ADMIN_DONE, "admin_actions")                        \
     X(ADMIN_DENIED, "admin_actions_denied")               \
