@@ -631,6 +631,8 @@ int kz_client_admin(kz_client *c, uint32_t action, uint32_t target)
     return send_event(c, KZ_CHANNEL_EVENT, KZ_MSG_ADMIN, b, sizeof b);
 }
 
+int kz_client_teleport(kz_client *c, uint32_t portal) { return action(c, KZ_ACTION_TELEPORT, portal); }
+
 int kz_client_personal_space(kz_client *c, uint32_t on)
 {
     uint8_t b = on ? 1 : 0;

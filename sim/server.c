@@ -569,10 +569,57 @@ static void on_voice(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
     relay(s, cl->avatar, s->cfg.voice_radius, 0, KZ_CHANNEL_VOICE, KZ_MSG_VOICE, p, len);
 }
 
+/* A teleport only through a portal the server granted (the avatar stood
+ * at its entrance within the last 5 s); anything else is a violation. */
+static void on_teleport(kz_server *s, kz__client *cl, uint32_t portal)
+{
+    uint32_t v = KZ_VIOL_TELEPORT;
+    if (portal >= 1 && portal <= KZ_PORTAL_MAX && s->portals[portal - 1u].on)
+        v = kz_validate_teleport(&cl->val, portal, s->now);
+    if (v) {
+        kz_counter_inc(s->c, KZ_WORLD_C_TELEPORT_REFUSED);
+        kz__audit(s, KZ_AUDIT_VIOLATION, cl, v, "teleport");
+        uint32_t reason = 0;
+        if (kz_validate_consequence(&s->vcfg, &cl->val, v, s->now, &reason) == KZ_VALIDATE_KICK)
+            violation_kick(s, cl, reason);
+        return;
+    }
+    memcpy(s->pos[cl->avatar], s->portals[portal - 1u].exit, sizeof s->pos[cl->avatar]);
+    if (kz_grid_move(&s->grid, cl->avatar, (float)s->pos[cl->avatar][0] / KZ_SNAP_POS_UNITS,
+                     (float)s->pos[cl->avatar][2] / KZ_SNAP_POS_UNITS) != KZ_OK)
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
+    cl->corrected = 1;  /* the client's prediction jumps with it */
+    kz_counter_inc(s->c, KZ_WORLD_C_TELEPORTS);
+}
+
+int kz_server_portal_set(kz_server *s, uint32_t id, const float entrance[3], float radius,
+                         const float exit[3])
+{
+    if (id < 1 || id > KZ_PORTAL_MAX || !(radius > 0 && radius < 1000.0f))
+        return KZ_EINVAL;
+    int32_t in[3], out[3];
+    for (int i = 0; i < 3; i++) {
+        if (!(entrance[i] >= -s->cfg.world_bound && entrance[i] <= s->cfg.world_bound) ||
+            !(exit[i] >= -s->cfg.world_bound && exit[i] <= s->cfg.world_bound))
+            return KZ_EINVAL;
+        in[i] = (int32_t)lrintf(entrance[i] * KZ_SNAP_POS_UNITS);
+        out[i] = (int32_t)lrintf(exit[i] * KZ_SNAP_POS_UNITS);
+    }
+    memcpy(s->portals[id - 1u].entrance, in, sizeof in);
+    memcpy(s->portals[id - 1u].exit, out, sizeof out);
+    s->portals[id - 1u].radius = radius;
+    s->portals[id - 1u].on = 1;
+    return KZ_OK;
+}
+
 static void on_action(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len)
 {
-    if (len != KZ_ACTION_BYTES || (p[0] != KZ_ACTION_GRAB && p[0] != KZ_ACTION_RELEASE)) {
+    if (len != KZ_ACTION_BYTES || p[0] < KZ_ACTION_GRAB || p[0] > KZ_ACTION_TELEPORT) {
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
+        return;
+    }
+    if (p[0] == KZ_ACTION_TELEPORT) {
+        on_teleport(s, cl, get32(p + 1));
         return;
     }
     kz_entity h = {get32(p + 1)};

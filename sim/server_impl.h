@@ -56,6 +56,7 @@ typedef struct kz__client {
     uint8_t muted, observer;
     uint8_t at_boundary;          /* pushing against a zone it may not enter */
     uint8_t bubble;               /* personal-space bubble on */
+    uint32_t near_portals;        /* bit per portal the avatar stands at */
     kz_validate_client val;       /* cheat checks: rates, clock, strikes */
     /* rate limits (token buckets) */
     double chat_tokens, voice_tokens;
@@ -136,6 +137,11 @@ struct kz_server {
     kz_zone_def zones[KZ_ZONE_MAX];
     uint32_t n_zones;
     uint32_t n_bubbles;           /* clients with their bubble on */
+    struct {
+        uint32_t on;
+        int32_t entrance[3], exit[3];
+        float radius;
+    } portals[KZ_PORTAL_MAX];
     uint8_t *private_zone;        /* per dense index: private zone index + 1, 0 = none */
 };
 

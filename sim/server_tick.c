@@ -59,6 +59,28 @@ static void refill(const kz_server *s, kz__client *cl)
         cl->voice_tokens = voice_cap;
 }
 
+/* Standing at a portal's entrance grants one use of it for 5 s (granted
+ * again on each arrival, not every tick). */
+static void grant_portals(kz_server *s, kz__client *cl)
+{
+    uint32_t near = 0;
+    for (uint32_t p = 0; p < KZ_PORTAL_MAX; p++) {
+        if (!s->portals[p].on)
+            continue;
+        double d2 = 0;
+        for (int i = 0; i < 3; i++) {
+            double d = (double)(s->pos[cl->avatar][i] - s->portals[p].entrance[i]) / KZ_SNAP_POS_UNITS;
+            d2 += d * d;
+        }
+        if (d2 <= (double)s->portals[p].radius * s->portals[p].radius) {
+            near |= 1u << p;
+            if (!(cl->near_portals & (1u << p)))
+                kz_validate_portal_grant(&cl->val, p + 1u, s->now + 5 * KZ_NS_PER_S);
+        }
+    }
+    cl->near_portals = near;
+}
+
 static void apply_inputs(kz_server *s)
 {
     for (uint32_t slot = 0; slot < s->max_clients; slot++) {
@@ -105,6 +127,7 @@ static void apply_inputs(kz_server *s)
         }
         store_state(s, cl->avatar, &st);
         grid_follow(s, cl->avatar);
+        grant_portals(s, cl);
     }
 }
 

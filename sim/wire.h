@@ -143,6 +143,7 @@ int kz_wire_snap_head_read(const kz_snap_codec *c, kz_bitreader *r, kz_wire_snap
 /* Action codes (KZ_MSG_ACTION: code byte + 4-byte object id). */
 #define KZ_ACTION_GRAB 1u
 #define KZ_ACTION_RELEASE 2u
+#define KZ_ACTION_TELEPORT 3u   /* id = portal id, not an entity */
 #define KZ_ACTION_BYTES 5u
 
 /* Block codes (KZ_MSG_BLOCK). */

@@ -380,3 +380,47 @@ Test(world_rules, a_personal_space_bubble_keeps_others_out)
     cr_assert_lt(closest, 1.0f, "without the bubble it comes closer (%.2f m)", closest);
     kzt_world_stop(&w);
 }
+
+Test(world_rules, teleports_only_through_a_granted_portal)
+{
+    start(1);
+    run_ticks(10);
+    const float entrance[3] = {x_of(0) + 6.0f, 0, 0}, exit_[3] = {200.0f, 0, 150.0f};
+    cr_assert_eq(kz_server_portal_set(w.srv, 1, entrance, 1.5f, exit_), KZ_OK);
+    cr_assert_eq(kz_server_portal_set(w.srv, 0, entrance, 1.5f, exit_), KZ_EINVAL);
+    const kz_counters *k = kz_server_counters(w.srv);
+    /* Far from the entrance: refused, and nothing moves. */
+    float before = x_of(0);
+    cr_assert_eq(kz_client_teleport(w.clients[0], 1), KZ_OK);
+    cr_assert_eq(kz_client_teleport(w.clients[0], 7), KZ_OK);  /* no such portal */
+    run_ticks(5);
+    cr_assert_eq(kz_counters_get(k, KZ_WORLD_C_TELEPORT_REFUSED), 2);
+    cr_assert_lt(fabsf(x_of(0) - before), 0.01f);
+    /* Walk onto the entrance (z may be off by the spawn: aim at it). */
+    kz_avatar_state st;
+    for (int t = 0; t < 150; t++) {
+        cr_assert_eq(kz_server_entity(w.srv, kz_client_self_id(w.clients[0]), &st), KZ_OK);
+        float dx = entrance[0] - st.pos[0], dz = entrance[2] - st.pos[2], d = hypotf(dx, dz);
+        if (d < 0.5f) {
+            walk(0, 0, 0);
+            break;
+        }
+        walk(0, 3.0f * dx / d, 3.0f * dz / d);
+        run_ticks(1);
+    }
+    run_ticks(5);
+    cr_assert_eq(kz_client_teleport(w.clients[0], 1), KZ_OK);
+    run_ticks(5);
+    cr_assert_eq(kz_counters_get(k, KZ_WORLD_C_TELEPORTS), 1, "granted at the entrance");
+    cr_assert_eq(kz_server_entity(w.srv, kz_client_self_id(w.clients[0]), &st), KZ_OK);
+    cr_assert_lt(fabsf(st.pos[0] - 200.0f) + fabsf(st.pos[2] - 150.0f), 0.5f, "arrived at the exit");
+    /* The grant was used up: asking again from the exit is refused. */
+    cr_assert_eq(kz_client_teleport(w.clients[0], 1), KZ_OK);
+    run_ticks(5);
+    cr_assert_eq(kz_counters_get(k, KZ_WORLD_C_TELEPORT_REFUSED), 3);
+    run_ticks(30);
+    kz_avatar_state me;
+    cr_assert_eq(kz_client_self(w.clients[0], &me), KZ_OK);
+    cr_assert_lt(fabsf(me.pos[0] - 200.0f), 0.5f, "the client's own prediction followed the jump");
+    kzt_world_stop(&w);
+}

@@ -135,6 +135,10 @@ KZ_API int kz_client_admin(kz_client *c, uint32_t action, uint32_t target);
 /* Turns the personal-space bubble on (1) or off (0): the server keeps other
  * avatars from coming closer than its personal_space radius. */
 KZ_API int kz_client_personal_space(kz_client *c, uint32_t on);
+/* Asks to go through portal `portal` (kz_server_portal_set): granted only
+ * while standing at its entrance; the client's avatar then jumps (a
+ * KZ_EV_CORRECTION). */
+KZ_API int kz_client_teleport(kz_client *c, uint32_t portal);
 
 /* The own avatar's entity id (0 before the welcome) and predicted state. */
 KZ_API uint32_t kz_client_self_id(const kz_client *c);

@@ -146,6 +146,18 @@ KZ_API KZ_MUST_CHECK int kz_server_zone_set(kz_server *s, const kz_zone_def *z);
 /* Removes a zone by name: 0 or KZ_EINVAL (no such zone). */
 KZ_API int kz_server_zone_remove(kz_server *s, const char *name);
 
+/* ---- portals ------------------------------------------------------------ */
+
+#define KZ_PORTAL_MAX 16u
+
+/* A portal (id 1..KZ_PORTAL_MAX): an avatar that stands within `radius`
+ * of `entrance` is granted one use for 5 s; a client asking to teleport
+ * (kz_client_teleport) through a portal it was granted is moved to `exit`.
+ * Any other teleport request is refused and is a violation. 0 or
+ * KZ_EINVAL (bad id, radius, coordinates outside the world). */
+KZ_API KZ_MUST_CHECK int kz_server_portal_set(kz_server *s, uint32_t id, const float entrance[3],
+                                              float radius, const float exit[3]);
+
 /* Ends the session of the client whose avatar is `avatar`, telling it
  * `reason` (KZ_KICK_* code) and `text` (UTF-8, may be NULL). */
 KZ_API int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *text);
@@ -186,6 +198,8 @@ KZ_API int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const 
     X(DROP_MALFORMED, "drop_malformed_message")           \
     X(ZONE_REFUSED, "zone_entries_refused")               \
     X(BUBBLE_REFUSED, "personal_space_refusals")          \
+    X(TELEPORTS, "teleports")                             \
+    X(TELEPORT_REFUSED, "teleports_refused")              \
     X(BLOCKS, "blocks")                                   \
     X(ADMIN_DONE, "admin_actions")                        \
     X(ADMIN_DENIED, "admin_actions_denied")               \
