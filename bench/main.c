@@ -24,7 +24,8 @@ static const char usage[] =
     "                    [--impair PROFILE] [--connect HOST:PORT --keys DIR]\n"
     "                    [--json FILE] [--csv FILE] [--plot FILE.png|.svg]\n"
     "                    [--threshold EXPR]... [--seed N] [--bot-threads N]\n"
-    "                    [--warmup S] [--max-visible N] [--connect-rate N] [--quiet]\n"
+    "                    [--warmup S] [--max-visible N] [--connect-rate N] [--audit FILE]\n"
+    "                    [--quiet]\n"
     "       kizuna-bench compare A.json B.json\n"
     "\n"
     "  --clients N        bots (real clients), default 1000\n"
@@ -44,6 +45,7 @@ static const char usage[] =
     "  --max-visible N    embedded server: entities per client, default 100\n"
     "  --connect-rate N   clients starting per second (default 1000; 40 with --connect,\n"
     "                     which suits kizuna-server's default gate budget per address)\n"
+    "  --audit FILE       embedded server: keep a signed audit log in FILE (throwaway key)\n"
     "  --quiet            no progress lines on stderr\n";
 
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -74,7 +76,7 @@ static int cmd_run(int argc, char **argv)
         {"threshold", required_argument, NULL, 't'}, {"seed", required_argument, NULL, 'e'},
         {"bot-threads", required_argument, NULL, 'b'}, {"warmup", required_argument, NULL, 'w'},
         {"max-visible", required_argument, NULL, 'm'}, {"quiet", no_argument, NULL, 'q'},
-        {"connect-rate", required_argument, NULL, 'r'},
+        {"connect-rate", required_argument, NULL, 'r'}, {"audit", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
     kzb_options o = {
         .clients = 1000, .hz = 30, .seconds = 20, .warmup = 3, .scenario = KZB_SC_WANDER,
@@ -94,6 +96,7 @@ static int cmd_run(int argc, char **argv)
         case 'b': bad = parse_u32(optarg, 1, 64, &o.bot_threads); break;
         case 'm': bad = parse_u32(optarg, 1, 1024, &o.max_visible); break;
         case 'r': bad = parse_u32(optarg, 1, 100000, &o.connect_rate); break;
+        case 'A': o.audit = optarg; break;
         case 'S': bad = (o.scenario = kzb_scenario_parse(optarg)) < 0; break;
         case 'i': o.impair = optarg; break;
         case 'c': o.connect = optarg; break;

@@ -109,6 +109,7 @@ struct world_ctx {
     uint16_t gate_port;
     /* embedded server */
     kz_server *srv;
+    kz_audit *audit;
     kz_counting_alloc server_alloc;
     pthread_t server_th;
     _Atomic uint64_t tick_start;   /* time of tick 1, once known */
@@ -209,6 +210,21 @@ static int start_server(world_ctx *w)
     sc.max_visible = o->max_visible;
     sc.spawn_radius = kzb_scenario_radius(o->scenario, o->clients);
     sc.spawn_seed = (uint32_t)o->seed;
+    if (o->audit) {
+        kz_sign_keypair ak;
+        kz_audit_config ac;
+        memset(&ac, 0, sizeof ac);
+        kz_audit_config_default(&ac);
+        ac.path = o->audit;
+        if (kz_sign_keypair_generate(&ak) != KZ_OK)
+            return KZ_EINVAL;
+        memcpy(ac.sign_secret_key, ak.secret_key, sizeof ac.sign_secret_key);
+        if (kz_audit_open(&ac, &w->audit) != KZ_OK) {
+            fprintf(stderr, "kizuna-bench: cannot open the audit log %s\n", o->audit);
+            return KZ_EINVAL;
+        }
+        sc.audit = w->audit;
+    }
     w->srv = kz_server_create(&sc);
     if (!w->srv)
         return KZ_EINVAL;
@@ -840,6 +856,8 @@ static void teardown(world_ctx *w)
         kz_hist_fini(&w->tick_sec);
         kz_hist_fini(&w->tick_total);
     }
+    if (w->audit && kz_audit_close(w->audit) != KZ_OK)
+        fprintf(stderr, "kizuna-bench: the audit log did not close cleanly\n");
     pthread_mutex_destroy(&w->lock);
 }
 

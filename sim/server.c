@@ -443,9 +443,13 @@ static int check_command(kz_server *s, kz__client *cl, kz_wire_command *cmd)
     cmd->pad[0] = res.changed;
     if (v) {
         kz_counter_inc(s->c, KZ_WORLD_C_CORRECTIONS);
-        kz__audit(s, KZ_AUDIT_VIOLATION, cl, v, "input");
         uint32_t reason = 0;
-        if (kz_validate_consequence(&s->vcfg, &cl->val, v, s->now, &reason) == KZ_VALIDATE_KICK) {
+        kz_validate_verdict verdict = kz_validate_consequence(&s->vcfg, &cl->val, v, s->now, &reason);
+        /* Plain corrections (an honest turn too sharp for max_accel) are
+         * counted, not audited; strikes and kicks are. */
+        if (verdict >= KZ_VALIDATE_STRIKE)
+            kz__audit(s, KZ_AUDIT_VIOLATION, cl, v, "input");
+        if (verdict == KZ_VALIDATE_KICK) {
             violation_kick(s, cl, reason);
             return 0;
         }
