@@ -197,6 +197,13 @@ static int init_world(kz_server *s)
     s->vcfg.tick_hz = cfg->tick_hz;
     s->vcfg.max_speed = cfg->max_speed;
     s->vcfg.grab_reach = cfg->grab_reach;
+    /* Zero keeps the validator's own default. */
+#define KZ__LIMIT(f) \
+    if (cfg->f != 0) \
+        s->vcfg.f = cfg->f;
+    KZ__LIMIT(max_accel) KZ__LIMIT(head_min) KZ__LIMIT(head_max) KZ__LIMIT(hand_reach)
+    KZ__LIMIT(clock_tolerance) KZ__LIMIT(strike_half_life) KZ__LIMIT(kick_score)
+#undef KZ__LIMIT
     if (kz_validate_config_resolve(&s->vcfg))
         return KZ_EINVAL;
     return KZ_OK;
@@ -747,20 +754,31 @@ static int holds_role(const kz__client *cl, const char *role)
  * Anything else is refused, told and counted. */
 static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t *p, uint32_t len)
 {
-    if (len != KZ_ADMIN_BYTES || p[0] < KZ_ADMIN_KICK || p[0] > KZ_ADMIN_OBSERVE_OFF) {
+    if (len != KZ_ADMIN_BYTES || p[0] < KZ_ADMIN_KICK || p[0] > KZ_ADMIN_ZONE_UNLOCK) {
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
         return;
     }
-    if (!holds_role(cl, s->cfg.moderator_role) && !holds_role(cl, s->cfg.admin_role)) {
+    int is_admin = holds_role(cl, s->cfg.admin_role);
+    int zone_action = p[0] == KZ_ADMIN_ZONE_LOCK || p[0] == KZ_ADMIN_ZONE_UNLOCK;
+    if ((zone_action && !is_admin) || (!is_admin && !holds_role(cl, s->cfg.moderator_role))) {
         kz_counter_inc(s->c, KZ_WORLD_C_ADMIN_DENIED);
         kz__audit(s, KZ_AUDIT_ROLE_ACTION, cl, p[0], "refused: no moderator role");
-        notice(s, slot, KZ_NOTICE_DENIED, "this action needs the moderator role");
+        notice(s, slot, KZ_NOTICE_DENIED,
+               zone_action ? "this action needs the admin role" : "this action needs the moderator role");
         kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server", "denied admin action %u from client=%llu",
                 p[0], (unsigned long long)cl->client_id);
         return;
     }
     uint32_t t = kz_entity_index(&s->ents, (kz_entity){get32(p + 1)});
-    int needs_target = p[0] <= KZ_ADMIN_UNMUTE;
+    int needs_target = p[0] <= KZ_ADMIN_UNMUTE || p[0] == KZ_ADMIN_SUMMON;
+    if (zone_action) {
+        uint32_t z = get32(p + 1);
+        if (z < 1 || z > s->n_zones) {
+            kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
+            return;
+        }
+        s->zones[z - 1u].locked = p[0] == KZ_ADMIN_ZONE_LOCK;
+    }
     if (needs_target && (t == UINT32_MAX || !s->owner[t])) {
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
         return;
@@ -787,6 +805,18 @@ static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t 
     case KZ_ADMIN_OBSERVE_OFF:
         cl->observer = 0;
         break;
+    case KZ_ADMIN_SUMMON:
+        /* Next to the moderator, one meter along x; the target's own
+         * prediction is corrected. */
+        memcpy(s->pos[t], s->pos[cl->avatar], sizeof s->pos[t]);
+        s->pos[t][0] += KZ_SNAP_POS_UNITS;
+        if (kz_grid_move(&s->grid, t, (float)s->pos[t][0] / KZ_SNAP_POS_UNITS,
+                         (float)s->pos[t][2] / KZ_SNAP_POS_UNITS) != KZ_OK)
+            kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
+        target->corrected = 1;
+        break;
+    default:
+        break;  /* zone lock and unlock were applied above */
     }
     kz_counter_inc(s->c, KZ_WORLD_C_ADMIN_DONE);
     char what[40];

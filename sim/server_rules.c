@@ -84,8 +84,10 @@ static int has_role(const kz__client *cl, const char *role)
 }
 
 /* The zone's access list against one client. */
-static int admitted(const kz_zone_def *z, const kz__client *cl)
+static int admitted(const kz_server *s, const kz_zone_def *z, const kz__client *cl)
 {
+    if (z->locked)
+        return has_role(cl, s->cfg.moderator_role) || has_role(cl, s->cfg.admin_role);
     if (cl->verification_level < z->min_verification)
         return 0;
     if (z->humans_only && cl->actor_kind != KZ_ACTOR_HUMAN)
@@ -107,7 +109,7 @@ static int admitted(const kz_zone_def *z, const kz__client *cl)
 int kz__may_enter(const kz_server *s, const kz__client *cl, const int32_t pos[3])
 {
     for (uint32_t z = 0; z < s->n_zones; z++)
-        if (in_zone(&s->zones[z], pos) && !admitted(&s->zones[z], cl))
+        if (in_zone(&s->zones[z], pos) && !admitted(s, &s->zones[z], cl))
             return 0;
     return 1;
 }

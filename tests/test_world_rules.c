@@ -424,3 +424,64 @@ Test(world_rules, teleports_only_through_a_granted_portal)
     cr_assert_lt(fabsf(me.pos[0] - 200.0f), 0.5f, "the client's own prediction followed the jump");
     kzt_world_stop(&w);
 }
+
+Test(world_rules, moderators_summon_and_only_admins_lock_zones)
+{
+    memset(&w, 0, sizeof w);
+    w.moderators = 1;
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kz_server_config_default(&sc);
+    sc.spawn_radius = 3.0f;
+    cr_assert_eq(kzt_world_start(&w, 2, NULL, &sc, 8), KZ_OK);
+    cr_assert_eq(kzt_world_connect_all(&w, STEP_NS, 20 * KZ_NS_PER_S), 2);
+    const kz_counters *k = kz_server_counters(w.srv);
+    kz_zone_def z;
+    memset(&z, 0, sizeof z);
+    strcpy(z.name, "stage");
+    z.shape = KZ_ZONE_SPHERE;
+    z.center[0] = 20.0f;
+    z.half[0] = 4.0f;
+    cr_assert_eq(kz_server_zone_set(w.srv, &z), KZ_OK);
+    run_ticks(10);
+    /* The visitor walks away; the moderator summons it back. */
+    walk(1, 0, 6.0f);
+    run_ticks(60);
+    walk(1, 0, 0);
+    run_ticks(5);
+    uint32_t visitor = kz_client_self_id(w.clients[1]);
+    cr_assert_eq(kz_client_admin(w.clients[0], KZ_ADMIN_SUMMON, visitor), KZ_OK);
+    run_ticks(5);
+    kz_avatar_state a, b;
+    cr_assert_eq(kz_server_entity(w.srv, kz_client_self_id(w.clients[0]), &a), KZ_OK);
+    cr_assert_eq(kz_server_entity(w.srv, visitor, &b), KZ_OK);
+    cr_assert_lt(hypotf(a.pos[0] - b.pos[0], a.pos[2] - b.pos[2]), 1.5f, "summoned next to the moderator");
+    /* Locking a zone needs the admin role: the moderator is refused. */
+    cr_assert_eq(kz_client_admin(w.clients[0], KZ_ADMIN_ZONE_LOCK, 1), KZ_OK);
+    cr_assert_eq(kz_client_admin(w.clients[1], KZ_ADMIN_ZONE_LOCK, 1), KZ_OK);
+    run_ticks(5);
+    cr_assert_eq(kz_counters_get(k, KZ_WORLD_C_ADMIN_DENIED), 2);
+    kzt_world_stop(&w);
+
+    /* A server whose admin role is "moderator": now the lock works and
+     * keeps the visitor out. */
+    memset(&w, 0, sizeof w);
+    w.moderators = 1;
+    sc.admin_role = "moderator";
+    cr_assert_eq(kzt_world_start(&w, 2, NULL, &sc, 8), KZ_OK);
+    cr_assert_eq(kzt_world_connect_all(&w, STEP_NS, 20 * KZ_NS_PER_S), 2);
+    k = kz_server_counters(w.srv);
+    cr_assert_eq(kz_server_zone_set(w.srv, &z), KZ_OK);
+    cr_assert_eq(kz_client_admin(w.clients[0], KZ_ADMIN_ZONE_LOCK, 1), KZ_OK);
+    run_ticks(5);
+    cr_assert_eq(kz_counters_get(k, KZ_WORLD_C_ADMIN_DENIED), 0);
+    walk(1, 6.0f, 0.0f);
+    run_ticks(150);
+    kz_avatar_state v;
+    cr_assert_eq(kz_server_entity(w.srv, kz_client_self_id(w.clients[1]), &v), KZ_OK);
+    float dc = sqrtf((v.pos[0] - 20.0f) * (v.pos[0] - 20.0f) + v.pos[1] * v.pos[1] + v.pos[2] * v.pos[2]);
+    cr_assert_gt(dc, 3.99f, "held out of the locked zone (%.2f m from its centre)", dc);
+    cr_assert_gt(v.pos[0], 14.0f, "having walked up to it (x = %.2f)", v.pos[0]);
+    cr_assert_gt(kz_counters_get(k, KZ_WORLD_C_ZONE_REFUSED), 0);
+    kzt_world_stop(&w);
+}

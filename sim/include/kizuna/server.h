@@ -63,6 +63,13 @@ typedef struct kz_server_config {
     float spawn_radius;               /* default 100 m */
     float personal_space;             /* bubble radius for clients that turn it on;
                                          default 1.2 m */
+    /* Input validation limits (docs/VALIDATION.md); zero = default. */
+    float max_accel;                  /* m/s^2; default 40 */
+    float head_min, head_max;         /* m above the root (VR); defaults 0.1, 1.95 */
+    float hand_reach;                 /* m from the head; default 1.2 */
+    float clock_tolerance;            /* fraction a client clock may run fast; 0.05 */
+    float strike_half_life;           /* s; default 60 */
+    float kick_score;                 /* strike score that kicks; default 100 */
     const char *moderator_role;       /* token role that may kick, mute and observe;
                                          default "moderator" */
     const char *admin_role;           /* token role with every right; default "admin" */
@@ -136,7 +143,11 @@ typedef struct kz_zone_def {
     uint32_t humans_only;                     /* agents and bots may not enter */
     char roles[KZ_ZONE_MAX_ALLOWED][17];      /* token roles allowed; empty = any */
     uint64_t clients[KZ_ZONE_MAX_ALLOWED];    /* client ids allowed; 0 = unused */
+    uint32_t locked;                          /* only moderators and admins may enter
+                                                 (set over the wire by KZ_ADMIN_ZONE_LOCK) */
 } kz_zone_def;
+/* Zones are numbered 1.. in the order they were added (a removal moves
+ * the last zone into the gap); KZ_ADMIN_ZONE_LOCK names them by number. */
 
 /* Adds (or replaces, by name) a zone. 0, KZ_EINVAL (bad shape, name or
  * size) or KZ_EFULL. Takes effect on the next tick; avatars already inside
@@ -169,6 +180,10 @@ KZ_API int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const 
 #define KZ_ADMIN_UNMUTE 3u
 #define KZ_ADMIN_OBSERVE_ON 4u    /* moderator: become an observer (target ignored) */
 #define KZ_ADMIN_OBSERVE_OFF 5u
+#define KZ_ADMIN_SUMMON 6u        /* moderator: move the target next to oneself */
+#define KZ_ADMIN_ZONE_LOCK 7u     /* admin: target = zone number (1..): only moderators
+                                     and admins may enter it until unlocked */
+#define KZ_ADMIN_ZONE_UNLOCK 8u
 
 /* Kick reason codes (the client sees them with the text). */
 #define KZ_KICK_ADMIN 1u
