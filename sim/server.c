@@ -706,7 +706,7 @@ static void on_block(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
     kz__audit(s, KZ_AUDIT_BLOCK, cl, 0, who);
 }
 
-static void notice(kz_server *s, uint32_t slot, uint8_t code, const char *text)
+void kz__notice(kz_server *s, uint32_t slot, uint8_t code, const char *text)
 {
     uint8_t buf[1 + KZ_NOTICE_MAX_BYTES];
     size_t n = text ? strnlen(text, KZ_NOTICE_MAX_BYTES) : 0;
@@ -739,7 +739,7 @@ void kz__announce_observer(kz_server *s, const kz__client *observer, uint32_t ta
 {
     if (!s->owner[target] || target == observer->avatar)
         return;
-    notice(s, s->owner[target] - 1u, KZ_NOTICE_OBSERVED, s->badge[observer->avatar].name);
+    kz__notice(s, s->owner[target] - 1u, KZ_NOTICE_OBSERVED, s->badge[observer->avatar].name);
 }
 
 static int holds_role(const kz__client *cl, const char *role)
@@ -763,7 +763,7 @@ static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t 
     if ((zone_action && !is_admin) || (!is_admin && !holds_role(cl, s->cfg.moderator_role))) {
         kz_counter_inc(s->c, KZ_WORLD_C_ADMIN_DENIED);
         kz__audit(s, KZ_AUDIT_ROLE_ACTION, cl, p[0], "refused: no moderator role");
-        notice(s, slot, KZ_NOTICE_DENIED,
+        kz__notice(s, slot, KZ_NOTICE_DENIED,
                zone_action ? "this action needs the admin role" : "this action needs the moderator role");
         kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server", "denied admin action %u from client=%llu",
                 p[0], (unsigned long long)cl->client_id);
@@ -790,7 +790,7 @@ static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t 
         break;
     case KZ_ADMIN_MUTE:
         target->muted = 1;
-        notice(s, s->owner[t] - 1u, KZ_NOTICE_MUTED, "muted by a moderator");
+        kz__notice(s, s->owner[t] - 1u, KZ_NOTICE_MUTED, "muted by a moderator");
         break;
     case KZ_ADMIN_UNMUTE:
         target->muted = 0;

@@ -57,6 +57,7 @@ typedef struct kz__client {
     uint8_t at_boundary;          /* pushing against a zone it may not enter */
     uint8_t bubble;               /* personal-space bubble on */
     uint32_t near_portals;        /* bit per portal the avatar stands at */
+    uint64_t in_zones;            /* bit per zone the avatar is in (for notices) */
     kz_validate_client val;       /* cheat checks: rates, clock, strikes */
     /* rate limits (token buckets) */
     double chat_tokens, voice_tokens;
@@ -163,6 +164,10 @@ int kz__may_enter(const kz_server *s, const kz__client *cl, const int32_t pos[3]
  * personal-space bubble of another avatar whose owner turned it on (moving
  * away from one, or within one already, is allowed). */
 int kz__enters_bubble(kz_server *s, uint32_t i, const int32_t from[3], const int32_t to[3]);
+/* Bit z set when `pos` is inside zone z. */
+uint64_t kz__zones_at(const kz_server *s, const int32_t pos[3]);
+/* server.c: a notice to the client in `slot`. */
+void kz__notice(kz_server *s, uint32_t slot, uint8_t code, const char *text);
 void kz__update_private_zones(kz_server *s);
 int kz__blocked_either(const kz_server *s, uint32_t a, uint32_t b);
 /* server.c: appends an audit record about client `cl` (may be NULL) when

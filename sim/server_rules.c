@@ -183,3 +183,12 @@ int kz__enters_bubble(kz_server *s, uint32_t i, const int32_t from[3], const int
     }
     return 0;
 }
+
+uint64_t kz__zones_at(const kz_server *s, const int32_t pos[3])
+{
+    uint64_t bits = 0;
+    for (uint32_t z = 0; z < s->n_zones; z++)
+        if (in_zone(&s->zones[z], pos))
+            bits |= 1ull << z;
+    return bits;
+}

@@ -81,6 +81,19 @@ static void grant_portals(kz_server *s, kz__client *cl)
     cl->near_portals = near;
 }
 
+/* Tells a client when its avatar enters or leaves a zone (by name). */
+static void zone_notices(kz_server *s, uint32_t slot, kz__client *cl)
+{
+    if (!s->n_zones && !cl->in_zones)
+        return;
+    uint64_t now_in = kz__zones_at(s, s->pos[cl->avatar]), change = now_in ^ cl->in_zones;
+    for (uint32_t z = 0; change && z < s->n_zones; z++)
+        if (change & (1ull << z))
+            kz__notice(s, slot, (now_in >> z) & 1u ? KZ_NOTICE_ZONE_ENTER : KZ_NOTICE_ZONE_LEAVE,
+                       s->zones[z].name);
+    cl->in_zones = now_in;
+}
+
 static void apply_inputs(kz_server *s)
 {
     for (uint32_t slot = 0; slot < s->max_clients; slot++) {
@@ -128,6 +141,7 @@ static void apply_inputs(kz_server *s)
         store_state(s, cl->avatar, &st);
         grid_follow(s, cl->avatar);
         grant_portals(s, cl);
+        zone_notices(s, slot, cl);
     }
 }
 

@@ -485,3 +485,37 @@ Test(world_rules, moderators_summon_and_only_admins_lock_zones)
     cr_assert_gt(kz_counters_get(k, KZ_WORLD_C_ZONE_REFUSED), 0);
     kzt_world_stop(&w);
 }
+
+Test(world_rules, zone_entries_and_exits_are_noticed_by_name)
+{
+    start(1);
+    kz_zone_def z;
+    memset(&z, 0, sizeof z);
+    strcpy(z.name, "plaza");
+    z.shape = KZ_ZONE_BOX;
+    z.center[0] = x_of(0) + 5.0f;
+    z.half[0] = 2.0f;
+    z.half[1] = 5.0f;
+    z.half[2] = 50.0f;
+    cr_assert_eq(kz_server_zone_set(w.srv, &z), KZ_OK);
+    run_ticks(5);
+    notices(0, 0);
+    walk(0, 4.0f, 0.0f);
+    run_ticks(90);  /* about 12 m: through the 4 m box and out */
+    walk(0, 0, 0);
+    run_ticks(5);
+    kz_client_event ev;
+    int entered = 0, left = 0;
+    while (kz_client_poll_event(w.clients[0], &ev) == KZ_OK) {
+        if (ev.type != KZ_EV_NOTICE)
+            continue;
+        int named = ev.len == 5 && memcmp(ev.data, "plaza", 5) == 0;
+        if (ev.code == 2 /* KZ_NOTICE_ZONE_ENTER */ && named)
+            entered++;
+        if (ev.code == 3 /* KZ_NOTICE_ZONE_LEAVE */ && named)
+            left += entered > 0;
+    }
+    cr_assert_eq(entered, 1, "one entry notice");
+    cr_assert_eq(left, 1, "one exit notice, after the entry");
+    kzt_world_stop(&w);
+}
