@@ -463,18 +463,13 @@ static void on_snapshot(kz_client *c, const uint8_t *p, uint32_t len)
 
 /* ---- relayed events ----------------------------------------------------- */
 
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static void on_relay(kz_client *c, uint8_t type, const uint8_t *p, uint32_t len)
 {
     if (len < KZ_RELAY_HEADER_BYTES) {
         kz_counter_inc(c->c, KZ_CLIENT_C_DROP_MALFORMED);
         return;
     }
-    uint32_t from = get32(p);
+    uint32_t from = kz_wire_get32(p);
     const uint8_t *body = p + KZ_RELAY_HEADER_BYTES;
     uint32_t n = len - KZ_RELAY_HEADER_BYTES;
     if (type == KZ_MSG_CHAT && n <= KZ_CHAT_MAX_BYTES && kz_utf8_valid(body, n))
@@ -616,8 +611,8 @@ int kz_client_voice(kz_client *c, const void *frame, uint32_t len)
 
 static int action(kz_client *c, uint8_t code, uint32_t object)
 {
-    uint8_t b[KZ_ACTION_BYTES] = {code, (uint8_t)object, (uint8_t)(object >> 8),
-                                  (uint8_t)(object >> 16), (uint8_t)(object >> 24)};
+    uint8_t b[KZ_ACTION_BYTES] = {code};
+    kz_wire_put32(b + 1, object);
     return send_event(c, KZ_CHANNEL_EVENT, KZ_MSG_ACTION, b, sizeof b);
 }
 
@@ -626,8 +621,8 @@ int kz_client_release(kz_client *c, uint32_t object) { return action(c, KZ_ACTIO
 
 int kz_client_admin(kz_client *c, uint32_t action, uint32_t target)
 {
-    uint8_t b[KZ_ADMIN_BYTES] = {(uint8_t)action, (uint8_t)target, (uint8_t)(target >> 8),
-                                 (uint8_t)(target >> 16), (uint8_t)(target >> 24)};
+    uint8_t b[KZ_ADMIN_BYTES] = {(uint8_t)action};
+    kz_wire_put32(b + 1, target);
     return send_event(c, KZ_CHANNEL_EVENT, KZ_MSG_ADMIN, b, sizeof b);
 }
 
@@ -641,9 +636,8 @@ int kz_client_personal_space(kz_client *c, uint32_t on)
 
 int kz_client_block(kz_client *c, uint32_t entity, uint32_t on)
 {
-    uint8_t b[KZ_BLOCK_BYTES] = {on ? KZ_BLOCK_ADD : KZ_BLOCK_REMOVE, (uint8_t)entity,
-                                 (uint8_t)(entity >> 8), (uint8_t)(entity >> 16),
-                                 (uint8_t)(entity >> 24)};
+    uint8_t b[KZ_BLOCK_BYTES] = {on ? KZ_BLOCK_ADD : KZ_BLOCK_REMOVE};
+    kz_wire_put32(b + 1, entity);
     return send_event(c, KZ_CHANNEL_EVENT, KZ_MSG_BLOCK, b, sizeof b);
 }
 

@@ -276,19 +276,6 @@ int kz__seen(const kz__client *cl, uint32_t idx)
     return (int)((cl->seen[idx / 64u] >> (idx % 64u)) & 1u);
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* ---- sessions ----------------------------------------------------------- */
 
 static uint64_t next_random(kz_server *s)
@@ -503,7 +490,7 @@ static void relay(kz_server *s, uint32_t from, float radius, int echo, uint8_t c
                   uint8_t type, const uint8_t *payload, uint32_t len)
 {
     uint8_t buf[KZ_RELAY_HEADER_BYTES + KZ_CHAT_MAX_BYTES + KZ_VOICE_MAX_FRAME_BYTES];
-    put32(buf, kz_entity_at(&s->ents, from).id);
+    kz_wire_put32(buf, kz_entity_at(&s->ents, from).id);
     memcpy(buf + KZ_RELAY_HEADER_BYTES, payload, len);
     float x = (float)s->pos[from][0] / KZ_SNAP_POS_UNITS;
     float z = (float)s->pos[from][2] / KZ_SNAP_POS_UNITS;
@@ -630,10 +617,10 @@ static void on_action(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t l
         return;
     }
     if (p[0] == KZ_ACTION_TELEPORT) {
-        on_teleport(s, cl, get32(p + 1));
+        on_teleport(s, cl, kz_wire_get32(p + 1));
         return;
     }
-    kz_entity h = {get32(p + 1)};
+    kz_entity h = {kz_wire_get32(p + 1)};
     uint32_t o = kz_entity_index(&s->ents, h);
     uint32_t me = cl->avatar;
     if (o == UINT32_MAX || s->kind[o] != KZ_KIND_OBJECT) {
@@ -681,7 +668,7 @@ static void on_block(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
         return;
     }
-    uint32_t t = kz_entity_index(&s->ents, (kz_entity){get32(p + 1)});
+    uint32_t t = kz_entity_index(&s->ents, (kz_entity){kz_wire_get32(p + 1)});
     if (t == UINT32_MAX || !s->owner[t] || t == cl->avatar) {
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
         return;
@@ -769,10 +756,10 @@ static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t 
                 p[0], (unsigned long long)cl->client_id);
         return;
     }
-    uint32_t t = kz_entity_index(&s->ents, (kz_entity){get32(p + 1)});
+    uint32_t t = kz_entity_index(&s->ents, (kz_entity){kz_wire_get32(p + 1)});
     int needs_target = p[0] <= KZ_ADMIN_UNMUTE || p[0] == KZ_ADMIN_SUMMON;
     if (zone_action) {
-        uint32_t z = get32(p + 1);
+        uint32_t z = kz_wire_get32(p + 1);
         if (z < 1 || z > s->n_zones) {
             kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
             return;
@@ -786,7 +773,7 @@ static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t 
     kz__client *target = needs_target ? &s->clients[s->owner[t] - 1u] : NULL;
     switch (p[0]) {
     case KZ_ADMIN_KICK:
-        (void)kz_server_kick(s, get32(p + 1), KZ_KICK_ADMIN, "removed by a moderator");
+        (void)kz_server_kick(s, kz_wire_get32(p + 1), KZ_KICK_ADMIN, "removed by a moderator");
         break;
     case KZ_ADMIN_MUTE:
         target->muted = 1;
@@ -820,7 +807,7 @@ static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t 
     }
     kz_counter_inc(s->c, KZ_WORLD_C_ADMIN_DONE);
     char what[40];
-    snprintf(what, sizeof what, "done on entity %u", get32(p + 1));
+    snprintf(what, sizeof what, "done on entity %u", kz_wire_get32(p + 1));
     kz__audit(s, KZ_AUDIT_ROLE_ACTION, cl, p[0], what);
     kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "admin action %u by client=%llu", p[0],
             (unsigned long long)cl->client_id);

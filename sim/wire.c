@@ -14,29 +14,16 @@
 
 /* ---- little-endian helpers ---------------------------------------------- */
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static void putf(uint8_t *p, float f)
 {
     uint32_t v;
     memcpy(&v, &f, 4);
-    put32(p, v);
+    kz_wire_put32(p, v);
 }
 
 static float getf(const uint8_t *p)
 {
-    uint32_t v = get32(p);
+    uint32_t v = kz_wire_get32(p);
     float f;
     memcpy(&f, &v, 4);
     return f;
@@ -62,12 +49,12 @@ static uint64_t rd(kz_bitreader *r, unsigned bits)
 
 void kz_wire_welcome_write(const kz_wire_welcome *w, uint8_t out[KZ_WELCOME_BYTES])
 {
-    put32(out + 0, w->version);
-    put32(out + 4, w->tick_hz);
-    put32(out + 8, w->tick);
-    put32(out + 12, w->self);
-    put32(out + 16, w->n_slots);
-    put32(out + 20, w->history);
+    kz_wire_put32(out + 0, w->version);
+    kz_wire_put32(out + 4, w->tick_hz);
+    kz_wire_put32(out + 8, w->tick);
+    kz_wire_put32(out + 12, w->self);
+    kz_wire_put32(out + 16, w->n_slots);
+    kz_wire_put32(out + 20, w->history);
     putf(out + 24, w->bound);
     putf(out + 28, w->max_speed);
 }
@@ -77,12 +64,12 @@ int kz_wire_welcome_read(const uint8_t *p, size_t len, kz_wire_welcome *out)
     if (len != KZ_WELCOME_BYTES)
         return KZ_EPROTO;
     kz_wire_welcome w = {
-        .version = get32(p + 0),
-        .tick_hz = get32(p + 4),
-        .tick = get32(p + 8),
-        .self = get32(p + 12),
-        .n_slots = get32(p + 16),
-        .history = get32(p + 20),
+        .version = kz_wire_get32(p + 0),
+        .tick_hz = kz_wire_get32(p + 4),
+        .tick = kz_wire_get32(p + 8),
+        .self = kz_wire_get32(p + 12),
+        .n_slots = kz_wire_get32(p + 16),
+        .history = kz_wire_get32(p + 20),
         .bound = getf(p + 24),
         .max_speed = getf(p + 28),
     };

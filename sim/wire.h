@@ -42,6 +42,20 @@
 
 #define KZ_WORLD_VERSION 1u
 
+/* Little-endian u32, the byte order of every fixed-width world field. */
+static inline void kz_wire_put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static inline uint32_t kz_wire_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 /* Limits a peer cannot exceed (docs/PROTOCOL.md). */
 #define KZ_CHAT_MAX_BYTES 256u          /* UTF-8 text */
 #define KZ_VOICE_MAX_FRAME_BYTES 320u   /* one Opus frame (20 ms at 128 kb/s) */
