@@ -426,6 +426,28 @@ static void on_disconnect(kz_server *s, uint32_t slot)
 
 static void violation_kick(kz_server *s, kz__client *cl, uint32_t reason);
 
+/* Counts each kind in the violation set `v` and feeds it to the
+ * consequence ladder. With `audit_what`, a strike or kick is audited under
+ * that label before the kick's own record. Returns the verdict (a KICK has
+ * been carried out). */
+_Static_assert(KZ_WORLD_C_VIOL_GRAB - KZ_WORLD_C_VIOL_SPEED + 1 == KZ_VIOL_KINDS &&
+                   KZ_WORLD_C_VIOL_CLOCK - KZ_WORLD_C_VIOL_SPEED == KZ_VIOL_KIND_CLOCK,
+               "violation counters follow the validator's kind order");
+
+static kz_validate_verdict punish(kz_server *s, kz__client *cl, uint32_t v, const char *audit_what)
+{
+    for (uint32_t k = 0; k < KZ_VIOL_KINDS; k++)
+        if (v & (1u << k))
+            kz_counter_inc(s->c, KZ_WORLD_C_VIOL_SPEED + k);
+    uint32_t reason = 0;
+    kz_validate_verdict verdict = kz_validate_consequence(&s->vcfg, &cl->val, v, s->now, &reason);
+    if (audit_what != NULL && verdict >= KZ_VALIDATE_STRIKE)
+        kz__audit(s, KZ_AUDIT_VIOLATION, cl, v, audit_what);
+    if (verdict == KZ_VALIDATE_KICK)
+        violation_kick(s, cl, reason);
+    return verdict;
+}
+
 /* Every new command is checked as it arrives (the clock check needs its
  * arrival time): fixed in place, dropped when over the input budget, and
  * its violations fed to the consequence ladder. The queue entry's pad[0]
@@ -437,16 +459,10 @@ static int check_command(kz_server *s, kz__client *cl, kz_wire_command *cmd)
     cmd->pad[0] = res.changed;
     if (v) {
         kz_counter_inc(s->c, KZ_WORLD_C_CORRECTIONS);
-        uint32_t reason = 0;
-        kz_validate_verdict verdict = kz_validate_consequence(&s->vcfg, &cl->val, v, s->now, &reason);
         /* Plain corrections (an honest turn too sharp for max_accel) are
          * counted, not audited; strikes and kicks are. */
-        if (verdict >= KZ_VALIDATE_STRIKE)
-            kz__audit(s, KZ_AUDIT_VIOLATION, cl, v, "input");
-        if (verdict == KZ_VALIDATE_KICK) {
-            violation_kick(s, cl, reason);
+        if (punish(s, cl, v, "input") == KZ_VALIDATE_KICK)
             return 0;
-        }
     }
     return !res.drop;
 }
@@ -577,9 +593,7 @@ static void on_teleport(kz_server *s, kz__client *cl, uint32_t portal)
     if (v) {
         kz_counter_inc(s->c, KZ_WORLD_C_TELEPORT_REFUSED);
         kz__audit(s, KZ_AUDIT_VIOLATION, cl, v, "teleport");
-        uint32_t reason = 0;
-        if (kz_validate_consequence(&s->vcfg, &cl->val, v, s->now, &reason) == KZ_VALIDATE_KICK)
-            violation_kick(s, cl, reason);
+        punish(s, cl, v, NULL);
         return;
     }
     memcpy(s->pos[cl->avatar], s->portals[portal - 1u].exit, sizeof s->pos[cl->avatar]);
@@ -633,9 +647,7 @@ static void on_action(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t l
         uint32_t v = kz_validate_action(&s->vcfg, &cl->val, KZ_VALIDATE_GRAB, 1, s->now);
         if (v) {
             kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
-            uint32_t reason = 0;
-            if (kz_validate_consequence(&s->vcfg, &cl->val, v, s->now, &reason) == KZ_VALIDATE_KICK)
-                violation_kick(s, cl, reason);
+            punish(s, cl, v, NULL);
             return;
         }
     }

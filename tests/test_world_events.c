@@ -342,6 +342,8 @@ Test(world_events, a_speed_hack_is_clamped_and_corrected)
     cr_assert_eq(kz_server_entity(w.srv, wl.self, &before), KZ_OK);
     uint32_t t0 = kz_server_tick(w.srv);
     uint64_t corrections = counter(KZ_WORLD_C_CORRECTIONS);
+    uint64_t speeding = counter(KZ_WORLD_C_VIOL_SPEED);
+    uint64_t teleports = counter(KZ_WORLD_C_VIOL_TELEPORT);
     for (uint32_t t = 1; t <= 60; t++) {
         kz_wire_input in;
         memset(&in, 0, sizeof in);
@@ -367,6 +369,8 @@ Test(world_events, a_speed_hack_is_clamped_and_corrected)
     float bound = (float)ticks * (8.0f / 30.0f + 0.5f / KZ_SNAP_POS_UNITS);
     cr_assert_leq(moved, bound, "but no faster than 8 m/s (%.3f m in %u ticks)", moved, ticks);
     cr_assert_geq(counter(KZ_WORLD_C_CORRECTIONS) - corrections, 55, "each command was corrected");
+    cr_assert_geq(counter(KZ_WORLD_C_VIOL_SPEED) - speeding, 55, "and counted as speeding");
+    cr_assert_eq(counter(KZ_WORLD_C_VIOL_TELEPORT), teleports, "by kind: no teleport was counted");
     kz_netclient_destroy(c);
     kzt_world_stop(&w);
 }

@@ -190,7 +190,9 @@ KZ_API int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const 
 #define KZ_KICK_VIOLATION 2u
 #define KZ_KICK_SHUTDOWN 3u
 
-/* Counters of the world (names via kz_counters_name). */
+/* Counters of the world (names via kz_counters_name). The violation_*
+ * counters count each kind of cheat the validator found (docs/VALIDATION.md),
+ * in the validator's kind order, one per kind in a command or action. */
 #define KZ_WORLD_COUNTERS(X)                              \
     X(TICKS, "ticks")                                     \
     X(TICKS_SKIPPED, "ticks_skipped")                     \
@@ -223,7 +225,18 @@ KZ_API int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const 
     X(DROP_RATE_VOICE, "drop_rate_limited_voice")         \
     X(DROP_REFUSED, "drop_action_refused")                \
     X(DROP_SEND, "drop_send_failed")                      \
-    X(KICKS, "kicks")
+    X(KICKS, "kicks")                                     \
+    X(VIOL_SPEED, "violation_speed")                      \
+    X(VIOL_ACCEL, "violation_acceleration")               \
+    X(VIOL_POSE, "violation_pose")                        \
+    X(VIOL_ROTATION, "violation_rotation")                \
+    X(VIOL_TELEPORT, "violation_teleport")                \
+    X(VIOL_CLOCK, "violation_clock")                      \
+    X(VIOL_FLOOD, "violation_input_flood")                \
+    X(VIOL_CHAT, "violation_chat_rate")                   \
+    X(VIOL_EMOTE, "violation_emote_rate")                 \
+    X(VIOL_VOICE, "violation_voice_rate")                 \
+    X(VIOL_GRAB, "violation_grab")
 
 enum {
 #define KZ__WORLD_ENUM(id, name) KZ_WORLD_C_##id,
