@@ -196,7 +196,7 @@ static int start_server(world_ctx *w)
     uint32_t max = o->clients + o->clients / 8u + 16u;  /* churn needs slack */
     sc.net.verifier.protocol_id = o->protocol_id;
     sc.net.verifier.server_id = w->server_id;
-    memcpy(sc.net.verifier.backend_pk, w->backend.public_key, sizeof sc.net.verifier.backend_pk);
+    memcpy(sc.net.verifier.backend_pk, w->backend.public_key, sizeof sc.net.verifier.backend_pk[0]);
     sc.net.verifier.server_keys = server;
     sc.net.bind_ip = htonl(INADDR_LOOPBACK);
     sc.net.max_clients = max;

@@ -45,6 +45,7 @@ struct kz__gate {
     uint8_t cookie_key[crypto_generichash_KEYBYTES];
     uint32_t next_port;
     uint32_t expire_cursor;
+    int refusing;             /* draining: deny new sessions */
 };
 
 static const char *const kz__gate_counter_names[KZ_GATE_C_COUNT] = {
@@ -451,6 +452,13 @@ static kz__gate_action kz__request_proven(kz__gate *g, const kz_address *from,
     }
     if (!kz__rate_take(g, from, now))
         return kz__drop(g, KZ_GATE_C_DROP_RATE, "verification rate");
+    if (g->refusing) {
+        /* After the cookie round trip, so the deny goes only to a proven
+         * address; before the signature check, which would be wasted. */
+        kz_counter_inc(g->c, KZ_GATE_C_DROP_DRAINING);
+        *reply_len = kz__reply_deny(g, KZ_DENY_SHUTTING_DOWN, reply);
+        return KZ_GATE_REPLY;
+    }
     kz_token_info info;
     kz_session_keys keys;
     kz_counter_inc(g->c, KZ_GATE_C_VERIFIES);
@@ -615,4 +623,18 @@ const kz_counters *kz__gate_counters(const kz__gate *g)
 uint32_t kz__gate_sessions(const kz__gate *g)
 {
     return g->cfg.max_sessions - g->n_free;
+}
+
+int kz__gate_trust(kz__gate *g, const uint8_t (*keys)[KZ_SIGN_PUBLIC_KEY_BYTES], uint32_t n)
+{
+    if (n == 0 || n > KZ_TOKEN_MAX_BACKEND_KEYS)
+        return KZ_EINVAL;
+    memcpy(g->cfg.verifier.backend_pk, keys, (size_t)n * KZ_SIGN_PUBLIC_KEY_BYTES);
+    g->cfg.verifier.n_backend_keys = n;
+    return KZ_OK;
+}
+
+void kz__gate_set_accepting(kz__gate *g, int accepting)
+{
+    g->refusing = !accepting;
 }

@@ -65,6 +65,7 @@
     X(DROP_CLIENT_IN_USE, "drop_client_in_use")                                \
     X(DROP_ADDR_IN_USE, "drop_address_has_other_session")                      \
     X(DROP_FULL, "drop_server_full")                                           \
+    X(DROP_DRAINING, "drop_server_shutting_down")                              \
     X(BAD_COOKIE, "cookie_invalid_rechallenged")                               \
     X(CHALLENGES, "challenges_sent")                                           \
     X(ACCEPTS, "accepts_sent")                                                 \
@@ -139,6 +140,14 @@ void kz__gate_release(kz__gate *g, uint32_t slot);
 /* Frees pending slots whose deadline passed; checks a bounded number of
  * slots per call (call it every service loop). */
 void kz__gate_expire(kz__gate *g, kz_time_ns now);
+
+/* Replaces the trusted backend keys (1..KZ_TOKEN_MAX_BACKEND_KEYS): tokens
+ * verified from now on must be signed by one of them; sessions already
+ * admitted are not touched. 0 or KZ_EINVAL. */
+int kz__gate_trust(kz__gate *g, const uint8_t (*keys)[KZ_SIGN_PUBLIC_KEY_BYTES], uint32_t n);
+/* While not accepting, valid requests for a new session are denied with
+ * KZ_DENY_SHUTTING_DOWN (a lost accept for an admitted one is still resent). */
+void kz__gate_set_accepting(kz__gate *g, int accepting);
 
 const kz__gate_slot *kz__gate_slot_at(const kz__gate *g, uint32_t slot);
 const kz_counters *kz__gate_counters(const kz__gate *g);

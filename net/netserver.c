@@ -559,6 +559,22 @@ int kz_netserver_send(kz_netserver *s, uint32_t slot, uint8_t channel, uint8_t t
     return kz__queue_out(s, &m, data);
 }
 
+int kz_netserver_trust(kz_netserver *s, const uint8_t (*keys)[KZ_SIGN_PUBLIC_KEY_BYTES],
+                       uint32_t n)
+{
+    pthread_mutex_lock(&s->gate_lock);
+    int rc = kz__gate_trust(s->gate, keys, n);
+    pthread_mutex_unlock(&s->gate_lock);
+    return rc;
+}
+
+void kz_netserver_set_accepting(kz_netserver *s, int32_t accepting)
+{
+    pthread_mutex_lock(&s->gate_lock);
+    kz__gate_set_accepting(s->gate, accepting != 0);
+    pthread_mutex_unlock(&s->gate_lock);
+}
+
 int kz_netserver_kick(kz_netserver *s, uint32_t slot, uint32_t reason)
 {
     if (slot >= s->cfg.max_clients)

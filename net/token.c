@@ -406,7 +406,14 @@ kz_token_verdict kz_token_verify(const kz_token_verifier *v, const uint8_t *buf,
     const uint8_t *sealed = sig - KZ_TOKEN_SEALED_KEYS_BYTES;
     /* Signature first: it covers the sealed keys, so nothing unsigned is
      * ever decrypted. */
-    if (crypto_sign_verify_detached(sig, buf, len - KZ_SIGNATURE_BYTES, v->backend_pk) != 0)
+    uint32_t n_keys = v->n_backend_keys ? v->n_backend_keys : 1u;
+    if (n_keys > KZ_TOKEN_MAX_BACKEND_KEYS)
+        return KZ_TOKEN_BAD_SIGNATURE;  /* a broken verifier trusts no one */
+    uint32_t k = 0;
+    while (k < n_keys &&
+           crypto_sign_verify_detached(sig, buf, len - KZ_SIGNATURE_BYTES, v->backend_pk[k]) != 0)
+        k++;
+    if (k == n_keys)
         return KZ_TOKEN_BAD_SIGNATURE;
     if (crypto_box_seal_open(plain_keys, sealed, KZ_TOKEN_SEALED_KEYS_BYTES,
                              v->server_keys.public_key, v->server_keys.secret_key) != 0)

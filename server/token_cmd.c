@@ -545,7 +545,7 @@ static int kzs_show_verify(const kzs_show *s, const char *path, const kz_connect
     kz_session_keys keys;
     int rc = KZS_EXIT_FAIL;
     memset(&v, 0, sizeof v);
-    if (kzs_key_load(s->keys_dir, KZS_KEY_BACKEND_PUBLIC, v.backend_pk) != 0 ||
+    if (kzs_key_load(s->keys_dir, KZS_KEY_BACKEND_PUBLIC, v.backend_pk[0]) != 0 ||
         kzs_keys_load_server(s->keys_dir, &v.server_keys) != 0)
         goto out;
     v.protocol_id = s->have_protocol ? s->protocol_id : t->protocol_id;

@@ -480,3 +480,83 @@ Test(gate, clocks_of_several_io_threads_cannot_refill_the_rate_limit)
     }
     cr_assert_leq(replies, 2 * KZ_GATE_DEFAULT_RATE + 1, "got %zu replies", replies);
 }
+
+/* Key rotation: tokens signed by a key the gate no longer trusts are
+ * refused as bad signatures; a set of keys accepts any of them. */
+Test(gate, trusted_backend_keys_can_be_replaced_live)
+{
+    kz_sign_keypair old_backend = fx.backend, new_backend;
+    cr_assert_eq(kz_sign_keypair_generate(&new_backend), KZ_OK);
+    uint8_t both[2][KZ_SIGN_PUBLIC_KEY_BYTES];
+    memcpy(both[0], old_backend.public_key, 32);
+    memcpy(both[1], new_backend.public_key, 32);
+    cr_assert_eq(kz__gate_trust(fx.gate, both, 0), KZ_EINVAL);
+    cr_assert_eq(kz__gate_trust(fx.gate, both, KZ_TOKEN_MAX_BACKEND_KEYS + 1), KZ_EINVAL);
+
+    /* A token of the new backend before the gate trusts it. */
+    fx.backend = new_backend;
+    kz_connect_token early = token_for(1, SERVER_ID, UNIX_NOW + 60);
+    kz__handshake hs;
+    kz_address a = addr(0, 1, 5000);
+    cr_assert_eq(kz__handshake_init(&hs, &early), KZ_OK);
+    cr_assert_eq(step(&hs, &a, NULL), KZ_GATE_REPLY);  /* challenge */
+    cr_assert_eq(step(&hs, &a, NULL), KZ_GATE_DROP);
+    cr_assert_eq(counter(KZ_GATE_C_DROP_TOKEN_SIGNATURE), 1);
+
+    /* Both trusted: tokens of either backend connect. */
+    cr_assert_eq(kz__gate_trust(fx.gate, both, 2), KZ_OK);
+    kz_connect_token by_new = token_for(2, SERVER_ID, UNIX_NOW + 60);
+    fx.backend = old_backend;
+    kz_connect_token by_old = token_for(3, SERVER_ID, UNIX_NOW + 60);
+    kz__handshake h2, h3;
+    kz_address b = addr(0, 2, 5000), c = addr(0, 3, 5000);
+    connect_client(&h2, &by_new, &b);
+    connect_client(&h3, &by_old, &c);
+
+    /* Only the new one: the old backend's next token is refused, and the
+     * sessions already admitted keep their slots. */
+    cr_assert_eq(kz__gate_trust(fx.gate, both + 1, 1), KZ_OK);
+    kz_connect_token late = token_for(4, SERVER_ID, UNIX_NOW + 60);
+    kz_address d = addr(0, 4, 5000);
+    cr_assert_eq(kz__handshake_init(&hs, &late), KZ_OK);
+    cr_assert_eq(step(&hs, &d, NULL), KZ_GATE_REPLY);
+    cr_assert_eq(step(&hs, &d, NULL), KZ_GATE_DROP);
+    cr_assert_eq(counter(KZ_GATE_C_DROP_TOKEN_SIGNATURE), 2);
+    cr_assert_eq(kz__gate_slot_at(fx.gate, h3.slot)->state, KZ_SLOT_PENDING);
+    cr_assert_eq(kz__gate_sessions(fx.gate), 2);
+}
+
+/* A draining server denies new sessions with a reason the client sees,
+ * still resends a lost accept to one it admitted, and accepts again when
+ * told to. */
+Test(gate, a_draining_gate_denies_new_sessions_with_a_reason)
+{
+    kz_connect_token first = token_for(1, SERVER_ID, UNIX_NOW + 60);
+    kz__handshake h1;
+    kz_address a = addr(0, 1, 5000);
+    connect_client(&h1, &first, &a);
+
+    kz__gate_set_accepting(fx.gate, 0);
+    kz_connect_token second = token_for(2, SERVER_ID, UNIX_NOW + 60);
+    kz__handshake h2;
+    kz_address b = addr(0, 2, 5000);
+    size_t rlen;
+    cr_assert_eq(kz__handshake_init(&h2, &second), KZ_OK);
+    cr_assert_eq(step(&h2, &b, NULL), KZ_GATE_REPLY);  /* challenge */
+    cr_assert_eq(step(&h2, &b, &rlen), KZ_GATE_REPLY);
+    cr_assert_eq(rlen, KZ_GATE_DENY_BYTES);
+    cr_assert_eq(h2.deny_reason, KZ_DENY_SHUTTING_DOWN);
+    cr_assert_eq(counter(KZ_GATE_C_DROP_DRAINING), 1);
+    uint64_t verifies = counter(KZ_GATE_C_VERIFIES);
+
+    /* The admitted client's lost accept is resent. */
+    h1.state = KZ_HS_REQUESTING;
+    cr_assert_eq(step(&h1, &a, &rlen), KZ_GATE_REPLY);
+    cr_assert_eq(rlen, KZ_GATE_ACCEPT_BYTES);
+    cr_assert_eq(counter(KZ_GATE_C_VERIFIES), verifies, "no signature work while draining");
+
+    kz__gate_set_accepting(fx.gate, 1);
+    cr_assert_eq(step(&h2, &b, &rlen), KZ_GATE_REPLY);
+    cr_assert_eq(rlen, KZ_GATE_ACCEPT_BYTES);
+    cr_assert_eq(kz__gate_sessions(fx.gate), 2);
+}

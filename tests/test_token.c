@@ -25,7 +25,7 @@ static world_keys make_keys(void)
     memset(&k.verifier, 0, sizeof k.verifier);
     k.verifier.protocol_id = 0x4b495a554e41ull;
     k.verifier.server_id = 77;
-    memcpy(k.verifier.backend_pk, k.backend.public_key, sizeof k.verifier.backend_pk);
+    memcpy(k.verifier.backend_pk, k.backend.public_key, sizeof k.verifier.backend_pk[0]);
     k.verifier.server_keys = k.server;
     return k;
 }

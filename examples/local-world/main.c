@@ -120,7 +120,7 @@ int main(int argc, char **argv)
     kz_server_config_default(&sc);
     sc.net.verifier.protocol_id = PROTOCOL_ID;
     sc.net.verifier.server_id = SERVER_ID;
-    memcpy(sc.net.verifier.backend_pk, backend.public_key, sizeof sc.net.verifier.backend_pk);
+    memcpy(sc.net.verifier.backend_pk, backend.public_key, sizeof sc.net.verifier.backend_pk[0]);
     sc.net.verifier.server_keys = server_keys;
     sc.net.bind_ip = htonl(INADDR_LOOPBACK);
     sc.net.max_clients = n;

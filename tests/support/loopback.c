@@ -55,7 +55,7 @@ void kzt_server_config(kz_netserver_config *cfg, const kzt_keys *k, uint64_t pro
     memset(cfg, 0, sizeof *cfg);
     cfg->verifier.protocol_id = protocol_id;
     cfg->verifier.server_id = server_id;
-    memcpy(cfg->verifier.backend_pk, k->backend.public_key, sizeof cfg->verifier.backend_pk);
+    memcpy(cfg->verifier.backend_pk, k->backend.public_key, sizeof cfg->verifier.backend_pk[0]);
     cfg->verifier.server_keys = k->server;
     cfg->bind_ip = htonl(0x7f000001);
     cfg->max_clients = max_clients;

@@ -148,6 +148,7 @@
 #define KZ_DENY_SERVER_FULL 1u
 #define KZ_DENY_TOKEN_IN_USE 2u     /* token already used from another address */
 #define KZ_DENY_CLIENT_IN_USE 3u    /* client id already connected */
+#define KZ_DENY_SHUTTING_DOWN 4u    /* the server is stopping and takes no one new */
 
 /* AEAD algorithm bits in the request; the server picks one. */
 #define KZ_AEAD_BIT_CHACHA20 0x01u

@@ -141,12 +141,20 @@ typedef enum kz_token_verdict {
 
 KZ_API const char *kz_token_verdict_name(kz_token_verdict v);
 
-/* What a server checks a token against. */
+#define KZ_TOKEN_MAX_BACKEND_KEYS 4u
+
+/*
+ * What a server checks a token against. A token is accepted when any of
+ * the trusted backend keys signed it, so a backend can rotate its key:
+ * trust old and new, move the backend to the new one, then drop the old.
+ * Each extra key costs one more signature check per refused token.
+ */
 typedef struct kz_token_verifier {
     uint64_t protocol_id;
     uint64_t server_id;
     uint32_t max_clock_skew_seconds;  /* 0 = 60 */
-    uint8_t backend_pk[KZ_SIGN_PUBLIC_KEY_BYTES];
+    uint32_t n_backend_keys;          /* keys in backend_pk; 0 = 1 (only backend_pk[0]) */
+    uint8_t backend_pk[KZ_TOKEN_MAX_BACKEND_KEYS][KZ_SIGN_PUBLIC_KEY_BYTES];
     kz_box_keypair server_keys;
 } kz_token_verifier;
 

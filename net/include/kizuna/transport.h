@@ -119,6 +119,21 @@ KZ_API KZ_MUST_CHECK int kz_netserver_send(kz_netserver *s, uint32_t slot, uint8
  * client sees it in its disconnect). */
 KZ_API int kz_netserver_kick(kz_netserver *s, uint32_t slot, uint32_t reason);
 
+/*
+ * Any thread: replaces the trusted backend keys (1..KZ_TOKEN_MAX_BACKEND_KEYS,
+ * the verifier's backend_pk rule). Tokens verified from now on must be
+ * signed by one of them; connected sessions stay. 0 or KZ_EINVAL.
+ */
+KZ_API KZ_MUST_CHECK int kz_netserver_trust(kz_netserver *s,
+                                            const uint8_t (*keys)[KZ_SIGN_PUBLIC_KEY_BYTES],
+                                            uint32_t n);
+/*
+ * Any thread: while not accepting (a server draining before it stops),
+ * the gate denies new sessions with KZ_DENY_SHUTTING_DOWN, so clients
+ * learn at once instead of timing out. Connected sessions stay.
+ */
+KZ_API void kz_netserver_set_accepting(kz_netserver *s, int32_t accepting);
+
 /* Counters of the gate and the transport (names via kz_counters_name). */
 KZ_API const kz_counters *kz_netserver_gate_counters(const kz_netserver *s);
 KZ_API const kz_counters *kz_netserver_counters(const kz_netserver *s);
