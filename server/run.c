@@ -100,7 +100,7 @@ static int kzs_run_config(const kzs_run_opts *o, kz_server_config *sc)
     memset(sc, 0, sizeof *sc);
     kz_server_config_default(sc);
     kz_netserver_config *cfg = &sc->net;
-    if (kzs_key_load(o->keys, KZS_KEY_BACKEND_PUBLIC, cfg->verifier.backend_pk) != 0 ||
+    if (kzs_key_load(o->keys, KZS_KEY_BACKEND_PUBLIC, cfg->verifier.backend_pk[0]) != 0 ||
         kzs_keys_load_server(o->keys, &cfg->verifier.server_keys) != 0)
         return -1; /* the loaders have said what is wrong */
     cfg->verifier.protocol_id = o->protocol_id;

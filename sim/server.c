@@ -378,6 +378,13 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
     cl->chat_tokens = 2.0 * s->cfg.chat_per_second;
     cl->voice_tokens = s->cfg.voice_bytes_per_second;
     s->n_live++;
+    if (s->draining) {
+        /* Admitted by the gate just before it closed: told and let go like
+         * everyone else (the kick is audited after the connect). */
+        kz__audit(s, KZ_AUDIT_CONNECT, cl, 0, info->claims.method);
+        (void)kz_server_kick(s, e.id, KZ_KICK_SHUTDOWN, s->drain_text);
+        return;
+    }
 
     kz_wire_welcome w = {
         .version = KZ_WORLD_VERSION,
@@ -976,6 +983,22 @@ int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *t
     kz_counter_inc(s->c, KZ_WORLD_C_KICKS);
     kz__audit(s, KZ_AUDIT_KICK, &s->clients[slot], reason, text);
     return kz_netserver_kick(s->net, slot, reason);
+}
+
+void kz_server_shutdown(kz_server *s, const char *text)
+{
+    if (s->draining)
+        return;
+    s->draining = 1;
+    snprintf(s->drain_text, sizeof s->drain_text, "%s", text ? text : "server shutting down");
+    kz_netserver_set_accepting(s->net, 0);
+    kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "shutting down clients=%u", s->n_live);
+    for (uint32_t slot = 0; slot < s->cfg.net.max_clients; slot++) {
+        kz__client *cl = &s->clients[slot];
+        if (cl->live)
+            (void)kz_server_kick(s, kz_entity_at(&s->ents, cl->avatar).id, KZ_KICK_SHUTDOWN,
+                                 s->drain_text);
+    }
 }
 
 static void violation_kick(kz_server *s, kz__client *cl, uint32_t reason)

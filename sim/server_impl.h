@@ -83,6 +83,8 @@ struct kz_server {
     kz_ticker ticker;
     uint32_t tick;
     uint64_t rng;
+    int draining;                 /* kz_server_shutdown was called */
+    char drain_text[KZ_NOTICE_MAX_BYTES + 1];
 
     /* world: SoA over dense entity indices */
     kz_entities ents;

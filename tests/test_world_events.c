@@ -286,6 +286,60 @@ Test(world_events, kick_reaches_the_client_with_reason_and_text)
     kzt_world_stop(&w);
 }
 
+/* A clean stop: every client learns why, the world empties, each kick is
+ * counted, and a newcomer is refused with the shutting-down reason. */
+Test(world_events, shutdown_tells_every_client_and_refuses_newcomers)
+{
+    memset(&w, 0, sizeof w);
+    w.spare = 1;
+    start(3, 3.0f);
+    run_ticks(10);
+    for (uint32_t i = 0; i < 3; i++)
+        drain(i, 0, 0, NULL, NULL, 0);
+    kz_server_shutdown(w.srv, NULL);
+    kz_server_shutdown(w.srv, "ignored: already draining");
+    for (int k = 0; k < 400 && kz_server_clients(w.srv) > 0; k++)
+        kzt_world_step(&w, STEP_NS);
+    cr_assert_eq(kz_server_clients(w.srv), 0, "the world emptied");
+    cr_assert_eq(counter(KZ_WORLD_C_KICKS), 3);
+    const char *why = "server shutting down";
+    for (uint32_t i = 0; i < 3; i++) {
+        cr_assert_eq(kz_client_state(w.clients[i]), KZ_CLIENT_DISCONNECTED);
+        cr_assert_eq(kz_client_reason(w.clients[i]), KZ_KICK_SHUTDOWN);
+        kz_client_event ev;
+        int told = 0;
+        while (kz_client_poll_event(w.clients[i], &ev) == KZ_OK)
+            if (ev.type == KZ_EV_DISCONNECTED) {
+                told = 1;
+                cr_assert_eq(ev.code, KZ_KICK_SHUTDOWN);
+                cr_assert_eq(ev.len, strlen(why));
+                cr_assert(memcmp(ev.data, why, ev.len) == 0);
+            }
+        cr_assert(told, "client %u saw why", i);
+    }
+    /* A newcomer is denied at the gate and never gets an avatar. */
+    kz_connect_token ct;
+    cr_assert_eq(kzt_world_mint(&w, 90, &ct), KZ_OK);
+    kz_netclient_config nc;
+    memset(&nc, 0, sizeof nc);
+    nc.server.family = KZ_ADDR_IPV4;
+    nc.server.ip[0] = 127;
+    nc.server.ip[3] = 1;
+    nc.server.port = kz_server_port(w.srv);
+    nc.connect_timeout_ms = 1000;
+    kz_netclient *late = kz_netclient_create(&nc, &ct);
+    cr_assert_not_null(late);
+    for (int k = 0; k < 200 && kz_netclient_state(late) != KZ_NETCLIENT_FAILED; k++) {
+        kzt_world_step(&w, STEP_NS);
+        (void)kz_netclient_update(late, w.now);
+    }
+    cr_assert_eq(kz_netclient_state(late), KZ_NETCLIENT_FAILED);
+    cr_assert_eq(kz_netclient_reason(late), KZ_DENY_SHUTTING_DOWN);
+    cr_assert_eq(kz_server_clients(w.srv), 0);
+    kz_netclient_destroy(late);
+    kzt_world_stop(&w);
+}
+
 /* A client that speaks the protocol by hand through the raw transport. */
 static kz_netclient *raw_client(uint64_t id, kz_wire_welcome *welcome)
 {

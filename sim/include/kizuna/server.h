@@ -173,6 +173,15 @@ KZ_API KZ_MUST_CHECK int kz_server_portal_set(kz_server *s, uint32_t id, const f
  * `reason` (KZ_KICK_* code) and `text` (UTF-8, may be NULL). */
 KZ_API int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *text);
 
+/*
+ * Starts a clean stop: the gate takes no one new (KZ_DENY_SHUTTING_DOWN),
+ * and every client is told `text` (NULL: "server shutting down") with
+ * KZ_KICK_SHUTDOWN, then disconnected once its reliable messages are
+ * delivered. Each kick is audited. Keep calling kz_server_step until
+ * kz_server_clients() is 0 or your grace period ends. Idempotent.
+ */
+KZ_API void kz_server_shutdown(kz_server *s, const char *text);
+
 /* Role-gated actions a client may ask for (KZ_MSG_ADMIN); a client whose
  * token lacks the role is refused, told, and the refusal counted. */
 #define KZ_ADMIN_KICK 1u          /* moderator: end the target's session */
