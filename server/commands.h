@@ -29,6 +29,8 @@ int cmd_keygen(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_config(int argc, char **argv);
+int cmd_version(int argc, char **argv);
 
 /* Prints "kizuna-server: <message>\n" to stderr. */
 void kzs_error(const char *fmt, ...) KZ_PRINTF(1, 2);

@@ -30,8 +30,10 @@ typedef struct kzs_command {
 static const kzs_command kzs_commands[] = {
     {"keygen", cmd_keygen, "create a directory of backend and server key files"},
     {"token", cmd_token, "mint or inspect connect tokens (token mint, token show)"},
-    {"run", cmd_run, "run the dedicated server (not available yet)"},
-    {"audit", cmd_audit, "check an audit log (audit verify)"},
+    {"run", cmd_run, "run the dedicated server (run --help lists every setting)"},
+    {"audit", cmd_audit, "check an audit log (audit verify, audit show)"},
+    {"config", cmd_config, "validate a config file, show the effective config"},
+    {"version", cmd_version, "print the program and library versions"},
 };
 
 #define KZS_N_COMMANDS (sizeof kzs_commands / sizeof kzs_commands[0])

@@ -1,119 +1,90 @@
 /*
- * `kizuna-server run --keys DIR --port PORT`: serves a world (kz_server)
- * over the secure transport with its I/O threads; this thread is the
- * simulation thread, running the fixed tick. Clients connect through the
- * gate with tokens; joins are logged. SIGINT and SIGTERM stop the server
- * cleanly.
+ * `kizuna-server run`: serves a world (kz_server) over the secure
+ * transport with its I/O threads; this thread is the simulation thread.
+ *
+ * Life of the process:
+ *   1. configuration (config.h): flags > KIZUNA_* > INI file > defaults;
+ *      any error is reported line by line and nothing starts (exit 2);
+ *   2. start, in an order that leaves nothing half-started: keys, the UDP
+ *      ports (probed first so a port in use is named), the admin HTTP
+ *      endpoint, the audit log, the world, its zones; any failure is one
+ *      line and exit 1, with everything already started stopped again;
+ *   3. serve: ticks, metrics published four times a second, sd_notify
+ *      READY=1 under systemd;
+ *   4. SIGHUP: the file is read again; zones, their ACLs and the trusted
+ *      backend keys change live (no one is dropped); other changes are
+ *      named as needing a restart; a bad file changes nothing;
+ *   5. SIGTERM or SIGINT: STOPPING=1, /readyz fails, the gate takes no
+ *      one new, every client is told "server shutting down", the world
+ *      drains for at most shutdown_grace seconds (a second signal cuts it
+ *      short), the audit log is flushed with a final signed checkpoint,
+ *      and the process exits 0.
+ * The log is JSON lines on stderr (jsonlog.h).
  */
 #include <arpa/inet.h>
-#include <getopt.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
+#include <systemd/sd-daemon.h>
 
 #include <kizuna/audit.h>
 #include <kizuna/server.h>
 
+#include "admin.h"
 #include "commands.h"
+#include "config.h"
 #include "defaults.h"
+#include "jsonlog.h"
 #include "keys.h"
+#include "metrics.h"
 
-static const char kzs_run_usage[] =
-    "usage: kizuna-server run --keys DIR [--port PORT] [--bind IPV4] [--max-clients N]\n"
-    "                         [--io-threads N] [--tick-hz N] [--protocol-id N]\n"
-    "                         [--gate-rate N] [--log-level LEVEL] [--audit FILE]\n"
-    "  --keys DIR         directory with backend.pub, server.key and server.pub\n"
-    "  --port PORT        UDP port (default 40000; 0 picks a free one)\n"
-    "  --bind IPV4        address to listen on (default 0.0.0.0)\n"
-    "  --max-clients N    sessions at once, up to 4095 per I/O thread (default 1024)\n"
-    "  --io-threads N     ENet hosts with a thread each, on PORT, PORT+1, ... (default 1)\n"
-    "  --tick-hz N        simulation rate, 10..128 (default 30)\n"
-    "  --gate-rate N      handshake steps per second per source address (default 100;\n"
-    "                     raise it only for load tests from one machine)\n"
-    "  --protocol-id N    application protocol id tokens must carry\n"
-    "  --log-level LEVEL  error, warn, info, debug (default info)\n"
-    "  --audit FILE       append the audit log to FILE, signed with DIR/audit.key\n"
-    "                     (kizuna-server keygen --audit --out DIR creates it)\n";
+/* Everything one run holds. */
+typedef struct kzs_run {
+    kzs_config cfg;
+    int argc;
+    char **argv;
+    kz_log log;
+    kz_server *srv;
+    kz_audit *audit;
+    kzs_metrics *metrics;
+    kzs_admin *admin;
+    uint64_t server_id;
+} kzs_run;
 
-static volatile sig_atomic_t kzs_stop;
+static volatile sig_atomic_t kzs_stop_signals;
+static volatile sig_atomic_t kzs_reload_signals;
 
-static void kzs_on_signal(int sig)
+static void kzs_on_stop(int sig)
 {
     (void)sig;
-    kzs_stop = 1;
+    kzs_stop_signals++;
 }
 
-typedef struct kzs_run_opts {
-    const char *keys;
-    const char *audit;
-    uint64_t port, max_clients, protocol_id, io_threads, tick_hz, gate_rate;
-    uint32_t bind_ip;
-    int log_level;
-} kzs_run_opts;
-
-static int kzs_run_parse(int argc, char **argv, kzs_run_opts *o)
+static void kzs_on_reload(int sig)
 {
-    static const struct option longs[] = {
-        {"keys", required_argument, NULL, 'k'},      {"port", required_argument, NULL, 'p'},
-        {"bind", required_argument, NULL, 'b'},      {"max-clients", required_argument, NULL, 'm'},
-        {"protocol-id", required_argument, NULL, 'P'}, {"log-level", required_argument, NULL, 'l'},
-        {"io-threads", required_argument, NULL, 't'},  {"tick-hz", required_argument, NULL, 'z'},
-        {"gate-rate", required_argument, NULL, 'g'},  {"audit", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
-    *o = (kzs_run_opts){NULL, NULL, 40000, 1024, KZ_DEFAULT_PROTOCOL_ID, 1, 30, 0, 0, KZ_LOG_INFO};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
-        int ok = 1;
-        switch (c) {
-        case 'k': o->keys = optarg; break;
-        case 'a': ok = (o->audit = optarg)[0] != '\0'; break;
-        case 'p': ok = kzs_parse_u64(optarg, 10, 65535, &o->port) == 0; break;
-        case 'm': ok = kzs_parse_u64(optarg, 10, 16 * 4095, &o->max_clients) == 0 && o->max_clients; break;
-        case 't': ok = kzs_parse_u64(optarg, 10, 16, &o->io_threads) == 0 && o->io_threads; break;
-        case 'z': ok = kzs_parse_u64(optarg, 10, 128, &o->tick_hz) == 0 && o->tick_hz >= 10; break;
-        case 'g': ok = kzs_parse_u64(optarg, 10, 10000000, &o->gate_rate) == 0 && o->gate_rate; break;
-        case 'P': ok = kzs_parse_u64(optarg, 0, UINT64_MAX, &o->protocol_id) == 0; break;
-        case 'b': ok = inet_pton(AF_INET, optarg, &o->bind_ip) == 1; break;
-        case 'l': ok = (o->log_level = kz_log_level_parse(optarg)) >= 0; break;
-        case 'h': fputs(kzs_run_usage, stdout); return -1;
-        default: return kzs_usage_error(kzs_run_usage, "run: unknown option");
-        }
-        if (!ok) {
-            const char *name = "?";
-            for (const struct option *l = longs; l->name; l++)
-                if (l->val == c)
-                    name = l->name;
-            return kzs_usage_error(kzs_run_usage, "run: bad value for --%s: '%s'", name, optarg);
-        }
-    }
-    if (optind != argc || o->keys == NULL)
-        return kzs_usage_error(kzs_run_usage, "run: --keys DIR is required");
-    return 0;
+    (void)sig;
+    kzs_reload_signals++;
 }
 
-static int kzs_run_config(const kzs_run_opts *o, kz_server_config *sc)
+static void kzs_signals_install(void)
 {
-    memset(sc, 0, sizeof *sc);
-    kz_server_config_default(sc);
-    kz_netserver_config *cfg = &sc->net;
-    if (kzs_key_load(o->keys, KZS_KEY_BACKEND_PUBLIC, cfg->verifier.backend_pk[0]) != 0 ||
-        kzs_keys_load_server(o->keys, &cfg->verifier.server_keys) != 0)
-        return -1; /* the loaders have said what is wrong */
-    cfg->verifier.protocol_id = o->protocol_id;
-    cfg->verifier.server_id = kzs_server_id(cfg->verifier.server_keys.public_key);
-    cfg->bind_ip = o->bind_ip;
-    cfg->port = (uint16_t)o->port;
-    cfg->max_clients = (uint32_t)o->max_clients;
-    cfg->threaded = 1;
-    cfg->io_threads = (uint32_t)o->io_threads;
-    cfg->log.level = o->log_level;
-    sc->tick_hz = (uint32_t)o->tick_hz;
-    cfg->gate_rate_per_ip = (uint32_t)o->gate_rate;
-    return 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = kzs_on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = kzs_on_reload;
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
 }
 
 static kz_time_ns kzs_now(void)
@@ -123,102 +94,342 @@ static kz_time_ns kzs_now(void)
     return (kz_time_ns)ts.tv_sec * KZ_NS_PER_S + (kz_time_ns)ts.tv_nsec;
 }
 
-/* The simulation loop: run the ticks that are due, then sleep a little.
- * (The I/O threads receive and send meanwhile.) */
-static void kzs_serve(kz_server *srv)
+/* Config problems found while running go to the JSON log. */
+static void kzs_report_to_log(void *ctx, const char *line)
 {
-    struct timespec pause = {0, 1000000};
-    while (!kzs_stop) {
-        kz_server_step(srv, kzs_now());
-        nanosleep(&pause, NULL);
-    }
+    const kzs_run *r = ctx;
+    kz_logf(&r->log, KZ_LOG_ERROR, "config", "config_error problem=\"%s\"", line);
 }
 
-/* Opens the audit log named by --audit (NULL when not asked for). */
-static int kzs_audit_start(const kzs_run_opts *o, kz_audit **out)
+/* ---- start ------------------------------------------------------------- */
+
+/*
+ * Binds each UDP port the transport will use, then lets go: the world's
+ * own failure to bind would only say that it failed, this says why.
+ */
+static int kzs_probe_udp(const kzs_config *c)
 {
+    if (c->port == 0)
+        return 0;
+    for (uint32_t i = 0; i < c->io_threads; i++) {
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_port = htons((uint16_t)(c->port + i));
+        if (inet_pton(AF_INET, c->bind, &a.sin_addr) != 1)
+            return -1;
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        int rc = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&a, sizeof a);
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        if (rc != 0) {
+            kzs_error("run: cannot listen on UDP %s:%u: %s", c->bind, c->port + i,
+                      strerror(err));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int kzs_load_keys(const kzs_config *c, kz_server_config *sc)
+{
+    kz_token_verifier *v = &sc->net.verifier;
+    if (kzs_keys_load_server(c->keys, &v->server_keys) != 0 ||
+        kzs_config_backend_keys(c, v->backend_pk, &v->n_backend_keys) != 0)
+        return -1; /* the loaders have said what is wrong */
+    v->server_id = kzs_server_id(v->server_keys.public_key);
+    return 0;
+}
+
+static int kzs_audit_open(kzs_run *r)
+{
+    const kzs_config *c = &r->cfg;
     kz_audit_config ac;
-    *out = NULL;
-    if (o->audit == NULL)
+    if (c->audit[0] == '\0')
         return 0;
     memset(&ac, 0, sizeof ac);
     kz_audit_config_default(&ac);
-    ac.path = o->audit;
-    ac.log.level = o->log_level;
-    if (kzs_keys_load_audit_secret(o->keys, ac.sign_secret_key) != 0)
+    ac.path = c->audit;
+    ac.log = r->log;
+    ac.checkpoint_records = c->audit_checkpoint_records;
+    ac.checkpoint_ms = c->audit_checkpoint_seconds * 1000u;
+    ac.commit_ms = c->audit_commit_ms;
+    if (kzs_keys_load_audit_secret(c->keys, ac.sign_secret_key) != 0)
         return -1;
-    int rc = kz_audit_open(&ac, out);
+    int rc = kz_audit_open(&ac, &r->audit);
     sodium_memzero(ac.sign_secret_key, sizeof ac.sign_secret_key);
     if (rc != KZ_OK) {
-        kzs_error("run: %s: cannot open the audit log: %s", o->audit, kz_strerror(rc));
+        kzs_error("run: %s: cannot open the audit log: %s", c->audit, kz_strerror(rc));
         return -1;
     }
     return 0;
 }
 
-/* Appends a server start or stop record. */
-static void kzs_audit_note(kz_audit *audit, uint8_t type, uint32_t code)
+/* Appends a server record; a refusal is counted by the log itself. */
+static void kzs_audit_note(kzs_run *r, uint8_t type, uint32_t code, const char *detail)
 {
-    if (audit == NULL)
+    if (r->audit == NULL)
         return;
-    kz_audit_record r;
-    memset(&r, 0, sizeof r);
-    r.type = type;
-    r.code = code;
-    snprintf(r.detail, sizeof r.detail, "kizuna-server %s", kz_version());
-    if (kz_audit_append(audit, &r) != KZ_OK)
-        kzs_error("run: audit record refused (counted as dropped)");
+    kz_audit_record rec;
+    memset(&rec, 0, sizeof rec);
+    rec.type = type;
+    rec.code = code;
+    snprintf(rec.detail, sizeof rec.detail, "%s", detail);
+    if (kz_audit_append(r->audit, &rec) != KZ_OK)
+        kz_logf(&r->log, KZ_LOG_ERROR, "audit", "audit_refused type=%u", type);
 }
 
-/* Records the stop, writes the final checkpoint and reports. */
-static int kzs_audit_stop(kz_audit *audit, uint32_t clients)
+/* Adds, replaces and removes zones so the world has exactly `want`. */
+static int kzs_zones_apply(kzs_run *r, const kzs_config *want, const kzs_config *had)
 {
-    if (audit == NULL)
-        return 0;
-    kz_audit_stats st;
-    kzs_audit_note(audit, KZ_AUDIT_SERVER_STOP, clients);
-    kz_audit_stats_get(audit, &st);
-    int rc = kz_audit_close(audit);
-    printf("kizuna-server audit: %llu records appended, %llu dropped, %llu fsyncs%s\n",
-           (unsigned long long)st.appended, (unsigned long long)st.dropped,
-           (unsigned long long)st.fsyncs, rc == KZ_OK ? "" : ", WRITE FAILED");
-    return rc == KZ_OK ? 0 : -1;
+    for (uint32_t i = 0; had && i < had->n_zones; i++) {
+        uint32_t k = 0;
+        while (k < want->n_zones && strcmp(want->zones[k].name, had->zones[i].name) != 0)
+            k++;
+        if (k == want->n_zones && kz_server_zone_remove(r->srv, had->zones[i].name) != KZ_OK)
+            return -1;
+    }
+    for (uint32_t i = 0; i < want->n_zones; i++)
+        if (kz_server_zone_set(r->srv, &want->zones[i]) != KZ_OK) {
+            kz_logf(&r->log, KZ_LOG_ERROR, "config", "zone_refused zone=\"%s\"",
+                    want->zones[i].name);
+            return -1;
+        }
+    return 0;
+}
+
+static void kzs_stop_all(kzs_run *r)
+{
+    kzs_admin_stop(r->admin);
+    r->admin = NULL;
+    if (r->srv) {
+        kz_server_destroy(r->srv);
+        r->srv = NULL;
+    }
+    if (r->audit) {
+        kz_audit_close(r->audit);
+        r->audit = NULL;
+    }
+    if (r->metrics) {
+        kzs_metrics_destroy(r->metrics);
+        r->metrics = NULL;
+    }
+}
+
+static int kzs_start(kzs_run *r)
+{
+    const kzs_config *c = &r->cfg;
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kzs_config_to_server(c, &sc);
+    sc.net.log = r->log;
+    char err[256];
+    int ok = kzs_load_keys(c, &sc) == 0 && kzs_probe_udp(c) == 0;
+    if (ok && (r->metrics = kzs_metrics_create()) == NULL) {
+        kzs_error("run: out of memory");
+        ok = 0;
+    }
+    if (ok) {
+        kzs_metrics_set_stale_after(r->metrics, (uint64_t)c->watchdog_seconds * KZ_NS_PER_S);
+        if (strcmp(c->admin, "off") != 0 &&
+            (r->admin = kzs_admin_start(c->admin, r->metrics, err, sizeof err)) == NULL) {
+            kzs_error("run: %s", err);
+            ok = 0;
+        }
+    }
+    ok = ok && kzs_audit_open(r) == 0;
+    if (ok) {
+        sc.audit = r->audit;
+        r->srv = kz_server_create(&sc);
+        if (r->srv == NULL) {
+            kzs_error("run: cannot start the world on UDP %s:%u (see the log line above)",
+                      c->bind, c->port);
+            ok = 0;
+        }
+    }
+    r->server_id = sc.net.verifier.server_id;
+    sodium_memzero(&sc.net.verifier.server_keys, sizeof sc.net.verifier.server_keys);
+    if (ok && kzs_zones_apply(r, c, NULL) != 0) {
+        kzs_error("run: the world refused a zone (see the log line above)");
+        ok = 0;
+    }
+    if (!ok) {
+        kzs_stop_all(r);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- reload ------------------------------------------------------------ */
+
+/* Settings a running world cannot change, named when a reload differs. */
+static void kzs_note_restart_only(kzs_run *r, const kzs_config *fresh)
+{
+    const kzs_config *c = &r->cfg;
+    struct {
+        const char *name;
+        int differs;
+    } fixed[] = {
+        {"bind", strcmp(c->bind, fresh->bind) != 0},
+        {"port", c->port != fresh->port},
+        {"io_threads", c->io_threads != fresh->io_threads},
+        {"max_clients", c->max_clients != fresh->max_clients},
+        {"tick_hz", c->tick_hz != fresh->tick_hz},
+        {"protocol_id", c->protocol_id != fresh->protocol_id},
+        {"keys", strcmp(c->keys, fresh->keys) != 0},
+        {"audit", strcmp(c->audit, fresh->audit) != 0},
+        {"admin", strcmp(c->admin, fresh->admin) != 0},
+        {"max_visible", c->max_visible != fresh->max_visible},
+        {"max_objects", c->max_objects != fresh->max_objects},
+        {"world_bound", c->world_bound != fresh->world_bound},
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (fixed[i].differs)
+            kz_logf(&r->log, KZ_LOG_WARN, "config",
+                    "reload_ignored setting=%s why=\"needs a restart\"", fixed[i].name);
+}
+
+static void kzs_reload(kzs_run *r)
+{
+    static kzs_config fresh; /* large (paths, zones): kept off the stack */
+    uint8_t keys[KZ_TOKEN_MAX_BACKEND_KEYS][KZ_SIGN_PUBLIC_KEY_BYTES];
+    uint32_t n_keys = 0;
+    kzs_config_set_report(kzs_report_to_log, r);
+    int errors = kzs_config_load(&fresh, r->argc, r->argv);
+    if (errors == 0 && kzs_config_backend_keys(&fresh, keys, &n_keys) != 0)
+        errors = 1;
+    kzs_config_set_report(NULL, NULL);
+    if (errors != 0) {
+        kz_logf(&r->log, KZ_LOG_ERROR, "config",
+                "reload_failed errors=%d why=\"nothing changed; fix the file and send SIGHUP again\"",
+                errors);
+        return;
+    }
+    kzs_note_restart_only(r, &fresh);
+    if (kzs_zones_apply(r, &fresh, &r->cfg) != 0 ||
+        kz_netserver_trust(kz_server_net(r->srv), keys, n_keys) != KZ_OK) {
+        kz_logf(&r->log, KZ_LOG_ERROR, "config", "reload_partial why=\"see the line above\"");
+        return;
+    }
+    char detail[KZ_AUDIT_DETAIL_MAX];
+    snprintf(detail, sizeof detail, "reload: %u zones", fresh.n_zones);
+    kzs_audit_note(r, KZ_AUDIT_ROLE_ACTION, fresh.n_zones, detail);
+    snprintf(detail, sizeof detail, "reload: %u trusted backend keys", n_keys);
+    kzs_audit_note(r, KZ_AUDIT_KEY_CHANGE, n_keys, detail);
+    /* Only what was applied is remembered: the restart-only settings keep
+     * their running values, so the next reload compares against them. */
+    memcpy(r->cfg.zones, fresh.zones, sizeof fresh.zones);
+    r->cfg.n_zones = fresh.n_zones;
+    memcpy(r->cfg.trusted_backend_keys, fresh.trusted_backend_keys,
+           sizeof fresh.trusted_backend_keys);
+    kz_logf(&r->log, KZ_LOG_INFO, "config", "reloaded zones=%u backend_keys=%u", fresh.n_zones,
+            n_keys);
+}
+
+/* ---- serve and stop ---------------------------------------------------- */
+
+#define KZS_PUBLISH_NS (KZ_NS_PER_S / 4)
+
+static void kzs_serve(kzs_run *r)
+{
+    struct timespec pause = {0, 1000000};
+    kz_time_ns next_publish = 0, drain_deadline = 0;
+    sig_atomic_t reloads_seen = 0;
+    int draining = 0;
+    for (;;) {
+        kz_time_ns now = kzs_now();
+        kz_server_step(r->srv, now);
+        if (now >= next_publish) {
+            kzs_metrics_publish(r->metrics, r->srv, r->audit);
+            next_publish = now + KZS_PUBLISH_NS;
+        }
+        if (kzs_reload_signals != reloads_seen && !draining) {
+            reloads_seen = kzs_reload_signals;
+            kzs_reload(r);
+        }
+        if (kzs_stop_signals > 0 && !draining) {
+            draining = 1;
+            drain_deadline = now + (kz_time_ns)r->cfg.shutdown_grace * KZ_NS_PER_S;
+            sd_notify(0, "STOPPING=1");
+            kzs_metrics_set_ready(r->metrics, 0);
+            kz_logf(&r->log, KZ_LOG_INFO, "run", "draining clients=%u grace_s=%u",
+                    kz_server_clients(r->srv), r->cfg.shutdown_grace);
+            kz_server_shutdown(r->srv, "server shutting down");
+        }
+        if (draining) {
+            uint32_t left = kz_server_clients(r->srv);
+            /* Disconnects are delivered when acknowledged: wait for the
+             * world to empty, the grace to end, or a second signal. */
+            if (left == 0 || now >= drain_deadline || kzs_stop_signals > 1) {
+                if (left)
+                    kz_logf(&r->log, KZ_LOG_WARN, "run", "drain_cut clients=%u why=\"%s\"", left,
+                            kzs_stop_signals > 1 ? "second signal" : "grace period over");
+                return;
+            }
+        }
+        nanosleep(&pause, NULL);
+    }
+}
+
+static int kzs_finish(kzs_run *r)
+{
+    uint32_t clients = kz_server_clients(r->srv);
+    kzs_metrics_publish(r->metrics, r->srv, r->audit);
+    kz_logf(&r->log, KZ_LOG_INFO, "run", "stopping clients=%u ticks=%u", clients,
+            kz_server_tick(r->srv));
+    int rc = 0;
+    kzs_admin_stop(r->admin);
+    r->admin = NULL;
+    kz_server_destroy(r->srv);
+    r->srv = NULL;
+    if (r->audit) {
+        kz_audit_stats st;
+        kzs_audit_note(r, KZ_AUDIT_SERVER_STOP, clients, KZS_PROGRAM);
+        kz_audit_stats_get(r->audit, &st);
+        rc = kz_audit_close(r->audit); /* flushes, syncs, final checkpoint */
+        r->audit = NULL;
+        kz_logf(&r->log, rc == KZ_OK ? KZ_LOG_INFO : KZ_LOG_ERROR, "audit",
+                "audit_closed appended=%llu dropped=%llu fsyncs=%llu ok=%d",
+                (unsigned long long)st.appended, (unsigned long long)st.dropped,
+                (unsigned long long)st.fsyncs, rc == KZ_OK);
+    }
+    kzs_metrics_destroy(r->metrics);
+    r->metrics = NULL;
+    kz_logf(&r->log, KZ_LOG_INFO, "run", "stopped exit=%d", rc == KZ_OK ? 0 : 1);
+    return rc == KZ_OK ? KZS_EXIT_OK : KZS_EXIT_FAIL;
 }
 
 int cmd_run(int argc, char **argv)
 {
-    kzs_run_opts o;
-    int rc = kzs_run_parse(argc, argv, &o);
-    if (rc != 0)
-        return rc < 0 ? KZS_EXIT_OK : rc;
-    kz_server_config sc;
-    if (kzs_run_config(&o, &sc) != 0)
-        return KZS_EXIT_FAIL;
-    kz_audit *audit = NULL;
-    if (kzs_audit_start(&o, &audit) != 0) {
-        sodium_memzero(&sc.net.verifier.server_keys, sizeof sc.net.verifier.server_keys);
-        return KZS_EXIT_FAIL;
+    static kzs_run r; /* large (config paths and zones) */
+    memset(&r, 0, sizeof r);
+    r.argc = argc;
+    r.argv = argv;
+    int errors = kzs_config_load(&r.cfg, argc, argv);
+    if (errors < 0)
+        return KZS_EXIT_OK; /* --help */
+    if (errors > 0) {
+        kzs_error("run: %d configuration problem%s; nothing started", errors,
+                  errors == 1 ? "" : "s");
+        return KZS_EXIT_USAGE;
     }
-    signal(SIGINT, kzs_on_signal);
-    signal(SIGTERM, kzs_on_signal);
-    sc.audit = audit;
-    kz_server *srv = kz_server_create(&sc);
-    sodium_memzero(&sc.net.verifier.server_keys, sizeof sc.net.verifier.server_keys);
-    if (srv == NULL) {
-        kzs_error("run: cannot start the world on port %u", (unsigned)o.port);
-        kzs_audit_stop(audit, 0);
+    r.log = kzs_jsonlog(r.cfg.log_level);
+    kzs_signals_install();
+    if (kzs_start(&r) != 0)
         return KZS_EXIT_FAIL;
-    }
-    kzs_audit_note(audit, KZ_AUDIT_SERVER_START, kz_server_port(srv));
-    printf("kizuna-server listening on udp port %u (server id 0x%016llx, max %u clients, "
-           "%u I/O threads, %u Hz)\n",
-           kz_server_port(srv), (unsigned long long)sc.net.verifier.server_id, sc.net.max_clients,
-           sc.net.io_threads, sc.tick_hz);
-    fflush(stdout);
-    kzs_serve(srv);
-    printf("kizuna-server stopping: %u clients in the world, %u ticks\n", kz_server_clients(srv),
-           kz_server_tick(srv));
-    uint32_t clients = kz_server_clients(srv);
-    kz_server_destroy(srv);
-    return kzs_audit_stop(audit, clients) == 0 ? KZS_EXIT_OK : KZS_EXIT_FAIL;
+    char detail[KZ_AUDIT_DETAIL_MAX];
+    snprintf(detail, sizeof detail, "%s %s", KZS_PROGRAM, kz_version());
+    kzs_audit_note(&r, KZ_AUDIT_SERVER_START, kz_server_port(r.srv), detail);
+    kzs_metrics_publish(r.metrics, r.srv, r.audit);
+    kzs_metrics_set_ready(r.metrics, 1);
+    kz_logf(&r.log, KZ_LOG_INFO, "run",
+            "listening udp_port=%u bind=%s admin_port=%u server_id=0x%016llx max_clients=%u "
+            "io_threads=%u tick_hz=%u zones=%u version=%s",
+            kz_server_port(r.srv), r.cfg.bind, r.admin ? kzs_admin_port(r.admin) : 0u,
+            (unsigned long long)r.server_id, r.cfg.max_clients,
+            r.cfg.io_threads, r.cfg.tick_hz, r.cfg.n_zones, kz_version());
+    sd_notify(0, "READY=1");
+    kzs_serve(&r);
+    return kzs_finish(&r);
 }

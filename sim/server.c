@@ -992,7 +992,7 @@ void kz_server_shutdown(kz_server *s, const char *text)
     s->draining = 1;
     snprintf(s->drain_text, sizeof s->drain_text, "%s", text ? text : "server shutting down");
     kz_netserver_set_accepting(s->net, 0);
-    kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "shutting down clients=%u", s->n_live);
+    kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "shutdown clients=%u", s->n_live);
     for (uint32_t slot = 0; slot < s->cfg.net.max_clients; slot++) {
         kz__client *cl = &s->clients[slot];
         if (cl->live)

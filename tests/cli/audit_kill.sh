@@ -23,12 +23,12 @@ fail() { echo "FAIL: $*"; echo "--- server log"; cat server.log 2>/dev/null || t
 
 # Starts the server in the background; sets SERVER_PID and port.
 start() {
-    "$BIN" run --keys keys --port 0 --bind 127.0.0.1 --audit audit.log --log-level info \
+    "$BIN" run --keys keys --port 0 --bind 127.0.0.1 --admin off --audit audit.log --log-level info \
         >server.log 2>&1 &
     SERVER_PID=$!
     port=
     for _ in $(seq 1 100); do
-        port=$(sed -n 's/.*listening on udp port \([0-9]*\).*/\1/p' server.log)
+        port=$(sed -n 's/.*"event":"listening".*"udp_port":\([0-9]*\).*/\1/p' server.log)
         [ -n "$port" ] && return 0
         kill -0 "$SERVER_PID" 2>/dev/null || fail "server exited before listening"
         sleep 0.1
@@ -44,7 +44,7 @@ start() {
 if "$BIN" keygen --out keys --audit 2>/dev/null; then fail "keygen --audit replaced keys"; fi
 # The audit key is required once --audit is given.
 "$BIN" keygen --out noaudit >/dev/null
-if "$BIN" run --keys noaudit --port 0 --audit x.log >/dev/null 2>&1; then
+if "$BIN" run --keys noaudit --port 0 --admin off --audit x.log >/dev/null 2>&1; then
     fail "run --audit started without audit.key"
 fi
 

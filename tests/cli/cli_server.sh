@@ -226,7 +226,10 @@ expect 2 token
 expect 2 token burn
 has_err "unknown sub-command 'burn'"
 expect 2 run
-has_err "run: --keys DIR is required"
+has_err "keys: no keys directory"
+has_err "nothing started"
+expect 0 version
+has_out "kizuna-server 0."
 
 expect 2 "${MINT_BASE[@]}"
 has_err "are required"

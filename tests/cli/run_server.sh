@@ -22,12 +22,12 @@ fail() { echo "FAIL: $*"; echo "--- server log"; cat server.log 2>/dev/null || t
 
 "$BIN" keygen --out keys >/dev/null
 "$BIN" keygen --out rogue >/dev/null
-"$BIN" run --keys keys --port 0 --bind 127.0.0.1 --io-threads 2 --log-level info >server.log 2>&1 &
+"$BIN" run --keys keys --port 0 --bind 127.0.0.1 --admin off --io-threads 2 --log-level info >server.log 2>&1 &
 SERVER_PID=$!
 
 port=
 for _ in $(seq 1 100); do
-    port=$(sed -n 's/.*listening on udp port \([0-9]*\).*/\1/p' server.log)
+    port=$(sed -n 's/.*"event":"listening".*"udp_port":\([0-9]*\).*/\1/p' server.log)
     [ -n "$port" ] && break
     kill -0 "$SERVER_PID" 2>/dev/null || fail "server exited before listening"
     sleep 0.1
@@ -50,7 +50,8 @@ status=0
 wait "$SERVER_PID" || status=$?
 SERVER_PID=
 [ "$status" -eq 0 ] || fail "server exited with $status after SIGTERM"
-grep -q 'joined slot=[0-9]* entity=[0-9]* client=7 name=.*Probe' server.log || fail "join not logged"
-grep -q 'left slot=[0-9]* entity=[0-9]*' server.log || fail "leave not logged"
-grep -q 'kizuna-server stopping' server.log || fail "no clean stop"
+grep -q '"event":"joined".*"slot":[0-9]*,"entity":[0-9]*,"client":7,"name":"Probe"' server.log ||
+    fail "join not logged"
+grep -q '"event":"left".*"slot":[0-9]*,"entity":[0-9]*' server.log || fail "leave not logged"
+grep -q '"event":"stopped"' server.log || fail "no clean stop"
 echo "run_server: 1 passed, 0 failed"

@@ -162,10 +162,17 @@
 
 /* ---- checks of the derivations ------------------------------------------ */
 
-_Static_assert(KZ_GATE_REQUEST_BYTES <= KZ_MTU, "a gate request must fit one datagram");
-_Static_assert(KZ_GATE_CHALLENGE_BYTES < KZ_GATE_REQUEST_BYTES, "challenge must not amplify");
-_Static_assert(KZ_GATE_ACCEPT_BYTES < KZ_GATE_REQUEST_BYTES, "accept must not amplify");
-_Static_assert(KZ_GATE_DENY_BYTES < KZ_GATE_REQUEST_BYTES, "deny must not amplify");
-_Static_assert(KZ_TOKEN_MAX_BYTES < 65536u, "token length fits its 16-bit field");
+/* C11 spells it _Static_assert, C++11 static_assert. */
+#ifdef __cplusplus
+#define KZ__STATIC_ASSERT static_assert
+#else
+#define KZ__STATIC_ASSERT _Static_assert
+#endif
+
+KZ__STATIC_ASSERT(KZ_GATE_REQUEST_BYTES <= KZ_MTU, "a gate request must fit one datagram");
+KZ__STATIC_ASSERT(KZ_GATE_CHALLENGE_BYTES < KZ_GATE_REQUEST_BYTES, "challenge must not amplify");
+KZ__STATIC_ASSERT(KZ_GATE_ACCEPT_BYTES < KZ_GATE_REQUEST_BYTES, "accept must not amplify");
+KZ__STATIC_ASSERT(KZ_GATE_DENY_BYTES < KZ_GATE_REQUEST_BYTES, "deny must not amplify");
+KZ__STATIC_ASSERT(KZ_TOKEN_MAX_BYTES < 65536u, "token length fits its 16-bit field");
 
 #endif /* KZ_PROTOCOL_H */
