@@ -183,6 +183,7 @@ static void kz__client_start_enet(kz_netclient *c)
 static void kz__client_on_receive(kz_netclient *c, uint8_t channel, ENetPacket *pkt)
 {
     kz_counter_inc(c->c, KZ_NET_C_RX_PACKETS);
+    kz_counter_add(c->c, KZ_NET_C_RX_BYTES, pkt->dataLength);
     if (c->q_count == KZ__CLIENT_QUEUE) {
         kz_counter_inc(c->c, KZ_NET_C_DROP_INBOUND_FULL);
         enet_packet_destroy(pkt);
@@ -301,6 +302,7 @@ int kz_netclient_send(kz_netclient *c, uint8_t channel, uint8_t type, const void
         return rc != KZ_OK ? rc : KZ_EIO;
     }
     kz_counter_inc(c->c, KZ_NET_C_TX_PACKETS);
+    kz_counter_add(c->c, KZ_NET_C_TX_BYTES, pkt->dataLength);
     return KZ_OK;
 }
 

@@ -284,6 +284,7 @@ static void kz__on_receive(kz__io *io, ENetPeer *peer, uint8_t channel, ENetPack
     kz_netserver *s = io->srv;
     uintptr_t tag = (uintptr_t)peer->data;
     kz_counter_inc(io->c, KZ_NET_C_RX_PACKETS);
+    kz_counter_add(io->c, KZ_NET_C_RX_BYTES, pkt->dataLength);
     if (tag == 0) {
         kz_counter_inc(io->c, KZ_NET_C_DROP_NO_SESSION);
         return;
@@ -354,8 +355,10 @@ static void kz__send_one(kz__io *io, const kz__msgref *m)
     }
     if (enet_peer_send(ss->peer, m->channel, pkt) != 0)
         enet_packet_destroy(pkt);
-    else
+    else {
         kz_counter_inc(io->c, KZ_NET_C_TX_PACKETS);
+        kz_counter_add(io->c, KZ_NET_C_TX_BYTES, pkt->dataLength);
+    }
 }
 
 /* Seals and queues what the application sent; returns how many. */

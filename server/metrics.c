@@ -346,7 +346,8 @@ static const struct {
     {KZS_WORLD, "ticks"},       {KZS_WORLD, "ticks_skipped"},
     {KZS_GATE, "rx_datagrams"}, {KZS_GATE, "rx_bytes"},
     {KZS_GATE, "tx_bytes"},     {KZS_TRANSPORT, "rx_packets"},
-    {KZS_TRANSPORT, "tx_packets"},
+    {KZS_TRANSPORT, "tx_packets"}, {KZS_TRANSPORT, "rx_bytes"},
+    {KZS_TRANSPORT, "tx_bytes"},
 };
 
 static int kzs_is_special(int layer, const char *name)
@@ -481,6 +482,13 @@ static void kzs_render_traffic(kzs_out *o, const kzs_figures *f)
             (unsigned long long)kzs_value(f, KZS_TRANSPORT, "rx_packets"));
     kzs_put(o, "kizuna_transport_packets_total{direction=\"out\"} %llu\n",
             (unsigned long long)kzs_value(f, KZS_TRANSPORT, "tx_packets"));
+    kzs_family(o, "kizuna_transport_bytes_total", "counter",
+               "Bytes of those packets (sealed: message, type, nonce and tag; ENet and UDP "
+               "headers not included).");
+    kzs_put(o, "kizuna_transport_bytes_total{direction=\"in\"} %llu\n",
+            (unsigned long long)kzs_value(f, KZS_TRANSPORT, "rx_bytes"));
+    kzs_put(o, "kizuna_transport_bytes_total{direction=\"out\"} %llu\n",
+            (unsigned long long)kzs_value(f, KZS_TRANSPORT, "tx_bytes"));
 }
 
 /* One family over every layer's counters named `prefix`<rest>, with the

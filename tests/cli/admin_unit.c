@@ -259,7 +259,7 @@ static uint64_t check_histogram(const char *body)
 /* ---- /metrics ------------------------------------------------------------- */
 
 static const char *const gate_special[] = {"rx_datagrams", "rx_bytes", "tx_bytes", NULL};
-static const char *const net_special[] = {"rx_packets", "tx_packets", NULL};
+static const char *const net_special[] = {"rx_packets", "tx_packets", "rx_bytes", "tx_bytes", NULL};
 static const char *const world_special[] = {"ticks", "ticks_skipped", NULL};
 
 Test(admin, metrics_match_the_server_counters)
@@ -311,6 +311,13 @@ Test(admin, metrics_match_the_server_counters)
     cr_expect_eq(sample_u64(b, "kizuna_transport_packets_total{direction=\"out\"}"),
                  kz_counters_get(transport, KZ_NET_C_TX_PACKETS));
     cr_expect_gt(kz_counters_get(transport, KZ_NET_C_TX_PACKETS), 0);
+    cr_expect_eq(sample_u64(b, "kizuna_transport_bytes_total{direction=\"in\"}"),
+                 kz_counters_get(transport, KZ_NET_C_RX_BYTES));
+    cr_expect_eq(sample_u64(b, "kizuna_transport_bytes_total{direction=\"out\"}"),
+                 kz_counters_get(transport, KZ_NET_C_TX_BYTES));
+    cr_expect_gt(kz_counters_get(transport, KZ_NET_C_TX_BYTES),
+                 kz_counters_get(transport, KZ_NET_C_TX_PACKETS) * 16u,
+                 "each packet carries at least its 16-byte tag");
 
     check_layer(b, gate, "gate", gate_special);
     check_layer(b, transport, "transport", net_special);

@@ -189,6 +189,8 @@ KZ_API void kz_netclient_traffic(const kz_netclient *c, kz_net_traffic *out);
 #define KZ_NET_COUNTERS(X)                         \
     X(RX_PACKETS, "rx_packets")                    \
     X(TX_PACKETS, "tx_packets")                    \
+    X(RX_BYTES, "rx_bytes")                        \
+    X(TX_BYTES, "tx_bytes")                        \
     X(DROP_AUTH, "drop_auth_failure")              \
     X(DROP_REPLAY, "drop_replay")                  \
     X(DROP_MALFORMED, "drop_malformed_packet")     \
