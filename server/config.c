@@ -815,8 +815,11 @@ void kzs_config_usage(FILE *out)
         }
         kzs_flag_name(st, flag, sizeof flag);
         kzs_env_name(st, env, sizeof env);
-        fprintf(out, "  --%-25s %s\n  %-27s default %s; %s\n", flag, st->help, "",
-                st->def[0] ? st->def : "none", env);
+        char range[64] = "";
+        if (st->type == KZS_T_U32 || st->type == KZS_T_FLOAT)
+            snprintf(range, sizeof range, "; range %g..%g", st->min, st->max);
+        fprintf(out, "  --%-25s %s\n  %-27s default %s%s; %s\n", flag, st->help, "",
+                st->def[0] ? st->def : "none", range, env);
     }
     fputs("\nZones: [zone.NAME] sections in FILE only (docs/OPERATIONS.md).\n", out);
 }

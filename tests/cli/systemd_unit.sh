@@ -3,7 +3,8 @@
 # examples/systemd/kizuna-server.service: systemd accepts it (every
 # directive known, the ExecStart program executable) and its sandbox keeps
 # systemd's own exposure score at or below 2.0 ("OK"; the option counts in tenths), both checked
-# offline with systemd-analyze. Also: the example world.ini checks out.
+# offline with systemd-analyze. Also: the example world.ini checks out, and
+# docs/OPERATIONS.md documents every setting `run --help` lists.
 #
 #   bash tests/cli/systemd_unit.sh path/to/kizuna-server
 set -euo pipefail
@@ -23,4 +24,11 @@ systemd-analyze security --offline=yes --threshold=20 "$WORK/kizuna-server.servi
     { tail -n 20 "$WORK/security.txt"; echo "FAIL: exposure above 2.0"; exit 1; }
 grep "Overall exposure level" "$WORK/security.txt"
 "$BIN" config check "$SRC/examples/systemd/world.ini" >/dev/null
-echo "systemd_unit: 3 passed, 0 failed"
+# Every setting the program knows has its row in the operations guide.
+missing=0
+for flag in $("$BIN" run --help | sed -n 's/^  --\([a-z0-9-]*\) .*/\1/p'); do
+    key=${flag//-/_}
+    grep -q "^| \`$key\` |" "$SRC/docs/OPERATIONS.md" || { echo "undocumented setting: $key"; missing=1; }
+done
+[ $missing -eq 0 ] || { echo "FAIL: docs/OPERATIONS.md lacks settings"; exit 1; }
+echo "systemd_unit: 4 passed, 0 failed"
