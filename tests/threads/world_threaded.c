@@ -3,7 +3,10 @@
  * real time by this thread with `clients` clients for `seconds`: the
  * ThreadSanitizer build's check of the server's thread boundary (sim thread
  * <-> I/O threads through the rings). Every client must stay connected and
- * apply at least 80% of the ticks as snapshots.
+ * apply at least 80% of the ticks as snapshots. Then, as a host's reload and
+ * stop would: the trusted backend keys are replaced from this thread while
+ * the I/O threads run the gate, and the world is shut down and drained;
+ * every client must learn why (KZ_KICK_SHUTDOWN) and the world empty.
  */
 #include <stdio.h>
 #include <string.h>
@@ -76,6 +79,28 @@ kzt_result kzt_world_threaded(uint32_t clients, uint32_t seconds)
     if (r.delivered * 10 < (uint64_t)ticks * clients * 8 && !r.violations++)
         snprintf(r.first, sizeof r.first, "%llu snapshots applied for %u ticks x %u clients",
                  (unsigned long long)r.delivered, ticks, clients);
+
+    /* Reload: replace the trusted keys under the I/O threads' feet. */
+    uint8_t trusted[2][KZ_SIGN_PUBLIC_KEY_BYTES];
+    memcpy(trusted[0], w.keys.backend.public_key, sizeof trusted[0]);
+    memset(trusted[1], 0x5a, sizeof trusted[1]);
+    for (uint32_t k = 0; k < 20; k++) {
+        if (kz_netserver_trust(kz_server_net(w.srv), trusted, 1 + k % 2) != KZ_OK && !r.violations++)
+            snprintf(r.first, sizeof r.first, "trust refused");
+        pump(&w, mono() + 10 * KZ_NS_PER_MS);
+    }
+    /* Stop: every client told, the world empty. */
+    kz_server_shutdown(w.srv, NULL);
+    deadline = mono() + 10 * KZ_NS_PER_S;
+    while (kz_server_clients(w.srv) > 0 && mono() < deadline)
+        pump(&w, mono() + 20 * KZ_NS_PER_MS);
+    for (uint32_t i = 0; i < clients; i++)
+        if (kz_client_reason(w.clients[i]) != KZ_KICK_SHUTDOWN && !r.violations++)
+            snprintf(r.first, sizeof r.first, "client %u: state %u reason %u after shutdown", i,
+                     kz_client_state(w.clients[i]), kz_client_reason(w.clients[i]));
+    if (kz_server_clients(w.srv) != 0 && !r.violations++)
+        snprintf(r.first, sizeof r.first, "%u clients left 10 s after shutdown",
+                 kz_server_clients(w.srv));
     kzt_world_stop(&w);
     return r;
 }
