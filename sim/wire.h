@@ -25,6 +25,7 @@
 
 #include <kizuna/avatar.h>
 #include <kizuna/bitpack.h>
+#include <kizuna/client.h>
 
 #include "sim/snapshot.h"
 
@@ -56,11 +57,9 @@ static inline uint32_t kz_wire_get32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* Limits a peer cannot exceed (docs/PROTOCOL.md). */
-#define KZ_CHAT_MAX_BYTES 256u          /* UTF-8 text */
-#define KZ_VOICE_MAX_FRAME_BYTES 320u   /* one Opus frame (20 ms at 128 kb/s) */
+/* Limits a peer cannot exceed (docs/PROTOCOL.md); the chat, voice and
+ * notice limits and the notice codes are public (kizuna/client.h). */
 #define KZ_INPUT_MAX_COMMANDS 8u        /* commands per INPUT message */
-#define KZ_NOTICE_MAX_BYTES 160u
 #define KZ_SNAPSHOT_MAX_BYTES 1100u     /* one datagram after seal and ENet headers */
 
 /* ---- welcome ------------------------------------------------------------ */
@@ -168,12 +167,5 @@ int kz_wire_snap_head_read(const kz_snap_codec *c, kz_bitreader *r, kz_wire_snap
 
 #define KZ_ADMIN_BYTES 5u
 
-/* Notice codes (KZ_MSG_NOTICE: code byte + UTF-8 text). */
-#define KZ_NOTICE_KICK 1u
-#define KZ_NOTICE_ZONE_ENTER 2u
-#define KZ_NOTICE_ZONE_LEAVE 3u
-#define KZ_NOTICE_OBSERVED 4u    /* an observer watches you (text: who) */
-#define KZ_NOTICE_DENIED 5u      /* your role-gated action was refused */
-#define KZ_NOTICE_MUTED 6u
 
 #endif /* KZ_SIM_WIRE_H */

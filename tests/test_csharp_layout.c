@@ -28,8 +28,6 @@
 #include <kizuna/log.h>
 #include <kizuna/server.h>
 
-#include "sim/wire.h"
-
 #ifndef KZ_SOURCE_DIR
 #  error "KZ_SOURCE_DIR must name the source tree (tests/CMakeLists.txt)"
 #endif

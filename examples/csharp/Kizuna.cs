@@ -431,9 +431,9 @@ namespace Kizuna
         public const uint KZ_KICK_VIOLATION = 2;
         public const uint KZ_KICK_SHUTDOWN = 3;
 
-        /* Notice codes (KZ_EV_NOTICE's code) and message limits. The C
-         * library defines these in its internal sim/wire.h, not in a public
-         * header; the values are part of the wire protocol (PROTOCOL.md). */
+        /* Notice codes (KZ_EV_NOTICE's code) and message limits, from
+         * kizuna/client.h; the values are part of the wire protocol
+         * (PROTOCOL.md). */
         public const uint KZ_NOTICE_KICK = 1;
         public const uint KZ_NOTICE_ZONE_ENTER = 2;
         public const uint KZ_NOTICE_ZONE_LEAVE = 3;

@@ -78,6 +78,20 @@ typedef struct kz_badge {
 #define KZ_EV_NOTICE 8u        /* server notice `code` (KZ_NOTICE_*), text in data */
 #define KZ_EV_DISCONNECTED 9u  /* session over; code = reason, data = text if any */
 
+/* Notice codes of KZ_EV_NOTICE (text in data). */
+#define KZ_NOTICE_KICK 1u
+#define KZ_NOTICE_ZONE_ENTER 2u  /* text: the zone's name */
+#define KZ_NOTICE_ZONE_LEAVE 3u
+#define KZ_NOTICE_OBSERVED 4u    /* an observer watches you (text: who) */
+#define KZ_NOTICE_DENIED 5u      /* your role-gated action was refused */
+#define KZ_NOTICE_MUTED 6u
+
+/* Limits the server enforces: longer chat, voice frames or notices are
+ * refused: kz_client_chat and kz_client_voice return KZ_EINVAL for them. */
+#define KZ_CHAT_MAX_BYTES 256u          /* UTF-8 text */
+#define KZ_VOICE_MAX_FRAME_BYTES 320u   /* one Opus frame (20 ms at 128 kb/s) */
+#define KZ_NOTICE_MAX_BYTES 160u
+
 typedef struct kz_client_event {
     uint32_t type;        /* KZ_EV_* */
     uint32_t entity;      /* subject entity id, 0 if none */
