@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 
 #include <ini.h>
 
@@ -97,7 +99,7 @@ static const kzs_setting kzs_settings[] = {
     TXT("admin", admin, KZS_T_ADDR, "127.0.0.1:9100",
         "HOST:PORT of /metrics, /healthz, /readyz, or off"),
     {"server", "log_level", KZS_T_LEVEL, offsetof(kzs_config, log_level), 4, 0, 0, "info",
-     "error, warn, info or debug"},
+     "off, error, warn, info, debug or trace"},
     U32("server", shutdown_grace, 0, 3600, "10", "seconds to drain clients on SIGTERM"),
     U32("server", watchdog_seconds, 1, 3600, "5", "/healthz fails after this long without a tick"),
 };
@@ -159,6 +161,24 @@ static int kzs_role_ok(const char *s)
     return 1;
 }
 
+/* The longest line inih reads (its buffer, less the newline and the NUL). */
+#define KZS_INI_LINE_MAX 198u
+
+/* A text value that `key = value` in an INI file reproduces exactly. */
+static int kzs_text_ok(const char *key, const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0)
+        return 1;
+    if (strlen(key) + 3 + n > KZS_INI_LINE_MAX || isspace((unsigned char)s[0]) ||
+        isspace((unsigned char)s[n - 1]) || s[0] == ';')
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (iscntrl((unsigned char)s[i]) || (s[i] == ';' && isspace((unsigned char)s[i - 1])))
+            return 0;
+    return 1;
+}
+
 /* HOST:PORT with an IPv4 literal or "localhost", or "off". */
 static int kzs_addr_ok(const char *s)
 {
@@ -196,13 +216,26 @@ static const char *kzs_value_set(kzs_config *c, const kzs_setting *st, const cha
         }
         *(uint32_t *)field = (uint32_t)u;
         return NULL;
-    case KZS_T_U64:
-        if (kzs_parse_u64(text, 0, UINT64_MAX, &u) != 0) {
+    case KZS_T_U64: {
+        int hex = text[0] == '0' && (text[1] == 'x' || text[1] == 'X');
+        const char *digits = hex ? text + 2 : text;
+        int ok;
+        if (hex) {
+            size_t n = strlen(digits);
+            errno = 0;
+            ok = n > 0 && strspn(digits, "0123456789abcdefABCDEF") == n;
+            u = ok ? strtoull(digits, NULL, 16) : 0;
+            ok = ok && errno == 0;
+        } else {
+            ok = kzs_parse_u64(text, 10, UINT64_MAX, &u) == 0;
+        }
+        if (!ok) {
             snprintf(why, why_len, "'%s' is not a 64-bit number (decimal or 0x hex)", text);
             return why;
         }
         *(uint64_t *)field = u;
         return NULL;
+    }
     case KZS_T_FLOAT:
         if (kzs_parse_float(text, &f) != 0 || f < st->min || f > st->max) {
             snprintf(why, why_len, "'%s' is not a number in %g..%g", text, st->min, st->max);
@@ -213,7 +246,7 @@ static const char *kzs_value_set(kzs_config *c, const kzs_setting *st, const cha
     case KZS_T_LEVEL: {
         int level = kz_log_level_parse(text);
         if (level < 0)
-            return "not a log level (error, warn, info, debug)";
+            return "not a log level (off, error, warn, info, debug, trace)";
         *(int32_t *)field = level;
         return NULL;
     }
@@ -232,6 +265,9 @@ static const char *kzs_value_set(kzs_config *c, const kzs_setting *st, const cha
             return "expected HOST:PORT (IPv4 or localhost) or off";
         break;
     case KZS_T_TEXT:
+        if (!kzs_text_ok(st->key, text))
+            return "cannot be written in an INI line (control characters, spaces at either "
+                   "end, ' ;', or too long)";
         break;
     }
     if (strlen(text) >= st->size) {
@@ -240,6 +276,16 @@ static const char *kzs_value_set(kzs_config *c, const kzs_setting *st, const cha
     }
     memcpy(field, text, strlen(text) + 1);
     return NULL;
+}
+
+/* The shortest %g text that strtof reads back as exactly `v`. */
+static void kzs_float_text(float v, char *out, size_t cap)
+{
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(out, cap, "%.*g", prec, (double)v);
+        if (strtof(out, NULL) == v)
+            return;
+    }
 }
 
 static void kzs_value_print(const kzs_config *c, const kzs_setting *st, char *out, size_t cap)
@@ -253,7 +299,7 @@ static void kzs_value_print(const kzs_config *c, const kzs_setting *st, char *ou
         snprintf(out, cap, "0x%016llX", (unsigned long long)*(const uint64_t *)field);
         break;
     case KZS_T_FLOAT:
-        snprintf(out, cap, "%g", (double)*(const float *)field);
+        kzs_float_text(*(const float *)field, out, cap);
         break;
     case KZS_T_LEVEL:
         snprintf(out, cap, "%s", kz_log_level_name(*(const int32_t *)field));
@@ -296,39 +342,65 @@ typedef struct kzs_ini {
     int errors;
     int zone_open;          /* the current [zone.*] section, as an index, + 1 */
     char zone_section[64];
+    char *buf;              /* the reader's line (getline) */
+    size_t buf_cap;
+    uint8_t zone_bad[KZ_ZONE_MAX]; /* a key of this zone was refused */
 } kzs_ini;
+
+static void kzs_ini_error_v(kzs_ini *p, uint32_t line, const char *fmt, va_list ap)
+{
+    char what[512];
+    vsnprintf(what, sizeof what, fmt, ap);
+    kzs_fail("%s:%u: %s", p->file, line, what);
+    p->errors++;
+}
 
 static void kzs_ini_error(kzs_ini *p, const char *fmt, ...) KZ_PRINTF(2, 3);
 static void kzs_ini_error(kzs_ini *p, const char *fmt, ...)
 {
-    char what[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
+    kzs_ini_error_v(p, p->line, fmt, ap);
     va_end(ap);
-    kzs_fail("%s:%u: %s", p->file, p->line, what);
-    p->errors++;
+}
+
+static void kzs_ini_error_at(kzs_ini *p, uint32_t line, const char *fmt, ...) KZ_PRINTF(3, 4);
+static void kzs_ini_error_at(kzs_ini *p, uint32_t line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    kzs_ini_error_v(p, line, fmt, ap);
+    va_end(ap);
 }
 
 /*
  * The inih reader: one physical line per call, so the handler knows the
- * line number. A line longer than inih's buffer is reported and replaced
- * by a comment rather than split into two lines.
+ * line number. Lines whose bytes inih would misread are reported here,
+ * with their number, and handed to inih as a comment: NUL bytes, a CR
+ * inside a line, a line longer than inih's buffer. The grammar is inih's
+ * alone (it names the first line it cannot parse).
  */
 static char *kzs_ini_reader(char *str, int num, void *stream)
 {
     kzs_ini *p = stream;
-    if (fgets(str, num, p->fp) == NULL)
+    ssize_t got = getline(&p->buf, &p->buf_cap, p->fp);
+    if (got < 0)
         return NULL;
     p->line++;
-    size_t n = strlen(str);
-    if (n == (size_t)num - 1 && str[n - 1] != '\n' && !feof(p->fp)) {
-        int ch;
-        while ((ch = fgetc(p->fp)) != EOF && ch != '\n') {
-        }
+    size_t len = (size_t)got;
+    size_t raw = len - (p->buf[len - 1] == '\n'); /* without the newline */
+    size_t body = raw - (raw > 0 && p->buf[raw - 1] == '\r');
+    if (strlen(p->buf) != len)
+        kzs_ini_error(p, "NUL byte in the line");
+    else if (memchr(p->buf, '\r', body) != NULL)
+        kzs_ini_error(p, "carriage return inside the line (CR-only line endings?)");
+    else if (raw > (size_t)num - 2)
         kzs_ini_error(p, "line longer than %d characters", num - 2);
-        snprintf(str, (size_t)num, ";\n");
+    else {
+        memcpy(str, p->buf, len + 1);
+        return str;
     }
+    snprintf(str, (size_t)num, ";\n");
     return str;
 }
 
@@ -453,7 +525,8 @@ static void kzs_zone_open(kzs_ini *p, const char *section)
         ok = islower((unsigned char)name[i]) || isdigit((unsigned char)name[i]) ||
              name[i] == '_' || name[i] == '-';
     if (!ok) {
-        kzs_ini_error(p, "[%s]: a zone name is 1 to 24 characters of [a-z0-9_-]", section);
+        kzs_ini_error(p,
+                      "[%s]: a zone name is 1 to 24 characters of [a-z0-9_-]", section);
         return;
     }
     for (uint32_t i = 0; i < c->n_zones; i++)
@@ -481,11 +554,17 @@ static int kzs_ini_handler(void *user, const char *section, const char *key, con
             kzs_zone_open(p, section);
         if (p->zone_open) {
             const char *bad = kzs_zone_key(&p->c->zones[p->zone_open - 1], key, value);
-            if (bad)
+            if (bad) {
                 kzs_ini_error(p, "[%s] %s: %s", section, key, bad);
+                p->zone_bad[p->zone_open - 1] = 1;
+            }
         }
         return 1;
     }
+    /* Leaving a zone's section: coming back to it later is a second
+     * definition, not more of the first. */
+    p->zone_section[0] = '\0';
+    p->zone_open = 0;
     size_t index;
     const kzs_setting *st = kzs_find(section, key, &index);
     if (st == NULL) {
@@ -513,26 +592,37 @@ static int kzs_ini_handler(void *user, const char *section, const char *key, con
     return 1;
 }
 
-/* Each zone once complete: a shape and a size. */
+/* Each zone whose keys all loaded is complete: a shape and a size. */
+static void kzs_zones_complete(kzs_ini *p)
+{
+    kzs_config *c = p->c;
+    for (uint32_t i = 0; i < c->n_zones; i++) {
+        kz_zone_def *z = &c->zones[i];
+        if (p->zone_bad[i])
+            continue; /* already reported */
+        if (z->shape == 0)
+            kzs_ini_error_at(p, c->zone_line[i], "[zone.%s] has no shape (box or sphere)",
+                             z->name);
+        else if (!(z->half[0] > 0))
+            kzs_ini_error_at(p, c->zone_line[i], "[zone.%s] %s", z->name,
+                             z->shape == KZ_ZONE_BOX ? "has no half-extents (half = x, y, z)"
+                                                     : "has no radius");
+    }
+}
+
+/* Each zone's center lies in the world the final world_bound makes. */
 static int kzs_zones_check(kzs_config *c, const char *file)
 {
     int errors = 0;
     for (uint32_t i = 0; i < c->n_zones; i++) {
         kz_zone_def *z = &c->zones[i];
-        const char *bad = NULL;
-        if (z->shape == 0)
-            bad = "has no shape (box or sphere)";
-        else if (!(z->half[0] > 0))
-            bad = z->shape == KZ_ZONE_BOX ? "has no half-extents (half = x, y, z)"
-                                          : "has no radius";
-        else
-            for (int k = 0; k < 3; k++)
-                if (fabsf(z->center[k]) > c->world_bound)
-                    bad = "has its center outside the world (world_bound)";
-        if (bad) {
-            kzs_fail("%s:%u: [zone.%s] %s", file, c->zone_line[i], z->name, bad);
-            errors++;
-        }
+        for (int k = 0; k < 3; k++)
+            if (fabsf(z->center[k]) > c->world_bound) {
+                kzs_fail("%s:%u: [zone.%s] has its center outside the world (world_bound)", file,
+                         c->zone_line[i], z->name);
+                errors++;
+                break;
+            }
     }
     return errors;
 }
@@ -545,9 +635,21 @@ static int kzs_read_file(kzs_config *c, const char *file)
         kzs_fail("%s: cannot read the config file: %s", file, strerror(errno));
         return 1;
     }
+    struct stat st;
+    if (fstat(fileno(p.fp), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(p.fp);
+        kzs_fail("%s: cannot read the config file: %s", file, strerror(EISDIR));
+        return 1;
+    }
     snprintf(c->file, sizeof c->file, "%s", file);
     int rc = ini_parse_stream(kzs_ini_reader, &p, kzs_ini_handler, &p);
+    if (ferror(p.fp)) {
+        kzs_fail("%s: cannot read the config file: %s", file, strerror(errno));
+        p.errors++;
+    }
     fclose(p.fp);
+    free(p.buf);
+    kzs_zones_complete(&p);
     if (rc > 0) {
         /* inih names the first line it could not parse at all; any later
          * ones were skipped silently, so say that too. */
@@ -645,7 +747,12 @@ static int kzs_scan_flags(int argc, char **argv, const char **config, int *help)
             *config = optarg;
         else if (c == KZS_OPT_HELP)
             *help = 1;
-        else if (c == '?' || c == ':') {
+        else if (c == '?' && optopt > ' ' && optopt < 0x7f) {
+            /* An unknown short option, maybe inside a cluster ("-ab"):
+             * argv[optind - 1] need not be the argument it came from. */
+            kzs_fail("run: unknown option '-%c'", optopt);
+            errors++;
+        } else if (c == '?' || c == ':') {
             kzs_fail("run: %s '%s'", c == ':' ? "option needs a value:" : "unknown option",
                      argv[optind - 1]);
             errors++;
@@ -708,8 +815,7 @@ int kzs_config_load_file(kzs_config *c, const char *file)
 {
     kzs_defaults(c);
     int errors = kzs_read_file(c, file);
-    if (errors == 0)
-        errors += kzs_zones_check(c, file);
+    errors += kzs_zones_check(c, file);
     /* The keys directory may come from a flag or the environment. */
     return errors ? errors : kzs_cross_check(c, 0);
 }
@@ -724,14 +830,14 @@ int kzs_config_load(kzs_config *c, int argc, char **argv)
         kzs_config_usage(stdout);
         return -1;
     }
-    if (file != NULL && file[0] != '\0') {
-        int file_errors = kzs_read_file(c, file);
-        errors += file_errors;
-        if (file_errors == 0)
-            errors += kzs_zones_check(c, file);
-    }
+    int have_file = file != NULL && file[0] != '\0';
+    if (have_file)
+        errors += kzs_read_file(c, file);
     errors += kzs_read_env(c);
     errors += kzs_apply_flags(c, argc, argv);
+    /* Zones against the world the environment and flags made. */
+    if (have_file)
+        errors += kzs_zones_check(c, file);
     if (errors == 0)
         errors += kzs_cross_check(c, 1);
     return errors;
@@ -741,15 +847,20 @@ int kzs_config_load(kzs_config *c, int argc, char **argv)
 
 static void kzs_zone_print(const kz_zone_def *z, FILE *out)
 {
+    char a[32], b[32], d[32];
     fprintf(out, "\n[zone.%s]\n", z->name);
     fprintf(out, "shape = %s\n", z->shape == KZ_ZONE_BOX ? "box" : "sphere");
-    fprintf(out, "center = %g, %g, %g\n", (double)z->center[0], (double)z->center[1],
-            (double)z->center[2]);
+    kzs_float_text(z->center[0], a, sizeof a);
+    kzs_float_text(z->center[1], b, sizeof b);
+    kzs_float_text(z->center[2], d, sizeof d);
+    fprintf(out, "center = %s, %s, %s\n", a, b, d);
+    kzs_float_text(z->half[0], a, sizeof a);
+    kzs_float_text(z->half[1], b, sizeof b);
+    kzs_float_text(z->half[2], d, sizeof d);
     if (z->shape == KZ_ZONE_BOX)
-        fprintf(out, "half = %g, %g, %g\n", (double)z->half[0], (double)z->half[1],
-                (double)z->half[2]);
+        fprintf(out, "half = %s, %s, %s\n", a, b, d);
     else
-        fprintf(out, "radius = %g\n", (double)z->half[0]);
+        fprintf(out, "radius = %s\n", a);
     fprintf(out, "private = %s\n", z->is_private ? "yes" : "no");
     fprintf(out, "min_verification = %s\n", kzs_verify_names[z->min_verification % 3]);
     fprintf(out, "humans_only = %s\n", z->humans_only ? "yes" : "no");
@@ -788,6 +899,14 @@ void kzs_config_print(const kzs_config *c, FILE *out)
             break;
         default:
             snprintf(where, sizeof where, "default");
+        }
+        if (40 + 2 + strlen(where) > KZS_INI_LINE_MAX ||
+            strlen(st->key) + 3 + strlen(value) + 3 + strlen(where) > KZS_INI_LINE_MAX) {
+            /* The source would make the line longer than inih reads. */
+            size_t w = strlen(where);
+            fprintf(out, "; %s%s\n%s = %s\n", w > 190 ? "..." : "", w > 190 ? where + w - 190 : where,
+                    st->key, value);
+            continue;
         }
         fprintf(out, "%s = %s%*s; %s\n", st->key, value,
                 (int)(strlen(st->key) + strlen(value) < 40 ? 40 - strlen(st->key) - strlen(value)

@@ -70,7 +70,7 @@ typedef struct kzs_config {
 
     /* [zone.NAME] sections, in file order. */
     kz_zone_def zones[KZ_ZONE_MAX];
-    uint32_t zone_line[KZ_ZONE_MAX];  /* where each [zone.NAME] opened */
+    uint32_t zone_line[KZ_ZONE_MAX];  /* line of each zone's first key */
     uint32_t n_zones;
 
     /* Provenance, by table index, for `config check`. */
@@ -110,7 +110,9 @@ void kzs_config_set_report(kzs_config_report_fn fn, void *ctx);
 /* Usage of `run`: every flag with its range and default. */
 void kzs_config_usage(FILE *out);
 
-/* Fills the server's settings from `c` (no keys: the caller loads them). */
+/* Fills the server's settings from `c` (no keys: the caller loads them).
+ * Fields of sc->net it does not set (log, allocator, clock) keep what the
+ * caller put there, so zero `sc` first. */
 void kzs_config_to_server(const kzs_config *c, kz_server_config *sc);
 
 /*

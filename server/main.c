@@ -68,19 +68,6 @@ int kzs_option_error(const char *usage, const char *cmd, int c, const char *bad)
     return kzs_usage_error(usage, "%s: unknown option '%s'", cmd, bad);
 }
 
-int kzs_parse_u64(const char *text, int base, uint64_t max, uint64_t *out)
-{
-    char *end;
-    /* strtoull would accept a sign, leading spaces and an empty string. */
-    if (text[0] < '0' || text[0] > '9')
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, base);
-    if (errno != 0 || *end != '\0' || v > max)
-        return -1;
-    *out = (uint64_t)v;
-    return 0;
-}
 
 /* ---- keygen ------------------------------------------------------------ */
 
