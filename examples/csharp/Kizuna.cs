@@ -466,7 +466,7 @@ namespace Kizuna
 
         /* ---- kizuna/common.h, log.h -------------------------------------
          * Returned strings are static C strings: declared IntPtr so the
-         * marshaller never frees them; read with Ascii() or Utf8(). */
+         * marshaller never frees them; read with Utf8(). */
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         public static extern IntPtr kz_version();
@@ -704,7 +704,8 @@ namespace Kizuna
                 throw new PlatformNotSupportedException("the Kizuna binding is for 64-bit processes");
             uint lib = Native.kz_version_number();
             /* 0.x: a minor release may change layouts; 1.0 on: the major. */
-            if (lib / 100 != (uint)Native.KZ_VERSION_NUMBER / 100)
+            uint unit = Native.KZ_VERSION_MAJOR == 0 ? 100u : 10000u;
+            if (lib / unit != (uint)Native.KZ_VERSION_NUMBER / unit)
                 throw new InvalidOperationException("libkizuna " + Native.Version() +
                                                     " does not match the binding's " +
                                                     Native.KZ_VERSION_MAJOR + "." + Native.KZ_VERSION_MINOR);
