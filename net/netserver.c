@@ -598,7 +598,8 @@ static int kz__config_resolve(kz_netserver_config *c)
         return KZ_EINVAL;
     if (c->ring_capacity == 0)
         c->ring_capacity = 4096;
-    if ((c->ring_capacity & (c->ring_capacity - 1)) || c->ring_capacity > (1u << 16))
+    if ((c->ring_capacity & (c->ring_capacity - 1)) || c->ring_capacity < 2 ||
+        c->ring_capacity > (1u << 16))
         return KZ_EINVAL;
     if (c->max_auth_failures == 0)
         c->max_auth_failures = 16;

@@ -11,6 +11,7 @@
  * a while and then moving is not smeared across the rest period.
  */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include <kizuna/client.h>
@@ -73,6 +74,8 @@ struct kz_client {
     kz_snap_state predicted[KZ__CMD_RING];  /* after each command */
     kz_snap_state self;
     kz_avatar_state intent;
+    int self_known;           /* a snapshot has placed the avatar (its first
+                                 placement is the spawn, not a correction) */
 
     /* render clock */
     int have_offset;
@@ -164,6 +167,13 @@ int kz_client_connect(kz_client *c, const kz_connect_token *token, kz_time_ns no
         return KZ_ESTATE;
     if (c->net)
         kz_netclient_destroy(c->net);
+    /* A new session: the previous one's tables and prediction go (events
+     * not yet polled stay). Everything from kick_text up to `now` is
+     * per-session state. */
+    if (c->block)
+        kz_free(&c->alloc, c->block, c->block_size);
+    memset(&c->kick_text, 0,
+           offsetof(struct kz_client, now) - offsetof(struct kz_client, kick_text));
     c->net = kz_netclient_create(&c->cfg.net, token);
     if (!c->net)
         return KZ_EINVAL;
@@ -383,7 +393,7 @@ static void reconcile(kz_client *c, const kz_wire_snap_head *h)
     if (t && t <= c->cmd_tick && c->cmd_tick - t < KZ__CMD_RING &&
         c->cmds[t % KZ__CMD_RING].tick == t) {
         const kz_snap_state *mine = &c->predicted[t % KZ__CMD_RING];
-        if (memcmp(mine->pos, base.pos, sizeof base.pos) != 0 || h->corrected) {
+        if (c->self_known && (memcmp(mine->pos, base.pos, sizeof base.pos) != 0 || h->corrected)) {
             kz_counter_inc(c->c, KZ_CLIENT_C_CORRECTIONS);
             push_event(c, KZ_EV_CORRECTION, c->self.entity, (uint32_t)lrint(dist_mm(mine, &base)),
                        NULL, 0, NULL);
@@ -403,6 +413,7 @@ static void reconcile(kz_client *c, const kz_wire_snap_head *h)
                 kz_wire_integrate(&c->codec, &base, &c->cmds[k % KZ__CMD_RING]);
     }
     c->self = base;
+    c->self_known = 1;
 }
 
 static void track_clock(kz_client *c, uint32_t tick)
@@ -645,7 +656,7 @@ int kz_client_block(kz_client *c, uint32_t entity, uint32_t on)
 
 int kz_client_self(const kz_client *c, kz_avatar_state *out)
 {
-    if (!c->block)
+    if (!c->block || !c->self_known)
         return KZ_ESTATE;
     kz_snap_dequantize(&c->codec, &c->self, out);
     return KZ_OK;

@@ -977,6 +977,11 @@ int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *t
     uint32_t slot = s->owner[i] - 1u;
     uint8_t buf[1 + KZ_NOTICE_MAX_BYTES];
     size_t n = text ? strnlen(text, KZ_NOTICE_MAX_BYTES) : 0;
+    /* A longer text is cut on a character boundary: the client refuses a
+     * notice that is not valid UTF-8. */
+    if (n == KZ_NOTICE_MAX_BYTES) /* text[n] exists: the string goes on */
+        while (n > 0 && ((uint8_t)text[n] & 0xC0u) == 0x80u)
+            n--;
     buf[0] = KZ_NOTICE_KICK;
     memcpy(buf + 1, text ? text : "", n);
     kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_NOTICE, buf, (uint32_t)(1 + n));

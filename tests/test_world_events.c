@@ -340,6 +340,86 @@ Test(world_events, shutdown_tells_every_client_and_refuses_newcomers)
     kzt_world_stop(&w);
 }
 
+/* The first snapshot places the avatar at its spawn point far from the
+ * origin: that is not a correction. Before it, the own state is unknown. */
+Test(world_events, spawning_is_not_a_correction)
+{
+    memset(&w, 0, sizeof w);
+    start(2, 60.0f);
+    kz_avatar_state rest;
+    kz_avatar_state_rest(&rest);
+    for (int k = 0; k < 120; k++) { /* commands flow from the start */
+        for (uint32_t i = 0; i < 2; i++)
+            (void)kz_client_send_input(w.clients[i], &rest);
+        kzt_world_step(&w, STEP_NS);
+    }
+    kz_avatar_state self;
+    cr_assert_eq(kz_client_self(w.clients[0], &self), KZ_OK);
+    cr_assert_gt(fabsf(self.pos[0]) + fabsf(self.pos[2]), 0.0f, "spawned off the origin");
+    for (uint32_t i = 0; i < 2; i++)
+        cr_assert_eq(drain(i, KZ_EV_CORRECTION, 0, NULL, NULL, 0), 0, "client %u corrected", i);
+    kzt_world_stop(&w);
+}
+
+/* A client whose session ended connects again with a fresh token and is
+ * a full member of the world again. */
+Test(world_events, a_client_can_connect_again_after_its_session_ended)
+{
+    memset(&w, 0, sizeof w);
+    w.spare = 1;
+    start(2, 3.0f);
+    run_ticks(10);
+    kz_client *c = w.clients[0];
+    uint32_t first = kz_client_self_id(c);
+    cr_assert_eq(kz_server_kick(w.srv, first, KZ_KICK_ADMIN, "come back"), KZ_OK);
+    for (int k = 0; k < 400 && kz_client_state(c) != KZ_CLIENT_DISCONNECTED; k++)
+        kzt_world_step(&w, STEP_NS);
+    cr_assert_eq(kz_client_state(c), KZ_CLIENT_DISCONNECTED);
+    kz_connect_token ct;
+    cr_assert_eq(kzt_world_mint(&w, 77, &ct), KZ_OK);
+    cr_assert_eq(kz_client_connect(c, &ct, w.now), KZ_OK);
+    cr_assert_eq(kz_client_connect(c, &ct, w.now), KZ_ESTATE, "already connecting");
+    for (int k = 0; k < 2000 && kz_client_state(c) != KZ_CLIENT_CONNECTED; k++)
+        kzt_world_step(&w, STEP_NS);
+    cr_assert_eq(kz_client_state(c), KZ_CLIENT_CONNECTED);
+    cr_assert_neq(kz_client_self_id(c), 0);
+    cr_assert_neq(kz_client_self_id(c), first, "a new avatar");
+    run_ticks(20);
+    kz_avatar_state self;
+    cr_assert_eq(kz_client_self(c, &self), KZ_OK, "snapshots apply in the new session");
+    kz_client_entity view[8];
+    cr_assert_geq(kz_client_view(c, view, 8), 1, "it sees the other client again");
+    cr_assert_eq(kz_server_clients(w.srv), 2);
+    kzt_world_stop(&w);
+}
+
+/* A kick text longer than a notice holds is cut on a character boundary,
+ * so the client still gets valid UTF-8 and shows it. */
+Test(world_events, a_long_kick_text_is_cut_between_characters)
+{
+    memset(&w, 0, sizeof w);
+    start(2, 3.0f);
+    run_ticks(10);
+    char text[1 + 2 * 100 + 1] = "a";
+    for (int i = 0; i < 100; i++)
+        memcpy(text + 1 + 2 * i, "\xc3\xa9", 2); /* é: byte 160 is inside one */
+    text[sizeof text - 1] = '\0';
+    cr_assert_eq(kz_server_kick(w.srv, kz_client_self_id(w.clients[0]), KZ_KICK_ADMIN, text),
+                 KZ_OK);
+    for (int k = 0; k < 400 && kz_client_state(w.clients[0]) == KZ_CLIENT_CONNECTED; k++)
+        kzt_world_step(&w, STEP_NS);
+    kz_client_event ev;
+    int seen = 0;
+    while (kz_client_poll_event(w.clients[0], &ev) == KZ_OK)
+        if (ev.type == KZ_EV_DISCONNECTED) {
+            seen = 1;
+            cr_assert_eq(ev.len, KZ_NOTICE_MAX_BYTES - 1, "cut before the split character");
+            cr_assert(memcmp(ev.data, text, ev.len) == 0);
+        }
+    cr_assert(seen);
+    kzt_world_stop(&w);
+}
+
 /* A client that speaks the protocol by hand through the raw transport. */
 static kz_netclient *raw_client(uint64_t id, kz_wire_welcome *welcome)
 {

@@ -198,7 +198,7 @@ status=0
 wait "$SERVER" || status=$?
 t1=$(date +%s)
 [ "$status" -eq 0 ] || fail "exit $status after SIGTERM"
-[ $((t1 - t0)) -le 6 ] || fail "took $((t1 - t0)) s to stop (grace 5)"
+[ $((t1 - t0)) -le 8 ] || fail "took $((t1 - t0)) s to stop (grace 5)"
 wait_for walker.out '^disconnected reason=3 text="server shutting down"' 5
 wait_for notify.out '^STOPPING=1$' 2
 grep -q '"event":"draining"' server.log && grep -q '"event":"stopped","module":"run","exit":0' server.log ||

@@ -113,8 +113,11 @@ KZ_API void kz_client_config_default(kz_client_config *cfg);
 KZ_API kz_client *kz_client_create(const kz_client_config *cfg);
 KZ_API void kz_client_destroy(kz_client *c);
 
-/* Starts connecting with `token` (copied). 0, KZ_ESTATE (already
- * connecting or connected) or KZ_EINVAL (the token has no IPv4 address). */
+/* Starts connecting with `token` (copied). A client whose session ended
+ * (DISCONNECTED or FAILED) may connect again: the old session's tables are
+ * freed, unpolled events stay. 0, KZ_ESTATE (already connecting or
+ * connected) or KZ_EINVAL (the transport could not start: no IPv4 address
+ * in the token, no socket, no memory; logged). */
 KZ_API KZ_MUST_CHECK int kz_client_connect(kz_client *c, const kz_connect_token *token,
                                            kz_time_ns now);
 /* Runs the handshake, the transport, the input ticks due at `now`, and
@@ -132,7 +135,8 @@ KZ_API int kz_client_send_input(kz_client *c, const kz_avatar_state *intent);
 KZ_API KZ_MUST_CHECK int kz_client_poll_event(kz_client *c, kz_client_event *ev);
 
 /* Actions. 0, KZ_ESTATE (not connected), KZ_EINVAL (empty, too long, not
- * UTF-8) or KZ_EFULL (transport queue full). */
+ * UTF-8), or the transport's error when it cannot queue the message
+ * (KZ_ENOMEM, KZ_EEXPIRED when the session's nonces ran out, KZ_EIO). */
 KZ_API int kz_client_chat(kz_client *c, const char *text, uint32_t len);
 KZ_API int kz_client_emote(kz_client *c, uint16_t emote);
 KZ_API int kz_client_voice(kz_client *c, const void *frame, uint32_t len);
@@ -154,7 +158,9 @@ KZ_API int kz_client_personal_space(kz_client *c, uint32_t on);
  * KZ_EV_CORRECTION). */
 KZ_API int kz_client_teleport(kz_client *c, uint32_t portal);
 
-/* The own avatar's entity id (0 before the welcome) and predicted state. */
+/* The own avatar's entity id (0 before the welcome) and predicted state:
+ * 0, or KZ_ESTATE until the first snapshot has placed the avatar at its
+ * spawn point (that placement is not reported as a correction). */
 KZ_API uint32_t kz_client_self_id(const kz_client *c);
 KZ_API int kz_client_self(const kz_client *c, kz_avatar_state *out);
 

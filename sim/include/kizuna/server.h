@@ -45,7 +45,9 @@ typedef struct kz_server_config {
     uint32_t tick_hz;                 /* 10..128; default 30 */
     float world_bound;                /* half-extent in meters; default 4096 */
     float view_radius;                /* enter radius; default 50 m */
-    float view_hysteresis;            /* leave radius = view_radius + this; default 5 m */
+    float view_hysteresis;            /* leave radius = view_radius + this; 5 m from
+                                         kz_server_config_default; unlike the other
+                                         fields 0 means none, not the default */
     uint32_t max_visible;             /* per client; default 100, at most 1024 */
     uint32_t max_objects;             /* shared objects; default 64 */
     uint32_t snapshot_history;        /* views kept per client, 4..64; default 16 */
