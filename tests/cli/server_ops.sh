@@ -191,7 +191,14 @@ kill -0 "$SERVER" || fail "a bad reload stopped the server"
 ok
 
 # SIGTERM: drain, tell, checkpoint, exit 0 within the grace period.
-curl -s "$base/metrics" | grep -q '^kizuna_clients_connected 1$' || fail "walker not counted"
+# Figures are published four times a second: wait for the rogue probe's
+# leaving to show.
+counted=0
+for _ in $(seq 1 30); do
+    curl -s "$base/metrics" | grep -q '^kizuna_clients_connected 1$' && { counted=1; break; }
+    sleep 0.1
+done
+[ $counted -eq 1 ] || fail "walker not counted"
 t0=$(date +%s)
 kill -TERM "$SERVER"
 status=0
