@@ -17,7 +17,23 @@
 #include <enet/enet.h>
 
 #define KZ_ENET_RTO_CAP_MS 1000u
-#define KZ_ENET_SESSION_TIMEOUT_MS 30000u
+#define KZ_ENET_SESSION_TIMEOUT_MS 30000u   /* when the token names none */
+#define KZ_SESSION_TIMEOUT_MIN_S 2u
+#define KZ_SESSION_TIMEOUT_MAX_S 600u
+
+/* The session timeout in ms for a token's timeout_seconds: 0 means
+ * KZ_ENET_SESSION_TIMEOUT_MS, anything else is clamped to 2 s .. 10 min.
+ * Both ends use it (the client learns the value from the ACCEPT). */
+static inline uint32_t kz__session_timeout_ms(uint32_t seconds)
+{
+    if (seconds == 0)
+        return KZ_ENET_SESSION_TIMEOUT_MS;
+    if (seconds < KZ_SESSION_TIMEOUT_MIN_S)
+        seconds = KZ_SESSION_TIMEOUT_MIN_S;
+    if (seconds > KZ_SESSION_TIMEOUT_MAX_S)
+        seconds = KZ_SESSION_TIMEOUT_MAX_S;
+    return seconds * 1000u;
+}
 
 /* Applies Kizuna's timeouts to a new peer. */
 void kz__enet_peer_setup(ENetPeer *peer, uint32_t session_timeout_ms);

@@ -175,7 +175,7 @@ static void kz__client_start_enet(kz_netclient *c)
         c->state = KZ_NETCLIENT_FAILED;
         return;
     }
-    kz__enet_peer_setup(c->peer, KZ_ENET_SESSION_TIMEOUT_MS);
+    kz__enet_peer_setup(c->peer, kz__session_timeout_ms(c->hs.timeout_seconds));
     kz__replay_init(&c->window);
     c->state = KZ_NETCLIENT_CONNECTING;
 }

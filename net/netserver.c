@@ -60,6 +60,7 @@ typedef struct kz__session {
     kz__replay window;
     uint32_t auth_failures;
     uint32_t active;
+    uint32_t timeout_ms;      /* from the token (kz__session_timeout_ms) */
 } kz__session;
 
 typedef struct kz__pool {
@@ -248,7 +249,8 @@ static void kz__on_connect(kz__io *io, ENetPeer *peer)
     }
     kz__replay_init(&ss->window);
     ss->peer = peer;
-    kz__enet_peer_setup(peer, KZ_ENET_SESSION_TIMEOUT_MS);
+    ss->timeout_ms = kz__session_timeout_ms(g.info.timeout_seconds);
+    kz__enet_peer_setup(peer, ss->timeout_ms);
     kz__enet_unthrottle(peer);
     ss->auth_failures = 0;
     ss->active = 1;
@@ -409,7 +411,9 @@ static void kz__cap_timeouts(kz__io *io, kz_time_ns now)
         ENetPeer *p = &io->host->peers[i];
         if (p->state == ENET_PEER_STATE_DISCONNECTED || p->state == ENET_PEER_STATE_ZOMBIE)
             continue;
-        kz__enet_peer_setup(p, KZ_ENET_SESSION_TIMEOUT_MS);
+        uintptr_t tag = (uintptr_t)p->data; /* slot + 1 once a session */
+        kz__enet_peer_setup(p, tag ? io->srv->sessions[tag - 1].timeout_ms
+                                   : KZ_ENET_SESSION_TIMEOUT_MS);
         kz__enet_cap_rto(p);
     }
 }

@@ -306,3 +306,51 @@ Test(transport, a_slot_is_never_reused_before_the_app_saw_its_disconnect, .timeo
     kz_netclient_destroy(b);
     kz_netserver_destroy(w.srv);
 }
+
+/* The token's idle timeout applies to the session: a client that falls
+ * silent is dropped by the server after about that long (2 s here), not
+ * after the 30 s a token without one gets. */
+Test(transport, a_silent_session_ends_after_the_tokens_timeout, .timeout = 30)
+{
+    start(0, 2);
+    kz_token_info t;
+    memset(&t, 0, sizeof t);
+    t.protocol_id = PROTO;
+    t.create_time = (uint64_t)time(NULL) - 1;
+    t.expire_time = t.create_time + 600;
+    t.server_id = 9;
+    t.timeout_seconds = 2;
+    t.n_addresses = 1;
+    t.addresses[0].family = KZ_ADDR_IPV4;
+    t.addresses[0].ip[0] = 127;
+    t.addresses[0].ip[3] = 1;
+    t.addresses[0].port = kz_netserver_port(w.srv);
+    t.client_id = t.avatar_id = 301;
+    strcpy(t.name, "quiet");
+    strcpy(t.claims.method, "none");
+    kz_connect_token ct;
+    size_t len;
+    cr_assert_eq(kz_token_mint(&t, w.keys.backend.secret_key, w.keys.server.public_key, &ct.keys,
+                               ct.token, sizeof ct.token, &len),
+                 KZ_OK);
+    ct.token_len = (uint16_t)len;
+    kz_netclient *c = client_for(&ct);
+    pump(&c, 1, 3000, all_connected);
+    cr_assert_eq(kz_netclient_state(c), KZ_NETCLIENT_CONNECTED);
+    /* The client stops servicing its host; the server keeps going. */
+    kz_time_ns silent = kz_clock_now(&w.clock), ended = 0;
+    kz_netmsg m;
+    while (!ended && kz_clock_now(&w.clock) < silent + 15 * KZ_NS_PER_S) {
+        kz_netserver_service(w.srv, kz_clock_now(&w.clock));
+        while (kz_netserver_poll(w.srv, &m) == KZ_OK)
+            if (m.kind == KZ_NETMSG_DISCONNECT)
+                ended = kz_clock_now(&w.clock);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert(ended, "the silent session never ended");
+    double after = (double)(ended - silent) / 1e9;
+    cr_assert(after >= 1.5 && after < 10.0, "ended %.1f s after the client fell silent", after);
+    kz_netclient_destroy(c);
+    kz_netserver_destroy(w.srv);
+}

@@ -57,7 +57,8 @@ typedef struct kz_token_info {
     uint64_t expire_time;       /* Unix seconds */
     uint8_t nonce[KZ_TOKEN_NONCE_BYTES];
     uint64_t server_id;
-    uint16_t timeout_seconds;   /* idle timeout the session should use */
+    uint16_t timeout_seconds;   /* a session silent this long ends (both ends);
+                                   0 = 30 s, otherwise clamped to 2..600 */
     uint8_t n_addresses;
     kz_address addresses[KZ_TOKEN_MAX_ADDRESSES];
     uint64_t client_id;         /* non-zero */
