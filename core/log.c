@@ -108,3 +108,18 @@ void kz_logf(const kz_log *log, int32_t level, const char *module, const char *f
     kz_logv(log, level, module, fmt, ap);
     va_end(ap);
 }
+
+const char *kz_log_quote(const char *text, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const char *p = text ? text : ""; *p && n + 1 < cap; p++) {
+        int esc = *p == '"' || *p == '\\';
+        if (n + 1 + (size_t)esc >= cap)
+            break;
+        if (esc)
+            out[n++] = '\\';
+        out[n++] = *p;
+    }
+    out[n] = '\0';
+    return out;
+}

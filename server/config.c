@@ -438,6 +438,9 @@ static int kzs_floats(const char *v, float *out, int max)
     return n;
 }
 
+/* The largest zone half-extent the world accepts (kz_server_zone_set). */
+#define KZS_ZONE_MAX_HALF 1000000.0f
+
 static const char *kzs_verify_names[] = {"none", "basic", "strong"};
 
 /* One key of a [zone.NAME] section. Returns NULL or what is wrong. */
@@ -459,10 +462,14 @@ static const char *kzs_zone_key(kz_zone_def *z, const char *key, const char *v)
     } else if (strcmp(key, "half") == 0) {
         if (kzs_floats(v, f, 3) != 3 || !(f[0] > 0 && f[1] > 0 && f[2] > 0))
             return "half is three positive numbers (half-extents x, y, z)";
+        if (f[0] > KZS_ZONE_MAX_HALF || f[1] > KZS_ZONE_MAX_HALF || f[2] > KZS_ZONE_MAX_HALF)
+            return "half-extents are at most 1000000 m";
         memcpy(z->half, f, sizeof f);
     } else if (strcmp(key, "radius") == 0) {
         if (kzs_floats(v, f, 1) != 1 || !(f[0] > 0))
             return "radius is a positive number";
+        if (f[0] > KZS_ZONE_MAX_HALF)
+            return "radius is at most 1000000 m";
         z->half[0] = z->half[1] = z->half[2] = f[0];
     } else if (strcmp(key, "private") == 0 || strcmp(key, "humans_only") == 0 ||
                strcmp(key, "locked") == 0) {
@@ -1021,4 +1028,16 @@ int kzs_config_backend_keys(const kzs_config *c,
         return -1;
     }
     return 0;
+}
+
+void kzs_config_diff(const kzs_config *a, const kzs_config *b,
+                     void (*fn)(void *ctx, const char *key), void *ctx)
+{
+    char va[KZS_PATH_MAX + 32], vb[KZS_PATH_MAX + 32];
+    for (size_t i = 0; i < KZS_TABLE_N; i++) {
+        kzs_value_print(a, &kzs_settings[i], va, sizeof va);
+        kzs_value_print(b, &kzs_settings[i], vb, sizeof vb);
+        if (strcmp(va, vb) != 0)
+            fn(ctx, kzs_settings[i].key);
+    }
 }

@@ -107,6 +107,11 @@ void kzs_config_print(const kzs_config *c, FILE *out);
 typedef void (*kzs_config_report_fn)(void *ctx, const char *line);
 void kzs_config_set_report(kzs_config_report_fn fn, void *ctx);
 
+/* Calls fn(ctx, key) for every setting whose value differs between a and
+ * b (zones not included). */
+void kzs_config_diff(const kzs_config *a, const kzs_config *b,
+                     void (*fn)(void *ctx, const char *key), void *ctx);
+
 /* Usage of `run`: every flag with its range and default. */
 void kzs_config_usage(FILE *out);
 

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -58,19 +59,22 @@ typedef struct kzs_run {
     uint64_t server_id;
 } kzs_run;
 
-static volatile sig_atomic_t kzs_stop_signals;
-static volatile sig_atomic_t kzs_reload_signals;
+/* Signals may arrive on any of the process's threads; lock-free atomics
+ * are safe in a handler and read race-free by the simulation thread. */
+static atomic_uint kzs_stop_signals;
+static atomic_uint kzs_reload_signals;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "signal counters must be lock-free");
 
 static void kzs_on_stop(int sig)
 {
     (void)sig;
-    kzs_stop_signals++;
+    atomic_fetch_add(&kzs_stop_signals, 1u);
 }
 
 static void kzs_on_reload(int sig)
 {
     (void)sig;
-    kzs_reload_signals++;
+    atomic_fetch_add(&kzs_reload_signals, 1u);
 }
 
 static void kzs_signals_install(void)
@@ -98,7 +102,9 @@ static kz_time_ns kzs_now(void)
 static void kzs_report_to_log(void *ctx, const char *line)
 {
     const kzs_run *r = ctx;
-    kz_logf(&r->log, KZ_LOG_ERROR, "config", "config_error problem=\"%s\"", line);
+    char quoted[KZS_PATH_MAX + 320];
+    kz_logf(&r->log, KZ_LOG_ERROR, "config", "config_error problem=\"%s\"",
+            kz_log_quote(line, quoted, sizeof quoted));
 }
 
 /* ---- start ------------------------------------------------------------- */
@@ -180,22 +186,37 @@ static void kzs_audit_note(kzs_run *r, uint8_t type, uint32_t code, const char *
         kz_logf(&r->log, KZ_LOG_ERROR, "audit", "audit_refused type=%u", type);
 }
 
-/* Adds, replaces and removes zones so the world has exactly `want`. */
+static const kz_zone_def *kzs_zone_named(const kzs_config *c, const char *name)
+{
+    for (uint32_t i = 0; c && i < c->n_zones; i++)
+        if (strcmp(c->zones[i].name, name) == 0)
+            return &c->zones[i];
+    return NULL;
+}
+
+/*
+ * Makes the world's zones those of `want`, given that it has those of
+ * `had` (NULL at start). Zones whose definition did not change are left
+ * alone, so a lock set over the wire survives a reload. New and changed
+ * zones are set first and removals come last, so a zone the world refuses
+ * stops the reload before anything was removed. Returns 0 or -1 (logged).
+ */
 static int kzs_zones_apply(kzs_run *r, const kzs_config *want, const kzs_config *had)
 {
-    for (uint32_t i = 0; had && i < had->n_zones; i++) {
-        uint32_t k = 0;
-        while (k < want->n_zones && strcmp(want->zones[k].name, had->zones[i].name) != 0)
-            k++;
-        if (k == want->n_zones && kz_server_zone_remove(r->srv, had->zones[i].name) != KZ_OK)
-            return -1;
-    }
-    for (uint32_t i = 0; i < want->n_zones; i++)
-        if (kz_server_zone_set(r->srv, &want->zones[i]) != KZ_OK) {
-            kz_logf(&r->log, KZ_LOG_ERROR, "config", "zone_refused zone=\"%s\"",
-                    want->zones[i].name);
+    for (uint32_t i = 0; i < want->n_zones; i++) {
+        const kz_zone_def *old = kzs_zone_named(had, want->zones[i].name);
+        if (old && memcmp(old, &want->zones[i], sizeof *old) == 0)
+            continue;
+        int rc = kz_server_zone_set(r->srv, &want->zones[i]);
+        if (rc != KZ_OK) {
+            kz_logf(&r->log, KZ_LOG_ERROR, "config", "zone_refused zone=%s error=%s",
+                    want->zones[i].name, kz_strerror(rc));
             return -1;
         }
+    }
+    for (uint32_t i = 0; had && i < had->n_zones; i++)
+        if (!kzs_zone_named(want, had->zones[i].name))
+            (void)kz_server_zone_remove(r->srv, had->zones[i].name); /* gone already: fine */
     return 0;
 }
 
@@ -263,31 +284,20 @@ static int kzs_start(kzs_run *r)
 
 /* ---- reload ------------------------------------------------------------ */
 
-/* Settings a running world cannot change, named when a reload differs. */
-static void kzs_note_restart_only(kzs_run *r, const kzs_config *fresh)
+/* Settings a reload applies; every other changed setting needs a restart
+ * and is named. */
+static int kzs_live_setting(const char *key)
 {
-    const kzs_config *c = &r->cfg;
-    struct {
-        const char *name;
-        int differs;
-    } fixed[] = {
-        {"bind", strcmp(c->bind, fresh->bind) != 0},
-        {"port", c->port != fresh->port},
-        {"io_threads", c->io_threads != fresh->io_threads},
-        {"max_clients", c->max_clients != fresh->max_clients},
-        {"tick_hz", c->tick_hz != fresh->tick_hz},
-        {"protocol_id", c->protocol_id != fresh->protocol_id},
-        {"keys", strcmp(c->keys, fresh->keys) != 0},
-        {"audit", strcmp(c->audit, fresh->audit) != 0},
-        {"admin", strcmp(c->admin, fresh->admin) != 0},
-        {"max_visible", c->max_visible != fresh->max_visible},
-        {"max_objects", c->max_objects != fresh->max_objects},
-        {"world_bound", c->world_bound != fresh->world_bound},
-    };
-    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-        if (fixed[i].differs)
-            kz_logf(&r->log, KZ_LOG_WARN, "config",
-                    "reload_ignored setting=%s why=\"needs a restart\"", fixed[i].name);
+    return strcmp(key, "trusted_backend_keys") == 0 || strcmp(key, "shutdown_grace") == 0 ||
+           strcmp(key, "watchdog_seconds") == 0;
+}
+
+static void kzs_note_changed(void *ctx, const char *key)
+{
+    kzs_run *r = ctx;
+    if (!kzs_live_setting(key))
+        kz_logf(&r->log, KZ_LOG_WARN, "config", "reload_ignored setting=%s why=\"needs a restart\"",
+                key);
 }
 
 static void kzs_reload(kzs_run *r)
@@ -297,8 +307,14 @@ static void kzs_reload(kzs_run *r)
     uint32_t n_keys = 0;
     kzs_config_set_report(kzs_report_to_log, r);
     int errors = kzs_config_load(&fresh, r->argc, r->argv);
+    /* The keys directory is restart-only: backend.pub comes from the one
+     * the server started with. */
+    char new_keys_dir[sizeof fresh.keys];
+    memcpy(new_keys_dir, fresh.keys, sizeof new_keys_dir);
+    memcpy(fresh.keys, r->cfg.keys, sizeof fresh.keys);
     if (errors == 0 && kzs_config_backend_keys(&fresh, keys, &n_keys) != 0)
         errors = 1;
+    memcpy(fresh.keys, new_keys_dir, sizeof fresh.keys);
     kzs_config_set_report(NULL, NULL);
     if (errors != 0) {
         kz_logf(&r->log, KZ_LOG_ERROR, "config",
@@ -306,12 +322,15 @@ static void kzs_reload(kzs_run *r)
                 errors);
         return;
     }
-    kzs_note_restart_only(r, &fresh);
-    if (kzs_zones_apply(r, &fresh, &r->cfg) != 0 ||
-        kz_netserver_trust(kz_server_net(r->srv), keys, n_keys) != KZ_OK) {
-        kz_logf(&r->log, KZ_LOG_ERROR, "config", "reload_partial why=\"see the line above\"");
+    kzs_config_diff(&r->cfg, &fresh, kzs_note_changed, r);
+    if (kzs_zones_apply(r, &fresh, &r->cfg) != 0) {
+        kz_logf(&r->log, KZ_LOG_ERROR, "config",
+                "reload_failed errors=1 why=\"a zone was refused (line above); nothing removed, "
+                "keys unchanged\"");
         return;
     }
+    if (kz_netserver_trust(kz_server_net(r->srv), keys, n_keys) != KZ_OK)
+        kz_logf(&r->log, KZ_LOG_ERROR, "config", "reload_keys_refused backend_keys=%u", n_keys);
     char detail[KZ_AUDIT_DETAIL_MAX];
     snprintf(detail, sizeof detail, "reload: %u zones", fresh.n_zones);
     kzs_audit_note(r, KZ_AUDIT_ROLE_ACTION, fresh.n_zones, detail);
@@ -323,6 +342,9 @@ static void kzs_reload(kzs_run *r)
     r->cfg.n_zones = fresh.n_zones;
     memcpy(r->cfg.trusted_backend_keys, fresh.trusted_backend_keys,
            sizeof fresh.trusted_backend_keys);
+    r->cfg.shutdown_grace = fresh.shutdown_grace;
+    r->cfg.watchdog_seconds = fresh.watchdog_seconds;
+    kzs_metrics_set_stale_after(r->metrics, (uint64_t)r->cfg.watchdog_seconds * KZ_NS_PER_S);
     kz_logf(&r->log, KZ_LOG_INFO, "config", "reloaded zones=%u backend_keys=%u", fresh.n_zones,
             n_keys);
 }
@@ -335,7 +357,7 @@ static void kzs_serve(kzs_run *r)
 {
     struct timespec pause = {0, 1000000};
     kz_time_ns next_publish = 0, drain_deadline = 0;
-    sig_atomic_t reloads_seen = 0;
+    unsigned reloads_seen = 0;
     int draining = 0;
     for (;;) {
         kz_time_ns now = kzs_now();
@@ -344,13 +366,19 @@ static void kzs_serve(kzs_run *r)
             kzs_metrics_publish(r->metrics, r->srv, r->audit);
             next_publish = now + KZS_PUBLISH_NS;
         }
-        if (kzs_reload_signals != reloads_seen && !draining) {
-            reloads_seen = kzs_reload_signals;
+        unsigned reloads = atomic_load(&kzs_reload_signals);
+        unsigned stops = atomic_load(&kzs_stop_signals);
+        if (reloads != reloads_seen && !draining) {
+            reloads_seen = reloads;
             kzs_reload(r);
         }
-        if (kzs_stop_signals > 0 && !draining) {
+        if (stops > 0 && !draining) {
             draining = 1;
-            drain_deadline = now + (kz_time_ns)r->cfg.shutdown_grace * KZ_NS_PER_S;
+            /* At least a quarter second, so the notices queued below are
+             * sent even with shutdown_grace = 0. */
+            drain_deadline = now + (r->cfg.shutdown_grace
+                                        ? (kz_time_ns)r->cfg.shutdown_grace * KZ_NS_PER_S
+                                        : KZ_NS_PER_S / 4);
             sd_notify(0, "STOPPING=1");
             kzs_metrics_set_ready(r->metrics, 0);
             kz_logf(&r->log, KZ_LOG_INFO, "run", "draining clients=%u grace_s=%u",
@@ -358,13 +386,18 @@ static void kzs_serve(kzs_run *r)
             kz_server_shutdown(r->srv, "server shutting down");
         }
         if (draining) {
-            uint32_t left = kz_server_clients(r->srv);
             /* Disconnects are delivered when acknowledged: wait for the
-             * world to empty, the grace to end, or a second signal. */
-            if (left == 0 || now >= drain_deadline || kzs_stop_signals > 1) {
+             * world and the transport (a session admitted just before the
+             * gate closed has no avatar yet) to empty, the grace to end, or
+             * a second signal. */
+            uint32_t left = kz_server_clients(r->srv);
+            uint32_t sessions = kz_netserver_sessions(kz_server_net(r->srv));
+            if (sessions > left)
+                left = sessions;
+            if (left == 0 || now >= drain_deadline || stops > 1) {
                 if (left)
                     kz_logf(&r->log, KZ_LOG_WARN, "run", "drain_cut clients=%u why=\"%s\"", left,
-                            kzs_stop_signals > 1 ? "second signal" : "grace period over");
+                            stops > 1 ? "second signal" : "grace period over");
                 return;
             }
         }

@@ -400,10 +400,15 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
     kz_wire_welcome_write(&w, buf);
     kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_WELCOME, buf, sizeof buf);
     kz__audit(s, KZ_AUDIT_CONNECT, cl, 0, info->claims.method);
-    kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server",
-            "joined slot=%u entity=%u client=%llu name=\"%s\" actor=%u verified=%u", slot, e.id,
-            (unsigned long long)info->client_id, s->badge[i].name, info->claims.actor_kind,
-            info->claims.verification_level);
+    /* The name is the backend's, but any printable text: quoted so it
+     * cannot end its value or add fields to a structured log. */
+    char name[2 * sizeof s->badge[i].name];
+    if (kz_log_enabled(&s->cfg.net.log, KZ_LOG_INFO))
+        kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server",
+                "joined slot=%u entity=%u client=%llu name=\"%s\" actor=%u verified=%u", slot,
+                e.id, (unsigned long long)info->client_id,
+                kz_log_quote(s->badge[i].name, name, sizeof name), info->claims.actor_kind,
+                info->claims.verification_level);
 }
 
 static void on_disconnect(kz_server *s, uint32_t slot)

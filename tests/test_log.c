@@ -81,3 +81,18 @@ Test(log, logfmt_sink_quotes_and_escapes)
     cr_assert(strstr(buf, " level=info module=sim msg=plain\n") != NULL, "got: %s", buf);
     cr_assert(strncmp(buf, "ts=", 3) == 0);
 }
+
+/* Untrusted text inside key="...": quotes and backslashes escaped, cut to
+ * fit without splitting an escape, always terminated. */
+Test(log, quote_escapes_and_cuts_safely)
+{
+    char out[64];
+    cr_assert_str_eq(kz_log_quote("Bob\" role=\"admin", out, sizeof out), "Bob\\\" role=\\\"admin");
+    cr_assert_str_eq(kz_log_quote("C:\\Users", out, sizeof out), "C:\\\\Users");
+    cr_assert_str_eq(kz_log_quote(NULL, out, sizeof out), "");
+    char small[5];
+    cr_assert_str_eq(kz_log_quote("ab\"cd", small, sizeof small), "ab\\\"");
+    cr_assert_str_eq(kz_log_quote("abc\"d", small, sizeof small), "abc", "no half escape");
+    char one[1];
+    cr_assert_str_eq(kz_log_quote("x", one, sizeof one), "");
+}

@@ -1344,6 +1344,8 @@ Test(config, zone_key_refusals)
          "[zone.a] half: half is three positive numbers (half-extents x, y, z)"},
         {"half = 1, 1, nan",
          "[zone.a] half: half is three positive numbers (half-extents x, y, z)"},
+        {"half = 1, 2000000, 1", "[zone.a] half: half-extents are at most 1000000 m"},
+        {"radius = 1000001", "[zone.a] radius: radius is at most 1000000 m"},
         {"radius = 0", "[zone.a] radius: radius is a positive number"},
         {"radius = -2", "[zone.a] radius: radius is a positive number"},
         {"radius = x", "[zone.a] radius: radius is a positive number"},

@@ -83,7 +83,7 @@ status=0
 ok
 
 # ---- the server ----------------------------------------------------------
-write_config() { # write_config ALLOWED_CLIENTS TRUSTED_KEYS
+write_config() { # write_config ALLOWED_CLIENTS TRUSTED_KEYS [MAX_SPEED]
     cat >world.ini <<INI
 ; A test world: one gated zone around (20, 0).
 [network]
@@ -98,6 +98,8 @@ trusted_backend_keys = $2
 audit = audit.log
 [admin]
 admin = 127.0.0.1:0
+[validation]
+max_speed = ${3:-8}
 [server]
 log_level = debug
 shutdown_grace = 5
@@ -170,16 +172,22 @@ ok
 # A token of the rogue backend (sealed to this server) is refused while
 # that backend is not trusted.
 cp keys/server.pub rogue/server.pub
-"$BIN" token mint --keys rogue --server "127.0.0.1:$udp" --client-id 8 --out rogue.kzc >/dev/null
+# Its display name tries to add a field to the JSON log.
+"$BIN" token mint --keys rogue --server "127.0.0.1:$udp" --client-id 8 --name 'Eve" role="admin' \
+    --out rogue.kzc >/dev/null
 "$RAW" rogue.kzc 1500 >rogue1.out && fail "an untrusted backend's token connected"
 ok
 
 # SIGHUP: the ACL now admits 7, and the rogue backend is trusted too.
-write_config "7, 999" "keys/backend.pub, rogue/backend.pub"
+write_config "7, 999" "keys/backend.pub, rogue/backend.pub" 7
 kill -HUP "$SERVER"
 wait_for server.log '"event":"reloaded".*"zones":1,"backend_keys":2' 5
 wait_for walker.out '^reached' 10
 "$RAW" rogue.kzc 5000 >rogue2.out || fail "the newly trusted backend's token was refused"
+grep -q '"event":"reload_ignored".*"setting":"max_speed"' server.log ||
+    fail "a changed restart-only setting was not named"
+wait_for server.log '"client":8,"name":"Eve\\" role=\\"admin"' 5
+grep '"client":8' server.log | grep -q '"role"' && fail "a display name added a field to the log"
 grep -q '^disconnected' walker.out && fail "the reload dropped the walker"
 ok
 

@@ -60,6 +60,12 @@ KZ_API void kz_log_sink_logfmt(void *ctx, int32_t level, const char *module, con
 /* Whether `log` passes lines of `level`. */
 KZ_API int kz_log_enabled(const kz_log *log, int32_t level);
 
+/* Copies `text` into out[cap] with '"' and '\\' escaped by a backslash, so
+ * that untrusted text (a display name) can sit inside a quoted logfmt
+ * value (key="...") without ending it early or adding fields. Cut to fit,
+ * never inside an escape; always NUL-terminated (cap >= 1). Returns out. */
+KZ_API const char *kz_log_quote(const char *text, char *out, size_t cap);
+
 /* Formats and emits one line if the level is enabled. `log` may be NULL
  * (then the defaults apply). */
 KZ_API void kz_logf(const kz_log *log, int32_t level, const char *module, const char *fmt, ...)
