@@ -382,7 +382,7 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
         /* Admitted by the gate just before it closed: told and let go like
          * everyone else (the kick is audited after the connect). */
         kz__audit(s, KZ_AUDIT_CONNECT, cl, 0, info->claims.method);
-        (void)kz_server_kick(s, e.id, KZ_KICK_SHUTDOWN, s->drain_text);
+        cl->told_shutdown = kz_server_kick(s, e.id, KZ_KICK_SHUTDOWN, s->drain_text) == KZ_OK;
         return;
     }
 
@@ -891,6 +891,8 @@ int kz_server_step(kz_server *s, kz_time_ns now)
         return KZ_EINVAL;
     (void)kz_netserver_service(s->net, now);
     drain(s);
+    if (s->draining)
+        kz__server_tell_shutdown(s);
     uint64_t skipped = s->ticker.skipped;
     uint32_t due = kz_ticker_due(&s->ticker, now);
     if (s->ticker.skipped != skipped)
@@ -990,9 +992,12 @@ int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *t
     buf[0] = KZ_NOTICE_KICK;
     memcpy(buf + 1, text ? text : "", n);
     kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_NOTICE, buf, (uint32_t)(1 + n));
-    kz_counter_inc(s->c, KZ_WORLD_C_KICKS);
-    kz__audit(s, KZ_AUDIT_KICK, &s->clients[slot], reason, text);
-    return kz_netserver_kick(s->net, slot, reason);
+    int rc = kz_netserver_kick(s->net, slot, reason);
+    if (rc == KZ_OK) { /* counted and audited once it is on its way */
+        kz_counter_inc(s->c, KZ_WORLD_C_KICKS);
+        kz__audit(s, KZ_AUDIT_KICK, &s->clients[slot], reason, text);
+    }
+    return rc;
 }
 
 void kz_server_shutdown(kz_server *s, const char *text)
@@ -1003,11 +1008,21 @@ void kz_server_shutdown(kz_server *s, const char *text)
     snprintf(s->drain_text, sizeof s->drain_text, "%s", text ? text : "server shutting down");
     kz_netserver_set_accepting(s->net, 0);
     kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "shutdown clients=%u", s->n_live);
+    kz__server_tell_shutdown(s);
+}
+
+void kz__server_tell_shutdown(kz_server *s)
+{
     for (uint32_t slot = 0; slot < s->cfg.net.max_clients; slot++) {
         kz__client *cl = &s->clients[slot];
-        if (cl->live)
-            (void)kz_server_kick(s, kz_entity_at(&s->ents, cl->avatar).id, KZ_KICK_SHUTDOWN,
-                                 s->drain_text);
+        if (!cl->live || cl->told_shutdown)
+            continue;
+        /* A full outbound ring refuses the kick: this client is told on a
+         * later step, once the I/O thread has sent what is queued. */
+        if (kz_server_kick(s, kz_entity_at(&s->ents, cl->avatar).id, KZ_KICK_SHUTDOWN,
+                           s->drain_text) != KZ_OK)
+            return;
+        cl->told_shutdown = 1;
     }
 }
 

@@ -34,6 +34,7 @@
 typedef struct kz__client {
     uint8_t live;                 /* has an avatar */
     uint8_t corrected;            /* the newest applied command was changed */
+    uint8_t told_shutdown;        /* its shutdown kick is queued */
     uint32_t avatar;              /* dense entity index */
     /* inputs */
     kz_wire_command queue[KZ__INPUT_QUEUE];
@@ -153,6 +154,8 @@ void kz__server_tick(kz_server *s);
 /* The quantized state of dense index `i` from the SoA arrays. */
 void kz__server_load_state(const kz_server *s, uint32_t i, kz_snap_state *st);
 /* server.c: helpers the tick uses */
+/* Draining: kicks every live client not yet told (kz_server_shutdown). */
+void kz__server_tell_shutdown(kz_server *s);
 void kz__server_send(kz_server *s, uint32_t slot, uint8_t channel, uint8_t type,
                      const void *data, uint32_t len);
 int kz__seen(const kz__client *cl, uint32_t idx);

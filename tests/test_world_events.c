@@ -420,6 +420,29 @@ Test(world_events, a_long_kick_text_is_cut_between_characters)
     kzt_world_stop(&w);
 }
 
+/* More clients than the outbound ring has room for at once: the kicks
+ * that do not fit are retried on later steps, and everyone is told. */
+Test(world_events, shutdown_tells_everyone_even_when_the_ring_is_full)
+{
+    memset(&w, 0, sizeof w);
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kz_server_config_default(&sc);
+    sc.spawn_radius = 3.0f;
+    sc.net.ring_capacity = 8;  /* a notice and a kick per client: 24 do not fit */
+    cr_assert_eq(kzt_world_start(&w, 12, NULL, &sc, 5), KZ_OK);
+    cr_assert_eq(kzt_world_connect_all(&w, STEP_NS, 20 * KZ_NS_PER_S), 12);
+    run_ticks(5);
+    kz_server_shutdown(w.srv, NULL);
+    for (int k = 0; k < 2000 && kz_server_clients(w.srv) > 0; k++)
+        kzt_world_step(&w, STEP_NS);
+    cr_assert_eq(kz_server_clients(w.srv), 0);
+    cr_assert_eq(counter(KZ_WORLD_C_KICKS), 12, "each kicked once");
+    for (uint32_t i = 0; i < 12; i++)
+        cr_assert_eq(kz_client_reason(w.clients[i]), KZ_KICK_SHUTDOWN, "client %u", i);
+    kzt_world_stop(&w);
+}
+
 /* A client that speaks the protocol by hand through the raw transport. */
 static kz_netclient *raw_client(uint64_t id, kz_wire_welcome *welcome)
 {

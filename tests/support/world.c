@@ -48,10 +48,12 @@ int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_serve
     }
     /* The caller's threading and allocator survive; the rest of net is ours. */
     uint32_t threaded = sc.net.threaded, io_threads = sc.net.io_threads;
+    uint32_t ring_capacity = sc.net.ring_capacity;
     kz_allocator alloc = sc.net.alloc;
     kzt_server_config(&sc.net, &w->keys, KZT_PROTOCOL, KZT_SERVER_ID, n + spare);
     sc.net.threaded = threaded;
     sc.net.io_threads = io_threads;
+    sc.net.ring_capacity = ring_capacity;
     sc.net.alloc = alloc;
     sc.net.log.level = KZ_LOG_WARN;
     /* Every bot shares 127.0.0.1: lift the per-address gate budget. */
