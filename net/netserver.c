@@ -690,7 +690,9 @@ static kz__gate *kz__gate_for(const kz_netserver *s)
     g.challenge_rate = s->cfg.gate_rate_per_ip;
     g.log = s->cfg.log;
     g.alloc = s->cfg.alloc;
-    return kz__gate_create(&g);
+    kz__gate *gate = kz__gate_create(&g);
+    sodium_memzero(&g.verifier.server_keys, sizeof g.verifier.server_keys);
+    return gate;
 }
 
 static int kz__server_build(kz_netserver *s)
@@ -707,6 +709,8 @@ static int kz__server_build(kz_netserver *s)
             return rc;
     }
     s->gate = kz__gate_for(s);
+    /* The gate holds the only copy of the server's secret key it needs. */
+    sodium_memzero(&s->cfg.verifier.server_keys, sizeof s->cfg.verifier.server_keys);
     s->sessions = kz_calloc(a, (size_t)s->cfg.max_clients * sizeof *s->sessions, 64);
     s->slot_io = kz_calloc(a, s->cfg.max_clients, 8);
     s->app_live = kz_calloc(a, s->cfg.max_clients, 8);
@@ -729,12 +733,15 @@ kz_netserver *kz_netserver_create(const kz_netserver_config *cfg)
     kz_netserver_config c = *cfg;
     if (kz__config_resolve(&c) != KZ_OK) {
         kz_logf(&cfg->log, KZ_LOG_ERROR, "net", "invalid server transport configuration");
+        sodium_memzero(&c.verifier.server_keys, sizeof c.verifier.server_keys);
         return NULL;
     }
     kz_netserver *s = kz_calloc(&c.alloc, sizeof *s, 64);
+    if (s != NULL)
+        s->cfg = c;
+    sodium_memzero(&c.verifier.server_keys, sizeof c.verifier.server_keys);
     if (s == NULL)
         return NULL;
-    s->cfg = c;
     s->n_io = c.io_threads;
     int rc = kz__server_build(s);
     if (rc == KZ_OK && c.threaded)
@@ -790,6 +797,8 @@ void kz_netserver_destroy(kz_netserver *s)
     if (s->counters.cells)
         kz_counters_fini(&s->counters);
     pthread_mutex_destroy(&s->gate_lock);
+    /* Set when creation failed before the gate was built. */
+    sodium_memzero(&s->cfg.verifier.server_keys, sizeof s->cfg.verifier.server_keys);
     kz_free(&a, s, sizeof *s);
 }
 

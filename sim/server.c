@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include <kizuna/utf8.h>
 
 static const char *const kz__world_counter_names[KZ_WORLD_C_COUNT] = {
@@ -216,11 +218,14 @@ kz_server *kz_server_create(const kz_server_config *cfg_in)
     kz_allocator_resolve(&a);
     if (resolve_config(&cfg)) {
         kz_logf(&cfg.net.log, KZ_LOG_ERROR, "server", "invalid server configuration");
+        sodium_memzero(&cfg.net.verifier.server_keys, sizeof cfg.net.verifier.server_keys);
         return NULL;
     }
     kz_server *s = kz_calloc(&a, sizeof *s, 64);
-    if (!s)
+    if (!s) {
+        sodium_memzero(&cfg.net.verifier.server_keys, sizeof cfg.net.verifier.server_keys);
         return NULL;
+    }
     s->cfg = cfg;
     s->alloc = a;
     s->max_clients = cfg.net.max_clients;
@@ -230,10 +235,15 @@ kz_server *kz_server_create(const kz_server_config *cfg_in)
     s->rng = 0x9E3779B97F4A7C15ull ^ cfg.spawn_seed;
     if (s->cap > KZ_ENTITY_MAX || init_world(s) || alloc_tables(s)) {
         kz_logf(&cfg.net.log, KZ_LOG_ERROR, "server", "cannot set up the world tables");
+        sodium_memzero(&cfg.net.verifier.server_keys, sizeof cfg.net.verifier.server_keys);
         kz_server_destroy(s);
         return NULL;
     }
     s->net = kz_netserver_create(&cfg.net);
+    /* The transport keeps what it needs; the world never reads the server's
+     * secret key, so no copy of it stays here. */
+    sodium_memzero(&cfg.net.verifier.server_keys, sizeof cfg.net.verifier.server_keys);
+    sodium_memzero(&s->cfg.net.verifier.server_keys, sizeof s->cfg.net.verifier.server_keys);
     if (!s->net) {
         kz_server_destroy(s);
         return NULL;
@@ -258,6 +268,7 @@ void kz_server_destroy(kz_server *s)
     kz_snap_cache_fini(&s->cache);
     kz_grid_fini(&s->grid);
     kz_entities_fini(&s->ents);
+    sodium_memzero(&s->cfg.net.verifier.server_keys, sizeof s->cfg.net.verifier.server_keys);
     kz_allocator a = s->alloc;
     kz_free(&a, s, sizeof *s);
 }
