@@ -47,16 +47,46 @@ size_t kzs_key_bytes(kzs_key_kind kind) { return kzs__keys[kind].bytes; }
 int kzs_key_is_secret(kzs_key_kind kind) { return kzs__keys[kind].secret; }
 
 /* Prints "kizuna-server: <path>: <reason>" and returns -1. */
+static kzs_report_fn kzs__report;
+static void *kzs__report_ctx;
+
+void kzs_keys_set_report(kzs_report_fn fn, void *ctx)
+{
+    kzs__report = fn;
+    kzs__report_ctx = ctx;
+}
+
+/* Every message of this file: "<path>: <text>", to the report hook or to
+ * stderr with the program prefix. */
+static void kzs__say(const char *path, const char *fmt, va_list ap)
+{
+    char text[KZS_PATH_MAX + 256];
+    int n = snprintf(text, sizeof text, "%s: ", path);
+    if (n > 0 && (size_t)n < sizeof text)
+        vsnprintf(text + n, sizeof text - (size_t)n, fmt, ap);
+    if (kzs__report)
+        kzs__report(kzs__report_ctx, text);
+    else
+        fprintf(stderr, "%s: %s\n", KZS_PROGRAM, text);
+}
+
 static int kzs__fail(const char *path, const char *fmt, ...) KZ_PRINTF(2, 3);
 static int kzs__fail(const char *path, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "%s: %s: ", KZS_PROGRAM, path);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    kzs__say(path, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return -1;
+}
+
+static void kzs__warn(const char *path, const char *fmt, ...) KZ_PRINTF(2, 3);
+static void kzs__warn(const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    kzs__say(path, fmt, ap);
+    va_end(ap);
 }
 
 /* ---- text format ------------------------------------------------------- */
@@ -276,8 +306,7 @@ static void kzs__sync_parent(const char *path)
         snprintf(dir, sizeof dir, "%.*s", (int)(slash == path ? 1 : slash - path), path);
     int fd = open(dir, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fsync(fd) != 0)
-        fprintf(stderr, "%s: %s: warning: cannot sync directory: %s\n", KZS_PROGRAM, dir,
-                strerror(errno));
+        kzs__warn(dir, "warning: cannot sync directory: %s", strerror(errno));
     if (fd >= 0)
         close(fd);
 }
@@ -355,8 +384,8 @@ int kzs_key_load_file(const char *path, kzs_key_kind kind, uint8_t *key)
     if (rc == 0 && kzs_key_decode(kind, text, len, key, &why) != KZ_OK)
         rc = kzs__fail(path, "%s", why);
     if (rc == 0 && kzs__keys[kind].secret && (mode & 077) != 0)
-        fprintf(stderr, "%s: %s: warning: secret key readable by others (mode %04o); "
-                "run chmod 600 on it\n", KZS_PROGRAM, path, (unsigned)mode);
+        kzs__warn(path, "warning: secret key readable by others (mode %04o); run chmod 600 on it",
+                  (unsigned)mode);
     sodium_memzero(text, sizeof text);
     if (rc != 0)
         sodium_memzero(key, kzs__keys[kind].bytes);

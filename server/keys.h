@@ -63,6 +63,12 @@ typedef enum kzs_key_kind {
 /* Longest path the program builds (directory + "/" + file name). */
 #define KZS_PATH_MAX 4096u
 
+/* Where messages go: fn(ctx, "<path>: <text>") instead of stderr with the
+ * program prefix; NULL restores stderr. A running server sends them to its
+ * JSON log while it reloads. */
+typedef void (*kzs_report_fn)(void *ctx, const char *line);
+void kzs_keys_set_report(kzs_report_fn fn, void *ctx);
+
 /* File name inside a keys directory ("backend.key", ...). */
 const char *kzs_key_file_name(kzs_key_kind kind);
 /* The header line without its newline ("kizuna backend-secret-key v1"). */

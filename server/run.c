@@ -306,6 +306,7 @@ static void kzs_reload(kzs_run *r)
     uint8_t keys[KZ_TOKEN_MAX_BACKEND_KEYS][KZ_SIGN_PUBLIC_KEY_BYTES];
     uint32_t n_keys = 0;
     kzs_config_set_report(kzs_report_to_log, r);
+    kzs_keys_set_report(kzs_report_to_log, r);
     int errors = kzs_config_load(&fresh, r->argc, r->argv);
     /* The keys directory is restart-only: backend.pub comes from the one
      * the server started with. */
@@ -316,6 +317,7 @@ static void kzs_reload(kzs_run *r)
         errors = 1;
     memcpy(fresh.keys, new_keys_dir, sizeof fresh.keys);
     kzs_config_set_report(NULL, NULL);
+    kzs_keys_set_report(NULL, NULL);
     if (errors != 0) {
         kz_logf(&r->log, KZ_LOG_ERROR, "config",
                 "reload_failed errors=%d why=\"nothing changed; fix the file and send SIGHUP again\"",

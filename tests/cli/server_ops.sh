@@ -191,11 +191,19 @@ grep '"client":8' server.log | grep -q '"role"' && fail "a display name added a 
 grep -q '^disconnected' walker.out && fail "the reload dropped the walker"
 ok
 
-# A bad file on SIGHUP changes nothing.
+# A bad file on SIGHUP changes nothing, and its problems are JSON lines too
+# (the key loader's included: the jq check below sees every line).
+write_config "7, 999" "keys/backend.pub, rogue/nope.pub" 7
+kill -HUP "$SERVER"
+wait_for server.log '"event":"config_error".*rogue/nope.pub: cannot open' 5
+wait_for server.log '"event":"reload_failed"' 5
 echo "tick_hz = fast" >>world.ini
 kill -HUP "$SERVER"
-wait_for server.log '"event":"reload_failed"' 5
+wait_for server.log '"event":"config_error".*tick_hz' 5
+[ "$(grep -c '"event":"reload_failed"' server.log)" -eq 2 ] || fail "a bad reload was applied"
 kill -0 "$SERVER" || fail "a bad reload stopped the server"
+"$BIN" token mint --keys rogue --server "127.0.0.1:$udp" --client-id 9 --out rogue9.kzc >/dev/null
+"$RAW" rogue9.kzc 5000 >rogue3.out || fail "a failed reload dropped a trusted key"
 ok
 
 # SIGTERM: drain, tell, checkpoint, exit 0 within the grace period.
