@@ -131,9 +131,6 @@ static void kzs_fail(const char *fmt, ...)
         fprintf(stderr, "%s: %s\n", KZS_PROGRAM, line);
 }
 
-static const char *const kzs_sections[] = {"network", "world",  "validation", "roles",
-                                           "keys",    "audit",  "admin",      "server"};
-
 /* ---- values ------------------------------------------------------------ */
 
 static int kzs_parse_float(const char *text, float *out)
@@ -577,8 +574,8 @@ static int kzs_ini_handler(void *user, const char *section, const char *key, con
     if (st == NULL) {
         size_t other;
         int known_section = 0;
-        for (size_t i = 0; i < sizeof kzs_sections / sizeof kzs_sections[0]; i++)
-            known_section |= strcmp(section, kzs_sections[i]) == 0;
+        for (size_t i = 0; i < KZS_TABLE_N; i++) /* the sections are the table's */
+            known_section |= strcmp(section, kzs_settings[i].section) == 0;
         const kzs_setting *elsewhere = kzs_find(NULL, key, &other);
         if (elsewhere)
             kzs_ini_error(p, "%s belongs in [%s], not [%s]", key, elsewhere->section,

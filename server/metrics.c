@@ -325,6 +325,14 @@ static void kzs_sample(kzs_out *o, const char *name, uint64_t v)
     kzs_put(o, "%s %llu\n", name, (unsigned long long)v);
 }
 
+/* A family of one unlabelled sample. */
+static void kzs_scalar(kzs_out *o, const char *name, const char *type, const char *help,
+                       uint64_t v)
+{
+    kzs_family(o, name, type, help);
+    kzs_sample(o, name, v);
+}
+
 /* A metric name from a counter name: characters outside [a-zA-Z0-9_]
  * become '_' (today's names have none). */
 static void kzs_metric_name(char *out, size_t n, const char *prefix, const char *name,
@@ -436,16 +444,18 @@ static void kzs_render_fixed(kzs_out *o, const kzs_metrics *m, const kzs_figures
     kzs_family(o, "kizuna_process_start_time_seconds", "gauge",
                "Start time of the server process, in seconds since the Unix epoch.");
     kzs_put(o, "kizuna_process_start_time_seconds %.3f\n", m->start_unix);
-    kzs_family(o, "kizuna_clients_connected", "gauge", "Connected clients with an avatar in the world.");
-    kzs_sample(o, "kizuna_clients_connected", f->clients);
-    kzs_family(o, "kizuna_transport_sessions", "gauge",
-               "Transport sessions pending (handshake done, ENet connecting) or connected.");
-    kzs_sample(o, "kizuna_transport_sessions", f->sessions);
-    kzs_family(o, "kizuna_ticks_total", "counter", "Simulation ticks run.");
-    kzs_sample(o, "kizuna_ticks_total", kzs_value(f, KZS_WORLD, "ticks"));
-    kzs_family(o, "kizuna_ticks_skipped_total", "counter",
-               "Ticks skipped because the simulation thread fell behind.");
-    kzs_sample(o, "kizuna_ticks_skipped_total", kzs_value(f, KZS_WORLD, "ticks_skipped"));
+    kzs_scalar(o, "kizuna_clients_connected", "gauge",
+               "Connected clients with an avatar in the world.",
+               f->clients);
+    kzs_scalar(o, "kizuna_transport_sessions", "gauge",
+               "Transport sessions pending (handshake done, ENet connecting) or connected.",
+               f->sessions);
+    kzs_scalar(o, "kizuna_ticks_total", "counter",
+               "Simulation ticks run.",
+               kzs_value(f, KZS_WORLD, "ticks"));
+    kzs_scalar(o, "kizuna_ticks_skipped_total", "counter",
+               "Ticks skipped because the simulation thread fell behind.",
+               kzs_value(f, KZS_WORLD, "ticks_skipped"));
 }
 
 static void kzs_render_ticks(kzs_out *o, const kzs_figures *f)
@@ -466,16 +476,16 @@ static void kzs_render_ticks(kzs_out *o, const kzs_figures *f)
 
 static void kzs_render_traffic(kzs_out *o, const kzs_figures *f)
 {
-    kzs_family(o, "kizuna_udp_received_datagrams_total", "counter",
-               "UDP datagrams received on the server's ports, before any check.");
-    kzs_sample(o, "kizuna_udp_received_datagrams_total", kzs_value(f, KZS_GATE, "rx_datagrams"));
-    kzs_family(o, "kizuna_udp_received_bytes_total", "counter",
+    kzs_scalar(o, "kizuna_udp_received_datagrams_total", "counter",
+               "UDP datagrams received on the server's ports, before any check.",
+               kzs_value(f, KZS_GATE, "rx_datagrams"));
+    kzs_scalar(o, "kizuna_udp_received_bytes_total", "counter",
                "UDP payload bytes received on the server's ports, before any check "
-               "(ENet headers and seals included, IP and UDP headers not).");
-    kzs_sample(o, "kizuna_udp_received_bytes_total", kzs_value(f, KZS_GATE, "rx_bytes"));
-    kzs_family(o, "kizuna_gate_reply_bytes_total", "counter",
-               "UDP payload bytes of handshake replies (challenge, accept, deny) sent by the gate.");
-    kzs_sample(o, "kizuna_gate_reply_bytes_total", kzs_value(f, KZS_GATE, "tx_bytes"));
+               "(ENet headers and seals included, IP and UDP headers not).",
+               kzs_value(f, KZS_GATE, "rx_bytes"));
+    kzs_scalar(o, "kizuna_gate_reply_bytes_total", "counter",
+               "UDP payload bytes of handshake replies (challenge, accept, deny) sent by the gate.",
+               kzs_value(f, KZS_GATE, "tx_bytes"));
     kzs_family(o, "kizuna_transport_packets_total", "counter",
                "ENet packets (one sealed message each) received from or queued to sessions.");
     kzs_put(o, "kizuna_transport_packets_total{direction=\"in\"} %llu\n",
@@ -546,26 +556,27 @@ static void kzs_render_audit(kzs_out *o, const kzs_figures *f)
     if (!f->has_audit)
         return;
     const kz_audit_stats *a = &f->audit;
-    kzs_family(o, "kizuna_audit_records_appended_total", "counter",
-               "Audit records accepted for writing since the log was opened.");
-    kzs_sample(o, "kizuna_audit_records_appended_total", a->appended);
-    kzs_family(o, "kizuna_audit_records_dropped_total", "counter",
-               "Audit records refused (queue full or writer failed); each loss is noted in the log.");
-    kzs_sample(o, "kizuna_audit_records_dropped_total", a->dropped);
-    kzs_family(o, "kizuna_audit_records_durable_total", "counter",
-               "Appended audit records written and synced to disk.");
-    kzs_sample(o, "kizuna_audit_records_durable_total", a->durable);
-    kzs_family(o, "kizuna_audit_lag_records", "gauge",
-               "Appended audit records not yet durable.");
-    kzs_sample(o, "kizuna_audit_lag_records", a->lag);
-    kzs_family(o, "kizuna_audit_checkpoints_total", "counter",
-               "Signed audit checkpoints written since the log was opened.");
-    kzs_sample(o, "kizuna_audit_checkpoints_total", a->checkpoints);
-    kzs_family(o, "kizuna_audit_fsyncs_total", "counter", "fdatasync calls of the audit writer.");
-    kzs_sample(o, "kizuna_audit_fsyncs_total", a->fsyncs);
-    kzs_family(o, "kizuna_audit_write_error", "gauge",
-               "1 once the audit writer has failed to write (records are then dropped), else 0.");
-    kzs_sample(o, "kizuna_audit_write_error", a->error != 0);
+    kzs_scalar(o, "kizuna_audit_records_appended_total", "counter",
+               "Audit records accepted for writing since the log was opened.",
+               a->appended);
+    kzs_scalar(o, "kizuna_audit_records_dropped_total", "counter",
+               "Audit records refused (queue full or writer failed); each loss is noted in the log.",
+               a->dropped);
+    kzs_scalar(o, "kizuna_audit_records_durable_total", "counter",
+               "Appended audit records written and synced to disk.",
+               a->durable);
+    kzs_scalar(o, "kizuna_audit_lag_records", "gauge",
+               "Appended audit records not yet durable.",
+               a->lag);
+    kzs_scalar(o, "kizuna_audit_checkpoints_total", "counter",
+               "Signed audit checkpoints written since the log was opened.",
+               a->checkpoints);
+    kzs_scalar(o, "kizuna_audit_fsyncs_total", "counter",
+               "fdatasync calls of the audit writer.",
+               a->fsyncs);
+    kzs_scalar(o, "kizuna_audit_write_error", "gauge",
+               "1 once the audit writer has failed to write (records are then dropped), else 0.",
+               a->error != 0);
 }
 
 char *kzs_metrics_render(kzs_metrics *m, size_t *len)
