@@ -323,7 +323,7 @@ int kz_netclient_poll(kz_netclient *c, kz_netmsg *msg)
                                  c->plain, sizeof c->plain, &len);
         enet_packet_destroy(pkt);
         if (rc == KZ_OK) {
-            *msg = (kz_netmsg){0, KZ_NETMSG_DATA, channel, type, 0, (uint32_t)len, c->plain};
+            *msg = (kz_netmsg){0, KZ_NETMSG_DATA, channel, type, 0, (uint32_t)len, c->plain, c->now};
             return KZ_OK;
         }
         kz_counter_inc(c->c, rc == KZ_EREPLAY ? KZ_NET_C_DROP_REPLAY : KZ_NET_C_DROP_AUTH);

@@ -51,6 +51,7 @@ typedef struct kz__msgref {
     uint8_t channel;
     uint8_t type;
     uint8_t pad;
+    kz_time_ns at;    /* inbound DATA: arrival (the pass's `now`) */
 } kz__msgref;
 
 typedef struct kz__session {
@@ -159,7 +160,7 @@ static void kz__deliver(kz__io *io, uint32_t slot, uint8_t channel, uint8_t type
     }
     if (len)
         memcpy(kz__pool_at(&io->in_pool, buf), data, len);
-    kz__msgref m = {slot, len, buf, KZ_NETMSG_DATA, channel, type, 0};
+    kz__msgref m = {slot, len, buf, KZ_NETMSG_DATA, channel, type, 0, io->now};
     kz__push_sure(&io->in_ring, &m);
 }
 
@@ -167,7 +168,7 @@ static void kz__deliver(kz__io *io, uint32_t slot, uint8_t channel, uint8_t type
  * the in_ring has room for every buffer plus two notices per peer. */
 static void kz__notify(kz__io *io, uint32_t slot, uint8_t kind)
 {
-    kz__msgref m = {slot, 0, UINT32_MAX, kind, 0, 0, 0};
+    kz__msgref m = {slot, 0, UINT32_MAX, kind, 0, 0, 0, 0};
     kz__push_sure(&io->in_ring, &m);
 }
 
@@ -495,7 +496,7 @@ int kz_netserver_service(kz_netserver *s, kz_time_ns now)
 /* Fills *msg for a ring record; lifecycle notices get their data here. */
 static void kz__app_message(kz_netserver *s, uint32_t i, const kz__msgref *m, kz_netmsg *msg)
 {
-    *msg = (kz_netmsg){m->slot, m->kind, m->channel, m->type, 0, m->len, NULL};
+    *msg = (kz_netmsg){m->slot, m->kind, m->channel, m->type, 0, m->len, NULL, m->at};
     if (m->kind == KZ_NETMSG_DATA) {
         s->held_io = i;
         s->held_buf = m->buf;
@@ -562,7 +563,7 @@ int kz_netserver_send(kz_netserver *s, uint32_t slot, uint8_t channel, uint8_t t
 {
     if (slot >= s->cfg.max_clients || channel >= KZ_CHANNEL_COUNT || len > KZ_MAX_MESSAGE_BYTES)
         return KZ_EINVAL;
-    kz__msgref m = {slot, len, 0, KZ_NETMSG_DATA, channel, type, 0};
+    kz__msgref m = {slot, len, 0, KZ_NETMSG_DATA, channel, type, 0, 0};
     return kz__queue_out(s, &m, data);
 }
 
@@ -586,7 +587,7 @@ int kz_netserver_kick(kz_netserver *s, uint32_t slot, uint32_t reason)
 {
     if (slot >= s->cfg.max_clients)
         return KZ_EINVAL;
-    kz__msgref m = {slot, reason, 0, KZ__OUT_KICK, 0, 0, 0};
+    kz__msgref m = {slot, reason, 0, KZ__OUT_KICK, 0, 0, 0, 0};
     return kz__queue_out(s, &m, NULL);
 }
 

@@ -61,6 +61,9 @@ typedef struct kz_netmsg {
     uint8_t reserved;
     uint32_t len;
     const uint8_t *data;
+    kz_time_ns received;  /* DATA: when the I/O side took the datagram off the
+                             socket (the transport's clock, the `now` of the
+                             service pass that received it); 0 otherwise */
 } kz_netmsg;
 
 /* Wall-clock source for token expiry (Unix seconds). */
