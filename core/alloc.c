@@ -2,7 +2,6 @@
  * Default and counting allocators. The counting allocator is small enough to
  * ship in the library: engines use it too, to watch Kizuna's footprint.
  */
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,9 +70,12 @@ void kz_free(const kz_allocator *a, void *ptr, size_t size)
 }
 
 /* The counters are plain uint64_t in the public struct (so it stays a
- * simple value type for every language binding) and are only ever touched
- * through these atomic accessors. */
-#define KZ__ATOMIC_U64(field) ((_Atomic uint64_t *)&(field))
+ * simple value type for every language binding and for C++) and are only
+ * ever touched through the GCC/Clang __atomic builtins, which are defined
+ * on plain objects; casting them to an _Atomic type would be undefined.
+ * Every access is sequentially consistent, as the counters are few and
+ * off the hot paths. */
+#define KZ__SC __ATOMIC_SEQ_CST
 
 void kz_counting_alloc_init(kz_counting_alloc *c, const kz_allocator *inner)
 {
@@ -87,21 +89,21 @@ void kz_counting_alloc_init(kz_counting_alloc *c, const kz_allocator *inner)
 static void *kz__counting_alloc(void *ctx, size_t size, size_t align)
 {
     kz_counting_alloc *c = ctx;
-    uint64_t n = atomic_load(KZ__ATOMIC_U64(c->allocs));
+    uint64_t n = __atomic_load_n(&c->allocs, KZ__SC);
     if (c->fail_after >= 0 && n >= (uint64_t)c->fail_after) {
-        atomic_fetch_add(KZ__ATOMIC_U64(c->failed), 1);
+        __atomic_fetch_add(&c->failed, 1, KZ__SC);
         return NULL;
     }
     void *p = c->inner.alloc(c->inner.ctx, size, align);
     if (p == NULL) {
-        atomic_fetch_add(KZ__ATOMIC_U64(c->failed), 1);
+        __atomic_fetch_add(&c->failed, 1, KZ__SC);
         return NULL;
     }
-    atomic_fetch_add(KZ__ATOMIC_U64(c->allocs), 1);
-    uint64_t live = atomic_fetch_add(KZ__ATOMIC_U64(c->live_bytes), size) + size;
-    uint64_t peak = atomic_load(KZ__ATOMIC_U64(c->peak_bytes));
+    __atomic_fetch_add(&c->allocs, 1, KZ__SC);
+    uint64_t live = __atomic_fetch_add(&c->live_bytes, size, KZ__SC) + size;
+    uint64_t peak = __atomic_load_n(&c->peak_bytes, KZ__SC);
     while (live > peak &&
-           !atomic_compare_exchange_weak(KZ__ATOMIC_U64(c->peak_bytes), &peak, live)) {
+           !__atomic_compare_exchange_n(&c->peak_bytes, &peak, live, 1, KZ__SC, KZ__SC)) {
     }
     return p;
 }
@@ -109,8 +111,8 @@ static void *kz__counting_alloc(void *ctx, size_t size, size_t align)
 static void kz__counting_free(void *ctx, void *ptr, size_t size)
 {
     kz_counting_alloc *c = ctx;
-    atomic_fetch_add(KZ__ATOMIC_U64(c->frees), 1);
-    atomic_fetch_sub(KZ__ATOMIC_U64(c->live_bytes), size);
+    __atomic_fetch_add(&c->frees, 1, KZ__SC);
+    __atomic_fetch_sub(&c->live_bytes, size, KZ__SC);
     c->inner.free(c->inner.ctx, ptr, size);
 }
 
@@ -122,10 +124,10 @@ kz_allocator kz_counting_alloc_allocator(kz_counting_alloc *c)
 
 uint64_t kz_counting_alloc_allocs(const kz_counting_alloc *c)
 {
-    return atomic_load(KZ__ATOMIC_U64(((kz_counting_alloc *)c)->allocs));
+    return __atomic_load_n(&c->allocs, KZ__SC);
 }
 
 uint64_t kz_counting_alloc_live_bytes(const kz_counting_alloc *c)
 {
-    return atomic_load(KZ__ATOMIC_U64(((kz_counting_alloc *)c)->live_bytes));
+    return __atomic_load_n(&c->live_bytes, KZ__SC);
 }

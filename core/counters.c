@@ -1,5 +1,7 @@
 /*
- * Per-thread counter blocks merged by readers.
+ * Per-thread counter blocks merged by readers. The cells are plain uint64_t
+ * in the public struct and are read and written only through the GCC/Clang
+ * __atomic builtins, as kz_counter_add does in the header.
  */
 #include <string.h>
 
@@ -50,8 +52,7 @@ uint64_t kz_counters_get(const kz_counters *c, uint32_t id)
     KZ_ASSERT(id < c->n_counters);
     uint64_t sum = 0;
     for (uint32_t t = 0; t < c->n_threads; t++) {
-        _Atomic uint64_t *cell = (_Atomic uint64_t *)&c->cells[(size_t)t * c->stride + id];
-        sum += atomic_load_explicit(cell, memory_order_relaxed);
+        sum += __atomic_load_n(&c->cells[(size_t)t * c->stride + id], __ATOMIC_RELAXED);
     }
     return sum;
 }
@@ -71,5 +72,5 @@ const char *kz_counters_name(const kz_counters *c, uint32_t id)
 void kz_counters_reset(kz_counters *c)
 {
     for (size_t i = 0; i < (size_t)c->stride * c->n_threads; i++)
-        atomic_store_explicit((_Atomic uint64_t *)&c->cells[i], 0, memory_order_relaxed);
+        __atomic_store_n(&c->cells[i], 0, __ATOMIC_RELAXED);
 }

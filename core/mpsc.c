@@ -6,18 +6,21 @@
  *   p + capacity   consumed, free again for the producer one lap later.
  * Producers claim positions by CAS on `tail`; the consumer owns `head`.
  */
-#include <stdatomic.h>
 #include <string.h>
 
 #include <kizuna/mpsc.h>
 
 #include "assert.h"
 
-#define KZ__A(field) ((_Atomic uint64_t *)&(field))
-
-static _Atomic uint64_t *kz__slot_seq(const kz_mpsc *q, uint64_t pos)
+/* head, tail and the slot sequences are plain uint64_t (the struct is
+ * public and C++-compatible) and are only ever accessed through the
+ * GCC/Clang __atomic builtins, which are defined on plain objects; casting
+ * them to an _Atomic type would be undefined. A slot's sequence sits at the
+ * start of the slot, 8-byte aligned because the stride is a multiple of 8
+ * and the slot array is cache-line aligned. */
+static uint64_t *kz__slot_seq(const kz_mpsc *q, uint64_t pos)
 {
-    return (_Atomic uint64_t *)(q->slots + (pos & q->mask) * q->stride);
+    return (uint64_t *)(void *)(q->slots + (pos & q->mask) * q->stride);
 }
 
 static uint8_t *kz__slot_data(const kz_mpsc *q, uint64_t pos)
@@ -40,10 +43,10 @@ int kz_mpsc_init(kz_mpsc *q, uint32_t capacity, uint32_t elem_size, const kz_all
         return KZ_ENOMEM;
     q->mask = capacity - 1;
     q->elem_size = elem_size;
+    /* Plain stores are enough: the queue is not shared until init returns,
+     * and the memset above zeroed head and tail. */
     for (uint64_t pos = 0; pos < capacity; pos++)
-        atomic_init(kz__slot_seq(q, pos), pos);
-    atomic_init(KZ__A(q->tail), 0);
-    atomic_init(KZ__A(q->head), 0);
+        *kz__slot_seq(q, pos) = pos;
     return KZ_OK;
 }
 
@@ -55,39 +58,38 @@ void kz_mpsc_fini(kz_mpsc *q)
 
 int kz_mpsc_push(kz_mpsc *q, const void *elem)
 {
-    uint64_t pos = atomic_load_explicit(KZ__A(q->tail), memory_order_relaxed);
+    uint64_t pos = __atomic_load_n(&q->tail, __ATOMIC_RELAXED);
     for (;;) {
-        uint64_t seq = atomic_load_explicit(kz__slot_seq(q, pos), memory_order_acquire);
+        uint64_t seq = __atomic_load_n(kz__slot_seq(q, pos), __ATOMIC_ACQUIRE);
         int64_t lag = (int64_t)(seq - pos);
         if (lag == 0) {
             /* Free for this lap: try to claim it. On failure `pos` is
              * reloaded with the position another producer left. */
-            if (atomic_compare_exchange_weak_explicit(KZ__A(q->tail), &pos, pos + 1,
-                                                      memory_order_relaxed,
-                                                      memory_order_relaxed))
+            if (__atomic_compare_exchange_n(&q->tail, &pos, pos + 1, 1, __ATOMIC_RELAXED,
+                                            __ATOMIC_RELAXED))
                 break;
         } else if (lag < 0) {
             /* Still holds the element from one lap ago: the ring is full. */
             return KZ_EFULL;
         } else {
             /* Another producer claimed it first; catch up. */
-            pos = atomic_load_explicit(KZ__A(q->tail), memory_order_relaxed);
+            pos = __atomic_load_n(&q->tail, __ATOMIC_RELAXED);
         }
     }
     memcpy(kz__slot_data(q, pos), elem, q->elem_size);
-    atomic_store_explicit(kz__slot_seq(q, pos), pos + 1, memory_order_release);
+    __atomic_store_n(kz__slot_seq(q, pos), pos + 1, __ATOMIC_RELEASE);
     return KZ_OK;
 }
 
 int kz_mpsc_pop(kz_mpsc *q, void *elem)
 {
-    uint64_t pos = atomic_load_explicit(KZ__A(q->head), memory_order_relaxed);
-    uint64_t seq = atomic_load_explicit(kz__slot_seq(q, pos), memory_order_acquire);
+    uint64_t pos = __atomic_load_n(&q->head, __ATOMIC_RELAXED);
+    uint64_t seq = __atomic_load_n(kz__slot_seq(q, pos), __ATOMIC_ACQUIRE);
     if (seq != pos + 1)
         return KZ_EEMPTY;
     memcpy(elem, kz__slot_data(q, pos), q->elem_size);
-    atomic_store_explicit(kz__slot_seq(q, pos), pos + q->mask + 1, memory_order_release);
-    atomic_store_explicit(KZ__A(q->head), pos + 1, memory_order_relaxed);
+    __atomic_store_n(kz__slot_seq(q, pos), pos + q->mask + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&q->head, pos + 1, __ATOMIC_RELAXED);
     return KZ_OK;
 }
 
@@ -102,9 +104,8 @@ uint32_t kz_mpsc_pop_n(kz_mpsc *q, void *elems, uint32_t n)
 
 uint32_t kz_mpsc_size(const kz_mpsc *q)
 {
-    kz_mpsc *m = (kz_mpsc *)q;
-    uint64_t head = atomic_load_explicit(KZ__A(m->head), memory_order_acquire);
-    uint64_t tail = atomic_load_explicit(KZ__A(m->tail), memory_order_acquire);
+    uint64_t head = __atomic_load_n(&q->head, __ATOMIC_ACQUIRE);
+    uint64_t tail = __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE);
     uint64_t n = tail > head ? tail - head : 0;
-    return n > m->mask + 1 ? (uint32_t)(m->mask + 1) : (uint32_t)n;
+    return n > q->mask + 1 ? (uint32_t)(q->mask + 1) : (uint32_t)n;
 }

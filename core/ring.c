@@ -4,7 +4,6 @@
  * load on the other side makes them visible. Batch operations copy at most
  * two contiguous runs (before and after the wrap point) with memcpy.
  */
-#include <stdatomic.h>
 #include <string.h>
 
 #include <kizuna/ring.h>
@@ -12,9 +11,9 @@
 #include "assert.h"
 
 /* The public struct declares the indices as plain integers so the header
- * stays usable from C++ and bindings; only this file touches them, always
- * atomically. */
-#define KZ__A(field) ((_Atomic uint64_t *)&(field))
+ * stays usable from C++ and bindings. Only this file touches them, always
+ * through the GCC/Clang __atomic builtins, which are defined on plain
+ * objects; casting a plain object to an _Atomic type would be undefined. */
 
 int kz_spsc_init(kz_spsc *r, uint32_t capacity, uint32_t elem_size, const kz_allocator *alloc)
 {
@@ -29,8 +28,8 @@ int kz_spsc_init(kz_spsc *r, uint32_t capacity, uint32_t elem_size, const kz_all
         return KZ_ENOMEM;
     r->mask = capacity - 1;
     r->elem_size = elem_size;
-    atomic_init(KZ__A(r->head), 0);
-    atomic_init(KZ__A(r->tail), 0);
+    /* The memset above zeroed head and tail; init happens before the ring
+     * is shared with another thread. */
     return KZ_OK;
 }
 
@@ -65,7 +64,7 @@ static uint64_t kz__spsc_room(kz_spsc *r, uint64_t tail, uint32_t want)
     uint64_t cap = r->mask + 1;
     uint64_t room = cap - (tail - r->head_cache);
     if (room < want) {
-        r->head_cache = atomic_load_explicit(KZ__A(r->head), memory_order_acquire);
+        r->head_cache = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
         room = cap - (tail - r->head_cache);
     }
     return room;
@@ -75,7 +74,7 @@ static uint64_t kz__spsc_avail(kz_spsc *r, uint64_t head, uint32_t want)
 {
     uint64_t avail = r->tail_cache - head;
     if (avail < want) {
-        r->tail_cache = atomic_load_explicit(KZ__A(r->tail), memory_order_acquire);
+        r->tail_cache = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
         avail = r->tail_cache - head;
     }
     return avail;
@@ -88,14 +87,14 @@ int kz_spsc_push(kz_spsc *r, const void *elem)
 
 uint32_t kz_spsc_push_n(kz_spsc *r, const void *elems, uint32_t n)
 {
-    uint64_t tail = atomic_load_explicit(KZ__A(r->tail), memory_order_relaxed);
+    uint64_t tail = __atomic_load_n(&r->tail, __ATOMIC_RELAXED);
     uint64_t room = kz__spsc_room(r, tail, n);
     if (n > room)
         n = (uint32_t)room;
     if (n == 0)
         return 0;
     kz__spsc_copy_in(r, tail, elems, n);
-    atomic_store_explicit(KZ__A(r->tail), tail + n, memory_order_release);
+    __atomic_store_n(&r->tail, tail + n, __ATOMIC_RELEASE);
     return n;
 }
 
@@ -106,25 +105,24 @@ int kz_spsc_pop(kz_spsc *r, void *elem)
 
 uint32_t kz_spsc_pop_n(kz_spsc *r, void *elems, uint32_t n)
 {
-    uint64_t head = atomic_load_explicit(KZ__A(r->head), memory_order_relaxed);
+    uint64_t head = __atomic_load_n(&r->head, __ATOMIC_RELAXED);
     uint64_t avail = kz__spsc_avail(r, head, n);
     if (n > avail)
         n = (uint32_t)avail;
     if (n == 0)
         return 0;
     kz__spsc_copy_out(r, head, elems, n);
-    atomic_store_explicit(KZ__A(r->head), head + n, memory_order_release);
+    __atomic_store_n(&r->head, head + n, __ATOMIC_RELEASE);
     return n;
 }
 
 uint32_t kz_spsc_size(const kz_spsc *r)
 {
-    kz_spsc *m = (kz_spsc *)r;
-    uint64_t head = atomic_load_explicit(KZ__A(m->head), memory_order_acquire);
-    uint64_t tail = atomic_load_explicit(KZ__A(m->tail), memory_order_acquire);
+    uint64_t head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
+    uint64_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
     /* From a third thread the two loads are not one snapshot: clamp. */
     uint64_t n = tail - head;
-    return n > m->mask + 1 ? (uint32_t)(m->mask + 1) : (uint32_t)n;
+    return n > r->mask + 1 ? (uint32_t)(r->mask + 1) : (uint32_t)n;
 }
 
 uint32_t kz_spsc_capacity(const kz_spsc *r)

@@ -42,8 +42,9 @@ KZ_API void *kz_calloc(const kz_allocator *a, size_t size, size_t align);
 KZ_API void kz_free(const kz_allocator *a, void *ptr, size_t size);
 
 /*
- * A counting allocator that wraps another one. Counters are atomic so it may
- * be shared across threads. A test takes a snapshot of `allocs` before a
+ * A counting allocator that wraps another one. Counters are plain integers
+ * updated with the GCC/Clang __atomic builtins, so it may be shared across
+ * threads; read them through the accessors below while others allocate. A test takes a snapshot of `allocs` before a
  * path and checks it after; `fail_after` makes allocation number
  * fail_after + 1 (and later ones) fail, to test out-of-memory paths.
  */

@@ -18,10 +18,6 @@
 #ifndef KZ_COUNTERS_H
 #define KZ_COUNTERS_H
 
-#ifndef __cplusplus
-#include <stdatomic.h>
-#endif
-
 #include <kizuna/alloc.h>
 
 #ifdef __cplusplus
@@ -59,16 +55,11 @@ KZ_API kz_counter_block kz_counters_block(const kz_counters *c, uint32_t thread)
  * it; `id` < n_counters is the caller's contract (unchecked: hot path). */
 static inline void kz_counter_add(kz_counter_block b, uint32_t id, uint64_t n)
 {
-#ifdef __cplusplus
-    /* C++ has no _Atomic before C++23: the GCC and Clang builtins make the
-     * same relaxed load and store of the same plain uint64_t. */
+    /* The cells are plain uint64_t so the header compiles as C and as C++
+     * (which has no _Atomic before C++23). The GCC/Clang builtins are
+     * defined on plain objects, unlike a cast to an _Atomic type. */
     __atomic_store_n(&b.cells[id], __atomic_load_n(&b.cells[id], __ATOMIC_RELAXED) + n,
                      __ATOMIC_RELAXED);
-#else
-    _Atomic uint64_t *cell = (_Atomic uint64_t *)&b.cells[id];
-    atomic_store_explicit(cell, atomic_load_explicit(cell, memory_order_relaxed) + n,
-                          memory_order_relaxed);
-#endif
 }
 
 static inline void kz_counter_inc(kz_counter_block b, uint32_t id)

@@ -24,6 +24,8 @@
 extern "C" {
 #endif
 
+/* As kz_spsc: fields marked "atomic" (and each slot's sequence) are plain
+ * integers touched only with the __atomic builtins. */
 typedef struct kz_mpsc {
     uint8_t *slots;       /* capacity slots of `stride` bytes: seq, element */
     uint64_t mask;

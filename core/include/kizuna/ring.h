@@ -32,6 +32,9 @@ extern "C" {
  * 64-byte line between the producer's and the consumer's fields. */
 #define KZ_CACHE_LINE 64
 
+/* Fields marked "atomic" are plain integers, so the struct is the same in
+ * C and C++; the library touches them only with the GCC/Clang __atomic
+ * builtins. Callers must not read or write any field. */
 typedef struct kz_spsc {
     /* Read-only after init. */
     uint8_t *buf;
