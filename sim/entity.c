@@ -17,6 +17,9 @@ int kz_entities_init(kz_entities *e, uint32_t capacity, const kz_allocator *allo
         return KZ_EINVAL;
     e->alloc = alloc ? *alloc : kz_allocator_default();
     kz_allocator_resolve(&e->alloc);
+    /* Set first: kz_entities_fini frees with sizes derived from it, also
+     * when one of the arrays below could not be allocated. */
+    e->capacity = capacity;
     e->generation = kz_calloc(&e->alloc, (size_t)capacity * sizeof *e->generation, 8);
     e->alive = kz_calloc(&e->alloc, capacity, 8);
     e->free_stack = kz_alloc(&e->alloc, (size_t)capacity * sizeof *e->free_stack, 8);
@@ -28,7 +31,6 @@ int kz_entities_init(kz_entities *e, uint32_t capacity, const kz_allocator *allo
     for (uint32_t i = 0; i < capacity; i++)
         e->free_stack[i] = capacity - 1 - i;
     e->n_free = capacity;
-    e->capacity = capacity;
     return KZ_OK;
 }
 
@@ -40,6 +42,9 @@ void kz_entities_fini(kz_entities *e)
     e->generation = NULL;
     e->alive = NULL;
     e->free_stack = NULL;
+    e->capacity = 0;
+    e->n_free = 0;
+    e->count = 0;
 }
 
 int kz_entity_create(kz_entities *e, kz_entity *out)
