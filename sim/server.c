@@ -206,6 +206,13 @@ static int init_world(kz_server *s)
     KZ__LIMIT(max_accel) KZ__LIMIT(head_min) KZ__LIMIT(head_max) KZ__LIMIT(hand_reach)
     KZ__LIMIT(clock_tolerance) KZ__LIMIT(strike_half_life) KZ__LIMIT(kick_score)
 #undef KZ__LIMIT
+    /* The world's action rates are the validator's buckets: chat and
+     * emotes burst to two seconds' worth, voice to one second's. */
+    const kz_validate_rate chat = {(float)cfg->chat_per_second, 2.0f * (float)cfg->chat_per_second};
+    s->vcfg.rate[KZ_VALIDATE_CHAT] = chat;
+    s->vcfg.rate[KZ_VALIDATE_EMOTE] = chat;
+    s->vcfg.rate[KZ_VALIDATE_VOICE] = (kz_validate_rate){(float)cfg->voice_bytes_per_second,
+                                                         (float)cfg->voice_bytes_per_second};
     if (kz_validate_config_resolve(&s->vcfg))
         return KZ_EINVAL;
     return KZ_OK;
@@ -287,6 +294,58 @@ int kz__seen(const kz__client *cl, uint32_t idx)
     return (int)((cl->seen[idx / 64u] >> (idx % 64u)) & 1u);
 }
 
+/* ---- sampled reports ---------------------------------------------------- */
+
+/* One event of a sampled stream: 1 when it may be reported (with *more =
+ * the events left out since the last reported one), 0 when it is left out
+ * and counted. */
+static int sample(kz_server *s, kz__sampler *sm, uint32_t *more)
+{
+    if (!kz_validate_bucket_take(&sm->bucket, KZ__REPORTS_PER_SECOND, KZ__REPORTS_BURST, 1.0,
+                                 s->now)) {
+        sm->left_out++;
+        kz_counter_inc(s->c, KZ_WORLD_C_REPORTS_SAMPLED);
+        return 0;
+    }
+    *more = sm->left_out;
+    sm->left_out = 0;
+    return 1;
+}
+
+int kz__report_take(kz_server *s, kz__client *cl, unsigned kind, uint32_t *more)
+{
+    return sample(s, &cl->reports[kind], more);
+}
+
+/* Audit record type and log word of each report kind, for the closing
+ * count of a session's left-out reports. */
+static const struct {
+    uint32_t audit_type;
+    const char *word;
+} report_kinds[KZ__REPORT_KINDS] = {
+    [KZ__REPORT_ADMIN] = {KZ_AUDIT_ROLE_ACTION, "admin_refusals"},
+    [KZ__REPORT_BLOCK] = {KZ_AUDIT_BLOCK, "blocks"},
+    [KZ__REPORT_ZONE] = {KZ_AUDIT_ZONE_REFUSAL, "zone_refusals"},
+    [KZ__REPORT_TELEPORT] = {KZ_AUDIT_VIOLATION, "teleport_refusals"},
+};
+
+/* At the end of a session: one record and one line per kind that left
+ * reports out since its last one, so the log's totals are complete. */
+static void reports_flush(kz_server *s, kz__client *cl)
+{
+    for (unsigned k = 0; k < KZ__REPORT_KINDS; k++) {
+        uint32_t n = cl->reports[k].left_out;
+        if (!n)
+            continue;
+        cl->reports[k].left_out = 0;
+        char what[40];
+        snprintf(what, sizeof what, "(and %u more not recorded)", n);
+        kz__audit(s, report_kinds[k].audit_type, cl, 0, what);
+        kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "client=%llu %s not logged: %u",
+                (unsigned long long)cl->client_id, report_kinds[k].word, n);
+    }
+}
+
 /* ---- sessions ----------------------------------------------------------- */
 
 static uint64_t next_random(kz_server *s)
@@ -332,31 +391,10 @@ static void rest_entity(kz_server *s, uint32_t i)
     s->importance[i] = 1.0f;
 }
 
-static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
+/* Empties a client's per-session state for a new connection; the view
+ * tables stay where they are and are cleared. */
+static void client_reset(kz_server *s, kz__client *cl)
 {
-    kz__client *cl = &s->clients[slot];
-    kz_entity e;
-    if (cl->live || kz_entity_create(&s->ents, &e) != KZ_OK) {
-        kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server", "no room for the avatar of slot %u", slot);
-        (void)kz_netserver_kick(s->net, slot, KZ_KICK_ADMIN);
-        return;
-    }
-    uint32_t i = kz_entity_index(&s->ents, e);
-    rest_entity(s, i);
-    s->kind[i] = KZ_KIND_AVATAR;
-    s->owner[i] = slot + 1u;
-    badge_from(&s->badge[i], info);
-    float x = spawn_coord(s), z = spawn_coord(s);
-    s->pos[i][0] = (int32_t)lrintf(x * KZ_SNAP_POS_UNITS);
-    s->pos[i][1] = 0;
-    s->pos[i][2] = (int32_t)lrintf(z * KZ_SNAP_POS_UNITS);
-    if (kz_grid_insert(&s->grid, i, (float)s->pos[i][0] / KZ_SNAP_POS_UNITS,
-                       (float)s->pos[i][2] / KZ_SNAP_POS_UNITS) != KZ_OK) {
-        (void)kz_entity_destroy(&s->ents, e);
-        (void)kz_netserver_kick(s->net, slot, KZ_KICK_ADMIN);
-        return;
-    }
-    /* Reset the client's tables; the arrays stay where they are. */
     uint32_t *slot_ent = cl->slot_ent, *vis = cl->vis, *since = cl->since, *slot_id = cl->slot_id;
     float *score = cl->score;
     float *acc = cl->acc;
@@ -376,18 +414,118 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
     memset(seen, 0, ((s->cap + 63u) / 64u) * sizeof *seen);
     for (uint32_t k = 0; k < s->history; k++)
         hist[k].tick = 0, hist[k].count = 0;
-    cl->live = 1;
-    cl->avatar = i;
     kz_validate_client_init(&cl->val);
+    cl->budget = (double)s->cfg.bytes_per_second / s->cfg.tick_hz;
+}
+
+static void client_identity(kz__client *cl, const kz_token_info *info)
+{
     cl->acting_for = info->claims.acting_for;
     cl->client_id = info->client_id;
     cl->verification_level = info->claims.verification_level;
     cl->actor_kind = info->claims.actor_kind;
     cl->n_roles = info->n_roles;
     memcpy(cl->roles, info->roles, sizeof cl->roles);
-    cl->budget = (double)s->cfg.bytes_per_second / s->cfg.tick_hz;
-    cl->chat_tokens = 2.0 * s->cfg.chat_per_second;
-    cl->voice_tokens = s->cfg.voice_bytes_per_second;
+}
+
+#define KZ__SPAWN_TRIES 16u   /* random points tried before the deterministic search */
+#define KZ__SPAWN_GRID 32u    /* the search: a (GRID + 1)^2 lattice over the spawn square */
+
+static int spawn_try(const kz_server *s, const kz__client *cl, float x, float z, int32_t out[3])
+{
+    int32_t p[3] = {(int32_t)lrintf(x * KZ_SNAP_POS_UNITS), 0, (int32_t)lrintf(z * KZ_SNAP_POS_UNITS)};
+    if (!kz__may_be_at(s, cl, p))
+        return 0;
+    memcpy(out, p, sizeof p);
+    return 1;
+}
+
+/*
+ * A spawn point the client may stand at: random points of the spawn
+ * square first; then every point of a lattice over it, from a random
+ * start so that a crowded world does not pile everyone on one corner;
+ * then the nearest allowed point to its centre if that lies within the
+ * square. 0 when the spawn square has no place for this client.
+ */
+static int spawn_point(kz_server *s, const kz__client *cl, int32_t out[3])
+{
+    for (uint32_t k = 0; k < KZ__SPAWN_TRIES; k++) {
+        float x = spawn_coord(s), z = spawn_coord(s);
+        if (spawn_try(s, cl, x, z, out))
+            return 1;
+    }
+    const uint32_t side = KZ__SPAWN_GRID + 1u, n = side * side;
+    const float r = s->cfg.spawn_radius, step = 2.0f * r / (float)KZ__SPAWN_GRID;
+    uint32_t start = (uint32_t)(next_random(s) % n);
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t at = (start + k) % n;
+        if (spawn_try(s, cl, -r + step * (float)(at % side), -r + step * (float)(at / side), out))
+            return 1;
+    }
+    const int32_t centre[3] = {0, 0, 0};
+    int32_t lim = (int32_t)lrintf(r * KZ_SNAP_POS_UNITS);
+    return kz__nearest_allowed(s, cl, centre, out) && out[0] >= -lim && out[0] <= lim &&
+           out[2] >= -lim && out[2] <= lim;
+}
+
+/* A connection no spawn point admits: told why and let go before it has
+ * an avatar. The refusal is audited like a kick (the gate bounds how
+ * often a client can connect); its log line is sampled world-wide. */
+static void refuse_no_place(kz_server *s, uint32_t slot, kz__client *cl)
+{
+    static const char why[] = "no place in this world admits you: every spawn point is in a "
+                              "zone you may not enter";
+    uint8_t buf[sizeof why];
+    buf[0] = KZ_NOTICE_KICK;
+    memcpy(buf + 1, why, sizeof why - 1);
+    kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_NOTICE, buf, (uint32_t)sizeof why);
+    (void)kz_netserver_kick(s->net, slot, KZ_KICK_NO_PLACE);
+    cl->kicked = 1;  /* anything it sent before the disconnect is dropped */
+    kz_counter_inc(s->c, KZ_WORLD_C_SPAWN_REFUSED);
+    kz__audit(s, KZ_AUDIT_KICK, cl, KZ_KICK_NO_PLACE, "no place: every spawn point refused");
+    uint32_t more = 0;
+    if (sample(s, &s->spawn_reports, &more))
+        kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server",
+                "refused slot=%u client=%llu reason=no_place (and %u more)", slot,
+                (unsigned long long)cl->client_id, more);
+}
+
+static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
+{
+    kz__client *cl = &s->clients[slot];
+    if (cl->live) {
+        kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server", "no room for the avatar of slot %u", slot);
+        (void)kz_netserver_kick(s->net, slot, KZ_KICK_ADMIN);
+        return;
+    }
+    client_reset(s, cl);
+    client_identity(cl, info);
+    int32_t at[3];
+    if (!spawn_point(s, cl, at)) {
+        refuse_no_place(s, slot, cl);
+        return;
+    }
+    kz_entity e;
+    if (kz_entity_create(&s->ents, &e) != KZ_OK) {
+        kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server", "no room for the avatar of slot %u", slot);
+        (void)kz_netserver_kick(s->net, slot, KZ_KICK_ADMIN);
+        return;
+    }
+    uint32_t i = kz_entity_index(&s->ents, e);
+    rest_entity(s, i);
+    s->kind[i] = KZ_KIND_AVATAR;
+    s->owner[i] = slot + 1u;
+    badge_from(&s->badge[i], info);
+    memcpy(s->pos[i], at, sizeof at);
+    if (kz_grid_insert(&s->grid, i, (float)s->pos[i][0] / KZ_SNAP_POS_UNITS,
+                       (float)s->pos[i][2] / KZ_SNAP_POS_UNITS) != KZ_OK) {
+        s->owner[i] = 0;
+        (void)kz_entity_destroy(&s->ents, e);
+        (void)kz_netserver_kick(s->net, slot, KZ_KICK_ADMIN);
+        return;
+    }
+    cl->live = 1;
+    cl->avatar = i;
     s->n_live++;
     if (s->draining) {
         /* Admitted by the gate just before it closed: told and let go like
@@ -434,7 +572,12 @@ static void on_disconnect(kz_server *s, uint32_t slot)
     if (kz_grid_remove(&s->grid, i) != KZ_OK)
         kz_logf(&s->cfg.net.log, KZ_LOG_ERROR, "server", "avatar %u was not in the grid", i);
     uint32_t id = kz_entity_at(&s->ents, i).id;
+    reports_flush(s, cl);
     kz__audit(s, KZ_AUDIT_DISCONNECT, cl, 0, NULL);
+    if (cl->owe_kick) {
+        cl->owe_kick = 0;
+        s->owed_kicks--;
+    }
     (void)kz_entity_destroy(&s->ents, kz_entity_at(&s->ents, i));
     s->owner[i] = 0;
     if (cl->bubble)
@@ -471,14 +614,17 @@ static kz_validate_verdict punish(kz_server *s, kz__client *cl, uint32_t v, cons
     return verdict;
 }
 
-/* Every new command is checked as it arrives (the clock check needs its
- * arrival time): fixed in place, dropped when over the input budget, and
- * its violations fed to the consequence ladder. The queue entry's pad[0]
- * remembers that the server changed it. */
-static int check_command(kz_server *s, kz__client *cl, kz_wire_command *cmd)
+/* Every new command is checked as it arrives: fixed in place, dropped
+ * when over the input budget, and its violations fed to the consequence
+ * ladder. `received` is when the transport took its datagram off the
+ * socket: the clock check must not see the queueing between the I/O
+ * thread and this one (a late drain would make an honest client's
+ * commands look bunched). The queue entry's pad[0] remembers that the
+ * server changed it. */
+static int check_command(kz_server *s, kz__client *cl, kz_wire_command *cmd, kz_time_ns received)
 {
     kz_validate_result res;
-    uint32_t v = kz_validate_command(&s->vcfg, &cl->val, cmd, s->now, &res);
+    uint32_t v = kz_validate_command(&s->vcfg, &cl->val, cmd, received, &res);
     cmd->pad[0] = res.changed;
     if (v) {
         kz_counter_inc(s->c, KZ_WORLD_C_CORRECTIONS);
@@ -490,7 +636,8 @@ static int check_command(kz_server *s, kz__client *cl, kz_wire_command *cmd)
     return !res.drop;
 }
 
-static void on_input(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len)
+static void on_input(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len,
+                     kz_time_ns received)
 {
     kz_wire_input in;
     if (kz_wire_input_read(p, len, &in) != KZ_OK) {
@@ -509,7 +656,10 @@ static void on_input(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
             continue;
         kz_wire_command checked = *cmd;
         cl->newest_cmd = cmd->tick;
-        if (!check_command(s, cl, &checked) || !cl->live)
+        int keep = check_command(s, cl, &checked, received);
+        if (cl->kicked)
+            return;  /* the rest of the message is not looked at */
+        if (!keep)
             continue;
         cmd = &checked;
         if (cl->q_count == KZ__INPUT_QUEUE) {
@@ -539,18 +689,25 @@ static void relay(kz_server *s, uint32_t from, float radius, int echo, uint8_t c
         if (!s->owner[e])
             continue;
         uint32_t slot = s->owner[e] - 1u;
-        if (e == from ? !echo : !kz__seen(&s->clients[slot], from))
+        if (s->clients[slot].kicked || (e == from ? !echo : !kz__seen(&s->clients[slot], from)))
             continue;
         kz__server_send(s, slot, channel, type, buf, KZ_RELAY_HEADER_BYTES + len);
     }
 }
 
-static int take_token(double *bucket, double cost)
+/* The validator's rate check of one chat line, emote or voice frame: 1
+ * when it may go on; else it is dropped, counted under `drop_counter`,
+ * and the violation goes up the ladder (a sustained flood is struck and
+ * kicked like any other cheat). */
+static int rate_ok(kz_server *s, kz__client *cl, unsigned action, uint32_t amount,
+                   uint32_t drop_counter)
 {
-    if (*bucket < cost)
-        return 0;
-    *bucket -= cost;
-    return 1;
+    uint32_t v = kz_validate_action(&s->vcfg, &cl->val, action, amount, s->now);
+    if (!v)
+        return 1;
+    kz_counter_inc(s->c, drop_counter);
+    punish(s, cl, v, "rate");
+    return 0;
 }
 
 static void on_chat(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len)
@@ -563,10 +720,8 @@ static void on_chat(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
         return;
     }
-    if (!take_token(&cl->chat_tokens, 1.0)) {
-        kz_counter_inc(s->c, KZ_WORLD_C_DROP_RATE_CHAT);
+    if (!rate_ok(s, cl, KZ_VALIDATE_CHAT, 1, KZ_WORLD_C_DROP_RATE_CHAT))
         return;
-    }
     kz_counter_inc(s->c, KZ_WORLD_C_CHAT);
     relay(s, cl->avatar, s->cfg.view_radius + s->cfg.view_hysteresis, 1, KZ_CHANNEL_EVENT,
           KZ_MSG_CHAT, p, len);
@@ -578,10 +733,8 @@ static void on_emote(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
         return;
     }
-    if (!take_token(&cl->chat_tokens, 1.0)) {
-        kz_counter_inc(s->c, KZ_WORLD_C_DROP_RATE_CHAT);
+    if (!rate_ok(s, cl, KZ_VALIDATE_EMOTE, 1, KZ_WORLD_C_DROP_RATE_EMOTE))
         return;
-    }
     s->anim[cl->avatar] = (uint16_t)(p[0] | p[1] << 8);
     relay(s, cl->avatar, s->cfg.view_radius + s->cfg.view_hysteresis, 1, KZ_CHANNEL_EVENT,
           KZ_MSG_EMOTE, p, len);
@@ -597,13 +750,28 @@ static void on_voice(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
         return;
     }
-    if (!take_token(&cl->voice_tokens, len)) {
-        kz_counter_inc(s->c, KZ_WORLD_C_DROP_RATE_VOICE);
+    if (!rate_ok(s, cl, KZ_VALIDATE_VOICE, len, KZ_WORLD_C_DROP_RATE_VOICE))
         return;
-    }
     kz_counter_inc(s->c, KZ_WORLD_C_VOICE);
     s->speaking_until[cl->avatar] = s->tick + s->cfg.tick_hz / 3u + 1u;
     relay(s, cl->avatar, s->cfg.voice_radius, 0, KZ_CHANNEL_VOICE, KZ_MSG_VOICE, p, len);
+}
+
+/* A teleport whose exit lies in a zone that refuses the client: refused
+ * (the grant is spent), counted and told; not a violation, since the
+ * client cannot know the zone's list. */
+static void refuse_exit(kz_server *s, kz__client *cl)
+{
+    kz_counter_inc(s->c, KZ_WORLD_C_TELEPORT_REFUSED);
+    kz_counter_inc(s->c, KZ_WORLD_C_PLACE_REFUSED);
+    uint32_t more = 0;
+    if (!kz__report_take(s, cl, KZ__REPORT_ZONE, &more))
+        return;
+    char what[48];
+    snprintf(what, sizeof what, "portal exit refused (and %u more)", more);
+    kz__audit(s, KZ_AUDIT_ZONE_REFUSAL, cl, 0, what);
+    kz__notice(s, s->owner[cl->avatar] - 1u, KZ_NOTICE_DENIED,
+               "the portal's exit is in a zone you may not enter");
 }
 
 /* A teleport only through a portal the server granted (the avatar stood
@@ -615,8 +783,17 @@ static void on_teleport(kz_server *s, kz__client *cl, uint32_t portal)
         v = kz_validate_teleport(&cl->val, portal, s->now);
     if (v) {
         kz_counter_inc(s->c, KZ_WORLD_C_TELEPORT_REFUSED);
-        kz__audit(s, KZ_AUDIT_VIOLATION, cl, v, "teleport");
+        uint32_t more = 0;
+        if (kz__report_take(s, cl, KZ__REPORT_TELEPORT, &more)) {
+            char what[40];
+            snprintf(what, sizeof what, "teleport (and %u more)", more);
+            kz__audit(s, KZ_AUDIT_VIOLATION, cl, v, what);
+        }
         punish(s, cl, v, NULL);
+        return;
+    }
+    if (!kz__may_be_at(s, cl, s->portals[portal - 1u].exit)) {
+        refuse_exit(s, cl);
         return;
     }
     memcpy(s->pos[cl->avatar], s->portals[portal - 1u].exit, sizeof s->pos[cl->avatar]);
@@ -695,14 +872,31 @@ static void on_action(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t l
     kz_counter_inc(s->c, KZ_WORLD_C_GRABS);
 }
 
+/* Admin and block requests share a per-client budget: beyond it a
+ * request is dropped, counted, and reported to the ladder as a flood (a
+ * sustained one is kicked). 1 when the request may be handled. */
+static int request_ok(kz_server *s, kz__client *cl)
+{
+    if (kz_validate_bucket_take(&cl->requests, KZ__REQUESTS_PER_SECOND, KZ__REQUESTS_BURST, 1.0,
+                                s->now))
+        return 1;
+    kz_counter_inc(s->c, KZ_WORLD_C_DROP_RATE_REQUEST);
+    punish(s, cl, KZ_VIOL_FLOOD, "requests");
+    return 0;
+}
+
 /* Mutual blocks: the list holds client ids, so a block outlives the
- * blocked avatar's reconnects within this session of the blocker. */
+ * blocked avatar's reconnects within this session of the blocker. Adding
+ * and removing share the request budget; new blocks are audited through
+ * the client's sampler. */
 static void on_block(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t len)
 {
     if (len != KZ_BLOCK_BYTES || (p[0] != KZ_BLOCK_ADD && p[0] != KZ_BLOCK_REMOVE)) {
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
         return;
     }
+    if (!request_ok(s, cl))
+        return;
     uint32_t t = kz_entity_index(&s->ents, (kz_entity){kz_wire_get32(p + 1)});
     if (t == UINT32_MAX || !s->owner[t] || t == cl->avatar) {
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
@@ -723,8 +917,11 @@ static void on_block(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
     }
     cl->blocked[cl->n_blocked++] = id;
     kz_counter_inc(s->c, KZ_WORLD_C_BLOCKS);
-    char who[32];
-    snprintf(who, sizeof who, "blocked client %llu", (unsigned long long)id);
+    uint32_t more = 0;
+    if (!kz__report_take(s, cl, KZ__REPORT_BLOCK, &more))
+        return;
+    char who[KZ_AUDIT_DETAIL_MAX];
+    snprintf(who, sizeof who, "blocked client %llu (and %u more)", (unsigned long long)id, more);
     kz__audit(s, KZ_AUDIT_BLOCK, cl, 0, who);
 }
 
@@ -747,7 +944,8 @@ void kz__audit(kz_server *s, uint32_t type, const kz__client *cl, uint32_t code,
     r.code = code;
     if (cl) {
         r.client_id = cl->client_id;
-        r.entity = kz_entity_at(&s->ents, cl->avatar).id;
+        /* A connection refused before it had an avatar names none. */
+        r.entity = cl->live ? kz_entity_at(&s->ents, cl->avatar).id : 0;
         r.verification_level = cl->verification_level;
         r.actor_kind = cl->actor_kind;
         r.acting_for = cl->acting_for;
@@ -772,6 +970,51 @@ static int holds_role(const kz__client *cl, const char *role)
     return 0;
 }
 
+/* An admin action from a client without the role: counted; beyond the
+ * refusal budget a flood on the ladder; audited, logged and told through
+ * the client's sampler, so a stream of refusals costs a few records. */
+static void refuse_admin(kz_server *s, uint32_t slot, kz__client *cl, uint8_t action,
+                         int zone_action)
+{
+    kz_counter_inc(s->c, KZ_WORLD_C_ADMIN_DENIED);
+    if (!kz_validate_bucket_take(&cl->refusals, KZ__REFUSALS_PER_SECOND, KZ__REFUSALS_BURST, 1.0,
+                                 s->now))
+        punish(s, cl, KZ_VIOL_FLOOD, "refusals");
+    uint32_t more = 0;
+    if (cl->kicked || !kz__report_take(s, cl, KZ__REPORT_ADMIN, &more))
+        return;
+    char what[KZ_AUDIT_DETAIL_MAX];
+    snprintf(what, sizeof what, "refused: no moderator role (and %u more)", more);
+    kz__audit(s, KZ_AUDIT_ROLE_ACTION, cl, action, what);
+    kz__notice(s, slot, KZ_NOTICE_DENIED,
+               zone_action ? "this action needs the admin role" : "this action needs the moderator role");
+    kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server",
+            "denied admin action %u from client=%llu (and %u more)", action,
+            (unsigned long long)cl->client_id, more);
+}
+
+/* A summon moves the target one meter along x from the moderator, unless
+ * the target may not stand there (a zone refuses it): then nothing moves
+ * and the moderator is told. 1 when moved. */
+static int summon(kz_server *s, uint32_t slot, kz__client *mod, uint32_t t, kz__client *target)
+{
+    int32_t to[3];
+    memcpy(to, s->pos[mod->avatar], sizeof to);
+    to[0] += KZ_SNAP_POS_UNITS;
+    if (!kz__may_be_at(s, target, to)) {
+        kz_counter_inc(s->c, KZ_WORLD_C_PLACE_REFUSED);
+        kz__notice(s, slot, KZ_NOTICE_DENIED, "the target may not enter the zone you are in");
+        kz__audit(s, KZ_AUDIT_ROLE_ACTION, mod, KZ_ADMIN_SUMMON, "refused: target may not be there");
+        return 0;
+    }
+    memcpy(s->pos[t], to, sizeof to);
+    if (kz_grid_move(&s->grid, t, (float)to[0] / KZ_SNAP_POS_UNITS,
+                     (float)to[2] / KZ_SNAP_POS_UNITS) != KZ_OK)
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
+    target->corrected = 1;  /* the target's own prediction is corrected */
+    return 1;
+}
+
 /* Role-gated actions: a moderator (or admin) may kick, mute and observe.
  * Anything else is refused, told and counted. */
 static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t *p, uint32_t len)
@@ -780,15 +1023,12 @@ static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t 
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
         return;
     }
+    if (!request_ok(s, cl))
+        return;
     int is_admin = holds_role(cl, s->cfg.admin_role);
     int zone_action = p[0] == KZ_ADMIN_ZONE_LOCK || p[0] == KZ_ADMIN_ZONE_UNLOCK;
     if ((zone_action && !is_admin) || (!is_admin && !holds_role(cl, s->cfg.moderator_role))) {
-        kz_counter_inc(s->c, KZ_WORLD_C_ADMIN_DENIED);
-        kz__audit(s, KZ_AUDIT_ROLE_ACTION, cl, p[0], "refused: no moderator role");
-        kz__notice(s, slot, KZ_NOTICE_DENIED,
-               zone_action ? "this action needs the admin role" : "this action needs the moderator role");
-        kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server", "denied admin action %u from client=%llu",
-                p[0], (unsigned long long)cl->client_id);
+        refuse_admin(s, slot, cl, p[0], zone_action);
         return;
     }
     uint32_t t = kz_entity_index(&s->ents, (kz_entity){kz_wire_get32(p + 1)});
@@ -800,6 +1040,7 @@ static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t 
             return;
         }
         s->zones[z - 1u].locked = p[0] == KZ_ADMIN_ZONE_LOCK;
+        s->zones_gen++;  /* a lock moves out everyone it now refuses */
     }
     if (needs_target && (t == UINT32_MAX || !s->owner[t])) {
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
@@ -828,14 +1069,8 @@ static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t 
         cl->observer = 0;
         break;
     case KZ_ADMIN_SUMMON:
-        /* Next to the moderator, one meter along x; the target's own
-         * prediction is corrected. */
-        memcpy(s->pos[t], s->pos[cl->avatar], sizeof s->pos[t]);
-        s->pos[t][0] += KZ_SNAP_POS_UNITS;
-        if (kz_grid_move(&s->grid, t, (float)s->pos[t][0] / KZ_SNAP_POS_UNITS,
-                         (float)s->pos[t][2] / KZ_SNAP_POS_UNITS) != KZ_OK)
-            kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
-        target->corrected = 1;
+        if (!summon(s, slot, cl, t, target))
+            return;
         break;
     default:
         break;  /* zone lock and unlock were applied above */
@@ -863,10 +1098,18 @@ static void on_prefs(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
 static void on_data(kz_server *s, const kz_netmsg *m)
 {
     kz__client *cl = &s->clients[m->slot];
-    if (!cl->live)
+    if (!cl->live || cl->kicked) {
+        /* Kicked (or refused at connect): it is leaving, and nothing it
+         * still sends may count, strike or be logged again. */
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_KICKED);
         return;
+    }
     switch (m->type) {
-    case KZ_MSG_INPUT: on_input(s, cl, m->data, m->len); break;
+    case KZ_MSG_INPUT:
+        /* The transport stamps every DATA message; a zero stamp would be a
+         * transport defect, and the sim's time is then the best known. */
+        on_input(s, cl, m->data, m->len, m->received ? m->received : s->now);
+        break;
     case KZ_MSG_CHAT: on_chat(s, cl, m->data, m->len); break;
     case KZ_MSG_EMOTE: on_emote(s, cl, m->data, m->len); break;
     case KZ_MSG_VOICE: on_voice(s, cl, m->data, m->len); break;
@@ -993,6 +1236,9 @@ int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *t
     if (i == UINT32_MAX || !s->owner[i])
         return KZ_EINVAL;
     uint32_t slot = s->owner[i] - 1u;
+    kz__client *cl = &s->clients[slot];
+    if (cl->kicked && !cl->owe_kick)
+        return KZ_OK;  /* already on its way out: counted and audited once */
     uint8_t buf[1 + KZ_NOTICE_MAX_BYTES];
     size_t n = text ? strnlen(text, KZ_NOTICE_MAX_BYTES) : 0;
     /* A longer text is cut on a character boundary: the client refuses a
@@ -1005,8 +1251,14 @@ int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *t
     kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_NOTICE, buf, (uint32_t)(1 + n));
     int rc = kz_netserver_kick(s->net, slot, reason);
     if (rc == KZ_OK) { /* counted and audited once it is on its way */
+        cl->kicked = 1;
+        cl->q_count = 0;  /* nothing more of it is applied */
+        if (cl->owe_kick) {
+            cl->owe_kick = 0;
+            s->owed_kicks--;
+        }
         kz_counter_inc(s->c, KZ_WORLD_C_KICKS);
-        kz__audit(s, KZ_AUDIT_KICK, &s->clients[slot], reason, text);
+        kz__audit(s, KZ_AUDIT_KICK, cl, reason, text);
     }
     return rc;
 }
@@ -1039,10 +1291,11 @@ void kz__server_tell_shutdown(kz_server *s)
 
 static void violation_kick(kz_server *s, kz__client *cl, uint32_t reason)
 {
+    if (cl->kicked)
+        return;  /* the ladder stays at KICK; the kick itself happens once */
     char text[96];
     snprintf(text, sizeof text, "removed for cheating: %s", kz_validate_reason_text(reason));
     kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server", "kick client=%llu reason=\"%s\"",
             (unsigned long long)cl->client_id, kz_validate_reason_text(reason));
     (void)kz_server_kick(s, kz_entity_at(&s->ents, cl->avatar).id, KZ_KICK_VIOLATION, text);
-    cl->q_count = 0;  /* nothing more of it is applied */
 }

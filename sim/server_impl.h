@@ -31,10 +31,42 @@
 #define KZ__INPUT_QUEUE 16u        /* commands buffered per client (power of two) */
 #define KZ__NO_SLOT 0xFFFFu
 
+/* Admin and block requests per client: sustained rate and burst. Beyond
+ * them a request is dropped and reported as KZ_VIOL_FLOOD. */
+#define KZ__REQUESTS_PER_SECOND 2.0
+#define KZ__REQUESTS_BURST 10.0
+/* Role refusals per client before each further one is a KZ_VIOL_FLOOD. */
+#define KZ__REFUSALS_PER_SECOND 0.5
+#define KZ__REFUSALS_BURST 5.0
+/* Client-triggered reports (audit records, log lines, refusal notices),
+ * per client and kind: a burst, then one a second carrying the count of
+ * those left out in between. */
+#define KZ__REPORTS_PER_SECOND 1.0
+#define KZ__REPORTS_BURST 4.0
+
+/* The kinds of client-triggered reports, each sampled on its own. */
+enum {
+    KZ__REPORT_ADMIN = 0,   /* role-gated action refused for lack of the role */
+    KZ__REPORT_BLOCK,       /* block added */
+    KZ__REPORT_ZONE,        /* held at a zone's boundary, portal exit refused */
+    KZ__REPORT_TELEPORT,    /* teleport without a grant */
+    KZ__REPORT_KINDS
+};
+
+/* One sampled stream of reports: a token bucket and the number of events
+ * left out since the last one reported. */
+typedef struct kz__sampler {
+    kz_validate_bucket bucket;
+    uint32_t left_out;
+} kz__sampler;
+
 typedef struct kz__client {
     uint8_t live;                 /* has an avatar */
     uint8_t corrected;            /* the newest applied command was changed */
     uint8_t told_shutdown;        /* its shutdown kick is queued */
+    uint8_t kicked;               /* a kick is queued (or owed): nothing it sends is
+                                     processed and nothing is sent to it but the kick */
+    uint8_t owe_kick;             /* a no-place kick the full outbound ring refused */
     uint32_t avatar;              /* dense entity index */
     /* inputs */
     kz_wire_command queue[KZ__INPUT_QUEUE];
@@ -60,8 +92,9 @@ typedef struct kz__client {
     uint32_t near_portals;        /* bit per portal the avatar stands at */
     uint64_t in_zones;            /* bit per zone the avatar is in (for notices) */
     kz_validate_client val;       /* cheat checks: rates, clock, strikes */
-    /* rate limits (token buckets) */
-    double chat_tokens, voice_tokens;
+    kz_validate_bucket requests;  /* admin and block requests */
+    kz_validate_bucket refusals;  /* role refusals */
+    kz__sampler reports[KZ__REPORT_KINDS];
     /* view: slot -> dense entity index + 1 (0 = free) */
     uint32_t *slot_ent;
     float *acc;                   /* priority accumulated per view slot */
@@ -147,6 +180,10 @@ struct kz_server {
         float radius;
     } portals[KZ_PORTAL_MAX];
     uint8_t *private_zone;        /* per dense index: private zone index + 1, 0 = none */
+    uint32_t zones_gen;           /* bumped by every zone set or lock */
+    uint32_t zones_enforced;      /* zones_gen the last enforcement pass saw */
+    uint32_t owed_kicks;          /* clients with owe_kick set */
+    kz__sampler spawn_reports;    /* log lines of connections refused for lack of a place */
 };
 
 /* server_tick.c */
@@ -173,6 +210,27 @@ int kz__enters_bubble(kz_server *s, uint32_t i, const int32_t from[3], const int
 uint64_t kz__zones_at(const kz_server *s, const int32_t pos[3]);
 /* server.c: a notice to the client in `slot`. */
 void kz__notice(kz_server *s, uint32_t slot, uint8_t code, const char *text);
+/* server.c: 1 when a client-triggered event of report kind `kind`
+ * (KZ__REPORT_*) may be reported now (audit record, log line, notice);
+ * *more gets the number left out since the last one reported. 0 when it
+ * is left out (counted in reports_sampled_out). */
+int kz__report_take(kz_server *s, kz__client *cl, unsigned kind, uint32_t *more);
+
+/* server_rules.c: placement. 1 when the client may stand at `pos`: inside
+ * the world and in no zone that refuses it. */
+int kz__may_be_at(const kz_server *s, const kz__client *cl, const int32_t pos[3]);
+/* The nearest point (same height) the client may stand at, found among
+ * the exact exits of the zones that refuse it at `from` and then by a
+ * widening search; 1 with *out set, 0 when the world has none. */
+int kz__nearest_allowed(const kz_server *s, const kz__client *cl, const int32_t from[3],
+                        int32_t out[3]);
+/* Moves the avatar of `cl` (in `slot`), which stands where it may not,
+ * to the nearest allowed point and tells it; kicks it (KZ_KICK_NO_PLACE)
+ * when there is none. 1 when moved, 0 when kicked. */
+int kz__zone_evict(kz_server *s, uint32_t slot, kz__client *cl);
+/* Once per change of the zones (zones_gen): every live avatar inside a
+ * zone it may no longer enter is evicted. Called at the start of a tick. */
+void kz__zones_enforce(kz_server *s);
 void kz__update_private_zones(kz_server *s);
 int kz__blocked_either(const kz_server *s, uint32_t a, uint32_t b);
 /* server.c: appends an audit record about client `cl` (may be NULL) when

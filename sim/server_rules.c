@@ -12,10 +12,26 @@
  * invisible listener: whoever may receive an avatar's state may be seen by
  * it (docs/SECURITY.md). The one asymmetry is a moderator's observer mode,
  * and it is announced to everyone the observer sees.
+ *
+ * Placement: no avatar stands inside a zone that refuses it. Spawn points,
+ * summons and portal exits are checked before anyone is put there, and
+ * when the zones change (a zone set, replaced or locked) the next tick
+ * moves everyone a zone now refuses to the nearest point outside it. The
+ * search for that point is rare work (a zone change), so it favours
+ * exactness over speed: the exact exits of the refusing zones first, then
+ * a widening ring search for worlds where zones overlap.
  */
 #include "sim/server_impl.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
+
+#define KZ__EXIT_MARGIN 0.5f      /* m beyond a zone's edge where an evicted avatar stands */
+#define KZ__EXIT_AROUND 8u        /* exits tried around a sphere, evenly spaced */
+#define KZ__SEARCH_DIRS 32u       /* directions of each ring of the widening search */
+#define KZ__SEARCH_GROWTH 1.25f   /* each ring this much wider than the last */
+#define KZ__PI 3.14159265358979f
 
 static int in_zone(const kz_zone_def *z, const int32_t pos[3])
 {
@@ -114,6 +130,186 @@ int kz__may_enter(const kz_server *s, const kz__client *cl, const int32_t pos[3]
     return 1;
 }
 
+/* ---- placement ---------------------------------------------------------- */
+
+int kz__may_be_at(const kz_server *s, const kz__client *cl, const int32_t pos[3])
+{
+    for (int i = 0; i < 3; i++)
+        if (pos[i] > s->codec.pos_max || pos[i] < -s->codec.pos_max)
+            return 0;
+    return kz__may_enter(s, cl, pos);
+}
+
+/* The best point found so far by the placement search. */
+typedef struct kz__spot {
+    const kz_server *s;
+    const kz__client *cl;
+    const int32_t *from;
+    int32_t pos[3];
+    double d2;      /* squared distance from `from`, position units */
+    int found;
+} kz__spot;
+
+/* Considers (x, z) in meters at the height of `from`: kept when the client
+ * may stand there and it is nearer than the best so far. */
+static void spot_try(kz__spot *sp, float x, float z)
+{
+    float bound = sp->s->cfg.world_bound;
+    if (!(fabsf(x) <= bound && fabsf(z) <= bound))
+        return;  /* outside the world (or not a number) */
+    int32_t p[3] = {(int32_t)lrintf(x * KZ_SNAP_POS_UNITS), sp->from[1],
+                    (int32_t)lrintf(z * KZ_SNAP_POS_UNITS)};
+    double dx = (double)p[0] - sp->from[0], dz = (double)p[2] - sp->from[2];
+    double d2 = dx * dx + dz * dz;
+    if ((sp->found && d2 >= sp->d2) || !kz__may_be_at(sp->s, sp->cl, p))
+        return;
+    memcpy(sp->pos, p, sizeof p);
+    sp->d2 = d2;
+    sp->found = 1;
+}
+
+/* The exits of one zone from `from`, at the height of `from`: a box's four
+ * sides straight out and its four corners; a sphere's circle at that
+ * height, radially out first and then around. */
+static void zone_exits(kz__spot *sp, const kz_zone_def *z)
+{
+    float fx = (float)sp->from[0] / KZ_SNAP_POS_UNITS, fz = (float)sp->from[2] / KZ_SNAP_POS_UNITS;
+    const float m = KZ__EXIT_MARGIN;
+    if (z->shape == KZ_ZONE_BOX) {
+        float x0 = z->center[0] - z->half[0] - m, x1 = z->center[0] + z->half[0] + m;
+        float z0 = z->center[2] - z->half[2] - m, z1 = z->center[2] + z->half[2] + m;
+        spot_try(sp, x0, fz);
+        spot_try(sp, x1, fz);
+        spot_try(sp, fx, z0);
+        spot_try(sp, fx, z1);
+        spot_try(sp, x0, z0);
+        spot_try(sp, x0, z1);
+        spot_try(sp, x1, z0);
+        spot_try(sp, x1, z1);
+        return;
+    }
+    float dy = (float)sp->from[1] / KZ_SNAP_POS_UNITS - z->center[1];
+    float r2 = z->half[0] * z->half[0] - dy * dy;
+    float rc = (r2 > 0 ? sqrtf(r2) : 0.0f) + m;
+    float dx = fx - z->center[0], dz = fz - z->center[2];
+    float a0 = (dx != 0 || dz != 0) ? atan2f(dz, dx) : 0.0f;
+    for (uint32_t k = 0; k < KZ__EXIT_AROUND; k++) {
+        float a = a0 + 2.0f * KZ__PI * (float)k / (float)KZ__EXIT_AROUND;
+        spot_try(sp, z->center[0] + rc * cosf(a), z->center[2] + rc * sinf(a));
+    }
+}
+
+/* Rings around `from`, each KZ__SEARCH_GROWTH wider, until one holds an
+ * allowed point or the rings cover the whole world. */
+static void ring_search(kz__spot *sp)
+{
+    float fx = (float)sp->from[0] / KZ_SNAP_POS_UNITS, fz = (float)sp->from[2] / KZ_SNAP_POS_UNITS;
+    float reach = 3.0f * sp->s->cfg.world_bound;
+    for (float r = KZ__EXIT_MARGIN; r <= reach && !sp->found; r *= KZ__SEARCH_GROWTH)
+        for (uint32_t k = 0; k < KZ__SEARCH_DIRS; k++) {
+            float a = 2.0f * KZ__PI * (float)k / (float)KZ__SEARCH_DIRS;
+            spot_try(sp, fx + r * cosf(a), fz + r * sinf(a));
+        }
+}
+
+int kz__nearest_allowed(const kz_server *s, const kz__client *cl, const int32_t from[3],
+                        int32_t out[3])
+{
+    kz__spot sp = {.s = s, .cl = cl, .from = from};
+    if (kz__may_be_at(s, cl, from)) {
+        memcpy(out, from, 3 * sizeof *out);
+        return 1;
+    }
+    for (uint32_t z = 0; z < s->n_zones; z++)
+        if (in_zone(&s->zones[z], from) && !admitted(s, &s->zones[z], cl))
+            zone_exits(&sp, &s->zones[z]);
+    if (!sp.found)
+        ring_search(&sp);
+    if (sp.found)
+        memcpy(out, sp.pos, sizeof sp.pos);
+    return sp.found;
+}
+
+/* The name of the first zone at `pos` that refuses the client. */
+static const char *refusing_zone(const kz_server *s, const kz__client *cl, const int32_t pos[3])
+{
+    for (uint32_t z = 0; z < s->n_zones; z++)
+        if (in_zone(&s->zones[z], pos) && !admitted(s, &s->zones[z], cl))
+            return s->zones[z].name;
+    return "";
+}
+
+int kz__zone_evict(kz_server *s, uint32_t slot, kz__client *cl)
+{
+    uint32_t i = cl->avatar;
+    char text[KZ_NOTICE_MAX_BYTES + 1];
+    int32_t to[3];
+    if (!kz__nearest_allowed(s, cl, s->pos[i], to)) {
+        snprintf(text, sizeof text, "no place in this world admits you (zone %s)",
+                 refusing_zone(s, cl, s->pos[i]));
+        if (kz_server_kick(s, kz_entity_at(&s->ents, i).id, KZ_KICK_NO_PLACE, text) != KZ_OK) {
+            /* Not queued (outbound ring full): served nothing until the
+             * kick goes out on a later enforcement pass. */
+            cl->kicked = 1;
+            cl->owe_kick = 1;
+            s->owed_kicks++;
+        }
+        return 0;
+    }
+    snprintf(text, sizeof text, "moved out of zone %s: its rules do not admit you",
+             refusing_zone(s, cl, s->pos[i]));
+    memcpy(s->pos[i], to, sizeof to);
+    if (kz_grid_move(&s->grid, i, (float)to[0] / KZ_SNAP_POS_UNITS,
+                     (float)to[2] / KZ_SNAP_POS_UNITS) != KZ_OK)
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);  /* inside the bounds: unreachable */
+    cl->corrected = 1;  /* the client's prediction jumps with it */
+    cl->at_boundary = 0;
+    kz_counter_inc(s->c, KZ_WORLD_C_ZONE_MOVED_OUT);
+    kz__notice(s, slot, KZ_NOTICE_DENIED, text);
+    return 1;
+}
+
+/* Delivers the kicks an eviction could not queue. */
+static void pay_owed_kicks(kz_server *s)
+{
+    for (uint32_t slot = 0; slot < s->max_clients && s->owed_kicks; slot++) {
+        kz__client *cl = &s->clients[slot];
+        if (!cl->live || !cl->owe_kick)
+            continue;
+        if (kz_server_kick(s, kz_entity_at(&s->ents, cl->avatar).id, KZ_KICK_NO_PLACE,
+                           "no place in this world admits you") != KZ_OK)
+            return;  /* still full: next tick */
+    }
+}
+
+void kz__zones_enforce(kz_server *s)
+{
+    if (s->owed_kicks)
+        pay_owed_kicks(s);
+    if (s->zones_enforced == s->zones_gen)
+        return;
+    s->zones_enforced = s->zones_gen;
+    uint32_t moved = 0, removed = 0;
+    for (uint32_t slot = 0; slot < s->max_clients; slot++) {
+        kz__client *cl = &s->clients[slot];
+        if (!cl->live || cl->kicked || kz__may_be_at(s, cl, s->pos[cl->avatar]))
+            continue;
+        if (kz__zone_evict(s, slot, cl))
+            moved++;
+        else
+            removed++;
+    }
+    if (!moved && !removed)
+        return;
+    /* One line and one record per pass, however many were moved: a zone
+     * change is an operator's act, and each kick has its own record. */
+    kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "zone rules changed: moved_out=%u kicked=%u",
+            moved, removed);
+    char what[48];
+    snprintf(what, sizeof what, "zones changed: moved %u, kicked %u", moved, removed);
+    kz__audit(s, KZ_AUDIT_ZONE_REFUSAL, NULL, moved, what);
+}
+
 static int zone_name_ok(const char *name)
 {
     size_t n = strnlen(name, sizeof ((kz_zone_def *)0)->name);
@@ -142,11 +338,13 @@ int kz_server_zone_set(kz_server *s, const kz_zone_def *z)
     for (uint32_t i = 0; i < s->n_zones; i++)
         if (strcmp(s->zones[i].name, z->name) == 0) {
             s->zones[i] = *z;
+            s->zones_gen++;  /* a stricter list may now refuse someone inside */
             return KZ_OK;
         }
     if (s->n_zones == KZ_ZONE_MAX)
         return KZ_EFULL;
     s->zones[s->n_zones++] = *z;
+    s->zones_gen++;
     return KZ_OK;
 }
 

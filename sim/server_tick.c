@@ -7,6 +7,7 @@
 #include "sim/server_impl.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -45,20 +46,6 @@ static void grid_follow(kz_server *s, uint32_t i)
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);  /* clamped to bounds: unreachable */
 }
 
-/* Token buckets of the rate limits: chat and emotes burst to two seconds'
- * worth, voice to one second's. */
-static void refill(const kz_server *s, kz__client *cl)
-{
-    double hz = s->cfg.tick_hz;
-    double chat_cap = 2.0 * s->cfg.chat_per_second, voice_cap = s->cfg.voice_bytes_per_second;
-    cl->chat_tokens += s->cfg.chat_per_second / hz;
-    if (cl->chat_tokens > chat_cap)
-        cl->chat_tokens = chat_cap;
-    cl->voice_tokens += s->cfg.voice_bytes_per_second / hz;
-    if (cl->voice_tokens > voice_cap)
-        cl->voice_tokens = voice_cap;
-}
-
 /* Standing at a portal's entrance grants one use of it for 5 s (granted
  * again on each arrival, not every tick). */
 static void grant_portals(kz_server *s, kz__client *cl)
@@ -94,13 +81,41 @@ static void zone_notices(kz_server *s, uint32_t slot, kz__client *cl)
     cl->in_zones = now_in;
 }
 
+/* The zone rule of a move from `before` to `st->pos`: a move that ends
+ * where a zone refuses the client is undone (held at the boundary, one
+ * sampled record per attempt), wherever it started; only a move that
+ * leaves such a zone is accepted. An avatar found standing inside one
+ * (which no placement should allow) is evicted. 1 when the move goes on. */
+static int zone_rule(kz_server *s, uint32_t slot, kz__client *cl, kz_snap_state *st,
+                     const int32_t before[3])
+{
+    if (kz__may_enter(s, cl, st->pos)) {
+        cl->at_boundary = 0;
+        return 1;
+    }
+    if (!kz__may_enter(s, cl, before)) {
+        (void)kz__zone_evict(s, slot, cl);
+        return 0;
+    }
+    memcpy(st->pos, before, sizeof st->pos);
+    cl->corrected = 1;
+    kz_counter_inc(s->c, KZ_WORLD_C_ZONE_REFUSED);
+    uint32_t more = 0;
+    if (!cl->at_boundary && kz__report_take(s, cl, KZ__REPORT_ZONE, &more)) {
+        char what[40];  /* one record per attempt, not per tick of pushing */
+        snprintf(what, sizeof what, "held at boundary (and %u more)", more);
+        kz__audit(s, KZ_AUDIT_ZONE_REFUSAL, cl, 0, what);
+    }
+    cl->at_boundary = 1;
+    return 1;
+}
+
 static void apply_inputs(kz_server *s)
 {
     for (uint32_t slot = 0; slot < s->max_clients; slot++) {
         kz__client *cl = &s->clients[slot];
-        if (!cl->live)
-            continue;
-        refill(s, cl);
+        if (!cl->live || cl->kicked)
+            continue;  /* a kicked avatar stands still until it is gone */
         kz_wire_command cmd;
         if (cl->q_count) {
             cmd = cl->queue[cl->q_head];
@@ -121,18 +136,8 @@ static void apply_inputs(kz_server *s)
         kz__server_load_state(s, cl->avatar, &st);
         int32_t before[3] = {st.pos[0], st.pos[1], st.pos[2]};
         kz_wire_integrate(&s->codec, &st, &cmd);
-        /* A zone one may not enter holds the avatar at its boundary. (One
-         * already inside, say because the zone changed, may walk out.) */
-        if (!kz__may_enter(s, cl, st.pos) && kz__may_enter(s, cl, before)) {
-            memcpy(st.pos, before, sizeof st.pos);
-            cl->corrected = 1;
-            kz_counter_inc(s->c, KZ_WORLD_C_ZONE_REFUSED);
-            if (!cl->at_boundary)  /* one record per attempt, not per tick of pushing */
-                kz__audit(s, KZ_AUDIT_ZONE_REFUSAL, cl, 0, NULL);
-            cl->at_boundary = 1;
-        } else {
-            cl->at_boundary = 0;
-        }
+        if (!zone_rule(s, slot, cl, &st, before))
+            continue;
         if (kz__enters_bubble(s, cl->avatar, before, st.pos)) {
             memcpy(st.pos, before, sizeof st.pos);
             cl->corrected = 1;
@@ -446,13 +451,14 @@ void kz__server_tick(kz_server *s)
 {
     uint64_t t0 = monotonic_ns();
     s->tick++;
+    kz__zones_enforce(s);
     apply_inputs(s);
     move_held(s);
     kz__update_private_zones(s);
     take_images(s);
     kz_snap_cache_begin(&s->cache, s->tick);
     for (uint32_t slot = 0; slot < s->max_clients; slot++)
-        if (s->clients[slot].live)
+        if (s->clients[slot].live && !s->clients[slot].kicked)
             send_snapshot(s, slot);
     kz_counter_inc(s->c, KZ_WORLD_C_TICKS);
     (void)kz_hist_record(&s->tick_ns, monotonic_ns() - t0);

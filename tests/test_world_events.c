@@ -556,3 +556,137 @@ Test(world_events, malformed_messages_are_counted_drops_not_fatal)
     kz_netclient_destroy(c);
     kzt_world_stop(&w);
 }
+
+/* ---- floods climb the ladder; a kick ends all processing ---------------- */
+
+static void start_strict(uint32_t n, float kick_score)
+{
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kz_server_config_default(&sc);
+    sc.spawn_radius = 3.0f;
+    sc.kick_score = kick_score;
+    cr_assert_eq(kzt_world_start(&w, n, NULL, &sc, 5), KZ_OK);
+    cr_assert_eq(kzt_world_connect_all(&w, STEP_NS, 20 * KZ_NS_PER_S), n);
+}
+
+/* The kick notice text client i saw ("" if none). */
+static void kick_notice(uint32_t i, char *out, size_t cap)
+{
+    kz_client_event ev;
+    uint8_t data[KZ_NOTICE_MAX_BYTES + 1];
+    out[0] = 0;
+    if (drain(i, KZ_EV_DISCONNECTED, 0, &ev, data, sizeof data) && ev.len < cap) {
+        memcpy(out, data, ev.len);
+        out[ev.len] = 0;
+    }
+}
+
+/* Chat points are 2 a second (one strike per second); with a kick score
+ * of 10 a sustained flood is kicked after about five seconds. */
+Test(world_events, a_sustained_chat_flood_is_struck_and_kicked)
+{
+    memset(&w, 0, sizeof w);
+    start_strict(2, 10.0f);
+    run_ticks(5);
+    uint32_t sent = 0;
+    for (; sent < 2400 && kz_client_state(w.clients[0]) == KZ_CLIENT_CONNECTED; sent++) {
+        cr_assert_eq(kz_client_chat(w.clients[0], "spam", 4), KZ_OK);
+        kzt_world_step(&w, STEP_NS);
+    }
+    cr_assert_eq(kz_client_state(w.clients[0]), KZ_CLIENT_DISCONNECTED, "kicked (%u sent)", sent);
+    cr_assert_eq(kz_client_reason(w.clients[0]), KZ_KICK_VIOLATION);
+    char text[KZ_NOTICE_MAX_BYTES + 1];
+    kick_notice(0, text, sizeof text);
+    cr_assert(strstr(text, "chat flood") != NULL, "told why: \"%s\"", text);
+    cr_assert_gt(counter(KZ_WORLD_C_VIOL_CHAT), 0, "violation_chat_rate moved");
+    cr_assert_eq(counter(KZ_WORLD_C_VIOL_CHAT), counter(KZ_WORLD_C_DROP_RATE_CHAT),
+                 "each dropped line is one violation");
+    double seconds = (double)sent * STEP_NS / KZ_NS_PER_S;
+    cr_assert_leq(counter(KZ_WORLD_C_CHAT), 8u + 4u * (uint32_t)seconds + 4u, "only the rate relayed");
+    cr_assert_gt(seconds, 3.0, "not kicked on the burst (%.1f s)", seconds);
+    cr_assert_eq(counter(KZ_WORLD_C_KICKS), 1);
+    kzt_world_stop(&w);
+}
+
+Test(world_events, emote_and_voice_floods_are_violations_on_the_ladder)
+{
+    memset(&w, 0, sizeof w);
+    start_strict(2, 0.0f);  /* default ladder: emotes strike, voice is dropped only */
+    run_ticks(5);
+    uint8_t frame[300];
+    memset(frame, 0x5A, sizeof frame);
+    for (int k = 0; k < 120; k++) {
+        cr_assert_eq(kz_client_emote(w.clients[0], 7), KZ_OK);
+        cr_assert_eq(kz_client_voice(w.clients[1], frame, sizeof frame), KZ_OK);
+        kzt_world_step(&w, STEP_NS);
+    }
+    run_ticks(3);
+    cr_assert_gt(counter(KZ_WORLD_C_DROP_RATE_EMOTE), 0);
+    cr_assert_eq(counter(KZ_WORLD_C_VIOL_EMOTE), counter(KZ_WORLD_C_DROP_RATE_EMOTE));
+    cr_assert_eq(counter(KZ_WORLD_C_DROP_RATE_CHAT), 0, "emotes have their own bucket");
+    cr_assert_gt(counter(KZ_WORLD_C_DROP_RATE_VOICE), 0);
+    cr_assert_eq(counter(KZ_WORLD_C_VIOL_VOICE), counter(KZ_WORLD_C_DROP_RATE_VOICE));
+    /* A second of flooding is a strike or two, not a kick. */
+    cr_assert_eq(kz_client_state(w.clients[0]), KZ_CLIENT_CONNECTED);
+    cr_assert_eq(kz_client_state(w.clients[1]), KZ_CLIENT_CONNECTED);
+    kzt_world_stop(&w);
+}
+
+/* One INPUT message with eight new commands, each 40 m/s against 8 m/s,
+ * and a chat line behind it: the first command's strike reaches the kick
+ * score, and nothing after it is looked at, so the kick, its record and
+ * its violation are counted once. */
+Test(world_events, a_kick_stops_processing_the_rest_of_the_drain)
+{
+    memset(&w, 0, sizeof w);
+    w.spare = 1;
+    kzt_audit a;
+    cr_assert_eq(kzt_audit_open(&a), KZ_OK);
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kz_server_config_default(&sc);
+    sc.spawn_radius = 3.0f;
+    sc.kick_score = 5.0f;  /* one speed strike (10 points) kicks */
+    sc.audit = a.log;
+    cr_assert_eq(kzt_world_start(&w, 1, NULL, &sc, 5), KZ_OK);
+    cr_assert_eq(kzt_world_connect_all(&w, STEP_NS, 20 * KZ_NS_PER_S), 1);
+    kz_wire_welcome wl;
+    kz_netclient *c = raw_client(52, &wl);
+    uint64_t chat = counter(KZ_WORLD_C_CHAT);
+    kz_wire_input in;
+    memset(&in, 0, sizeof in);
+    in.count = KZ_INPUT_MAX_COMMANDS;
+    for (uint32_t k = 0; k < in.count; k++) {
+        kz_wire_command *cmd = &in.cmd[k];
+        cmd->tick = in.count - k;  /* newest first */
+        cmd->move[0] = 40 * KZ_SNAP_VEL_UNITS;
+        for (uint32_t p = 0; p < KZ_POSE_COUNT; p++)
+            cmd->rot[p] = KZ_SNAP_ROT_REST;
+    }
+    uint8_t buf[KZ_INPUT_MAX_BYTES];
+    int len = kz_wire_input_write(&in, buf, sizeof buf);
+    cr_assert_gt(len, 0);
+    cr_assert_eq(kz_netclient_send(c, KZ_CHANNEL_INPUT, KZ_MSG_INPUT, buf, (uint32_t)len), KZ_OK);
+    cr_assert_eq(kz_netclient_send(c, KZ_CHANNEL_EVENT, KZ_MSG_CHAT, "after", 5), KZ_OK);
+    for (int k = 0; k < 200 && kz_netclient_state(c) == KZ_NETCLIENT_CONNECTED; k++) {
+        kzt_world_step(&w, STEP_NS);
+        (void)kz_netclient_update(c, w.now);
+        kz_netmsg m;
+        while (kz_netclient_poll(c, &m) == KZ_OK) {
+        }
+    }
+    cr_assert_neq(kz_netclient_state(c), KZ_NETCLIENT_CONNECTED, "kicked");
+    cr_assert_eq(kz_netclient_reason(c), KZ_KICK_VIOLATION);
+    cr_assert_eq(counter(KZ_WORLD_C_KICKS), 1, "one kick");
+    cr_assert_eq(counter(KZ_WORLD_C_VIOL_SPEED), 1, "only the first command was checked");
+    cr_assert_eq(counter(KZ_WORLD_C_CORRECTIONS), 1);
+    cr_assert_eq(counter(KZ_WORLD_C_CHAT), chat, "the chat line behind it was not relayed");
+    cr_assert_geq(counter(KZ_WORLD_C_DROP_KICKED), 1, "but counted as dropped");
+    kz_netclient_destroy(c);
+    kzt_world_stop(&w);
+    cr_assert_eq(kz_audit_close(a.log), KZ_OK);
+    a.log = NULL;
+    cr_assert_eq(kzt_audit_count(&a, KZ_AUDIT_KICK, 52, NULL), 1, "one kick record");
+    cr_assert_eq(kzt_audit_close_count(&a, KZ_AUDIT_VIOLATION, 52, NULL), 1, "one strike record");
+}

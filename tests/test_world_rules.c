@@ -519,3 +519,422 @@ Test(world_rules, zone_entries_and_exits_are_noticed_by_name)
     cr_assert_eq(left, 1, "one exit notice, after the entry");
     kzt_world_stop(&w);
 }
+
+/* ---- placement: no avatar inside a zone that refuses it ----------------- */
+
+static kz_avatar_state server_state(uint32_t i)
+{
+    kz_avatar_state st;
+    cr_assert_eq(kz_server_entity(w.srv, kz_client_self_id(w.clients[i]), &st), KZ_OK);
+    return st;
+}
+
+/* Whether a server-side position lies in a box zone (as the server tests
+ * it: inclusive bounds). */
+static int in_box(const kz_zone_def *z, const float p[3])
+{
+    for (int k = 0; k < 3; k++)
+        if (p[k] < z->center[k] - z->half[k] || p[k] > z->center[k] + z->half[k])
+            return 0;
+    return 1;
+}
+
+/* A "members" zone: private, strong verification, humans only. */
+static kz_zone_def members_box(float cx, float hx, float hz)
+{
+    kz_zone_def z;
+    memset(&z, 0, sizeof z);
+    strcpy(z.name, "members");
+    z.shape = KZ_ZONE_BOX;
+    z.center[0] = cx;
+    z.half[0] = hx;
+    z.half[1] = 5.0f;
+    z.half[2] = hz;
+    z.is_private = 1;
+    z.min_verification = KZ_VERIFY_STRONG;
+    z.humans_only = 1;
+    return z;
+}
+
+/* Starts `n` clients (the first `verified` strongly verified) with the
+ * zone set before anyone connects; returns how many connected. */
+static uint32_t start_zoned(uint32_t n, uint32_t verified, float spawn_radius, const kz_zone_def *z,
+                            uint32_t seed)
+{
+    memset(&w, 0, sizeof w);
+    w.verified = verified;
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kz_server_config_default(&sc);
+    sc.spawn_radius = spawn_radius;
+    sc.spawn_seed = seed;
+    cr_assert_eq(kzt_world_start(&w, n, NULL, &sc, 8), KZ_OK);
+    cr_assert_eq(kz_server_zone_set(w.srv, z), KZ_OK);
+    return kzt_world_connect_all(&w, STEP_NS, 10 * KZ_NS_PER_S);
+}
+
+Test(world_rules, spawning_never_puts_an_outsider_in_a_zone_over_half_the_spawn_area)
+{
+    /* The zone covers x in [0, 10] of the 10 m spawn square. */
+    kz_zone_def z = members_box(5.0f, 5.0f, 10.5f);
+    const uint32_t n = 16, members = 4;
+    cr_assert_eq(start_zoned(n, members, 10.0f, &z, 3), n, "everyone finds a place");
+    uint32_t members_inside = 0;
+    for (int t = 0; t < 30; t++) {
+        run_ticks(1);
+        for (uint32_t i = members; i < n; i++) {
+            kz_avatar_state st = server_state(i);
+            cr_assert(!in_box(&z, st.pos), "outsider %u inside at (%.2f, %.2f)", i, st.pos[0],
+                      st.pos[2]);
+            for (uint32_t m = 0; m < members; m++) {
+                kz_avatar_state ms = server_state(m);
+                if (in_box(&z, ms.pos))
+                    cr_assert(!sees(i, kz_client_self_id(w.clients[m])),
+                              "outsider %u sees member %u inside", i, m);
+            }
+        }
+    }
+    for (uint32_t m = 0; m < members; m++) {
+        kz_avatar_state st = server_state(m);
+        members_inside += in_box(&z, st.pos);
+    }
+    cr_assert_eq(kz_counters_get(kz_server_counters(w.srv), KZ_WORLD_C_SPAWN_REFUSED), 0);
+    /* Members may spawn anywhere: with this seed some land inside. */
+    cr_assert_gt(members_inside, 0, "a member spawned inside its zone");
+    kzt_world_stop(&w);
+}
+
+/* Drives every client until each is connected or over; returns how many
+ * ended with `reason`. */
+static uint32_t settle(uint32_t n, uint32_t reason)
+{
+    for (int k = 0; k < 2000; k++) {
+        uint32_t pending = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t st = kz_client_state(w.clients[i]);
+            pending += st != KZ_CLIENT_CONNECTED && st != KZ_CLIENT_DISCONNECTED;
+        }
+        if (!pending)
+            break;
+        kzt_world_step(&w, STEP_NS);
+    }
+    uint32_t count = 0;
+    for (uint32_t i = 0; i < n; i++)
+        count += kz_client_state(w.clients[i]) == KZ_CLIENT_DISCONNECTED &&
+                 kz_client_reason(w.clients[i]) == reason;
+    return count;
+}
+
+/* The kick text client i saw, or "". */
+static void kick_text(uint32_t i, char *out, size_t cap)
+{
+    out[0] = 0;
+    kz_client_event ev;
+    while (kz_client_poll_event(w.clients[i], &ev) == KZ_OK)
+        if (ev.type == KZ_EV_NOTICE && ev.code == KZ_NOTICE_KICK && ev.len < cap) {
+            memcpy(out, ev.data, ev.len);
+            out[ev.len] = 0;
+        }
+}
+
+Test(world_rules, a_whole_world_strong_zone_refuses_the_unverified_and_admits_members)
+{
+    kz_zone_def z = members_box(0.0f, 4096.0f, 4096.0f);
+    z.half[1] = 4096.0f;
+    const uint32_t n = 4, members = 2;
+    start_zoned(n, members, 20.0f, &z, 1);
+    cr_assert_eq(settle(n, KZ_KICK_NO_PLACE), n - members, "every outsider refused");
+    for (uint32_t m = 0; m < members; m++) {
+        cr_assert_eq(kz_client_state(w.clients[m]), KZ_CLIENT_CONNECTED, "member %u admitted", m);
+        kz_avatar_state st = server_state(m);
+        cr_assert(in_box(&z, st.pos));
+    }
+    char text[KZ_NOTICE_MAX_BYTES + 1];
+    kick_text(n - 1, text, sizeof text);
+    cr_assert(strstr(text, "no place in this world admits you") != NULL, "told why: \"%s\"", text);
+    cr_assert_eq(kz_server_clients(w.srv), members);
+    cr_assert_eq(kz_counters_get(kz_server_counters(w.srv), KZ_WORLD_C_SPAWN_REFUSED), n - members);
+    run_ticks(30);
+    cr_assert_eq(kz_server_clients(w.srv), members, "no avatar was ever made for them");
+    kzt_world_stop(&w);
+}
+
+Test(world_rules, a_zone_over_the_whole_spawn_area_refuses_outsiders_at_connect)
+{
+    /* Larger than the spawn square, smaller than the world. */
+    kz_zone_def z = members_box(0.0f, 30.0f, 30.0f);
+    start_zoned(3, 1, 20.0f, &z, 2);
+    cr_assert_eq(settle(3, KZ_KICK_NO_PLACE), 2);
+    cr_assert_eq(kz_client_state(w.clients[0]), KZ_CLIENT_CONNECTED);
+    kzt_world_stop(&w);
+}
+
+/* The notices of `code` client i got whose text contains `part`. */
+static uint32_t notices_with(uint32_t i, uint32_t code, const char *part)
+{
+    uint32_t n = 0;
+    kz_client_event ev;
+    while (kz_client_poll_event(w.clients[i], &ev) == KZ_OK) {
+        char text[KZ_NOTICE_MAX_BYTES + 1];
+        if (ev.type != KZ_EV_NOTICE || ev.code != code || ev.len >= sizeof text)
+            continue;
+        memcpy(text, ev.data, ev.len);
+        text[ev.len] = 0;
+        n += strstr(text, part) != NULL;
+    }
+    return n;
+}
+
+static float dist_xz(const float a[3], const float b[3])
+{
+    return hypotf(a[0] - b[0], a[2] - b[2]);
+}
+
+Test(world_rules, a_stricter_zone_moves_everyone_it_now_refuses_to_the_nearest_point_outside)
+{
+    memset(&w, 0, sizeof w);
+    w.verified = 1;  /* client 0 */
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kz_server_config_default(&sc);
+    sc.spawn_radius = 3.0f;
+    cr_assert_eq(kzt_world_start(&w, 3, NULL, &sc, 8), KZ_OK);
+    cr_assert_eq(kzt_world_connect_all(&w, STEP_NS, 20 * KZ_NS_PER_S), 3);
+    kz_zone_def z;
+    memset(&z, 0, sizeof z);
+    strcpy(z.name, "hall");
+    z.shape = KZ_ZONE_SPHERE;
+    z.half[0] = 10.0f;
+    z.is_private = 1;
+    cr_assert_eq(kz_server_zone_set(w.srv, &z), KZ_OK);
+    run_ticks(10);
+    for (uint32_t i = 0; i < 3; i++)
+        cr_assert_lt(dist_xz(server_state(i).pos, z.center), 10.0f, "client %u in the hall", i);
+    cr_assert(sees(1, kz_client_self_id(w.clients[0])), "all inside: they see each other");
+    for (uint32_t i = 0; i < 3; i++)
+        notices(i, 0);
+
+    /* The list tightens (as a reload would): strong verification only. */
+    z.min_verification = KZ_VERIFY_STRONG;
+    cr_assert_eq(kz_server_zone_set(w.srv, &z), KZ_OK);
+    run_ticks(1);
+    const kz_counters *k = kz_server_counters(w.srv);
+    cr_assert_eq(kz_counters_get(k, KZ_WORLD_C_ZONE_MOVED_OUT), 2);
+    cr_assert_lt(dist_xz(server_state(0).pos, z.center), 10.0f, "the member stays");
+    for (uint32_t i = 1; i < 3; i++) {
+        float d = dist_xz(server_state(i).pos, z.center);
+        cr_assert(d > 10.0f && d < 10.0f + 0.5f + 0.05f, "client %u just outside (%.3f m)", i, d);
+    }
+    run_ticks(5);
+    for (uint32_t i = 1; i < 3; i++)
+        cr_assert_eq(notices_with(i, KZ_NOTICE_DENIED, "hall"), 1, "client %u told", i);
+    /* They cannot walk back in, and the member inside is hidden from them. */
+    for (int t = 0; t < 60; t++) {
+        for (uint32_t i = 1; i < 3; i++) {
+            kz_avatar_state st = server_state(i);
+            float d = dist_xz(st.pos, z.center);
+            walk(i, -3.0f * st.pos[0] / d, -3.0f * st.pos[2] / d);
+        }
+        run_ticks(1);
+        for (uint32_t i = 1; i < 3; i++)
+            cr_assert_gt(dist_xz(server_state(i).pos, z.center), 10.0f, "client %u back in", i);
+    }
+    cr_assert(!sees(1, kz_client_self_id(w.clients[0])), "the outsider does not see the member");
+    cr_assert(!sees(0, kz_client_self_id(w.clients[1])), "nor the member the outsider");
+
+    /* Stricter still: a zone over the whole world that admits no one but
+     * the member leaves the others no place: they are kicked and told. */
+    kz_zone_def all = members_box(0.0f, 4096.0f, 4096.0f);
+    all.half[1] = 4096.0f;
+    cr_assert_eq(kz_server_zone_set(w.srv, &all), KZ_OK);
+    for (int t = 0; t < 400 && kz_client_state(w.clients[2]) == KZ_CLIENT_CONNECTED; t++)
+        kzt_world_step(&w, STEP_NS);
+    cr_assert_eq(settle(3, KZ_KICK_NO_PLACE), 2);
+    cr_assert_eq(kz_client_state(w.clients[0]), KZ_CLIENT_CONNECTED);
+    cr_assert_eq(kz_counters_get(k, KZ_WORLD_C_KICKS), 2);
+    kzt_world_stop(&w);
+}
+
+Test(world_rules, a_lock_moves_visitors_out_and_summons_and_portals_into_it_are_refused)
+{
+    memset(&w, 0, sizeof w);
+    w.moderators = 1;
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kz_server_config_default(&sc);
+    sc.spawn_radius = 3.0f;
+    sc.admin_role = "moderator";  /* client 0 may lock */
+    cr_assert_eq(kzt_world_start(&w, 2, NULL, &sc, 8), KZ_OK);
+    cr_assert_eq(kzt_world_connect_all(&w, STEP_NS, 20 * KZ_NS_PER_S), 2);
+    const kz_counters *k = kz_server_counters(w.srv);
+    kz_zone_def z;
+    memset(&z, 0, sizeof z);
+    strcpy(z.name, "backroom");
+    z.shape = KZ_ZONE_SPHERE;
+    z.half[0] = 8.0f;
+    cr_assert_eq(kz_server_zone_set(w.srv, &z), KZ_OK);
+    run_ticks(5);
+    cr_assert_lt(dist_xz(server_state(1).pos, z.center), 8.0f, "the visitor is inside");
+    notices(1, 0);
+    cr_assert_eq(kz_client_admin(w.clients[0], KZ_ADMIN_ZONE_LOCK, 1), KZ_OK);
+    run_ticks(5);
+    cr_assert_gt(dist_xz(server_state(1).pos, z.center), 8.0f, "moved out by the lock");
+    cr_assert_lt(dist_xz(server_state(0).pos, z.center), 8.0f, "the moderator stays");
+    cr_assert_eq(kz_counters_get(k, KZ_WORLD_C_ZONE_MOVED_OUT), 1);
+    cr_assert_eq(notices_with(1, KZ_NOTICE_DENIED, "backroom"), 1, "and told");
+
+    /* The moderator inside summons the visitor: refused, counted, told. */
+    float before[3];
+    memcpy(before, server_state(1).pos, sizeof before);
+    notices(0, 0);
+    cr_assert_eq(kz_client_admin(w.clients[0], KZ_ADMIN_SUMMON, kz_client_self_id(w.clients[1])),
+                 KZ_OK);
+    run_ticks(5);
+    cr_assert_lt(dist_xz(server_state(1).pos, before), 0.01f, "the visitor did not move");
+    cr_assert_eq(kz_counters_get(k, KZ_WORLD_C_PLACE_REFUSED), 1);
+    cr_assert_eq(notices(0, KZ_NOTICE_DENIED), 1, "the moderator is told");
+
+    /* A portal whose exit is in the locked room: refused for the visitor. */
+    kz_avatar_state v = server_state(1);
+    const float entrance[3] = {v.pos[0], 0, v.pos[2]}, exit_[3] = {1.0f, 0, 1.0f};
+    cr_assert_eq(kz_server_portal_set(w.srv, 1, entrance, 2.0f, exit_), KZ_OK);
+    run_ticks(3);  /* standing at the entrance grants one use */
+    notices(1, 0);
+    cr_assert_eq(kz_client_teleport(w.clients[1], 1), KZ_OK);
+    run_ticks(5);
+    cr_assert_gt(dist_xz(server_state(1).pos, z.center), 8.0f, "still outside");
+    cr_assert_eq(kz_counters_get(k, KZ_WORLD_C_TELEPORTS), 0);
+    cr_assert_eq(kz_counters_get(k, KZ_WORLD_C_PLACE_REFUSED), 2);
+    cr_assert_eq(kz_counters_get(k, KZ_WORLD_C_VIOL_TELEPORT), 0, "not a cheat");
+    cr_assert_eq(notices_with(1, KZ_NOTICE_DENIED, "portal"), 1, "the visitor is told");
+    /* Unlocked, the same summon works. */
+    cr_assert_eq(kz_client_admin(w.clients[0], KZ_ADMIN_ZONE_UNLOCK, 1), KZ_OK);
+    cr_assert_eq(kz_client_admin(w.clients[0], KZ_ADMIN_SUMMON, kz_client_self_id(w.clients[1])),
+                 KZ_OK);
+    run_ticks(5);
+    cr_assert_lt(dist_xz(server_state(1).pos, server_state(0).pos), 1.5f, "summoned");
+    kzt_world_stop(&w);
+}
+
+/* ---- client-triggered reports are sampled; floods climb the ladder ------ */
+
+/* Lines of the server's log: how many contain `want`, and how many of
+ * those also carry a count of lines left out. */
+static struct {
+    const char *want;
+    uint32_t lines, with_count, all;
+} logged;
+
+static void count_sink(void *ctx, int32_t level, const char *module, const char *msg)
+{
+    (void)ctx;
+    (void)level;
+    (void)module;
+    logged.all++;
+    if (!strstr(msg, logged.want))
+        return;
+    logged.lines++;
+    logged.with_count += strstr(msg, "(and 0 more)") == NULL && strstr(msg, "more)") != NULL;
+}
+
+/* Two clients, client 1 (id 2) a visitor; an audit log and the counting
+ * log sink. */
+static void start_audited(kzt_audit *a, const char *want)
+{
+    memset(&logged, 0, sizeof logged);
+    logged.want = want;
+    cr_assert_eq(kzt_audit_open(a), KZ_OK);
+    memset(&w, 0, sizeof w);
+    w.server_log.sink = count_sink;
+    w.server_log.level = KZ_LOG_INFO;
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kz_server_config_default(&sc);
+    sc.spawn_radius = 3.0f;
+    sc.audit = a->log;
+    cr_assert_eq(kzt_world_start(&w, 2, NULL, &sc, 8), KZ_OK);
+    cr_assert_eq(kzt_world_connect_all(&w, STEP_NS, 20 * KZ_NS_PER_S), 2);
+    run_ticks(5);
+}
+
+/* Calls send(k) once per step, up to `max` times, while client 1 is
+ * connected; returns how many were sent. */
+static uint32_t flood_until_gone(uint32_t max, void (*send)(uint32_t k))
+{
+    uint32_t k = 0;
+    for (; k < max && kz_client_state(w.clients[1]) == KZ_CLIENT_CONNECTED; k++) {
+        send(k);
+        kzt_world_step(&w, STEP_NS);
+    }
+    for (int t = 0; t < 400 && kz_client_state(w.clients[1]) == KZ_CLIENT_CONNECTED; t++)
+        kzt_world_step(&w, STEP_NS);
+    return k;
+}
+
+static void send_refused_kick(uint32_t k)
+{
+    (void)k;
+    cr_assert_eq(kz_client_admin(w.clients[1], KZ_ADMIN_KICK, kz_client_self_id(w.clients[0])),
+                 KZ_OK);
+}
+
+Test(world_rules, a_stream_of_refused_admin_requests_is_sampled_and_ends_in_a_kick)
+{
+    kzt_audit a;
+    start_audited(&a, "denied admin action");
+    uint32_t sent = flood_until_gone(1000, send_refused_kick);
+    run_ticks(10);
+    const kz_counters *k = kz_server_counters(w.srv);
+    cr_assert_eq(kz_client_state(w.clients[1]), KZ_CLIENT_DISCONNECTED, "kicked (%u sent)", sent);
+    cr_assert_eq(kz_client_reason(w.clients[1]), KZ_KICK_VIOLATION);
+    cr_assert_eq(kz_client_state(w.clients[0]), KZ_CLIENT_CONNECTED, "the target never was");
+    /* Sustained FLOOD strikes (20 points, one a second) reach 100 in 5 s. */
+    cr_assert_lt(sent, 1000, "kicked before the stream ended");
+    cr_assert_gt(sent, 100, "not on the first refusals (%u)", sent);
+    cr_assert_gt(kz_counters_get(k, KZ_WORLD_C_VIOL_FLOOD), 0);
+    uint64_t handled = kz_counters_get(k, KZ_WORLD_C_ADMIN_DENIED) +
+                       kz_counters_get(k, KZ_WORLD_C_DROP_RATE_REQUEST) +
+                       kz_counters_get(k, KZ_WORLD_C_DROP_KICKED);
+    /* Requests still in flight when the kick arrived are never delivered. */
+    cr_assert(handled <= sent && handled + 8 >= sent, "each request counted once (%llu of %u)",
+              (unsigned long long)handled, sent);
+    cr_assert_eq(kz_counters_get(k, KZ_WORLD_C_KICKS), 1);
+    /* A few seconds of refusals: the burst, then one a second, plus the
+     * closing count. */
+    double seconds = (double)sent * STEP_NS / KZ_NS_PER_S;
+    uint32_t bound = 4u + (uint32_t)seconds + 2u;
+    cr_assert_leq(logged.lines, bound, "%u log lines for %u refusals", logged.lines, sent);
+    cr_assert_gt(logged.with_count, 0, "a sampled line says how many were left out");
+    kzt_world_stop(&w);
+    int records = kzt_audit_close_count(&a, KZ_AUDIT_ROLE_ACTION, 2, NULL);
+    cr_assert_geq(records, 1, "refusals are recorded (or the log does not verify)");
+    cr_assert_leq((uint32_t)records, bound, "%d audit records for %u refusals", records, sent);
+    cr_assert_lt(logged.all, 60u, "the whole log stays small (%u lines)", logged.all);
+    fprintf(stderr, "refused admin flood: sent=%u handled=%llu lines=%u records=%d\n", sent,
+            (unsigned long long)handled, logged.lines, records);
+}
+
+static void send_block_toggle(uint32_t k)
+{
+    cr_assert_eq(kz_client_block(w.clients[1], kz_client_self_id(w.clients[0]), (k & 1u) == 0),
+                 KZ_OK);
+}
+
+Test(world_rules, block_toggling_is_rate_limited_sampled_and_ends_in_a_kick)
+{
+    kzt_audit a;
+    start_audited(&a, "blocks");
+    uint32_t sent = flood_until_gone(1000, send_block_toggle);
+    run_ticks(10);
+    const kz_counters *k = kz_server_counters(w.srv);
+    cr_assert_eq(kz_client_state(w.clients[1]), KZ_CLIENT_DISCONNECTED, "kicked (%u sent)", sent);
+    cr_assert_eq(kz_client_reason(w.clients[1]), KZ_KICK_VIOLATION);
+    cr_assert_gt(kz_counters_get(k, KZ_WORLD_C_DROP_RATE_REQUEST), sent / 2, "most toggles dropped");
+    double seconds = (double)sent * STEP_NS / KZ_NS_PER_S;
+    /* Blocks handled: the burst of 10 and 2 a second; half of them adds. */
+    cr_assert_leq(kz_counters_get(k, KZ_WORLD_C_BLOCKS), 10u + 2u * (uint32_t)seconds + 2u);
+    kzt_world_stop(&w);
+    int records = kzt_audit_close_count(&a, KZ_AUDIT_BLOCK, 2, NULL);
+    cr_assert_geq(records, 1);
+    cr_assert_leq((uint32_t)records, 4u + (uint32_t)seconds + 2u, "%d block records", records);
+}

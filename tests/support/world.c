@@ -5,8 +5,13 @@
 #include "support/world.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
 
 #define KZT_PROTOCOL 0x4B5A574F524C4431ull
 #define KZT_SERVER_ID 77u
@@ -30,12 +35,16 @@ int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_serve
     kz_proxy_tap_fn tap = w->tap;
     void *tap_ctx = w->tap_ctx;
     uint32_t spare = w->spare, moderators = w->moderators, agents = w->agents;
+    uint32_t verified = w->verified;
+    kz_log server_log = w->server_log;
     memset(w, 0, sizeof *w);
     w->tap = tap;
     w->tap_ctx = tap_ctx;
     w->spare = spare;
     w->moderators = moderators;
     w->agents = agents;
+    w->verified = verified;
+    w->server_log = server_log;
     int rc = kzt_keys_make(&w->keys);
     if (rc)
         return rc;
@@ -55,7 +64,9 @@ int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_serve
     sc.net.io_threads = io_threads;
     sc.net.ring_capacity = ring_capacity;
     sc.net.alloc = alloc;
-    sc.net.log.level = KZ_LOG_WARN;
+    sc.net.log = server_log;
+    if (sc.net.log.level == 0)
+        sc.net.log.level = KZ_LOG_WARN;
     /* Every bot shares 127.0.0.1: lift the per-address gate budget. */
     sc.net.gate_rate_per_ip = 20000;
     w->srv = kz_server_create(&sc);
@@ -93,9 +104,9 @@ int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_serve
         return KZ_ENOMEM;
     for (uint32_t i = 0; i < n; i++) {
         kz_connect_token ct;
-        rc = kzt_mint_as(&w->keys, KZT_PROTOCOL, KZT_SERVER_ID, port, i + 1u,
-                         i < moderators ? "moderator" : NULL,
-                         i + agents >= n ? KZ_ACTOR_AGENT : KZ_ACTOR_HUMAN, &ct);
+        rc = kzt_world_mint_as(w, i + 1u, i < moderators ? "moderator" : NULL,
+                               i < verified ? KZ_VERIFY_STRONG : KZ_VERIFY_NONE,
+                               i + agents >= n ? KZ_ACTOR_AGENT : KZ_ACTOR_HUMAN, &ct);
         if (rc)
             return rc;
         w->clients[i] = kz_client_create(&cc);
@@ -117,6 +128,98 @@ int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_serve
 int kzt_world_mint(const kzt_world *w, uint64_t id, kz_connect_token *out)
 {
     return kzt_mint(&w->keys, KZT_PROTOCOL, KZT_SERVER_ID, kz_server_port(w->srv), id, out);
+}
+
+int kzt_world_mint_as(const kzt_world *w, uint64_t id, const char *role, uint8_t level,
+                      uint8_t actor_kind, kz_connect_token *out)
+{
+    kz_token_info t;
+    memset(&t, 0, sizeof t);
+    t.protocol_id = KZT_PROTOCOL;
+    t.create_time = (uint64_t)time(NULL) - 1;
+    t.expire_time = t.create_time + 600;
+    t.server_id = KZT_SERVER_ID;
+    t.n_addresses = 1;
+    t.addresses[0].family = KZ_ADDR_IPV4;
+    t.addresses[0].ip[0] = 127;
+    t.addresses[0].ip[3] = 1;
+    t.addresses[0].port = kz_server_port(w->srv);
+    t.client_id = id;
+    t.avatar_id = id + 1000;
+    snprintf(t.name, sizeof t.name, "test-%llu", (unsigned long long)id);
+    /* A level without a method (or the other way round) claims nothing. */
+    strcpy(t.claims.method, level == KZ_VERIFY_NONE ? "none" : "ekyc");
+    t.claims.verification_level = level;
+    t.claims.actor_kind = actor_kind;
+    if (actor_kind == KZ_ACTOR_AGENT)
+        t.claims.acting_for = id + 1;
+    if (role) {
+        t.n_roles = 1;
+        snprintf(t.roles[0], sizeof t.roles[0], "%s", role);
+    }
+    size_t len = 0;
+    int rc = kz_token_mint(&t, w->keys.backend.secret_key, w->keys.server.public_key, &out->keys,
+                           out->token, sizeof out->token, &len);
+    out->token_len = (uint16_t)len;
+    return rc;
+}
+
+/* ---- audit logs ---------------------------------------------------------- */
+
+int kzt_audit_open(kzt_audit *a)
+{
+    memset(a, 0, sizeof *a);
+    int rc = kz_sign_keypair_generate(&a->key);
+    if (rc)
+        return rc;
+    snprintf(a->path, sizeof a->path, "/tmp/kzt-audit-XXXXXX");
+    int fd = mkstemp(a->path);
+    if (fd < 0)
+        return KZ_EIO;
+    close(fd);
+    unlink(a->path);  /* the log creates it */
+    kz_audit_config ac;
+    memset(&ac, 0, sizeof ac);
+    kz_audit_config_default(&ac);
+    ac.path = a->path;
+    memcpy(ac.sign_secret_key, a->key.secret_key, sizeof ac.sign_secret_key);
+    rc = kz_audit_open(&ac, &a->log);
+    sodium_memzero(&ac, sizeof ac);
+    return rc;
+}
+
+int kzt_audit_count(const kzt_audit *a, uint32_t type, uint64_t client, const char *detail)
+{
+    kz_audit_verify_result r;
+    if (kz_audit_verify(a->path, a->key.public_key, 0, &r) != KZ_OK || r.verdict != KZ_AUDIT_VALID)
+        return -1;
+    FILE *f = fopen(a->path, "rb");
+    if (!f)
+        return -1;
+    static uint8_t buf[8u << 20];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    int n = 0;
+    for (size_t off = 0; off < len;) {
+        kz_audit_entry e;
+        if (kz_audit_decode(buf + off, len - off, &e) != KZ_OK)
+            return -1;
+        off += e.size;
+        if (e.rec.type != type || (client && e.rec.client_id != client))
+            continue;
+        n += !detail || strstr(e.rec.detail, detail) != NULL;
+    }
+    return n;
+}
+
+int kzt_audit_close_count(kzt_audit *a, uint32_t type, uint64_t client, const char *detail)
+{
+    if (a->log && kz_audit_close(a->log) != KZ_OK)
+        return -1;
+    a->log = NULL;
+    int n = kzt_audit_count(a, type, client, detail);
+    unlink(a->path);
+    return n;
 }
 
 void kzt_world_step(kzt_world *w, kz_time_ns dt)

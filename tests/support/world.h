@@ -37,11 +37,34 @@ typedef struct kzt_world {
     uint32_t spare;          /* set before start: server slots beyond the n clients */
     uint32_t moderators;     /* set before start: clients 0..moderators-1 hold "moderator" */
     uint32_t agents;         /* set before start: the last `agents` clients are AI agents */
+    uint32_t verified;       /* set before start: clients 0..verified-1 were verified
+                                strongly (KZ_VERIFY_STRONG, method "ekyc") */
+    kz_log server_log;       /* set before start: the server's log (zero: stderr, warnings) */
 } kzt_world;
 
 /* Mints a token for client id `id` to this world's server (for extra,
  * hand-driven clients in spare slots). */
 int kzt_world_mint(const kzt_world *w, uint64_t id, kz_connect_token *out);
+/* The same with a role (NULL: none), a verification level (KZ_VERIFY_*;
+ * any level but none names the method "ekyc") and an actor kind. */
+int kzt_world_mint_as(const kzt_world *w, uint64_t id, const char *role, uint8_t level,
+                      uint8_t actor_kind, kz_connect_token *out);
+
+/* An audit log in a fresh temporary file with a fresh signing key. */
+typedef struct kzt_audit {
+    char path[64];
+    kz_sign_keypair key;
+    kz_audit *log;
+} kzt_audit;
+/* 0 or a KZ_E code. */
+int kzt_audit_open(kzt_audit *a);
+/* Closes the log, verifies the whole file against the key and counts the
+ * records of `type` by client `client` (0 = any) whose detail contains
+ * `detail` (NULL = any). Returns the count, or -1 when the file does not
+ * verify or cannot be read. Removes the file. */
+int kzt_audit_close_count(kzt_audit *a, uint32_t type, uint64_t client, const char *detail);
+/* Like kzt_audit_close_count on a log already closed, without removing it. */
+int kzt_audit_count(const kzt_audit *a, uint32_t type, uint64_t client, const char *detail);
 
 /* Starts a world of `n` clients; `impair` is a kz_impair profile applied
  * both ways (NULL = direct). `scfg` may be NULL for defaults (its net

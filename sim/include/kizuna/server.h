@@ -56,12 +56,18 @@ typedef struct kz_server_config {
     float grab_reach;                 /* meters from the root; default 2 */
     float voice_radius;               /* default 25 m */
     uint32_t voice_bytes_per_second;  /* per sender; default 8000 */
-    uint32_t chat_per_second;         /* per sender, burst 2x; default 4 */
+    uint32_t chat_per_second;         /* per sender, burst 2x; default 4. Emotes have
+                                         their own bucket of the same size. Both, and
+                                         voice, are the validator's action rates:
+                                         sustained floods climb the ladder */
     uint32_t interest_period;         /* ticks between a client's interest runs, 1..16,
                                          staggered across clients; default 3. In
                                          between, the view keeps its entities (the
                                          visibility hook is still asked every tick) */
-    uint32_t spawn_seed;              /* spawn points are random within spawn_radius */
+    uint32_t spawn_seed;              /* spawn points are random within spawn_radius, only
+                                         where the client may be (zone rules); a client
+                                         that no spawn point admits is refused
+                                         (KZ_KICK_NO_PLACE) */
     float spawn_radius;               /* default 100 m */
     float personal_space;             /* bubble radius for clients that turn it on;
                                          default 1.2 m */
@@ -69,7 +75,8 @@ typedef struct kz_server_config {
     float max_accel;                  /* m/s^2; default 40 */
     float head_min, head_max;         /* m above the root (VR); defaults 0.1, 1.95 */
     float hand_reach;                 /* m from the head; default 1.2 */
-    float clock_tolerance;            /* fraction a client clock may run fast; 0.05 */
+    float clock_tolerance;            /* fraction a client clock may run fast; 0 = the
+                                         validator's default (docs/VALIDATION.md) */
     float strike_half_life;           /* s; default 60 */
     float kick_score;                 /* strike score that kicks; default 100 */
     const char *moderator_role;       /* token role that may kick, mute and observe;
@@ -134,6 +141,16 @@ KZ_API KZ_MUST_CHECK int kz_server_object_add(kz_server *s, const float pos[3], 
  * told through a correction). Avatars inside a private zone are invisible
  * and inaudible from outside it, and see only its inside: visibility is
  * symmetric, so no zone makes an invisible listener.
+ *
+ * No placement leaves an avatar inside a zone it may not enter: spawn
+ * points are chosen among the places the client may be, a summon or a
+ * portal whose destination it may not enter is refused, and when a zone
+ * appears, is replaced with a stricter list or is locked around someone
+ * it no longer admits, that avatar is moved at the next tick to the
+ * nearest allowed point outside (0.5 m beyond the edge) and told with a
+ * KZ_NOTICE_DENIED notice naming the zone; if no allowed point exists in
+ * the world it is kicked with KZ_KICK_NO_PLACE. While inside a zone it
+ * may not be in, the only move accepted is one that leaves it.
  */
 typedef struct kz_zone_def {
     char name[25];                            /* [a-z0-9_-], unique */
@@ -152,9 +169,8 @@ typedef struct kz_zone_def {
  * the last zone into the gap); KZ_ADMIN_ZONE_LOCK names them by number. */
 
 /* Adds (or replaces, by name) a zone. 0, KZ_EINVAL (bad shape, name or
- * size) or KZ_EFULL. Takes effect on the next tick; avatars already inside
- * a zone they may no longer enter are not moved, only kept from coming
- * back in. */
+ * size) or KZ_EFULL. Takes effect on the next tick, which first moves out
+ * every avatar inside a zone it may no longer enter (see above). */
 KZ_API KZ_MUST_CHECK int kz_server_zone_set(kz_server *s, const kz_zone_def *z);
 /* Removes a zone by name: 0 or KZ_EINVAL (no such zone). */
 KZ_API int kz_server_zone_remove(kz_server *s, const char *name);
@@ -172,7 +188,11 @@ KZ_API KZ_MUST_CHECK int kz_server_portal_set(kz_server *s, uint32_t id, const f
                                               float radius, const float exit[3]);
 
 /* Ends the session of the client whose avatar is `avatar`, telling it
- * `reason` (KZ_KICK_* code) and `text` (UTF-8, may be NULL). */
+ * `reason` (KZ_KICK_* code) and `text` (UTF-8, may be NULL). Once the kick
+ * is queued (0) the kick is counted and audited once, and nothing more
+ * the client sends is processed (each message counted in drop_after_kick);
+ * it gets no more snapshots or relays. KZ_EINVAL (no such avatar) or the
+ * transport's error (outbound ring full: nothing changed, call again). */
 KZ_API int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *text);
 
 /*
@@ -185,7 +205,12 @@ KZ_API int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const 
 KZ_API void kz_server_shutdown(kz_server *s, const char *text);
 
 /* Role-gated actions a client may ask for (KZ_MSG_ADMIN); a client whose
- * token lacks the role is refused, told, and the refusal counted. */
+ * token lacks the role is refused, told, and the refusal counted. Admin
+ * and block requests share a per-client budget; requests beyond it, and
+ * role refusals beyond a smaller one, are dropped and reported to the
+ * consequence ladder as KZ_VIOL_FLOOD. The audit records, log lines and
+ * notices a client's refusals cause are sampled per client (a few, then
+ * one a second carrying "(and N more)"). */
 #define KZ_ADMIN_KICK 1u          /* moderator: end the target's session */
 #define KZ_ADMIN_MUTE 2u          /* moderator: drop the target's chat and voice */
 #define KZ_ADMIN_UNMUTE 3u
@@ -200,6 +225,8 @@ KZ_API void kz_server_shutdown(kz_server *s, const char *text);
 #define KZ_KICK_ADMIN 1u
 #define KZ_KICK_VIOLATION 2u
 #define KZ_KICK_SHUTDOWN 3u
+#define KZ_KICK_NO_PLACE 4u       /* no place in the world admits the client (zone rules):
+                                     at connect, or when a zone tightened around it */
 
 /* Counters of the world (names via kz_counters_name). The violation_*
  * counters count each kind of cheat the validator found (docs/VALIDATION.md),
@@ -225,17 +252,24 @@ KZ_API void kz_server_shutdown(kz_server *s, const char *text);
     X(GRABS, "grabs")                                     \
     X(DROP_MALFORMED, "drop_malformed_message")           \
     X(ZONE_REFUSED, "zone_entries_refused")               \
+    X(ZONE_MOVED_OUT, "zone_moved_out")                   \
+    X(SPAWN_REFUSED, "spawns_refused_no_place")           \
+    X(PLACE_REFUSED, "placements_refused_zone")           \
     X(BUBBLE_REFUSED, "personal_space_refusals")          \
     X(TELEPORTS, "teleports")                             \
     X(TELEPORT_REFUSED, "teleports_refused")              \
     X(BLOCKS, "blocks")                                   \
     X(ADMIN_DONE, "admin_actions")                        \
     X(ADMIN_DENIED, "admin_actions_denied")               \
+    X(REPORTS_SAMPLED, "reports_sampled_out")             \
     X(DROP_MUTED, "drop_muted")                           \
     X(DROP_RATE_CHAT, "drop_rate_limited_chat")           \
     X(DROP_RATE_VOICE, "drop_rate_limited_voice")         \
+    X(DROP_RATE_EMOTE, "drop_rate_limited_emote")         \
+    X(DROP_RATE_REQUEST, "drop_rate_limited_request")     \
     X(DROP_REFUSED, "drop_action_refused")                \
     X(DROP_SEND, "drop_send_failed")                      \
+    X(DROP_KICKED, "drop_after_kick")                     \
     X(KICKS, "kicks")                                     \
     X(VIOL_SPEED, "violation_speed")                      \
     X(VIOL_ACCEL, "violation_acceleration")               \
