@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -87,18 +89,33 @@ typedef struct reply {
     size_t body_len;
 } reply;
 
-/* Sends `request` (a complete HTTP/1.1 request) to 127.0.0.1:port and
- * reads the response until the server closes the connection. */
-static reply http_raw(uint16_t port, const char *request)
+/* A TCP socket connected to 127.0.0.1:port from source address `src`
+ * (any 127.x.y.z works on Linux's loopback; NULL: the kernel's choice). */
+static int connect_from(const char *src, uint16_t port)
 {
-    reply r = {0};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     cr_assert_geq(fd, 0);
-    struct timeval tv = {10, 0};
-    cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    if (src != NULL) {
+        struct sockaddr_in me = {.sin_family = AF_INET};
+        cr_assert_eq(inet_pton(AF_INET, src, &me.sin_addr), 1, "%s", src);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&me, sizeof me), 0, "bind %s: %s", src,
+                     strerror(errno));
+    }
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0, "connect: %s", strerror(errno));
+    return fd;
+}
+
+/* Sends `request` (a complete HTTP/1.1 request) to 127.0.0.1:port from
+ * `src` and reads the response until the server closes the connection
+ * (a server that keeps it open fails the test after 10 s). */
+static reply http_raw_from(const char *src, uint16_t port, const char *request)
+{
+    reply r = {0};
+    int fd = connect_from(src, port);
+    struct timeval tv = {10, 0};
+    cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
     size_t len = strlen(request);
     cr_assert_eq(send(fd, request, len, 0), (ssize_t)len);
     size_t cap = 65536, have = 0;
@@ -124,6 +141,11 @@ static reply http_raw(uint16_t port, const char *request)
     r.body = end + 4;
     r.body_len = have - (size_t)(r.body - r.raw);
     return r;
+}
+
+static reply http_raw(uint16_t port, const char *request)
+{
+    return http_raw_from(NULL, port, request);
 }
 
 static reply http(uint16_t port, const char *method, const char *path)
@@ -358,7 +380,8 @@ Test(admin, histogram_and_counters_accumulate_across_publishes)
             double before = strtod(sp + 1, NULL), after = -1;
             cr_assert(sample(r2.body, series, &after), "%s vanished", series);
             if (strcmp(series, "kizuna_clients_connected") != 0 &&
-                strcmp(series, "kizuna_transport_sessions") != 0)
+                strcmp(series, "kizuna_transport_sessions") != 0 &&
+                strcmp(series, "kizuna_admin_connections") != 0)
                 cr_expect_geq(after, before, "%s went down", series);
         }
     }
@@ -696,4 +719,297 @@ Test(admin, publish_and_render_on_two_threads)
                  kz_counters_get(kz_server_counters(w.srv), KZ_WORLD_C_TICKS));
     cr_expect_eq(check_histogram(text), sample_u64(text, "kizuna_ticks_total"));
     free(text);
+}
+
+/* ---- hostile connections -------------------------------------------------- */
+
+/* Slowloris clients send one byte of a header that never ends every
+ * DRIP_MS, far more often than any idle timeout, so only a deadline on
+ * the whole request can end them. GIVE_UP_MS bounds every wait: a
+ * connection still open then would never have been closed. */
+#define DRIP_MS 100u
+#define GIVE_UP_MS 15000u
+#define FLOOD 20u
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000u, (long)(ms % 1000u) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void start_admin_with(uint32_t deadline_ms)
+{
+    char err[200] = "";
+    kzs_admin_limits lim = {.deadline_ms = deadline_ms};
+    adm = kzs_admin_start_limited("127.0.0.1:0", m, &lim, err, sizeof err);
+    cr_assert_not_null(adm, "%s", err);
+}
+
+/* A live world whose figures are fresh, so /healthz answers 200. */
+static void start_healthy(uint32_t deadline_ms)
+{
+    start_world();
+    kzs_metrics_publish(m, w.srv, NULL);
+    start_admin_with(deadline_ms);
+}
+
+typedef struct slow_conn {
+    int fd;
+    uint64_t opened_ms; /* when connect returned */
+    uint64_t closed_ms; /* when the server's close was seen; 0 while open */
+} slow_conn;
+
+/* Opens a slowloris connection from `src`: a request line and the start
+ * of a header line that is never finished. */
+static slow_conn slow_open(const char *src)
+{
+    slow_conn k = {connect_from(src, kzs_admin_port(adm)), mono_ms(), 0};
+    const char *start = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+    cr_assert_eq(send(k.fd, start, strlen(start), MSG_NOSIGNAL), (ssize_t)strlen(start));
+    return k;
+}
+
+/* Whether the server has closed k (end of stream or a reset), noting
+ * when it was first seen. An answer to the unfinished request fails. */
+static int slow_closed(slow_conn *k)
+{
+    char b[256];
+    if (k->closed_ms != 0)
+        return 1;
+    ssize_t n = recv(k->fd, b, sizeof b, MSG_DONTWAIT);
+    if (n > 0)
+        cr_assert_fail("an unfinished request was answered: %.*s", (int)n, b);
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+        k->closed_ms = mono_ms();
+    return k->closed_ms != 0;
+}
+
+/* One more byte of the endless header, unless the server closed k. */
+static void slow_drip(slow_conn *k)
+{
+    if (!slow_closed(k) && send(k->fd, "a", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1 &&
+        errno != EAGAIN)
+        k->closed_ms = mono_ms();
+}
+
+/* Drips on ks[0..n) until every one is closed or GIVE_UP_MS has passed;
+ * returns how many are closed. */
+static size_t slow_drip_until_closed(slow_conn *ks, size_t n)
+{
+    size_t closed = 0;
+    for (uint64_t start = mono_ms(); closed < n && mono_ms() - start < GIVE_UP_MS;) {
+        sleep_ms(DRIP_MS);
+        closed = 0;
+        for (size_t i = 0; i < n; i++) {
+            slow_drip(&ks[i]);
+            closed += ks[i].closed_ms != 0;
+        }
+    }
+    return closed;
+}
+
+/* Waits (at most GIVE_UP_MS) for the server to close k. */
+static int slow_wait_closed(slow_conn *k)
+{
+    for (uint64_t start = mono_ms(); mono_ms() - start < GIVE_UP_MS; sleep_ms(10))
+        if (slow_closed(k))
+            return 1;
+    return 0;
+}
+
+static void slow_close_all(slow_conn *ks, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        close(ks[i].fd);
+}
+
+/* Waits (at most GIVE_UP_MS) until the endpoint has admitted `accepted`
+ * connections in all and holds `open`, and returns its figures. */
+static kzs_admin_stats wait_stats(uint64_t accepted, uint32_t open)
+{
+    kzs_admin_stats st;
+    for (uint64_t start = mono_ms(); mono_ms() - start < GIVE_UP_MS; sleep_ms(10)) {
+        kzs_admin_stats_get(adm, &st);
+        if (st.accepted == accepted && st.open == open)
+            return st;
+    }
+    cr_assert_fail("admin figures: accepted %" PRIu64 " (want %" PRIu64 "), open %" PRIu32
+                   " (want %" PRIu32 ")",
+                   st.accepted, accepted, st.open, open);
+    return st;
+}
+
+/* GET /healthz from `src` must answer 200 "ok". */
+static void probe_from(const char *src)
+{
+    reply r = http_raw_from(src, kzs_admin_port(adm),
+                            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    cr_expect_eq(r.status, 200, "probe from %s", src);
+    cr_expect_str_eq(r.body, "ok\n");
+    free(r.raw);
+}
+
+Test(admin, trickled_requests_are_closed_at_the_deadline)
+{
+    enum { N = 4, DEADLINE_MS = 1000 };
+    start_healthy(DEADLINE_MS);
+    slow_conn ks[N];
+    for (int i = 0; i < N; i++)
+        ks[i] = slow_open("127.0.0.1");
+    wait_stats(N, N);
+    probe_from("127.0.0.1");
+    cr_assert_eq(slow_drip_until_closed(ks, N), N, "trickling connections outlived the deadline");
+    for (int i = 0; i < N; i++)
+        cr_expect_geq(ks[i].closed_ms - ks[i].opened_ms, DEADLINE_MS, "connection %d closed early",
+                      i);
+    kzs_admin_stats st = wait_stats(N + 1, 0);
+    cr_expect_eq(st.closed_deadline, N);
+    cr_expect_eq(st.evicted_address, 0);
+    cr_expect_eq(st.evicted_full, 0);
+    cr_expect_eq(st.refused, 0);
+    reply r = get("/metrics");
+    cr_assert_eq(r.status, 200);
+    cr_expect_eq(sample_u64(r.body, "kizuna_admin_connections_closed_total{reason=\"deadline\"}"),
+                 N);
+    cr_expect_eq(sample_u64(r.body, "kizuna_admin_connections_accepted_total"), N + 2);
+    cr_expect_eq(sample_u64(r.body, "kizuna_admin_connections"), 1, "only the scrape itself");
+    free(r.raw);
+    slow_close_all(ks, N);
+}
+
+/* The finding as reported: slow connections from the probe's own address,
+ * as many as one address may hold, and then a flood from that address.
+ * The deadline is long, so only eviction can let the probe in. Two
+ * connections from another address, older than all, must survive. */
+Test(admin, one_address_cannot_starve_a_probe_from_that_address)
+{
+    enum { PER = KZS_ADMIN_MAX_PER_IP };
+    start_healthy(60000);
+    slow_conn other[2], mine[PER + FLOOD];
+    for (int i = 0; i < 2; i++)
+        other[i] = slow_open("127.0.0.2");
+    for (int i = 0; i < PER; i++)
+        mine[i] = slow_open("127.0.0.1");
+    wait_stats(2 + PER, 2 + PER);
+    probe_from("127.0.0.1");
+    cr_expect(slow_wait_closed(&mine[0]), "the address's oldest connection made room");
+    for (int i = 1; i < PER; i++)
+        cr_expect(!slow_closed(&mine[i]), "connection %d of 127.0.0.1 closed", i);
+    /* The first of the flood takes the probe's slot; each later one, and
+     * the second probe, displaces the address's oldest. */
+    for (int i = PER; i < PER + (int)FLOOD; i++)
+        mine[i] = slow_open("127.0.0.1");
+    wait_stats(2 + PER + 1 + FLOOD, 2 + PER);
+    probe_from("127.0.0.1");
+    for (int i = 0; i <= (int)FLOOD; i++)
+        cr_expect(slow_wait_closed(&mine[i]), "connection %d of 127.0.0.1 still open", i);
+    for (int i = FLOOD + 1; i < PER + (int)FLOOD; i++)
+        cr_expect(!slow_closed(&mine[i]), "connection %d of 127.0.0.1 closed", i);
+    for (int i = 0; i < 2; i++)
+        cr_expect(!slow_closed(&other[i]), "127.0.0.2 lost connection %d to another address", i);
+    kzs_admin_stats st;
+    kzs_admin_stats_get(adm, &st);
+    cr_expect_eq(st.evicted_address, FLOOD + 1);
+    cr_expect_eq(st.evicted_full, 0);
+    cr_expect_eq(st.closed_deadline, 0);
+    cr_expect_eq(st.refused, 0);
+    slow_close_all(other, 2);
+    slow_close_all(mine, PER + FLOOD);
+}
+
+/* Slow connections from as many addresses as the endpoint holds: a probe
+ * from yet another address displaces the oldest of all, each time. */
+Test(admin, a_flood_from_many_addresses_displaces_the_oldest)
+{
+    enum { ALL = KZS_ADMIN_MAX_CONNECTIONS };
+    start_healthy(60000);
+    slow_conn ks[ALL + 1];
+    char src[32];
+    for (int i = 0; i < ALL; i++) {
+        snprintf(src, sizeof src, "127.0.1.%d", 10 + i);
+        ks[i] = slow_open(src);
+    }
+    wait_stats(ALL, ALL);
+    probe_from("127.0.0.1");
+    cr_expect(slow_wait_closed(&ks[0]), "the oldest connection made room");
+    for (int i = 1; i < ALL; i++)
+        cr_expect(!slow_closed(&ks[i]), "connection %d closed", i);
+    ks[ALL] = slow_open("127.0.2.1"); /* takes the probe's slot */
+    wait_stats(ALL + 2, ALL);
+    probe_from("127.0.2.2");
+    cr_expect(slow_wait_closed(&ks[1]), "the next oldest made room");
+    for (int i = 2; i <= ALL; i++)
+        cr_expect(!slow_closed(&ks[i]), "connection %d closed", i);
+    kzs_admin_stats st;
+    kzs_admin_stats_get(adm, &st);
+    cr_expect_eq(st.evicted_full, 2);
+    cr_expect_eq(st.evicted_address, 0);
+    cr_expect_eq(st.closed_deadline, 0);
+    slow_close_all(ks, ALL + 1);
+}
+
+/* Keep-alive is not offered: pipelined requests get one answer, and the
+ * connection closes after it instead of idling. */
+Test(admin, a_connection_serves_one_request)
+{
+    start_admin_with(60000);
+    kzs_metrics_set_ready(m, 1); /* a 200: libmicrohttpd ends error answers by itself */
+    reply r = http_raw(kzs_admin_port(adm), "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"
+                                            "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_expect_eq(r.status, 200);
+    char v[64];
+    cr_assert(header(&r, "Connection", v, sizeof v));
+    cr_expect_str_eq(v, "close");
+    cr_expect_null(strstr(r.body, "HTTP/1.1 "), "the pipelined second request was answered");
+    free(r.raw);
+}
+
+/* A request announcing a body the endpoint does not take is answered and
+ * closed at once; the body, sent or not, is never waited for. */
+Test(admin, announced_bodies_are_not_waited_for)
+{
+    start_admin_with(60000);
+    uint16_t port = kzs_admin_port(adm);
+    static const struct {
+        const char *request;
+        int status;
+    } cases[] = {
+        {"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nab", 405},
+        {"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", 413},
+        {"GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nab", 413},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        reply r = http_raw(port, cases[i].request);
+        cr_expect_eq(r.status, cases[i].status, "case %zu", i);
+        free(r.raw);
+    }
+    kzs_admin_stats st = wait_stats(3, 0);
+    cr_expect_eq(st.closed_deadline, 0, "closed by the answer, not the deadline");
+}
+
+Test(admin, limits_are_checked)
+{
+    static const kzs_admin_limits bad[] = {
+        {.deadline_ms = KZS_ADMIN_DEADLINE_MS_MAX + 1},
+        {.max_connections = KZS_ADMIN_CONNECTIONS_CAP + 1},
+        {.max_connections = 4, .max_per_ip = 5},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char err[200] = "";
+        kzs_admin *a = kzs_admin_start_limited("127.0.0.1:0", m, &bad[i], err, sizeof err);
+        cr_expect_null(a, "limits %zu accepted", i);
+        kzs_admin_stop(a);
+        cr_expect(has_prefix(err, "admin: 127.0.0.1:0: limits out of range"), "%zu: %s", i, err);
+    }
+    char err[200] = "";
+    kzs_admin_limits small = {.max_connections = 4};
+    adm = kzs_admin_start_limited("127.0.0.1:0", m, &small, err, sizeof err);
+    cr_assert_not_null(adm, "per address defaults to at most max_connections: %s", err);
 }
