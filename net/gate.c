@@ -28,8 +28,17 @@ typedef struct kz__used_token {
     kz_address addr;
 } kz__used_token;
 
+/* Sampling of the drop log, per reason. */
+typedef struct kz__drop_log {
+    kz_time_ns next;          /* no line for this reason before then */
+    uint64_t unlogged;        /* drops since the last line */
+    uint32_t logged;
+} kz__drop_log;
+
 struct kz__gate {
     kz__gate_config cfg;
+    kz_time_ns now;           /* of the datagram being handled */
+    kz__drop_log drop_log[KZ_GATE_C_COUNT];
     kz_counters counters;
     kz_counter_block c;
     kz__gate_slot *slots;
@@ -349,10 +358,23 @@ static const uint32_t kz__verdict_counter[KZ_TOKEN_VERDICT_COUNT] = {
     [KZ_TOKEN_BAD_KEYS] = KZ_GATE_C_DROP_TOKEN_KEYS,
 };
 
+/* Counts a drop under its reason; logs it at most once a second per
+ * reason, with how many went unlogged since, so a flood of one kind of bad
+ * datagram cannot flood the log. */
 static kz__gate_action kz__drop(kz__gate *g, uint32_t counter, const char *why)
 {
     kz_counter_inc(g->c, counter);
-    kz_logf(&g->cfg.log, KZ_LOG_DEBUG, "gate", "drop: %s", why);
+    kz__drop_log *l = &g->drop_log[counter];
+    if (l->logged && g->now < l->next) {
+        l->unlogged++;
+        return KZ_GATE_DROP;
+    }
+    if (kz_log_enabled(&g->cfg.log, KZ_LOG_DEBUG))
+        kz_logf(&g->cfg.log, KZ_LOG_DEBUG, "gate", "drop: %s (and %llu more unlogged)", why,
+                (unsigned long long)l->unlogged);
+    l->logged = 1;
+    l->unlogged = 0;
+    l->next = g->now + KZ_NS_PER_S;
     return KZ_GATE_DROP;
 }
 
@@ -422,6 +444,7 @@ static int32_t kz__slot_claim(kz__gate *g, const kz_address *from, const kz_toke
     memcpy(s->token_hash, token_hash, 16);
     s->connect_tag = kz__connect_tag(keys, s->session_id);
     s->connect_id_set = 0;
+    kz__enet_mac_pair_derive(&s->mac, keys, s->session_id);
     s->keys = *keys;
     s->info = *info;
     (void)kz__fixmap_put(&g->by_addr, kz__addr_key(g, from), idx);
@@ -520,30 +543,52 @@ static kz__gate_action kz__gate_request(kz__gate *g, const kz_address *from, con
     return kz__request_proven(g, from, &r, now, unix_now, reply, reply_len);
 }
 
-/* ENet datagrams addressed to peer id 0xFFF carry a CONNECT. One is let
- * through only for a pending slot, only with the slot's connect tag in its
- * data field, and only with the connectID of the first one let through
- * (its retransmissions): one ENet peer per slot, opened by the key holder.
- * Layout (ENet 1.3, checksums on): peer id (2, big-endian; top bit: a sent
- * time follows), sent time (2, optional), checksum (4), then the command:
- * header (4), ..., connectID at +40 (4, opaque), data at +44 (4, BE). */
-static int kz__enet_connect_allowed(kz__gate_slot *s, const uint8_t *d, size_t len)
+/* The CONNECT command of a datagram whose header is `h`, or NULL when the
+ * datagram does not hold one whole (ENet's own layout, by its names). */
+static const ENetProtocolConnect *kz__enet_connect_command(const uint8_t *d, size_t len,
+                                                          const kz__enet_header *h)
 {
-    uint16_t peer_field = (uint16_t)(d[0] << 8 | d[1]);
-    if ((peer_field & 0x0FFFu) != 0x0FFFu)
-        return 1; /* not a connect: ENet checks the session itself */
-    size_t at = 2 + ((peer_field & 0x8000u) ? 2 : 0) + 4;
-    if (s->state != KZ_SLOT_PENDING || len < at + 48 || (d[at] & 0x0Fu) != 2u)
-        return 0;
-    const uint8_t *cid = d + at + 40, *tag = d + at + 44;
-    uint32_t data = (uint32_t)tag[0] << 24 | (uint32_t)tag[1] << 16 | (uint32_t)tag[2] << 8 | tag[3];
-    if (data != s->connect_tag)
-        return 0;
-    if (s->connect_id_set)
-        return memcmp(cid, s->connect_id, 4) == 0;
-    memcpy(s->connect_id, cid, 4);
+    size_t at = h->checksum_at + KZ_ENET_CHECKSUM_BYTES;
+    if (len < at + sizeof(ENetProtocolConnect))
+        return NULL;
+    const ENetProtocolConnect *c = (const ENetProtocolConnect *)(d + at);
+    if ((c->header.command & ENET_PROTOCOL_COMMAND_MASK) != ENET_PROTOCOL_COMMAND_CONNECT)
+        return NULL;
+    return c;
+}
+
+/* ENet datagrams addressed to ENET_PROTOCOL_MAXIMUM_PEER_ID carry a
+ * CONNECT. One is let through only for a pending slot, only with a valid
+ * MAC under the slot's client-to-server ENet key (checksum field zero, as
+ * ENet computes it for a CONNECT), only with the slot's connect tag in its
+ * data field (big-endian, as ENet sends it), and only with the connectID
+ * of the first one let through (its retransmissions): one ENet peer per
+ * slot, opened by the key holder. Other ENet datagrams are the
+ * transport's to authenticate (enet_mac.h). */
+static kz__gate_action kz__enet_connect_check(kz__gate *g, kz__gate_slot *s, const uint8_t *d,
+                                              size_t len)
+{
+    kz__enet_header h;
+    if (!kz__enet_header_parse(d, len, &h))
+        return kz__drop(g, KZ_GATE_C_DROP_ENET_CONNECT, "short ENet datagram");
+    if (h.peer_id != ENET_PROTOCOL_MAXIMUM_PEER_ID)
+        return KZ_GATE_PASS;
+    const ENetProtocolConnect *c = kz__enet_connect_command(d, len, &h);
+    if (s->state != KZ_SLOT_PENDING || c == NULL || len > ENET_PROTOCOL_MAXIMUM_MTU)
+        return kz__drop(g, KZ_GATE_C_DROP_ENET_CONNECT, "ENet connect not for this slot");
+    uint8_t copy[ENET_PROTOCOL_MAXIMUM_MTU];
+    uint32_t tag;
+    memcpy(copy, d, len);
+    if (!kz__enet_mac_check(&s->mac.client_to_server, copy, len, &h, 0, &tag))
+        return kz__drop(g, KZ_GATE_C_DROP_ENET_CONNECT_MAC, "ENet connect with a bad MAC");
+    if (ENET_NET_TO_HOST_32(c->data) != s->connect_tag)
+        return kz__drop(g, KZ_GATE_C_DROP_ENET_CONNECT, "ENet connect without the slot's tag");
+    _Static_assert(sizeof c->connectID == sizeof s->connect_id, "connectID is 32 bits");
+    if (s->connect_id_set && memcmp(&c->connectID, s->connect_id, sizeof s->connect_id) != 0)
+        return kz__drop(g, KZ_GATE_C_DROP_ENET_CONNECT, "second ENet connect for one slot");
+    memcpy(s->connect_id, &c->connectID, sizeof s->connect_id);
     s->connect_id_set = 1;
-    return 1;
+    return KZ_GATE_PASS;
 }
 
 kz__gate_action kz__gate_datagram(kz__gate *g, const kz_address *from, const uint8_t *data,
@@ -551,6 +596,7 @@ kz__gate_action kz__gate_datagram(kz__gate *g, const kz_address *from, const uin
                                   size_t reply_cap, size_t *reply_len)
 {
     KZ_ASSERT(reply_cap >= KZ_GATE_REQUEST_BYTES);
+    g->now = now;
     kz_counter_inc(g->c, KZ_GATE_C_RX_DATAGRAMS);
     kz_counter_add(g->c, KZ_GATE_C_RX_BYTES, len);
     *reply_len = 0;
@@ -558,8 +604,8 @@ kz__gate_action kz__gate_datagram(kz__gate *g, const kz_address *from, const uin
         int32_t slot = kz__slot_of(g, from);
         if (slot < 0)
             return kz__drop(g, KZ_GATE_C_DROP_UNVALIDATED, "datagram from unvalidated address");
-        if (!kz__enet_connect_allowed(&g->slots[slot], data, len))
-            return kz__drop(g, KZ_GATE_C_DROP_ENET_CONNECT, "ENet connect not for this slot");
+        if (kz__enet_connect_check(g, &g->slots[slot], data, len) != KZ_GATE_PASS)
+            return KZ_GATE_DROP;
         kz_counter_inc(g->c, KZ_GATE_C_PASSED);
         return KZ_GATE_PASS;
     }
@@ -613,6 +659,11 @@ const kz__gate_slot *kz__gate_slot_at(const kz__gate *g, uint32_t idx)
 {
     KZ_ASSERT(idx < g->cfg.max_sessions);
     return &g->slots[idx];
+}
+
+int32_t kz__gate_slot_index(const kz__gate *g, const kz_address *from)
+{
+    return kz__slot_of(g, from);
 }
 
 const kz_counters *kz__gate_counters(const kz__gate *g)

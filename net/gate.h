@@ -35,6 +35,8 @@
 #include <kizuna/log.h>
 #include <kizuna/token.h>
 
+#include "enet_mac.h"
+
 #define KZ_GATE_MAX_PORTS 16u
 #define KZ_GATE_DEFAULT_RATE 100u
 
@@ -45,6 +47,7 @@
     X(TX_BYTES, "tx_bytes")                                                    \
     X(PASSED, "passed_to_enet")                                                \
     X(DROP_ENET_CONNECT, "drop_enet_connect_refused")                          \
+    X(DROP_ENET_CONNECT_MAC, "drop_enet_connect_bad_mac")                      \
     X(DROP_UNVALIDATED, "drop_unvalidated_source")                             \
     X(DROP_SIZE, "drop_size")                                                  \
     X(DROP_VERSION, "drop_version")                                            \
@@ -116,6 +119,7 @@ typedef struct kz__gate_slot {
     uint32_t connect_tag;         /* expected in the ENet CONNECT's data field */
     uint32_t connect_id_set;      /* an ENet CONNECT was let through ... */
     uint8_t connect_id[4];        /* ... with this connectID; only it may follow */
+    kz__enet_mac_pair mac;        /* ENet datagram MAC keys of this session */
     kz_session_keys keys;
     kz_token_info info;
 } kz__gate_slot;
@@ -150,6 +154,8 @@ int kz__gate_trust(kz__gate *g, const uint8_t (*keys)[KZ_SIGN_PUBLIC_KEY_BYTES],
 void kz__gate_set_accepting(kz__gate *g, int accepting);
 
 const kz__gate_slot *kz__gate_slot_at(const kz__gate *g, uint32_t slot);
+/* The slot held by address `from`, or -1. */
+int32_t kz__gate_slot_index(const kz__gate *g, const kz_address *from);
 const kz_counters *kz__gate_counters(const kz__gate *g);
 uint32_t kz__gate_sessions(const kz__gate *g);
 /* Bytes of memory the gate holds (fixed at creation). */

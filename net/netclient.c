@@ -9,6 +9,7 @@
 
 #include <kizuna/transport.h>
 
+#include "enet_mac.h"
 #include "enet_tune.h"
 #include "gate.h"
 #include "seal.h"
@@ -23,6 +24,9 @@ struct kz_netclient {
     kz__handshake hs;
     kz__seal tx, rx;
     kz__replay window;
+    kz__enet_mac_pair mac;   /* ENet datagram MACs, from the ACCEPT on */
+    uint32_t mac_set;
+    uint32_t rx_tag, rx_verified;
     uint32_t state;
     uint32_t reason;
     kz_time_ns started, next_send, now;
@@ -44,6 +48,48 @@ static const char *const kz__client_counter_names[KZ_NET_C_COUNT] = {
 
 static _Thread_local kz_netclient *kz__updating;
 
+/* An ENet datagram for the client: dropped (1) unless it names our one
+ * peer and carries a valid MAC under the server-to-client ENet key
+ * (enet_mac.h), so nobody but the server can end, stall or confuse the
+ * connection. */
+static int kz__client_intercept_enet(kz_netclient *c, ENetHost *host)
+{
+    kz__enet_header h;
+    c->rx_verified = 0;
+    if (!kz__enet_header_parse(host->receivedData, host->receivedDataLength, &h)) {
+        kz_counter_inc(c->c, KZ_NET_C_DROP_ENET_MALFORMED);
+        return 1;
+    }
+    if (!c->mac_set || c->peer == NULL || h.peer_id != c->peer->incomingPeerID ||
+        host->receivedAddress.host != c->peer->address.host ||
+        host->receivedAddress.port != c->peer->address.port) {
+        kz_counter_inc(c->c, KZ_NET_C_DROP_ENET_PEER);
+        return 1;
+    }
+    if (!kz__enet_mac_check(&c->mac.server_to_client, host->receivedData,
+                            host->receivedDataLength, &h, c->peer->connectID, &c->rx_tag)) {
+        kz_counter_inc(c->c, KZ_NET_C_DROP_ENET_MAC);
+        return 1;
+    }
+    c->rx_verified = 1;
+    return 0;
+}
+
+/* ENet's checksum callback on the client: the tag the intercept verified
+ * for a received datagram, the client-to-server MAC for one being sent. */
+static enet_uint32 kz__client_checksum(const ENetBuffer *b, size_t n)
+{
+    kz_netclient *c = kz__updating;
+    if (c == NULL || !c->mac_set)
+        return 0;
+    if (kz__enet_checksum_is_receive(c->host, b, n)) {
+        uint32_t verified = c->rx_verified;
+        c->rx_verified = 0;
+        return verified ? c->rx_tag : ~c->rx_tag;
+    }
+    return kz__enet_mac_buffers(&c->mac.client_to_server, b, n);
+}
+
 /* Gate replies arrive on the ENet socket; take them before ENet does. */
 static int kz__client_intercept(ENetHost *host, ENetEvent *event)
 {
@@ -51,9 +97,11 @@ static int kz__client_intercept(ENetHost *host, ENetEvent *event)
     kz_netclient *c = kz__updating;
     const uint8_t *d = host->receivedData;
     size_t n = host->receivedDataLength;
+    if (c == NULL)
+        return 1;
     if (n < 2 || d[0] != KZ_GATE_MARK0 || d[1] != KZ_GATE_MARK1)
-        return 0;
-    if (c && c->state == KZ_NETCLIENT_HANDSHAKE &&
+        return kz__client_intercept_enet(c, host);
+    if (c->state == KZ_NETCLIENT_HANDSHAKE &&
         host->receivedAddress.host == c->gate_addr.host &&
         host->receivedAddress.port == c->gate_addr.port) {
         kz__handshake_receive(&c->hs, d, n);
@@ -110,7 +158,7 @@ kz_netclient *kz_netclient_create(const kz_netclient_config *cfg, const kz_conne
         return NULL;
     }
     c->c = kz_counters_block(&c->counters, 0);
-    c->host->checksum = enet_crc32;
+    c->host->checksum = kz__client_checksum;
     c->host->intercept = kz__client_intercept;
     c->host->mtu = KZ_MTU;
     c->host->maximumPacketSize = KZ_ENET_MAX_PACKET_BYTES;
@@ -140,8 +188,10 @@ void kz_netclient_destroy(kz_netclient *c)
     kz__client_drop_queue(c);
     if (c->host) {
         if (c->peer && c->state == KZ_NETCLIENT_CONNECTED) {
+            kz__updating = c; /* the MAC callback needs the client */
             enet_peer_disconnect_now(c->peer, 0);
             enet_host_flush(c->host);
+            kz__updating = NULL;
         }
         enet_host_destroy(c->host);
     }
@@ -168,6 +218,8 @@ static void kz__client_start_enet(kz_netclient *c)
     ENetAddress to = {.host = c->gate_addr.host,
                       .port = c->hs.port ? c->hs.port : c->gate_addr.port};
     const kz_session_keys *k = &c->hs.token.keys;
+    kz__enet_mac_pair_derive(&c->mac, k, c->hs.session_id);
+    c->mac_set = 1;
     if (kz__seal_init(&c->tx, k->client_to_server, c->hs.alg, c->hs.session_id) != KZ_OK ||
         kz__seal_init(&c->rx, k->server_to_client, c->hs.alg, c->hs.session_id) != KZ_OK ||
         !(c->peer = enet_host_connect(c->host, &to, KZ_CHANNEL_COUNT,

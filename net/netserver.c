@@ -35,7 +35,9 @@
 #include <kizuna/transport.h>
 
 #include "core/assert.h"
+#include "enet_mac.h"
 #include "enet_tune.h"
+#include "fixmap.h"
 #include "gate.h"
 #include "seal.h"
 
@@ -59,10 +61,18 @@ typedef struct kz__session {
     kz__seal tx;          /* server-to-client */
     kz__seal rx;          /* client-to-server */
     kz__replay window;
-    uint32_t auth_failures;
     uint32_t active;
     uint32_t timeout_ms;      /* from the token (kz__session_timeout_ms) */
 } kz__session;
+
+/* ENet MAC keys of a slot on the host serving it, from the moment its
+ * CONNECT is let through (before ENet reports the connection) until the
+ * session ends. Looked up by the connectID ENet keeps in the peer. */
+typedef struct kz__mac_entry {
+    kz__enet_mac_pair mac;
+    uint32_t connect_id;
+    uint32_t set;
+} kz__mac_entry;
 
 typedef struct kz__pool {
     uint8_t *bytes;
@@ -84,6 +94,12 @@ typedef struct kz__io {
     kz_time_ns now;
     kz_time_ns next_rto_cap;
     uint8_t reply[KZ_GATE_REQUEST_BYTES];
+    /* ENet datagram MACs (enet_mac.h): keys by slot, slot by connectID, and
+     * the tag of the datagram the intercept just verified. */
+    kz__mac_entry *mac;
+    kz__fixmap mac_by_cid;
+    uint32_t rx_tag;
+    uint32_t rx_verified;
 } kz__io;
 
 struct kz_netserver {
@@ -93,7 +109,7 @@ struct kz_netserver {
     kz__gate *gate;
     pthread_mutex_t gate_lock;
     kz__session *sessions;    /* by slot; touched only by the slot's host */
-    uint8_t *slot_io;         /* by slot: the host serving it */
+    _Atomic uint8_t *slot_io; /* by slot: the host serving it */
     uint32_t held_io, held_buf; /* buffer of the last polled message */
     kz_token_info polled_info;  /* identity handed out with a CONNECT message */
     uint8_t *app_live;        /* app thread only: CONNECT polled, DISCONNECT not yet */
@@ -172,6 +188,112 @@ static void kz__notify(kz__io *io, uint32_t slot, uint8_t kind)
     kz__push_sure(&io->in_ring, &m);
 }
 
+/* ---- I/O side: ENet datagram MACs (enet_mac.h) -------------------------- */
+
+static uint16_t kz__gate_port(const kz_netserver *s, uint32_t i);
+
+/* The MAC keys of the slot whose ENet peer has `connect_id`, or NULL. */
+static const kz__mac_entry *kz__mac_find(const kz__io *io, uint32_t connect_id)
+{
+    uint32_t slot;
+    if (!kz__fixmap_get(&io->mac_by_cid, connect_id, &slot))
+        return NULL;
+    const kz__mac_entry *e = &io->mac[slot];
+    return e->set && e->connect_id == connect_id ? e : NULL;
+}
+
+static void kz__mac_forget(kz__io *io, uint32_t slot)
+{
+    kz__mac_entry *e = &io->mac[slot];
+    uint32_t owner;
+    if (e->set && kz__fixmap_get(&io->mac_by_cid, e->connect_id, &owner) && owner == slot)
+        kz__fixmap_del(&io->mac_by_cid, e->connect_id);
+    sodium_memzero(e, sizeof *e);
+}
+
+/* Installs the keys of a slot whose CONNECT was let through. 0 when another
+ * live slot on this host already uses the connectID (the outgoing MAC could
+ * not tell the two apart): the CONNECT is dropped, the client retries. */
+static int kz__mac_install(kz__io *io, uint32_t slot, uint32_t connect_id,
+                           const kz__enet_mac_pair *mac)
+{
+    const kz__mac_entry *other = kz__mac_find(io, connect_id);
+    if (other != NULL && other != &io->mac[slot])
+        return 0;
+    kz__mac_forget(io, slot);
+    kz__mac_entry *e = &io->mac[slot];
+    e->mac = *mac;
+    e->connect_id = connect_id;
+    e->set = 1;
+    return kz__fixmap_put(&io->mac_by_cid, connect_id, slot) == KZ_OK;
+}
+
+/* ENet's checksum callback on the server. Receiving: the intercept has just
+ * verified this datagram; give ENet the tag it found (ENet compares it with
+ * the field it read). Sending: the MAC under the slot's server-to-client
+ * key, found by the connectID ENet put in the field. */
+static enet_uint32 kz__server_checksum(const ENetBuffer *b, size_t n)
+{
+    kz__io *io = kz__serving;
+    if (io == NULL)
+        return 0;
+    if (kz__enet_checksum_is_receive(io->host, b, n)) {
+        uint32_t verified = io->rx_verified;
+        io->rx_verified = 0;
+        return verified ? io->rx_tag : ~io->rx_tag;
+    }
+    const kz__mac_entry *e = kz__mac_find(io, kz__enet_outgoing_connect_id(b, n));
+    return e ? kz__enet_mac_buffers(&e->mac.server_to_client, b, n) : 0;
+}
+
+/* A datagram from an address the gate let through: a CONNECT for the
+ * slot (the gate checked its MAC, tag and connectID) gets the slot's keys
+ * installed on this host; any other must carry a valid MAC for the peer
+ * it names. 1 to drop it, 0 to hand it to ENet. */
+static int kz__intercept_enet(kz__io *io, ENetHost *host, int32_t connect_slot,
+                              const kz__gate_slot *g)
+{
+    kz__enet_header h;
+    if (!kz__enet_header_parse(host->receivedData, host->receivedDataLength, &h)) {
+        kz_counter_inc(io->c, KZ_NET_C_DROP_ENET_MALFORMED);
+        return 1;
+    }
+    uint32_t connect_id = 0;
+    const kz__mac_entry *e = NULL;
+    if (h.peer_id == ENET_PROTOCOL_MAXIMUM_PEER_ID) {
+        if (connect_slot >= 0)
+            memcpy(&connect_id, g->connect_id, sizeof connect_id);
+        if (connect_slot < 0 || g->port != kz__gate_port(io->srv, io->index) ||
+            !kz__mac_install(io, (uint32_t)connect_slot, connect_id, &g->mac)) {
+            kz_counter_inc(io->c, KZ_NET_C_CONNECT_REFUSED);
+            return 1;
+        }
+        io->rx_tag = 0;
+        io->rx_verified = 1; /* the gate verified this CONNECT's MAC */
+        memcpy(&io->rx_tag, host->receivedData + h.checksum_at, sizeof io->rx_tag);
+        return 0;
+    }
+    if (h.peer_id < host->peerCount) {
+        const ENetPeer *peer = &host->peers[h.peer_id];
+        if (peer->address.host == host->receivedAddress.host &&
+            peer->address.port == host->receivedAddress.port) {
+            connect_id = peer->connectID;
+            e = kz__mac_find(io, connect_id);
+        }
+    }
+    if (e == NULL) {
+        kz_counter_inc(io->c, KZ_NET_C_DROP_ENET_PEER);
+        return 1;
+    }
+    if (!kz__enet_mac_check(&e->mac.client_to_server, host->receivedData,
+                            host->receivedDataLength, &h, connect_id, &io->rx_tag)) {
+        kz_counter_inc(io->c, KZ_NET_C_DROP_ENET_MAC);
+        return 1;
+    }
+    io->rx_verified = 1;
+    return 0;
+}
+
 static int kz__intercept(ENetHost *host, ENetEvent *event)
 {
     (void)event;
@@ -180,13 +302,29 @@ static int kz__intercept(ENetHost *host, ENetEvent *event)
     kz_address from = kz__from_enet(&host->receivedAddress);
     size_t rlen = 0;
     uint64_t unix_now = s->cfg.unix_time(s->cfg.unix_time_ctx);
+    kz__gate_slot connect; /* the slot a CONNECT is for: its MAC keys, connectID, port */
+    int32_t connect_slot = -1;
+    io->rx_verified = 0;
     pthread_mutex_lock(&s->gate_lock);
     kz__gate_action act = kz__gate_datagram(s->gate, &from, host->receivedData,
                                             host->receivedDataLength, io->now, unix_now,
                                             io->reply, sizeof io->reply, &rlen);
+    if (act == KZ_GATE_PASS && (connect_slot = kz__gate_slot_index(s->gate, &from)) >= 0) {
+        const kz__gate_slot *g = kz__gate_slot_at(s->gate, (uint32_t)connect_slot);
+        if (g->state == KZ_SLOT_PENDING && g->connect_id_set) {
+            memcpy(connect.connect_id, g->connect_id, sizeof connect.connect_id);
+            connect.mac = g->mac;
+            connect.port = g->port;
+        } else {
+            connect_slot = -1;
+        }
+    }
     pthread_mutex_unlock(&s->gate_lock);
-    if (act == KZ_GATE_PASS)
-        return 0;
+    if (act == KZ_GATE_PASS) {
+        int drop = kz__intercept_enet(io, host, connect_slot, &connect);
+        sodium_memzero(&connect.mac, sizeof connect.mac);
+        return drop;
+    }
     if (act == KZ_GATE_REPLY) {
         ENetBuffer b = {.data = io->reply, .dataLength = rlen};
         enet_socket_send(host->socket, &host->receivedAddress, &b, 1);
@@ -233,9 +371,16 @@ static void kz__on_connect(kz__io *io, ENetPeer *peer)
     kz_netserver *s = io->srv;
     kz__gate_slot g;
     int32_t slot = kz__claim_slot(io, peer, &g);
-    if (slot < 0) {
+    if (slot < 0 || kz__mac_find(io, peer->connectID) != &io->mac[slot]) {
+        /* Refused: no pending slot for this address, the wrong host, or a
+         * peer whose datagrams were never authenticated for this slot. */
         kz_counter_inc(io->c, KZ_NET_C_CONNECT_REFUSED);
         enet_peer_disconnect_now(peer, 0);
+        if (slot >= 0) {
+            kz__mac_forget(io, (uint32_t)slot);
+            kz__release_slot(s, (uint32_t)slot);
+        }
+        sodium_memzero(&g, sizeof g);
         return;
     }
     kz__session *ss = &s->sessions[slot];
@@ -243,8 +388,10 @@ static void kz__on_connect(kz__io *io, ENetPeer *peer)
     if (rc == KZ_OK)
         rc = kz__seal_init(&ss->rx, g.keys.client_to_server, g.alg, g.session_id);
     sodium_memzero(&g.keys, sizeof g.keys);
+    sodium_memzero(&g.mac, sizeof g.mac);
     if (rc != KZ_OK) {
         enet_peer_disconnect_now(peer, 0);
+        kz__mac_forget(io, (uint32_t)slot);
         kz__release_slot(s, (uint32_t)slot);
         return;
     }
@@ -253,12 +400,10 @@ static void kz__on_connect(kz__io *io, ENetPeer *peer)
     ss->timeout_ms = kz__session_timeout_ms(g.info.timeout_seconds);
     kz__enet_peer_setup(peer, ss->timeout_ms);
     kz__enet_unthrottle(peer);
-    ss->auth_failures = 0;
     ss->active = 1;
     peer->data = (void *)(uintptr_t)(slot + 1);
     /* Published to the application by the ring push of the notice below. */
-    atomic_store_explicit((_Atomic uint8_t *)&s->slot_io[slot], (uint8_t)io->index,
-                          memory_order_relaxed);
+    atomic_store_explicit(&s->slot_io[slot], (uint8_t)io->index, memory_order_relaxed);
     kz_counter_inc(io->c, KZ_NET_C_SESSIONS_OPENED);
     kz__notify(io, (uint32_t)slot, KZ_NETMSG_CONNECT);
 }
@@ -277,6 +422,7 @@ static void kz__close_session(kz__io *io, uint32_t slot)
         ss->peer->data = NULL;
     kz__seal_fini(&ss->tx);
     kz__seal_fini(&ss->rx);
+    kz__mac_forget(io, slot);
     memset(ss, 0, sizeof *ss);
     kz_counter_inc(io->c, KZ_NET_C_SESSIONS_CLOSED);
     kz__notify(io, slot, KZ_NETMSG_DISCONNECT);
@@ -302,16 +448,12 @@ static void kz__on_receive(kz__io *io, ENetPeer *peer, uint8_t channel, ENetPack
         kz__deliver(io, slot, channel, type, plain, (uint32_t)len);
         return;
     }
+    /* Dropped and counted, never more: nothing that fails authentication
+     * may change a session, so there is no "close after N failures" rule
+     * for a forger to use against the player. */
     kz_counter_inc(io->c, rc == KZ_EREPLAY ? KZ_NET_C_DROP_REPLAY
                           : rc == KZ_EAUTH ? KZ_NET_C_DROP_AUTH
                                            : KZ_NET_C_DROP_MALFORMED);
-    if (rc != KZ_EREPLAY && ++ss->auth_failures >= s->cfg.max_auth_failures) {
-        kz_counter_inc(io->c, KZ_NET_C_CLOSED_AUTH);
-        kz_logf(&s->cfg.log, KZ_LOG_INFO, "net", "slot %u closed after %u bad packets", slot,
-                ss->auth_failures);
-        enet_peer_disconnect_now(peer, 0);
-        kz__close_session(io, slot);
-    }
 }
 
 static void kz__on_disconnect(kz__io *io, ENetPeer *peer)
@@ -346,8 +488,10 @@ static void kz__send_one(kz__io *io, const kz__msgref *m)
     ENetPacket *pkt = enet_packet_create(NULL, m->len + KZ_SEAL_OVERHEAD,
                                          kz__channel_flags(m->channel));
     size_t out_len;
-    if (pkt == NULL)
+    if (pkt == NULL) {
+        kz_counter_inc(io->c, KZ_NET_C_DROP_PACKET_ALLOC);
         return;
+    }
     int rc = kz__seal_packet(&ss->tx, m->type, kz__pool_at(&io->out_pool, m->buf), m->len,
                              pkt->data, pkt->dataLength, &out_len);
     if (rc != KZ_OK) {
@@ -356,9 +500,12 @@ static void kz__send_one(kz__io *io, const kz__msgref *m)
         enet_peer_disconnect_later(ss->peer, 0);
         return;
     }
-    if (enet_peer_send(ss->peer, m->channel, pkt) != 0)
+    if (enet_peer_send(ss->peer, m->channel, pkt) != 0) {
+        /* ENet refuses when the peer is not connected (yet or any more) or
+         * its waiting data is over the cap. */
+        kz_counter_inc(io->c, KZ_NET_C_DROP_ENET_SEND);
         enet_packet_destroy(pkt);
-    else {
+    } else {
         kz_counter_inc(io->c, KZ_NET_C_TX_PACKETS);
         kz_counter_add(io->c, KZ_NET_C_TX_BYTES, pkt->dataLength);
     }
@@ -542,8 +689,7 @@ static int kz__queue_out(kz_netserver *s, const kz__msgref *tmpl, const void *da
 {
     if (!s->app_live[tmpl->slot])
         return KZ_ESTATE;
-    uint8_t host = atomic_load_explicit((_Atomic uint8_t *)&s->slot_io[tmpl->slot],
-                                        memory_order_relaxed);
+    uint8_t host = atomic_load_explicit(&s->slot_io[tmpl->slot], memory_order_relaxed);
     kz__io *io = &s->io[host];
     uint32_t buf;
     if (kz_spsc_pop(&io->out_free, &buf) != KZ_OK) {
@@ -606,8 +752,6 @@ static int kz__config_resolve(kz_netserver_config *c)
     if ((c->ring_capacity & (c->ring_capacity - 1)) || c->ring_capacity < 2 ||
         c->ring_capacity > (1u << 16))
         return KZ_EINVAL;
-    if (c->max_auth_failures == 0)
-        c->max_auth_failures = 16;
     if (c->clock.now_ns == NULL)
         c->clock = kz_clock_system();
     if (c->unix_time == NULL)
@@ -622,7 +766,7 @@ static ENetHost *kz__host_create(const kz_netserver_config *c, uint32_t i, size_
     ENetHost *h = enet_host_create(&addr, peers, KZ_CHANNEL_COUNT, 0, 0);
     if (h == NULL)
         return NULL;
-    h->checksum = enet_crc32;
+    h->checksum = kz__server_checksum;
     h->intercept = kz__intercept;
     h->mtu = KZ_MTU;
     h->maximumPacketSize = KZ_ENET_MAX_PACKET_BYTES;
@@ -674,6 +818,9 @@ static int kz__io_build(kz_netserver *s, kz__io *io, uint32_t i)
         kz__push_sure(&io->in_free, &b);
         kz__push_sure(&io->out_free, &b);
     }
+    io->mac = kz_calloc(a, (size_t)s->cfg.max_clients * sizeof *io->mac, 64);
+    if (io->mac == NULL || kz__fixmap_init(&io->mac_by_cid, s->cfg.max_clients, a) != KZ_OK)
+        return KZ_ENOMEM;
     io->c = kz_counters_block(&s->counters, i);
     return KZ_OK;
 }
@@ -762,13 +909,21 @@ static void kz__io_fini(kz_netserver *s, kz__io *io)
     size_t pool_bytes = (size_t)s->cfg.ring_capacity * KZ_MAX_MESSAGE_BYTES;
     if (io->host) {
         /* Tell every peer, so clients see a disconnect at once rather
-         * than after their timeout. */
+         * than after their timeout (the MAC callback needs the host). */
+        kz__serving = io;
         for (size_t i = 0; i < io->host->peerCount; i++)
             if (io->host->peers[i].state == ENET_PEER_STATE_CONNECTED)
                 enet_peer_disconnect_now(&io->host->peers[i], 0);
         enet_host_flush(io->host);
+        kz__serving = NULL;
         enet_host_destroy(io->host);
     }
+    if (io->mac) {
+        sodium_memzero(io->mac, (size_t)s->cfg.max_clients * sizeof *io->mac);
+        kz_free(a, io->mac, (size_t)s->cfg.max_clients * sizeof *io->mac);
+    }
+    if (io->mac_by_cid.slots)
+        kz__fixmap_fini(&io->mac_by_cid);
     kz_free(a, io->in_pool.bytes, pool_bytes);
     kz_free(a, io->out_pool.bytes, pool_bytes);
     kz_spsc *rings[] = {&io->in_ring, &io->in_free, &io->out_ring, &io->out_free, &io->release};

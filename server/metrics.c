@@ -78,6 +78,7 @@ struct kzs_metrics {
     /* Under the lock. */
     kzs_figures shared;
     int readiness;
+    int audit_refusing;
     kzs_clock_fn clock;
     void *clock_ctx;
     uint64_t stale_ns;
@@ -225,10 +226,19 @@ void kzs_metrics_set_ready(kzs_metrics *m, int ready)
     pthread_mutex_unlock(&m->lock);
 }
 
+void kzs_metrics_set_audit_refusing(kzs_metrics *m, int refusing)
+{
+    pthread_mutex_lock(&m->lock);
+    m->audit_refusing = refusing != 0;
+    pthread_mutex_unlock(&m->lock);
+}
+
 int kzs_metrics_readiness(kzs_metrics *m)
 {
     pthread_mutex_lock(&m->lock);
     int r = m->readiness;
+    if (r == KZS_READY && m->audit_refusing)
+        r = KZS_READY_AUDIT;
     pthread_mutex_unlock(&m->lock);
     return r;
 }
@@ -397,8 +407,6 @@ static const struct {
     {KZS_GATE, "pending_expired", "Granted slots freed because no ENet connect followed in time."},
     {KZS_TRANSPORT, "sessions_opened", "Sessions opened (ENet connect completed for a slot)."},
     {KZS_TRANSPORT, "sessions_closed", "Sessions ended, for any reason."},
-    {KZS_TRANSPORT, "sessions_closed_auth_failures",
-     "Sessions ended because too many packets failed authentication."},
     {KZS_TRANSPORT, "enet_connect_refused", "ENet connects refused by the transport."},
     {KZS_TRANSPORT, "nonce_exhausted", "Sessions ended because their send nonces ran out."},
     {KZS_WORLD, "input_messages", "Input messages received from clients."},
@@ -551,7 +559,7 @@ static void kzs_render_generic(kzs_out *o, const kzs_figures *f)
     }
 }
 
-static void kzs_render_audit(kzs_out *o, const kzs_figures *f)
+static void kzs_render_audit(kzs_out *o, const kzs_figures *f, int refusing)
 {
     if (!f->has_audit)
         return;
@@ -560,8 +568,14 @@ static void kzs_render_audit(kzs_out *o, const kzs_figures *f)
                "Audit records accepted for writing since the log was opened.",
                a->appended);
     kzs_scalar(o, "kizuna_audit_records_dropped_total", "counter",
-               "Audit records refused (queue full or writer failed); each loss is noted in the log.",
+               "Audit records lost (queue full, or unwritten when the log was closed).",
                a->dropped);
+    kzs_scalar(o, "kizuna_audit_records_lost_unnoted", "gauge",
+               "Lost audit records not yet noted in the log by a lost record (it is written "
+               "once the writer can write).",
+               a->dropped - a->lost_noted);
+    kzs_scalar(o, "kizuna_audit_records_queued", "gauge",
+               "Audit records waiting in the writer's queue.", a->queued);
     kzs_scalar(o, "kizuna_audit_records_durable_total", "counter",
                "Appended audit records written and synced to disk.",
                a->durable);
@@ -575,8 +589,18 @@ static void kzs_render_audit(kzs_out *o, const kzs_figures *f)
                "fdatasync calls of the audit writer.",
                a->fsyncs);
     kzs_scalar(o, "kizuna_audit_write_error", "gauge",
-               "1 once the audit writer has failed to write (records are then dropped), else 0.",
+               "1 while the audit writer cannot write (it retries; new records wait in its "
+               "queue), else 0.",
                a->error != 0);
+    kzs_scalar(o, "kizuna_audit_write_failures_total", "counter",
+               "Failed attempts of the audit writer to write, sync or cut its file.",
+               a->write_failures);
+    kzs_scalar(o, "kizuna_audit_outages_total", "counter",
+               "Times the audit writer went from writing to failing.", a->outages);
+    kzs_scalar(o, "kizuna_audit_refusing_admissions", "gauge",
+               "1 while new clients are refused because the audit log cannot be written "
+               "(audit_on_failure = refuse), else 0.",
+               (uint64_t)refusing);
 }
 
 char *kzs_metrics_render(kzs_metrics *m, size_t *len)
@@ -590,6 +614,7 @@ char *kzs_metrics_render(kzs_metrics *m, size_t *len)
     }
     pthread_mutex_lock(&m->lock);
     *f = m->shared;
+    int audit_refusing = m->audit_refusing;
     pthread_mutex_unlock(&m->lock);
     o.p[0] = '\0';
     kzs_render_fixed(&o, m, f);
@@ -601,7 +626,7 @@ char *kzs_metrics_render(kzs_metrics *m, size_t *len)
     kzs_render_prefixed(&o, f, "kizuna_violations_total",
                         "Rule violations by clients, by kind.", "violation_", "kind", 0, KZS_WORLD);
     kzs_render_generic(&o, f);
-    kzs_render_audit(&o, f);
+    kzs_render_audit(&o, f, audit_refusing);
     free(f);
     if (o.oom) {
         free(o.p);

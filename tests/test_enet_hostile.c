@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <enet/enet.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 
 #include <kizuna/transport.h>
 
+#include "net/enet_mac.h"
 #include "net/gate.h"
 #include "support/loopback.h"
 
@@ -49,6 +51,17 @@ static void count_free(void *q)
 /* ---- the rogue client ---------------------------------------------------- */
 
 static kz__handshake rogue_hs;
+static ENetHost *rogue_host;
+static kz__enet_mac_pair rogue_mac; /* derived from its keys once accepted */
+
+/* The rogue holds its token's keys, so it can MAC its datagrams as a real
+ * client does (enet_mac.h); an outsider cannot. */
+static enet_uint32 rogue_checksum(const ENetBuffer *b, size_t n)
+{
+    if (kz__enet_checksum_is_receive(rogue_host, b, n))
+        return kz__enet_mac_buffers(&rogue_mac.server_to_client, b, n);
+    return kz__enet_mac_buffers(&rogue_mac.client_to_server, b, n);
+}
 
 static int rogue_intercept(ENetHost *host, ENetEvent *ev)
 {
@@ -61,10 +74,13 @@ static int rogue_intercept(ENetHost *host, ENetEvent *ev)
     return 0;
 }
 
-/* Sends `body` as an ENet datagram of `peer`'s session with a valid
- * checksum: header = peer id with session bits, then the CRC32 computed
- * with the connectID in its place, as ENet does. */
-static void send_crafted(ENetHost *h, ENetPeer *peer, const uint8_t *body, size_t n)
+#define SUM_MAC 0   /* the session's MAC: what the key holder sends */
+#define SUM_CRC 1   /* ENet's CRC32 with the connectID: what an observer can forge */
+
+/* Sends `body` as an ENet datagram of `peer`'s session: header = peer id
+ * with session bits, then the checksum field computed with the connectID
+ * in its place, as ENet does, by the rule `how`. */
+static void send_summed(ENetHost *h, ENetPeer *peer, const uint8_t *body, size_t n, int how)
 {
     uint8_t d[2048];
     uint16_t pid = (uint16_t)(peer->outgoingPeerID |
@@ -75,9 +91,14 @@ static void send_crafted(ENetHost *h, ENetPeer *peer, const uint8_t *body, size_
     memcpy(d + 2, &sum, 4);
     memcpy(d + 6, body, n);
     ENetBuffer b = {.data = d, .dataLength = 6 + n};
-    sum = enet_crc32(&b, 1);
+    sum = how == SUM_CRC ? enet_crc32(&b, 1) : kz__enet_mac_buffers(&rogue_mac.client_to_server, &b, 1);
     memcpy(d + 2, &sum, 4);
     enet_socket_send(h->socket, &peer->address, &b, 1);
+}
+
+static void send_crafted(ENetHost *h, ENetPeer *peer, const uint8_t *body, size_t n)
+{
+    send_summed(h, peer, body, n, SUM_MAC);
 }
 
 static size_t cmd(uint8_t *o, uint8_t command, uint8_t channel, uint16_t seq)
@@ -163,6 +184,7 @@ static ENetPeer *rogue_connect(kz_netserver *srv, ENetHost *rogue, const kz_conn
             ENetBuffer b = {.data = req, .dataLength = kz__handshake_request(&rogue_hs, req)};
             enet_socket_send(rogue->socket, &to, &b, 1);
         } else if (!peer) {
+            kz__enet_mac_pair_derive(&rogue_mac, &ct->keys, rogue_hs.session_id);
             peer = enet_host_connect(rogue, &to, KZ_CHANNEL_COUNT,
                                      kz__connect_tag(&ct->keys, rogue_hs.session_id));
         }
@@ -193,7 +215,6 @@ Test(enet_hostile, crafted_enet_from_an_admitted_client_is_dropped_and_memory_st
     cr_assert_eq(kzt_keys_make(&keys), KZ_OK);
     kz_netserver_config sc;
     kzt_server_config(&sc, &keys, 3, 3, 8);
-    sc.max_auth_failures = 1000000; /* keep the rogue admitted for the whole barrage */
     kz_netserver *srv = kz_netserver_create(&sc);
     cr_assert_not_null(srv);
     uint16_t port = kz_netserver_port(srv);
@@ -202,7 +223,8 @@ Test(enet_hostile, crafted_enet_from_an_admitted_client_is_dropped_and_memory_st
     /* The rogue: honest handshake and ENet connect on a raw ENet host. */
     ENetHost *rogue = enet_host_create(NULL, 1, KZ_CHANNEL_COUNT, 0, 0);
     cr_assert_not_null(rogue);
-    rogue->checksum = enet_crc32;
+    rogue_host = rogue;
+    rogue->checksum = rogue_checksum;
     rogue->intercept = rogue_intercept;
     kz_connect_token rt;
     cr_assert_eq(kzt_mint(&keys, 3, 3, port, 66, &rt), KZ_OK);
@@ -283,42 +305,196 @@ Test(enet_hostile, crafted_enet_from_an_admitted_client_is_dropped_and_memory_st
     kz_netserver_destroy(srv);
 }
 
-Test(enet_hostile, unsealed_packets_close_the_session_after_the_failure_budget, .timeout = 30)
-{
+/* A server with one connected rogue (the key holder, its ENet peer). */
+typedef struct rogue_fixture {
     kzt_keys keys;
-    cr_assert_eq(kzt_keys_make(&keys), KZ_OK);
+    kz_netserver *srv;
+    ENetHost *rogue;
+    ENetPeer *peer;
+    kz_clock clock;
+} rogue_fixture;
+
+static void rogue_fixture_open(rogue_fixture *f, uint64_t client_id)
+{
+    cr_assert_eq(kzt_keys_make(&f->keys), KZ_OK);
     kz_netserver_config sc;
-    kzt_server_config(&sc, &keys, 3, 3, 4); /* default budget: 16 failures */
-    kz_netserver *srv = kz_netserver_create(&sc);
-    cr_assert_not_null(srv);
-    ENetHost *rogue = enet_host_create(NULL, 1, KZ_CHANNEL_COUNT, 0, 0);
-    cr_assert_not_null(rogue);
-    rogue->checksum = enet_crc32;
-    rogue->intercept = rogue_intercept;
+    kzt_server_config(&sc, &f->keys, 3, 3, 4);
+    f->srv = kz_netserver_create(&sc);
+    cr_assert_not_null(f->srv);
+    f->rogue = enet_host_create(NULL, 1, KZ_CHANNEL_COUNT, 0, 0);
+    cr_assert_not_null(f->rogue);
+    rogue_host = f->rogue;
+    f->rogue->checksum = rogue_checksum;
+    f->rogue->intercept = rogue_intercept;
     kz_connect_token rt;
-    cr_assert_eq(kzt_mint(&keys, 3, 3, kz_netserver_port(srv), 70, &rt), KZ_OK);
-    ENetPeer *peer = rogue_connect(srv, rogue, &rt);
-    uint8_t pkt[64];
-    for (uint16_t i = 0; i < 20; i++)
-        send_crafted(rogue, peer, pkt, unsealed_send(pkt, (uint16_t)(i + 1)));
-    kz_clock clock = kz_clock_system();
-    kz_time_ns end = kz_clock_now(&clock) + 3 * KZ_NS_PER_S;
-    const kz_counters *nc = kz_netserver_counters(srv);
+    cr_assert_eq(kzt_mint(&f->keys, 3, 3, kz_netserver_port(f->srv), client_id, &rt), KZ_OK);
+    f->peer = rogue_connect(f->srv, f->rogue, &rt);
+    f->clock = kz_clock_system();
+}
+
+static void rogue_fixture_close(rogue_fixture *f)
+{
+    enet_host_destroy(f->rogue);
+    kz_netserver_destroy(f->srv);
+}
+
+/* Services the server for `ms` and the rogue's host (so acknowledgements
+ * flow); counts DATA and DISCONNECT messages the application would see. */
+static void run_server(rogue_fixture *f, int ms, int *data, int *gone)
+{
+    kz_time_ns end = kz_clock_now(&f->clock) + (kz_time_ns)ms * KZ_NS_PER_MS;
     kz_netmsg m;
-    int data = 0, gone = 0;
-    while (!gone && kz_clock_now(&clock) < end) {
-        kz_netserver_service(srv, kz_clock_now(&clock));
-        while (kz_netserver_poll(srv, &m) == KZ_OK) {
-            data += m.kind == KZ_NETMSG_DATA;
-            gone |= m.kind == KZ_NETMSG_DISCONNECT;
+    ENetEvent ev;
+    while (kz_clock_now(&f->clock) < end) {
+        kz_netserver_service(f->srv, kz_clock_now(&f->clock));
+        while (kz_netserver_poll(f->srv, &m) == KZ_OK) {
+            *data += m.kind == KZ_NETMSG_DATA;
+            *gone |= m.kind == KZ_NETMSG_DISCONNECT;
         }
+        while (enet_host_service(f->rogue, &ev, 1) > 0)
+            *gone |= ev.type == ENET_EVENT_TYPE_DISCONNECT;
     }
-    kz_netserver_service(srv, kz_clock_now(&clock));
-    cr_assert(gone, "the session was closed");
+}
+
+Test(enet_hostile, unsealed_packets_are_dropped_and_never_close_the_session, .timeout = 30)
+{
+    rogue_fixture f;
+    rogue_fixture_open(&f, 70);
+    uint8_t pkt[64];
+    for (uint16_t i = 0; i < 200; i++)
+        send_crafted(f.rogue, f.peer, pkt, unsealed_send(pkt, (uint16_t)(i + 1)));
+    int data = 0, gone = 0;
+    run_server(&f, 1500, &data, &gone);
+    const kz_counters *nc = kz_netserver_counters(f.srv);
+    cr_assert(!gone, "failed opens must not end the session (no close-after-N rule)");
     cr_assert_eq(data, 0, "nothing unsealed reached the application");
-    cr_assert_geq(kz_counters_get(nc, KZ_NET_C_DROP_AUTH) + kz_counters_get(nc, KZ_NET_C_DROP_MALFORMED), 16);
-    cr_assert_eq(kz_counters_get(nc, KZ_NET_C_CLOSED_AUTH), 1);
-    cr_assert_eq(kz_netserver_sessions(srv), 0);
-    enet_host_destroy(rogue);
-    kz_netserver_destroy(srv);
+    cr_assert_geq(kz_counters_get(nc, KZ_NET_C_DROP_AUTH) + kz_counters_get(nc, KZ_NET_C_DROP_MALFORMED),
+                  150, "they reached the opener and were counted there");
+    cr_assert_eq(kz_netserver_sessions(f.srv), 1);
+    rogue_fixture_close(&f);
+}
+
+/* An on-path observer knows the session's peer id, session bits and
+ * connectID (all in clear). With ENet's CRC32 that was enough to forge a
+ * DISCONNECT; with the keyed MAC it is dropped before ENet reads it. */
+Test(enet_hostile, spoofed_disconnect_from_an_observer_ends_nothing, .timeout = 30)
+{
+    rogue_fixture f;
+    rogue_fixture_open(&f, 71);
+    const kz_counters *nc = kz_netserver_counters(f.srv);
+    uint8_t body[8];
+    /* Unacknowledged: ENet ends the peer at once when it takes one. */
+    size_t n = cmd(body, ENET_PROTOCOL_COMMAND_DISCONNECT, 0xFF, 0);
+    n += put32(body + n, 0);
+    send_summed(f.rogue, f.peer, body, n, SUM_CRC);
+    /* Blind guesses of the tag, from the victim's own address. */
+    uint8_t d[16];
+    for (uint32_t i = 0; i < 2000; i++) {
+        uint16_t pid = htons((uint16_t)(f.peer->outgoingPeerID |
+                                        (f.peer->outgoingSessionID << ENET_PROTOCOL_HEADER_SESSION_SHIFT)));
+        memcpy(d, &pid, 2);
+        uint32_t guess = i * 2654435761u;
+        memcpy(d + 2, &guess, 4);
+        memcpy(d + 6, body, n);
+        ENetBuffer b = {.data = d, .dataLength = 6 + n};
+        enet_socket_send(f.rogue->socket, &f.peer->address, &b, 1);
+        if (i % 50 == 0) /* paced, so the socket buffer does not lose them */
+            kz_netserver_service(f.srv, kz_clock_now(&f.clock));
+    }
+    int data = 0, gone = 0;
+    run_server(&f, 1500, &data, &gone);
+    cr_assert(!gone, "a forged DISCONNECT must not end the session");
+    cr_assert_eq(kz_netserver_sessions(f.srv), 1);
+    cr_assert_geq(kz_counters_get(nc, KZ_NET_C_DROP_ENET_MAC), 1900,
+                  "forgeries are counted as bad MACs (%llu)",
+                  (unsigned long long)kz_counters_get(nc, KZ_NET_C_DROP_ENET_MAC));
+    /* Control: the same DISCONNECT under the session's MAC does end it, so
+     * the forgery above was a real DISCONNECT that the MAC alone stopped. */
+    send_summed(f.rogue, f.peer, body, n, SUM_MAC);
+    run_server(&f, 1500, &data, &gone);
+    cr_assert(gone, "the key holder's own DISCONNECT is honoured");
+    rogue_fixture_close(&f);
+}
+
+/* Reliable commands injected with CRC32 (sequence numbers far ahead, a
+ * throttle that would choke the peer) are dropped; the ordered stream keeps
+ * working afterwards. */
+Test(enet_hostile, injected_reliable_and_throttle_commands_are_dropped, .timeout = 30)
+{
+    rogue_fixture f;
+    rogue_fixture_open(&f, 72);
+    const kz_counters *nc = kz_netserver_counters(f.srv);
+    uint8_t body[64];
+    for (uint32_t i = 0; i < 200; i++) {
+        size_t n = cmd(body, ENET_PROTOCOL_COMMAND_SEND_RELIABLE | ENET_PROTOCOL_COMMAND_FLAG_ACKNOWLEDGE,
+                       KZ_CHANNEL_EVENT, (uint16_t)(30000 + i));
+        n += put16(body + n, 4);
+        memcpy(body + n, "evil", 4);
+        send_summed(f.rogue, f.peer, body, n + 4, SUM_CRC);
+        n = cmd(body, ENET_PROTOCOL_COMMAND_THROTTLE_CONFIGURE | ENET_PROTOCOL_COMMAND_FLAG_ACKNOWLEDGE,
+                0xFF, (uint16_t)(31000 + i));
+        n += put32(body + n, 1);
+        n += put32(body + n, 0);
+        n += put32(body + n, 32);
+        send_summed(f.rogue, f.peer, body, n, SUM_CRC);
+    }
+    int data = 0, gone = 0;
+    run_server(&f, 1000, &data, &gone);
+    cr_assert(!gone);
+    cr_assert_geq(kz_counters_get(nc, KZ_NET_C_DROP_ENET_MAC), 400);
+    cr_assert_eq(f.peer->state, ENET_PEER_STATE_CONNECTED);
+    rogue_fixture_close(&f);
+}
+
+/* The MAC itself, on hostile inputs: a bit flipped anywhere, the other
+ * direction's key, another session's key, the connectID changed, a
+ * truncated datagram: each fails; the genuine one passes and the field is
+ * left as it came. */
+Test(enet_hostile, mac_check_rejects_every_altered_datagram)
+{
+    kz_session_keys k1, k2;
+    randombytes_buf(&k1, sizeof k1);
+    randombytes_buf(&k2, sizeof k2);
+    kz__enet_mac_pair p1, p2, p1b;
+    kz__enet_mac_pair_derive(&p1, &k1, 7);
+    kz__enet_mac_pair_derive(&p2, &k2, 7);
+    kz__enet_mac_pair_derive(&p1b, &k1, 8);
+    cr_assert_neq(memcmp(&p1.client_to_server, &p1.server_to_client, sizeof p1.client_to_server), 0);
+    cr_assert_neq(memcmp(&p1.client_to_server, &p1b.client_to_server, sizeof p1.client_to_server), 0,
+                  "a new session of the same token gets new MAC keys");
+    uint8_t d[100];
+    for (size_t i = 0; i < sizeof d; i++)
+        d[i] = (uint8_t)(i * 7 + 3);
+    d[0] = 0x80 | 0x10; /* sent time present, session 1, peer 0 */
+    d[1] = 0x00;
+    uint32_t connect_id = 0xA1B2C3D4u;
+    kz__enet_header h;
+    cr_assert(kz__enet_header_parse(d, sizeof d, &h));
+    cr_assert_eq(h.checksum_at, 4u);
+    memcpy(d + h.checksum_at, &connect_id, 4);
+    ENetBuffer b = {.data = d, .dataLength = sizeof d};
+    uint32_t tag = kz__enet_mac_buffers(&p1.client_to_server, &b, 1), got;
+    memcpy(d + h.checksum_at, &tag, 4);
+    uint8_t orig[100];
+    memcpy(orig, d, sizeof d);
+    cr_assert(kz__enet_mac_check(&p1.client_to_server, d, sizeof d, &h, connect_id, &got));
+    cr_assert_eq(got, tag);
+    cr_assert_arr_eq(d, orig, sizeof d, "the datagram is left as it came");
+    cr_assert(!kz__enet_mac_check(&p1.server_to_client, d, sizeof d, &h, connect_id, &got));
+    cr_assert(!kz__enet_mac_check(&p2.client_to_server, d, sizeof d, &h, connect_id, &got));
+    cr_assert(!kz__enet_mac_check(&p1b.client_to_server, d, sizeof d, &h, connect_id, &got));
+    cr_assert(!kz__enet_mac_check(&p1.client_to_server, d, sizeof d, &h, connect_id ^ 1, &got));
+    cr_assert(!kz__enet_mac_check(&p1.client_to_server, d, sizeof d - 1, &h, connect_id, &got));
+    for (size_t i = 0; i < sizeof d; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            d[i] ^= (uint8_t)(1u << bit);
+            kz__enet_header h2;
+            if (kz__enet_header_parse(d, sizeof d, &h2))
+                cr_assert(!kz__enet_mac_check(&p1.client_to_server, d, sizeof d, &h2, connect_id, &got),
+                          "bit %d of byte %zu flipped still verifies", bit, i);
+            d[i] ^= (uint8_t)(1u << bit);
+        }
+    uint8_t tiny[5] = {0x80, 0, 0, 0, 0};
+    cr_assert(!kz__enet_header_parse(tiny, sizeof tiny, &h), "sent time but no room for the field");
+    cr_assert(!kz__enet_header_parse(tiny, 1, &h));
 }

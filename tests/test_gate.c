@@ -5,6 +5,7 @@
  * reuse, expiry, and a bounded, allocation-free steady state.
  */
 #include <criterion/criterion.h>
+#include <enet/enet.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -422,43 +423,55 @@ Test(gate, handshake_ignores_forged_and_malformed_replies)
 }
 
 /* An ENet CONNECT datagram as ENet 1.3 lays it out (sent-time flag on,
- * checksum present): peer id 0xFFF, then the command with the connectID at
- * +40 and the data word (big-endian) at +44. */
-static size_t enet_connect(uint8_t *d, uint32_t connect_id, uint32_t data)
+ * checksum present): peer id ENET_PROTOCOL_MAXIMUM_PEER_ID, then the
+ * command with its connectID (opaque) and data word (big-endian). With
+ * `mac`, the checksum field carries the datagram's MAC under that key, as
+ * the client's ENet sends it; without, a plain ENet CRC32. */
+static size_t enet_connect(uint8_t *d, uint32_t connect_id, uint32_t data, const kz__enet_mac *mac)
 {
     memset(d, 0, 64);
-    d[0] = 0x8f;
-    d[1] = 0xff;
-    size_t at = 2 + 2 + 4;
-    d[at] = 0x82; /* CONNECT with the acknowledge flag */
-    memcpy(d + at + 40, &connect_id, 4);
-    d[at + 44] = (uint8_t)(data >> 24);
-    d[at + 45] = (uint8_t)(data >> 16);
-    d[at + 46] = (uint8_t)(data >> 8);
-    d[at + 47] = (uint8_t)data;
-    return at + 48;
+    uint16_t field = ENET_PROTOCOL_MAXIMUM_PEER_ID | ENET_PROTOCOL_HEADER_FLAG_SENT_TIME;
+    d[0] = (uint8_t)(field >> 8);
+    d[1] = (uint8_t)field;
+    size_t at = sizeof(ENetProtocolHeader) + sizeof(enet_uint32);
+    ENetProtocolConnect *c = (ENetProtocolConnect *)(d + at);
+    c->header.command = ENET_PROTOCOL_COMMAND_CONNECT | ENET_PROTOCOL_COMMAND_FLAG_ACKNOWLEDGE;
+    c->connectID = connect_id;
+    c->data = ENET_HOST_TO_NET_32(data);
+    size_t n = at + sizeof(ENetProtocolConnect);
+    ENetBuffer b = {.data = d, .dataLength = n};
+    uint32_t sum = mac ? kz__enet_mac_buffers(mac, &b, 1) : enet_crc32(&b, 1);
+    memcpy(d + at - sizeof sum, &sum, sizeof sum);
+    return n;
 }
 
-Test(gate, enet_connects_need_the_slot_tag_and_keep_one_connect_id)
+Test(gate, enet_connects_need_the_slot_mac_tag_and_keep_one_connect_id)
 {
     kz_connect_token ct = token_for(40, SERVER_ID, UNIX_NOW + 60);
     kz_address a = addr(7, 0, 5000);
     kz__handshake hs;
     connect_client(&hs, &ct, &a);
     uint32_t tag = kz__connect_tag(&ct.keys, hs.session_id);
+    kz__enet_mac_pair mac;
+    kz__enet_mac_pair_derive(&mac, &ct.keys, hs.session_id);
     uint8_t d[64], reply[KZ_GATE_REQUEST_BYTES];
     size_t n, rlen;
 #define SEND(len) kz__gate_datagram(fx.gate, &a, d, (len), fx.now, UNIX_NOW, reply, sizeof reply, &rlen)
-    n = enet_connect(d, 0x11111111, tag ^ 1);
-    cr_assert_eq(SEND(n), KZ_GATE_DROP, "wrong tag: someone without the keys");
-    n = enet_connect(d, 0x11111111, tag);
+    n = enet_connect(d, 0x11111111, tag, NULL);
+    cr_assert_eq(SEND(n), KZ_GATE_DROP, "right tag, CRC32 instead of the MAC: an observer");
+    n = enet_connect(d, 0x11111111, tag, &mac.server_to_client);
+    cr_assert_eq(SEND(n), KZ_GATE_DROP, "a MAC under the other direction's key");
+    cr_assert_eq(counter(KZ_GATE_C_DROP_ENET_CONNECT_MAC), 2);
+    n = enet_connect(d, 0x11111111, tag ^ 1, &mac.client_to_server);
+    cr_assert_eq(SEND(n), KZ_GATE_DROP, "wrong tag");
+    n = enet_connect(d, 0x11111111, tag, &mac.client_to_server);
     cr_assert_eq(SEND(n - 1), KZ_GATE_DROP, "truncated connect");
     cr_assert_eq(SEND(n), KZ_GATE_PASS, "the key holder's connect");
     cr_assert_eq(SEND(n), KZ_GATE_PASS, "its retransmission");
-    n = enet_connect(d, 0x22222222, tag);
+    n = enet_connect(d, 0x22222222, tag, &mac.client_to_server);
     cr_assert_eq(SEND(n), KZ_GATE_DROP, "a second connectID would open a second peer");
     cr_assert_eq(kz__gate_mark_connected(fx.gate, &a), (int32_t)hs.slot);
-    n = enet_connect(d, 0x11111111, tag);
+    n = enet_connect(d, 0x11111111, tag, &mac.client_to_server);
     cr_assert_eq(SEND(n), KZ_GATE_DROP, "no connect once connected");
     cr_assert_eq(counter(KZ_GATE_C_DROP_ENET_CONNECT), 4);
 #undef SEND

@@ -15,7 +15,7 @@
 
 /* ---- versions and framing ---------------------------------------------- */
 
-#define KZ_PROTOCOL_VERSION 1u
+#define KZ_PROTOCOL_VERSION 2u  /* 2: keyed MAC in ENet's checksum field */
 
 /* Largest UDP payload Kizuna ever sends: fits the IPv6 minimum MTU (1280)
  * minus IPv6 and UDP headers with room to spare. ENet's MTU is set to it. */
@@ -100,6 +100,7 @@
 #define KZ_KDF_ID_DATA 1u     /* sealed application packets (then per session) */
 #define KZ_KDF_ID_GATE 2u     /* gate ACCEPT, under the server-to-client key */
 #define KZ_KDF_ID_REQUEST 3u  /* REQUEST proof of key possession, client-to-server key */
+#define KZ_KDF_ID_ENET_MAC 4u /* MAC in ENet's checksum field, each direction (then per session) */
 
 /* ---- gate (handshake datagrams, before ENet) ---------------------------- */
 

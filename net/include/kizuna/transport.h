@@ -80,7 +80,6 @@ typedef struct kz_netserver_config {
                                     services them all on the caller's thread */
     uint32_t ring_capacity;      /* buffers per direction and host, power of two up
                                     to 65536; 0 = 4096 */
-    uint32_t max_auth_failures;  /* forged packets before a session is closed; 0 = 16 */
     uint32_t disable_aes;        /* non-zero: ChaCha20-Poly1305 only */
     uint32_t gate_rate_per_ip;   /* gate work per source IP per second, burst twice
                                     that; 0 = 100. Raise it only where many clients
@@ -200,9 +199,13 @@ KZ_API void kz_netclient_traffic(const kz_netclient *c, kz_net_traffic *out);
     X(DROP_INBOUND_FULL, "drop_inbound_ring_full") \
     X(DROP_OUTBOUND_FULL, "drop_outbound_full")    \
     X(DROP_NO_SESSION, "drop_no_session")          \
+    X(DROP_ENET_MAC, "drop_enet_bad_mac")          \
+    X(DROP_ENET_PEER, "drop_enet_unknown_peer")    \
+    X(DROP_ENET_MALFORMED, "drop_enet_malformed")  \
+    X(DROP_PACKET_ALLOC, "drop_packet_alloc")      \
+    X(DROP_ENET_SEND, "drop_enet_send_refused")    \
     X(SESSIONS_OPENED, "sessions_opened")          \
     X(SESSIONS_CLOSED, "sessions_closed")          \
-    X(CLOSED_AUTH, "sessions_closed_auth_failures")\
     X(CONNECT_REFUSED, "enet_connect_refused")     \
     X(NONCE_EXHAUSTED, "nonce_exhausted")
 
