@@ -198,8 +198,10 @@ size_t kz__gate_footprint(const kz__gate *g)
 
 /* ---- rate limit ---------------------------------------------------------- */
 
-/* Takes one token from the bucket of `from`'s IP (port ignored: a spoofer
- * varies ports for free). 1 when allowed. */
+/* Takes one token from the verification budget of `from`'s IP (port
+ * ignored: one host varies ports for free). Charged only for requests whose
+ * cookie proved the source address, so only someone who receives at that
+ * address can spend it. 1 when allowed. */
 static int kz__rate_take(kz__gate *g, const kz_address *from, kz_time_ns now)
 {
     uint8_t h[crypto_shorthash_BYTES];
@@ -535,8 +537,11 @@ static kz__gate_action kz__gate_request(kz__gate *g, const kz_address *from, con
         static const uint8_t zero[KZ_COOKIE_BYTES];
         if (sodium_memcmp(r.cookie, zero, KZ_COOKIE_BYTES) != 0)
             kz_counter_inc(g->c, KZ_GATE_C_BAD_COOKIE);
-        if (!kz__rate_take(g, from, now))
-            return kz__drop(g, KZ_GATE_C_DROP_RATE, "challenge rate");
+        /* No budget here: a request without a valid cookie proves nothing
+         * about its source, so charging the source's budget would let a
+         * spoofer spend a victim's (a player's, a whole NAT's) admission.
+         * A challenge costs one keyed hash and a reply smaller than the
+         * request, so a flood of them costs the flooder more than us. */
         *reply_len = kz__reply_challenge(g, from, now, reply);
         return KZ_GATE_REPLY;
     }

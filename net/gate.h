@@ -86,10 +86,12 @@ enum {
 typedef struct kz__gate_config {
     kz_token_verifier verifier;
     uint32_t max_sessions;        /* pending + connected slots; required */
-    /* Gate work (challenges and token verifications) allowed per second per
-     * source IP, and the bucket size. Clients behind one NAT share it, so
-     * it is generous: at the default a single IP can make the gate spend
-     * about 1% of a core on signature checks. */
+    /* Token verifications allowed per second per source IP, and the bucket
+     * size. Charged only after the cookie proved the address (challenges
+     * are never limited per source: a spoofer could otherwise spend a
+     * victim's budget). Clients behind one NAT share it, so it is generous:
+     * at the default a single IP can make the gate spend about 1% of a
+     * core on signature checks. */
     uint32_t challenge_rate;      /* 0 = KZ_GATE_DEFAULT_RATE */
     uint32_t challenge_burst;     /* 0 = 2 * rate */
     uint32_t rate_buckets;        /* power of two; 0 = 65536 */

@@ -343,31 +343,82 @@ Test(gate, spoofed_flood_costs_more_than_it_earns_and_a_real_client_still_connec
     cr_assert_geq(counter(KZ_GATE_C_DROP_UNVALIDATED), 25000);
 }
 
-Test(gate, per_source_rate_limit)
+/* A token whose signature is wrong: it passes the cheap checks, so each
+ * proven request with it costs the gate a signature check. */
+static kz_connect_token forged_signature_token(uint64_t client_id)
 {
-    kz_connect_token ct = token_for(9, SERVER_ID, UNIX_NOW + 60);
+    kz_connect_token ct = token_for(client_id, SERVER_ID, UNIX_NOW + 60);
+    ct.token[ct.token_len - 1] ^= 0x55;
+    return ct;
+}
+
+/* Sends a proven request (challenge first) from `from`; the action of the
+ * proven one. */
+static kz__gate_action proven_request(const kz_connect_token *ct, const kz_address *from,
+                                      kz_time_ns now)
+{
     kz__handshake hs;
-    cr_assert_eq(kz__handshake_init(&hs, &ct), KZ_OK);
-    uint8_t req[KZ_GATE_REQUEST_BYTES], reply[KZ_GATE_REQUEST_BYTES];
-    size_t n = kz__handshake_request(&hs, req), rlen, replies = 0;
+    cr_assert_eq(kz__handshake_init(&hs, ct), KZ_OK);
+    kz_time_ns saved = fx.now;
+    fx.now = now;
+    cr_assert_eq(step(&hs, from, NULL), KZ_GATE_REPLY, "challenges are never limited");
+    cr_assert(hs.has_cookie);
+    kz__gate_action act = step(&hs, from, NULL);
+    fx.now = saved;
+    return act;
+}
+
+Test(gate, per_source_verification_budget)
+{
+    kz_connect_token bad = forged_signature_token(9);
     kz_address noisy = addr(5, 0, 1);
-    for (int i = 0; i < 2000; i++) {
+    for (int i = 0; i < 400; i++) {
         noisy.port = (uint16_t)(1 + i); /* changing ports does not help */
-        replies += kz__gate_datagram(fx.gate, &noisy, req, n, fx.now, UNIX_NOW, reply,
-                                     sizeof reply, &rlen) == KZ_GATE_REPLY;
+        cr_assert_eq(proven_request(&bad, &noisy, fx.now), KZ_GATE_DROP);
     }
-    cr_assert_eq(replies, 2 * KZ_GATE_DEFAULT_RATE, "the burst of 2 x rate, then nothing");
-    cr_assert_eq(counter(KZ_GATE_C_DROP_RATE), 2000 - 2 * KZ_GATE_DEFAULT_RATE);
+    cr_assert_eq(counter(KZ_GATE_C_VERIFIES), 2 * KZ_GATE_DEFAULT_RATE,
+                 "the burst of 2 x rate, then no more signature checks");
+    cr_assert_eq(counter(KZ_GATE_C_DROP_RATE), 400 - 2 * KZ_GATE_DEFAULT_RATE);
+    cr_assert_eq(counter(KZ_GATE_C_CHALLENGES), 400, "every request got its challenge");
     kz_address quiet = addr(5, 1, 1);
-    cr_assert_eq(kz__gate_datagram(fx.gate, &quiet, req, n, fx.now, UNIX_NOW, reply,
-                                   sizeof reply, &rlen),
-                 KZ_GATE_REPLY, "another source is unaffected");
+    cr_assert_eq(proven_request(&bad, &quiet, fx.now), KZ_GATE_DROP);
+    cr_assert_eq(counter(KZ_GATE_C_VERIFIES), 2 * KZ_GATE_DEFAULT_RATE + 1,
+                 "another source is unaffected");
     fx.now += KZ_NS_PER_S;
-    replies = 0;
-    for (int i = 0; i < 1000; i++)
-        replies += kz__gate_datagram(fx.gate, &noisy, req, n, fx.now, UNIX_NOW, reply,
-                                     sizeof reply, &rlen) == KZ_GATE_REPLY;
-    cr_assert_eq(replies, KZ_GATE_DEFAULT_RATE, "one second refills one rate's worth");
+    uint64_t before = counter(KZ_GATE_C_VERIFIES);
+    for (int i = 0; i < 200; i++) {
+        noisy.port = (uint16_t)(1000 + i);
+        (void)proven_request(&bad, &noisy, fx.now);
+    }
+    cr_assert_eq(counter(KZ_GATE_C_VERIFIES) - before, KZ_GATE_DEFAULT_RATE,
+                 "one second refills one rate's worth");
+}
+
+/* A spoofer floods requests without a cookie from a victim's IP (every
+ * port): it gets challenges sent to the victim and nothing else. The
+ * victim, asking in the middle of the flood, is admitted at once. */
+Test(gate, spoofed_requests_cannot_lock_an_address_out)
+{
+    kz_connect_token spoof = token_for(50, SERVER_ID, UNIX_NOW + 60);
+    kz__handshake sh;
+    cr_assert_eq(kz__handshake_init(&sh, &spoof), KZ_OK);
+    uint8_t req[KZ_GATE_REQUEST_BYTES], reply[KZ_GATE_REQUEST_BYTES];
+    size_t n = kz__handshake_request(&sh, req), rlen;
+    kz_address victim = addr(9, 9, 4242), spoofed = victim;
+    for (uint32_t i = 0; i < 5000; i++) {
+        spoofed.port = (uint16_t)(1024 + i % 60000);
+        cr_assert_eq(kz__gate_datagram(fx.gate, &spoofed, req, n, fx.now, UNIX_NOW, reply,
+                                       sizeof reply, &rlen),
+                     KZ_GATE_REPLY);
+        cr_assert_lt(rlen, n, "each challenge is smaller than the request");
+        fx.now += 100 * KZ_NS_PER_US; /* 10,000 spoofed datagrams a second */
+    }
+    kz_connect_token mine = token_for(51, SERVER_ID, UNIX_NOW + 60);
+    kz__handshake hs;
+    connect_client(&hs, &mine, &victim);
+    cr_assert_eq(hs.state, KZ_HS_ACCEPTED, "the victim is admitted during the flood");
+    cr_assert_eq(counter(KZ_GATE_C_DROP_RATE), 0);
+    cr_assert_eq(counter(KZ_GATE_C_VERIFIES), 1, "no signature work for the spoofer");
 }
 
 Test(gate, pending_slots_expire_and_full_server_denies)
@@ -479,19 +530,15 @@ Test(gate, enet_connects_need_the_slot_mac_tag_and_keep_one_connect_id)
 
 Test(gate, clocks_of_several_io_threads_cannot_refill_the_rate_limit)
 {
-    kz_connect_token ct = token_for(41, SERVER_ID, UNIX_NOW + 60);
-    kz__handshake hs;
-    cr_assert_eq(kz__handshake_init(&hs, &ct), KZ_OK);
-    uint8_t req[KZ_GATE_REQUEST_BYTES], reply[KZ_GATE_REQUEST_BYTES];
-    size_t n = kz__handshake_request(&hs, req), rlen, replies = 0;
+    kz_connect_token bad = forged_signature_token(41);
     kz_address a = addr(8, 0, 1);
     /* Two threads whose clocks differ by a millisecond take turns. */
-    for (int i = 0; i < 2000; i++) {
-        kz_time_ns now = fx.now - (i % 2 ? KZ_NS_PER_MS : 0);
-        replies += kz__gate_datagram(fx.gate, &a, req, n, now, UNIX_NOW, reply, sizeof reply,
-                                     &rlen) == KZ_GATE_REPLY;
+    for (int i = 0; i < 400; i++) {
+        a.port = (uint16_t)(1 + i);
+        (void)proven_request(&bad, &a, fx.now - (i % 2 ? KZ_NS_PER_MS : 0));
     }
-    cr_assert_leq(replies, 2 * KZ_GATE_DEFAULT_RATE + 1, "got %zu replies", replies);
+    cr_assert_leq(counter(KZ_GATE_C_VERIFIES), 2 * KZ_GATE_DEFAULT_RATE + 1, "got %llu verifications",
+                  (unsigned long long)counter(KZ_GATE_C_VERIFIES));
 }
 
 /* Key rotation: tokens signed by a key the gate no longer trusts are

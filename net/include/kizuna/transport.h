@@ -81,7 +81,8 @@ typedef struct kz_netserver_config {
     uint32_t ring_capacity;      /* buffers per direction and host, power of two up
                                     to 65536; 0 = 4096 */
     uint32_t disable_aes;        /* non-zero: ChaCha20-Poly1305 only */
-    uint32_t gate_rate_per_ip;   /* gate work per source IP per second, burst twice
+    uint32_t gate_rate_per_ip;   /* token verifications per source IP per second
+                                    (after the address proved itself), burst twice
                                     that; 0 = 100. Raise it only where many clients
                                     share one address (load tests on one machine). */
     kz_clock clock;              /* threaded mode's time; zero = system clock */
