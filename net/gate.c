@@ -693,4 +693,14 @@ int kz__gate_trust(kz__gate *g, const uint8_t (*keys)[KZ_SIGN_PUBLIC_KEY_BYTES],
 void kz__gate_set_accepting(kz__gate *g, int accepting)
 {
     g->refusing = !accepting;
+    if (accepting)
+        return;
+    /* Granted slots that never connected are not clients: a drain waiting
+     * for "no sessions" would otherwise wait pending_timeout for each. Their
+     * late ENet connects are refused; asking again earns a DENY. */
+    for (uint32_t i = 0; i < g->cfg.max_sessions; i++)
+        if (g->slots[i].state == KZ_SLOT_PENDING) {
+            kz_counter_inc(g->c, KZ_GATE_C_PENDING_CANCELLED);
+            kz__gate_release(g, i);
+        }
 }

@@ -74,7 +74,8 @@
     X(ACCEPTS, "accepts_sent")                                                 \
     X(DENIES, "denies_sent")                                                   \
     X(VERIFIES, "token_verifications")                                         \
-    X(PENDING_EXPIRED, "pending_expired")
+    X(PENDING_EXPIRED, "pending_expired")                                      \
+    X(PENDING_CANCELLED, "pending_cancelled_draining")
 
 enum {
 #define KZ__GATE_ENUM(id, name) KZ_GATE_C_##id,
@@ -152,7 +153,9 @@ void kz__gate_expire(kz__gate *g, kz_time_ns now);
  * admitted are not touched. 0 or KZ_EINVAL. */
 int kz__gate_trust(kz__gate *g, const uint8_t (*keys)[KZ_SIGN_PUBLIC_KEY_BYTES], uint32_t n);
 /* While not accepting, valid requests for a new session are denied with
- * KZ_DENY_SHUTTING_DOWN (a lost accept for an admitted one is still resent). */
+ * KZ_DENY_SHUTTING_DOWN. Turning acceptance off also frees every slot that
+ * was granted but has not connected (its ENet connect will be refused);
+ * connected sessions stay. */
 void kz__gate_set_accepting(kz__gate *g, int accepting);
 
 const kz__gate_slot *kz__gate_slot_at(const kz__gate *g, uint32_t slot);

@@ -133,7 +133,9 @@ KZ_API KZ_MUST_CHECK int kz_netserver_trust(kz_netserver *s,
 /*
  * Any thread: while not accepting (a server draining before it stops),
  * the gate denies new sessions with KZ_DENY_SHUTTING_DOWN, so clients
- * learn at once instead of timing out. Connected sessions stay.
+ * learn at once instead of timing out. Connected sessions stay; slots
+ * granted but not yet connected are freed at once (they are not clients,
+ * and kz_netserver_sessions no longer counts them).
  */
 KZ_API void kz_netserver_set_accepting(kz_netserver *s, int32_t accepting);
 
