@@ -9,7 +9,9 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #include <kizuna/token.h>
 
@@ -689,4 +691,86 @@ Test(world_events, a_kick_stops_processing_the_rest_of_the_drain)
     a.log = NULL;
     cr_assert_eq(kzt_audit_count(&a, KZ_AUDIT_KICK, 52, NULL), 1, "one kick record");
     cr_assert_eq(kzt_audit_close_count(&a, KZ_AUDIT_VIOLATION, 52, NULL), 1, "one strike record");
+}
+
+/* ---- commands are validated at their arrival time ----------------------- */
+
+/* The transport's clock in a threaded world, moved by the test thread and
+ * read by the I/O thread. */
+static _Atomic kz_time_ns io_now;
+
+static kz_time_ns io_clock(void *ctx)
+{
+    (void)ctx;
+    return atomic_load(&io_now);
+}
+
+static uint64_t rx_packets(void)
+{
+    return kz_counters_get(kz_netserver_counters(kz_server_net(w.srv)), KZ_NET_C_RX_PACKETS);
+}
+
+/* Waits (bounded) until the I/O thread has taken a datagram more than
+ * `before` off the socket, so it stamps it with the clock as it is now. */
+static void wait_rx(uint64_t before)
+{
+    const struct timespec pause = {0, 200000};
+    for (int k = 0; k < 10000 && rx_packets() <= before; k++)
+        nanosleep(&pause, NULL);
+}
+
+/* One input tick of the world with the I/O clock following it. With
+ * `sim` 0 the simulation thread is stalled: only the client runs. */
+static void threaded_step(int sim)
+{
+    const kz_time_ns dt = KZ_NS_PER_S / 30;
+    uint64_t before = rx_packets();
+    atomic_store(&io_now, w.now + dt);
+    if (sim) {
+        kzt_world_step(&w, dt);
+    } else {
+        w.now += dt;
+        (void)kz_client_update(w.clients[0], w.now);
+    }
+    if (kz_client_state(w.clients[0]) == KZ_CLIENT_CONNECTED)
+        wait_rx(before);  /* handshakes pass the gate, not the counter */
+}
+
+/* A simulation thread stalled for 4 s finds 120 commands waiting. Stamped
+ * when the sim read them, they would look like one burst beyond the input
+ * budget (90) and an honest client would be struck for flooding; stamped
+ * at arrival they are 33 ms apart, as sent. */
+Test(world_events, commands_are_checked_at_their_arrival_not_when_the_sim_reads_them)
+{
+    memset(&w, 0, sizeof w);
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kz_server_config_default(&sc);
+    sc.spawn_radius = 3.0f;
+    sc.net.threaded = 1;
+    sc.net.clock = (kz_clock){NULL, io_clock};
+    atomic_store(&io_now, 1);
+    cr_assert_eq(kzt_world_start(&w, 1, NULL, &sc, 5), KZ_OK);
+    /* The handshake runs on the I/O thread in real time: give it time. */
+    const struct timespec ms = {0, 1000000};
+    for (int k = 0; k < 3000 && kz_client_state(w.clients[0]) != KZ_CLIENT_CONNECTED; k++) {
+        threaded_step(1);
+        nanosleep(&ms, NULL);
+    }
+    cr_assert_eq(kz_client_state(w.clients[0]), KZ_CLIENT_CONNECTED);
+    for (int k = 0; k < 60; k++) {
+        walk(0, 1.0f, 0.0f);
+        threaded_step(1);
+    }
+    uint64_t applied = counter(KZ_WORLD_C_INPUTS);
+    cr_assert_gt(applied, 30, "inputs flow");
+    for (int k = 0; k < 120; k++)
+        threaded_step(0);
+    for (int k = 0; k < 30; k++)
+        threaded_step(1);
+    cr_assert_gt(counter(KZ_WORLD_C_INPUTS) - applied, 120, "the stalled inputs were read");
+    cr_assert_eq(counter(KZ_WORLD_C_VIOL_FLOOD), 0, "no flood seen in an honest client");
+    cr_assert_eq(counter(KZ_WORLD_C_VIOL_CLOCK), 0, "nor a fast clock");
+    cr_assert_eq(kz_client_state(w.clients[0]), KZ_CLIENT_CONNECTED);
+    kzt_world_stop(&w);
 }

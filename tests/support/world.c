@@ -59,7 +59,9 @@ int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_serve
     uint32_t threaded = sc.net.threaded, io_threads = sc.net.io_threads;
     uint32_t ring_capacity = sc.net.ring_capacity;
     kz_allocator alloc = sc.net.alloc;
+    kz_clock clock = sc.net.clock;
     kzt_server_config(&sc.net, &w->keys, KZT_PROTOCOL, KZT_SERVER_ID, n + spare);
+    sc.net.clock = clock;
     sc.net.threaded = threaded;
     sc.net.io_threads = io_threads;
     sc.net.ring_capacity = ring_capacity;

@@ -68,8 +68,9 @@ int kzt_audit_count(const kzt_audit *a, uint32_t type, uint64_t client, const ch
 
 /* Starts a world of `n` clients; `impair` is a kz_impair profile applied
  * both ways (NULL = direct). `scfg` may be NULL for defaults (its net
- * part is filled in here). The clients start connecting at once. 0 or a
- * KZ_E code. */
+ * part is filled in here but for threaded, io_threads, ring_capacity,
+ * alloc and clock). The clients start connecting at once. 0 or a KZ_E
+ * code. */
 int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_server_config *scfg,
                     uint64_t seed);
 /* Advances the clock by dt and runs relay, server and every client once. */
