@@ -321,14 +321,6 @@ static size_t kz__reply_accept(kz__gate *g, uint32_t idx, uint8_t *out)
 
 /* ---- requests ------------------------------------------------------------ */
 
-typedef struct kz__request {
-    uint8_t aead_mask;
-    uint16_t token_len;
-    const uint8_t *cookie;
-    const uint8_t *proof;
-    const uint8_t *token;
-} kz__request;
-
 /* Splits a request of exactly KZ_GATE_REQUEST_BYTES; 0 when any field is
  * out of range or the padding is not zero (one encoding per request). */
 static int kz__request_parse(const uint8_t *d, kz__request *r)
@@ -454,14 +446,22 @@ static int32_t kz__slot_claim(kz__gate *g, const kz_address *from, const kz_toke
     return (int32_t)idx;
 }
 
-/* Steps after the cookie proved the address: everything that needs the
- * token's signature, in the order of gate.h. */
-static kz__gate_action kz__request_proven(kz__gate *g, const kz_address *from,
-                                          const kz__request *r, kz_time_ns now,
-                                          uint64_t unix_now, uint8_t *reply, size_t *reply_len)
+/* The drop counter of a token verdict; verdicts without a counter of their
+ * own are counted as malformed tokens. */
+static uint32_t kz__verdict_drop(kz_token_verdict v)
 {
-    uint8_t token_hash[16];
-    crypto_generichash(token_hash, sizeof token_hash, r->token, r->token_len, NULL, 0);
+    uint32_t c = (unsigned)v < KZ_TOKEN_VERDICT_COUNT ? kz__verdict_counter[v] : 0;
+    return c ? c : KZ_GATE_C_DROP_TOKEN_MALFORMED;
+}
+
+/* Checks of a proven request that need the gate's tables, made before the
+ * signature check (so repeats and reuse cost nothing) and again after it
+ * (another thread may have claimed the address, token or client id in
+ * between). KZ_GATE_VERIFY means "go on". */
+static kz__gate_action kz__proven_tables(kz__gate *g, const kz_address *from,
+                                         const uint8_t token_hash[16], uint64_t unix_now,
+                                         uint8_t *reply, size_t *reply_len)
+{
     int32_t held = kz__slot_of(g, from);
     if (held >= 0) {
         if (sodium_memcmp(g->slots[held].token_hash, token_hash, 16) != 0)
@@ -475,8 +475,6 @@ static kz__gate_action kz__request_proven(kz__gate *g, const kz_address *from,
         *reply_len = kz__reply_deny(g, KZ_DENY_TOKEN_IN_USE, reply);
         return KZ_GATE_REPLY;
     }
-    if (!kz__rate_take(g, from, now))
-        return kz__drop(g, KZ_GATE_C_DROP_RATE, "verification rate");
     if (g->refusing) {
         /* After the cookie round trip, so the deny goes only to a proven
          * address; before the signature check, which would be wasted. */
@@ -484,44 +482,96 @@ static kz__gate_action kz__request_proven(kz__gate *g, const kz_address *from,
         *reply_len = kz__reply_deny(g, KZ_DENY_SHUTTING_DOWN, reply);
         return KZ_GATE_REPLY;
     }
-    kz_token_info info;
-    kz_session_keys keys;
+    return KZ_GATE_VERIFY;
+}
+
+/* First half of a proven request, under the caller's lock: table checks
+ * and the per-source budget, then the job for the signature check. */
+static kz__gate_action kz__request_proven(kz__gate *g, const kz_address *from,
+                                          const kz__request *r, kz_time_ns now,
+                                          uint64_t unix_now, uint8_t *reply, size_t *reply_len,
+                                          kz__gate_job *job)
+{
+    uint8_t token_hash[16];
+    crypto_generichash(token_hash, sizeof token_hash, r->token, r->token_len, NULL, 0);
+    kz__gate_action act = kz__proven_tables(g, from, token_hash, unix_now, reply, reply_len);
+    if (act != KZ_GATE_VERIFY)
+        return act;
+    if (!kz__rate_take(g, from, now))
+        return kz__drop(g, KZ_GATE_C_DROP_RATE, "verification rate");
     kz_counter_inc(g->c, KZ_GATE_C_VERIFIES);
-    kz_token_verdict v = kz_token_verify(&g->cfg.verifier, r->token, r->token_len, unix_now,
-                                         &info, &keys);
-    if (v != KZ_TOKEN_VALID)
-        return kz__drop(g, kz__verdict_counter[v], kz_token_verdict_name(v));
+    memset(job, 0, sizeof *job);
+    job->from = *from;
+    job->request = *r;
+    memcpy(job->token_hash, token_hash, sizeof token_hash);
+    job->verifier = g->cfg.verifier;
+    return KZ_GATE_VERIFY;
+}
+
+void kz__gate_job_run(kz__gate_job *job, uint64_t unix_now)
+{
+    const kz__request *r = &job->request;
+    job->verdict = kz_token_verify(&job->verifier, r->token, r->token_len, unix_now, &job->info,
+                                   &job->keys);
+    sodium_memzero(&job->verifier, sizeof job->verifier);
+    if (job->verdict != KZ_TOKEN_VALID)
+        return;
     uint8_t proof[KZ_REQUEST_PROOF_BYTES];
-    kz__request_proof(&keys, r->cookie, r->token, r->token_len, proof);
-    if (sodium_memcmp(proof, r->proof, sizeof proof) != 0) {
-        sodium_memzero(&keys, sizeof keys);
-        return kz__drop(g, KZ_GATE_C_DROP_PROOF, "request proof (token used without its keys)");
-    }
-    kz__gate_action act = KZ_GATE_REPLY;
-    uint8_t alg = kz__choose_cipher(g, r->aead_mask);
+    kz__request_proof(&job->keys, r->cookie, r->token, r->token_len, proof);
+    job->proof_ok = sodium_memcmp(proof, r->proof, sizeof proof) == 0;
+}
+
+/* Claims a slot for a verified job (tables checked again). */
+static kz__gate_action kz__job_claim(kz__gate *g, kz__gate_job *job, kz_time_ns now,
+                                     uint64_t unix_now, uint8_t *reply, size_t *reply_len)
+{
+    kz__gate_action act = kz__proven_tables(g, &job->from, job->token_hash, unix_now, reply,
+                                            reply_len);
+    if (act != KZ_GATE_VERIFY)
+        return act;
+    uint8_t alg = kz__choose_cipher(g, job->request.aead_mask);
     uint32_t other;
-    if (alg == 0) {
-        act = kz__drop(g, KZ_GATE_C_DROP_NO_CIPHER, "no common cipher");
-    } else if (kz__fixmap_get(&g->by_client, info.client_id, &other)) {
+    if (alg == 0)
+        return kz__drop(g, KZ_GATE_C_DROP_NO_CIPHER, "no common cipher");
+    if (kz__fixmap_get(&g->by_client, job->info.client_id, &other)) {
         kz_counter_inc(g->c, KZ_GATE_C_DROP_CLIENT_IN_USE);
         *reply_len = kz__reply_deny(g, KZ_DENY_CLIENT_IN_USE, reply);
-    } else {
-        int32_t idx = kz__slot_claim(g, from, &info, &keys, token_hash, alg, now);
-        if (idx < 0) {
-            kz_counter_inc(g->c, KZ_GATE_C_DROP_FULL);
-            *reply_len = kz__reply_deny(g, KZ_DENY_SERVER_FULL, reply);
-        } else {
-            kz__used_add(g, token_hash, from, info.expire_time);
-            *reply_len = kz__reply_accept(g, (uint32_t)idx, reply);
-        }
+        return KZ_GATE_REPLY;
     }
-    sodium_memzero(&keys, sizeof keys);
+    int32_t idx = kz__slot_claim(g, &job->from, &job->info, &job->keys, job->token_hash, alg, now);
+    if (idx < 0) {
+        kz_counter_inc(g->c, KZ_GATE_C_DROP_FULL);
+        *reply_len = kz__reply_deny(g, KZ_DENY_SERVER_FULL, reply);
+        return KZ_GATE_REPLY;
+    }
+    kz__used_add(g, job->token_hash, &job->from, job->info.expire_time);
+    *reply_len = kz__reply_accept(g, (uint32_t)idx, reply);
+    return KZ_GATE_REPLY;
+}
+
+kz__gate_action kz__gate_job_finish(kz__gate *g, kz__gate_job *job, kz_time_ns now,
+                                    uint64_t unix_now, uint8_t *reply, size_t reply_cap,
+                                    size_t *reply_len)
+{
+    KZ_ASSERT(reply_cap >= KZ_GATE_REQUEST_BYTES);
+    g->now = now;
+    *reply_len = 0;
+    kz__gate_action act;
+    if (job->verdict != KZ_TOKEN_VALID)
+        act = kz__drop(g, kz__verdict_drop(job->verdict), kz_token_verdict_name(job->verdict));
+    else if (!job->proof_ok)
+        act = kz__drop(g, KZ_GATE_C_DROP_PROOF, "request proof (token used without its keys)");
+    else
+        act = kz__job_claim(g, job, now, unix_now, reply, reply_len);
+    if (act == KZ_GATE_REPLY)
+        kz_counter_add(g->c, KZ_GATE_C_TX_BYTES, *reply_len);
+    sodium_memzero(job, sizeof *job);
     return act;
 }
 
 static kz__gate_action kz__gate_request(kz__gate *g, const kz_address *from, const uint8_t *d,
                                         size_t len, kz_time_ns now, uint64_t unix_now,
-                                        uint8_t *reply, size_t *reply_len)
+                                        uint8_t *reply, size_t *reply_len, kz__gate_job *job)
 {
     kz__request r;
     if (len != KZ_GATE_REQUEST_BYTES)
@@ -532,7 +582,7 @@ static kz__gate_action kz__gate_request(kz__gate *g, const kz_address *from, con
         return kz__drop(g, KZ_GATE_C_DROP_REQUEST_FORMAT, "request fields");
     kz_token_verdict v = kz_token_precheck(&g->cfg.verifier, r.token, r.token_len, unix_now, NULL);
     if (v != KZ_TOKEN_VALID)
-        return kz__drop(g, kz__verdict_counter[v], kz_token_verdict_name(v));
+        return kz__drop(g, kz__verdict_drop(v), kz_token_verdict_name(v));
     if (!kz__cookie_valid(g, from, now, r.cookie)) {
         static const uint8_t zero[KZ_COOKIE_BYTES];
         if (sodium_memcmp(r.cookie, zero, KZ_COOKIE_BYTES) != 0)
@@ -545,7 +595,7 @@ static kz__gate_action kz__gate_request(kz__gate *g, const kz_address *from, con
         *reply_len = kz__reply_challenge(g, from, now, reply);
         return KZ_GATE_REPLY;
     }
-    return kz__request_proven(g, from, &r, now, unix_now, reply, reply_len);
+    return kz__request_proven(g, from, &r, now, unix_now, reply, reply_len, job);
 }
 
 /* The CONNECT command of a datagram whose header is `h`, or NULL when the
@@ -596,9 +646,10 @@ static kz__gate_action kz__enet_connect_check(kz__gate *g, kz__gate_slot *s, con
     return KZ_GATE_PASS;
 }
 
-kz__gate_action kz__gate_datagram(kz__gate *g, const kz_address *from, const uint8_t *data,
-                                  size_t len, kz_time_ns now, uint64_t unix_now, uint8_t *reply,
-                                  size_t reply_cap, size_t *reply_len)
+kz__gate_action kz__gate_datagram_begin(kz__gate *g, const kz_address *from,
+                                        const uint8_t *data, size_t len, kz_time_ns now,
+                                        uint64_t unix_now, uint8_t *reply, size_t reply_cap,
+                                        size_t *reply_len, kz__gate_job *job)
 {
     KZ_ASSERT(reply_cap >= KZ_GATE_REQUEST_BYTES);
     g->now = now;
@@ -618,10 +669,24 @@ kz__gate_action kz__gate_datagram(kz__gate *g, const kz_address *from, const uin
         return kz__drop(g, KZ_GATE_C_DROP_SIZE, "short gate datagram");
     if (data[2] != KZ_GATE_REQUEST)
         return kz__drop(g, KZ_GATE_C_DROP_TYPE, "gate type a server does not take");
-    kz__gate_action act = kz__gate_request(g, from, data, len, now, unix_now, reply, reply_len);
+    kz__gate_action act =
+        kz__gate_request(g, from, data, len, now, unix_now, reply, reply_len, job);
     if (act == KZ_GATE_REPLY)
         kz_counter_add(g->c, KZ_GATE_C_TX_BYTES, *reply_len);
     return act;
+}
+
+kz__gate_action kz__gate_datagram(kz__gate *g, const kz_address *from, const uint8_t *data,
+                                  size_t len, kz_time_ns now, uint64_t unix_now, uint8_t *reply,
+                                  size_t reply_cap, size_t *reply_len)
+{
+    kz__gate_job job;
+    kz__gate_action act = kz__gate_datagram_begin(g, from, data, len, now, unix_now, reply,
+                                                  reply_cap, reply_len, &job);
+    if (act != KZ_GATE_VERIFY)
+        return act;
+    kz__gate_job_run(&job, unix_now);
+    return kz__gate_job_finish(g, &job, now, unix_now, reply, reply_cap, reply_len);
 }
 
 /* ---- slots --------------------------------------------------------------- */

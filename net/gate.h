@@ -104,7 +104,12 @@ typedef struct kz__gate_config {
     kz_allocator alloc;
 } kz__gate_config;
 
-typedef enum kz__gate_action { KZ_GATE_PASS, KZ_GATE_DROP, KZ_GATE_REPLY } kz__gate_action;
+typedef enum kz__gate_action {
+    KZ_GATE_PASS,
+    KZ_GATE_DROP,
+    KZ_GATE_REPLY,
+    KZ_GATE_VERIFY   /* kz__gate_datagram_begin only: run the job, then finish it */
+} kz__gate_action;
 
 #define KZ_SLOT_FREE 0u
 #define KZ_SLOT_PENDING 1u
@@ -133,9 +138,52 @@ typedef struct kz__gate kz__gate;
 kz__gate *kz__gate_create(const kz__gate_config *cfg);
 void kz__gate_destroy(kz__gate *g);
 
+/* A proven request's fields, pointing into the datagram. */
+typedef struct kz__request {
+    uint8_t aead_mask;
+    uint16_t token_len;
+    const uint8_t *cookie;
+    const uint8_t *proof;
+    const uint8_t *token;
+} kz__request;
+
+/*
+ * The public-key work of one proven request (signature check, sealed keys,
+ * proof of key possession), taken out of the gate so that a transport
+ * guarding the gate with a lock runs it outside the lock: no lock is held
+ * across cryptography. Holds a copy of the verifier (with the server's
+ * secret key) and, after the run, the session keys; kz__gate_job_finish
+ * wipes it. Its request points into the datagram, which must outlive it.
+ */
+typedef struct kz__gate_job {
+    kz_address from;
+    kz__request request;
+    uint8_t token_hash[16];
+    kz_token_verifier verifier;
+    kz_token_verdict verdict;
+    int proof_ok;
+    kz_token_info info;
+    kz_session_keys keys;
+} kz__gate_job;
+
+/* The whole handshake step for one datagram, on one thread (begin, run and
+ * finish in turn). */
 kz__gate_action kz__gate_datagram(kz__gate *g, const kz_address *from, const uint8_t *data,
                                   size_t len, kz_time_ns now, uint64_t unix_now, uint8_t *reply,
                                   size_t reply_cap, size_t *reply_len);
+/* The same in three steps: begin (under the caller's lock) answers like
+ * kz__gate_datagram, or KZ_GATE_VERIFY with *job filled; the caller then
+ * runs kz__gate_job_run without the lock (it touches only the job), and
+ * kz__gate_job_finish under the lock again, which checks the tables anew,
+ * claims a slot or refuses, and wipes the job. */
+kz__gate_action kz__gate_datagram_begin(kz__gate *g, const kz_address *from,
+                                        const uint8_t *data, size_t len, kz_time_ns now,
+                                        uint64_t unix_now, uint8_t *reply, size_t reply_cap,
+                                        size_t *reply_len, kz__gate_job *job);
+void kz__gate_job_run(kz__gate_job *job, uint64_t unix_now);
+kz__gate_action kz__gate_job_finish(kz__gate *g, kz__gate_job *job, kz_time_ns now,
+                                    uint64_t unix_now, uint8_t *reply, size_t reply_cap,
+                                    size_t *reply_len);
 
 /* The ENet connect from `from` completed: marks its slot connected and
  * returns the slot index, or -1 when the address holds no pending slot

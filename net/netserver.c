@@ -100,6 +100,7 @@ typedef struct kz__io {
     kz__fixmap mac_by_cid;
     uint32_t rx_tag;
     uint32_t rx_verified;
+    kz__gate_job job;         /* a token verification in progress (wiped after) */
 } kz__io;
 
 struct kz_netserver {
@@ -306,9 +307,18 @@ static int kz__intercept(ENetHost *host, ENetEvent *event)
     int32_t connect_slot = -1;
     io->rx_verified = 0;
     pthread_mutex_lock(&s->gate_lock);
-    kz__gate_action act = kz__gate_datagram(s->gate, &from, host->receivedData,
-                                            host->receivedDataLength, io->now, unix_now,
-                                            io->reply, sizeof io->reply, &rlen);
+    kz__gate_action act = kz__gate_datagram_begin(s->gate, &from, host->receivedData,
+                                                  host->receivedDataLength, io->now, unix_now,
+                                                  io->reply, sizeof io->reply, &rlen, &io->job);
+    if (act == KZ_GATE_VERIFY) {
+        /* The signature and key checks run without the lock: other I/O
+         * threads and the application never wait on public-key work. */
+        pthread_mutex_unlock(&s->gate_lock);
+        kz__gate_job_run(&io->job, unix_now);
+        pthread_mutex_lock(&s->gate_lock);
+        act = kz__gate_job_finish(s->gate, &io->job, io->now, unix_now, io->reply,
+                                  sizeof io->reply, &rlen);
+    }
     if (act == KZ_GATE_PASS && (connect_slot = kz__gate_slot_index(s->gate, &from)) >= 0) {
         const kz__gate_slot *g = kz__gate_slot_at(s->gate, (uint32_t)connect_slot);
         if (g->state == KZ_SLOT_PENDING && g->connect_id_set) {

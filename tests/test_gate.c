@@ -628,3 +628,47 @@ Test(gate, a_draining_gate_denies_new_sessions_with_a_reason)
     cr_assert_eq(rlen, KZ_GATE_ACCEPT_BYTES);
     cr_assert_eq(kz__gate_sessions(fx.gate), 2);
 }
+
+/* Two I/O threads verify at once (the signature check runs without the
+ * gate's lock): the same token from two addresses, or two tokens of one
+ * client, both pass the first table checks; the second to finish is
+ * refused, as if they had come one after the other. */
+Test(gate, verifications_finished_out_of_order_still_admit_one_session)
+{
+    kz_connect_token ct = token_for(60, SERVER_ID, UNIX_NOW + 60);
+    kz_connect_token same_client = token_for(60, SERVER_ID, UNIX_NOW + 61);
+    const kz_connect_token *tokens[3] = {&ct, &ct, &same_client};
+    kz_address from[3] = {addr(10, 0, 1000), addr(10, 1, 1000), addr(10, 2, 1000)};
+    kz__handshake hs[3];
+    uint8_t req[3][KZ_GATE_REQUEST_BYTES], reply[KZ_GATE_REQUEST_BYTES];
+    kz__gate_job jobs[3];
+    size_t rlen;
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(kz__handshake_init(&hs[i], tokens[i]), KZ_OK);
+        cr_assert_eq(step(&hs[i], &from[i], NULL), KZ_GATE_REPLY); /* challenge */
+        size_t n = kz__handshake_request(&hs[i], req[i]);
+        cr_assert_eq(kz__gate_datagram_begin(fx.gate, &from[i], req[i], n, fx.now, UNIX_NOW,
+                                             reply, sizeof reply, &rlen, &jobs[i]),
+                     KZ_GATE_VERIFY, "request %d goes to verification", i);
+    }
+    for (int i = 0; i < 3; i++)
+        kz__gate_job_run(&jobs[i], UNIX_NOW);
+    cr_assert_eq(kz__gate_job_finish(fx.gate, &jobs[0], fx.now, UNIX_NOW, reply, sizeof reply,
+                                     &rlen),
+                 KZ_GATE_REPLY);
+    cr_assert_eq(rlen, KZ_GATE_ACCEPT_BYTES);
+    cr_assert_eq(kz__gate_job_finish(fx.gate, &jobs[1], fx.now, UNIX_NOW, reply, sizeof reply,
+                                     &rlen),
+                 KZ_GATE_REPLY);
+    cr_assert_eq(rlen, KZ_GATE_DENY_BYTES);
+    cr_assert_eq(reply[KZ_GATE_HEADER_BYTES], KZ_DENY_TOKEN_IN_USE);
+    cr_assert_eq(kz__gate_job_finish(fx.gate, &jobs[2], fx.now, UNIX_NOW, reply, sizeof reply,
+                                     &rlen),
+                 KZ_GATE_REPLY);
+    cr_assert_eq(rlen, KZ_GATE_DENY_BYTES);
+    cr_assert_eq(reply[KZ_GATE_HEADER_BYTES], KZ_DENY_CLIENT_IN_USE);
+    cr_assert_eq(kz__gate_sessions(fx.gate), 1);
+    uint8_t zero[sizeof jobs[0]];
+    memset(zero, 0, sizeof zero);
+    cr_assert_arr_eq(&jobs[2], zero, sizeof zero, "a finished job holds no keys");
+}
