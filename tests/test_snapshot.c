@@ -738,6 +738,17 @@ static const vbox *find_hist(const vbox *hist, uint32_t tick)
     return tick != 0 && h->v.tick == tick && h->v.slot == h->slot ? h : NULL;
 }
 
+/* Field by field: kz_snap_badge ends in padding, which a struct copy need
+ * not keep. The strings compare whole, as the decoder zero-fills them. */
+static int badge_equal(const kz_snap_badge *a, const kz_snap_badge *b)
+{
+    return a->verification_level == b->verification_level && a->actor_kind == b->actor_kind &&
+           memcmp(a->reserved, b->reserved, sizeof a->reserved) == 0 &&
+           a->acting_for == b->acting_for &&
+           memcmp(a->method, b->method, sizeof a->method) == 0 &&
+           memcmp(a->name, b->name, sizeof a->name) == 0;
+}
+
 /* Every decoded slot entering must carry the entity's badge. */
 static void check_badges(sim *m, const vbox *out)
 {
@@ -754,7 +765,7 @@ static void check_badges(sim *m, const vbox *out)
             memset(&ref, 0, sizeof ref);
         else
             make_badge(id, &ref);
-        cr_assert(memcmp(&ref, &m->badges[slot], sizeof ref) == 0, "badge of %u", id);
+        cr_assert(badge_equal(&ref, &m->badges[slot]), "badge of %u", id);
         m->client_has_badge[id] = 1;
     }
 }
@@ -947,7 +958,9 @@ Test(snapshot, budget_priority_and_overflow)
     kz_snap_encode_args a = {.base = &base.v, .want = &want.v, .budget_bits = 36};
     vbox_init(&sent);
     cr_assert_eq(kz_snap_encode(&c, &a, &w, &sent.v, sent.change, NULL), KZ_EOVERFLOW);
-    cr_assert(memcmp(&w, &before, sizeof w) == 0);
+    /* Field by field: kz_bitwriter ends in padding. */
+    cr_assert(w.buf == before.buf && w.cap == before.cap && w.limit == before.limit &&
+              w.bits == before.bits && w.acc == before.acc && w.err == before.err);
 
     /* Room for the leave and exactly one update: the first in priority. */
     uint16_t prio[39];
