@@ -12,15 +12,10 @@
 #include "runner.h"
 #include "scenario.h"
 
-/* Every drop reason the server knows, even at zero, so a threshold on a
- * reason that never happened finds its path. */
-static const char *const known_drops[] = {
-    "malformed_message", "rate_limited_chat", "rate_limited_voice", "action_refused",
-    "send_failed", "auth_failure", "replay", "malformed_packet", "inbound_ring_full",
-    "outbound_full", "no_session",
-};
-
-static int fill(kzb_report *rep, const kzb_options *o, const kzb_result *r)
+/* Every violation kind and drop reason the server counts is in the result
+ * already, zeros included (bench/result.c), so a threshold on one that never
+ * happened finds its path. */
+int kzb_report_fill(kzb_report *rep, const kzb_options *o, const kzb_result *r)
 {
     rep->scenario = kzb_scenario_name(o->scenario);
     rep->mode = o->connect ? KZB_MODE_EXTERNAL : KZB_MODE_EMBEDDED;
@@ -42,7 +37,8 @@ static int fill(kzb_report *rep, const kzb_options *o, const kzb_result *r)
     rep->packets_down = r->packets_down;
     rep->packets_up = r->packets_up;
     rep->bits_per_avatar_update = o->connect ? -1 : r->bits_per_avatar_update;
-    rep->corrections = r->corrections;
+    rep->corrections_server = r->server_corrections;
+    rep->corrections_clients = r->corrections;
     rep->kicks = r->kicks;
     rep->timeouts = r->timeouts;
     rep->rss_bytes = r->rss_bytes;
@@ -50,12 +46,9 @@ static int fill(kzb_report *rep, const kzb_options *o, const kzb_result *r)
     for (uint32_t i = 0; i < r->n_violations; i++)
         rc |= kzb_report_add_violation(rep, r->violations[i].name, r->violations[i].count);
     for (uint32_t i = 0; i < r->n_caught; i++)
-        rc |= kzb_report_add_violation(rep, r->caught[i].name, r->caught[i].count);
+        rc |= kzb_report_add_hostile(rep, r->caught[i].name, r->caught[i].count);
     if (o->scenario == KZB_SC_HOSTILE)
-        rc |= kzb_report_add_violation(rep, "honest_bots_kicked", r->honest_punished);
-    if (!o->connect)
-        for (size_t i = 0; i < sizeof known_drops / sizeof known_drops[0]; i++)
-            rc |= kzb_report_add_drop(rep, known_drops[i], 0);
+        rc |= kzb_report_add_hostile(rep, "honest_bots_kicked", r->honest_punished);
     for (uint32_t i = 0; i < r->n_drops; i++)
         rc |= kzb_report_add_drop(rep, r->drops[i].name, r->drops[i].count);
     for (uint32_t i = 0; i < r->n_series; i++)
@@ -70,7 +63,7 @@ int kzb_report_emit(const kzb_options *o, const kzb_result *r, const char *json,
     if (kzb_report_init(&rep, r->n_series + 1u, NULL) != 0)
         return 1;
     int status = 0;
-    if (fill(&rep, o, r) != 0)
+    if (kzb_report_fill(&rep, o, r) != 0)
         fprintf(stderr, "kizuna-bench: the report could not hold every counter\n");
     if (kzb_report_print(stdout, &rep) != 0)
         status = 1;

@@ -1,6 +1,6 @@
 /*
  * kizuna-bench report: derives per-client figures from what the runner
- * recorded and writes them as text, JSON ("kizuna-bench/1", documented in
+ * recorded and writes them as text, JSON ("kizuna-bench/2", documented in
  * docs/BENCH-REPORT.md), CSV and a gnuplot chart; checks thresholds against
  * the JSON document and compares two documents.
  *
@@ -130,6 +130,12 @@ int kzb_report_add_drop(kzb_report *r, const char *name, uint64_t count)
 {
     KZ_ASSERT(r != NULL);
     return add_named(r->drops, &r->n_drops, name, count);
+}
+
+int kzb_report_add_hostile(kzb_report *r, const char *name, uint64_t count)
+{
+    KZ_ASSERT(r != NULL);
+    return add_named(r->hostile, &r->n_hostile, name, count);
 }
 
 /* ---- derived figures ------------------------------------------------------ */
@@ -283,6 +289,25 @@ static void print_rates(FILE *out, const kzb_report *r, const kzb_report_summary
             fmt_num(b[0], 32, s->bits_per_avatar_update, 1));
 }
 
+/* Corrections, kicks, and the server's counts by kind: what the server
+ * enforced and refused. The server's own counts are unknown against an
+ * external server. */
+static void print_enforcement(FILE *out, const kzb_report *r)
+{
+    char b[32];
+    if (r->mode == KZB_MODE_EXTERNAL)
+        snprintf(b, sizeof b, "n/a");
+    else
+        snprintf(b, sizeof b, "%" PRIu64, r->corrections_server);
+    fprintf(out, "%-16s %s commands corrected by the server, %" PRIu64
+            " corrections told to clients, %" PRIu64 " kicks, %" PRIu64 " timeouts\n",
+            "enforcement", b, r->corrections_clients, r->kicks, r->timeouts);
+    print_named(out, "violations", r->violations, r->n_violations);
+    print_named(out, "drops", r->drops, r->n_drops);
+    if (r->n_hostile > 0)
+        print_named(out, "hostile bots", r->hostile, r->n_hostile);
+}
+
 int kzb_report_print(FILE *out, const kzb_report *r)
 {
     KZ_ASSERT(out != NULL && r != NULL);
@@ -295,10 +320,7 @@ int kzb_report_print(FILE *out, const kzb_report *r)
     print_rates(out, r, &s);
     print_pcts(out, "snapshot age", &s.snapshot_age_ms, ", corrected for coordinated omission");
     print_pcts(out, "connect time", &s.connect_ms, "");
-    fprintf(out, "%-16s %" PRIu64 " corrections, %" PRIu64 " kicks, %" PRIu64 " timeouts\n",
-            "enforcement", r->corrections, r->kicks, r->timeouts);
-    print_named(out, "violations", r->violations, r->n_violations);
-    print_named(out, "drops", r->drops, r->n_drops);
+    print_enforcement(out, r);
     fprintf(out, "%-16s RSS %s MiB, %s KiB per client\n", "memory",
             fmt_num(b[0], 32, r->rss_bytes > 0 ? (double)r->rss_bytes / 1048576.0 : NAN, 1),
             fmt_num(b[1], 32, s.rss_bytes_per_client / 1024.0, 1));
@@ -386,6 +408,19 @@ static void json_traffic(cJSON *doc, const kzb_report *r, const kzb_report_summa
     json_num(pk, "up", (double)r->packets_up, bad);
 }
 
+static void json_enforcement(cJSON *doc, const kzb_report *r, int *bad)
+{
+    cJSON *c = json_obj(doc, "corrections", bad);
+    json_num(c, "server", r->mode == KZB_MODE_EXTERNAL ? NAN : (double)r->corrections_server,
+             bad);
+    json_num(c, "clients", (double)r->corrections_clients, bad);
+    json_num(doc, "kicks", (double)r->kicks, bad);
+    json_num(doc, "timeouts", (double)r->timeouts, bad);
+    json_named(doc, "violations", r->violations, r->n_violations, bad);
+    json_named(doc, "drops", r->drops, r->n_drops, bad);
+    json_named(doc, "hostile", r->hostile, r->n_hostile, bad);
+}
+
 cJSON *kzb_report_to_json(const kzb_report *r)
 {
     KZ_ASSERT(r != NULL);
@@ -415,11 +450,7 @@ cJSON *kzb_report_to_json(const kzb_report *r)
     json_pcts(doc, "snapshot_age_ms", &s.snapshot_age_ms, &bad);
     json_pcts(doc, "connect_ms", &s.connect_ms, &bad);
     json_num(doc, "bits_per_avatar_update", s.bits_per_avatar_update, &bad);
-    json_num(doc, "corrections", (double)r->corrections, &bad);
-    json_num(doc, "kicks", (double)r->kicks, &bad);
-    json_num(doc, "timeouts", (double)r->timeouts, &bad);
-    json_named(doc, "violations", r->violations, r->n_violations, &bad);
-    json_named(doc, "drops", r->drops, r->n_drops, &bad);
+    json_enforcement(doc, r, &bad);
 
     cJSON *mem = json_obj(doc, "memory", &bad);
     json_num(mem, "rss_bytes", r->rss_bytes > 0 ? (double)r->rss_bytes : NAN, &bad);

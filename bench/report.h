@@ -3,7 +3,7 @@
  * people and CI read. The runner fills a kzb_report while it runs (three
  * histograms, totals, named counters, one point per second); when the run
  * ends this module derives the per-client figures and prints a text
- * summary, a JSON document (schema "kizuna-bench/1", docs/BENCH-REPORT.md),
+ * summary, a JSON document (schema "kizuna-bench/2", docs/BENCH-REPORT.md),
  * a CSV time series and a gnuplot chart. Thresholds ("tick_ms.p99<10") are
  * checked against the JSON document, so every figure the document holds can
  * gate CI, and two documents can be compared side by side.
@@ -31,11 +31,14 @@
 
 #include <kizuna/hist.h>
 
-#define KZB_REPORT_SCHEMA "kizuna-bench/1"
+/* Version 2 split corrections (server / clients) and moved the hostile
+ * scenario's outcomes out of violations. */
+#define KZB_REPORT_SCHEMA "kizuna-bench/2"
 
-/* Named counters (violation kinds, drop reasons): capacity per list, and the
- * longest name including its terminating zero. */
-#define KZB_REPORT_MAX_NAMED 48u
+/* Named counters (violation kinds, drop reasons, hostile outcomes):
+ * capacity per list, and the longest name including its terminating zero.
+ * The server has about 50 drop reasons and violation kinds together. */
+#define KZB_REPORT_MAX_NAMED 96u
 #define KZB_REPORT_NAME_LEN 48u
 
 /* Layout of the report's histograms. Values are nanoseconds: 1 ns steps at
@@ -57,10 +60,13 @@ typedef struct kzb_report_point {
     double tick_p50_ms, tick_p99_ms; /* server tick time in this second */
     double server_cpu_pct;     /* of one core; negative or NaN: unknown */
     double down_kbps, up_kbps; /* kbit/s (1000 bit/s) per connected client */
-    uint64_t corrections, drops; /* in this second */
+    uint64_t corrections;      /* corrections the clients were told of, in this second */
+    uint64_t drops;            /* drops the server counted, in this second */
 } kzb_report_point;
 
-/* One named counter. Names are the runner's (e.g. "speed", "inbound_ring_full"). */
+/* One named counter. Violation kinds and drop reasons are the server's
+ * counter names without their "violation_" / "drop_" prefix ("speed",
+ * "inbound_ring_full"). */
 typedef struct kzb_report_count {
     char name[KZB_REPORT_NAME_LEN];
     uint64_t count;
@@ -92,14 +98,22 @@ typedef struct kzb_report {
     uint64_t bytes_down, bytes_up;     /* UDP payload bytes, all clients */
     uint64_t packets_down, packets_up; /* datagrams, all clients */
     double bits_per_avatar_update;     /* < 0: unknown */
-    uint64_t corrections, kicks, timeouts;
+    /* Commands the server's validation corrected (its "corrections"
+     * counter); known in embedded mode only. */
+    uint64_t corrections_server;
+    /* Corrections the clients were told of (KZ_EV_CORRECTION): the server
+     * moved a client's predicted avatar. */
+    uint64_t corrections_clients;
+    uint64_t kicks, timeouts;
     uint64_t rss_bytes;        /* resident set of the server process; 0: unknown */
 
-    /* filled by kzb_report_add_violation / _add_drop / _add_point */
-    kzb_report_count violations[KZB_REPORT_MAX_NAMED];
+    /* filled by kzb_report_add_violation / _add_drop / _add_hostile / _add_point */
+    kzb_report_count violations[KZB_REPORT_MAX_NAMED]; /* the server's, by kind */
     uint32_t n_violations;
-    kzb_report_count drops[KZB_REPORT_MAX_NAMED];
+    kzb_report_count drops[KZB_REPORT_MAX_NAMED];      /* the server's, by reason */
     uint32_t n_drops;
+    kzb_report_count hostile[KZB_REPORT_MAX_NAMED];    /* hostile scenario outcomes */
+    uint32_t n_hostile;
     kzb_report_point *series;  /* cap_series slots, owned */
     uint32_t n_series, cap_series;
 
@@ -142,13 +156,15 @@ void kzb_report_fini(kzb_report *r);
 KZ_MUST_CHECK int kzb_report_add_point(kzb_report *r, const kzb_report_point *p);
 
 /*
- * Adds `count` to the violation kind / drop reason `name`, creating it if
- * needed (count 0 creates it: list every known reason so that thresholds
- * can name it even when it stayed at zero). Names are copied. Returns 0,
- * KZ_EINVAL (empty or longer than KZB_REPORT_NAME_LEN - 1) or KZ_EFULL.
+ * Adds `count` to the violation kind / drop reason / hostile outcome
+ * `name`, creating it if needed (count 0 creates it: list every known kind
+ * and reason so that thresholds can name it even when it stayed at zero).
+ * Names are copied. Returns 0, KZ_EINVAL (empty or longer than
+ * KZB_REPORT_NAME_LEN - 1) or KZ_EFULL.
  */
 KZ_MUST_CHECK int kzb_report_add_violation(kzb_report *r, const char *name, uint64_t count);
 KZ_MUST_CHECK int kzb_report_add_drop(kzb_report *r, const char *name, uint64_t count);
+KZ_MUST_CHECK int kzb_report_add_hostile(kzb_report *r, const char *name, uint64_t count);
 
 /*
  * Derives the per-client figures.
@@ -166,7 +182,7 @@ void kzb_report_progress_line(FILE *out, const kzb_report_point *p);
 /* The text summary. Returns 0, or KZ_EIO if writing failed. */
 KZ_MUST_CHECK int kzb_report_print(FILE *out, const kzb_report *r);
 
-/* The "kizuna-bench/1" document (docs/BENCH-REPORT.md); the caller frees it
+/* The "kizuna-bench/2" document (docs/BENCH-REPORT.md); the caller frees it
  * with cJSON_Delete. NULL only when cJSON ran out of memory. */
 cJSON *kzb_report_to_json(const kzb_report *r);
 
@@ -230,7 +246,7 @@ const cJSON *kzb_json_lookup(const cJSON *doc, const char *path);
 
 /* ---- files and comparison ------------------------------------------------- */
 
-/* Reads and parses a kizuna-bench/1 document. Returns NULL with the reason
+/* Reads and parses a kizuna-bench/2 document. Returns NULL with the reason
  * on stderr (missing file, not JSON, other schema). Free with cJSON_Delete. */
 cJSON *kzb_report_load_json(const char *path);
 
@@ -238,7 +254,7 @@ cJSON *kzb_report_load_json(const char *path);
  * Prints every numeric leaf of the two documents side by side, A's order
  * first, then leaves only B has, with the ratio B/A ("-" when A is 0 or a
  * side lacks the value). Returns 0, or KZ_EINVAL when a file is missing or
- * is not a kizuna-bench/1 document (reason on stderr), KZ_EIO if writing
+ * is not a kizuna-bench/2 document (reason on stderr), KZ_EIO if writing
  * failed.
  */
 KZ_MUST_CHECK int kzb_compare(FILE *out, const char *path_a, const char *path_b);

@@ -30,6 +30,8 @@
 
 #include "keys.h"
 #include "scenario.h"
+#include "net/gate.h"
+#include "sim/validate.h"
 #include "sim/wire.h"
 
 #define PH_CONNECT 0
@@ -105,6 +107,7 @@ struct world_ctx {
     kz_sign_keypair backend;
     uint8_t server_pk[KZ_BOX_PUBLIC_KEY_BYTES];
     uint64_t server_id;
+    kzb_motion_limits limits; /* the server's max_speed and max_accel */
     kz_address server_addr;   /* where clients send */
     uint16_t gate_port;
     /* embedded server */
@@ -116,6 +119,7 @@ struct world_ctx {
     kz_hist tick_sec, tick_total;
     pthread_mutex_t lock;
     double sec_p50, sec_p99;       /* under lock */
+    uint64_t sec_ticks;            /* under lock: ticks run in the last second */
     _Atomic uint64_t server_thread_cpu;
     /* relay */
     kz_proxy *proxy;
@@ -174,12 +178,40 @@ static void *server_main(void *arg)
             pthread_mutex_lock(&w->lock);
             w->sec_p50 = kz_hist_percentile(&w->tick_sec, 50) / 1e6;
             w->sec_p99 = kz_hist_percentile(&w->tick_sec, 99) / 1e6;
+            w->sec_ticks = kz_hist_total(&w->tick_sec);
             pthread_mutex_unlock(&w->lock);
         }
         atomic_store(&w->server_thread_cpu, cpu_ns(CLOCK_THREAD_CPUTIME_ID));
         sleep_ns(500 * KZ_NS_PER_US);
     }
     return NULL;
+}
+
+/* The motion limits the server's validator enforces, resolved from its
+ * config exactly as the server resolves them (zero = the default). */
+static void server_limits(const kz_server_config *sc, kzb_motion_limits *out)
+{
+    kz_validate_config v;
+    kz_validate_config_default(&v);
+    v.tick_hz = sc->tick_hz;
+    v.max_speed = sc->max_speed;
+    if (sc->max_accel != 0)
+        v.max_accel = sc->max_accel;
+    if (kz_validate_config_resolve(&v) != KZ_OK)
+        kz_validate_config_default(&v);  /* kz_server_create refuses such a config */
+    out->max_speed = v.max_speed;
+    out->max_accel = v.max_accel;
+}
+
+/* An external server's limits are not on the wire (the welcome carries no
+ * max_accel): the library's defaults, which kizuna-server keeps unless its
+ * [validation] section changes them. */
+static void default_limits(kzb_motion_limits *out)
+{
+    kz_validate_config v;
+    kz_validate_config_default(&v);
+    out->max_speed = v.max_speed;
+    out->max_accel = v.max_accel;
 }
 
 static int start_server(world_ctx *w)
@@ -210,6 +242,7 @@ static int start_server(world_ctx *w)
     sc.max_visible = o->max_visible;
     sc.spawn_radius = kzb_scenario_radius(o->scenario, o->clients);
     sc.spawn_seed = (uint32_t)o->seed;
+    server_limits(&sc, &w->limits);
     if (o->audit) {
         kz_sign_keypair ak;
         kz_audit_config ac;
@@ -255,6 +288,7 @@ static int use_external(world_ctx *w)
         return KZ_EINVAL;
     w->server_id = kzs_server_id(w->server_pk);
     w->gate_port = w->server_addr.port;
+    default_limits(&w->limits);
     return KZ_OK;
 }
 
@@ -321,6 +355,7 @@ static void bot_connect(world_ctx *w, bot *b, kz_time_ns now)
     b->connect_began = now;
     b->connected = 0;
     b->last_tick = 0;
+    kzb_plan_stand(&b->plan);  /* a new avatar stands; its input ticks count from 0 again */
     if (b->plan.hostile == KZB_HOSTILE_SPEED) {
         kz_client_config cc = client_config(w);
         b->raw = kz_netclient_create(&cc.net, &ct);
@@ -652,41 +687,30 @@ static kzb_point point_between(const world_ctx *w, const totals *a, const totals
     return p;
 }
 
-/* ---- results ------------------------------------------------------------- */
-
-static void add_named(kzb_named *arr, uint32_t *n, const char *name, uint64_t count)
+/* Server ticks run in the last second: the embedded server's own count
+ * (fewer than hz when it falls behind and skips), else the nominal rate.
+ * Client-ticks summed from it match the ticks the report divides by. */
+static uint64_t ticks_in_second(world_ctx *w)
 {
-    if (*n >= KZB_MAX_NAMED)
-        return;
-    snprintf(arr[*n].name, sizeof arr[*n].name, "%s", name);
-    arr[*n].count = count;
-    (*n)++;
+    if (!w->srv)
+        return w->o->hz;
+    pthread_mutex_lock(&w->lock);
+    uint64_t n = w->sec_ticks;
+    pthread_mutex_unlock(&w->lock);
+    return n;
 }
 
+/* ---- results ------------------------------------------------------------- */
+
+/* The server's counters over the window, under their own names. */
 static void collect_counters(world_ctx *w, kzb_result *r, const uint64_t *world0,
                              const uint64_t *net0, const uint64_t *gate0)
 {
-    const kz_counters *wc = kz_server_counters(w->srv);
-    const kz_counters *nc = kz_netserver_counters(kz_server_net(w->srv));
-    const kz_counters *gc = kz_netserver_gate_counters(kz_server_net(w->srv));
-    const kz_counters *sets[3] = {wc, nc, gc};
-    const uint64_t *base[3] = {world0, net0, gate0};
-    for (int k = 0; k < 3; k++)
-        for (uint32_t i = 0; i < sets[k]->n_counters; i++) {
-            const char *name = kz_counters_name(sets[k], i);
-            uint64_t v = kz_counters_get(sets[k], i) - base[k][i];
-            if (strncmp(name, "drop_", 5) == 0 && v)
-                add_named(r->drops, &r->n_drops, name + 5, v);
-        }
-    add_named(r->violations, &r->n_violations, "speed",
-              kz_counters_get(wc, KZ_WORLD_C_CORRECTIONS) - world0[KZ_WORLD_C_CORRECTIONS]);
-    add_named(r->violations, &r->n_violations, "chat_rate",
-              kz_counters_get(wc, KZ_WORLD_C_DROP_RATE_CHAT) - world0[KZ_WORLD_C_DROP_RATE_CHAT]);
-    add_named(r->violations, &r->n_violations, "voice_rate",
-              kz_counters_get(wc, KZ_WORLD_C_DROP_RATE_VOICE) - world0[KZ_WORLD_C_DROP_RATE_VOICE]);
-    uint64_t views = kz_counters_get(wc, KZ_WORLD_C_VIEW_ENTITIES) - world0[KZ_WORLD_C_VIEW_ENTITIES];
-    uint64_t bytes = kz_counters_get(wc, KZ_WORLD_C_SNAPSHOT_BYTES) - world0[KZ_WORLD_C_SNAPSHOT_BYTES];
-    r->bits_per_avatar_update = views ? (double)bytes * 8.0 / (double)views : 0;
+    kz_netserver *net = kz_server_net(w->srv);
+    int rc = kzb_tally_world(r, kz_server_counters(w->srv), world0);
+    if (kzb_tally_counters(r, kz_netserver_counters(net), net0) != KZ_OK ||
+        kzb_tally_counters(r, kz_netserver_gate_counters(net), gate0) != KZ_OK || rc != KZ_OK)
+        fprintf(stderr, "kizuna-bench: the report cannot hold every counter of the server\n");
 }
 
 /* Hostile runs: per misbehaviour, how many bots the server visibly caught,
@@ -725,9 +749,9 @@ static void collect_hostile(world_ctx *w, kzb_result *r, const uint64_t *gate0, 
     for (uint32_t h = 1; h < KZB_HOSTILE_COUNT; h++) {
         char name[48];
         snprintf(name, sizeof name, "%s_bots", kzb_hostile_name(h));
-        add_named(r->caught, &r->n_caught, name, tried[h]);
+        (void)kzb_named_add(r->caught, &r->n_caught, name, tried[h]);
         snprintf(name, sizeof name, "%s_caught", kzb_hostile_name(h));
-        add_named(r->caught, &r->n_caught, name, caught[h]);
+        (void)kzb_named_add(r->caught, &r->n_caught, name, caught[h]);
     }
 }
 
@@ -741,28 +765,6 @@ static uint64_t rss_bytes(void)
         resident = 0;
     fclose(f);
     return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
-int kzb_result_init(kzb_result *r, uint32_t max_seconds)
-{
-    memset(r, 0, sizeof *r);
-    kz_hist_config hc;
-    kz_hist_config_default(&hc);
-    hc.highest = 120ull * KZ_NS_PER_S;
-    r->series = calloc(max_seconds + 8u, sizeof *r->series);
-    if (!r->series || kz_hist_init(&r->tick_ns, &hc, NULL) || kz_hist_init(&r->snapshot_age_ns, &hc, NULL) ||
-        kz_hist_init(&r->connect_ns, &hc, NULL))
-        return KZ_ENOMEM;
-    return KZ_OK;
-}
-
-void kzb_result_fini(kzb_result *r)
-{
-    kz_hist_fini(&r->tick_ns);
-    kz_hist_fini(&r->snapshot_age_ns);
-    kz_hist_fini(&r->connect_ns);
-    free(r->series);
-    memset(r, 0, sizeof *r);
 }
 
 /* ---- the run ------------------------------------------------------------- */
@@ -805,7 +807,7 @@ static int setup(world_ctx *w, const kzb_options *o)
     double rate = o->connect_rate ? o->connect_rate : o->connect ? 40.0 : 1000.0;
     w->t0 = mono();
     for (uint32_t i = 0; i < w->n; i++) {
-        kzb_plan_init(&w->bots[i].plan, o->scenario, i, w->n, o->seed);
+        kzb_plan_init(&w->bots[i].plan, o->scenario, i, w->n, o->seed, &w->limits);
         w->bots[i].start_at = w->t0 + (kz_time_ns)((double)i / rate * 1e9);
     }
     kz_hist_config hc;
@@ -874,7 +876,7 @@ int kzb_run(const kzb_options *o, kzb_result *r, kzb_progress_fn progress, void 
     }
     r->clients_target = o->clients;
     totals prev = take_totals(w), start = prev;
-    uint64_t world0[KZ_WORLD_C_COUNT] = {0}, net0[KZ_NET_C_COUNT] = {0}, gate0[64] = {0};
+    uint64_t world0[KZ_WORLD_C_COUNT] = {0}, net0[KZ_NET_C_COUNT] = {0}, gate0[KZ_GATE_C_COUNT] = {0};
     kz_time_ns phase_end = 0, next = mono() + KZ_NS_PER_S;
     for (;;) {
         sleep_ns(next - mono() < KZ_NS_PER_S ? next - mono() : KZ_NS_PER_S);
@@ -888,7 +890,7 @@ int kzb_run(const kzb_options *o, kzb_result *r, kzb_progress_fn progress, void 
         int phase = atomic_load(&w->phase);
         if (phase == PH_MEASURE && r->n_series < o->seconds + 8u) {
             r->series[r->n_series++] = p;
-            r->client_ticks += (uint64_t)p.connected * o->hz;
+            r->client_ticks += (uint64_t)p.connected * ticks_in_second(w);
         }
         if (progress && !o->quiet)
             progress(ctx, &p);

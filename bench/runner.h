@@ -15,12 +15,13 @@
 
 #include <stdint.h>
 
+#include <kizuna/counters.h>
 #include <kizuna/hist.h>
 #include <kizuna/impair.h>
 
 #include "report.h"
 
-#define KZB_MAX_NAMED 48
+#define KZB_MAX_NAMED KZB_REPORT_MAX_NAMED
 
 typedef struct kzb_options {
     uint32_t clients;         /* default 1000 */
@@ -44,7 +45,7 @@ typedef struct kzb_options {
 typedef kzb_report_point kzb_point;
 
 typedef struct kzb_named {
-    char name[48];
+    char name[KZB_REPORT_NAME_LEN];
     uint64_t count;
 } kzb_named;
 
@@ -58,10 +59,12 @@ typedef struct kzb_result {
     uint64_t client_ticks;    /* sum over measured ticks of connected clients */
     uint64_t bytes_down, bytes_up, packets_down, packets_up;  /* measured window, all clients */
     double bits_per_avatar_update;
-    uint64_t corrections, kicks, timeouts;
-    kzb_named violations[KZB_MAX_NAMED];
+    uint64_t corrections;              /* corrections the clients were told of */
+    uint64_t server_corrections;       /* embedded: commands the server's validation corrected */
+    uint64_t kicks, timeouts;
+    kzb_named violations[KZB_MAX_NAMED];  /* embedded: the server's, by kind */
     uint32_t n_violations;
-    kzb_named drops[KZB_MAX_NAMED];
+    kzb_named drops[KZB_MAX_NAMED];       /* embedded: the server's, by reason */
     uint32_t n_drops;
     kzb_named caught[KZB_MAX_NAMED];   /* hostile: per misbehaviour, bots caught */
     uint32_t n_caught;
@@ -72,6 +75,9 @@ typedef struct kzb_result {
     uint32_t n_series;
 } kzb_result;
 
+/* bench/result.c: zeroes `r` and allocates its histograms and room for
+ * `max_seconds` (plus a few) points. 0 or KZ_ENOMEM (nothing left
+ * allocated). fini frees and zeroes; harmless after a failed init. */
 int kzb_result_init(kzb_result *r, uint32_t max_seconds);
 void kzb_result_fini(kzb_result *r);
 
@@ -80,6 +86,34 @@ void kzb_result_fini(kzb_result *r);
  * message on stderr. */
 typedef void (*kzb_progress_fn)(void *ctx, const kzb_point *p);
 int kzb_run(const kzb_options *o, kzb_result *r, kzb_progress_fn progress, void *ctx);
+
+/* ---- bench/result.c: the server's counters under their own names --------- */
+
+/* Adds `count` to the entry `name` of arr[0..*n), creating it (a count of
+ * 0 too) when it is new. Returns 0, KZ_EINVAL (empty or too long a name) or
+ * KZ_EFULL (KZB_MAX_NAMED entries taken). */
+int kzb_named_add(kzb_named *arr, uint32_t *n, const char *name, uint64_t count);
+
+/*
+ * Adds what every counter of `set` counted since `base` (its
+ * kz_counters_snapshot at the start of the window) to `r`, by name:
+ * "violation_<kind>" under violations as <kind>, "drop_<reason>" under
+ * drops as <reason>, zeros included; other counters are not tallied.
+ * Returns 0, or the first kzb_named_add error (the rest is still tallied).
+ */
+int kzb_tally_counters(kzb_result *r, const kz_counters *set, const uint64_t *base);
+
+/* The world's counters (kz_server_counters): as kzb_tally_counters, plus
+ * the commands the server's validation corrected and the mean encoded bits
+ * per avatar update. */
+int kzb_tally_world(kzb_result *r, const kz_counters *world, const uint64_t *base);
+
+/* ---- bench/emit.c ------------------------------------------------------- */
+
+/* Copies a finished run into a report initialised with room for r->n_series
+ * points: figures, the server's counts by name, hostile outcomes. Returns 0,
+ * or non-zero when a list or the series was full (what fitted is in). */
+int kzb_report_fill(kzb_report *rep, const kzb_options *o, const kzb_result *r);
 
 /* bench/emit.c: prints the report and writes the files asked for;
  * returns the exit status (0, 1 a file failed, 3 a threshold failed). */

@@ -5,7 +5,11 @@
  * checked against a list of required paths and types and against the field
  * table of docs/BENCH-REPORT.md, so the documentation cannot drift from
  * the code; CSV, thresholds, comparison and the gnuplot chart are checked
- * on files written to a temporary directory.
+ * on files written to a temporary directory. The server's counters must
+ * reach the report under their own names (a correction is not a speed
+ * violation, a rate-limited chat line is a drop), and the bots' motion is
+ * run through the server's own validator: an honest bot is never
+ * corrected.
  */
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
@@ -17,7 +21,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <kizuna/server.h>
+
 #include "bench/report.h"
+#include "bench/runner.h"
+#include "bench/scenario.h"
+#include "sim/validate.h"
 
 #define MS UINT64_C(1000000) /* nanoseconds */
 
@@ -94,12 +103,14 @@ static void fill_report(kzb_report *r)
     r->packets_down = 300000;
     r->packets_up = 300000;
     r->bits_per_avatar_update = 38.5;
-    r->corrections = 12;
+    r->corrections_server = 12;
+    r->corrections_clients = 14;
     r->kicks = 2;
     r->timeouts = 1;
     r->rss_bytes = UINT64_C(512) << 20;
     cr_assert_eq(kzb_report_add_violation(r, "speed", 3), 0);
-    cr_assert_eq(kzb_report_add_violation(r, "chat_flood", 10), 0);
+    cr_assert_eq(kzb_report_add_violation(r, "acceleration", 0), 0);
+    cr_assert_eq(kzb_report_add_hostile(r, "chat_flood_caught", 10), 0);
     cr_assert_eq(kzb_report_add_drop(r, "inbound_ring_full", 0), 0);
     cr_assert_eq(kzb_report_add_drop(r, "bad_seal", 7), 0);
     for (uint32_t i = 0; i < 10; i++) {
@@ -328,7 +339,9 @@ Test(bench_report, text_summary)
                           "server tick", "p99.9", "10.00 µs per client-tick",
                           "down 40.00 kbit/s", "up 8.00 kbit/s", "30000/s",
                           "coordinated omission", "connect time", "38.5 bits per avatar update",
-                          "12 corrections, 2 kicks", "speed 3, chat_flood 10",
+                          "12 commands corrected by the server, 14 corrections told to clients, 2 kicks",
+                          "violations       speed 3, acceleration 0",
+                          "hostile bots     chat_flood_caught 10",
                           "inbound_ring_full 0, bad_seal 7", "RSS 512.0 MiB, 524.3 KiB per client"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         cr_assert_not_null(strstr(text, want[i]), "missing \"%s\" in:\n%s", want[i], text);
@@ -341,6 +354,7 @@ Test(bench_report, text_summary)
     text = capture_print(&r, &len);
     cr_assert_not_null(strstr(text, "server tick      no samples"), "%s", text);
     cr_assert_not_null(strstr(text, "n/a µs per client-tick"), "%s", text);
+    cr_assert_not_null(strstr(text, "n/a commands corrected by the server"), "%s", text);
     cr_assert_null(strstr(text, "nan"), "%s", text);
     free(text);
     kzb_report_fini(&r);
@@ -405,10 +419,12 @@ static const struct {
     {"snapshot_age_ms.p99", T_NUM_OR_NULL},
     {"connect_ms.p50", T_NUM_OR_NULL},
     {"connect_ms.p99", T_NUM_OR_NULL},
-    {"corrections", T_NUM},
+    {"corrections.server", T_NUM_OR_NULL},
+    {"corrections.clients", T_NUM},
     {"kicks", T_NUM},
     {"violations", T_OBJ},
     {"drops", T_OBJ},
+    {"hostile", T_OBJ},
     {"memory.rss_bytes_per_client", T_NUM_OR_NULL},
 };
 
@@ -450,12 +466,16 @@ Test(bench_report, json_has_every_required_field)
     cJSON *doc = kzb_report_to_json(&r);
     cr_assert_not_null(doc);
     check_required(doc, 1);
-    cr_assert_str_eq(kzb_json_lookup(doc, "schema")->valuestring, "kizuna-bench/1");
+    cr_assert_str_eq(kzb_json_lookup(doc, "schema")->valuestring, "kizuna-bench/2");
     cr_assert_str_eq(kzb_json_lookup(doc, "config.seed")->valuestring, "18446744073709551615");
     cr_assert_str_eq(kzb_json_lookup(doc, "config.mode")->valuestring, "embedded");
     cr_assert_eq(num_at(doc, "clients.target"), 1000.0);
     cr_assert_eq(num_at(doc, "violations.speed"), 3.0);
-    cr_assert_eq(num_at(doc, "violations.chat_flood"), 10.0);
+    cr_assert_eq(num_at(doc, "violations.acceleration"), 0.0);
+    cr_assert_null(kzb_json_lookup(doc, "violations.chat_flood_caught"), "not a violation");
+    cr_assert_eq(num_at(doc, "hostile.chat_flood_caught"), 10.0);
+    cr_assert_eq(num_at(doc, "corrections.server"), 12.0);
+    cr_assert_eq(num_at(doc, "corrections.clients"), 14.0);
     cr_assert_eq(num_at(doc, "drops.inbound_ring_full"), 0.0);
     cr_assert_eq(num_at(doc, "drops.bad_seal"), 7.0);
     cr_assert_float_eq(num_at(doc, "bandwidth.down_kbps_per_client"), 40.0, 1e-9);
@@ -471,6 +491,8 @@ Test(bench_report, json_has_every_required_field)
     check_required(doc, 0);
     cr_assert(cJSON_IsNull(kzb_json_lookup(doc, "tick_ms.p99")));
     cr_assert(cJSON_IsNull(kzb_json_lookup(doc, "config.impair")));
+    cr_assert(cJSON_IsNull(kzb_json_lookup(doc, "corrections.server")),
+              "an external server's corrections are unknown, not 0");
     cr_assert_str_eq(kzb_json_lookup(doc, "config.mode")->valuestring, "external");
     cJSON_Delete(doc);
     kzb_report_fini(&e);
@@ -518,9 +540,10 @@ static void check_documented(const char *md, const cJSON *node, char *path, size
     cJSON_ArrayForEach(c, node) {
         snprintf(path + len, 256 - len, "%s%s", len ? "." : "", c->string);
         char type[32];
-        /* Members of the two maps are documented as a pattern. */
+        /* Members of the three maps are documented as a pattern. */
         const char *dyn = strncmp(path, "violations.", 11) == 0 ? "violations.<kind>"
                         : strncmp(path, "drops.", 6) == 0       ? "drops.<reason>"
+                        : strncmp(path, "hostile.", 8) == 0     ? "hostile.<outcome>"
                                                                 : path;
         cr_assert_not_null(doc_type_of(md, dyn, type, sizeof type),
                            "%s is in the JSON but not in docs/BENCH-REPORT.md", dyn);
@@ -798,6 +821,11 @@ Test(bench_report, compare_prints_ratios, .init = cr_redirect_stderr)
     fputs("{\"schema\": \"kizuna-bench/0\", \"tick_ms\": {\"p99\": 1}}", f);
     fclose(f);
     cr_assert_neq(kzb_compare(null_out, pa, pc), 0);
+    /* Version 1 documents meant other things by violations and corrections. */
+    f = fopen(tmp_path(pc, sizeof pc, "v1.json"), "w");
+    fputs("{\"schema\": \"kizuna-bench/1\", \"corrections\": 3}", f);
+    fclose(f);
+    cr_assert_neq(kzb_compare(null_out, pa, pc), 0);
     fclose(null_out);
     kzb_report_fini(&r);
     remove_tmp();
@@ -864,4 +892,349 @@ Test(bench_report, plot_errors, .init = cr_redirect_stderr)
     cr_assert(found, "no message about gnuplot");
     kzb_report_fini(&r);
     remove_tmp();
+}
+
+/* ---- the server's counters, by name --------------------------------------- */
+
+#define WORLD_NAME(id, name) name,
+static const char *const world_names[] = {KZ_WORLD_COUNTERS(WORLD_NAME)};
+#undef WORLD_NAME
+
+/* A world counter set as kz_server_counters would hand it over. */
+static void world_counters(kz_counters *c)
+{
+    cr_assert_eq(kz_counters_init(c, KZ_WORLD_C_COUNT, 1, world_names, NULL), 0);
+}
+
+static kzb_options run_options(int scenario)
+{
+    kzb_options o = {.clients = 200, .hz = 30, .seconds = 10, .scenario = scenario, .seed = 1};
+    return o;
+}
+
+/* The JSON document of a finished run. */
+static cJSON *result_doc(const kzb_options *o, const kzb_result *res)
+{
+    kzb_report rep;
+    cr_assert_eq(kzb_report_init(&rep, res->n_series + 1u, NULL), 0);
+    cr_assert_eq(kzb_report_fill(&rep, o, res), 0);
+    cJSON *doc = kzb_report_to_json(&rep);
+    cr_assert_not_null(doc);
+    kzb_report_fini(&rep);
+    return doc;
+}
+
+Test(bench_tally, each_violation_kind_is_reported_under_its_own_name)
+{
+    kz_counters wc;
+    world_counters(&wc);
+    kz_counter_block b = kz_counters_block(&wc, 0);
+    /* An honest crowd turning too sharply: acceleration corrections only.
+     * One chat violation; chat and voice lines refused by the rate limit. */
+    kz_counter_add(b, KZ_WORLD_C_CORRECTIONS, 7);
+    kz_counter_add(b, KZ_WORLD_C_VIOL_ACCEL, 5);
+    kz_counter_add(b, KZ_WORLD_C_VIOL_CLOCK, 2);
+    kz_counter_add(b, KZ_WORLD_C_VIOL_CHAT, 1);
+    kz_counter_add(b, KZ_WORLD_C_DROP_RATE_CHAT, 3);
+    kz_counter_add(b, KZ_WORLD_C_DROP_RATE_VOICE, 4);
+    uint64_t base[KZ_WORLD_C_COUNT] = {0};
+    kzb_result res;
+    cr_assert_eq(kzb_result_init(&res, 4), 0);
+    cr_assert_eq(kzb_tally_world(&res, &wc, base), 0);
+    kzb_options o = run_options(KZB_SC_WANDER);
+    cJSON *doc = result_doc(&o, &res);
+
+    cr_assert_eq(num_at(doc, "violations.acceleration"), 5.0);
+    cr_assert_eq(num_at(doc, "violations.speed"), 0.0, "a correction is not a speed violation");
+    cr_assert_eq(num_at(doc, "violations.clock"), 2.0);
+    cr_assert_eq(num_at(doc, "violations.chat_rate"), 1.0, "the violation, not the drops");
+    cr_assert_eq(num_at(doc, "violations.voice_rate"), 0.0);
+    cr_assert_eq(num_at(doc, "corrections.server"), 7.0);
+    cr_assert_eq(num_at(doc, "drops.rate_limited_chat"), 3.0);
+    cr_assert_eq(num_at(doc, "drops.rate_limited_voice"), 4.0);
+    /* Every kind the server counts is listed, zeros included, and nothing
+     * else is: the report invents no kinds. */
+    uint32_t kinds = 0;
+    for (uint32_t i = 0; i < KZ_WORLD_C_COUNT; i++) {
+        if (strncmp(world_names[i], "violation_", 10) != 0)
+            continue;
+        char path[96];
+        snprintf(path, sizeof path, "violations.%s", world_names[i] + 10);
+        cr_assert(cJSON_IsNumber(kzb_json_lookup(doc, path)), "%s is missing", path);
+        kinds++;
+    }
+    cr_assert_eq(kinds, KZ_VIOL_KINDS);
+    cr_assert_eq(cJSON_GetArraySize(kzb_json_lookup(doc, "violations")), (int)kinds);
+    cJSON_Delete(doc);
+    kzb_result_fini(&res);
+    kz_counters_fini(&wc);
+}
+
+Test(bench_tally, counts_only_the_window_and_merges_reasons_across_sets)
+{
+    kz_counters wc;
+    world_counters(&wc);
+    kz_counter_block b = kz_counters_block(&wc, 0);
+    kz_counter_add(b, KZ_WORLD_C_CORRECTIONS, 100);  /* during connect and warm-up */
+    kz_counter_add(b, KZ_WORLD_C_VIOL_SPEED, 40);
+    uint64_t base[KZ_WORLD_C_COUNT];
+    kz_counters_snapshot(&wc, base);
+    kz_counter_add(b, KZ_WORLD_C_CORRECTIONS, 3);
+    kz_counter_add(b, KZ_WORLD_C_VIOL_SPEED, 2);
+
+    /* Another set (the transport's) with a reason of the same name. */
+    static const char *const net_names[] = {"sessions", "drop_malformed_message", "drop_replay"};
+    kz_counters nc;
+    cr_assert_eq(kz_counters_init(&nc, 3, 1, net_names, NULL), 0);
+    kz_counter_add(kz_counters_block(&nc, 0), 0, 9);
+    kz_counter_add(kz_counters_block(&nc, 0), 1, 2);
+    uint64_t net_base[3] = {0};
+    kz_counter_add(b, KZ_WORLD_C_DROP_MALFORMED, 1);
+
+    kzb_result res;
+    cr_assert_eq(kzb_result_init(&res, 4), 0);
+    cr_assert_eq(kzb_tally_world(&res, &wc, base), 0);
+    cr_assert_eq(kzb_tally_counters(&res, &nc, net_base), 0);
+    kzb_options o = run_options(KZB_SC_CROWD);
+    cJSON *doc = result_doc(&o, &res);
+    cr_assert_eq(num_at(doc, "corrections.server"), 3.0);
+    cr_assert_eq(num_at(doc, "violations.speed"), 2.0);
+    cr_assert_eq(num_at(doc, "drops.malformed_message"), 3.0, "both sets, one entry");
+    cr_assert_eq(num_at(doc, "drops.replay"), 0.0, "zeros are listed");
+    cr_assert_null(kzb_json_lookup(doc, "drops.sessions"), "not a drop");
+    cr_assert_null(kzb_json_lookup(doc, "violations.sessions"), "not a violation");
+    cJSON_Delete(doc);
+    kzb_result_fini(&res);
+    kz_counters_fini(&nc);
+    kz_counters_fini(&wc);
+}
+
+Test(bench_tally, hostile_outcomes_are_not_violations)
+{
+    kzb_result res;
+    cr_assert_eq(kzb_result_init(&res, 4), 0);
+    cr_assert_eq(kzb_named_add(res.caught, &res.n_caught, "speed_hack_bots", 5), 0);
+    cr_assert_eq(kzb_named_add(res.caught, &res.n_caught, "speed_hack_caught", 5), 0);
+    res.honest_punished = 1;
+    kzb_options o = run_options(KZB_SC_HOSTILE);
+    cJSON *doc = result_doc(&o, &res);
+    cr_assert_eq(num_at(doc, "hostile.speed_hack_caught"), 5.0);
+    cr_assert_eq(num_at(doc, "hostile.honest_bots_kicked"), 1.0);
+    cr_assert_eq(cJSON_GetArraySize(kzb_json_lookup(doc, "violations")), 0,
+                 "no server counters here, and no outcomes either");
+    cJSON_Delete(doc);
+
+    /* Outside the hostile scenario the object is there, and empty. */
+    kzb_result plain;
+    cr_assert_eq(kzb_result_init(&plain, 4), 0);
+    o = run_options(KZB_SC_WANDER);
+    doc = result_doc(&o, &plain);
+    cr_assert(cJSON_IsObject(kzb_json_lookup(doc, "hostile")));
+    cr_assert_eq(cJSON_GetArraySize(kzb_json_lookup(doc, "hostile")), 0);
+    cJSON_Delete(doc);
+    kzb_result_fini(&plain);
+    kzb_result_fini(&res);
+}
+
+Test(bench_tally, names_too_long_or_too_many_are_refused)
+{
+    kzb_result res;
+    cr_assert_eq(kzb_result_init(&res, 0), 0);
+    char longname[KZB_REPORT_NAME_LEN + 1];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    cr_assert_eq(kzb_named_add(res.drops, &res.n_drops, longname, 1), KZ_EINVAL);
+    cr_assert_eq(kzb_named_add(res.drops, &res.n_drops, "", 1), KZ_EINVAL);
+    for (uint32_t i = 0; i < KZB_MAX_NAMED; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "r%u", i);
+        cr_assert_eq(kzb_named_add(res.drops, &res.n_drops, name, i), 0);
+    }
+    cr_assert_eq(kzb_named_add(res.drops, &res.n_drops, "one_more", 1), KZ_EFULL);
+    cr_assert_eq(kzb_named_add(res.drops, &res.n_drops, "r3", 1), 0, "existing names still add");
+    cr_assert_eq(res.drops[3].count, 4);
+    kzb_result_fini(&res);
+}
+
+/* ---- bots: honest motion passes the server's validation -------------------- */
+
+#define BOT_CLIENTS 200u
+#define BOT_SECONDS 90u
+
+typedef struct bot_sim {
+    kzb_bot_plan plan;
+    kz_validate_config vcfg;
+    kz_validate_client val;
+    kz_avatar_state self, intent;
+    uint32_t hz, bot_tick;
+    uint64_t rng;
+    uint32_t violations;   /* commands the validator flagged */
+    uint32_t first_bad;    /* tick of the first, 0: none */
+    uint32_t kinds;        /* KZ_VIOL_* bits of every flagged command */
+    double walked;         /* meters */
+    double closest;        /* nearest approach to a target, meters */
+} bot_sim;
+
+static uint32_t sim_rand(bot_sim *b)
+{
+    b->rng = b->rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(b->rng >> 33);
+}
+
+/* The server's validator with `limits` at `hz`, every other limit at its
+ * default for that rate. */
+static void sim_init(bot_sim *b, int scenario, uint32_t i, uint64_t seed, uint32_t hz,
+                     const kzb_motion_limits *limits)
+{
+    memset(b, 0, sizeof *b);
+    kzb_plan_init(&b->plan, scenario, i, BOT_CLIENTS, seed, limits);
+    memset(&b->vcfg, 0, sizeof b->vcfg);
+    b->vcfg.tick_hz = hz;
+    b->vcfg.max_speed = limits->max_speed;
+    b->vcfg.max_accel = limits->max_accel;
+    cr_assert_eq(kz_validate_config_resolve(&b->vcfg), KZ_OK);
+    kz_validate_client_init(&b->val);
+    kz_avatar_state_rest(&b->self);
+    kz_avatar_state_rest(&b->intent);
+    float r = kzb_scenario_radius(scenario, BOT_CLIENTS);
+    b->self.pos[0] = r * 0.3f * (float)((int)(i % 5u) - 2);
+    b->self.pos[2] = r * 0.2f;
+    b->hz = hz;
+    b->rng = seed * 977u + i;
+    b->closest = 1e9;
+}
+
+/* One client input tick. The bot thread's passes do not line up with the
+ * client's input ticks: before a command the bot may have stepped not at
+ * all (a stalled thread), once, or twice (two passes straddling the
+ * command). The client sends whatever intent is newest; the server checks
+ * it and integrates the move it accepted. */
+static void sim_tick(bot_sim *b, int scenario, uint32_t t, kz_time_ns t0)
+{
+    uint32_t passes = sim_rand(b) % 4u;  /* 0: stalled, 1-2: one step, 3: two */
+    uint32_t steps = passes == 0 ? 0 : passes == 3 ? 2 : 1;
+    for (uint32_t k = 0; k < steps; k++) {
+        kzb_plan_step(&b->plan, scenario, BOT_CLIENTS, b->bot_tick, b->hz, &b->self, &b->intent);
+        cr_assert_eq(kzb_plan_step(&b->plan, scenario, BOT_CLIENTS, b->bot_tick, b->hz, &b->self,
+                                   &b->intent), 0, "a second pass in the same tick changes nothing");
+        b->bot_tick++;
+    }
+    kz_wire_command cmd;
+    kz_wire_command_from(&b->intent, b->vcfg.max_speed, &cmd);
+    cmd.tick = t;
+    kz_time_ns now = t0 + (kz_time_ns)t * KZ_NS_PER_S / b->hz;
+    uint32_t v = kz_validate_command(&b->vcfg, &b->val, &cmd, now, NULL);
+    if (v != 0) {
+        b->kinds |= v;
+        if (b->violations++ == 0)
+            b->first_bad = t;
+    }
+    float dx = (float)cmd.move[0] / KZ_SNAP_VEL_UNITS / (float)b->hz;
+    float dz = (float)cmd.move[2] / KZ_SNAP_VEL_UNITS / (float)b->hz;
+    b->self.pos[0] += dx;
+    b->self.pos[2] += dz;
+    b->walked += sqrt((double)dx * dx + (double)dz * dz);
+    double tx = b->plan.target[0] - b->self.pos[0], tz = b->plan.target[1] - b->self.pos[2];
+    double d = sqrt(tx * tx + tz * tz);
+    if (d < b->closest)
+        b->closest = d;
+}
+
+static void sim_run(bot_sim *b, int scenario, uint32_t seconds)
+{
+    const kz_time_ns t0 = 1000 * KZ_NS_PER_S;
+    for (uint32_t t = 1; t <= seconds * b->hz; t++)
+        sim_tick(b, scenario, t, t0);
+}
+
+static const kzb_motion_limits server_defaults = {8.0f, 40.0f};
+
+Test(bench_bots, honest_bots_never_trip_the_server_validator)
+{
+    const uint32_t rates[] = {30, 60};
+    for (int sc = 0; sc < KZB_SC_COUNT; sc++) {
+        for (size_t h = 0; h < 2; h++) {
+            for (uint32_t i = 0; i < 10; i++) {
+                bot_sim b;
+                sim_init(&b, sc, i, 1 + i / 5u, rates[h], &server_defaults);
+                if (b.plan.hostile != KZB_HOSTILE_NONE)
+                    continue;  /* hostile bots misbehave on purpose */
+                sim_run(&b, sc, BOT_SECONDS);
+                cr_assert_eq(b.violations, 0,
+                             "%s bot %u at %u Hz: %u commands corrected (kinds 0x%x), "
+                             "first at tick %u", kzb_scenario_name(sc), i, rates[h],
+                             b.violations, b.kinds, b.first_bad);
+                /* ...and they do walk: a bot standing still passes trivially. */
+                cr_assert_gt(b.walked, 30.0, "%s bot %u walked only %.1f m",
+                             kzb_scenario_name(sc), i, b.walked);
+                /* Commuters reach their hotspot (wanderers change their mind
+                 * every 2-6 s, mostly before they arrive). */
+                if (sc == KZB_SC_COMMUTE)
+                    cr_assert_lt(b.closest, 5.0, "commute bot %u never reached a hotspot", i);
+            }
+        }
+    }
+}
+
+Test(bench_bots, bots_keep_inside_a_stricter_server)
+{
+    /* A server far stricter than people walk: 2 m/s^2, 1 m/s. */
+    const kzb_motion_limits strict = {1.0f, 2.0f};
+    for (uint32_t i = 0; i < 10; i++) {
+        bot_sim b;
+        sim_init(&b, KZB_SC_WANDER, i, 7, 30, &strict);
+        sim_run(&b, KZB_SC_WANDER, 60);
+        cr_assert_eq(b.violations, 0, "bot %u: %u commands corrected (kinds 0x%x), first at "
+                     "tick %u", i, b.violations, b.kinds, b.first_bad);
+        cr_assert_gt(b.walked, 10.0, "bot %u walked only %.1f m", i, b.walked);
+    }
+}
+
+Test(bench_bots, bots_turn_and_speed_up_like_people)
+{
+    const uint32_t hz = 30;
+    const float dt = 1.0f / (float)hz, eps = 1e-4f;
+    for (uint32_t i = 0; i < 10; i++) {
+        kzb_bot_plan p;
+        kzb_plan_init(&p, KZB_SC_WANDER, i, BOT_CLIENTS, 3, &server_defaults);
+        kz_avatar_state self, in;
+        kz_avatar_state_rest(&self);
+        float prev_v[2] = {0, 0}, prev_yaw = 0;
+        uint32_t turns = 0;
+        for (uint32_t t = 0; t < 60u * hz; t++) {
+            cr_assert_eq(kzb_plan_step(&p, KZB_SC_WANDER, BOT_CLIENTS, t, hz, &self, &in), 1);
+            float sp0 = sqrtf(prev_v[0] * prev_v[0] + prev_v[1] * prev_v[1]);
+            float sp1 = sqrtf(in.vel[0] * in.vel[0] + in.vel[2] * in.vel[2]);
+            cr_assert_leq(fabsf(sp1 - sp0), KZB_WALK_ACCEL * dt + eps, "bot %u tick %u: speed jump",
+                          i, t);
+            cr_assert_leq(sp1, 1.4f + eps);
+            /* Turning while walking is bounded; a standing bot may face anywhere. */
+            if (sp0 > KZB_WALK_ACCEL * dt) {
+                float turn = fabsf(atan2f(sinf(in.yaw - prev_yaw), cosf(in.yaw - prev_yaw)));
+                cr_assert_leq(turn, KZB_TURN_RATE * dt + eps, "bot %u tick %u: turned %f rad", i, t,
+                              turn);
+                turns += turn > 0.01f;
+            }
+            self.pos[0] += in.vel[0] * dt;
+            self.pos[2] += in.vel[2] * dt;
+            prev_v[0] = in.vel[0];
+            prev_v[1] = in.vel[2];
+            prev_yaw = in.yaw;
+        }
+        cr_assert_gt(turns, 0, "bot %u walked only straight lines", i);
+    }
+}
+
+Test(bench_bots, a_reconnected_bot_starts_standing)
+{
+    bot_sim b;
+    sim_init(&b, KZB_SC_WANDER, 0, 5, 30, &server_defaults);
+    sim_run(&b, KZB_SC_WANDER, 10);
+    cr_assert_eq(b.violations, 0);
+    cr_assert_gt(fabsf(b.plan.vel[0]) + fabsf(b.plan.vel[1]), 0.5f, "the bot is walking");
+    /* A new session: the server's validator starts over from standing. */
+    kzb_plan_stand(&b.plan);
+    kz_validate_client_init(&b.val);
+    sim_run(&b, KZB_SC_WANDER, 5);
+    cr_assert_eq(b.violations, 0, "kinds 0x%x, first at tick %u", b.kinds, b.first_bad);
 }

@@ -4,7 +4,8 @@
 # enough to hold on a busy 2-core machine and tight enough to fail when the
 # server stops sending (no snapshots: no downstream bandwidth, no snapshot
 # ages), plus the JSON's required fields, the CSV, a plot, `compare`, and
-# the exit status of a failed threshold.
+# the exit status of a failed threshold. Honest bots move like people: the
+# server finds no speed or acceleration violation in any honest scenario.
 #
 #   bash tests/cli/bench_smoke.sh path/to/kizuna-bench
 set -euo pipefail
@@ -16,16 +17,22 @@ fail() { echo "FAIL: $*"; exit 1; }
 common=(--clients 40 --seconds 3 --warmup 1 --quiet)
 alive=(--threshold 'clients.connected_end>=36' --threshold 'bandwidth.down_kbps_per_client>1'
        --threshold 'snapshot_age_ms.p50<2000' --threshold 'tick_ms.max<1000')
+honest=(--threshold 'violations.speed<=0' --threshold 'violations.acceleration<=0'
+        --threshold 'clients.mean<=40')
 for sc in wander crowd commute churn vr; do
-    "$BIN" "${common[@]}" --scenario "$sc" --json "$WORK/$sc.json" "${alive[@]}" >"$WORK/$sc.out" 2>&1 ||
+    "$BIN" "${common[@]}" --scenario "$sc" --json "$WORK/$sc.json" "${alive[@]}" "${honest[@]}" \
+        >"$WORK/$sc.out" 2>&1 ||
         { cat "$WORK/$sc.out"; fail "scenario $sc"; }
 done
-# hostile: every kind of misbehaviour caught, no honest bot kicked.
+# hostile: every kind of misbehaviour caught, no honest bot kicked, and
+# the speed hack reported as speed violations by the server.
 "$BIN" --clients 60 --seconds 4 --warmup 1 --quiet --scenario hostile --json "$WORK/hostile.json" \
     "${alive[@]}" \
-    --threshold 'violations.speed_hack_caught>=1' --threshold 'violations.chat_flood_caught>=1' \
-    --threshold 'violations.voice_flood_caught>=1' --threshold 'violations.forged_packets_caught>=1' \
-    --threshold 'violations.honest_bots_kicked<=0' >"$WORK/hostile.out" 2>&1 ||
+    --threshold 'hostile.speed_hack_caught>=1' --threshold 'hostile.chat_flood_caught>=1' \
+    --threshold 'hostile.voice_flood_caught>=1' --threshold 'hostile.forged_packets_caught>=1' \
+    --threshold 'hostile.honest_bots_kicked<=0' --threshold 'violations.speed>=1' \
+    --threshold 'drops.rate_limited_chat>=1' --threshold 'corrections.server>=1' \
+    >"$WORK/hostile.out" 2>&1 ||
     { cat "$WORK/hostile.out"; fail "scenario hostile"; }
 
 # Required JSON fields (docs/BENCH-REPORT.md), checked as thresholds that
@@ -38,7 +45,8 @@ done
     --threshold 'bandwidth.down_kbps_per_client>=0' --threshold 'bandwidth.up_kbps_per_client>=0' \
     --threshold 'bits_per_avatar_update>=0' --threshold 'snapshot_age_ms.p50>=0' \
     --threshold 'snapshot_age_ms.p99>=0' --threshold 'drops.malformed_packet>=0' \
-    --threshold 'violations.speed>=0' >"$WORK/a.out" 2>&1 || { cat "$WORK/a.out"; fail "required fields"; }
+    --threshold 'violations.speed>=0' --threshold 'corrections.server>=0' \
+    --threshold 'corrections.clients>=0' >"$WORK/a.out" 2>&1 || { cat "$WORK/a.out"; fail "required fields"; }
 [ "$(wc -l <"$WORK/a.csv")" -ge 3 ] || fail "csv has too few rows"
 [ -s "$WORK/a.png" ] || fail "no plot"
 "$BIN" compare "$WORK/a.json" "$WORK/wander.json" >"$WORK/cmp.out" || fail "compare"
