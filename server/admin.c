@@ -39,6 +39,12 @@
 
 #define KZS_NS_PER_MS 1000000ull
 
+_Static_assert(KZS_ADMIN_MAX_PER_IP >= 2 * KZS_ADMIN_ACCEPT_BATCH &&
+                   KZS_ADMIN_MAX_CONNECTIONS >= 2 * KZS_ADMIN_ACCEPT_BATCH,
+               "a flood could make a probe the oldest before its request is read");
+_Static_assert(KZS_ADMIN_HEADROOM >= KZS_ADMIN_ACCEPT_BATCH,
+               "one pass of evictions must fit in the headroom");
+
 /* One admitted TCP connection, from libmicrohttpd's STARTED notice to its
  * CLOSED one. Touched only on the admin thread. */
 typedef struct kzs_admin_conn {

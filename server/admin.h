@@ -47,20 +47,30 @@
 
 #include "metrics.h"
 
-/* Defaults of kzs_admin_limits. */
+/* libmicrohttpd (0.9.75, epoll) accepts at most this many connections per
+ * pass, and reads a new connection's request in the pass after the one
+ * that accepted it, after that pass's accepts: so at most
+ * 2 * KZS_ADMIN_ACCEPT_BATCH - 1 newer connections are admitted before a
+ * probe's request, already sent, is read and answered. */
+#define KZS_ADMIN_ACCEPT_BATCH 10u
+/* Defaults of kzs_admin_limits. Both limits exceed twice the accept batch,
+ * so no flood, from one address or many and however fast, can make a
+ * probe the oldest before it is answered. */
 #define KZS_ADMIN_DEADLINE_MS 5000u      /* accept to close, whatever happens */
-#define KZS_ADMIN_MAX_CONNECTIONS 32u    /* open at once before the oldest goes */
-#define KZS_ADMIN_MAX_PER_IP 8u          /* from one address before its oldest goes */
+#define KZS_ADMIN_MAX_CONNECTIONS 64u    /* open at once before the oldest goes */
+#define KZS_ADMIN_MAX_PER_IP 24u         /* from one address before its oldest goes */
 /* Largest values kzs_admin_start_limited accepts. */
 #define KZS_ADMIN_DEADLINE_MS_MAX 600000u
 #define KZS_ADMIN_CONNECTIONS_CAP 1024u
 /* Slots beyond max_connections for connections already told to close that
- * libmicrohttpd has not yet closed (it accepts at most 10 per pass). */
+ * libmicrohttpd has not yet closed (it closes them on its next pass). */
 #define KZS_ADMIN_HEADROOM 16u
 /* The admin thread checks deadlines at least this often. */
 #define KZS_ADMIN_TICK_MS 100u
-/* Pending TCP connections the kernel queues before the admin thread accepts. */
-#define KZS_ADMIN_BACKLOG 64
+/* Connections the kernel queues until the admin thread accepts them. When
+ * the queue is full, new connections' SYNs are dropped and a probe waits
+ * for TCP's retransmission (1 s, then 3 s): a burst should fit. */
+#define KZS_ADMIN_BACKLOG 256
 #define KZS_ADMIN_MEMORY_BYTES (16u * 1024u)
 
 typedef struct kzs_admin kzs_admin;

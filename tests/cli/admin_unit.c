@@ -955,6 +955,81 @@ Test(admin, a_flood_from_many_addresses_displaces_the_oldest)
     slow_close_all(ks, ALL + 1);
 }
 
+/* A client thread opening slowloris connections from 127.0.0.1 as fast as
+ * it can (keeping the last FLOOD_RING open), with no Criterion assertion
+ * off the test's thread: it only counts. */
+#define FLOOD_RING 256
+#define FLOOD_MAX 3000u /* connections in all: ephemeral ports stay plentiful */
+
+typedef struct flood {
+    uint16_t port;
+    _Atomic int stop;
+    _Atomic unsigned opened, failed;
+} flood;
+
+static int flood_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {1, 0}; /* a full backlog must not hold the thread */
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const char *start = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+    if (fd < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
+        connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        send(fd, start, strlen(start), MSG_NOSIGNAL) != (ssize_t)strlen(start)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void *flood_main(void *arg)
+{
+    flood *f = arg;
+    int ring[FLOOD_RING];
+    for (int i = 0; i < FLOOD_RING; i++)
+        ring[i] = -1;
+    for (unsigned i = 0; i < FLOOD_MAX && !atomic_load(&f->stop); i++) {
+        int *slot = &ring[i % FLOOD_RING];
+        if (*slot >= 0)
+            close(*slot);
+        *slot = flood_connect(f->port);
+        atomic_fetch_add(*slot >= 0 ? &f->opened : &f->failed, 1);
+    }
+    for (int i = 0; i < FLOOD_RING; i++)
+        if (ring[i] >= 0)
+            close(ring[i]);
+    return NULL;
+}
+
+/* Probes from the flood's own address keep being answered while it runs:
+ * a probe's request is read before enough newer connections arrive to
+ * make it the oldest of its address. */
+Test(admin, a_connection_flood_from_the_probes_address_does_not_starve_it)
+{
+    enum { PROBES = 10 };
+    start_healthy(60000);
+    static flood f;
+    f.port = kzs_admin_port(adm);
+    atomic_store(&f.stop, 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, flood_main, &f), 0);
+    while (atomic_load(&f.opened) < 2 * KZS_ADMIN_MAX_PER_IP)
+        sleep_ms(1);
+    for (int i = 0; i < PROBES; i++)
+        probe_from("127.0.0.1");
+    kzs_admin_stats st;
+    kzs_admin_stats_get(adm, &st);
+    atomic_store(&f.stop, 1);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_expect_gt(st.evicted_address, 0, "the flood never filled its address's share");
+    cr_expect_eq(st.evicted_full, 0, "one address displaced another's connections");
+    cr_log_info("flood: %u connections opened, %u failed, %" PRIu64 " evicted during %d probes",
+                atomic_load(&f.opened), atomic_load(&f.failed), st.evicted_address, PROBES);
+}
+
 /* Keep-alive is not offered: pipelined requests get one answer, and the
  * connection closes after it instead of idling. */
 Test(admin, a_connection_serves_one_request)
