@@ -10,6 +10,15 @@
  * checkpoint now and then. Verification is a single forward pass over the
  * mapped file that stops at the first problem and names it.
  *
+ * The writer keeps every encoded record in its buffer until an fdatasync
+ * has covered it. A failed write or sync therefore loses nothing: the
+ * writer cuts what the failed attempt may have left past the last synced
+ * byte, writes the whole buffer again and syncs, after a pause that
+ * doubles from 1 ms up to retry_max_ms. While it fails it takes nothing
+ * from the ring, so the ring is the only (bounded) queue, and records it
+ * refuses are counted with their times and noted in a LOST record as
+ * soon as writing works again.
+ *
  * Record layout (little-endian; docs/AUDIT.md has the table):
  *   0  u16 size L   2  u16 ~L   4  u8 version   5  u8 type   6  u16 flags=0
  *   8  u64 seq     16  u64 unix ns             24  prev hash (32)
@@ -38,9 +47,19 @@
 #define KZ__AUDIT_HEAD_BYTES 56u
 #define KZ__AUDIT_MIN_BYTES (KZ__AUDIT_HEAD_BYTES + KZ_AUDIT_HASH_BYTES)
 #define KZ__AUDIT_SIGN_DOMAIN "kizuna-audit-checkpoint-v1"
-#define KZ__AUDIT_WBUF_BYTES (64u * 1024u)
+#define KZ__AUDIT_WBUF_BYTES (128u * 1024u)
 #define KZ__AUDIT_BATCH 64u
 #define KZ__AUDIT_IDLE_NS 1000000ull /* writer's poll period when idle */
+/* Room kept free in the buffer past the records of one batch: a LOST
+ * record, the checkpoint after it and the final checkpoint. */
+#define KZ__AUDIT_WBUF_RESERVE (4u * KZ_AUDIT_RECORD_MAX)
+/* Each record popped may be followed by a checkpoint. */
+#define KZ__AUDIT_SLOT_BYTES (2u * KZ_AUDIT_RECORD_MAX)
+#define KZ__AUDIT_RETRY_MIN_NS 1000000ull     /* first pause after a failed attempt */
+#define KZ__AUDIT_RETRY_MAX_MS 1000u          /* default retry_max_ms */
+#define KZ__AUDIT_CLOSE_WAIT_MS 2000u         /* default close_wait_ms */
+#define KZ__AUDIT_LOG_EVERY_NS 10000000000ull /* a failing writer's reminder period */
+#define KZ__AUDIT_NOTE_EVERY_NS 100000000ull  /* queue-full losses noted at most this often */
 
 /* Field tags, ascending in a record; part of the format. */
 enum {
@@ -51,25 +70,27 @@ enum {
     KZ__TAG_ACTING_FOR = 5, /* u64 */
     KZ__TAG_CODE = 6,       /* u32 */
     KZ__TAG_DETAIL = 7,     /* 1..63 printable ASCII bytes */
-    KZ__TAG_SIGNATURE = 8   /* 64 bytes; checkpoints only, required there */
+    KZ__TAG_SIGNATURE = 8,  /* 64 bytes; checkpoints only, required there */
+    KZ__TAG_LOST = 9,       /* u64; lost and recovered records only */
+    KZ__TAG_SINCE = 10,     /* u64 Unix ns; lost records only */
+    KZ__TAG_UNTIL = 11,     /* u64 Unix ns; lost records only */
+    KZ__TAG_MAX = KZ__TAG_UNTIL
 };
 
-#define KZ__A64(field) ((_Atomic uint64_t *)&(field))
-#define KZ__AINT(field) ((_Atomic int *)&(field))
-
-static uint64_t kz__ld(const uint64_t *p)
+/* Accessors for the log's shared counters, which are declared _Atomic. */
+static uint64_t kz__ld(const _Atomic uint64_t *p)
 {
-    return atomic_load_explicit((_Atomic uint64_t *)(uintptr_t)p, memory_order_acquire);
+    return atomic_load_explicit(p, memory_order_acquire);
 }
 
-static void kz__add(uint64_t *p, uint64_t v)
+static void kz__add(_Atomic uint64_t *p, uint64_t v)
 {
-    atomic_fetch_add_explicit(KZ__A64(*p), v, memory_order_acq_rel);
+    atomic_fetch_add_explicit(p, v, memory_order_acq_rel);
 }
 
-static void kz__st(uint64_t *p, uint64_t v)
+static void kz__st(_Atomic uint64_t *p, uint64_t v)
 {
-    atomic_store_explicit(KZ__A64(*p), v, memory_order_release);
+    atomic_store_explicit(p, v, memory_order_release);
 }
 
 /* ---- little-endian helpers -------------------------------------------- */
@@ -111,13 +132,22 @@ const char *kz_audit_type_name(uint32_t type)
         return "recovered";
     if (type == KZ_AUDIT_DROPPED)
         return "dropped";
+    if (type == KZ_AUDIT_LOST)
+        return "lost";
     return "?";
+}
+
+const char *kz_audit_loss_reason_name(uint32_t reason)
+{
+    static const char *const names[KZ_AUDIT_LOSS_REASON_COUNT] = {
+        "?", "queue full", "no space", "read-only", "I/O error"};
+    return reason < KZ_AUDIT_LOSS_REASON_COUNT ? names[reason] : "?";
 }
 
 static int kz__type_known(uint32_t type)
 {
     return (type >= 1 && type <= KZ_AUDIT_CALLER_MAX) || type == KZ_AUDIT_CHECKPOINT ||
-           type == KZ_AUDIT_RECOVERED || type == KZ_AUDIT_DROPPED;
+           type == KZ_AUDIT_RECOVERED || type == KZ_AUDIT_DROPPED || type == KZ_AUDIT_LOST;
 }
 
 /* ---- codec ------------------------------------------------------------- */
@@ -145,15 +175,20 @@ static void kz__sign_message(const uint8_t *head, uint32_t code, uint8_t *msg, s
 
 #define KZ__SIGN_MSG_MAX (sizeof KZ__AUDIT_SIGN_DOMAIN + KZ__AUDIT_HEAD_BYTES + 4)
 
+/* The loss fields of a LOST or RECOVERED record (zero: absent). */
+typedef struct kz__loss_fields {
+    uint64_t lost, since_ns, until_ns;
+} kz__loss_fields;
+
 /*
  * Encodes one record with sequence `seq` after chain head `prev` into
- * out[KZ_AUDIT_RECORD_MAX]; a checkpoint is signed with `sk`. Writes its
- * hash to hash_out and returns the size. Detail bytes outside printable
- * ASCII become '?'.
+ * out[KZ_AUDIT_RECORD_MAX]; a checkpoint is signed with `sk`; `loss` (may
+ * be NULL) adds the loss fields. Writes its hash to hash_out and returns
+ * the size. Detail bytes outside printable ASCII become '?'.
  */
 static uint32_t kz__encode(uint64_t seq, const uint8_t prev[KZ_AUDIT_HASH_BYTES],
-                           const kz_audit_record *r, const uint8_t *sk, uint8_t *out,
-                           uint8_t hash_out[KZ_AUDIT_HASH_BYTES])
+                           const kz_audit_record *r, const kz__loss_fields *loss,
+                           const uint8_t *sk, uint8_t *out, uint8_t hash_out[KZ_AUDIT_HASH_BYTES])
 {
     out[4] = KZ__AUDIT_VERSION;
     out[5] = r->type;
@@ -187,6 +222,11 @@ static uint32_t kz__encode(uint64_t seq, const uint8_t prev[KZ_AUDIT_HASH_BYTES]
         crypto_sign_detached(p + 2, NULL, msg, mlen, sk);
         p += 2 + KZ_SIGNATURE_BYTES;
     }
+    if (loss != NULL) {
+        p = kz__put_field(p, KZ__TAG_LOST, loss->lost, 8);
+        p = kz__put_field(p, KZ__TAG_SINCE, loss->since_ns, 8);
+        p = kz__put_field(p, KZ__TAG_UNTIL, loss->until_ns, 8);
+    }
     uint32_t size = (uint32_t)(p - out) + KZ_AUDIT_HASH_BYTES;
     kz__put_le(out, size, 2);
     kz__put_le(out + 2, ~size & 0xffffu, 2);
@@ -198,21 +238,39 @@ static uint32_t kz__encode(uint64_t seq, const uint8_t prev[KZ_AUDIT_HASH_BYTES]
 /* Fixed width of a numeric tag's value; 0 for the variable ones. */
 static unsigned kz__tag_width(uint8_t tag)
 {
-    static const uint8_t w[] = {0, 8, 4, 1, 1, 8, 4, 0, 0};
+    static const uint8_t w[] = {0, 8, 4, 1, 1, 8, 4, 0, 0, 8, 8, 8};
     return tag < sizeof w ? w[tag] : 0;
 }
 
-/* Stores one numeric field's value into the record. */
-static void kz__set_field(kz_audit_record *r, uint8_t tag, uint64_t v)
+/* Stores one numeric field's value into the entry. */
+static void kz__set_field(kz_audit_entry *e, uint8_t tag, uint64_t v)
 {
+    kz_audit_record *r = &e->rec;
     switch (tag) {
     case KZ__TAG_CLIENT: r->client_id = v; break;
     case KZ__TAG_ENTITY: r->entity = (uint32_t)v; break;
     case KZ__TAG_LEVEL: r->verification_level = (uint8_t)v; break;
     case KZ__TAG_ACTOR: r->actor_kind = (uint8_t)v; break;
     case KZ__TAG_ACTING_FOR: r->acting_for = v; break;
+    case KZ__TAG_LOST: e->lost = v; break;
+    case KZ__TAG_SINCE: e->since_ns = v; break;
+    case KZ__TAG_UNTIL: e->until_ns = v; break;
     default: r->code = (uint32_t)v; break;
     }
+}
+
+/* Which record types may carry the loss fields; NULL or the problem. */
+static const char *kz__loss_fields_ok(const kz_audit_entry *e)
+{
+    uint8_t t = e->rec.type;
+    if (e->lost != 0 && t != KZ_AUDIT_LOST && t != KZ_AUDIT_RECOVERED)
+        return "a loss count outside a lost or recovered record";
+    if ((e->since_ns != 0 || e->until_ns != 0) && t != KZ_AUDIT_LOST)
+        return "a loss span outside a lost record";
+    if (t == KZ_AUDIT_LOST && (e->rec.code == 0 || e->rec.code >= KZ_AUDIT_LOSS_REASON_COUNT ||
+                               e->since_ns > e->until_ns))
+        return "a lost record with an unknown reason or a span that ends before it starts";
+    return NULL;
 }
 
 /* Parses the field list fields[0..end); returns NULL or the problem. */
@@ -229,7 +287,7 @@ static const char *kz__decode_fields(const uint8_t *p, const uint8_t *end, kz_au
         const uint8_t *v = p + 2;
         if ((size_t)(end - v) < n)
             return "a field runs past the record";
-        if (tag <= last || tag > KZ__TAG_SIGNATURE)
+        if (tag <= last || tag > KZ__TAG_MAX)
             return "fields out of order, repeated or unknown";
         last = tag;
         if (tag == KZ__TAG_DETAIL) {
@@ -248,7 +306,7 @@ static const char *kz__decode_fields(const uint8_t *p, const uint8_t *end, kz_au
             uint64_t x;
             if (n != kz__tag_width(tag) || (x = kz__get_le(v, n)) == 0)
                 return "a numeric field has a bad width or a zero value";
-            kz__set_field(&e->rec, tag, x);
+            kz__set_field(e, tag, x);
         }
         p = v + n;
     }
@@ -256,7 +314,7 @@ static const char *kz__decode_fields(const uint8_t *p, const uint8_t *end, kz_au
         return "signature missing from a checkpoint or present elsewhere";
     if (e->rec.type == KZ_AUDIT_CHECKPOINT && e->rec.code > KZ_AUDIT_CHECKPOINT_FINAL)
         return "checkpoint has unknown flags";
-    return NULL;
+    return kz__loss_fields_ok(e);
 }
 
 /*
@@ -375,6 +433,29 @@ static int kz__scan_one(kz__scan *s, const uint8_t *buf, size_t len, size_t off,
     return KZ_OK;
 }
 
+/* Adds what a good record says about losses to the result. */
+static void kz__scan_gaps(kz_audit_verify_result *r, const kz_audit_entry *e)
+{
+    switch (e->rec.type) {
+    case KZ_AUDIT_LOST:
+        r->gaps += e->lost != 0;
+        r->lost_records += e->lost;
+        r->outages += e->rec.code != KZ_AUDIT_LOSS_QUEUE_FULL;
+        break;
+    case KZ_AUDIT_DROPPED:
+        r->gaps += e->rec.code != 0;
+        r->lost_records += e->rec.code;
+        break;
+    case KZ_AUDIT_RECOVERED:
+        r->gaps++;
+        r->recoveries++;
+        r->cut_bytes += e->rec.code;
+        break;
+    default:
+        break;
+    }
+}
+
 /* The forward pass shared by kz_audit_verify_buffer and recovery. */
 static int kz__scan_run(kz__scan *s, const uint8_t *buf, size_t len, const uint8_t *pk,
                         uint32_t flags)
@@ -394,6 +475,7 @@ static int kz__scan_run(kz__scan *s, const uint8_t *buf, size_t len, const uint8
         r->expected_seq++;
         r->unsigned_tail = e.rec.type == KZ_AUDIT_CHECKPOINT ? 0 : r->unsigned_tail + 1;
         r->checkpoints += e.rec.type == KZ_AUDIT_CHECKPOINT;
+        kz__scan_gaps(r, &e);
         s->final_at_end = e.rec.type == KZ_AUDIT_CHECKPOINT &&
                           (e.rec.code & KZ_AUDIT_CHECKPOINT_FINAL) != 0;
         off += e.size;
@@ -467,33 +549,60 @@ int kz_audit_verify(const char *path, const uint8_t pk[KZ_SIGN_PUBLIC_KEY_BYTES]
 
 /* ---- writer ------------------------------------------------------------ */
 
+/* A failure of the writer not yet noted in the log. Writer-owned. */
+typedef struct kz__outage {
+    int active;                      /* began, and no LOST record says so yet */
+    uint32_t reason;                 /* kz_audit_loss_reason of the latest failure */
+    uint64_t since_ns, until_ns;     /* wall clock: first failure, writing worked again */
+    char what[KZ_AUDIT_DETAIL_MAX];  /* the call and its error, for the record */
+} kz__outage;
+
+/* The writer's retry state. Writer-owned. */
+typedef struct kz__retry {
+    int failing;         /* the last attempt failed */
+    int dirty;           /* an attempt may have left bytes past synced_size */
+    uint64_t pause_ns;   /* the current backoff */
+    uint64_t at_ns;      /* monotonic: the next attempt */
+    uint64_t log_at_ns;  /* monotonic: the next "still failing" line */
+    uint64_t attempts;   /* failed attempts in this outage */
+} kz__retry;
+
 struct kz_audit {
     kz_mpsc ring;                /* kz_audit_record, producers -> writer */
     kz_allocator alloc;
     kz_log log;
     kz_audit_clock_fn clock;
     void *clock_ctx;
+    kz_audit_io io;
     int fd;
     pthread_t thread;
     uint32_t commit_records, checkpoint_records;
-    uint64_t commit_ns, checkpoint_ns;
+    uint64_t commit_ns, checkpoint_ns, retry_max_ns, close_wait_ns;
     uint8_t sk[KZ_SIGN_SECRET_KEY_BYTES];
     /* Writer-owned state. */
     uint64_t next_seq;
     uint8_t head[KZ_AUDIT_HASH_BYTES];
-    uint8_t *wbuf;
+    uint8_t *wbuf;               /* every record no fdatasync has covered yet */
     size_t wlen;
-    uint64_t pending;            /* records written or buffered, not yet synced */
+    uint64_t synced_size;        /* file bytes an fdatasync has covered */
+    uint64_t pending;            /* records in wbuf */
     uint64_t pending_events;     /* of which appended by callers */
     uint64_t pending_since;      /* monotonic ns of the oldest pending record */
     uint64_t since_checkpoint;   /* records since the last checkpoint */
     uint64_t last_checkpoint;    /* monotonic ns */
-    uint64_t drops_reported;
-    /* Shared, atomic. */
-    uint64_t appended, dropped, written, durable, fsyncs, checkpoints;
-    uint64_t first_seq, acked_seq, recovered_bytes;
-    uint64_t stop, flush_req;
-    int error;
+    uint64_t drops_reported;     /* `dropped` as of the last LOST record */
+    uint64_t last_note;          /* monotonic ns of the last LOST record */
+    int final_written;           /* the final checkpoint is in wbuf or the file */
+    int gave_up;                 /* closed without being able to write */
+    kz__retry retry;
+    kz__outage outage;
+    /* Shared between threads; zeroed by kz_calloc before the writer starts. */
+    _Atomic uint64_t appended, dropped, lost_noted, written, durable, fsyncs, checkpoints;
+    _Atomic uint64_t first_seq, acked_seq, recovered_bytes, write_failures, outages;
+    _Atomic uint64_t drop_first_ns, drop_last_ns; /* times of refusals not yet noted */
+    _Atomic uint64_t stop, flush_req;
+    _Atomic uint32_t reason;
+    _Atomic int error;           /* KZ_EIO while the writer cannot write */
 };
 
 static uint64_t kz__mono_ns(void)
@@ -511,6 +620,12 @@ static uint64_t kz__realtime_ns(void *ctx)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static void kz__pause(uint64_t ns)
+{
+    struct timespec t = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+    nanosleep(&t, NULL);
+}
+
 void kz_audit_config_default(kz_audit_config *cfg)
 {
     KZ_ASSERT(cfg != NULL);
@@ -524,57 +639,202 @@ void kz_audit_config_default(kz_audit_config *cfg)
         cfg->checkpoint_records = 1024;
     if (cfg->checkpoint_ms == 0)
         cfg->checkpoint_ms = 10000;
+    if (cfg->retry_max_ms == 0)
+        cfg->retry_max_ms = KZ__AUDIT_RETRY_MAX_MS;
+    if (cfg->close_wait_ms == 0)
+        cfg->close_wait_ms = KZ__AUDIT_CLOSE_WAIT_MS;
 }
 
-static int kz__write_all(int fd, const uint8_t *p, size_t n)
+/* ---- file operations (kz_audit_io) ---- */
+
+static int64_t kz__sys_write(void *ctx, int fd, const void *buf, size_t n)
+{
+    (void)ctx;
+    ssize_t w = write(fd, buf, n);
+    return w < 0 ? -(int64_t)errno : (int64_t)w;
+}
+
+static int kz__sys_sync(void *ctx, int fd)
+{
+    (void)ctx;
+    return fdatasync(fd) == 0 ? 0 : -errno;
+}
+
+static int kz__sys_truncate(void *ctx, int fd, uint64_t size)
+{
+    (void)ctx;
+    return ftruncate(fd, (off_t)size) == 0 ? 0 : -errno;
+}
+
+static void kz__io_resolve(kz_audit_io *io)
+{
+    if (io->write == NULL)
+        io->write = kz__sys_write;
+    if (io->sync == NULL)
+        io->sync = kz__sys_sync;
+    if (io->truncate == NULL)
+        io->truncate = kz__sys_truncate;
+}
+
+/* Writes all of p[0..n); 0 or a negative errno. A hook that reports no
+ * progress is an I/O error rather than a reason to spin. */
+static int kz__write_all(kz_audit *a, const uint8_t *p, size_t n)
 {
     while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
+        int64_t w = a->io.write(a->io.ctx, a->fd, p, n);
+        if (w == -EINTR)
             continue;
-        if (w <= 0)
-            return KZ_EIO;
+        if (w < 0)
+            return (int)w;
+        if (w == 0 || (uint64_t)w > n)
+            return -EIO;
         p += w;
         n -= (size_t)w;
     }
-    return KZ_OK;
+    return 0;
 }
 
-/* The writer failed: remember the first error; later records are counted
- * as dropped instead of being written. */
-static void kz__writer_fail(kz_audit *a, const char *what)
+static uint32_t kz__reason_of(int err)
 {
-    int expected = 0;
-    if (atomic_compare_exchange_strong(KZ__AINT(a->error), &expected, KZ_EIO))
-        kz_logf(&a->log, KZ_LOG_ERROR, "audit", "%s failed: %s; audit records are being lost",
-                what, strerror(errno));
-}
-
-static int kz__failed(const kz_audit *a)
-{
-    return atomic_load_explicit((_Atomic int *)(uintptr_t)&a->error, memory_order_acquire) != 0;
-}
-
-/* Writes out the buffer without syncing (the buffer is full). */
-static void kz__spill(kz_audit *a)
-{
-    if (a->wlen > 0 && !kz__failed(a) && kz__write_all(a->fd, a->wbuf, a->wlen) != KZ_OK)
-        kz__writer_fail(a, "write");
-    a->wlen = 0;
-}
-
-/* Encodes, chains and buffers one record; `event` if a caller appended it. */
-static void kz__emit(kz_audit *a, const kz_audit_record *rec, int event)
-{
-    if (kz__failed(a)) {
-        if (event)
-            kz__add(&a->dropped, 1);
-        return;
+    switch (-err) {
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+        return KZ_AUDIT_LOSS_NO_SPACE;
+    case EROFS:
+    case EPERM:
+    case EACCES:
+        return KZ_AUDIT_LOSS_READ_ONLY;
+    default:
+        return KZ_AUDIT_LOSS_IO_ERROR;
     }
-    if (KZ__AUDIT_WBUF_BYTES - a->wlen < KZ_AUDIT_RECORD_MAX)
-        kz__spill(a);
+}
+
+/*
+ * Before writing the buffer again after a failed attempt: cuts whatever
+ * that attempt left past the last synced byte. A file that may not be cut
+ * (append-only) keeps those bytes, which are a prefix of the buffer, and
+ * *skip says how many to leave out. 0 or a negative errno.
+ */
+static int kz__rewind(kz_audit *a, size_t *skip, const char **what)
+{
+    struct stat st;
+    *skip = 0;
+    *what = "ftruncate";
+    int rc = a->io.truncate(a->io.ctx, a->fd, a->synced_size);
+    if (rc == 0)
+        return 0;
+    if (fstat(a->fd, &st) != 0 || (uint64_t)st.st_size < a->synced_size ||
+        (uint64_t)st.st_size - a->synced_size > a->wlen)
+        return rc; /* not what a failed append leaves: try again later */
+    *skip = (size_t)((uint64_t)st.st_size - a->synced_size);
+    return 0;
+}
+
+/* One attempt to make the whole buffer durable. 0, or a negative errno
+ * with *what naming the call that failed. */
+static int kz__attempt(kz_audit *a, const char **what)
+{
+    size_t skip = 0;
+    int rc = a->retry.dirty ? kz__rewind(a, &skip, what) : 0;
+    if (rc != 0)
+        return rc;
+    a->retry.dirty = 1; /* until the sync below covers what is written */
+    *what = "write";
+    if ((rc = kz__write_all(a, a->wbuf + skip, a->wlen - skip)) != 0)
+        return rc;
+    *what = "fdatasync";
+    if ((rc = a->io.sync(a->io.ctx, a->fd)) != 0)
+        return rc;
+    a->retry.dirty = 0;
+    return 0;
+}
+
+/* ---- failure, retry and resumption ---- */
+
+/* Widens the span of the refusals not yet noted to include `unix_ns`
+ * (any thread, lock-free). */
+static void kz__note_refusal_time(kz_audit *a, uint64_t unix_ns)
+{
+    uint64_t zero = 0, last = kz__ld(&a->drop_last_ns);
+    if (unix_ns == 0)
+        return;
+    atomic_compare_exchange_strong(&a->drop_first_ns, &zero, unix_ns);
+    while (last < unix_ns && !atomic_compare_exchange_weak(&a->drop_last_ns, &last, unix_ns))
+        ;
+}
+
+/* The first failed attempt of an outage: remember why and since when. */
+static void kz__outage_begin(kz_audit *a, int err, const char *what)
+{
+    kz__outage *o = &a->outage;
+    if (!o->active) {
+        o->active = 1;
+        o->since_ns = a->clock(a->clock_ctx);
+    }
+    o->reason = kz__reason_of(err);
+    snprintf(o->what, sizeof o->what, "%s: %s", what, strerror(-err));
+    kz__add(&a->outages, 1);
+    kz_logf(&a->log, KZ_LOG_ERROR, "audit",
+            "audit_write_failed op=%s error=\"%s\" queued=%u why=\"records wait in the queue "
+            "and are retried; new ones are lost once it is full\"",
+            what, strerror(-err), kz_mpsc_size(&a->ring));
+}
+
+/* A failed attempt: enter or stay in the failing state, back off. */
+static void kz__attempt_failed(kz_audit *a, int err, const char *what)
+{
+    kz__retry *t = &a->retry;
+    uint64_t now = kz__mono_ns();
+    kz__add(&a->write_failures, 1);
+    atomic_store(&a->reason, kz__reason_of(err));
+    atomic_store(&a->error, KZ_EIO);
+    t->attempts++;
+    if (!t->failing) {
+        t->failing = 1;
+        t->pause_ns = KZ__AUDIT_RETRY_MIN_NS;
+        t->log_at_ns = now + KZ__AUDIT_LOG_EVERY_NS;
+        kz__outage_begin(a, err, what);
+    } else {
+        t->pause_ns = t->pause_ns * 2 < a->retry_max_ns ? t->pause_ns * 2 : a->retry_max_ns;
+        if (now >= t->log_at_ns) {
+            t->log_at_ns = now + KZ__AUDIT_LOG_EVERY_NS;
+            kz_logf(&a->log, KZ_LOG_ERROR, "audit",
+                    "audit_still_failing op=%s error=\"%s\" attempts=%llu queued=%u lost=%llu",
+                    what, strerror(-err), (unsigned long long)t->attempts,
+                    kz_mpsc_size(&a->ring),
+                    (unsigned long long)(kz__ld(&a->dropped) - a->drops_reported));
+        }
+    }
+    t->at_ns = now + t->pause_ns;
+}
+
+/* A commit succeeded after failures: the outage ends now; the LOST record
+ * that says so is written by the next turn, before any other record. */
+static void kz__resumed(kz_audit *a)
+{
+    a->outage.until_ns = a->clock(a->clock_ctx);
+    if (a->outage.until_ns < a->outage.since_ns)
+        a->outage.until_ns = a->outage.since_ns; /* the wall clock stepped back */
+    kz_logf(&a->log, KZ_LOG_WARN, "audit", "audit_write_resumed attempts=%llu outage_ms=%llu "
+            "lost=%llu", (unsigned long long)a->retry.attempts,
+            (unsigned long long)((a->outage.until_ns - a->outage.since_ns) / 1000000ull),
+            (unsigned long long)(kz__ld(&a->dropped) - a->drops_reported));
+    a->retry.failing = 0;
+    a->retry.attempts = 0;
+    atomic_store(&a->error, 0);
+}
+
+/* ---- encoding into the buffer ---- */
+
+/* Encodes, chains and buffers one record; `event` if a caller appended
+ * it. The callers keep KZ_AUDIT_RECORD_MAX bytes free (kz__room). */
+static void kz__emit(kz_audit *a, const kz_audit_record *rec, const kz__loss_fields *loss,
+                     int event)
+{
     uint8_t hash[KZ_AUDIT_HASH_BYTES];
-    a->wlen += kz__encode(a->next_seq, a->head, rec, a->sk, a->wbuf + a->wlen, hash);
+    KZ_ASSERT(KZ__AUDIT_WBUF_BYTES - a->wlen >= KZ_AUDIT_RECORD_MAX);
+    a->wlen += kz__encode(a->next_seq, a->head, rec, loss, a->sk, a->wbuf + a->wlen, hash);
     memcpy(a->head, hash, sizeof hash);
     a->next_seq++;
     if (a->pending == 0)
@@ -586,94 +846,209 @@ static void kz__emit(kz_audit *a, const kz_audit_record *rec, int event)
 }
 
 /* Emits a record of the writer's own, stamped now. */
-static void kz__emit_own(kz_audit *a, uint8_t type, uint32_t code)
+static void kz__emit_own(kz_audit *a, uint8_t type, uint32_t code, const char *detail,
+                         const kz__loss_fields *loss)
 {
     kz_audit_record r;
     memset(&r, 0, sizeof r);
     r.type = type;
     r.code = code;
     r.unix_ns = a->clock(a->clock_ctx);
-    kz__emit(a, &r, 0);
+    if (detail != NULL)
+        snprintf(r.detail, sizeof r.detail, "%s", detail);
+    kz__emit(a, &r, loss, 0);
 }
 
 static void kz__checkpoint(kz_audit *a, uint32_t code)
 {
-    kz__emit_own(a, KZ_AUDIT_CHECKPOINT, code);
+    kz__emit_own(a, KZ_AUDIT_CHECKPOINT, code, NULL, NULL);
     a->since_checkpoint = 0;
     a->last_checkpoint = kz__mono_ns();
     kz__add(&a->checkpoints, 1);
 }
 
-/* Group commit: write what is buffered, fdatasync, publish progress. */
-static void kz__commit(kz_audit *a)
+/* Group commit: make the buffer durable and publish the progress. On
+ * failure the buffer is kept for the next attempt. 0 or KZ_EIO. */
+static int kz__commit(kz_audit *a)
 {
-    kz__spill(a);
-    if (!kz__failed(a)) {
-        if (fdatasync(a->fd) != 0)
-            kz__writer_fail(a, "fdatasync");
-        else {
-            kz__add(&a->fsyncs, 1);
-            kz__add(&a->durable, a->pending_events);
-            kz__st(&a->acked_seq, a->next_seq);
-        }
+    const char *what = "write";
+    int err = kz__attempt(a, &what);
+    if (err != 0) {
+        kz__attempt_failed(a, err, what);
+        return KZ_EIO;
     }
-    if (kz__failed(a))
-        kz__add(&a->dropped, a->pending_events);
+    kz__add(&a->fsyncs, 1);
+    kz__add(&a->durable, a->pending_events);
+    kz__st(&a->acked_seq, a->next_seq);
+    a->synced_size += a->wlen;
+    a->wlen = 0;
     a->pending = a->pending_events = 0;
+    if (a->retry.failing)
+        kz__resumed(a);
+    return KZ_OK;
 }
 
-/* A record of refusals since the last one, so that a loss is in the log. */
-static void kz__note_drops(kz_audit *a)
+/* The span of a LOST record: the outage's, widened by the refusals. */
+static void kz__loss_span(kz_audit *a, kz__loss_fields *f)
 {
-    uint64_t d = kz__ld(&a->dropped);
-    if (d == a->drops_reported)
-        return;
-    uint64_t n = d - a->drops_reported;
-    a->drops_reported = d;
-    kz__emit_own(a, KZ_AUDIT_DROPPED, n > UINT32_MAX ? UINT32_MAX : (uint32_t)n);
+    uint64_t first = atomic_exchange(&a->drop_first_ns, 0);
+    uint64_t last = atomic_exchange(&a->drop_last_ns, 0);
+    uint64_t now = a->clock(a->clock_ctx);
+    if (a->outage.active) {
+        f->since_ns = first && first < a->outage.since_ns ? first : a->outage.since_ns;
+        f->until_ns = last > a->outage.until_ns ? last : a->outage.until_ns;
+    } else {
+        /* A refusal whose time was taken just after the previous note can
+         * leave one side unknown: fall back to the other, or now. */
+        f->since_ns = first ? first : last ? last : now;
+        f->until_ns = last ? last : f->since_ns;
+    }
+    if (f->until_ns < f->since_ns)
+        f->until_ns = f->since_ns;
 }
 
-/* One turn of the writer: drain a batch, checkpoint and commit when due.
- * Returns the number of records taken from the ring. */
-static uint32_t kz__turn(kz_audit *a, int stopping)
+/*
+ * Puts a LOST record into the chain, before any later record, for an
+ * outage that ended and for records refused since the last one. A note
+ * for an outage is followed by a checkpoint, so that it is signed at
+ * once. Queue-full notes come at most every KZ__AUDIT_NOTE_EVERY_NS
+ * unless `force`, so an overload does not fill the log with notes.
+ */
+static void kz__note_losses(kz_audit *a, int force)
+{
+    uint64_t d = kz__ld(&a->dropped), n = d - a->drops_reported, now = kz__mono_ns();
+    int outage = a->outage.active;
+    if (!outage && (n == 0 || (!force && now - a->last_note < KZ__AUDIT_NOTE_EVERY_NS)))
+        return;
+    kz__loss_fields f = {n, 0, 0};
+    kz__loss_span(a, &f);
+    kz__emit_own(a, KZ_AUDIT_LOST, outage ? a->outage.reason : KZ_AUDIT_LOSS_QUEUE_FULL,
+                 outage ? a->outage.what : "queue full", &f);
+    a->drops_reported = d;
+    a->last_note = now;
+    kz__add(&a->lost_noted, n);
+    if (outage) {
+        kz__checkpoint(a, 0);
+        a->outage.active = 0;
+    }
+}
+
+/* ---- the writer thread ---- */
+
+/* How many records may be taken from the ring now: each may bring a
+ * checkpoint, and the reserve stays free for notes and the final one. */
+static uint32_t kz__room(const kz_audit *a)
+{
+    size_t left = KZ__AUDIT_WBUF_BYTES - a->wlen;
+    if (left <= KZ__AUDIT_WBUF_RESERVE)
+        return 0;
+    size_t n = (left - KZ__AUDIT_WBUF_RESERVE) / KZ__AUDIT_SLOT_BYTES;
+    return n < KZ__AUDIT_BATCH ? (uint32_t)n : KZ__AUDIT_BATCH;
+}
+
+static uint32_t kz__drain(kz_audit *a)
 {
     kz_audit_record batch[KZ__AUDIT_BATCH];
-    uint32_t n = kz_mpsc_pop_n(&a->ring, batch, KZ__AUDIT_BATCH);
+    uint32_t n = kz_mpsc_pop_n(&a->ring, batch, kz__room(a));
     for (uint32_t i = 0; i < n; i++) {
-        kz__emit(a, &batch[i], 1);
+        kz__emit(a, &batch[i], NULL, 1);
         if (a->since_checkpoint >= a->checkpoint_records)
             kz__checkpoint(a, 0);
     }
-    if (!kz__failed(a))
-        kz__note_drops(a);
+    return n;
+}
+
+/* One turn of a writer that can write: note losses, drain a batch,
+ * checkpoint and commit when due. Returns non-zero if it did work that
+ * may have more behind it (records taken, or a full buffer committed). */
+static int kz__turn(kz_audit *a, int stopping)
+{
+    kz__note_losses(a, stopping);
+    uint32_t n = kz__drain(a);
     uint64_t now = kz__mono_ns();
     if (a->since_checkpoint > 0 && now - a->last_checkpoint >= a->checkpoint_ns)
         kz__checkpoint(a, 0);
-    int flush = atomic_exchange(KZ__A64(a->flush_req), 0) != 0;
-    if (a->pending > 0 && (a->pending >= a->commit_records || flush || stopping ||
+    int full = kz__room(a) == 0;
+    int flush = atomic_exchange(&a->flush_req, 0) != 0;
+    if (a->pending > 0 && (full || flush || stopping || a->pending >= a->commit_records ||
                            now - a->pending_since >= a->commit_ns))
-        kz__commit(a);
-    return n;
+        (void)kz__commit(a); /* a failure is handled by the failing state */
+    return n > 0 || full;
+}
+
+/* Closing with the ring empty: note what was lost, sign the end. */
+static int kz__finish(kz_audit *a)
+{
+    if (!a->final_written) {
+        kz__note_losses(a, 1);
+        kz__checkpoint(a, KZ_AUDIT_CHECKPOINT_FINAL);
+        a->final_written = 1;
+    }
+    return kz__commit(a);
+}
+
+/*
+ * Closing while the file still cannot be written: everything unwritten
+ * is lost. It is counted, the file is cut back to its last synced byte
+ * when possible (the next open notes the unclean end either way) and the
+ * loss is logged.
+ */
+static void kz__give_up(kz_audit *a)
+{
+    kz_audit_record r;
+    uint64_t left = a->pending_events;
+    while (kz_mpsc_pop(&a->ring, &r) == KZ_OK)
+        left++;
+    kz__add(&a->dropped, left);
+    if (a->retry.dirty)
+        (void)a->io.truncate(a->io.ctx, a->fd, a->synced_size);
+    a->gave_up = 1;
+    kz_logf(&a->log, KZ_LOG_ERROR, "audit", "audit_gave_up lost=%llu unnoted=%llu why=\"%s; "
+            "the log ends at its last synced record and the next open notes the unclean end\"",
+            (unsigned long long)left,
+            (unsigned long long)(kz__ld(&a->dropped) - a->drops_reported), a->outage.what);
+}
+
+/* A turn of a failing writer: retry when due; while closing, give up
+ * after close_wait. Returns 1 when the writer is done. */
+static int kz__retry_turn(kz_audit *a, int stopping, uint64_t *give_up_at)
+{
+    uint64_t now = kz__mono_ns();
+    if (stopping) {
+        if (*give_up_at == 0)
+            *give_up_at = now + a->close_wait_ns;
+        if (now >= *give_up_at) {
+            kz__give_up(a);
+            return 1;
+        }
+    }
+    if (now >= a->retry.at_ns && kz__commit(a) == KZ_OK)
+        return a->final_written;
+    kz__pause(KZ__AUDIT_IDLE_NS);
+    return 0;
 }
 
 static void *kz__writer(void *arg)
 {
     kz_audit *a = arg;
+    uint64_t give_up_at = 0;
     for (;;) {
         int stopping = kz__ld(&a->stop) != 0;
-        if (kz__turn(a, stopping) > 0)
+        if (a->retry.failing) {
+            if (kz__retry_turn(a, stopping, &give_up_at))
+                return NULL;
             continue;
-        if (stopping)
-            break;
-        struct timespec pause = {0, KZ__AUDIT_IDLE_NS};
-        nanosleep(&pause, NULL);
+        }
+        if (kz__turn(a, stopping) || a->retry.failing)
+            continue;
+        /* Closing: no appends are in flight and the ring is empty. */
+        if (stopping) {
+            if (kz__finish(a) == KZ_OK)
+                return NULL;
+            continue;
+        }
+        kz__pause(KZ__AUDIT_IDLE_NS);
     }
-    /* Closing: no appends are in flight, the ring is empty. */
-    if (!kz__failed(a))
-        kz__note_drops(a);
-    kz__checkpoint(a, KZ_AUDIT_CHECKPOINT_FINAL);
-    kz__commit(a);
-    return NULL;
 }
 
 int kz_audit_append(kz_audit *a, const kz_audit_record *rec)
@@ -681,14 +1056,13 @@ int kz_audit_append(kz_audit *a, const kz_audit_record *rec)
     KZ_ASSERT(a != NULL && rec != NULL);
     if (rec->type < 1 || rec->type > KZ_AUDIT_CALLER_MAX)
         return KZ_EINVAL;
-    if (kz__failed(a)) {
-        kz__add(&a->dropped, 1);
-        return KZ_EIO;
-    }
     kz_audit_record r = *rec;
     if (r.unix_ns == 0)
         r.unix_ns = a->clock(a->clock_ctx);
     if (kz_mpsc_push(&a->ring, &r) != KZ_OK) {
+        /* The time first, then the count: the writer reads the count
+         * first, so a note never counts a refusal whose time it missed. */
+        kz__note_refusal_time(a, r.unix_ns);
         kz__add(&a->dropped, 1);
         return KZ_EFULL;
     }
@@ -702,15 +1076,14 @@ int kz_audit_flush(kz_audit *a, uint32_t timeout_ms)
     uint64_t target = kz__ld(&a->appended);
     uint64_t deadline = kz__mono_ns() + (uint64_t)timeout_ms * 1000000ull;
     for (;;) {
-        if (kz__failed(a))
+        if (atomic_load(&a->error) != 0)
             return KZ_EIO;
         if (kz__ld(&a->durable) >= target)
             return KZ_OK;
         if (kz__mono_ns() >= deadline)
             return KZ_EAGAIN;
         kz__st(&a->flush_req, 1);
-        struct timespec pause = {0, 200000};
-        nanosleep(&pause, NULL);
+        kz__pause(200000);
     }
 }
 
@@ -720,6 +1093,7 @@ void kz_audit_stats_get(const kz_audit *a, kz_audit_stats *out)
     memset(out, 0, sizeof *out);
     out->appended = kz__ld(&a->appended);
     out->dropped = kz__ld(&a->dropped);
+    out->lost_noted = kz__ld(&a->lost_noted);
     out->written = kz__ld(&a->written);
     out->durable = kz__ld(&a->durable);
     out->lag = out->appended > out->durable ? out->appended - out->durable : 0;
@@ -728,7 +1102,11 @@ void kz_audit_stats_get(const kz_audit *a, kz_audit_stats *out)
     out->first_seq = kz__ld(&a->first_seq);
     out->acked_seq = kz__ld(&a->acked_seq);
     out->recovered_bytes = kz__ld(&a->recovered_bytes);
-    out->error = atomic_load_explicit((_Atomic int *)(uintptr_t)&a->error, memory_order_acquire);
+    out->write_failures = kz__ld(&a->write_failures);
+    out->outages = kz__ld(&a->outages);
+    out->queued = kz_mpsc_size(&a->ring);
+    out->reason = atomic_load(&a->reason);
+    out->error = atomic_load(&a->error);
 }
 
 /* ---- open, recovery, close --------------------------------------------- */
@@ -739,6 +1117,36 @@ static int kz__all_zero(const uint8_t *p, size_t n)
         if (p[i] != 0)
             return 0;
     return 1;
+}
+
+/* Cuts the torn tail at `good_end` and syncs; 0 or KZ_EIO (logged). */
+static int kz__cut_tail(kz_audit *a, const char *path, uint64_t good_end)
+{
+    int err = a->io.truncate(a->io.ctx, a->fd, good_end);
+    if (err == 0)
+        err = a->io.sync(a->io.ctx, a->fd);
+    if (err == 0)
+        return KZ_OK;
+    kz_logf(&a->log, KZ_LOG_ERROR, "audit", "%s: cannot cut the torn tail: %s", path,
+            strerror(-err));
+    return KZ_EIO;
+}
+
+/*
+ * Notes an unclean end in a RECOVERED record: bytes cut in `code`,
+ * incomplete records among them in `lost`. Records the crashed session
+ * had appended but not yet written are not in the file and cannot be
+ * counted; the record marks where they would have been.
+ */
+static void kz__note_recovery(kz_audit *a, const char *path, uint64_t kept, uint64_t cut,
+                              int torn)
+{
+    kz__loss_fields f = {(uint64_t)(cut > 0 && torn), 0, 0};
+    kz_logf(&a->log, KZ_LOG_WARN, "audit", "%s: recovered after a crash: %llu records "
+            "kept, %llu torn bytes cut", path, (unsigned long long)kept,
+            (unsigned long long)cut);
+    kz__emit_own(a, KZ_AUDIT_RECOVERED, cut > UINT32_MAX ? UINT32_MAX : (uint32_t)cut,
+                 "unclean end", &f);
 }
 
 /*
@@ -770,22 +1178,16 @@ static int kz__recover(kz_audit *a, const char *path, const uint8_t *pk)
         return r.verdict == KZ_AUDIT_BAD_SIGNATURE ? KZ_EAUTH : KZ_EPROTO;
     }
     uint64_t cut = len - s.good_end;
-    if (cut > 0 && (ftruncate(a->fd, (off_t)s.good_end) != 0 || fdatasync(a->fd) != 0)) {
-        kz_logf(&a->log, KZ_LOG_ERROR, "audit", "%s: cannot cut the torn tail: %s", path,
-                strerror(errno));
+    if (cut > 0 && kz__cut_tail(a, path, s.good_end) != KZ_OK)
         return KZ_EIO;
-    }
+    a->synced_size = s.good_end;
     a->next_seq = r.records ? r.head_seq + 1 : 0;
     memcpy(a->head, r.head_hash, sizeof a->head);
     kz__st(&a->first_seq, a->next_seq);
     kz__st(&a->acked_seq, a->next_seq);
     kz__st(&a->recovered_bytes, cut);
-    if (r.records > 0 && (cut > 0 || !s.final_at_end)) {
-        kz_logf(&a->log, KZ_LOG_WARN, "audit", "%s: recovered after a crash: %llu records "
-                "kept, %llu torn bytes cut", path, (unsigned long long)r.records,
-                (unsigned long long)cut);
-        kz__emit_own(a, KZ_AUDIT_RECOVERED, cut > UINT32_MAX ? UINT32_MAX : (uint32_t)cut);
-    }
+    if (cut > 0 || (r.records > 0 && !s.final_at_end))
+        kz__note_recovery(a, path, r.records, cut, s.torn);
     return KZ_OK;
 }
 
@@ -855,6 +1257,25 @@ static int kz__config_ok(const kz_audit_config *c, uint8_t pk[KZ_SIGN_PUBLIC_KEY
     return ok;
 }
 
+/* Copies the settings of a checked, defaulted config into `a`. */
+static void kz__settings(kz_audit *a, const kz_audit_config *c)
+{
+    a->alloc = c->alloc;
+    a->log = c->log;
+    a->fd = -1;
+    a->clock = c->clock ? c->clock : kz__realtime_ns;
+    a->clock_ctx = c->clock_ctx;
+    a->io = c->io;
+    kz__io_resolve(&a->io);
+    a->commit_records = c->commit_records;
+    a->checkpoint_records = c->checkpoint_records;
+    a->commit_ns = (uint64_t)c->commit_ms * 1000000ull;
+    a->checkpoint_ns = (uint64_t)c->checkpoint_ms * 1000000ull;
+    a->retry_max_ns = (uint64_t)c->retry_max_ms * 1000000ull;
+    a->close_wait_ns = (uint64_t)c->close_wait_ms * 1000000ull;
+    memcpy(a->sk, c->sign_secret_key, sizeof a->sk);
+}
+
 int kz_audit_open(const kz_audit_config *cfg, kz_audit **out)
 {
     KZ_ASSERT(cfg != NULL && out != NULL);
@@ -870,16 +1291,8 @@ int kz_audit_open(const kz_audit_config *cfg, kz_audit **out)
     kz_audit *a = kz_calloc(&c.alloc, sizeof *a, KZ_CACHE_LINE);
     if (a == NULL)
         return KZ_ENOMEM;
-    a->alloc = c.alloc;
-    a->log = c.log;
-    a->fd = -1;
-    a->clock = c.clock ? c.clock : kz__realtime_ns;
-    a->clock_ctx = c.clock_ctx;
-    a->commit_records = c.commit_records;
-    a->checkpoint_records = c.checkpoint_records;
-    a->commit_ns = (uint64_t)c.commit_ms * 1000000ull;
-    a->checkpoint_ns = (uint64_t)c.checkpoint_ms * 1000000ull;
-    memcpy(a->sk, c.sign_secret_key, sizeof a->sk);
+    kz__settings(a, &c);
+    sodium_memzero(c.sign_secret_key, sizeof c.sign_secret_key);
     int rc = KZ_ENOMEM;
     a->wbuf = kz_alloc(&a->alloc, KZ__AUDIT_WBUF_BYTES, 64);
     if (a->wbuf == NULL ||
@@ -904,7 +1317,8 @@ int kz_audit_close(kz_audit *a)
         return KZ_OK;
     kz__st(&a->stop, 1);
     pthread_join(a->thread, NULL);
-    int rc = a->error;
+    /* Every loss is in the log unless the writer gave up. */
+    int rc = a->gave_up || kz__ld(&a->dropped) != kz__ld(&a->lost_noted) ? KZ_EIO : KZ_OK;
     kz__destroy(a);
     return rc;
 }

@@ -4,11 +4,17 @@
  * every offset, a duplicate, a spliced history, a wrong key), crash
  * recovery (torn tail, zero tail, kill -9 of a writing process), appends
  * from four threads, ring-full drops, and no allocation on append.
+ * Write failures are injected through kz_audit_io: a full file system
+ * (with a short write), a failing fdatasync, an append-only file, a log
+ * that never comes back before close; each must end in a log that
+ * verifies and names every loss. Hostile LOST records are refused.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +22,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include <kizuna/audit.h>
 #include <kizuna/token.h>
@@ -400,6 +408,26 @@ static int count_type(const char *path, uint8_t type)
     return k;
 }
 
+/* The (only) RECOVERED record of a valid log. */
+static kz_audit_entry recovered_entry(const char *path)
+{
+    size_t len;
+    uint8_t *b = read_all(path, &len);
+    kz_audit_entry e, found;
+    int n = 0;
+    memset(&found, 0, sizeof found);
+    for (size_t at = 0; at < len; at += e.size) {
+        cr_assert_eq(kz_audit_decode(b + at, len - at, &e), KZ_OK);
+        if (e.rec.type == KZ_AUDIT_RECOVERED) {
+            found = e;
+            n++;
+        }
+    }
+    free(b);
+    cr_assert_eq(n, 1);
+    return found;
+}
+
 Test(audit, torn_tail_recovered_and_chain_continues)
 {
     fixture f;
@@ -421,6 +449,11 @@ Test(audit, torn_tail_recovered_and_chain_continues)
                      "part %zu: %s at %llu", part, r.why, (unsigned long long)r.bad_index);
         cr_assert_gt(r.records, n + 2);
         cr_assert_eq(count_type(f.path, KZ_AUDIT_RECOVERED), 1);
+        /* The cut is reported by verify, not only kept in the file. */
+        cr_assert_eq(r.recoveries, 1);
+        cr_assert_eq(r.gaps, 1);
+        cr_assert_eq(r.cut_bytes, part);
+        cr_assert_eq(recovered_entry(f.path).lost, 1, "one incomplete record cut");
         write_all(f.path, b, len);
         free(t);
     }
@@ -441,6 +474,11 @@ Test(audit, zero_filled_tail_recovered)
     cr_assert_eq(reopen_append(&f, 3), 4096);
     kz_audit_verify_result r;
     cr_assert_eq(kz_audit_verify(f.path, f.key.public_key, 0, &r), KZ_OK, "%s", r.why);
+    cr_assert_eq(r.recoveries, 1);
+    cr_assert_eq(r.cut_bytes, 4096);
+    kz_audit_entry e = recovered_entry(f.path);
+    cr_assert_eq(e.rec.code, 4096);
+    cr_assert_eq(e.lost, 0, "zeros hold no record");
     free(t);
     free(b);
     fixture_fini(&f);
@@ -600,6 +638,9 @@ Test(audit, kill_9_during_writes_then_restart)
         cr_assert_gt(r.records, 10);
     }
     cr_assert_eq(count_type(f.path, KZ_AUDIT_RECOVERED), 3);
+    kz_audit_verify_result r;
+    cr_assert_eq(kz_audit_verify(f.path, f.key.public_key, 0, &r), KZ_OK, "%s", r.why);
+    cr_assert_eq(r.recoveries, 3, "every unclean end is reported");
     fixture_fini(&f);
 }
 
@@ -661,8 +702,10 @@ Test(audit, four_threads_all_records_in_order)
         kz_audit_entry e;
         cr_assert_eq(kz_audit_decode(b + at, len - at, &e), KZ_OK);
         at += e.size;
-        if (e.rec.type == KZ_AUDIT_DROPPED)
-            dropped_noted += e.rec.code;
+        if (e.rec.type == KZ_AUDIT_LOST) {
+            cr_assert_eq(e.rec.code, KZ_AUDIT_LOSS_QUEUE_FULL);
+            dropped_noted += e.lost;
+        }
         if (e.rec.type != KZ_AUDIT_VIOLATION)
             continue;
         uint32_t id = (uint32_t)e.rec.client_id - 1;
@@ -708,11 +751,17 @@ Test(audit, ring_full_drops_counted_and_logged)
         kz_audit_entry e;
         cr_assert_eq(kz_audit_decode(b + at, len - at, &e), KZ_OK);
         at += e.size;
-        noted += e.rec.type == KZ_AUDIT_DROPPED ? e.rec.code : 0;
+        noted += e.rec.type == KZ_AUDIT_LOST ? e.lost : 0;
         blocks += e.rec.type == KZ_AUDIT_BLOCK;
     }
     cr_assert_eq(noted, refused);
     cr_assert_eq(blocks, ok);
+    /* The verifier says the chain is intact and reports the loss. */
+    kz_audit_verify_result v;
+    cr_assert_eq(kz_audit_verify_buffer(b, len, f.key.public_key, 0, &v), KZ_OK, "%s", v.why);
+    cr_assert_eq(v.lost_records, refused);
+    cr_assert_gt(v.gaps, 0);
+    cr_assert_eq(v.outages, 0);
     free(b);
     fixture_fini(&f);
 }
@@ -739,5 +788,444 @@ Test(audit, append_and_writer_allocate_nothing)
     cr_assert_eq(kz_counting_alloc_allocs(&ca), before);
     cr_assert_eq(kz_audit_close(a), KZ_OK);
     cr_assert_eq(kz_counting_alloc_live_bytes(&ca), 0);
+    fixture_fini(&f);
+}
+
+/* ---- injected write failures (kz_audit_io) ------------------------------ */
+
+/*
+ * The hooks: each passes through to the system call unless its error is
+ * set (a negative errno). With `half_first`, the first write of a failing
+ * attempt writes half its bytes for real before the next call fails, as a
+ * file system filling up mid-write does.
+ */
+typedef struct fault {
+    _Atomic int write_err, sync_err, truncate_err;
+    _Atomic int half_first;
+    _Atomic int half_done;
+    _Atomic uint64_t writes, syncs, truncates, injected;
+} fault;
+
+static int64_t fault_write(void *ctx, int fd, const void *buf, size_t n)
+{
+    fault *ft = ctx;
+    ft->writes++;
+    int err = ft->write_err;
+    if (err != 0) {
+        if (ft->half_first && !ft->half_done && n > 1) {
+            ft->half_done = 1;
+            return write(fd, buf, n / 2);
+        }
+        ft->injected++;
+        return err;
+    }
+    ft->half_done = 0;
+    ssize_t w = write(fd, buf, n);
+    return w < 0 ? -errno : w;
+}
+
+static int fault_sync(void *ctx, int fd)
+{
+    fault *ft = ctx;
+    ft->syncs++;
+    int err = ft->sync_err;
+    if (err != 0) {
+        ft->injected++;
+        return err;
+    }
+    return fdatasync(fd) == 0 ? 0 : -errno;
+}
+
+static int fault_truncate(void *ctx, int fd, uint64_t size)
+{
+    fault *ft = ctx;
+    ft->truncates++;
+    int err = ft->truncate_err;
+    if (err != 0)
+        return err;
+    return ftruncate(fd, (off_t)size) == 0 ? 0 : -errno;
+}
+
+/* A constant wall clock: the writer's own records carry this time. */
+#define FAULT_CLOCK_NS 1700000000000000000ull
+
+static uint64_t fixed_clock(void *ctx)
+{
+    (void)ctx;
+    return FAULT_CLOCK_NS;
+}
+
+static kz_audit_config fault_config(const fixture *f, fault *ft, uint32_t ring)
+{
+    kz_audit_config c = config_for(f, 1000);
+    c.ring_capacity = ring;
+    c.retry_max_ms = 2; /* retries come fast; the test waits for states, not time */
+    c.io.write = fault_write;
+    c.io.sync = fault_sync;
+    c.io.truncate = fault_truncate;
+    c.io.ctx = ft;
+    c.clock = fixed_clock;
+    return c;
+}
+
+/* Polls the writer's stats until `cond` holds; fails after a generous
+ * bound (a hung writer, never a slow one). */
+#define WAIT_FOR(a, st, cond)                                                     \
+    do {                                                                          \
+        int waited_ = 0;                                                          \
+        for (;;) {                                                                \
+            kz_audit_stats_get((a), &(st));                                       \
+            if (cond)                                                             \
+                break;                                                            \
+            cr_assert_lt(waited_++, 30000, "timed out waiting for %s", #cond);    \
+            struct timespec p_ = {0, 1000000};                                    \
+            nanosleep(&p_, NULL);                                                 \
+        }                                                                         \
+    } while (0)
+
+static void append_ok(kz_audit *a, uint8_t type, uint64_t client, uint32_t code, uint64_t t)
+{
+    kz_audit_record r = event(type, client, code, NULL);
+    r.unix_ns = t;
+    cr_assert_eq(kz_audit_append(a, &r), KZ_OK);
+}
+
+/* Every record of a valid log file, decoded; *n set. Caller frees. */
+static kz_audit_entry *entries_of(const char *path, size_t *n)
+{
+    size_t len, cap = 4096;
+    uint8_t *b = read_all(path, &len);
+    kz_audit_entry *es = calloc(cap, sizeof *es);
+    *n = 0;
+    for (size_t at = 0; at < len; at += es[*n - 1].size) {
+        cr_assert_lt(*n, cap);
+        cr_assert_eq(kz_audit_decode(b + at, len - at, &es[*n]), KZ_OK);
+        ++*n;
+    }
+    free(b);
+    return es;
+}
+
+/* A full file system that fills in the middle of a write, then frees up:
+ * nothing is lost, the writer never stops, the log verifies, and one LOST
+ * record with a zero count marks the outage, signed at once. */
+Test(audit, full_disk_mid_write_retries_and_resumes_without_loss)
+{
+    fixture f;
+    fixture_init(&f);
+    fault ft = {0};
+    kz_audit_config c = fault_config(&f, &ft, 1024);
+    kz_audit *a = NULL;
+    kz_audit_stats st;
+    cr_assert_eq(kz_audit_open(&c, &a), KZ_OK);
+    for (uint32_t i = 0; i < 10; i++)
+        append_ok(a, KZ_AUDIT_CONNECT, i + 1, i, 0);
+    cr_assert_eq(kz_audit_flush(a, 10000), KZ_OK);
+    ft.half_first = 1;
+    ft.write_err = -ENOSPC;
+    for (uint32_t i = 10; i < 30; i++)
+        append_ok(a, KZ_AUDIT_CONNECT, i + 1, i, 0);
+    /* It keeps trying (the old writer stopped for good after one error). */
+    WAIT_FOR(a, st, st.error == KZ_EIO && st.write_failures >= 5);
+    cr_assert_eq(st.reason, KZ_AUDIT_LOSS_NO_SPACE);
+    cr_assert_eq(st.outages, 1);
+    cr_assert_eq(kz_audit_flush(a, 10000), KZ_EIO, "flush says the writer is failing");
+    /* Appends during the outage wait in the ring: accepted, not lost. */
+    for (uint32_t i = 30; i < 50; i++)
+        append_ok(a, KZ_AUDIT_CONNECT, i + 1, i, 0);
+    ft.write_err = 0; /* space is back */
+    WAIT_FOR(a, st, st.error == 0 && st.durable == 50);
+    cr_assert_eq(st.dropped, 0);
+    cr_assert_eq(st.appended, 50);
+    cr_assert_eq(kz_audit_close(a), KZ_OK);
+
+    kz_audit_verify_result r;
+    cr_assert_eq(kz_audit_verify(f.path, f.key.public_key, 0, &r), KZ_OK, "%s at %llu", r.why,
+                 (unsigned long long)r.bad_index);
+    cr_assert_eq(r.gaps, 0, "an outage without loss is not a gap");
+    cr_assert_eq(r.outages, 1);
+    cr_assert_eq(r.lost_records, 0);
+    size_t n;
+    kz_audit_entry *es = entries_of(f.path, &n);
+    uint32_t next = 0, lost_at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (es[i].rec.type == KZ_AUDIT_CONNECT) {
+            cr_assert_eq(es[i].rec.code, next++, "records once each, in order");
+        } else if (es[i].rec.type == KZ_AUDIT_LOST) {
+            cr_assert_eq(lost_at, 0, "one LOST record");
+            lost_at = (uint32_t)i;
+            cr_assert_eq(es[i].rec.code, KZ_AUDIT_LOSS_NO_SPACE);
+            cr_assert_eq(es[i].lost, 0);
+            cr_assert_eq(es[i].since_ns, FAULT_CLOCK_NS);
+            cr_assert_eq(es[i].until_ns, FAULT_CLOCK_NS);
+            cr_assert_eq(strncmp(es[i].rec.detail, "write: ", 7), 0, "%s", es[i].rec.detail);
+            cr_assert_eq(es[i + 1].rec.type, KZ_AUDIT_CHECKPOINT, "signed at once");
+        }
+    }
+    cr_assert_eq(next, 50);
+    cr_assert_gt(lost_at, 0);
+    free(es);
+    fixture_fini(&f);
+}
+
+/* A ring that overflows while the disk is full: the refused records are
+ * counted, and the first record after the outage is a LOST record with
+ * their count, the span from the outage's start to the last refusal, and
+ * the reason; verify reports it. */
+Test(audit, overflow_during_outage_is_noted_before_the_next_record)
+{
+    fixture f;
+    fixture_init(&f);
+    fault ft = {0};
+    kz_audit_config c = fault_config(&f, &ft, 16);
+    kz_audit *a = NULL;
+    kz_audit_stats st;
+    cr_assert_eq(kz_audit_open(&c, &a), KZ_OK);
+    ft.write_err = -ENOSPC;
+    const uint64_t t0 = FAULT_CLOCK_NS + 1000000000ull;
+    append_ok(a, KZ_AUDIT_SERVER_START, 0, 1, t0);
+    cr_assert_eq(kz_audit_flush(a, 10000), KZ_EIO);
+    WAIT_FOR(a, st, st.error == KZ_EIO);
+    /* The writer takes nothing while it fails: exactly 16 fit. */
+    uint64_t refused = 0, last_refused_t = 0;
+    for (uint32_t i = 0; i < 100; i++) {
+        kz_audit_record r = event(KZ_AUDIT_VIOLATION, 9, i, "speed");
+        r.unix_ns = t0 + 1 + i;
+        int rc = kz_audit_append(a, &r);
+        cr_assert(rc == KZ_OK || rc == KZ_EFULL);
+        if (rc == KZ_EFULL) {
+            refused++;
+            last_refused_t = r.unix_ns;
+        }
+    }
+    cr_assert_eq(refused, 84);
+    kz_audit_stats_get(a, &st);
+    cr_assert_eq(st.dropped, 84);
+    cr_assert_eq(st.lost_noted, 0);
+    cr_assert_eq(st.queued, 16);
+    ft.write_err = 0;
+    WAIT_FOR(a, st, st.lost_noted == 84 && st.durable == 17);
+    cr_assert_eq(kz_audit_close(a), KZ_OK);
+
+    kz_audit_verify_result r;
+    cr_assert_eq(kz_audit_verify(f.path, f.key.public_key, 0, &r), KZ_OK, "%s", r.why);
+    cr_assert_eq(r.gaps, 1);
+    cr_assert_eq(r.lost_records, 84);
+    cr_assert_eq(r.outages, 1);
+    size_t n;
+    kz_audit_entry *es = entries_of(f.path, &n);
+    cr_assert_eq(es[0].rec.type, KZ_AUDIT_SERVER_START);
+    cr_assert_eq(es[1].rec.type, KZ_AUDIT_LOST, "the note comes before any later record");
+    cr_assert_eq(es[1].lost, 84);
+    cr_assert_eq(es[1].rec.code, KZ_AUDIT_LOSS_NO_SPACE);
+    cr_assert_eq(es[1].since_ns, FAULT_CLOCK_NS, "from the outage's start");
+    cr_assert_eq(es[1].until_ns, last_refused_t, "to the last refusal");
+    cr_assert_eq(es[2].rec.type, KZ_AUDIT_CHECKPOINT);
+    for (uint32_t i = 0; i < 16; i++) {
+        cr_assert_eq(es[3 + i].rec.type, KZ_AUDIT_VIOLATION);
+        cr_assert_eq(es[3 + i].rec.code, i);
+    }
+    cr_assert_eq(es[n - 1].rec.type, KZ_AUDIT_CHECKPOINT);
+    cr_assert_eq(es[n - 1].rec.code, KZ_AUDIT_CHECKPOINT_FINAL);
+    free(es);
+    fixture_fini(&f);
+}
+
+/* fdatasync fails after the bytes reached the file: the writer must cut
+ * and write them again rather than trust them, and must not write them
+ * twice. */
+Test(audit, failed_sync_rewrites_the_unsynced_bytes_once)
+{
+    fixture f;
+    fixture_init(&f);
+    fault ft = {0};
+    kz_audit_config c = fault_config(&f, &ft, 1024);
+    kz_audit *a = NULL;
+    kz_audit_stats st;
+    cr_assert_eq(kz_audit_open(&c, &a), KZ_OK);
+    append_ok(a, KZ_AUDIT_CONNECT, 1, 0, 0);
+    cr_assert_eq(kz_audit_flush(a, 10000), KZ_OK);
+    ft.sync_err = -EIO;
+    for (uint32_t i = 1; i < 8; i++)
+        append_ok(a, KZ_AUDIT_CONNECT, i + 1, i, 0);
+    WAIT_FOR(a, st, st.error == KZ_EIO && st.write_failures >= 3);
+    cr_assert_eq(st.reason, KZ_AUDIT_LOSS_IO_ERROR);
+    cr_assert_gt(ft.truncates, 0, "each retry cuts back to the last synced byte");
+    ft.sync_err = 0;
+    WAIT_FOR(a, st, st.error == 0 && st.durable == 8);
+    cr_assert_eq(kz_audit_close(a), KZ_OK);
+    kz_audit_verify_result r;
+    cr_assert_eq(kz_audit_verify(f.path, f.key.public_key, 0, &r), KZ_OK, "%s at %llu", r.why,
+                 (unsigned long long)r.bad_index);
+    cr_assert_eq(count_type(f.path, KZ_AUDIT_CONNECT), 8);
+    size_t n;
+    kz_audit_entry *es = entries_of(f.path, &n);
+    int notes = 0;
+    for (size_t i = 0; i < n; i++)
+        if (es[i].rec.type == KZ_AUDIT_LOST) {
+            notes++;
+            cr_assert_str_eq(es[i].rec.detail, "fdatasync: Input/output error");
+        }
+    cr_assert_eq(notes, 1);
+    free(es);
+    fixture_fini(&f);
+}
+
+/* An append-only file (chattr +a) cannot be cut: after a short write the
+ * writer continues after the bytes that did reach the file. */
+Test(audit, append_only_file_continues_after_a_short_write)
+{
+    fixture f;
+    fixture_init(&f);
+    fault ft = {0};
+    kz_audit_config c = fault_config(&f, &ft, 1024);
+    kz_audit *a = NULL;
+    kz_audit_stats st;
+    cr_assert_eq(kz_audit_open(&c, &a), KZ_OK);
+    ft.truncate_err = -EPERM;
+    ft.half_first = 1;
+    ft.write_err = -EDQUOT;
+    for (uint32_t i = 0; i < 12; i++)
+        append_ok(a, KZ_AUDIT_KICK, i + 1, i, 0);
+    WAIT_FOR(a, st, st.error == KZ_EIO && st.write_failures >= 3);
+    cr_assert_eq(st.reason, KZ_AUDIT_LOSS_NO_SPACE);
+    ft.write_err = 0;
+    WAIT_FOR(a, st, st.error == 0 && st.durable == 12);
+    cr_assert_eq(kz_audit_close(a), KZ_OK);
+    kz_audit_verify_result r;
+    cr_assert_eq(kz_audit_verify(f.path, f.key.public_key, 0, &r), KZ_OK, "%s at %llu", r.why,
+                 (unsigned long long)r.bad_index);
+    cr_assert_eq(count_type(f.path, KZ_AUDIT_KICK), 12);
+    fixture_fini(&f);
+}
+
+/* The file never becomes writable before close: close gives up after
+ * close_wait_ms, says so, and leaves no final checkpoint; strict verify
+ * refuses the log until the next open notes the unclean end, after which
+ * verify reports it as a gap. */
+Test(audit, close_while_failing_gives_up_and_the_next_open_notes_it)
+{
+    fixture f;
+    fixture_init(&f);
+    fault ft = {0};
+    kz_audit_config c = fault_config(&f, &ft, 64);
+    c.close_wait_ms = 20;
+    kz_audit *a = NULL;
+    kz_audit_stats st;
+    cr_assert_eq(kz_audit_open(&c, &a), KZ_OK);
+    for (uint32_t i = 0; i < 5; i++)
+        append_ok(a, KZ_AUDIT_CONNECT, i + 1, i, 0);
+    cr_assert_eq(kz_audit_flush(a, 10000), KZ_OK);
+    ft.write_err = -EROFS;
+    for (uint32_t i = 5; i < 9; i++)
+        append_ok(a, KZ_AUDIT_CONNECT, i + 1, i, 0);
+    WAIT_FOR(a, st, st.error == KZ_EIO);
+    cr_assert_eq(st.reason, KZ_AUDIT_LOSS_READ_ONLY);
+    cr_assert_eq(kz_audit_close(a), KZ_EIO);
+    kz_audit_verify_result r;
+    cr_assert_eq(kz_audit_verify(f.path, f.key.public_key, 0, &r), KZ_EAUTH);
+    cr_assert_eq(r.verdict, KZ_AUDIT_TRUNCATED, "no final checkpoint: never OK");
+    cr_assert_eq(count_type(f.path, KZ_AUDIT_CONNECT), 5);
+    ft.write_err = 0;
+    cr_assert_eq(reopen_append(&f, 1), 0);
+    cr_assert_eq(kz_audit_verify(f.path, f.key.public_key, 0, &r), KZ_OK, "%s", r.why);
+    cr_assert_eq(r.recoveries, 1);
+    cr_assert_eq(r.gaps, 1);
+    fixture_fini(&f);
+}
+
+/* ---- hostile LOST and RECOVERED records ---- */
+
+/* Builds one well-framed, correctly hashed record by hand: the decoder's
+ * field rules are all that stand between it and acceptance. `fields` is
+ * (tag, len, value...) bytes. Returns the size. */
+static size_t craft(uint8_t *out, uint8_t type, const uint8_t *fields, size_t flen)
+{
+    memset(out, 0, 56);
+    out[4] = 1;
+    out[5] = type;
+    out[16] = 1; /* time */
+    memcpy(out + 56, fields, flen);
+    size_t size = 56 + flen + 32;
+    out[0] = (uint8_t)size;
+    out[1] = (uint8_t)(size >> 8);
+    out[2] = (uint8_t)~size;
+    out[3] = (uint8_t)(~size >> 8);
+    crypto_generichash(out + 56 + flen, 32, out, 56 + flen, NULL, 0);
+    return size;
+}
+
+Test(audit, hostile_loss_fields_are_refused)
+{
+    static const struct {
+        uint8_t type;
+        uint8_t fields[40];
+        size_t flen;
+        int ok;
+    } cases[] = {
+        /* code 2 (no space), lost 5, since 1, until 2: accepted. */
+        {KZ_AUDIT_LOST, {6, 4, 2, 0, 0, 0, 9, 8, 5, 0, 0, 0, 0, 0, 0, 0, 10, 8, 1, 0, 0, 0, 0,
+                         0, 0, 0, 11, 8, 2, 0, 0, 0, 0, 0, 0, 0}, 36, 1},
+        /* No reason code. */
+        {KZ_AUDIT_LOST, {9, 8, 5, 0, 0, 0, 0, 0, 0, 0}, 10, 0},
+        /* An unknown reason. */
+        {KZ_AUDIT_LOST, {6, 4, 99, 0, 0, 0, 9, 8, 5, 0, 0, 0, 0, 0, 0, 0}, 16, 0},
+        /* A span that ends before it starts. */
+        {KZ_AUDIT_LOST, {6, 4, 1, 0, 0, 0, 10, 8, 9, 0, 0, 0, 0, 0, 0, 0, 11, 8, 2, 0, 0, 0, 0,
+                         0, 0, 0}, 26, 0},
+        /* A loss count on a caller's record. */
+        {KZ_AUDIT_CONNECT, {9, 8, 5, 0, 0, 0, 0, 0, 0, 0}, 10, 0},
+        /* A span on a recovered record. */
+        {KZ_AUDIT_RECOVERED, {10, 8, 1, 0, 0, 0, 0, 0, 0, 0}, 10, 0},
+        /* A count on a recovered record is allowed. */
+        {KZ_AUDIT_RECOVERED, {6, 4, 7, 0, 0, 0, 9, 8, 1, 0, 0, 0, 0, 0, 0, 0}, 16, 1},
+        /* A loss field with a short width. */
+        {KZ_AUDIT_LOST, {6, 4, 1, 0, 0, 0, 9, 4, 5, 0, 0, 0}, 12, 0},
+        /* Loss fields out of order. */
+        {KZ_AUDIT_LOST, {6, 4, 1, 0, 0, 0, 11, 8, 2, 0, 0, 0, 0, 0, 0, 0, 10, 8, 1, 0, 0, 0, 0,
+                         0, 0, 0}, 26, 0},
+        /* A tag past the last one. */
+        {KZ_AUDIT_LOST, {6, 4, 1, 0, 0, 0, 12, 8, 1, 0, 0, 0, 0, 0, 0, 0}, 16, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t buf[KZ_AUDIT_RECORD_MAX];
+        size_t n = craft(buf, cases[i].type, cases[i].fields, cases[i].flen);
+        kz_audit_entry e;
+        int rc = kz_audit_decode(buf, n, &e);
+        cr_assert_eq(rc, cases[i].ok ? KZ_OK : KZ_EPROTO, "case %zu: %d", i, rc);
+        if (i == 0) {
+            cr_assert_eq(e.lost, 5);
+            cr_assert_eq(e.since_ns, 1);
+            cr_assert_eq(e.until_ns, 2);
+            cr_assert_eq(e.rec.code, KZ_AUDIT_LOSS_NO_SPACE);
+        }
+    }
+}
+
+/* The failing path allocates nothing either: the buffer and ring are all
+ * the memory an outage uses. */
+Test(audit, outage_allocates_nothing)
+{
+    fixture f;
+    fixture_init(&f);
+    fault ft = {0};
+    kz_counting_alloc ca;
+    kz_counting_alloc_init(&ca, NULL);
+    kz_audit_config c = fault_config(&f, &ft, 64);
+    c.alloc = kz_counting_alloc_allocator(&ca);
+    kz_audit *a = NULL;
+    kz_audit_stats st;
+    cr_assert_eq(kz_audit_open(&c, &a), KZ_OK);
+    uint64_t before = kz_counting_alloc_allocs(&ca);
+    ft.write_err = -ENOSPC;
+    for (uint32_t i = 0; i < 200; i++) {
+        kz_audit_record r = event(KZ_AUDIT_CONNECT, i + 1, i, NULL);
+        (void)kz_audit_append(a, &r);
+    }
+    WAIT_FOR(a, st, st.write_failures >= 5);
+    ft.write_err = 0;
+    WAIT_FOR(a, st, st.error == 0 && st.lost_noted == st.dropped && st.durable == st.appended);
+    cr_assert_eq(kz_counting_alloc_allocs(&ca), before);
+    cr_assert_eq(kz_audit_close(a), KZ_OK);
     fixture_fini(&f);
 }

@@ -12,6 +12,16 @@
  * `commit_records` records or `commit_ms` milliseconds, whichever comes
  * first (defaults 256 and 10 ms), so a record is durable at most about
  * commit_ms + 1 ms + one fdatasync after it was appended.
+ *
+ * A loss is never silent. When a write or a sync fails (a full file
+ * system, an immutable file, a read-only remount, an I/O error) the writer
+ * keeps the unsynced records, retries with a bounded exponential backoff
+ * and resumes by itself once the cause is gone; records appended meanwhile
+ * wait in the ring. Records refused because the ring is full are counted,
+ * and once the writer writes again it puts a KZ_AUDIT_LOST record into the
+ * chain (how many, over which span of time, why) before any later record.
+ * Recovery after a crash notes what it cut in a KZ_AUDIT_RECOVERED record.
+ * `kz_audit_verify` reports both (kz_audit_verify_result.gaps).
  * The file format, the chain, recovery and the verifier's reasons are
  * specified in docs/AUDIT.md.
  *
@@ -26,7 +36,9 @@
  * called from any thread at once, and never block or allocate.
  * kz_audit_flush may be called from any thread; it waits. kz_audit_close
  * must be called once, after every appending thread has stopped appending.
- * The verify and decode functions share no state and are reentrant.
+ * The I/O hooks of kz_audit_io run on the writer thread (and on the
+ * opening thread during recovery). The verify and decode functions share
+ * no state and are reentrant.
  */
 #ifndef KZ_AUDIT_H
 #define KZ_AUDIT_H
@@ -55,9 +67,24 @@ typedef enum kz_audit_type {
     KZ_AUDIT_KEY_CHANGE = 10,  /* detail: which key and its short id */
     KZ_AUDIT_CALLER_MAX = 10,
     KZ_AUDIT_CHECKPOINT = 64,  /* writer: signed chain head; code 1 = final */
-    KZ_AUDIT_RECOVERED = 65,   /* writer: opened after a crash; code: torn bytes cut */
-    KZ_AUDIT_DROPPED = 66      /* writer: `code` records refused since the last one */
+    KZ_AUDIT_RECOVERED = 65,   /* writer: opened after a crash; code: torn bytes cut,
+                                  lost: incomplete records among them */
+    KZ_AUDIT_DROPPED = 66,     /* older writers: `code` records refused since the last one
+                                  (read as a loss; no longer written) */
+    KZ_AUDIT_LOST = 67         /* writer: `lost` records refused between `since_ns` and
+                                  `until_ns`, or an outage of the writer over that span;
+                                  code: kz_audit_loss_reason; detail: what failed */
 } kz_audit_type;
+
+/* Why records were lost or delayed: the code of a KZ_AUDIT_LOST record.
+ * Part of the file format: append, never renumber. */
+typedef enum kz_audit_loss_reason {
+    KZ_AUDIT_LOSS_QUEUE_FULL = 1, /* appends outran a writer that was writing */
+    KZ_AUDIT_LOSS_NO_SPACE = 2,   /* ENOSPC, EDQUOT: the file system or quota is full */
+    KZ_AUDIT_LOSS_READ_ONLY = 3,  /* EROFS, EPERM, EACCES: read-only mount, immutable file */
+    KZ_AUDIT_LOSS_IO_ERROR = 4,   /* EIO and anything else */
+    KZ_AUDIT_LOSS_REASON_COUNT
+} kz_audit_loss_reason;
 
 /* Bytes of detail text, including the terminating NUL. */
 #define KZ_AUDIT_DETAIL_MAX 64u
@@ -89,6 +116,24 @@ typedef struct kz_audit_record {
 /* Clock: wall time in Unix nanoseconds (records cross machines). */
 typedef uint64_t (*kz_audit_clock_fn)(void *ctx);
 
+/*
+ * The writer's file operations, replaceable so that tests (and hosts with
+ * their own storage checks) can inject failures deterministically. Each
+ * NULL member is the system call. They follow the system calls' contracts
+ * but return a negative errno value instead of setting errno:
+ *   write:    bytes written (> 0; fewer than n is a short write), or -errno;
+ *   sync:     fdatasync(fd): 0 or -errno;
+ *   truncate: ftruncate(fd, size): 0 or -errno.
+ * They are called on the writer thread, and on the thread in
+ * kz_audit_open during recovery; `ctx` is passed through.
+ */
+typedef struct kz_audit_io {
+    int64_t (*write)(void *ctx, int fd, const void *buf, size_t n);
+    int (*sync)(void *ctx, int fd);
+    int (*truncate)(void *ctx, int fd, uint64_t size);
+    void *ctx;
+} kz_audit_io;
+
 typedef struct kz_audit_config {
     const char *path;            /* the log file; created 0640 if missing */
     uint8_t sign_secret_key[KZ_SIGN_SECRET_KEY_BYTES]; /* Ed25519 (seed || pk) */
@@ -97,8 +142,13 @@ typedef struct kz_audit_config {
     uint32_t commit_ms;          /* ... or when the oldest unsynced is this old; 0 = 10 */
     uint32_t checkpoint_records; /* signed checkpoint after this many; 0 = 1024 */
     uint32_t checkpoint_ms;      /* ... or this long after the last; 0 = 10000 */
+    uint32_t retry_max_ms;       /* longest pause between attempts while writes fail
+                                    (backoff from 1 ms, doubling); 0 = 1000 */
+    uint32_t close_wait_ms;      /* how long kz_audit_close keeps retrying a failing
+                                    writer before it gives up; 0 = 2000 */
     kz_audit_clock_fn clock;     /* NULL: CLOCK_REALTIME */
     void *clock_ctx;
+    kz_audit_io io;              /* zero: the system calls */
     kz_allocator alloc;
     kz_log log;
 } kz_audit_config;
@@ -114,8 +164,10 @@ KZ_API void kz_audit_config_default(kz_audit_config *cfg);
  * chain and every checkpoint signature against the key's public half; a
  * torn tail (an incomplete last record, or zero bytes past the last
  * record, which only a crash leaves and which was never acknowledged) is
- * cut off and a KZ_AUDIT_RECOVERED record notes how many bytes. The chain
- * then continues: next sequence number, previous hash.
+ * cut off. If bytes were cut or the previous session did not end with its
+ * final checkpoint, a KZ_AUDIT_RECOVERED record notes how many bytes (and
+ * incomplete records) were cut. The chain then continues: next sequence
+ * number, previous hash.
  * Returns 0 and *out, or KZ_EINVAL (bad config), KZ_ENOMEM, KZ_EIO (cannot
  * open, lock, read or write; the log says why), KZ_EPROTO (the existing
  * file is damaged or altered before its tail: it is left untouched, move
@@ -125,23 +177,27 @@ KZ_API KZ_MUST_CHECK int kz_audit_open(const kz_audit_config *cfg, kz_audit **ou
 
 /*
  * Any thread: queues a copy of *rec (type 1..KZ_AUDIT_CALLER_MAX) for the
- * writer. Never blocks, never allocates. Returns 0, KZ_EINVAL (unknown
- * type), KZ_EFULL (ring full: the record is counted in `dropped`, and the
- * writer later writes a KZ_AUDIT_DROPPED record with the count, so a loss
- * is never silent) or KZ_EIO (the writer has failed; counted too).
+ * writer. Never blocks, never allocates. While the writer cannot write,
+ * records still queue and wait for it. Returns 0, KZ_EINVAL (unknown
+ * type) or KZ_EFULL (ring full: the record is lost and counted in
+ * `dropped`, with its time; once the writer writes again it puts a
+ * KZ_AUDIT_LOST record with the count and the span into the chain).
  */
 KZ_API int kz_audit_append(kz_audit *a, const kz_audit_record *rec);
 
 /*
  * Waits until every record appended before the call is durable (written
  * and fdatasync'ed), asking the writer to commit now. Returns 0, KZ_EAGAIN
- * after `timeout_ms`, or KZ_EIO if the writer failed.
+ * after `timeout_ms`, or KZ_EIO as soon as the writer is failing (it keeps
+ * retrying; a later flush may succeed).
  */
 KZ_API KZ_MUST_CHECK int kz_audit_flush(kz_audit *a, uint32_t timeout_ms);
 
 typedef struct kz_audit_stats {
     uint64_t appended;     /* records accepted by kz_audit_append */
-    uint64_t dropped;      /* records refused (ring full or writer failed) */
+    uint64_t dropped;      /* records lost: refused because the ring was full, or
+                              still unwritten when kz_audit_close gave up */
+    uint64_t lost_noted;   /* of those, noted in KZ_AUDIT_LOST records written */
     uint64_t written;      /* records written this session, writer's own included */
     uint64_t durable;      /* appended records that are written and synced */
     uint64_t lag;          /* appended - durable */
@@ -150,16 +206,24 @@ typedef struct kz_audit_stats {
     uint64_t first_seq;    /* sequence number of this session's first record */
     uint64_t acked_seq;    /* highest durable seq + 1 (0: nothing yet) */
     uint64_t recovered_bytes; /* torn bytes cut on open */
-    int error;             /* first write error (KZ_EIO) or 0 */
+    uint64_t write_failures;  /* failed attempts to write, sync or truncate */
+    uint64_t outages;      /* times the writer went from writing to failing */
+    uint64_t queued;       /* records waiting in the ring (approximate) */
+    uint32_t reason;       /* kz_audit_loss_reason of the current or last failure, 0 none */
+    int error;             /* KZ_EIO while the writer cannot write (it is retrying), else 0 */
 } kz_audit_stats;
 
 /* Any thread: a snapshot of the counters (each read atomically). */
 KZ_API void kz_audit_stats_get(const kz_audit *a, kz_audit_stats *out);
 
 /*
- * Drains the ring, writes a final signed checkpoint, syncs, joins the
- * writer, unlocks and closes the file, frees `a`. No appends may be in
- * flight. Returns 0 or the writer's first error (KZ_EIO). NULL is ignored.
+ * Drains the ring, notes any loss, writes a final signed checkpoint, syncs,
+ * joins the writer, unlocks and closes the file, frees `a`. No appends may
+ * be in flight. A failing writer keeps retrying for `close_wait_ms`; if it
+ * still cannot write, the records it holds are counted as lost and the
+ * log is left without its final checkpoint (the next open notes the
+ * unclean end). Returns 0, or KZ_EIO when it gave up or records were lost
+ * and not noted in the log. NULL is ignored.
  */
 KZ_API int kz_audit_close(kz_audit *a);
 
@@ -180,8 +244,11 @@ typedef enum kz_audit_verdict {
 
 /* Lower-case name ("altered", "dropped", ...); "?" if unknown. */
 KZ_API const char *kz_audit_verdict_name(kz_audit_verdict v);
-/* Name of a record type ("connect", "checkpoint", ...); "?" if unknown. */
+/* Name of a record type ("connect", "checkpoint", "lost", ...); "?" if unknown. */
 KZ_API const char *kz_audit_type_name(uint32_t type);
+/* Name of a kz_audit_loss_reason ("queue full", "no space", "read-only",
+ * "I/O error"); "?" if unknown. */
+KZ_API const char *kz_audit_loss_reason_name(uint32_t reason);
 
 /* Verify flags. */
 #define KZ_AUDIT_VERIFY_ALLOW_OPEN 1u /* a live log: records after the last checkpoint are reported in unsigned_tail, not refused */
@@ -198,12 +265,22 @@ typedef struct kz_audit_verify_result {
     uint64_t unsigned_tail;  /* good records after the last checkpoint */
     uint64_t head_seq;       /* seq of the last good record */
     uint8_t head_hash[KZ_AUDIT_HASH_BYTES]; /* its hash: the chain head */
+    /* Gaps the writer itself recorded, among the good records. A valid
+     * chain can still have them: the log is intact, but incomplete. */
+    uint64_t gaps;           /* records that note a loss: lost/dropped with a count,
+                                and every recovered record */
+    uint64_t lost_records;   /* sum of the counts of lost and dropped records */
+    uint64_t recoveries;     /* recovered records: a session ended without its final
+                                checkpoint (records not yet durable then are gone) */
+    uint64_t cut_bytes;      /* torn bytes those recoveries cut */
+    uint64_t outages;        /* lost records for a writer outage (any count) */
 } kz_audit_verify_result;
 
 /*
  * Verifies a whole log held in memory against the Ed25519 public key
  * `pk`. Fills *r; returns 0 when r->verdict is KZ_AUDIT_VALID, else
- * KZ_EAUTH. Never reads outside buf[0..len).
+ * KZ_EAUTH. A valid log may still record losses: check r->gaps. Never
+ * reads outside buf[0..len).
  */
 KZ_API int kz_audit_verify_buffer(const uint8_t *buf, size_t len,
                                   const uint8_t pk[KZ_SIGN_PUBLIC_KEY_BYTES], uint32_t flags,
@@ -221,6 +298,9 @@ typedef struct kz_audit_entry {
     uint8_t prev[KZ_AUDIT_HASH_BYTES];
     uint8_t hash[KZ_AUDIT_HASH_BYTES];
     uint8_t signature[KZ_SIGNATURE_BYTES]; /* checkpoints only */
+    uint64_t lost;          /* lost records: records lost; recovered: incomplete records cut */
+    uint64_t since_ns;      /* lost records: start of the span, Unix ns */
+    uint64_t until_ns;      /* lost records: end of the span, Unix ns */
     uint32_t size;          /* encoded bytes */
 } kz_audit_entry;
 
