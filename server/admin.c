@@ -401,8 +401,7 @@ static void kzs_admin_forget(kzs_admin *a, kzs_admin_conn *k)
 {
     if (k == NULL)
         return;
-    k->mhd = NULL;
-    k->closing = 0;
+    *k = (kzs_admin_conn){.mhd = NULL, .fd = MHD_INVALID_SOCKET};
     atomic_fetch_sub_explicit(&a->open, 1, memory_order_relaxed);
 }
 
