@@ -468,10 +468,9 @@ static int spawn_point(kz_server *s, const kz__client *cl, int32_t out[3])
            out[2] >= -lim && out[2] <= lim;
 }
 
-/* A connection no spawn point admits: told why and let go before it has
- * an avatar. The refusal is audited like a kick (the gate bounds how
- * often a client can connect); its log line is sampled world-wide. */
-static void refuse_no_place(kz_server *s, uint32_t slot, kz__client *cl)
+/* Tells the session in `slot`, which has no avatar, that no spawn point
+ * admits it, and ends it: 0, or the transport's error (ring full). */
+static int send_no_place(kz_server *s, uint32_t slot)
 {
     static const char why[] = "no place in this world admits you: every spawn point is in a "
                               "zone you may not enter";
@@ -479,8 +478,19 @@ static void refuse_no_place(kz_server *s, uint32_t slot, kz__client *cl)
     buf[0] = KZ_NOTICE_KICK;
     memcpy(buf + 1, why, sizeof why - 1);
     kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_NOTICE, buf, (uint32_t)sizeof why);
-    (void)kz_netserver_kick(s->net, slot, KZ_KICK_NO_PLACE);
+    return kz_netserver_kick(s->net, slot, KZ_KICK_NO_PLACE);
+}
+
+/* A connection no spawn point admits: told why and let go before it has
+ * an avatar. The refusal is audited like a kick (the gate bounds how
+ * often a client can connect); its log line is sampled world-wide. */
+static void refuse_no_place(kz_server *s, uint32_t slot, kz__client *cl)
+{
     cl->kicked = 1;  /* anything it sent before the disconnect is dropped */
+    if (send_no_place(s, slot) != KZ_OK) {
+        cl->owe_kick = 1;  /* outbound ring full: sent on a later step */
+        s->owed_kicks++;
+    }
     kz_counter_inc(s->c, KZ_WORLD_C_SPAWN_REFUSED);
     kz__audit(s, KZ_AUDIT_KICK, cl, KZ_KICK_NO_PLACE, "no place: every spawn point refused");
     uint32_t more = 0;
@@ -563,6 +573,10 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
 static void on_disconnect(kz_server *s, uint32_t slot)
 {
     kz__client *cl = &s->clients[slot];
+    if (cl->owe_kick) {
+        cl->owe_kick = 0;
+        s->owed_kicks--;
+    }
     if (!cl->live)
         return;
     uint32_t i = cl->avatar;
@@ -574,10 +588,6 @@ static void on_disconnect(kz_server *s, uint32_t slot)
     uint32_t id = kz_entity_at(&s->ents, i).id;
     reports_flush(s, cl);
     kz__audit(s, KZ_AUDIT_DISCONNECT, cl, 0, NULL);
-    if (cl->owe_kick) {
-        cl->owe_kick = 0;
-        s->owed_kicks--;
-    }
     (void)kz_entity_destroy(&s->ents, kz_entity_at(&s->ents, i));
     s->owner[i] = 0;
     if (cl->bubble)
@@ -1138,6 +1148,27 @@ static void drain(kz_server *s)
 
 /* ---- stepping ----------------------------------------------------------- */
 
+/* Sends the no-place kicks a full outbound ring refused: to sessions
+ * refused at connect (no avatar) and to avatars a zone change left with
+ * no place. Stops at the first refusal (the ring is still full). */
+static void pay_owed_kicks(kz_server *s)
+{
+    for (uint32_t slot = 0; slot < s->max_clients && s->owed_kicks; slot++) {
+        kz__client *cl = &s->clients[slot];
+        if (!cl->owe_kick)
+            continue;
+        int rc = cl->live ? kz_server_kick(s, kz_entity_at(&s->ents, cl->avatar).id,
+                                           KZ_KICK_NO_PLACE, "no place in this world admits you")
+                          : send_no_place(s, slot);
+        if (rc != KZ_OK)
+            return;
+        if (cl->owe_kick) { /* kz_server_kick clears it for avatars */
+            cl->owe_kick = 0;
+            s->owed_kicks--;
+        }
+    }
+}
+
 int kz_server_step(kz_server *s, kz_time_ns now)
 {
     s->now = now;
@@ -1145,6 +1176,8 @@ int kz_server_step(kz_server *s, kz_time_ns now)
         return KZ_EINVAL;
     (void)kz_netserver_service(s->net, now);
     drain(s);
+    if (s->owed_kicks)
+        pay_owed_kicks(s);
     if (s->draining)
         kz__server_tell_shutdown(s);
     uint64_t skipped = s->ticker.skipped;

@@ -249,7 +249,7 @@ int kz__zone_evict(kz_server *s, uint32_t slot, kz__client *cl)
                  refusing_zone(s, cl, s->pos[i]));
         if (kz_server_kick(s, kz_entity_at(&s->ents, i).id, KZ_KICK_NO_PLACE, text) != KZ_OK) {
             /* Not queued (outbound ring full): served nothing until the
-             * kick goes out on a later enforcement pass. */
+             * kick goes out on a later step (kz_server_step). */
             cl->kicked = 1;
             cl->owe_kick = 1;
             s->owed_kicks++;
@@ -269,23 +269,8 @@ int kz__zone_evict(kz_server *s, uint32_t slot, kz__client *cl)
     return 1;
 }
 
-/* Delivers the kicks an eviction could not queue. */
-static void pay_owed_kicks(kz_server *s)
-{
-    for (uint32_t slot = 0; slot < s->max_clients && s->owed_kicks; slot++) {
-        kz__client *cl = &s->clients[slot];
-        if (!cl->live || !cl->owe_kick)
-            continue;
-        if (kz_server_kick(s, kz_entity_at(&s->ents, cl->avatar).id, KZ_KICK_NO_PLACE,
-                           "no place in this world admits you") != KZ_OK)
-            return;  /* still full: next tick */
-    }
-}
-
 void kz__zones_enforce(kz_server *s)
 {
-    if (s->owed_kicks)
-        pay_owed_kicks(s);
     if (s->zones_enforced == s->zones_gen)
         return;
     s->zones_enforced = s->zones_gen;

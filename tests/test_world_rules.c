@@ -938,3 +938,62 @@ Test(world_rules, block_toggling_is_rate_limited_sampled_and_ends_in_a_kick)
     cr_assert_geq(records, 1);
     cr_assert_leq((uint32_t)records, 4u + (uint32_t)seconds + 2u, "%d block records", records);
 }
+
+/* More people without a place than the outbound ring holds kicks for at
+ * once: the kicks it refuses are sent on later steps, and everyone is
+ * told, each kicked once. The same for connections refused at spawn. */
+Test(world_rules, no_place_kicks_refused_by_a_full_ring_are_sent_later)
+{
+    memset(&w, 0, sizeof w);
+    w.spare = 12;
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kz_server_config_default(&sc);
+    sc.spawn_radius = 3.0f;
+    sc.net.ring_capacity = 8;  /* a notice and a kick per client: 24 do not fit */
+    cr_assert_eq(kzt_world_start(&w, 12, NULL, &sc, 5), KZ_OK);
+    cr_assert_eq(kzt_world_connect_all(&w, STEP_NS, 20 * KZ_NS_PER_S), 12);
+    run_ticks(5);
+    kz_zone_def all = members_box(0.0f, 4096.0f, 4096.0f);
+    all.half[1] = 4096.0f;
+    cr_assert_eq(kz_server_zone_set(w.srv, &all), KZ_OK);
+    for (int k = 0; k < 2000 && kz_server_clients(w.srv) > 0; k++)
+        kzt_world_step(&w, STEP_NS);
+    cr_assert_eq(kz_server_clients(w.srv), 0);
+    cr_assert_eq(kz_counters_get(kz_server_counters(w.srv), KZ_WORLD_C_KICKS), 12, "each once");
+    for (uint32_t i = 0; i < 12; i++)
+        cr_assert_eq(kz_client_reason(w.clients[i]), KZ_KICK_NO_PLACE, "client %u", i);
+
+    /* Twelve newcomers at once into a world with no place for them. */
+    kz_client *late[12];
+    kz_client_config cc;
+    memset(&cc, 0, sizeof cc);
+    kz_client_config_default(&cc);
+    cc.net.server.family = KZ_ADDR_IPV4;
+    cc.net.server.ip[0] = 127;
+    cc.net.server.ip[3] = 1;
+    cc.net.server.port = kz_server_port(w.srv);
+    for (uint32_t i = 0; i < 12; i++) {
+        kz_connect_token ct;
+        cr_assert_eq(kzt_world_mint(&w, 100 + i, &ct), KZ_OK);
+        late[i] = kz_client_create(&cc);
+        cr_assert_not_null(late[i]);
+        cr_assert_eq(kz_client_connect(late[i], &ct, w.now), KZ_OK);
+    }
+    uint32_t refused = 0;
+    for (int k = 0; k < 4000 && refused < 12; k++) {
+        kzt_world_step(&w, STEP_NS);
+        refused = 0;
+        for (uint32_t i = 0; i < 12; i++) {
+            (void)kz_client_update(late[i], w.now);
+            refused += kz_client_state(late[i]) == KZ_CLIENT_DISCONNECTED &&
+                       kz_client_reason(late[i]) == KZ_KICK_NO_PLACE;
+        }
+    }
+    cr_assert_eq(refused, 12, "every newcomer told (%u)", refused);
+    cr_assert_eq(kz_counters_get(kz_server_counters(w.srv), KZ_WORLD_C_SPAWN_REFUSED), 12);
+    cr_assert_eq(kz_server_clients(w.srv), 0);
+    for (uint32_t i = 0; i < 12; i++)
+        kz_client_destroy(late[i]);
+    kzt_world_stop(&w);
+}
