@@ -2,32 +2,45 @@
  * Cheat validation (sim/validate.h): the checks a client's inputs pass
  * before they touch the world, and the ladder of consequences.
  *
- * The command path is the hot one: one call per command per client at
- * receipt. Everything it compares against was turned into wire units by
+ * The command path is the hot one: one call per command per client at its
+ * arrival. Everything it compares against was turned into wire units by
  * kz_validate_config_resolve, so an honest command costs integer compares,
- * two token or clock updates in double, and no square root; only a
- * violating command pays for the division and sqrt that fix it.
+ * a token bucket and the clock's lead in double, and no square root; only
+ * a violating command pays for the division and sqrt that fix it.
  *
  * Clock drift. A client stamps each command with its own tick counter,
- * which advances tick_hz times per second of the client's clock. Network
- * delay only ever makes a command look late, never early, so the
- * interesting signal is the *least delayed* command of a stretch of time.
- * The lead of a command is its tick minus the ticks a clock running
- * clock_tolerance fast would have produced since the first command. An
- * honest client (drift within the tolerance) has a lead that falls or
- * stays level; a fast one has a lead that climbs by (drift - tolerance)
- * ticks per second. Time is cut into buckets of a quarter window; each
- * keeps the largest lead seen in it. A command is flagged when the current
- * bucket's largest lead is above that of the bucket a full window earlier
- * (or the newest kept one before it) by more than clock_slack. A blackout
- * leaves empty buckets and then a burst of late commands: late commands
- * have small leads, and the client catching up only brings its lead back
- * to where its clock is, so neither is flagged. A client 10% fast against
- * the 5% tolerance gains 0.05 s of lead per second and is flagged about
- * 3.2 s after it turns fast (4.1 s after its first command, when the
- * first window has filled); one 2% fast loses 0.03 s per second against
- * the line and would need its least delay to shrink by more than about
- * 0.2 s within 4 s to be flagged.
+ * which advances tick_hz times per second of the client's clock. The lead
+ * of a command is the client time its ticks claim since its first command
+ * minus the server time since then, counted against a line that runs
+ * clock_tolerance fast (an honest clock's error). A client's lead is its
+ * clock's offset minus the one-way delay of the command, and every delay
+ * on the path (a queue, a lost datagram carried by a later one, a client
+ * frame late, the server's I/O pass) only ever adds: an honest lead stays
+ * within the swing of that delay below its best, however long the client
+ * plays. A fast clock makes the lead climb without bound. So the check
+ * keeps the lowest lead seen (the floor: the most delayed arrival) and
+ * flags a command whose lead is above it by more than clock_max_swing +
+ * clock_slack. That is a rate measured over the whole session: a client
+ * (1 + e) fast is flagged after (max_swing + slack) / (e - tolerance)
+ * seconds on a quiet path, 10 % after 10.7 s, 5 % after 21.9 s, 3 % after
+ * 37.5 s, and no check can do better without punishing a queue of
+ * max_swing that drains.
+ *
+ * Arrivals within clock_window of a group's first are one group, and only
+ * its least delayed command may lower the floor: a burst whose oldest
+ * commands waited (a client catching up in one frame, redundant copies
+ * after a loss, datagrams that sat out a stalled server) does not count
+ * as a path that slow. The first datagram sets the floor. Dips only ever
+ * lower the client's own ceiling, so leaving some out cannot help a
+ * cheat; the floor never rises on its own, so room to run ahead is never
+ * earned by being slow or late first. Once over, the floor follows the
+ * lead up by at most clock_forgive seconds per second of arrivals, and
+ * every command until it has caught up is flagged: a path that swings
+ * more than the budget costs strikes, not a kick that never ends. It
+ * follows no higher than clock_max_swing above the first command's lead,
+ * so whatever strikes a client accepts, a command whose lead is more than
+ * 2 * clock_max_swing + clock_slack above its first datagram's is always
+ * flagged.
  */
 #include "sim/validate.h"
 
@@ -90,9 +103,11 @@ static void fill_defaults(kz_validate_config *c)
     def(&c->hand_reach, 1.2f);
     def(&c->input_rate, 1.25f * hz);
     def(&c->input_burst, 3.0f * hz);
-    def(&c->clock_tolerance, 0.05f);
-    def(&c->clock_window, 4.0f);
-    def(&c->clock_slack, 0.1f);
+    def(&c->clock_tolerance, 0.002f);
+    def(&c->clock_max_swing, 1.0f);
+    def(&c->clock_slack, 0.05f);
+    def(&c->clock_window, 0.25f);
+    def(&c->clock_forgive, 0.5f);
     def(&c->grab_reach, 2.0f);
     for (unsigned i = 0; i < KZ_VALIDATE_ACTIONS; i++) {
         def(&c->rate[i].per_second, default_rate[i].per_second);
@@ -107,9 +122,11 @@ static void fill_defaults(kz_validate_config *c)
 
 static int check_limits(const kz_validate_config *c)
 {
-    const float lim[] = {c->max_speed, c->max_accel, c->hand_reach, c->input_rate,
-                         c->input_burst, c->clock_tolerance, c->clock_window, c->clock_slack,
-                         c->grab_reach, c->strike_cooldown, c->strike_half_life, c->kick_score};
+    const float lim[] = {c->max_speed,       c->max_accel,       c->hand_reach,
+                         c->input_rate,      c->input_burst,     c->clock_tolerance,
+                         c->clock_max_swing, c->clock_slack,     c->clock_window,
+                         c->clock_forgive,   c->grab_reach,      c->strike_cooldown,
+                         c->strike_half_life, c->kick_score};
     for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++)
         if (!ok(lim[i]))
             return KZ_EINVAL;
@@ -123,7 +140,7 @@ static int check_limits(const kz_validate_config *c)
     if (!isfinite(c->head_min) || !isfinite(c->head_max) || c->head_min > c->head_max ||
         fabsf(c->head_min) > KZ_AVATAR_REACH || fabsf(c->head_max) > KZ_AVATAR_REACH)
         return KZ_EINVAL;
-    if (c->tick_hz > KZ_SNAP_MAX_TICK_HZ)
+    if (c->tick_hz > KZ_SNAP_MAX_TICK_HZ || c->clock_window > KZ_VALIDATE_CLOCK_WINDOW_MAX)
         return KZ_EINVAL;
     return KZ_OK;
 }
@@ -142,14 +159,17 @@ int kz_validate_config_resolve(kz_validate_config *cfg)
     cfg->d.head_max = (int32_t)lrint((double)cfg->head_max * KZ_SNAP_REL_UNITS);
     cfg->d.reach_units = (double)cfg->hand_reach * KZ_SNAP_REL_UNITS;
     cfg->d.reach_flag2 = (cfg->d.reach_units + 1.0) * (cfg->d.reach_units + 1.0);
-    cfg->d.clock_per_ns = hz * (1.0 + (double)cfg->clock_tolerance) / KZ__NS_PER_S;
-    cfg->d.clock_slack_ticks = (double)cfg->clock_slack * hz;
-    cfg->d.clock_bucket_ns = (uint64_t)((double)cfg->clock_window * KZ__NS_PER_S / 4.0);
+    cfg->d.clock_tick_s = 1.0 / hz;
+    cfg->d.clock_line_per_ns = (1.0 + (double)cfg->clock_tolerance) / KZ__NS_PER_S;
+    cfg->d.clock_budget = (double)cfg->clock_max_swing + (double)cfg->clock_slack;
+    cfg->d.clock_forgive_per_ns = (double)cfg->clock_forgive / KZ__NS_PER_S;
+    cfg->d.clock_window_ns = (uint64_t)((double)cfg->clock_window * KZ__NS_PER_S);
+    cfg->d.clock_slice_ns = (uint64_t)(KZ__NS_PER_S / hz);
     cfg->d.cooldown_ns = (uint64_t)((double)cfg->strike_cooldown * KZ__NS_PER_S);
     cfg->d.half_life_ns = (double)cfg->strike_half_life * KZ__NS_PER_S;
     double g = (double)cfg->grab_reach * KZ_SNAP_REL_UNITS;
     cfg->d.grab_reach2 = g * g;
-    if (cfg->d.clock_bucket_ns == 0 || cfg->d.half_life_ns <= 0.0)
+    if (cfg->d.half_life_ns <= 0.0)
         return KZ_EINVAL;
     cfg->d.resolved = KZ__VALIDATE_RESOLVED;
     return KZ_OK;
@@ -183,44 +203,79 @@ int kz_validate_bucket_take(kz_validate_bucket *b, double rate, double burst, do
 
 /* ---- clock -------------------------------------------------------------- */
 
-/* The reference for a new bucket `id` (id + 1 form): the newest kept
- * bucket at least a window (4 buckets) older. */
-static void clock_new_bucket(kz_validate_client *cl, uint64_t id, double lead)
+/* The client's first command: lead 0, the floor so far. */
+static void clock_start(kz_validate_client *cl, kz_time_ns now)
 {
-    unsigned slot = (unsigned)(id % KZ_VALIDATE_CLOCK_BUCKETS);
-    cl->clock_id[slot] = id;
-    cl->clock_max[slot] = lead;
-    cl->clock_cur = id;
-    cl->clock_has_ref = 0;
-    for (uint64_t back = 4; back < KZ_VALIDATE_CLOCK_BUCKETS && back < id; back++) {
-        unsigned s = (unsigned)((id - back) % KZ_VALIDATE_CLOCK_BUCKETS);
-        if (cl->clock_id[s] == id - back) {
-            cl->clock_ref = cl->clock_max[s];
-            cl->clock_has_ref = 1;
-            return;
-        }
+    cl->clock_ticks = 0;
+    cl->clock_t0 = now;
+    cl->clock_prev = now;
+    cl->clock_group_t = now;
+    cl->clock_group = 0.0;
+    cl->clock_floor = 0.0;
+}
+
+/* Joins the command's lead to its group, or closes the group (its least
+ * delayed command joins the floor) and opens a new one. */
+static void clock_join(const kz_validate_config *cfg, kz_validate_client *cl, kz_time_ns now,
+                       double lead)
+{
+    if (now - cl->clock_group_t < cfg->d.clock_window_ns) {
+        if (lead > cl->clock_group)
+            cl->clock_group = lead;
+        return;
     }
+    if (cl->clock_group < cl->clock_floor)
+        cl->clock_floor = cl->clock_group;
+    cl->clock_group_t = now;
+    cl->clock_group = lead;
+}
+
+/* The floor follows a client over the budget by what the time since its
+ * last command earns (at most one tick's worth, so neither a silence nor
+ * a burst earns more than real time does), and never above the first
+ * command's lead plus clock_max_swing: past that a client stays flagged. */
+static void clock_follow(const kz_validate_config *cfg, kz_validate_client *cl, kz_time_ns now,
+                         double over)
+{
+    uint64_t dt = now - cl->clock_prev;
+    if (dt > cfg->d.clock_slice_ns)
+        dt = cfg->d.clock_slice_ns;
+    double up = (double)dt * cfg->d.clock_forgive_per_ns;
+    double to = cl->clock_floor + (over < up ? over : up);
+    if (to > cfg->clock_max_swing)
+        to = cfg->clock_max_swing;
+    if (to > cl->clock_floor)
+        cl->clock_floor = to;
 }
 
 static uint32_t check_clock(const kz_validate_config *cfg, kz_validate_client *cl,
                             uint32_t tick, kz_time_ns now)
 {
     if (!cl->started) {
-        cl->clock_tick0 = tick;
-        cl->clock_t0 = now;
+        clock_start(cl, now);
+        return 0;
     }
-    uint64_t dt = now > cl->clock_t0 ? now - cl->clock_t0 : 0;
-    /* Signed: a tick below the first one is merely very late. */
-    double lead = (double)(int32_t)(tick - cl->clock_tick0) - (double)dt * cfg->d.clock_per_ns;
-    uint64_t id = dt / cfg->d.clock_bucket_ns + 1u;
-    unsigned slot = (unsigned)(id % KZ_VALIDATE_CLOCK_BUCKETS);
-    if (id != cl->clock_cur)
-        clock_new_bucket(cl, id, lead);
-    else if (lead > cl->clock_max[slot])
-        cl->clock_max[slot] = lead;
-    if (cl->clock_has_ref && cl->clock_max[slot] - cl->clock_ref > cfg->d.clock_slack_ticks)
-        return KZ_VIOL_CLOCK;
-    return 0;
+    if (now < cl->clock_prev)
+        now = cl->clock_prev;
+    /* Forward modulo 2^32: the server passes only newer ticks, so a tick
+     * below the last is a jump of nearly 2^32, never a step back that
+     * would pass for a delay. */
+    cl->clock_ticks += (uint32_t)(tick - cl->last_tick);
+    double lead = (double)cl->clock_ticks * cfg->d.clock_tick_s -
+                  (double)(now - cl->clock_t0) * cfg->d.clock_line_per_ns;
+    /* The first datagram's newest command sets the floor (its older ones
+     * are redundant copies of ticks never sent before). */
+    if (now == cl->clock_t0 && lead > cl->clock_floor)
+        cl->clock_floor = lead;
+    clock_join(cfg, cl, now, lead);
+    double over = lead - cl->clock_floor - cfg->d.clock_budget;
+    uint32_t viol = 0;
+    if (over > 0.0) {
+        clock_follow(cfg, cl, now, over);
+        viol = KZ_VIOL_CLOCK;
+    }
+    cl->clock_prev = now;
+    return viol;
 }
 
 /* ---- movement ----------------------------------------------------------- */

@@ -4,7 +4,7 @@
  * no world state and never reads the clock (every call takes `now`).
  *
  *   kz_validate_command    one new movement command (sim/wire.h), at
- *                          receipt: input budget, clock drift, speed,
+ *                          its arrival: input budget, clock drift, speed,
  *                          acceleration, head height, hand reach, rotation
  *                          codes; fixes the command in place
  *   kz_validate_pose_floats   the same plausibility checks for float input
@@ -15,9 +15,10 @@
  *   kz_validate_consequence   the ladder: correct -> strike (decaying) -> kick
  *
  * Tuned for the server's input path: one call per command per client, so
- * the honest case is a handful of integer compares and one clock bucket
- * update (target <= 100 ns). Every limit lives in kz_validate_config
- * (docs/VALIDATION.md lists them with defaults and units).
+ * the honest case is a handful of integer compares and a few floating
+ * point operations for the clock (target <= 100 ns). Every limit lives in
+ * kz_validate_config (docs/VALIDATION.md lists them with defaults and
+ * units).
  *
  * Ownership and threads: the config is a value the caller keeps; a
  * kz_validate_client is fixed-size caller storage (one per connected
@@ -75,6 +76,8 @@ enum {
 #define KZ_VALIDATE_GRAB 3u
 #define KZ_VALIDATE_ACTIONS 4u
 
+#define KZ_VALIDATE_CLOCK_WINDOW_MAX 60.0f  /* s, the longest clock_window accepted */
+
 typedef struct kz_validate_rate {
     float per_second;   /* sustained rate (messages or bytes per second) */
     float burst;        /* bucket size: what may come at once after a quiet spell */
@@ -97,9 +100,14 @@ typedef struct kz_validate_config {
     float hand_reach;          /* m, hand to head distance; 1.2 */
     float input_rate;          /* commands per second accepted, sustained; 1.25 * tick_hz */
     float input_burst;         /* commands accepted at once above the rate; 3 * tick_hz */
-    float clock_tolerance;     /* client clock may run this fraction fast; 0.05 */
-    float clock_window;        /* s, span the clock rate is measured over; 4 */
-    float clock_slack;         /* s, lead beyond the tolerated rate before flagging; 0.1 */
+    float clock_tolerance;     /* sustained fraction a client clock may run fast; 0.002 */
+    float clock_max_swing;     /* s, largest fall in delay (a queue draining) never
+                                * flagged: the lead a client may bank; 1 */
+    float clock_slack;         /* s, timestamp and frame-pacing error on top; 0.05 */
+    float clock_window;        /* s, arrivals within this of a group's first are one
+                                * group: only its least delayed may lower the floor; 0.25 */
+    float clock_forgive;       /* s of lead per s: how fast the allowance follows a
+                                * client over it (each such command is flagged); 0.5 */
     float grab_reach;          /* m, hand to object; 2 */
     kz_validate_rate rate[KZ_VALIDATE_ACTIONS];
                                /* chat 4/s burst 8; emote 4/s burst 8;
@@ -121,9 +129,12 @@ typedef struct kz_validate_config {
         int32_t head_min, head_max;  /* rel codes */
         double reach_units;          /* hand_reach in rel codes */
         double reach_flag2;          /* (reach_units + 1)^2 */
-        double clock_per_ns;         /* tick_hz * (1 + clock_tolerance) / 1e9 */
-        double clock_slack_ticks;
-        uint64_t clock_bucket_ns;    /* clock_window / 4 */
+        double clock_tick_s;         /* 1 / tick_hz */
+        double clock_line_per_ns;    /* (1 + clock_tolerance) / 1e9 */
+        double clock_budget;         /* clock_max_swing + clock_slack, s */
+        double clock_forgive_per_ns; /* clock_forgive / 1e9 */
+        uint64_t clock_window_ns;
+        uint64_t clock_slice_ns;     /* one tick: the most one command may forgive */
         uint64_t cooldown_ns;
         double half_life_ns;
         double grab_reach2;          /* (grab_reach in rel codes)^2 */
@@ -135,13 +146,13 @@ void kz_validate_config_default(kz_validate_config *cfg);
 
 /* Replaces zero fields with defaults and precomputes the derived limits.
  * Returns 0, or KZ_EINVAL for a limit that is not finite, negative (except
- * points), tick_hz above KZ_SNAP_MAX_TICK_HZ, head_min > head_max, or a
- * head range outside the wire's +-2 m; then `cfg` is unusable. */
+ * points), tick_hz above KZ_SNAP_MAX_TICK_HZ, clock_window above
+ * KZ_VALIDATE_CLOCK_WINDOW_MAX, head_min > head_max, or a head range
+ * outside the wire's +-2 m; then `cfg` is unusable. */
 KZ_MUST_CHECK int kz_validate_config_resolve(kz_validate_config *cfg);
 
 /* ---- per-client state --------------------------------------------------- */
 
-#define KZ_VALIDATE_CLOCK_BUCKETS 8u   /* clock buckets kept: twice the window */
 #define KZ_VALIDATE_GRANTS 4u          /* portal grants held at once */
 
 typedef struct kz_validate_bucket {
@@ -160,15 +171,13 @@ typedef struct kz_validate_client {
     uint16_t pad0;
     uint32_t last_rot[KZ_POSE_COUNT]; /* last accepted rotation codes */
     kz_validate_bucket input;         /* the command budget */
-    /* clock: lead of the client's ticks over the tolerated rate, per bucket */
-    uint32_t clock_tick0;             /* first tick seen */
-    kz_time_ns clock_t0;              /* when it came */
-    uint64_t clock_cur;               /* current bucket id + 1 */
-    double clock_ref;                 /* max lead of the reference bucket */
-    uint32_t clock_has_ref;
-    uint32_t pad1;
-    uint64_t clock_id[KZ_VALIDATE_CLOCK_BUCKETS];    /* bucket id + 1; 0 = empty */
-    double clock_max[KZ_VALIDATE_CLOCK_BUCKETS];     /* max lead in that bucket */
+    /* clock: the lead (s) of the client's ticks over the tolerated line */
+    int64_t clock_ticks;              /* ticks since the first command */
+    kz_time_ns clock_t0;              /* arrival of the first command */
+    kz_time_ns clock_prev;            /* arrival of the last command */
+    kz_time_ns clock_group_t;         /* arrival of the current group's first */
+    double clock_group;               /* highest lead in the current group */
+    double clock_floor;               /* lowest group lead before it (the most delayed) */
     /* actions */
     kz_validate_bucket action[KZ_VALIDATE_ACTIONS];
     uint32_t grant_portal[KZ_VALIDATE_GRANTS];       /* 0 = free */
@@ -195,15 +204,20 @@ typedef struct kz_validate_result {
 
 /*
  * Checks one command the client has not sent before (the server skips the
- * redundant copies first), at its receipt time `now` (server monotonic ns,
- * non-decreasing per client), and fixes it in place:
+ * redundant copies first), at the arrival time `now` of the datagram that
+ * carried it (server monotonic ns, kz_netmsg.received; non-decreasing per
+ * client, an earlier one counts as the previous), and fixes it in place:
  *   input budget   over input_rate / input_burst: FLOOD, drop (nothing else
  *                  is checked or remembered)
- *   clock          the client's tick leads real time by more than the
- *                  tolerated rate plus slack, measured over clock_window
- *                  against the least delayed command of each quarter
- *                  window: CLOCK (flagged, not changed; the server applies
- *                  one command per tick anyway)
+ *   clock          the lead of the client's ticks over a clock running
+ *                  clock_tolerance fast since its first command exceeds
+ *                  the lowest lead seen before (its most delayed arrival)
+ *                  by more than clock_max_swing + clock_slack: CLOCK
+ *                  (flagged, not changed; the server applies one command
+ *                  per tick anyway). Arrivals within clock_window of
+ *                  each other count by their least delayed. While over,
+ *                  the allowance rises by at most clock_forgive s per s,
+ *                  never past clock_max_swing above the first lead.
  *   speed          |move| above max_speed (+ one code of rounding): SPEED,
  *                  scaled down to max_speed
  *   acceleration   |move - last accepted move| above max_accel / tick_hz
