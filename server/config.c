@@ -33,6 +33,7 @@ typedef enum kzs_type {
     KZS_T_IPV4,
     KZS_T_ADDR,   /* HOST:PORT or "off" */
     KZS_T_LEVEL,  /* log level name */
+    KZS_T_REFUSE_WARN, /* "refuse" or "warn" */
 } kzs_type;
 
 typedef struct kzs_setting {
@@ -91,6 +92,8 @@ static const kzs_setting kzs_settings[] = {
     TXT("keys", keys, KZS_T_TEXT, "", "directory with server.key, server.pub, backend.pub"),
     TXT("keys", trusted_backend_keys, KZS_T_TEXT, "",
         "comma-separated backend .pub files to trust (empty: KEYS/backend.pub)"),
+    TXT("keys", insecure_key_permissions, KZS_T_REFUSE_WARN, "refuse",
+        "refuse or warn: key files or directories others could change, or read if secret"),
     TXT("audit", audit, KZS_T_TEXT, "", "audit log file, signed with KEYS/audit.key (empty: off)"),
     U32("audit", audit_checkpoint_records, 1, 1000000, "1024",
         "signed checkpoint after this many records"),
@@ -257,6 +260,10 @@ static const char *kzs_value_set(kzs_config *c, const kzs_setting *st, const cha
             return "not an IPv4 address";
         break;
     }
+    case KZS_T_REFUSE_WARN:
+        if (strcmp(text, "refuse") != 0 && strcmp(text, "warn") != 0)
+            return "refuse or warn";
+        break;
     case KZS_T_ADDR:
         if (!kzs_addr_ok(text))
             return "expected HOST:PORT (IPv4 or localhost) or off";

@@ -37,7 +37,7 @@
 #define KZS_SRC_FLAG 3u
 
 /* Settings in the table (config.c asserts the count). */
-#define KZS_N_SETTINGS 42u
+#define KZS_N_SETTINGS 43u
 
 typedef struct kzs_config {
     /* [network] */
@@ -58,6 +58,8 @@ typedef struct kzs_config {
     char keys[KZS_PATH_MAX];          /* directory of server.key, server.pub, ... */
     char trusted_backend_keys[KZS_PATH_MAX]; /* comma-separated .pub files; empty =
                                                keys/backend.pub */
+    char insecure_key_permissions[8]; /* "refuse" (default) or "warn": what loading
+                                         does with key files others could change */
     /* [audit] */
     char audit[KZS_PATH_MAX];         /* empty: no audit log */
     uint32_t audit_checkpoint_records, audit_checkpoint_seconds, audit_commit_ms;

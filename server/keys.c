@@ -6,16 +6,22 @@
  *
  * The workload is tiny (four files of a few hundred bytes, once per
  * command), so everything favours clear failures over speed: each refusal
- * names the file and the reason.
+ * names the file and the reason. Loading also checks who owns the files
+ * and who else could change or read them (rules in keys.h).
  */
+#define _GNU_SOURCE /* O_PATH: a keys directory this user may search but not list */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/posix_acl.h>
+#include <linux/posix_acl_xattr.h>
 #include <sodium.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "defaults.h"
@@ -244,27 +250,39 @@ static ssize_t kzs__read_all(int fd, uint8_t *buf, size_t cap)
     return (ssize_t)got;
 }
 
+/* Reads the whole of an opened file of at most `cap` bytes. 0 or -1
+ * (printed); fd stays open. */
+static int kzs__read_fd(const char *path, int fd, uint8_t *buf, size_t cap, size_t *len)
+{
+    ssize_t got = kzs__read_all(fd, buf, cap);
+    if (got < 0)
+        return kzs__fail(path, "cannot read: %s", strerror(errno));
+    if ((size_t)got > cap)
+        return kzs__fail(path, "larger than %zu bytes, the most this file may hold", cap);
+    *len = (size_t)got;
+    return 0;
+}
+
+/* Opening flags of every file read here. O_NONBLOCK: a FIFO planted under
+ * the expected name is refused by the regular-file check instead of
+ * blocking open() until a writer comes; regular files ignore it. */
+#define KZS__READ_FLAGS (O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+
 int kzs_file_read(const char *path, uint8_t *buf, size_t cap, size_t *len, mode_t *mode)
 {
     struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, KZS__READ_FLAGS);
     if (fd < 0)
         return kzs__fail(path, "cannot open: %s", strerror(errno));
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         return kzs__fail(path, "not a regular file");
     }
-    ssize_t got = kzs__read_all(fd, buf, cap);
-    int saved = errno;
+    int rc = kzs__read_fd(path, fd, buf, cap, len);
     close(fd);
-    if (got < 0)
-        return kzs__fail(path, "cannot read: %s", strerror(saved));
-    if ((size_t)got > cap)
-        return kzs__fail(path, "larger than %zu bytes, the most this file may hold", cap);
-    *len = (size_t)got;
-    if (mode)
+    if (rc == 0 && mode)
         *mode = st.st_mode & 07777;
-    return 0;
+    return rc;
 }
 
 /* Writes all of data, retrying short writes; 0 or -1 (errno). */
@@ -362,6 +380,231 @@ int kzs_file_write(const char *path, const void *data, size_t len, mode_t mode, 
     return rc;
 }
 
+/* ---- who may change or read a key file ---------------------------------- */
+
+/*
+ * The rules of keys.h. A key is only as trustworthy as the files and the
+ * directory it comes from: whoever can write backend.pub, or rename files
+ * in its directory, decides which tokens the server accepts, and whoever
+ * can read server.key can open every session. So the directory and then
+ * the file are opened, and each descriptor is checked with fstat before a
+ * byte is read: owned by this process's effective user or by root, and
+ * writable by nobody else; a secret also readable by nobody else.
+ *
+ * Mode bits alone over-state what a POSIX ACL allows: with an ACL, the
+ * group bits show the ACL's mask, the most any named user or group gets.
+ * systemd hands credentials over exactly so (0400 root-owned file, one ACL
+ * entry granting the service's user read, shown as 0440). So when the group
+ * bits grant a permission, the ACL, if there is one, is read from the same
+ * descriptor and decides which entries really hold it.
+ */
+
+static kzs_key_perms kzs__perms = KZS_KEY_PERMS_REFUSE;
+
+void kzs_keys_set_perms(kzs_key_perms perms) { kzs__perms = perms; }
+
+/* The access ACL's extended attribute and its kernel layout: a 4-byte
+ * version, then 8-byte entries, every field little-endian. An ACL with more
+ * entries than we read is judged by its mode bits alone, which grant at
+ * least as much as any of its entries: the judgement errs towards refusing. */
+#define KZS__ACL_XATTR "system.posix_acl_access"
+#define KZS__ACL_MAX_ENTRIES 32u
+#define KZS__ACL_HEADER_BYTES sizeof(struct posix_acl_xattr_header)
+#define KZS__ACL_ENTRY_BYTES sizeof(struct posix_acl_xattr_entry)
+_Static_assert(sizeof(struct posix_acl_xattr_header) == 4, "ACL header is 4 bytes");
+_Static_assert(sizeof(struct posix_acl_xattr_entry) == 8, "ACL entry is 8 bytes");
+
+static uint32_t kzs__le(const uint8_t *p, size_t n)
+{
+    uint32_t v = 0;
+    for (size_t i = n; i-- > 0;)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Field `f` of the kernel's `struct type`, read from its little-endian
+ * bytes at `p` through the struct's own offsets and sizes. */
+#define kzs__acl_field(p, type, f) \
+    kzs__le((p) + offsetof(struct type, f), sizeof(((struct type *)0)->f))
+
+/* Phrases naming who else holds a permission. */
+#define KZS__WHO_EVERYONE "everyone"
+#define KZS__WHO_GROUP "its group"
+#define KZS__WHO_ACL_UNREAD "its group or its ACL (which cannot be read to tell)"
+
+/*
+ * Who, other than the owner and this process's user, the POSIX ACL of the
+ * open file `fd` grants `perm` (ACL_READ or ACL_WRITE): NULL for nobody,
+ * else a phrase. Called only when the mode's group bits grant `perm`, so
+ * without an ACL the owning group holds it, and with one the mask passes it
+ * and each group-class entry's own bits decide.
+ */
+static const char *kzs__acl_who(int fd, unsigned perm)
+{
+    uint8_t acl[KZS__ACL_HEADER_BYTES + KZS__ACL_MAX_ENTRIES * KZS__ACL_ENTRY_BYTES];
+    ssize_t n = fgetxattr(fd, KZS__ACL_XATTR, acl, sizeof acl);
+    if (n < 0)
+        return errno == ENODATA || errno == ENOTSUP ? KZS__WHO_GROUP : KZS__WHO_ACL_UNREAD;
+    if ((size_t)n < KZS__ACL_HEADER_BYTES ||
+        kzs__acl_field(acl, posix_acl_xattr_header, a_version) != POSIX_ACL_XATTR_VERSION ||
+        ((size_t)n - KZS__ACL_HEADER_BYTES) % KZS__ACL_ENTRY_BYTES != 0)
+        return KZS__WHO_ACL_UNREAD;
+    for (size_t off = KZS__ACL_HEADER_BYTES; off < (size_t)n; off += KZS__ACL_ENTRY_BYTES) {
+        const uint8_t *e = acl + off;
+        uint32_t tag = kzs__acl_field(e, posix_acl_xattr_entry, e_tag);
+        uint32_t id = kzs__acl_field(e, posix_acl_xattr_entry, e_id);
+        if ((kzs__acl_field(e, posix_acl_xattr_entry, e_perm) & perm) == 0)
+            continue;
+        if (tag == ACL_GROUP_OBJ)
+            return KZS__WHO_GROUP;
+        if (tag == ACL_GROUP)
+            return "a group named in its ACL";
+        if (tag == ACL_USER && id != (uint32_t)geteuid())
+            return "another user named in its ACL";
+    }
+    return NULL;
+}
+
+/* Who, other than the owner and this process's user, may do `perm`
+ * (ACL_READ or ACL_WRITE) to the open file `fd`: NULL or a phrase. */
+static const char *kzs__who_else(int fd, const struct stat *st, unsigned perm)
+{
+    mode_t other = perm == ACL_WRITE ? S_IWOTH : S_IROTH;
+    mode_t group = perm == ACL_WRITE ? S_IWGRP : S_IRGRP;
+    if (st->st_mode & other)
+        return KZS__WHO_EVERYONE;
+    return (st->st_mode & group) ? kzs__acl_who(fd, perm) : NULL;
+}
+
+/* One broken rule on `path`: refused (-1), or, when the operator chose to
+ * allow it, a warning (0). One line either way. */
+static int kzs__unsafe(const char *path, const char *fmt, ...) KZ_PRINTF(2, 3);
+static int kzs__unsafe(const char *path, const char *fmt, ...)
+{
+    char what[KZS_PATH_MAX / 16];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (kzs__perms == KZS_KEY_PERMS_REFUSE)
+        return kzs__fail(path, "refused: %s", what);
+    kzs__warn(path, "warning: %s (loaded anyway: insecure_key_permissions = warn)", what);
+    return 0;
+}
+
+/* The rules a key file and its directory share (`noun` names which it is):
+ * the owner, then who else may write. 0 or -1 (printed). */
+static int kzs__check_shared(const char *path, int fd, const struct stat *st, const char *noun)
+{
+    unsigned mode = (unsigned)(st->st_mode & 07777);
+    const char *who;
+    if (st->st_uid != geteuid() && st->st_uid != 0 &&
+        kzs__unsafe(path, "%s owned by uid %u, neither this program's user (uid %u) nor root; chown it",
+                    noun, (unsigned)st->st_uid, (unsigned)geteuid()) != 0)
+        return -1;
+    if ((who = kzs__who_else(fd, st, ACL_WRITE)) != NULL &&
+        kzs__unsafe(path, "%s writable by %s (mode %04o); only its owner may write to it", noun,
+                    who, mode) != 0)
+        return -1;
+    return 0;
+}
+
+/* Opens directory `dir`, where the key file `path` is read from, and
+ * checks it; returns its descriptor or -1 (printed; a directory that cannot
+ * be opened is reported as the file that cannot be). A symbolic link to a
+ * directory is followed: the directory reached is the one checked and then
+ * read from. */
+static int kzs__open_dir(const char *dir, const char *path)
+{
+    struct stat st;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 && errno == EACCES) /* searchable but not listable */
+        dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return kzs__fail(path, "cannot open: %s", strerror(errno));
+    if (fstat(dfd, &st) != 0) {
+        kzs__fail(dir, "cannot check directory: %s", strerror(errno));
+        close(dfd);
+        return -1;
+    }
+    if (kzs__check_shared(dir, dfd, &st, "directory") != 0) {
+        close(dfd);
+        return -1;
+    }
+    return dfd;
+}
+
+/* Opens `name` in the checked directory `dfd` without following a symbolic
+ * link (a link could lead anywhere, past every check); with warn, a link is
+ * reported and followed. Returns the descriptor or -1 (printed). */
+static int kzs__open_in(int dfd, const char *path, const char *name)
+{
+    int fd = openat(dfd, name, KZS__READ_FLAGS | O_NOFOLLOW);
+    if (fd < 0 && errno == ELOOP) {
+        if (kzs__unsafe(path, "a symbolic link; a key file must be a regular file in the "
+                              "directory it is read from (copy it there)") != 0)
+            return -1;
+        fd = openat(dfd, name, KZS__READ_FLAGS);
+    }
+    if (fd < 0)
+        return kzs__fail(path, "cannot open: %s", strerror(errno));
+    return fd;
+}
+
+/* Checks the open key file `fd`. 0 or -1 (printed). */
+static int kzs__check_file(const char *path, int fd, int secret)
+{
+    struct stat st;
+    const char *who;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return kzs__fail(path, "not a regular file");
+    if (kzs__check_shared(path, fd, &st, "key file") != 0)
+        return -1;
+    if (secret && (who = kzs__who_else(fd, &st, ACL_READ)) != NULL &&
+        kzs__unsafe(path, "secret key readable by %s (mode %04o); chmod 600 it", who,
+                    (unsigned)(st.st_mode & 07777)) != 0)
+        return -1;
+    return 0;
+}
+
+/* Splits `path` into the directory it names (".", when it names none) and
+ * its last component. 0 or -1 (printed). */
+static int kzs__split(const char *path, char dir[KZS_PATH_MAX], const char **name)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dir_len = slash == NULL ? 0 : slash == path ? 1 : (size_t)(slash - path);
+    *name = slash ? slash + 1 : path;
+    if (**name == '\0')
+        return kzs__fail(path, "not the name of a key file");
+    if (dir_len >= KZS_PATH_MAX)
+        return kzs__fail(path, "path too long");
+    if (slash == NULL)
+        snprintf(dir, KZS_PATH_MAX, ".");
+    else
+        snprintf(dir, KZS_PATH_MAX, "%.*s", (int)dir_len, path);
+    return 0;
+}
+
+/* Opens the key file at `path` after checking its directory, then checks
+ * the file itself. Returns the descriptor to read, or -1 (printed). */
+static int kzs__open_key(const char *path, int secret)
+{
+    char dir[KZS_PATH_MAX];
+    const char *name;
+    if (kzs__split(path, dir, &name) != 0)
+        return -1;
+    int dfd = kzs__open_dir(dir, path);
+    if (dfd < 0)
+        return -1;
+    int fd = kzs__open_in(dfd, path, name);
+    close(dfd);
+    if (fd >= 0 && kzs__check_file(path, fd, secret) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* ---- loading keys ------------------------------------------------------ */
 
 int kzs_key_load(const char *dir, kzs_key_kind kind, uint8_t *key)
@@ -378,14 +621,15 @@ int kzs_key_load_file(const char *path, kzs_key_kind kind, uint8_t *key)
 {
     char text[KZS_KEY_FILE_MAX_BYTES];
     size_t len = 0;
-    mode_t mode = 0;
     const char *why = NULL;
-    int rc = kzs_file_read(path, (uint8_t *)text, sizeof text, &len, &mode);
+    int rc = -1;
+    int fd = kzs__open_key(path, kzs__keys[kind].secret);
+    if (fd >= 0) {
+        rc = kzs__read_fd(path, fd, (uint8_t *)text, sizeof text, &len);
+        close(fd);
+    }
     if (rc == 0 && kzs_key_decode(kind, text, len, key, &why) != KZ_OK)
         rc = kzs__fail(path, "%s", why);
-    if (rc == 0 && kzs__keys[kind].secret && (mode & 077) != 0)
-        kzs__warn(path, "warning: secret key readable by others (mode %04o); run chmod 600 on it",
-                  (unsigned)mode);
     sodium_memzero(text, sizeof text);
     if (rc != 0)
         sodium_memzero(key, kzs__keys[kind].bytes);

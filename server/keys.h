@@ -31,6 +31,24 @@
  * trailing bytes. The check line catches a changed or truncated file that
  * would otherwise still be well-formed hex.
  *
+ * Who may change or read a key file (the loaders, kzs_key_load and
+ * kzs_key_load_file, in the spirit of OpenSSH's StrictModes): the file and
+ * the directory it is read from (the keys directory, or the directory of a
+ * path given by name) must each be owned by this process's effective user
+ * or by root, and writable by nobody else: neither group nor other mode
+ * bits, nor a group or another user named in a POSIX ACL. A secret key
+ * must also be readable by nobody else. A key file that is a symbolic link
+ * is refused (opened with O_NOFOLLOW): only the file in the checked
+ * directory is trusted. A directory reached through a symbolic link is
+ * followed, and the directory it leads to is the one checked. Everything
+ * is checked on the descriptors the key is then read from (fstat, and the
+ * file opened relative to the checked directory), so nothing can be
+ * swapped between the check and the read. systemd's credentials directory
+ * passes: root-owned 0400 files with an ACL entry for the service's user
+ * (mode shown as 0440) in a 0500 directory, or files and directory owned
+ * by that user. kzs_keys_set_perms(KZS_KEY_PERMS_WARN) turns every such
+ * refusal into a warning (kizuna-server run's insecure_key_permissions).
+ *
  * Errors: the pure functions (encode, decode, server id) return codes and
  * static reasons; the file functions print "kizuna-server: <path>: <reason>"
  * to stderr themselves and return -1. Secrets read or written here are wiped
@@ -68,6 +86,17 @@ typedef enum kzs_key_kind {
  * JSON log while it reloads. */
 typedef void (*kzs_report_fn)(void *ctx, const char *line);
 void kzs_keys_set_report(kzs_report_fn fn, void *ctx);
+
+/* What the loaders do with a key file or directory that breaks the
+ * ownership and permission rules above. */
+typedef enum kzs_key_perms {
+    KZS_KEY_PERMS_REFUSE = 0, /* default: the load fails, naming the problem */
+    KZS_KEY_PERMS_WARN        /* the key loads; each problem is reported */
+} kzs_key_perms;
+
+/* Sets the rule for every later load in this process (the default is
+ * KZS_KEY_PERMS_REFUSE). */
+void kzs_keys_set_perms(kzs_key_perms perms);
 
 /* File name inside a keys directory ("backend.key", ...). */
 const char *kzs_key_file_name(kzs_key_kind kind);
@@ -107,7 +136,9 @@ int kzs_path_join(const char *dir, const char *name, char out[KZS_PATH_MAX]);
 /*
  * Reads a whole regular file of at most `cap` bytes into buf; *len gets its
  * size and *mode (may be NULL) its permission bits. Returns 0, or -1 after
- * printing why (cannot open, not a regular file, larger than cap).
+ * printing why (cannot open, not a regular file, larger than cap). No
+ * ownership or permission rule applies: this is for files that are not
+ * keys (client token files). A FIFO or device is refused, not waited on.
  */
 int kzs_file_read(const char *path, uint8_t *buf, size_t cap, size_t *len, mode_t *mode);
 
@@ -123,9 +154,10 @@ int kzs_file_read(const char *path, uint8_t *buf, size_t cap, size_t *len, mode_
 int kzs_file_write(const char *path, const void *data, size_t len, mode_t mode, int replace);
 
 /*
- * Reads and parses one key file of directory `dir`. A secret file that
- * group or others may read is loaded, with a warning. Returns 0 or -1
- * (printed); on failure `key` is zeroed.
+ * Reads and parses one key file of directory `dir`, after checking the
+ * directory and the file against the ownership and permission rules above.
+ * Returns 0 or -1 (printed, one line naming the path and the problem); on
+ * failure `key` is zeroed.
  */
 int kzs_key_load(const char *dir, kzs_key_kind kind, uint8_t *key);
 
@@ -142,7 +174,10 @@ int kzs_keys_load_backend_secret(const char *dir, uint8_t sk[KZ_SIGN_SECRET_KEY_
 int kzs_keys_load_audit_secret(const char *dir, uint8_t sk[KZ_SIGN_SECRET_KEY_BYTES]);
 
 /*
- * Reads an audit.pub file at `path` (any name). 0 or -1 (printed).
+ * Reads a key file at `path` (any name: a trusted backend .pub, an
+ * audit.pub), with the same rules, the directory checked being the one
+ * `path` names (the current directory when it names none). 0 or -1
+ * (printed); on failure `key` is zeroed.
  */
 int kzs_key_load_file(const char *path, kzs_key_kind kind, uint8_t *key);
 

@@ -450,6 +450,10 @@ int cmd_run(int argc, char **argv)
         return KZS_EXIT_USAGE;
     }
     r.log = kzs_jsonlog(r.cfg.log_level);
+    /* Restart-only like the keys directory: a reload keeps the rule the
+     * server started with. */
+    kzs_keys_set_perms(strcmp(r.cfg.insecure_key_permissions, "warn") == 0 ? KZS_KEY_PERMS_WARN
+                                                                            : KZS_KEY_PERMS_REFUSE);
     kzs_signals_install();
     if (kzs_start(&r) != 0)
         return KZS_EXIT_FAIL;

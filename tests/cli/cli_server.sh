@@ -309,11 +309,17 @@ expect 1 token mint --keys broken --server 127.0.0.1:1 --client-id 1 --out bad.k
 has_err "broken/server.pub: key line has a character other than 0-9 and a-f"
 no_file bad.kzc
 
-# A readable secret key is used, with a warning.
+# A secret key others may read is refused, and so is a public key others
+# may change (docs/OPERATIONS.md, "Who may change or read a key file").
 cp -r keys loose
 chmod 644 loose/backend.key
-expect 0 token mint --keys loose --server 127.0.0.1:1 --client-id 1 --out loose.kzc
-has_err "loose/backend.key: warning: secret key readable by others"
+expect 1 token mint --keys loose --server 127.0.0.1:1 --client-id 1 --out loose.kzc
+has_err "loose/backend.key: refused: secret key readable by everyone (mode 0644)"
+chmod 600 loose/backend.key
+chmod 666 loose/server.pub
+expect 1 token mint --keys loose --server 127.0.0.1:1 --client-id 1 --out loose.kzc
+has_err "loose/server.pub: refused: key file writable by everyone (mode 0666)"
+no_file loose.kzc
 
 # Damaged token files.
 expect 1 token show missing.kzc

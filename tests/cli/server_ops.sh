@@ -82,6 +82,18 @@ status=0
 [ "$(wc -l <err)" -eq 1 ] && grep -q "nowhere/server.key" err || fail "missing keys: $(cat err)"
 ok
 
+# A key file others could change is refused at start-up: one line, exit 1.
+# (timeout: a server that wrongly accepts the keys would otherwise run on.)
+cp -r keys loose
+chmod 666 loose/backend.pub
+status=0
+timeout 10 "$BIN" run --keys loose --port 0 --admin off >out 2>err || status=$?
+[ "$status" -eq 1 ] || fail "writable backend.pub: exit $status, want 1"
+[ "$(wc -l <err)" -eq 1 ] &&
+    grep -q "loose/backend.pub: refused: key file writable by everyone (mode 0666)" err ||
+    fail "writable backend.pub: $(cat err)"
+ok
+
 # ---- the server ----------------------------------------------------------
 write_config() { # write_config ALLOWED_CLIENTS TRUSTED_KEYS [MAX_SPEED]
     cat >world.ini <<INI
@@ -138,6 +150,13 @@ status=0
 "$BIN" run --keys keys --bind 127.0.0.1 --port 0 --admin "127.0.0.1:$admin" >out 2>err || status=$?
 [ "$status" -eq 1 ] && [ "$(wc -l <err)" -eq 1 ] || fail "admin port in use: exit $status: $(cat err)"
 grep -q "127.0.0.1:$admin" err && grep -qi "in use" err || fail "admin in use: $(cat err)"
+# insecure_key_permissions = warn: the same keys load with a warning, and
+# start-up goes on to the next problem (the UDP port in use).
+status=0
+"$BIN" run --keys loose --insecure-key-permissions warn --bind 127.0.0.1 --port "$udp" \
+    --admin off >out 2>err || status=$?
+[ "$status" -eq 1 ] && grep -q "loose/backend.pub: warning: key file writable by everyone" err &&
+    grep -q "cannot listen on UDP" err || fail "warn: exit $status: $(cat err)"
 ok
 
 # Admin endpoints.
@@ -204,6 +223,36 @@ wait_for server.log '"event":"config_error".*tick_hz' 5
 kill -0 "$SERVER" || fail "a bad reload stopped the server"
 "$BIN" token mint --keys rogue --server "127.0.0.1:$udp" --client-id 9 --out rogue9.kzc >/dev/null
 "$RAW" rogue9.kzc 5000 >rogue3.out || fail "a failed reload dropped a trusted key"
+ok
+
+# The attack the key-file checks stop: backend.pub, left writable by
+# others, is overwritten with an unknown backend's key, the config is made
+# to trust only it, and the server gets SIGHUP. The reload is refused (a
+# JSON line names the file and the problem) and the keys stay as they were:
+# the intruder's admin token is refused, a trusted backend's connects.
+"$BIN" keygen --out evil >/dev/null
+cp keys/server.pub evil/server.pub
+"$BIN" token mint --keys evil --server "127.0.0.1:$udp" --client-id 10 \
+    --roles admin,moderator --out evil.kzc >/dev/null
+cp keys/backend.pub backend.pub.orig
+chmod 666 keys/backend.pub
+cat evil/backend.pub >keys/backend.pub
+write_config "7, 999" "keys/backend.pub" 7
+kill -HUP "$SERVER"
+wait_for server.log \
+    '"event":"config_error".*keys/backend.pub: refused: key file writable by everyone (mode 0666)' 5
+for _ in $(seq 1 50); do
+    [ "$(grep -c '"event":"reload_failed"' server.log)" -ge 3 ] && break
+    sleep 0.1
+done
+[ "$(grep -c '"event":"reload_failed"' server.log)" -eq 3 ] &&
+    [ "$(grep -c '"event":"reloaded"' server.log)" -eq 1 ] ||
+    fail "a reload with a backend.pub others may write was applied"
+"$RAW" evil.kzc 1500 >evil.out && fail "a token of the planted backend.pub connected"
+"$BIN" token mint --keys rogue --server "127.0.0.1:$udp" --client-id 11 --out rogue11.kzc >/dev/null
+"$RAW" rogue11.kzc 5000 >rogue4.out || fail "a refused reload dropped a trusted key"
+cp backend.pub.orig keys/backend.pub
+chmod 644 keys/backend.pub
 ok
 
 # SIGTERM: drain, tell, checkpoint, exit 0 within the grace period.
