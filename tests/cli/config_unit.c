@@ -340,6 +340,7 @@ static void expect_same_config(const kzs_config *a, const kzs_config *b)
     SAME_S(admin_role);
     SAME_S(keys);
     SAME_S(trusted_backend_keys);
+    SAME_S(insecure_key_permissions);
     SAME_S(audit);
     SAME_U(audit_checkpoint_records);
     SAME_U(audit_checkpoint_seconds);
@@ -975,6 +976,23 @@ Test(config, role_refusals)
     cr_assert_eq(load_text("[roles]\nmoderator_role = abcdefghijklmnop\nadmin_role = 0-_z\n"), 0);
     cr_assert_str_eq(cfg.moderator_role, "abcdefghijklmnop");
     cr_assert_str_eq(cfg.admin_role, "0-_z");
+}
+
+Test(config, insecure_key_permissions_refusals)
+{
+    static const char why[] = "refuse or warn";
+    static const bad_value rows[] = {
+        {"keys", "insecure_key_permissions", "allow", why},
+        {"keys", "insecure_key_permissions", "WARN", why},
+        {"keys", "insecure_key_permissions", "warn,refuse", why},
+        {"keys", "insecure_key_permissions", "", why},
+        {"keys", "insecure_key_permissions", "no", why},
+    };
+    expect_bad_values(rows, N_OF(rows));
+    cr_assert_eq(load_text("[keys]\n"), 0);
+    cr_assert_str_eq(cfg.insecure_key_permissions, "refuse", "refuse is the default");
+    cr_assert_eq(load_text("[keys]\ninsecure_key_permissions = warn\n"), 0);
+    cr_assert_str_eq(cfg.insecure_key_permissions, "warn");
 }
 
 Test(config, log_level_refusals)
