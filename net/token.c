@@ -17,8 +17,6 @@
 #include "bytes.h"
 #include "crypto.h"
 
-#define KZ__SKEW_DEFAULT 60u
-
 /* ---- addresses ---------------------------------------------------------- */
 
 int kz_address_parse(const char *text, kz_address *out)
@@ -135,10 +133,49 @@ static int kz__address_ok(const kz_address *a)
     return a->family == KZ_ADDR_IPV6;
 }
 
+/* The identity claims: known values that agree with one another (token.h
+ * states the rule). NULL or the first problem. */
+static const char *kz__claims_problem(const kz_claims *c, uint64_t client_id)
+{
+    int unverified = strcmp(c->method, KZ_TOKEN_METHOD_NONE) == 0;
+    if (c->verification_level > KZ_VERIFY_MAX)
+        return "unknown verification level";
+    if (!kz__is_method(c->method))
+        return "verification method empty, too long, or not printable ASCII";
+    if (c->verification_level != KZ_VERIFY_NONE && unverified)
+        return "a verification level above none needs the method that verified the owner";
+    if (c->verification_level == KZ_VERIFY_NONE && !unverified)
+        return "a verification method needs a level above none";
+    if (c->actor_kind > KZ_ACTOR_MAX)
+        return "unknown actor kind";
+    if (c->actor_kind == KZ_ACTOR_AGENT && c->acting_for == 0)
+        return "an agent must name the principal it acts for";
+    if (c->actor_kind == KZ_ACTOR_HUMAN && c->acting_for != 0)
+        return "a human does not act for another principal";
+    if (c->acting_for != 0 && c->acting_for == client_id)
+        return "an actor cannot act for itself";
+    return NULL;
+}
+
+/* The display name: length, then the rule of kz_utf8_name_problem. */
+static const char *kz__name_problem(const char *name)
+{
+    size_t n = strnlen(name, KZ_TOKEN_NAME_MAX + 1);
+    if (n == 0)
+        return "display name is empty";
+    if (n > KZ_TOKEN_NAME_MAX)
+        return "display name longer than KZ_TOKEN_NAME_MAX bytes";
+    if (!kz_utf8_valid((const uint8_t *)name, n))
+        return "display name is not well-formed UTF-8";
+    if (kz_utf8_name_problem((const uint8_t *)name, n, NULL) != NULL)
+        return "display name has a control, invisible, text-direction or private-use "
+               "character, a space other than U+0020, or spaces at an end or doubled";
+    return NULL;
+}
+
 int kz_token_info_check(const kz_token_info *t, const char **why)
 {
     const char *w = NULL;
-    size_t name_len = strnlen(t->name, KZ_TOKEN_NAME_MAX + 1);
     if (t->client_id == 0)
         w = "client id is zero";
     else if (t->avatar_id == 0)
@@ -149,23 +186,14 @@ int kz_token_info_check(const kz_token_info *t, const char **why)
         w = "lifetime exceeds KZ_TOKEN_MAX_TTL_SECONDS";
     else if (t->n_addresses == 0 || t->n_addresses > KZ_TOKEN_MAX_ADDRESSES)
         w = "address count out of range";
-    else if (name_len == 0 || name_len > KZ_TOKEN_NAME_MAX ||
-             !kz_utf8_printable((const uint8_t *)t->name, name_len))
-        w = "display name empty, too long, or not printable UTF-8";
+    else if ((w = kz__name_problem(t->name)) != NULL)
+        ;
     else if (t->n_roles > KZ_TOKEN_MAX_ROLES)
         w = "too many roles";
     else if (t->n_zones > KZ_TOKEN_MAX_ZONES)
         w = "too many zones";
-    else if (t->claims.verification_level > KZ_VERIFY_MAX)
-        w = "unknown verification level";
-    else if (!kz__is_method(t->claims.method))
-        w = "verification method empty, too long, or not printable ASCII";
-    else if (t->claims.actor_kind > KZ_ACTOR_MAX)
-        w = "unknown actor kind";
-    else if (t->claims.actor_kind == KZ_ACTOR_AGENT && t->claims.acting_for == 0)
-        w = "an agent must name the principal it acts for";
-    else if (t->claims.actor_kind == KZ_ACTOR_HUMAN && t->claims.acting_for != 0)
-        w = "a human does not act for another principal";
+    else
+        w = kz__claims_problem(&t->claims, t->client_id);
     for (unsigned i = 0; !w && i < t->n_addresses; i++)
         if (!kz__address_ok(&t->addresses[i]))
             w = "bad server address";
@@ -372,12 +400,35 @@ const char *kz_token_verdict_name(kz_token_verdict v)
     return (unsigned)v < KZ_TOKEN_VERDICT_COUNT ? kz__verdict_names[v] : "?";
 }
 
+/* `mine` (a verifier's address) serves `named` (a token's): the same
+ * family and IP, and the same port unless mine is 0 (any port). */
+static int kz__serves(const kz_address *mine, const kz_address *named)
+{
+    return mine->family == named->family && memcmp(mine->ip, named->ip, 16) == 0 &&
+           (mine->port == 0 || mine->port == named->port);
+}
+
+/* One of the token's addresses is one this server serves (token.h). */
+static int kz__addresses_match(const kz_token_verifier *v, const kz_token_info *t)
+{
+    if (v->n_addresses == 0)
+        return 1;
+    if (v->n_addresses > KZ_VERIFIER_MAX_ADDRESSES)
+        return 0; /* a broken verifier serves no one */
+    for (uint32_t i = 0; i < v->n_addresses; i++)
+        for (unsigned j = 0; j < t->n_addresses; j++)
+            if (kz__serves(&v->addresses[i], &t->addresses[j]))
+                return 1;
+    return 0;
+}
+
 kz_token_verdict kz_token_precheck(const kz_token_verifier *v, const uint8_t *buf, size_t len,
                                    uint64_t now_unix, kz_token_info *info)
 {
     kz_token_info local;
     kz_token_info *t = info ? info : &local;
-    uint32_t skew = v->max_clock_skew_seconds ? v->max_clock_skew_seconds : KZ__SKEW_DEFAULT;
+    uint32_t skew = v->max_clock_skew_seconds ? v->max_clock_skew_seconds
+                                              : KZ_TOKEN_DEFAULT_CLOCK_SKEW_SECONDS;
     kz_token_verdict verdict = kz__parse(buf, len, t);
     if (verdict != KZ_TOKEN_VALID)
         return verdict;
@@ -387,7 +438,7 @@ kz_token_verdict kz_token_precheck(const kz_token_verifier *v, const uint8_t *bu
         return KZ_TOKEN_EXPIRED;
     if (t->create_time > now_unix + skew)
         return KZ_TOKEN_NOT_YET_VALID;
-    if (t->server_id != v->server_id)
+    if (t->server_id != v->server_id || !kz__addresses_match(v, t))
         return KZ_TOKEN_WRONG_SERVER;
     return KZ_TOKEN_VALID;
 }

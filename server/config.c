@@ -23,6 +23,7 @@
 #include "commands.h"
 #include "config.h"
 #include "defaults.h"
+#include "public_address.h"
 
 typedef enum kzs_type {
     KZS_T_U32,
@@ -33,6 +34,7 @@ typedef enum kzs_type {
     KZS_T_IPV4,
     KZS_T_ADDR,   /* HOST:PORT or "off" */
     KZS_T_LEVEL,  /* log level name */
+    KZS_T_ADDRS,  /* HOST:PORT[,HOST:PORT...] or empty (public_address.h) */
     KZS_T_REFUSE_WARN, /* "refuse" or "warn" */
 } kzs_type;
 
@@ -56,6 +58,9 @@ typedef struct kzs_setting {
 static const kzs_setting kzs_settings[] = {
     TXT("network", bind, KZS_T_IPV4, "0.0.0.0", "IPv4 address the UDP ports listen on"),
     U32("network", port, 0, 65535, "40000", "first UDP port (0 picks free ones)"),
+    TXT("network", public_address, KZS_T_ADDRS, "",
+        "HOST:PORT[,...] connect tokens name for this server (empty: bind:port, or "
+        "every interface's IPv4 address with bind 0.0.0.0)"),
     U32("network", io_threads, 1, 16, "1", "I/O threads, one ENet host and port each"),
     U32("network", max_clients, 1, 65520, "1024", "sessions at once (<= 4095 per I/O thread)"),
     U32("network", gate_rate, 1, 10000000, "100",
@@ -264,6 +269,14 @@ static const char *kzs_value_set(kzs_config *c, const kzs_setting *st, const cha
         if (strcmp(text, "refuse") != 0 && strcmp(text, "warn") != 0)
             return "refuse or warn";
         break;
+    case KZS_T_ADDRS: {
+        const char *bad = kzs_public_address_parse(text, NULL, NULL);
+        if (bad)
+            return bad;
+        if (!kzs_text_ok(st->key, text))
+            return "cannot be written in an INI line (too long)";
+        break;
+    }
     case KZS_T_ADDR:
         if (!kzs_addr_ok(text))
             return "expected HOST:PORT (IPv4 or localhost) or off";

@@ -45,6 +45,7 @@
 #include "jsonlog.h"
 #include "keys.h"
 #include "metrics.h"
+#include "public_address.h"
 
 /* Everything one run holds. */
 typedef struct kzs_run {
@@ -57,6 +58,7 @@ typedef struct kzs_run {
     kzs_metrics *metrics;
     kzs_admin *admin;
     uint64_t server_id;
+    char token_addresses[KZ_VERIFIER_MAX_ADDRESSES * 48]; /* what tokens must name */
 } kzs_run;
 
 /* Signals may arrive on any of the process's threads; lock-free atomics
@@ -141,10 +143,16 @@ static int kzs_probe_udp(const kzs_config *c)
 static int kzs_load_keys(const kzs_config *c, kz_server_config *sc)
 {
     kz_token_verifier *v = &sc->net.verifier;
+    char why[160];
     if (kzs_keys_load_server(c->keys, &v->server_keys) != 0 ||
         kzs_config_backend_keys(c, v->backend_pk, &v->n_backend_keys) != 0)
         return -1; /* the loaders have said what is wrong */
     v->server_id = kzs_server_id(v->server_keys.public_key);
+    /* Tokens must name one of these (public_address.h). */
+    if (kzs_public_addresses(c, v, why, sizeof why) != 0) {
+        kzs_error("run: %s", why);
+        return -1;
+    }
     return 0;
 }
 
@@ -270,6 +278,7 @@ static int kzs_start(kzs_run *r)
         }
     }
     r->server_id = sc.net.verifier.server_id;
+    kzs_public_addresses_format(&sc.net.verifier, r->token_addresses, sizeof r->token_addresses);
     sodium_memzero(&sc.net.verifier.server_keys, sizeof sc.net.verifier.server_keys);
     if (ok && kzs_zones_apply(r, c, NULL) != 0) {
         kzs_error("run: the world refused a zone (see the log line above)");
@@ -468,6 +477,7 @@ int cmd_run(int argc, char **argv)
             kz_server_port(r.srv), r.cfg.bind, r.admin ? kzs_admin_port(r.admin) : 0u,
             (unsigned long long)r.server_id, r.cfg.max_clients,
             r.cfg.io_threads, r.cfg.tick_hz, r.cfg.n_zones, kz_version());
+    kz_logf(&r.log, KZ_LOG_INFO, "run", "token_addresses addresses=\"%s\"", r.token_addresses);
     sd_notify(0, "READY=1");
     kzs_serve(&r);
     return kzs_finish(&r);

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include <kizuna/token.h>
+#include <kizuna/utf8.h>
 
 #include "commands.h"
 #include "defaults.h"
@@ -50,14 +51,16 @@ static const char kzs_mint_usage[] =
     "  -c, --client-id N       client id, non-zero (required)\n"
     "  -o, --out FILE          client token file to write (required)\n"
     "      --avatar-id N       avatar id (default: the client id)\n"
-    "      --name S            display name, printable UTF-8, at most 32 bytes\n"
-    "                          (default: client-<id>)\n"
+    "      --name S            display name, UTF-8, at most 32 bytes; no control,\n"
+    "                          invisible or text-direction characters, single\n"
+    "                          inner spaces (default: client-<id>)\n"
     "      --roles a,b         roles, [a-z0-9_-]; '' for none (default: visitor)\n"
     "      --zones a,b         zones the client may enter (default: none)\n"
     "      --verified METHOD   how the backend verified the owner (e.g. ekyc-face,\n"
     "                          oidc:example.com); sets --level strong unless\n"
     "                          METHOD is 'none' (default: none)\n"
-    "      --level L           none, basic or strong; overrides --verified's\n"
+    "      --level L           none, basic or strong; overrides --verified's; a\n"
+    "                          level above none needs a METHOD, none needs none\n"
     "      --actor A           human, agent or bot (default: human)\n"
     "      --acting-for ID     principal an agent (or bot) acts for\n"
     "      --ttl SECONDS       lifetime, 1 to 604800 (default: 3600)\n"
@@ -69,6 +72,7 @@ static const char kzs_mint_usage[] =
 
 static const char kzs_show_usage[] =
     "usage: kizuna-server token show FILE [--keys DIR] [--now UNIX] [--protocol-id N]\n"
+    "                                [--server HOST:PORT]...\n"
     "\n"
     "Prints the public fields of client token file FILE (never its keys).\n"
     "With --keys, also checks it as the server with those keys would:\n"
@@ -78,6 +82,9 @@ static const char kzs_show_usage[] =
     "  -k, --keys DIR          keys directory (backend.pub, server.key, server.pub)\n"
     "      --now UNIX          check expiry at this Unix time (default: now)\n"
     "      --protocol-id N     also require this protocol id (default: not checked)\n"
+    "  -s, --server HOST:PORT  with --keys: also require the token to name this\n"
+    "                          address, as a server with that public_address\n"
+    "                          does; repeat for up to 16 (default: not checked)\n"
     "  -h, --help              show this help\n";
 
 /* Long-only options are numbered past the ASCII range. */
@@ -119,6 +126,7 @@ static const struct option kzs_mint_options[] = {
 
 static const struct option kzs_show_options[] = {
     {"keys", required_argument, NULL, 'k'},
+    {"server", required_argument, NULL, 's'},
     {"now", required_argument, NULL, KZS_OPT_NOW},
     {"protocol-id", required_argument, NULL, KZS_OPT_PROTOCOL},
     {"help", no_argument, NULL, 'h'},
@@ -151,6 +159,29 @@ static const char *kzs_parse_range(const char *arg, int base, uint64_t lo, uint6
         return NULL;
     snprintf(why, sizeof why, "not a whole number from %llu to %llu", (unsigned long long)lo,
              (unsigned long long)hi);
+    return why;
+}
+
+/* A display name: the length, then the rule every server applies
+ * (kz_utf8_name_problem), with the offending character named. */
+static const char *kzs_parse_name(const char *arg, char *dst)
+{
+    static char why[160];
+    size_t n = strlen(arg);
+    uint32_t cp = KZ_UTF8_NO_CODE_POINT;
+    if (n == 0)
+        return "empty";
+    if (n > KZ_TOKEN_NAME_MAX)
+        return "too long";
+    const char *bad = kz_utf8_name_problem((const uint8_t *)arg, n, &cp);
+    if (bad == NULL) {
+        memcpy(dst, arg, n + 1);
+        return NULL;
+    }
+    if (cp == KZ_UTF8_NO_CODE_POINT)
+        snprintf(why, sizeof why, "not a display name: %s", bad);
+    else
+        snprintf(why, sizeof why, "not a display name: U+%04X is %s", (unsigned)cp, bad);
     return why;
 }
 
@@ -235,7 +266,7 @@ static const char *kzs_mint_identity_option(kzs_mint *m, int c, const char *arg)
         return kzs_parse_range(arg, 10, 0, UINT64_MAX, &t->avatar_id);
     case KZS_OPT_NAME:
         m->have_name = 1;
-        return kzs_copy_text(arg, t->name, KZ_TOKEN_NAME_MAX);
+        return kzs_parse_name(arg, t->name);
     case KZS_OPT_ROLES:
         m->have_roles = 1;
         return kzs_parse_list(arg, t->roles[0], sizeof t->roles[0], KZ_TOKEN_MAX_ROLES,
@@ -344,8 +375,8 @@ static int kzs_mint_claim_defaults(kzs_mint *m)
 {
     kz_claims *cl = &m->info.claims;
     if (!m->have_method)
-        snprintf(cl->method, sizeof cl->method, "%s", KZS_METHOD_NONE);
-    int unverified = strcmp(cl->method, KZS_METHOD_NONE) == 0;
+        snprintf(cl->method, sizeof cl->method, "%s", KZ_TOKEN_METHOD_NONE);
+    int unverified = strcmp(cl->method, KZ_TOKEN_METHOD_NONE) == 0;
     if (m->level >= 0)
         cl->verification_level = (uint8_t)m->level;
     else
@@ -353,6 +384,10 @@ static int kzs_mint_claim_defaults(kzs_mint *m)
     if (unverified && cl->verification_level != KZ_VERIFY_NONE)
         return kzs_usage_error(kzs_mint_usage, "token mint: --level %s needs --verified METHOD",
                                kzs_level_names[cl->verification_level]);
+    if (!unverified && cl->verification_level == KZ_VERIFY_NONE)
+        return kzs_usage_error(kzs_mint_usage,
+                               "token mint: --verified %s needs --level basic or strong",
+                               cl->method);
     return -1;
 }
 
@@ -484,6 +519,8 @@ typedef struct kzs_show {
     uint64_t now;
     uint64_t protocol_id;
     int have_now, have_protocol;
+    uint32_t n_servers;
+    kz_address servers[KZ_VERIFIER_MAX_ADDRESSES];
 } kzs_show;
 
 static const char *kzs_show_apply(void *ctx, int c, const char *arg)
@@ -499,6 +536,13 @@ static const char *kzs_show_apply(void *ctx, int c, const char *arg)
     case KZS_OPT_PROTOCOL:
         s->have_protocol = 1;
         return kzs_parse_range(arg, 0, 0, UINT64_MAX, &s->protocol_id);
+    case 's':
+        if (s->n_servers == KZ_VERIFIER_MAX_ADDRESSES)
+            return "more than 16 server addresses";
+        if (kz_address_parse(arg, &s->servers[s->n_servers]) != KZ_OK)
+            return "not HOST:PORT (numeric IPv4, [IPv6] in brackets, or localhost)";
+        s->n_servers++;
+        return NULL;
     }
     return "not an option of token show";
 }
@@ -550,6 +594,8 @@ static int kzs_show_verify(const kzs_show *s, const char *path, const kz_connect
         goto out;
     v.protocol_id = s->have_protocol ? s->protocol_id : t->protocol_id;
     v.server_id = kzs_server_id(v.server_keys.public_key);
+    v.n_addresses = s->n_servers;
+    memcpy(v.addresses, s->servers, sizeof v.addresses);
     uint64_t now = s->have_now ? s->now : (uint64_t)time(NULL);
     kz_token_verdict verdict = kz_token_verify(&v, ct->token, ct->token_len, now, NULL, &keys);
     sodium_memzero(&keys, sizeof keys);
@@ -591,7 +637,7 @@ static int kzs_token_show(int argc, char **argv)
 {
     kzs_show s;
     memset(&s, 0, sizeof s);
-    int rc = kzs_getopt_loop(argc, argv, "token show", kzs_show_usage, ":k:h", kzs_show_options,
+    int rc = kzs_getopt_loop(argc, argv, "token show", kzs_show_usage, ":k:s:h", kzs_show_options,
                              kzs_show_apply, &s);
     if (rc >= 0)
         return rc;

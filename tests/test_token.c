@@ -9,6 +9,8 @@
 
 #include <kizuna/token.h>
 
+#include "net/gate.h"
+
 #define NOW 1800000000ull
 
 typedef struct {
@@ -170,7 +172,7 @@ Test(token, each_refusal_has_its_verdict)
 
     /* Another protocol version (structure otherwise intact). */
     len = mint(&k, &t, buf, &keys);
-    buf[4] = 2;
+    buf[4] = (uint8_t)(KZ_PROTOCOL_VERSION + 1);
     cr_assert_eq(kz_token_verify(&k.verifier, buf, len, NOW, NULL, &keys), KZ_TOKEN_BAD_VERSION);
     cr_assert_str_eq(kz_token_verdict_name(KZ_TOKEN_BAD_VERSION), "bad_version");
 }
@@ -247,9 +249,29 @@ Test(token, field_rules)
     REFUSED(t.claims.actor_kind = KZ_ACTOR_MAX + 1);
     REFUSED(t.claims.actor_kind = KZ_ACTOR_AGENT);              /* agent without principal */
     REFUSED(t.claims.acting_for = 9);                            /* human acting for someone */
+    /* Identity claims must agree with one another. */
+    REFUSED(strcpy(t.claims.method, "none"));                    /* strong, verified by nothing */
+    REFUSED(t.claims.verification_level = KZ_VERIFY_BASIC; strcpy(t.claims.method, "none"));
+    REFUSED(t.claims.verification_level = KZ_VERIFY_NONE);       /* a method, no level */
+    REFUSED(t.claims.actor_kind = KZ_ACTOR_AGENT; t.claims.acting_for = t.client_id);
+    REFUSED(t.claims.actor_kind = KZ_ACTOR_BOT; t.claims.acting_for = t.client_id);
+    REFUSED(t.claims.actor_kind = 3; t.claims.acting_for = 5);
+    /* Display names that could pass for another. */
+    REFUSED(strcpy(t.name, "Aiko\xe2\x80\xae" "oki"));            /* right-to-left override */
+    REFUSED(strcpy(t.name, "Ai\xe2\x80\x8bko"));                  /* zero-width space */
+    REFUSED(strcpy(t.name, "Aiko\xe2\x81\xa6"));                  /* bidi isolate */
+    REFUSED(strcpy(t.name, "\xef\xbb\xbf" "Aiko"));                /* byte order mark */
+    REFUSED(strcpy(t.name, "Aiko\xc2\xa0" "Aoki"));                /* no-break space */
+    REFUSED(strcpy(t.name, " Aiko"));
+    REFUSED(strcpy(t.name, "Aiko "));
+    REFUSED(strcpy(t.name, "Aiko  Aoki"));
+    t = sample_info();
+    t.claims.verification_level = KZ_VERIFY_NONE;
+    strcpy(t.claims.method, KZ_TOKEN_METHOD_NONE);
+    cr_assert_eq(kz_token_info_check(&t, NULL), KZ_OK, "an unverified person");
     t = sample_info();
     t.claims.actor_kind = KZ_ACTOR_AGENT;
-    t.claims.acting_for = 1001;
+    t.claims.acting_for = 1002;
     cr_assert_eq(kz_token_info_check(&t, NULL), KZ_OK, "an agent acting for a person");
     t.claims.actor_kind = KZ_ACTOR_BOT;
     t.claims.acting_for = 0;
@@ -267,7 +289,7 @@ Test(token, hand_built_token_matches_the_specification)
 #define PUT16(v) (PUT8((v) & 0xff), PUT8(((v) >> 8) & 0xff))
 #define PUT64(v) do { for (int i_ = 0; i_ < 8; i_++) PUT8(((uint64_t)(v) >> (8 * i_)) & 0xff); } while (0)
     PUT("KZT1", 4);
-    PUT16(1);                       /* version */
+    PUT16(KZ_PROTOCOL_VERSION);     /* version */
     PUT16(0);                       /* flags */
     PUT64(0x1122334455667788ull);   /* protocol id */
     PUT64(1000);                    /* create */
@@ -355,4 +377,208 @@ Test(token, addresses_parse_and_format)
                                       "1.2.3.4:12x", "example.com:80", "[::1:80", "::1:80"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_assert_eq(kz_address_parse(bad[i], &a), KZ_EINVAL, "'%s'", bad[i]);
+}
+
+/* ---- claims and names a backend's own encoder could still sign ---------- */
+
+/* Signs buf[0..len) again with the backend key, as a backend that skipped
+ * kz_token_info_check (or a stolen backend key) would. */
+static void resign(const world_keys *k, uint8_t *buf, size_t len)
+{
+    crypto_sign_detached(buf + len - KZ_SIGNATURE_BYTES, NULL, buf, len - KZ_SIGNATURE_BYTES,
+                         k->backend.secret_key);
+}
+
+static uint8_t *find(uint8_t *buf, size_t len, const char *what)
+{
+    size_t n = strlen(what);
+    for (size_t i = 0; i + n <= len; i++)
+        if (memcmp(buf + i, what, n) == 0)
+            return buf + i;
+    cr_assert_fail("'%s' not in the token", what);
+    return NULL;
+}
+
+Test(token, signed_inconsistent_claims_are_refused_by_the_server)
+{
+    world_keys k = make_keys();
+    kz_token_info t = sample_info();
+    uint8_t buf[KZ_TOKEN_MAX_BYTES];
+    kz_session_keys keys;
+    strcpy(t.claims.method, "nonx"); /* the length of "none" */
+    size_t len = mint(&k, &t, buf, &keys);
+    cr_assert_eq(kz_token_verify(&k.verifier, buf, len, NOW, NULL, &keys), KZ_TOKEN_VALID);
+    /* Level strong, method "none": validly signed, still refused. */
+    uint8_t *m = find(buf, len, "nonx");
+    cr_assert_eq(m[-2], KZ_VERIFY_STRONG, "the level byte precedes the method's length");
+    m[3] = 'e';
+    resign(&k, buf, len);
+    cr_assert_eq(kz_token_verify(&k.verifier, buf, len, NOW, NULL, &keys), KZ_TOKEN_MALFORMED);
+    cr_assert_eq(kz_token_precheck(&k.verifier, buf, len, NOW, NULL), KZ_TOKEN_MALFORMED,
+                 "refused before any public-key work");
+    /* The same with level none: consistent, accepted. */
+    m[-2] = KZ_VERIFY_NONE;
+    resign(&k, buf, len);
+    cr_assert_eq(kz_token_verify(&k.verifier, buf, len, NOW, NULL, &keys), KZ_TOKEN_VALID);
+    /* Level none with a real method. */
+    m[3] = 'x';
+    resign(&k, buf, len);
+    cr_assert_eq(kz_token_verify(&k.verifier, buf, len, NOW, NULL, &keys), KZ_TOKEN_MALFORMED);
+}
+
+Test(token, signed_agent_acting_for_itself_or_unknown_kind_is_refused)
+{
+    world_keys k = make_keys();
+    kz_token_info t = sample_info();
+    uint8_t buf[KZ_TOKEN_MAX_BYTES];
+    kz_session_keys keys;
+    t.claims.actor_kind = KZ_ACTOR_AGENT;
+    t.claims.acting_for = 1002;
+    size_t len = mint(&k, &t, buf, &keys);
+    /* actor kind (1) then acting_for (8) sit just before the sealed keys. */
+    uint8_t *kind = buf + len - KZ_SIGNATURE_BYTES - KZ_TOKEN_SEALED_KEYS_BYTES - 9;
+    cr_assert_eq(kind[0], KZ_ACTOR_AGENT);
+    cr_assert_eq(kind[1], 1002 & 0xff);
+    kind[1] = 1001 & 0xff;                      /* acting for its own client id */
+    kind[2] = 1001 >> 8;
+    resign(&k, buf, len);
+    cr_assert_eq(kz_token_verify(&k.verifier, buf, len, NOW, NULL, &keys), KZ_TOKEN_MALFORMED);
+    kind[1] = 1002 & 0xff;
+    kind[0] = KZ_ACTOR_MAX + 1;                 /* an actor kind no one defined */
+    resign(&k, buf, len);
+    cr_assert_eq(kz_token_verify(&k.verifier, buf, len, NOW, NULL, &keys), KZ_TOKEN_MALFORMED);
+    kind[0] = KZ_ACTOR_HUMAN;                   /* a human acting for someone */
+    resign(&k, buf, len);
+    cr_assert_eq(kz_token_verify(&k.verifier, buf, len, NOW, NULL, &keys), KZ_TOKEN_MALFORMED);
+    kind[0] = KZ_ACTOR_BOT;                     /* a bot may name its operator */
+    resign(&k, buf, len);
+    cr_assert_eq(kz_token_verify(&k.verifier, buf, len, NOW, NULL, &keys), KZ_TOKEN_VALID);
+}
+
+Test(token, signed_lookalike_names_are_refused)
+{
+    world_keys k = make_keys();
+    kz_token_info t = sample_info();
+    uint8_t buf[KZ_TOKEN_MAX_BYTES];
+    kz_session_keys keys;
+    strcpy(t.name, "Ai---ko");
+    size_t len = mint(&k, &t, buf, &keys);
+    uint8_t *name = find(buf, len, "Ai---ko");
+    static const char *const swaps[] = {
+        "\xe2\x80\xae", /* U+202E right-to-left override */
+        "\xe2\x80\x8b", /* U+200B zero-width space */
+        "\xe2\x81\xa7", /* U+2067 right-to-left isolate */
+        "\xe2\x80\x8f", /* U+200F right-to-left mark */
+        "\xef\xbb\xbf", /* U+FEFF */
+        "\xe3\x80\x80", /* U+3000 ideographic space */
+        "\xee\x80\x81", /* U+E001 private use */
+    };
+    for (size_t i = 0; i < sizeof swaps / sizeof swaps[0]; i++) {
+        memcpy(name + 2, swaps[i], 3);
+        resign(&k, buf, len);
+        cr_assert_eq(kz_token_verify(&k.verifier, buf, len, NOW, NULL, &keys),
+                     KZ_TOKEN_MALFORMED, "swap %zu accepted", i);
+    }
+    memcpy(name + 2, "\xe7\xb5\x86", 3); /* U+7D46, a letter: fine */
+    resign(&k, buf, len);
+    cr_assert_eq(kz_token_verify(&k.verifier, buf, len, NOW, NULL, &keys), KZ_TOKEN_VALID);
+}
+
+/* ---- the server's addresses ------------------------------------------- */
+
+static kz_token_verifier serving(const world_keys *k, const char *const *addrs, uint32_t n)
+{
+    kz_token_verifier v = k->verifier;
+    v.n_addresses = n;
+    for (uint32_t i = 0; i < n; i++)
+        cr_assert_eq(kz_address_parse(addrs[i], &v.addresses[i]), KZ_OK, "%s", addrs[i]);
+    return v;
+}
+
+Test(token, server_refuses_tokens_for_addresses_it_does_not_serve)
+{
+    world_keys k = make_keys();
+    kz_token_info t = sample_info(); /* for 127.0.0.1:40000 and [::1]:40001 */
+    uint8_t buf[KZ_TOKEN_MAX_BYTES];
+    kz_session_keys keys;
+    size_t len = mint(&k, &t, buf, &keys);
+    static const struct {
+        const char *addr[2];
+        uint32_t n;
+        kz_token_verdict want;
+    } cases[] = {
+        {{"127.0.0.1:40000"}, 1, KZ_TOKEN_VALID},
+        {{"10.0.0.1:40000", "[::1]:40001"}, 2, KZ_TOKEN_VALID},   /* the second entry */
+        {{"10.0.0.1:40000"}, 1, KZ_TOKEN_WRONG_SERVER},           /* another host */
+        {{"127.0.0.1:40001"}, 1, KZ_TOKEN_WRONG_SERVER},          /* another port */
+        {{"127.0.0.2:40000", "[::2]:40001"}, 2, KZ_TOKEN_WRONG_SERVER},
+        {{"[::1]:40000"}, 1, KZ_TOKEN_WRONG_SERVER},              /* v6 host, v4 port */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kz_token_verifier v = serving(&k, cases[i].addr, cases[i].n);
+        cr_assert_eq(kz_token_precheck(&v, buf, len, NOW, NULL), cases[i].want, "case %zu", i);
+        cr_assert_eq(kz_token_verify(&v, buf, len, NOW, NULL, &keys), cases[i].want, "case %zu",
+                     i);
+    }
+    /* Port 0: this IP at any port (a server whose port is picked at start). */
+    kz_token_verifier any = serving(&k, (const char *const[]){"127.0.0.1:1"}, 1);
+    any.addresses[0].port = 0;
+    cr_assert_eq(kz_token_verify(&any, buf, len, NOW, NULL, &keys), KZ_TOKEN_VALID);
+    any.addresses[0].ip[3] = 2;
+    cr_assert_eq(kz_token_verify(&any, buf, len, NOW, NULL, &keys), KZ_TOKEN_WRONG_SERVER);
+    /* The same IPv4 bytes under the other family are another address. */
+    kz_token_verifier fam = serving(&k, (const char *const[]){"127.0.0.1:40000"}, 1);
+    fam.addresses[0].family = KZ_ADDR_IPV6;
+    cr_assert_eq(kz_token_verify(&fam, buf, len, NOW, NULL, &keys), KZ_TOKEN_WRONG_SERVER);
+    /* A verifier claiming more addresses than it can hold trusts no one. */
+    kz_token_verifier broken = serving(&k, (const char *const[]){"127.0.0.1:40000"}, 1);
+    broken.n_addresses = KZ_VERIFIER_MAX_ADDRESSES + 1;
+    cr_assert_eq(kz_token_verify(&broken, buf, len, NOW, NULL, &keys), KZ_TOKEN_WRONG_SERVER);
+    /* Every address slot of the verifier is searched. */
+    kz_token_verifier last = serving(&k, (const char *const[]){"10.9.9.9:9"}, 1);
+    last.n_addresses = KZ_VERIFIER_MAX_ADDRESSES;
+    for (uint32_t i = 0; i < KZ_VERIFIER_MAX_ADDRESSES; i++)
+        last.addresses[i] = last.addresses[0];
+    last.addresses[KZ_VERIFIER_MAX_ADDRESSES - 1] = t.addresses[1];
+    cr_assert_eq(kz_token_verify(&last, buf, len, NOW, NULL, &keys), KZ_TOKEN_VALID);
+}
+
+/* At the gate: a request whose token names another address is dropped
+ * with no reply, counted as drop_token_wrong_server, and costs no
+ * signature check (the address check is one of the cheap ones). */
+Test(token, gate_counts_a_token_for_another_address_as_wrong_server)
+{
+    world_keys k = make_keys();
+    kz_token_info t = sample_info();
+    kz_connect_token ct;
+    ct.token_len = (uint16_t)mint(&k, &t, ct.token, &ct.keys);
+    kz__gate_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.verifier = serving(&k, (const char *const[]){"192.0.2.7:40000"}, 1);
+    cfg.max_sessions = 2;
+    cfg.n_ports = 1;
+    kz__gate *g = kz__gate_create(&cfg);
+    cr_assert_not_null(g);
+    kz__handshake hs;
+    cr_assert_eq(kz__handshake_init(&hs, &ct), KZ_OK);
+    uint8_t req[KZ_GATE_REQUEST_BYTES], reply[KZ_GATE_REQUEST_BYTES];
+    size_t n = kz__handshake_request(&hs, req), reply_len = 1;
+    kz_address from;
+    cr_assert_eq(kz_address_parse("198.51.100.9:5555", &from), KZ_OK);
+    cr_assert_eq(kz__gate_datagram(g, &from, req, n, KZ_NS_PER_S, NOW, reply, sizeof reply,
+                                   &reply_len),
+                 KZ_GATE_DROP);
+    cr_assert_eq(reply_len, 0, "no reply: not even a challenge");
+    const kz_counters *c = kz__gate_counters(g);
+    cr_assert_eq(kz_counters_get(c, KZ_GATE_C_DROP_TOKEN_SERVER), 1);
+    cr_assert_eq(kz_counters_get(c, KZ_GATE_C_VERIFIES), 0);
+    kz__gate_destroy(g);
+    /* The same token at a gate that serves 127.0.0.1:40000 is challenged. */
+    cfg.verifier = serving(&k, (const char *const[]){"127.0.0.1:40000"}, 1);
+    g = kz__gate_create(&cfg);
+    cr_assert_eq(kz__gate_datagram(g, &from, req, n, KZ_NS_PER_S, NOW, reply, sizeof reply,
+                                   &reply_len),
+                 KZ_GATE_REPLY);
+    cr_assert_eq(reply[2], KZ_GATE_CHALLENGE);
+    kz__gate_destroy(g);
 }

@@ -42,6 +42,10 @@ KZ_API KZ_MUST_CHECK int kz_address_parse(const char *text, kz_address *out);
 /* Writes "a.b.c.d:port" or "[v6]:port"; returns out. */
 KZ_API char *kz_address_format(const kz_address *a, char *out, size_t cap);
 
+/* The method of a claim that verified nothing (verification level
+ * KZ_VERIFY_NONE); every other level names how the owner was verified. */
+#define KZ_TOKEN_METHOD_NONE "none"
+
 /* Who the avatar's owner is, as the backend verified it. Shown to others. */
 typedef struct kz_claims {
     uint8_t verification_level;              /* KZ_VERIFY_* */
@@ -96,11 +100,20 @@ KZ_API KZ_MUST_CHECK int kz_box_keypair_generate(kz_box_keypair *kp);
  * Checks that `info` is something a token may say: non-zero client and
  * avatar ids, 1..KZ_TOKEN_MAX_ADDRESSES addresses with known families and
  * non-zero ports, expire_time > create_time and a lifetime of at most
- * KZ_TOKEN_MAX_TTL_SECONDS, a printable UTF-8 name, role and zone names of
- * [a-z0-9_-], a printable ASCII method, known level and actor kind, and an
- * acting_for principal if and only if the actor is an agent (a bot may name
- * one; a human may not). Returns 0 or KZ_EINVAL; `why` (may be NULL) gets a
- * static string naming the first problem.
+ * KZ_TOKEN_MAX_TTL_SECONDS, a display name of at most KZ_TOKEN_NAME_MAX
+ * bytes that passes kz_utf8_name_problem (no controls, no invisible or
+ * text-direction characters, single inner spaces), role and zone names of
+ * [a-z0-9_-], a printable ASCII method, and consistent identity claims:
+ *   - a known level and actor kind;
+ *   - level KZ_VERIFY_NONE if and only if the method is
+ *     KZ_TOKEN_METHOD_NONE (a level says how far the owner was verified,
+ *     the method how: one without the other claims nothing checkable);
+ *   - an agent names the principal it acts for (acting_for != 0), a human
+ *     names none, a bot may name one (its operator);
+ *   - no one acts for itself (acting_for != client_id).
+ * Returns 0 or KZ_EINVAL; `why` (may be NULL) gets a static string naming
+ * the first problem. Minting and parsing both apply it, so a token that
+ * breaks a rule is refused as KZ_TOKEN_MALFORMED by every server.
  */
 KZ_API KZ_MUST_CHECK int kz_token_info_check(const kz_token_info *info, const char **why);
 
@@ -134,7 +147,8 @@ typedef enum kz_token_verdict {
     KZ_TOKEN_BAD_PROTOCOL,   /* another application's protocol id */
     KZ_TOKEN_EXPIRED,        /* expire_time <= now */
     KZ_TOKEN_NOT_YET_VALID,  /* created further in the future than the skew allows */
-    KZ_TOKEN_WRONG_SERVER,   /* this server's id is not the token's */
+    KZ_TOKEN_WRONG_SERVER,   /* this server's id is not the token's, or none of the
+                                token's addresses is one this server serves */
     KZ_TOKEN_BAD_SIGNATURE,  /* not signed by the backend key */
     KZ_TOKEN_BAD_KEYS,       /* sealed keys do not open with this server's key */
     KZ_TOKEN_VERDICT_COUNT
@@ -143,26 +157,48 @@ typedef enum kz_token_verdict {
 KZ_API const char *kz_token_verdict_name(kz_token_verdict v);
 
 #define KZ_TOKEN_MAX_BACKEND_KEYS 4u
+/* Public addresses a verifier holds: IPv4 and IPv6 of a few interfaces. */
+#define KZ_VERIFIER_MAX_ADDRESSES 16u
+/* Clock skew tolerated on create_time when the verifier names none. */
+#define KZ_TOKEN_DEFAULT_CLOCK_SKEW_SECONDS 60u
 
 /*
  * What a server checks a token against. A token is accepted when any of
  * the trusted backend keys signed it, so a backend can rotate its key:
  * trust old and new, move the backend to the new one, then drop the old.
  * Each extra key costs one more signature check per refused token.
+ *
+ * Server addresses: a token names the addresses of the server it is for
+ * (as netcode.io's do), and servers sharing one key pair share a server
+ * id, so the id alone does not say which of them may take it. A verifier
+ * with addresses refuses (KZ_TOKEN_WRONG_SERVER) every token none of whose
+ * addresses is one of them: same family, IP and port, where an entry with
+ * port 0 matches its IP at any port (for a server whose port is picked
+ * when it starts). These are the addresses clients send their REQUESTs
+ * to, as the backend wrote them: behind a NAT or a relay, the public
+ * ones. With n_addresses 0 the address list is not checked: only for an
+ * embedder whose server id names exactly one server (one key pair per
+ * server); kizuna-server always fills the list (docs/OPERATIONS.md,
+ * public_address).
  */
 typedef struct kz_token_verifier {
     uint64_t protocol_id;
     uint64_t server_id;
-    uint32_t max_clock_skew_seconds;  /* 0 = 60 */
+    uint32_t max_clock_skew_seconds;  /* 0 = KZ_TOKEN_DEFAULT_CLOCK_SKEW_SECONDS */
     uint32_t n_backend_keys;          /* keys in backend_pk; 0 = 1 (only backend_pk[0]) */
     uint8_t backend_pk[KZ_TOKEN_MAX_BACKEND_KEYS][KZ_SIGN_PUBLIC_KEY_BYTES];
     kz_box_keypair server_keys;
+    uint32_t n_addresses;             /* 0..KZ_VERIFIER_MAX_ADDRESSES; 0 = not checked */
+    kz_address addresses[KZ_VERIFIER_MAX_ADDRESSES];
 } kz_token_verifier;
 
 /*
- * The cheap checks, no public-key work: structure, version, protocol id,
- * expiry against `now_unix`, server id. Returns the verdict; fills *info
- * (may be NULL) when the structure parsed.
+ * The cheap checks, no public-key work: structure (kz_token_info_check
+ * included), version, protocol id, expiry against `now_unix`, server id
+ * and server addresses. Returns the verdict; fills *info (may be NULL)
+ * when the structure parsed. A verifier with more than
+ * KZ_VERIFIER_MAX_ADDRESSES addresses is broken and accepts nothing
+ * (KZ_TOKEN_WRONG_SERVER).
  */
 KZ_API kz_token_verdict kz_token_precheck(const kz_token_verifier *v, const uint8_t *buf,
                                           size_t len, uint64_t now_unix, kz_token_info *info);
