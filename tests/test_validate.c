@@ -141,6 +141,8 @@ Test(validate_config, refuses_bad_limits)
         {"head_min beyond wire", offsetof(kz_validate_config, head_min), -2.5f},
         {"clock_max_swing < 0", offsetof(kz_validate_config, clock_max_swing), -1.0f},
         {"clock_forgive infinite", offsetof(kz_validate_config, clock_forgive), INFINITY},
+        {"clock_window too long", offsetof(kz_validate_config, clock_window),
+         KZ_VALIDATE_CLOCK_WINDOW_MAX + 1.0f},
         {"kick_score NaN", offsetof(kz_validate_config, kick_score), NAN},
         {"points NaN", offsetof(kz_validate_config, points), NAN},
         {"chat rate < 0", offsetof(kz_validate_config, rate), -1.0f},
