@@ -551,10 +551,14 @@ typedef struct net_msg {
     uint32_t count;    /* commands carried, newest first */
 } net_msg;
 
+/* Arrival order; datagrams that arrive together in the order sent (qsort
+ * is not stable). */
 static int by_arrival(const void *a, const void *b)
 {
     const net_msg *x = a, *y = b;
-    return x->arrive < y->arrive ? -1 : x->arrive > y->arrive;
+    if (x->arrive != y->arrive)
+        return x->arrive < y->arrive ? -1 : 1;
+    return (x->newest > y->newest) - (x->newest < y->newest);
 }
 
 typedef struct sim_out {
