@@ -247,6 +247,8 @@ static enum MHD_Result kzs_ready_reply(struct MHD_Connection *c, kzs_metrics *m)
     switch (kzs_metrics_readiness(m)) {
     case KZS_READY: return kzs_text_reply(c, MHD_HTTP_OK, "ready\n");
     case KZS_READY_DRAINING: return kzs_text_reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "draining\n");
+    case KZS_READY_AUDIT:
+        return kzs_text_reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "audit log unavailable\n");
     default: return kzs_text_reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n");
     }
 }

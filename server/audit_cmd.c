@@ -109,8 +109,9 @@ static void kzs_gap_line(uint64_t index, const kz_audit_entry *e)
     } else if (r->type == KZ_AUDIT_RECOVERED) {
         printf("  record %" PRIu64 " (seq %" PRIu64 "): unclean end before %s (a crash, or a "
                "stop that could not write): %" PRIu32 " torn bytes (%" PRIu64 " incomplete "
-               "records) cut; records not yet durable then are not in the log\n",
-               index, e->seq, kzs_utc(r->unix_ns, a, sizeof a), r->code, e->lost);
+               "record%s) cut; records not yet durable then are not in the log\n",
+               index, e->seq, kzs_utc(r->unix_ns, a, sizeof a), r->code, e->lost,
+               e->lost == 1 ? "" : "s");
     }
 }
 

@@ -36,6 +36,7 @@ typedef enum kzs_type {
     KZS_T_LEVEL,  /* log level name */
     KZS_T_ADDRS,  /* HOST:PORT[,HOST:PORT...] or empty (public_address.h) */
     KZS_T_REFUSE_WARN, /* "refuse" or "warn" */
+    KZS_T_REFUSE_CONTINUE, /* "refuse" or "continue" */
 } kzs_type;
 
 typedef struct kzs_setting {
@@ -104,6 +105,8 @@ static const kzs_setting kzs_settings[] = {
         "signed checkpoint after this many records"),
     U32("audit", audit_checkpoint_seconds, 1, 86400, "10", "... or this many seconds"),
     U32("audit", audit_commit_ms, 1, 10000, "10", "fdatasync at most this long after a record"),
+    TXT("audit", audit_on_failure, KZS_T_REFUSE_CONTINUE, "refuse",
+        "refuse or continue: admit new clients while the audit log cannot be written"),
     TXT("admin", admin, KZS_T_ADDR, "127.0.0.1:9100",
         "HOST:PORT of /metrics, /healthz, /readyz, or off"),
     {"server", "log_level", KZS_T_LEVEL, offsetof(kzs_config, log_level), 4, 0, 0, "info",
@@ -268,6 +271,10 @@ static const char *kzs_value_set(kzs_config *c, const kzs_setting *st, const cha
     case KZS_T_REFUSE_WARN:
         if (strcmp(text, "refuse") != 0 && strcmp(text, "warn") != 0)
             return "refuse or warn";
+        break;
+    case KZS_T_REFUSE_CONTINUE:
+        if (strcmp(text, "refuse") != 0 && strcmp(text, "continue") != 0)
+            return "refuse or continue";
         break;
     case KZS_T_ADDRS: {
         const char *bad = kzs_public_address_parse(text, NULL, NULL);

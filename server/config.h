@@ -37,7 +37,7 @@
 #define KZS_SRC_FLAG 3u
 
 /* Settings in the table (config.c asserts the count). */
-#define KZS_N_SETTINGS 44u
+#define KZS_N_SETTINGS 45u
 
 typedef struct kzs_config {
     /* [network] */
@@ -65,6 +65,8 @@ typedef struct kzs_config {
     /* [audit] */
     char audit[KZS_PATH_MAX];         /* empty: no audit log */
     uint32_t audit_checkpoint_records, audit_checkpoint_seconds, audit_commit_ms;
+    char audit_on_failure[9];         /* "refuse" (default) or "continue": admissions
+                                         while the audit log cannot be written */
     /* [admin] */
     char admin[KZS_ADDR_TEXT_MAX];    /* HOST:PORT of the HTTP endpoint, or "off" */
     /* [server] */

@@ -34,6 +34,8 @@
 #define KZS_READY_NOT_YET 0  /* never set ready: starting */
 #define KZS_READY 1          /* listening and not draining */
 #define KZS_READY_DRAINING 2 /* was ready, now is not: shutting down */
+#define KZS_READY_AUDIT 3    /* ready, but refusing new clients while the audit log
+                                cannot be written (audit_on_failure = refuse) */
 
 typedef struct kzs_metrics kzs_metrics;
 
@@ -65,7 +67,12 @@ void kzs_metrics_publish(kzs_metrics *m, kz_server *srv, kz_audit *audit);
 /* Any thread: `ready` non-zero when the server listens and is not
  * draining. Clearing it after it was set reports "draining". */
 void kzs_metrics_set_ready(kzs_metrics *m, int ready);
-/* Any thread: KZS_READY_NOT_YET, KZS_READY or KZS_READY_DRAINING. */
+/* Any thread: non-zero while new clients are refused because the audit
+ * log cannot be written; shown as kizuna_audit_refusing_admissions and,
+ * while otherwise ready, as KZS_READY_AUDIT. */
+void kzs_metrics_set_audit_refusing(kzs_metrics *m, int refusing);
+/* Any thread: KZS_READY_NOT_YET, KZS_READY, KZS_READY_DRAINING or
+ * KZS_READY_AUDIT. */
 int kzs_metrics_readiness(kzs_metrics *m);
 
 /*

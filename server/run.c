@@ -10,7 +10,9 @@
  *      endpoint, the audit log, the world, its zones; any failure is one
  *      line and exit 1, with everything already started stopped again;
  *   3. serve: ticks, metrics published four times a second, sd_notify
- *      READY=1 under systemd;
+ *      READY=1 under systemd; while the audit log cannot be written,
+ *      audit_on_failure = refuse closes the gate to new clients and fails
+ *      /readyz until the writer recovers (kzs_audit_watch_step);
  *   4. SIGHUP: the file is read again; zones, their ACLs and the trusted
  *      backend keys change live (no one is dropped); other changes are
  *      named as needing a restart; a bad file changes nothing;
@@ -47,6 +49,16 @@
 #include "metrics.h"
 #include "public_address.h"
 
+/* The audit log's health as the admission policy sees it (sim thread). */
+typedef struct kzs_audit_watch {
+    int down;               /* failing or losing within the hold time */
+    int refusing;           /* the gate is closed because of it */
+    int bad_once;           /* bad_at is meaningful */
+    uint64_t dropped_seen;  /* kz_audit_stats.dropped at the last step */
+    uint64_t bad_at;        /* monotonic ns when the writer was last seen failing or losing */
+    uint64_t remind_at;     /* monotonic ns of the next reminder line */
+} kzs_audit_watch;
+
 /* Everything one run holds. */
 typedef struct kzs_run {
     kzs_config cfg;
@@ -58,6 +70,7 @@ typedef struct kzs_run {
     kzs_metrics *metrics;
     kzs_admin *admin;
     uint64_t server_id;
+    kzs_audit_watch watch;
     char token_addresses[KZ_VERIFIER_MAX_ADDRESSES * 48]; /* what tokens must name */
 } kzs_run;
 
@@ -194,6 +207,61 @@ static void kzs_audit_note(kzs_run *r, uint8_t type, uint32_t code, const char *
         kz_logf(&r->log, KZ_LOG_ERROR, "audit", "audit_refused type=%u", type);
 }
 
+/* The log counts as down for this long after the writer was last seen
+ * failing or losing a record, so that a burst that overflows the queue, or
+ * a disk at the edge of full, closes the gate for a while instead of
+ * flapping it (and the state lines are at least this far apart). */
+#define KZS_AUDIT_HOLD_NS KZ_NS_PER_S
+/* While the audit log is down, a reminder line at most this often. */
+#define KZS_AUDIT_REMIND_NS (10 * KZ_NS_PER_S)
+
+static void kzs_audit_log_state(const kzs_run *r, const kz_audit_stats *st, int down,
+                                const char *event)
+{
+    kz_logf(&r->log, down ? KZ_LOG_ERROR : KZ_LOG_WARN, "audit",
+            "%s policy=%s reason=\"%s\" queued=%llu lost=%llu lost_noted=%llu "
+            "write_failures=%llu admissions=%s", event, r->cfg.audit_on_failure,
+            st->error ? kz_audit_loss_reason_name(st->reason) : "none",
+            (unsigned long long)st->queued, (unsigned long long)st->dropped,
+            (unsigned long long)st->lost_noted, (unsigned long long)st->write_failures,
+            down && strcmp(r->cfg.audit_on_failure, "refuse") == 0 ? "refused" : "open");
+}
+
+/*
+ * Simulation thread, every step: applies audit_on_failure. The log is
+ * down while its writer cannot write or loses records, and for a second
+ * after. `refuse` then closes the gate to new clients and fails
+ * /readyz; both reopen by themselves once the log is up again. `continue`
+ * only reports. The state is logged when it changes and every ten seconds
+ * while it is down. A draining server's gate is never reopened.
+ */
+static void kzs_audit_watch_step(kzs_run *r, kz_time_ns now, int draining)
+{
+    kzs_audit_watch *w = &r->watch;
+    kz_audit_stats st;
+    if (r->audit == NULL)
+        return;
+    kz_audit_stats_get(r->audit, &st);
+    if (st.dropped != w->dropped_seen || st.error != 0) {
+        w->dropped_seen = st.dropped;
+        w->bad_at = now;
+        w->bad_once = 1;
+    }
+    int down = w->bad_once && now - w->bad_at < KZS_AUDIT_HOLD_NS;
+    if (down != w->down || (down && now >= w->remind_at)) {
+        kzs_audit_log_state(r, &st, down, down == w->down ? "audit_still_unavailable"
+                                          : down ? "audit_unavailable" : "audit_available");
+        w->down = down;
+        w->remind_at = now + KZS_AUDIT_REMIND_NS;
+    }
+    int refuse = down && strcmp(r->cfg.audit_on_failure, "refuse") == 0;
+    if (refuse != w->refusing && !draining) {
+        kz_netserver_set_accepting(kz_server_net(r->srv), !refuse);
+        kzs_metrics_set_audit_refusing(r->metrics, refuse);
+        w->refusing = refuse;
+    }
+}
+
 static const kz_zone_def *kzs_zone_named(const kzs_config *c, const char *name)
 {
     for (uint32_t i = 0; c && i < c->n_zones; i++)
@@ -298,7 +366,7 @@ static int kzs_start(kzs_run *r)
 static int kzs_live_setting(const char *key)
 {
     return strcmp(key, "trusted_backend_keys") == 0 || strcmp(key, "shutdown_grace") == 0 ||
-           strcmp(key, "watchdog_seconds") == 0;
+           strcmp(key, "watchdog_seconds") == 0 || strcmp(key, "audit_on_failure") == 0;
 }
 
 static void kzs_note_changed(void *ctx, const char *key)
@@ -355,6 +423,7 @@ static void kzs_reload(kzs_run *r)
            sizeof fresh.trusted_backend_keys);
     r->cfg.shutdown_grace = fresh.shutdown_grace;
     r->cfg.watchdog_seconds = fresh.watchdog_seconds;
+    memcpy(r->cfg.audit_on_failure, fresh.audit_on_failure, sizeof r->cfg.audit_on_failure);
     kzs_metrics_set_stale_after(r->metrics, (uint64_t)r->cfg.watchdog_seconds * KZ_NS_PER_S);
     kz_logf(&r->log, KZ_LOG_INFO, "config", "reloaded zones=%u backend_keys=%u", fresh.n_zones,
             n_keys);
@@ -373,6 +442,7 @@ static void kzs_serve(kzs_run *r)
     for (;;) {
         kz_time_ns now = kzs_now();
         kz_server_step(r->srv, now);
+        kzs_audit_watch_step(r, now, draining);
         if (now >= next_publish) {
             kzs_metrics_publish(r->metrics, r->srv, r->audit);
             next_publish = now + KZS_PUBLISH_NS;
@@ -434,9 +504,11 @@ static int kzs_finish(kzs_run *r)
         rc = kz_audit_close(r->audit); /* flushes, syncs, final checkpoint */
         r->audit = NULL;
         kz_logf(&r->log, rc == KZ_OK ? KZ_LOG_INFO : KZ_LOG_ERROR, "audit",
-                "audit_closed appended=%llu dropped=%llu fsyncs=%llu ok=%d",
-                (unsigned long long)st.appended, (unsigned long long)st.dropped,
-                (unsigned long long)st.fsyncs, rc == KZ_OK);
+                "audit_closed appended=%llu dropped=%llu lost_noted=%llu write_failures=%llu "
+                "fsyncs=%llu ok=%d", (unsigned long long)st.appended,
+                (unsigned long long)st.dropped, (unsigned long long)st.lost_noted,
+                (unsigned long long)st.write_failures, (unsigned long long)st.fsyncs,
+                rc == KZ_OK);
     }
     kzs_metrics_destroy(r->metrics);
     r->metrics = NULL;

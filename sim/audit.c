@@ -59,6 +59,7 @@
 #define KZ__AUDIT_RETRY_MAX_MS 1000u          /* default retry_max_ms */
 #define KZ__AUDIT_CLOSE_WAIT_MS 2000u         /* default close_wait_ms */
 #define KZ__AUDIT_LOG_EVERY_NS 10000000000ull /* a failing writer's reminder period */
+#define KZ__AUDIT_LOG_GAP_NS 1000000000ull    /* least time between outage start/end lines */
 #define KZ__AUDIT_NOTE_EVERY_NS 100000000ull  /* queue-full losses noted at most this often */
 
 /* Field tags, ascending in a record; part of the format. */
@@ -565,6 +566,8 @@ typedef struct kz__retry {
     uint64_t at_ns;      /* monotonic: the next attempt */
     uint64_t log_at_ns;  /* monotonic: the next "still failing" line */
     uint64_t attempts;   /* failed attempts in this outage */
+    uint64_t line_at_ns; /* monotonic: when an outage start or end line may be logged */
+    uint64_t unlogged;   /* outage start and end lines left out since the last one */
 } kz__retry;
 
 struct kz_audit {
@@ -764,8 +767,24 @@ static void kz__note_refusal_time(kz_audit *a, uint64_t unix_ns)
         ;
 }
 
-/* The first failed attempt of an outage: remember why and since when. */
-static void kz__outage_begin(kz_audit *a, int err, const char *what)
+/* Whether an outage's start or end may be logged now: a file system at
+ * the edge of full can make the writer fail and resume many times a
+ * second, so these lines are at least KZ__AUDIT_LOG_GAP_NS apart and the
+ * next one says how many were left out. */
+static int kz__outage_line_ok(kz_audit *a, uint64_t now)
+{
+    if (now < a->retry.line_at_ns) {
+        a->retry.unlogged++;
+        return 0;
+    }
+    a->retry.line_at_ns = now + KZ__AUDIT_LOG_GAP_NS;
+    return 1;
+}
+
+/* The first failed attempt of an outage: remember why and since when. An
+ * outage not yet noted in the log (a new failure soon after resuming)
+ * keeps its start. */
+static void kz__outage_begin(kz_audit *a, int err, const char *what, uint64_t now)
 {
     kz__outage *o = &a->outage;
     if (!o->active) {
@@ -775,10 +794,14 @@ static void kz__outage_begin(kz_audit *a, int err, const char *what)
     o->reason = kz__reason_of(err);
     snprintf(o->what, sizeof o->what, "%s: %s", what, strerror(-err));
     kz__add(&a->outages, 1);
+    if (!kz__outage_line_ok(a, now))
+        return;
     kz_logf(&a->log, KZ_LOG_ERROR, "audit",
-            "audit_write_failed op=%s error=\"%s\" queued=%u why=\"records wait in the queue "
-            "and are retried; new ones are lost once it is full\"",
-            what, strerror(-err), kz_mpsc_size(&a->ring));
+            "audit_write_failed op=%s error=\"%s\" queued=%u lines_left_out=%llu "
+            "why=\"records wait in the queue and are retried; new ones are lost once it is "
+            "full\"", what, strerror(-err), kz_mpsc_size(&a->ring),
+            (unsigned long long)a->retry.unlogged);
+    a->retry.unlogged = 0;
 }
 
 /* A failed attempt: enter or stay in the failing state, back off. */
@@ -794,7 +817,7 @@ static void kz__attempt_failed(kz_audit *a, int err, const char *what)
         t->failing = 1;
         t->pause_ns = KZ__AUDIT_RETRY_MIN_NS;
         t->log_at_ns = now + KZ__AUDIT_LOG_EVERY_NS;
-        kz__outage_begin(a, err, what);
+        kz__outage_begin(a, err, what, now);
     } else {
         t->pause_ns = t->pause_ns * 2 < a->retry_max_ns ? t->pause_ns * 2 : a->retry_max_ns;
         if (now >= t->log_at_ns) {
@@ -816,10 +839,15 @@ static void kz__resumed(kz_audit *a)
     a->outage.until_ns = a->clock(a->clock_ctx);
     if (a->outage.until_ns < a->outage.since_ns)
         a->outage.until_ns = a->outage.since_ns; /* the wall clock stepped back */
-    kz_logf(&a->log, KZ_LOG_WARN, "audit", "audit_write_resumed attempts=%llu outage_ms=%llu "
-            "lost=%llu", (unsigned long long)a->retry.attempts,
-            (unsigned long long)((a->outage.until_ns - a->outage.since_ns) / 1000000ull),
-            (unsigned long long)(kz__ld(&a->dropped) - a->drops_reported));
+    if (kz__outage_line_ok(a, kz__mono_ns())) {
+        kz_logf(&a->log, KZ_LOG_WARN, "audit", "audit_write_resumed attempts=%llu "
+                "outage_ms=%llu lost=%llu lines_left_out=%llu",
+                (unsigned long long)a->retry.attempts,
+                (unsigned long long)((a->outage.until_ns - a->outage.since_ns) / 1000000ull),
+                (unsigned long long)(kz__ld(&a->dropped) - a->drops_reported),
+                (unsigned long long)a->retry.unlogged);
+        a->retry.unlogged = 0;
+    }
     a->retry.failing = 0;
     a->retry.attempts = 0;
     atomic_store(&a->error, 0);
@@ -963,6 +991,12 @@ static uint32_t kz__drain(kz_audit *a)
  * may have more behind it (records taken, or a full buffer committed). */
 static int kz__turn(kz_audit *a, int stopping)
 {
+    /* An outage that ended within NOTE_EVERY of the last note waits, and
+     * the ring with it, so that a writer failing and resuming many times a
+     * second writes one merged note per period, still before any later
+     * record. */
+    if (a->outage.active && !stopping && kz__mono_ns() - a->last_note < KZ__AUDIT_NOTE_EVERY_NS)
+        return 0;
     kz__note_losses(a, stopping);
     uint32_t n = kz__drain(a);
     uint64_t now = kz__mono_ns();

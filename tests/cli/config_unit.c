@@ -345,6 +345,7 @@ static void expect_same_config(const kzs_config *a, const kzs_config *b)
     SAME_U(audit_checkpoint_records);
     SAME_U(audit_checkpoint_seconds);
     SAME_U(audit_commit_ms);
+    SAME_S(audit_on_failure);
     SAME_S(admin);
     SAME_U(log_level);
     SAME_U(shutdown_grace);
@@ -976,6 +977,23 @@ Test(config, role_refusals)
     cr_assert_eq(load_text("[roles]\nmoderator_role = abcdefghijklmnop\nadmin_role = 0-_z\n"), 0);
     cr_assert_str_eq(cfg.moderator_role, "abcdefghijklmnop");
     cr_assert_str_eq(cfg.admin_role, "0-_z");
+}
+
+Test(config, audit_on_failure_refusals)
+{
+    static const char why[] = "refuse or continue";
+    static const bad_value rows[] = {
+        {"audit", "audit_on_failure", "maybe", why},
+        {"audit", "audit_on_failure", "Refuse", why},
+        {"audit", "audit_on_failure", "refuse,continue", why},
+        {"audit", "audit_on_failure", "", why},
+        {"audit", "audit_on_failure", "continuee", why},
+    };
+    expect_bad_values(rows, N_OF(rows));
+    cr_assert_eq(load_text("[audit]\n"), 0);
+    cr_assert_str_eq(cfg.audit_on_failure, "refuse", "refuse is the default");
+    cr_assert_eq(load_text("[audit]\naudit_on_failure = continue\n"), 0);
+    cr_assert_str_eq(cfg.audit_on_failure, "continue");
 }
 
 Test(config, insecure_key_permissions_refusals)
