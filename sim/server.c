@@ -195,7 +195,9 @@ static int init_world(kz_server *s)
      * the last two ticks. */
     if (kz_snap_cache_init(&s->cache, s->cap, 2, &s->alloc))
         return KZ_ENOMEM;
-    kz_validate_config_default(&s->vcfg);
+    /* From zero, resolved once below: limits derived from the tick rate
+     * (the input budget) must follow this world's rate, not the default's. */
+    memset(&s->vcfg, 0, sizeof s->vcfg);
     s->vcfg.tick_hz = cfg->tick_hz;
     s->vcfg.max_speed = cfg->max_speed;
     s->vcfg.grab_reach = cfg->grab_reach;

@@ -774,3 +774,32 @@ Test(world_events, commands_are_checked_at_their_arrival_not_when_the_sim_reads_
     cr_assert_eq(kz_client_state(w.clients[0]), KZ_CLIENT_CONNECTED);
     kzt_world_stop(&w);
 }
+
+/* The input budget follows the world's tick rate: an honest client sends
+ * one command per tick, at 60 and 128 Hz as at 30, and is never flagged
+ * for flooding (a budget sized for 30 Hz kicked everyone at 60). */
+Test(world_events, honest_clients_are_within_the_input_budget_at_any_tick_rate, .timeout = 120)
+{
+    static const uint32_t rates[] = {60, 128};
+    for (size_t r = 0; r < 2; r++) {
+        memset(&w, 0, sizeof w);
+        kz_server_config sc;
+        memset(&sc, 0, sizeof sc);
+        kz_server_config_default(&sc);
+        sc.tick_hz = rates[r];
+        cr_assert_eq(kzt_world_start(&w, 2, NULL, &sc, 5), KZ_OK);
+        cr_assert_eq(kzt_world_connect_all(&w, STEP_NS, 20 * KZ_NS_PER_S), 2);
+        kz_time_ns step = KZ_NS_PER_S / (4 * rates[r]);
+        uint32_t end = kz_server_tick(w.srv) + 10 * rates[r];
+        while (kz_server_tick(w.srv) < end) {
+            walk(0, 1.0f, 0.0f);
+            walk(1, 0.0f, -1.0f);
+            kzt_world_step(&w, step);
+        }
+        cr_assert_eq(counter(KZ_WORLD_C_VIOL_FLOOD), 0, "%u Hz: honest clients flagged as floods",
+                     rates[r]);
+        cr_assert_eq(kz_server_clients(w.srv), 2, "%u Hz: nobody kicked", rates[r]);
+        cr_assert_gt(counter(KZ_WORLD_C_INPUTS), 10 * rates[r], "%u Hz: inputs flowed", rates[r]);
+        kzt_world_stop(&w);
+    }
+}
