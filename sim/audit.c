@@ -594,6 +594,7 @@ struct kz_audit {
     uint64_t since_checkpoint;   /* records since the last checkpoint */
     uint64_t last_checkpoint;    /* monotonic ns */
     uint64_t drops_reported;     /* `dropped` as of the last LOST record */
+    uint64_t pending_noted;      /* lost records counted by LOST records in wbuf */
     uint64_t last_note;          /* monotonic ns of the last LOST record */
     int final_written;           /* the final checkpoint is in wbuf or the file */
     int gave_up;                 /* closed without being able to write */
@@ -907,10 +908,11 @@ static int kz__commit(kz_audit *a)
     }
     kz__add(&a->fsyncs, 1);
     kz__add(&a->durable, a->pending_events);
+    kz__add(&a->lost_noted, a->pending_noted); /* noted once the note is durable */
     kz__st(&a->acked_seq, a->next_seq);
     a->synced_size += a->wlen;
     a->wlen = 0;
-    a->pending = a->pending_events = 0;
+    a->pending = a->pending_events = a->pending_noted = 0;
     if (a->retry.failing)
         kz__resumed(a);
     return KZ_OK;
@@ -954,7 +956,7 @@ static void kz__note_losses(kz_audit *a, int force)
                  outage ? a->outage.what : "queue full", &f);
     a->drops_reported = d;
     a->last_note = now;
-    kz__add(&a->lost_noted, n);
+    a->pending_noted += n;
     if (outage) {
         kz__checkpoint(a, 0);
         a->outage.active = 0;

@@ -197,7 +197,7 @@ typedef struct kz_audit_stats {
     uint64_t appended;     /* records accepted by kz_audit_append */
     uint64_t dropped;      /* records lost: refused because the ring was full, or
                               still unwritten when kz_audit_close gave up */
-    uint64_t lost_noted;   /* of those, noted in KZ_AUDIT_LOST records written */
+    uint64_t lost_noted;   /* of those, noted in KZ_AUDIT_LOST records now durable */
     uint64_t written;      /* records written this session, writer's own included */
     uint64_t durable;      /* appended records that are written and synced */
     uint64_t lag;          /* appended - durable */
