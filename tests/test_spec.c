@@ -470,7 +470,7 @@ static void spec_known_load(void)
     NUM(KZ_NOTICE_MUTED); NUM(KZ_ADMIN_KICK); NUM(KZ_ADMIN_MUTE); NUM(KZ_ADMIN_UNMUTE);
     NUM(KZ_ADMIN_OBSERVE_ON); NUM(KZ_ADMIN_OBSERVE_OFF); NUM(KZ_ADMIN_SUMMON);
     NUM(KZ_ADMIN_ZONE_LOCK); NUM(KZ_ADMIN_ZONE_UNLOCK); NUM(KZ_KICK_ADMIN);
-    NUM(KZ_KICK_VIOLATION); NUM(KZ_KICK_SHUTDOWN); NUM(KZ__INPUT_QUEUE);
+    NUM(KZ_KICK_VIOLATION); NUM(KZ_KICK_SHUTDOWN); NUM(KZ_KICK_NO_PLACE); NUM(KZ__INPUT_QUEUE);
     HOLDS("welcome.tick_hz_min", holds_hz_min); HOLDS("welcome.tick_hz_max", holds_hz_max);
     HOLDS("welcome.history_min", holds_history_min);
     HOLDS("welcome.history_max", holds_history_max);

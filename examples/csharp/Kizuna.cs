@@ -430,6 +430,7 @@ namespace Kizuna
         public const uint KZ_KICK_ADMIN = 1;
         public const uint KZ_KICK_VIOLATION = 2;
         public const uint KZ_KICK_SHUTDOWN = 3;
+        public const uint KZ_KICK_NO_PLACE = 4;
 
         /* Notice codes (KZ_EV_NOTICE's code) and message limits, from
          * kizuna/client.h; the values are part of the wire protocol
