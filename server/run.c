@@ -104,6 +104,10 @@ static void kzs_signals_install(void)
     sigaction(SIGHUP, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+    /* A file size limit (RLIMIT_FSIZE, systemd's LimitFSIZE=) reached by
+     * the audit log must fail the write with EFBIG, which the audit
+     * writer retries and reports, rather than kill the server. */
+    sigaction(SIGXFSZ, &sa, NULL);
 }
 
 static kz_time_ns kzs_now(void)

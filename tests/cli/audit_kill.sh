@@ -8,14 +8,16 @@
 #    a line for it and exits 3 (never a plain OK). A clean run exits 0. A
 #    flipped byte, a cut tail and the wrong key each exit 1 and name the
 #    record.
-# 2. As root, on a 64 KiB tmpfs that is then filled: the writer fails,
-#    keeps retrying, and resumes by itself once space is freed. With
-#    audit_on_failure = refuse the gate denies new clients and /readyz
-#    answers 503 meanwhile, both reopening on their own; with continue,
-#    clients are admitted. A server stopped while the disk is still full
-#    exits 1 and leaves a log that verify refuses until the next start,
-#    which notes the unclean end (exit 3). Without root or mount this part
-#    prints SKIP and the rest still runs.
+# 2. Without privileges, under a file size limit (RLIMIT_FSIZE) that the
+#    audit log reaches: writes fail with EFBIG, the server neither dies
+#    (SIGXFSZ) nor stops auditing; with audit_on_failure = refuse it denies
+#    new clients and /readyz answers 503, and once the limit is raised
+#    (prlimit) the writer resumes by itself and both reopen.
+# 3. As root, on a 64 KiB tmpfs that is then filled: the same, from a real
+#    full file system; with continue, clients are admitted. A server
+#    stopped while the disk is still full exits 1 and leaves a log that
+#    verify refuses until the next start, which notes the unclean end
+#    (exit 3). Without root or mount this part prints SKIP.
 #
 #   bash tests/cli/audit_kill.sh path/to/kizuna-server path/to/kz-connect-probe
 set -euo pipefail
@@ -35,12 +37,20 @@ cd "$WORK"
 fail() { echo "FAIL: $*"; echo "--- server log"; cat server.log 2>/dev/null || true; exit 1; }
 
 # start LOG [extra flags...]: starts the server in the background; sets
-# SERVER_PID, port and admin (the admin port, when --admin is given).
+# SERVER_PID, port and admin (the admin port, when --admin is given). With
+# FSIZE_KB set, the server runs under that soft file size limit; its log
+# then goes through a pipe, which the limit does not cover.
 start() {
     local log=$1
     shift
-    "$BIN" run --keys keys --port 0 --bind 127.0.0.1 --admin off --audit "$log" \
-        --log-level info --shutdown-grace 1 "$@" >server.log 2>&1 &
+    if [ -n "${FSIZE_KB:-}" ]; then
+        (ulimit -S -f "$FSIZE_KB" && exec "$BIN" run --keys keys --port 0 --bind 127.0.0.1 \
+            --admin off --audit "$log" --log-level info --shutdown-grace 1 "$@" \
+            > >(cat >server.log) 2>&1) &
+    else
+        "$BIN" run --keys keys --port 0 --bind 127.0.0.1 --admin off --audit "$log" \
+            --log-level info --shutdown-grace 1 "$@" >server.log 2>&1 &
+    fi
     SERVER_PID=$!
     port=
     for _ in $(seq 1 100); do
@@ -164,7 +174,7 @@ status=0
 "$BIN" audit verify audit.log >/dev/null 2>&1 || status=$?
 [ "$status" -eq 2 ] || fail "missing --pubkey: exit $status, want 2"
 
-# ---- 2. a full file system -----------------------------------------------------
+# ---- 2. a file size limit, 3. a full file system -------------------------------
 
 metric() { curl -s "http://127.0.0.1:$admin/metrics" | sed -n "s/^$1 \\([0-9]*\\)\$/\\1/p"; }
 ready() { curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin/readyz"; }
@@ -178,27 +188,53 @@ wait_metric() {
     fail "$1 did not become $2 (is $(metric "$1"))"
 }
 
-# fill: takes every free byte of the tmpfs.
-fill() { dd if=/dev/zero of=fs/filler bs=4096 status=none 2>/dev/null || true; }
+# fill: takes every free byte of the tmpfs (nothing to do under a limit).
+fill() {
+    [ -n "$MOUNTED" ] || return 0
+    dd if=/dev/zero of=fs/filler bs=4096 status=none 2>/dev/null || true
+}
 
-# break_writer: with the disk full, makes the server write audit records
-# (each reload writes two) until its writer reports the failure.
+# break_writer: with the disk full (or the limit near), makes the server
+# write audit records (each reload writes two) until its writer reports
+# the failure.
 break_writer() {
     fill
     for _ in $(seq 1 100); do
         [ "$(metric kizuna_audit_write_error)" = 1 ] && return 0
         for _ in 1 2 3 4 5; do
-            kill -HUP "$SERVER_PID"
+            kill -HUP "$SERVER_PID" 2>/dev/null ||
+                fail "the server died while its audit log could not be written"
             sleep 0.02
         done
     done
     fail "the writer never failed on a full file system"
 }
 
+# 2. The audit log reaches a 16 KiB file size limit; raising it resumes.
+FSIZE_KB=16 start limited.log --admin 127.0.0.1:0
+[ -n "$admin" ] || fail "no admin port"
+probe || fail "probe under the limit: $(cat probe$tokens.out)"
+break_writer
+kill -0 "$SERVER_PID" 2>/dev/null || fail "the server died at the file size limit"
+wait_metric kizuna_audit_refusing_admissions 1
+[ "$(ready)" = 503 ] || fail "limit: /readyz while the audit log cannot be written: $(ready)"
+if probe 2000; then fail "limit: a client was admitted while the audit log could not be written"; fi
+grep -q '"event":"audit_write_failed".*File too large' server.log ||
+    fail "limit: no audit_write_failed line"
+prlimit --pid "$SERVER_PID" --fsize=unlimited: || fail "prlimit could not raise the limit"
+wait_metric kizuna_audit_write_error 0
+wait_metric kizuna_audit_refusing_admissions 0
+[ "$(ready)" = 200 ] || fail "limit: /readyz did not reopen"
+probe || fail "limit: no client admitted once the log was writable: $(cat probe$tokens.out)"
+stop
+[ "$(verify limited.log vl.out)" -eq 0 ] || fail "limit: $(cat vl.out)"
+grep -q 'the writer could not write; no records lost between .*: no space (write: File too large)' vl.out ||
+    fail "limit: the outage line: $(cat vl.out)"
+
 mkdir fs
 if [ "$(id -u)" -ne 0 ] || ! mount -t tmpfs -o size=64k kzs-audit-full fs 2>/dev/null; then
     echo "SKIP: full file system part (needs root to mount a 64 KiB tmpfs)"
-    echo "audit_kill: 1 passed, 0 failed (full-disk part skipped)"
+    echo "audit_kill: 2 passed, 0 failed (full-disk part skipped)"
     exit 0
 fi
 MOUNTED=$WORK/fs
@@ -265,4 +301,4 @@ stop
 status=$(verify fs/audit.log vf4.out)
 [ "$status" -eq 3 ] || fail "after a stop on a full disk: exit $status, want 3: $(cat vf4.out)"
 grep -q 'unclean end' vf4.out || fail "the unclean end is not named: $(cat vf4.out)"
-echo "audit_kill: 2 passed, 0 failed"
+echo "audit_kill: 3 passed, 0 failed"
