@@ -12,6 +12,7 @@
 #include "enet_mac.h"
 #include "enet_tune.h"
 #include "gate.h"
+#include "netclient.h"
 #include "seal.h"
 
 #define KZ__CLIENT_QUEUE 256u
@@ -129,17 +130,21 @@ static int kz__client_pick_server(kz_netclient *c)
     return KZ_OK;
 }
 
-kz_netclient *kz_netclient_create(const kz_netclient_config *cfg, const kz_connect_token *token)
+int kz__netclient_open(const kz_netclient_config *cfg, const kz_connect_token *token,
+                       kz_netclient **out)
 {
     kz_netclient_config conf = *cfg;
+    *out = NULL;
     kz_allocator_resolve(&conf.alloc);
     if (conf.connect_timeout_ms == 0)
         conf.connect_timeout_ms = 5000;
     if (conf.resend_ms == 0)
         conf.resend_ms = 250;
     kz_netclient *c = kz_calloc(&conf.alloc, sizeof *c, 64);
-    if (c == NULL)
-        return NULL;
+    if (c == NULL) {
+        kz_logf(&conf.log, KZ_LOG_ERROR, "net", "client: %s", kz_strerror(KZ_ENOMEM));
+        return KZ_ENOMEM;
+    }
     c->cfg = conf;
     int rc = kz__handshake_init(&c->hs, token);
     if (rc == KZ_OK && conf.disable_aes)
@@ -155,7 +160,7 @@ kz_netclient *kz_netclient_create(const kz_netclient_config *cfg, const kz_conne
     if (rc != KZ_OK) {
         kz_logf(&conf.log, KZ_LOG_ERROR, "net", "client: %s", kz_strerror(rc));
         kz_netclient_destroy(c);
-        return NULL;
+        return rc;
     }
     c->c = kz_counters_block(&c->counters, 0);
     c->host->checksum = kz__client_checksum;
@@ -165,7 +170,14 @@ kz_netclient *kz_netclient_create(const kz_netclient_config *cfg, const kz_conne
     c->host->maximumWaitingData = KZ_ENET_MAX_WAITING_BYTES;
     c->state = KZ_NETCLIENT_HANDSHAKE;
     c->started = UINT64_MAX; /* set by the first update */
-    return c;
+    *out = c;
+    return KZ_OK;
+}
+
+kz_netclient *kz_netclient_create(const kz_netclient_config *cfg, const kz_connect_token *token)
+{
+    kz_netclient *c;
+    return kz__netclient_open(cfg, token, &c) == KZ_OK ? c : NULL;
 }
 
 static void kz__client_drop_queue(kz_netclient *c)

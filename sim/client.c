@@ -18,6 +18,7 @@
 #include <kizuna/quant.h>
 #include <kizuna/utf8.h>
 
+#include "net/netclient.h"
 #include "sim/snapshot.h"
 #include "sim/wire.h"
 
@@ -174,9 +175,9 @@ int kz_client_connect(kz_client *c, const kz_connect_token *token, kz_time_ns no
         kz_free(&c->alloc, c->block, c->block_size);
     memset(&c->kick_text, 0,
            offsetof(struct kz_client, now) - offsetof(struct kz_client, kick_text));
-    c->net = kz_netclient_create(&c->cfg.net, token);
-    if (!c->net)
-        return KZ_EINVAL;
+    int rc = kz__netclient_open(&c->cfg.net, token, &c->net);
+    if (rc != KZ_OK)
+        return rc;
     c->state = KZ_CLIENT_CONNECTING;
     c->reason = 0;
     c->now = now;

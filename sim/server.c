@@ -178,11 +178,17 @@ static int init_world(kz_server *s)
     };
     if (cfg->view_hysteresis == 0)
         ic.hysteresis = 1e-6f;  /* zero means "default" to the interest module */
-    if (kz_entities_init(&s->ents, s->cap, &s->alloc) ||
-        kz_grid_init(&s->grid, &gc, &s->alloc) ||
-        kz_interest_init(&s->interest, &ic, s->cap, &s->alloc) ||
-        kz_snap_codec_init(&s->codec, cfg->tick_hz, s->n_slots, cfg->world_bound))
-        return KZ_EINVAL;
+    /* Each step's own code: out of memory is KZ_ENOMEM, a bad limit
+     * KZ_EINVAL. */
+    int rc = kz_entities_init(&s->ents, s->cap, &s->alloc);
+    if (rc == KZ_OK)
+        rc = kz_grid_init(&s->grid, &gc, &s->alloc);
+    if (rc == KZ_OK)
+        rc = kz_interest_init(&s->interest, &ic, s->cap, &s->alloc);
+    if (rc == KZ_OK)
+        rc = kz_snap_codec_init(&s->codec, cfg->tick_hz, s->n_slots, cfg->world_bound);
+    if (rc != KZ_OK)
+        return rc;
     kz_hist_config hc;
     kz_hist_config_default(&hc);
     hc.highest = 10ull * 1000 * 1000 * 1000;
@@ -242,8 +248,12 @@ kz_server *kz_server_create(const kz_server_config *cfg_in)
     s->n_slots = cfg.max_visible;
     s->history = cfg.snapshot_history;
     s->rng = 0x9E3779B97F4A7C15ull ^ cfg.spawn_seed;
-    if (s->cap > KZ_ENTITY_MAX || init_world(s) || alloc_tables(s)) {
-        kz_logf(&cfg.net.log, KZ_LOG_ERROR, "server", "cannot set up the world tables");
+    int rc = s->cap > KZ_ENTITY_MAX ? KZ_EINVAL : init_world(s);
+    if (rc == KZ_OK)
+        rc = alloc_tables(s);
+    if (rc != KZ_OK) {
+        kz_logf(&cfg.net.log, KZ_LOG_ERROR, "server", "cannot set up the world tables: %s",
+                kz_strerror(rc));
         sodium_memzero(&cfg.net.verifier.server_keys, sizeof cfg.net.verifier.server_keys);
         kz_server_destroy(s);
         return NULL;

@@ -273,6 +273,25 @@ static int build_client(const kz_allocator *a, void *ctx)
     return KZ_OK;
 }
 
+/* A client created and connecting (its transport allocated): connect
+ * reports why it could not start, KZ_ENOMEM here. */
+static int build_connecting_client(const kz_allocator *a, void *ctx)
+{
+    const kz_connect_token *ct = ctx;
+    kz_client_config cc;
+    memset(&cc, 0, sizeof cc);
+    kz_client_config_default(&cc);
+    cc.net.alloc = *a;
+    cc.net.log.level = KZ_LOG_OFF;
+    cc.net.log.sink = quiet;
+    kz_client *c = kz_client_create(&cc);
+    if (c == NULL)
+        return KZ_ENOMEM;
+    int rc = kz_client_connect(c, ct, 0);
+    kz_client_destroy(c);
+    return rc;
+}
+
 static int build_server(const kz_allocator *a, void *ctx)
 {
     const kzt_keys *keys = ctx;
@@ -313,4 +332,7 @@ Test(alloc_fail, objects_return_null_and_leak_nothing)
     cr_expect_geq(sweep("kz_client_create", build_client, NULL), 3);
     cr_expect_geq(sweep("kz_server_create", build_server, &keys), 10);
     cr_expect_geq(sweep("kz_proxy_create", build_proxy, NULL), 3);
+    kz_connect_token ct;
+    cr_assert_eq(kzt_mint(&keys, KZT_PROTOCOL, KZT_SERVER_ID, 40000, 7, &ct), KZ_OK);
+    cr_expect_geq(sweep("kz_client_connect", build_connecting_client, &ct), 4);
 }

@@ -116,8 +116,9 @@ KZ_API void kz_client_destroy(kz_client *c);
 /* Starts connecting with `token` (copied). A client whose session ended
  * (DISCONNECTED or FAILED) may connect again: the old session's tables are
  * freed, unpolled events stay. 0, KZ_ESTATE (already connecting or
- * connected) or KZ_EINVAL (the transport could not start: no IPv4 address
- * in the token, no socket, no memory; logged). */
+ * connected), or why the transport could not start (logged): KZ_ENOMEM,
+ * KZ_EPROTO (the token does not parse), KZ_EINVAL (no IPv4 address in
+ * the token), KZ_EIO (no socket). */
 KZ_API KZ_MUST_CHECK int kz_client_connect(kz_client *c, const kz_connect_token *token,
                                            kz_time_ns now);
 /* Runs the handshake, the transport, the input ticks due at `now`, and
