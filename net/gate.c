@@ -54,7 +54,7 @@ struct kz__gate {
     uint8_t cookie_key[crypto_generichash_KEYBYTES];
     uint32_t next_port;
     uint32_t expire_cursor;
-    int refusing;             /* draining: deny new sessions */
+    uint8_t refusing;         /* KZ_DENY_* new sessions get, 0 = accepting */
 };
 
 static const char *const kz__gate_counter_names[KZ_GATE_C_COUNT] = {
@@ -478,8 +478,9 @@ static kz__gate_action kz__proven_tables(kz__gate *g, const kz_address *from,
     if (g->refusing) {
         /* After the cookie round trip, so the deny goes only to a proven
          * address; before the signature check, which would be wasted. */
-        kz_counter_inc(g->c, KZ_GATE_C_DROP_DRAINING);
-        *reply_len = kz__reply_deny(g, KZ_DENY_SHUTTING_DOWN, reply);
+        kz_counter_inc(g->c, g->refusing == KZ_DENY_SHUTTING_DOWN ? KZ_GATE_C_DROP_DRAINING
+                                                                  : KZ_GATE_C_DROP_UNAVAILABLE);
+        *reply_len = kz__reply_deny(g, g->refusing, reply);
         return KZ_GATE_REPLY;
     }
     return KZ_GATE_VERIFY;
@@ -757,8 +758,13 @@ int kz__gate_trust(kz__gate *g, const uint8_t (*keys)[KZ_SIGN_PUBLIC_KEY_BYTES],
 
 void kz__gate_set_accepting(kz__gate *g, int accepting)
 {
-    g->refusing = !accepting;
-    if (accepting)
+    kz__gate_refuse(g, accepting ? 0 : KZ_DENY_SHUTTING_DOWN);
+}
+
+void kz__gate_refuse(kz__gate *g, uint8_t deny_reason)
+{
+    g->refusing = deny_reason;
+    if (deny_reason == 0)
         return;
     /* Granted slots that never connected are not clients: a drain waiting
      * for "no sessions" would otherwise wait pending_timeout for each. Their

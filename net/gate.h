@@ -69,6 +69,7 @@
     X(DROP_ADDR_IN_USE, "drop_address_has_other_session")                      \
     X(DROP_FULL, "drop_server_full")                                           \
     X(DROP_DRAINING, "drop_server_shutting_down")                              \
+    X(DROP_UNAVAILABLE, "drop_server_unavailable")                             \
     X(BAD_COOKIE, "cookie_invalid_rechallenged")                               \
     X(CHALLENGES, "challenges_sent")                                           \
     X(ACCEPTS, "accepts_sent")                                                 \
@@ -205,6 +206,9 @@ int kz__gate_trust(kz__gate *g, const uint8_t (*keys)[KZ_SIGN_PUBLIC_KEY_BYTES],
  * was granted but has not connected (its ENet connect will be refused);
  * connected sessions stay. */
 void kz__gate_set_accepting(kz__gate *g, int accepting);
+/* The same with the reason new sessions are denied with (a KZ_DENY_*;
+ * 0 accepts again). */
+void kz__gate_refuse(kz__gate *g, uint8_t deny_reason);
 
 const kz__gate_slot *kz__gate_slot_at(const kz__gate *g, uint32_t slot);
 /* The slot held by address `from`, or -1. */

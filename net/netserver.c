@@ -734,8 +734,13 @@ int kz_netserver_trust(kz_netserver *s, const uint8_t (*keys)[KZ_SIGN_PUBLIC_KEY
 
 void kz_netserver_set_accepting(kz_netserver *s, int32_t accepting)
 {
+    kz_netserver_set_refusal(s, accepting ? 0 : KZ_DENY_SHUTTING_DOWN);
+}
+
+void kz_netserver_set_refusal(kz_netserver *s, uint32_t deny_reason)
+{
     pthread_mutex_lock(&s->gate_lock);
-    kz__gate_set_accepting(s->gate, accepting != 0);
+    kz__gate_refuse(s->gate, (uint8_t)(deny_reason > 255 ? KZ_DENY_SHUTTING_DOWN : deny_reason));
     pthread_mutex_unlock(&s->gate_lock);
 }
 

@@ -406,7 +406,7 @@ static const struct {
     {KZS_GATE, "token_verifications", "Connect tokens checked (signature and sealed keys)."},
     {KZS_GATE, "pending_expired", "Granted slots freed because no ENet connect followed in time."},
     {KZS_GATE, "pending_cancelled_draining",
-     "Granted slots freed when the server stopped accepting (drain), before any ENet connect."},
+     "Granted slots freed when the server stopped accepting (drain or audit outage), before any ENet connect."},
     {KZS_TRANSPORT, "sessions_opened", "Sessions opened (ENet connect completed for a slot)."},
     {KZS_TRANSPORT, "sessions_closed", "Sessions ended, for any reason."},
     {KZS_TRANSPORT, "enet_connect_refused", "ENet connects refused by the transport."},

@@ -260,7 +260,7 @@ static void kzs_audit_watch_step(kzs_run *r, kz_time_ns now, int draining)
     }
     int refuse = down && strcmp(r->cfg.audit_on_failure, "refuse") == 0;
     if (refuse != w->refusing && !draining) {
-        kz_netserver_set_accepting(kz_server_net(r->srv), !refuse);
+        kz_netserver_set_refusal(kz_server_net(r->srv), refuse ? KZ_DENY_UNAVAILABLE : 0);
         kzs_metrics_set_audit_refusing(r->metrics, refuse);
         w->refusing = refuse;
     }

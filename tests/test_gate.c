@@ -672,3 +672,27 @@ Test(gate, verifications_finished_out_of_order_still_admit_one_session)
     memset(zero, 0, sizeof zero);
     cr_assert_arr_eq(&jobs[2], zero, sizeof zero, "a finished job holds no keys");
 }
+
+/* A server that can take no one for now (its audit log is down) says so
+ * with its own reason, counted apart from a drain, and accepts again. */
+Test(gate, an_unavailable_gate_denies_with_its_own_reason_and_reopens)
+{
+    kz_connect_token ct = token_for(70, SERVER_ID, UNIX_NOW + 60);
+    kz__handshake hs;
+    kz_address a = addr(11, 0, 5000);
+    size_t rlen;
+    kz__gate_refuse(fx.gate, KZ_DENY_UNAVAILABLE);
+    cr_assert_eq(kz__handshake_init(&hs, &ct), KZ_OK);
+    cr_assert_eq(step(&hs, &a, NULL), KZ_GATE_REPLY); /* challenge */
+    cr_assert_eq(step(&hs, &a, &rlen), KZ_GATE_REPLY);
+    cr_assert_eq(rlen, KZ_GATE_DENY_BYTES);
+    cr_assert_eq(hs.deny_reason, KZ_DENY_UNAVAILABLE);
+    cr_assert_eq(counter(KZ_GATE_C_DROP_UNAVAILABLE), 1);
+    cr_assert_eq(counter(KZ_GATE_C_DROP_DRAINING), 0);
+    kz__gate_refuse(fx.gate, 0);
+    hs.state = KZ_HS_REQUESTING;
+    hs.deny_reason = 0;
+    cr_assert_eq(step(&hs, &a, &rlen), KZ_GATE_REPLY);
+    cr_assert_eq(rlen, KZ_GATE_ACCEPT_BYTES);
+    cr_assert_eq(hs.state, KZ_HS_ACCEPTED);
+}

@@ -375,6 +375,8 @@ namespace Kizuna
         public const uint KZ_DENY_SERVER_FULL = 1;
         public const uint KZ_DENY_TOKEN_IN_USE = 2;
         public const uint KZ_DENY_CLIENT_IN_USE = 3;
+        public const uint KZ_DENY_SHUTTING_DOWN = 4;
+        public const uint KZ_DENY_UNAVAILABLE = 5;
 
         /* kizuna/avatar.h */
         public const float KZ_AVATAR_REACH = 2.0f;

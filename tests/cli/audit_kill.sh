@@ -219,6 +219,8 @@ kill -0 "$SERVER_PID" 2>/dev/null || fail "the server died at the file size limi
 wait_metric kizuna_audit_refusing_admissions 1
 [ "$(ready)" = 503 ] || fail "limit: /readyz while the audit log cannot be written: $(ready)"
 if probe 2000; then fail "limit: a client was admitted while the audit log could not be written"; fi
+grep -q "reason 5" "probe$tokens.out" ||
+    fail "limit: the refusal is not KZ_DENY_UNAVAILABLE: $(cat probe$tokens.out)"
 grep -q '"event":"audit_write_failed".*File too large' server.log ||
     fail "limit: no audit_write_failed line"
 prlimit --pid "$SERVER_PID" --fsize=unlimited: || fail "prlimit could not raise the limit"

@@ -150,6 +150,8 @@
 #define KZ_DENY_TOKEN_IN_USE 2u     /* token already used from another address */
 #define KZ_DENY_CLIENT_IN_USE 3u    /* client id already connected */
 #define KZ_DENY_SHUTTING_DOWN 4u    /* the server is stopping and takes no one new */
+#define KZ_DENY_UNAVAILABLE 5u      /* the server takes no one new for now (its audit
+                                       log cannot be written); try again later */
 
 /* AEAD algorithm bits in the request; the server picks one. */
 #define KZ_AEAD_BIT_CHACHA20 0x01u

@@ -138,6 +138,12 @@ KZ_API KZ_MUST_CHECK int kz_netserver_trust(kz_netserver *s,
  * and kz_netserver_sessions no longer counts them).
  */
 KZ_API void kz_netserver_set_accepting(kz_netserver *s, int32_t accepting);
+/*
+ * Any thread: the same with the reason new sessions are denied with: a
+ * KZ_DENY_* (KZ_DENY_SHUTTING_DOWN for a drain, KZ_DENY_UNAVAILABLE while
+ * the server cannot take anyone for now), or 0 to accept again.
+ */
+KZ_API void kz_netserver_set_refusal(kz_netserver *s, uint32_t deny_reason);
 
 /* Counters of the gate and the transport (names via kz_counters_name). */
 KZ_API const kz_counters *kz_netserver_gate_counters(const kz_netserver *s);
