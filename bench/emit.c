@@ -32,6 +32,7 @@ int kzb_report_fill(kzb_report *rep, const kzb_options *o, const kzb_result *r)
         fprintf(stderr, "kizuna-bench: some samples were beyond the histograms' range\n");
     rep->server_cpu_seconds = r->server_cpu_seconds;
     rep->client_ticks = r->client_ticks;
+    rep->measured_ticks = r->measured_ticks;
     rep->bytes_down = r->bytes_down;
     rep->bytes_up = r->bytes_up;
     rep->packets_down = r->packets_down;

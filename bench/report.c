@@ -174,8 +174,9 @@ void kzb_report_summarize(const kzb_report *r, kzb_report_summary *s)
      * fewer than tick_hz * window, and the nominal count would then make
      * every per-client rate look higher than it was. */
     double window = r->measure_seconds;
-    double ticks = s->tick_ms.samples > 0 ? (double)s->tick_ms.samples
-                                          : (double)r->tick_hz * window;
+    double ticks = r->measured_ticks > 0     ? (double)r->measured_ticks
+                   : s->tick_ms.samples > 0 ? (double)s->tick_ms.samples
+                                            : (double)r->tick_hz * window;
     double clients = r->client_ticks > 0 ? ratio((double)r->client_ticks, ticks) : NAN;
     if (!(clients > 0.0))
         clients = r->connected_end > 0 ? (double)r->connected_end : NAN;

@@ -95,6 +95,7 @@ typedef struct kzb_report {
     kz_hist connect_ns;        /* connect request -> connected, per client */
     double server_cpu_seconds; /* user + system CPU of the server; < 0: unknown */
     uint64_t client_ticks;     /* sum over measured ticks of connected clients */
+    uint64_t measured_ticks;   /* the ticks client_ticks sums over; 0 = unknown */
     uint64_t bytes_down, bytes_up;     /* UDP payload bytes, all clients */
     uint64_t packets_down, packets_up; /* datagrams, all clients */
     double bits_per_avatar_update;     /* < 0: unknown */
@@ -168,7 +169,8 @@ KZ_MUST_CHECK int kzb_report_add_hostile(kzb_report *r, const char *name, uint64
 
 /*
  * Derives the per-client figures.
- *   ticks      = samples in tick_ns, or tick_hz * measure_seconds if none
+ *   ticks      = measured_ticks, else samples in tick_ns, else
+ *                tick_hz * measure_seconds
  *   clients    = client_ticks / ticks, or connected_end if that is 0
  *   kbit/s per client  = bytes * 8 / 1000 / measure_seconds / clients
  *   CPU per client-tick = server_cpu_seconds * 1e6 / client_ticks  (µs)

@@ -890,7 +890,11 @@ int kzb_run(const kzb_options *o, kzb_result *r, kzb_progress_fn progress, void 
         int phase = atomic_load(&w->phase);
         if (phase == PH_MEASURE && r->n_series < o->seconds + 8u) {
             r->series[r->n_series++] = p;
-            r->client_ticks += (uint64_t)p.connected * ticks_in_second(w);
+            /* Numerator and divisor from the same seconds: the sampled
+             * series and the tick histogram's window need not line up. */
+            uint64_t t = ticks_in_second(w);
+            r->client_ticks += (uint64_t)p.connected * t;
+            r->measured_ticks += t;
         }
         if (progress && !o->quiet)
             progress(ctx, &p);

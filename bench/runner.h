@@ -57,6 +57,7 @@ typedef struct kzb_result {
     kz_hist connect_ns;
     double server_cpu_seconds;  /* measured window, embedded only (else -1) */
     uint64_t client_ticks;    /* sum over measured ticks of connected clients */
+    uint64_t measured_ticks;  /* the ticks that sum runs over */
     uint64_t bytes_down, bytes_up, packets_down, packets_up;  /* measured window, all clients */
     double bits_per_avatar_update;
     uint64_t corrections;              /* corrections the clients were told of */

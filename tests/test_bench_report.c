@@ -217,6 +217,16 @@ Test(bench_report, rates_per_client)
     cr_assert_float_eq(s.clients_mean, 800.0, 1e-9);
     cr_assert_float_eq(s.down_kbps_per_client, 50.0, 1e-9);
 
+    /* The runner sums clients over the seconds it sampled; the tick
+     * histogram's window may hold fewer ticks than those seconds (churn
+     * measured 53 "clients" of 40 that way). The divisor is the same
+     * seconds' ticks. */
+    r.client_ticks = 40u * 400u;
+    r.measured_ticks = 400u;
+    kzb_report_summarize(&r, &s);
+    cr_assert_float_eq(s.clients_mean, 40.0, 1e-9, "mean %f", s.clients_mean);
+    r.measured_ticks = 0;
+
     /* External mode: no tick times; ticks are tick_hz * window. */
     kz_hist_reset(&r.tick_ns);
     r.client_ticks = 300u * 500u;
