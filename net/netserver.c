@@ -295,6 +295,14 @@ static int kz__intercept_enet(kz__io *io, ENetHost *host, int32_t connect_slot,
     return 0;
 }
 
+/* A datagram addressed to ENET_PROTOCOL_MAXIMUM_PEER_ID: a CONNECT. */
+static int kz__is_enet_connect(const ENetHost *host)
+{
+    kz__enet_header h;
+    return kz__enet_header_parse(host->receivedData, host->receivedDataLength, &h) &&
+           h.peer_id == ENET_PROTOCOL_MAXIMUM_PEER_ID;
+}
+
 static int kz__intercept(ENetHost *host, ENetEvent *event)
 {
     (void)event;
@@ -319,7 +327,10 @@ static int kz__intercept(ENetHost *host, ENetEvent *event)
         act = kz__gate_job_finish(s->gate, &io->job, io->now, unix_now, io->reply,
                                   sizeof io->reply, &rlen);
     }
-    if (act == KZ_GATE_PASS && (connect_slot = kz__gate_slot_index(s->gate, &from)) >= 0) {
+    /* Only a CONNECT needs its slot's keys from the gate; every other
+     * datagram finds its keys on this host, without a second lookup. */
+    if (act == KZ_GATE_PASS && kz__is_enet_connect(host) &&
+        (connect_slot = kz__gate_slot_index(s->gate, &from)) >= 0) {
         const kz__gate_slot *g = kz__gate_slot_at(s->gate, (uint32_t)connect_slot);
         if (g->state == KZ_SLOT_PENDING && g->connect_id_set) {
             memcpy(connect.connect_id, g->connect_id, sizeof connect.connect_id);
