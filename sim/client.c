@@ -77,6 +77,7 @@ struct kz_client {
     kz_avatar_state intent;
     int self_known;           /* a snapshot has placed the avatar (its first
                                  placement is the spawn, not a correction) */
+    uint32_t flagged_cmd;     /* header-only: newest command reported corrected */
 
     /* render clock */
     int have_offset;
@@ -121,7 +122,7 @@ kz_client *kz_client_create(const kz_client_config *cfg_in)
     if (!cfg.event_capacity)
         cfg.event_capacity = d.event_capacity;
     if (cfg.input_redundancy > KZ_INPUT_MAX_COMMANDS || cfg.interp_delay_ms > 5000 ||
-        cfg.event_capacity > 65536) {
+        cfg.event_capacity > 65536 || cfg.header_only > 1) {
         kz_logf(&cfg.net.log, KZ_LOG_ERROR, "client", "invalid client configuration");
         return NULL;
     }
@@ -225,10 +226,22 @@ int kz_client_poll_event(kz_client *c, kz_client_event *ev)
 
 /* ---- welcome: size the view tables -------------------------------------- */
 
+/* Slots and history views the client keeps: none for a header-only client,
+ * which never decodes a body. */
+static uint32_t view_slots(const kz_client *c)
+{
+    return c->cfg.header_only ? 0 : c->welcome.n_slots;
+}
+
+static uint32_t view_history(const kz_client *c)
+{
+    return c->cfg.header_only ? 0 : c->welcome.history;
+}
+
 static size_t layout(kz_client *c, uint8_t *base)
 {
     size_t off = 0;
-    uint32_t ns = c->welcome.n_slots, h = c->welcome.history;
+    uint32_t ns = view_slots(c), h = view_history(c);
 #define KZ__ARR(ptr, count)                          \
     do {                                             \
         off = (off + 63u) & ~(size_t)63u;            \
@@ -274,9 +287,9 @@ static void on_welcome(kz_client *c, const uint8_t *p, uint32_t len)
         return;
     }
     layout(c, c->block);
-    c->scratch.cap = w.n_slots;
-    for (uint32_t k = 0; k < w.history; k++)
-        c->views[k].cap = w.n_slots;
+    c->scratch.cap = view_slots(c);
+    for (uint32_t k = 0; k < view_history(c); k++)
+        c->views[k].cap = view_slots(c);
     memset(&c->self, 0, sizeof c->self);
     c->self.entity = w.self;
     c->self.kind = KZ_KIND_AVATAR;
@@ -429,6 +442,26 @@ static void track_clock(kz_client *c, uint32_t tick)
     }
 }
 
+/* Header-only clients: the server's word on the own avatar, taken as it
+ * is, and its correction flag, reported once per command (the server keeps
+ * the flag on the ticks that repeat a late command). */
+static void take_header(kz_client *c, const kz_wire_snap_head *h)
+{
+    if (h->corrected && h->input_tick != c->flagged_cmd) {
+        c->flagged_cmd = h->input_tick;
+        kz_counter_inc(c->c, KZ_CLIENT_C_CORRECTIONS);
+        push_event(c, KZ_EV_CORRECTION, c->self.entity, 0, NULL, 0, NULL);
+    }
+    kz_snap_state self = h->self;
+    self.entity = c->self.entity;
+    self.kind = KZ_KIND_AVATAR;
+    memset(self.rel, 0, sizeof self.rel);
+    for (uint32_t p = 0; p < KZ_POSE_COUNT; p++)
+        self.rot[p] = KZ_SNAP_ROT_REST;
+    c->self = self;
+    c->self_known = 1;
+}
+
 static void on_snapshot(kz_client *c, const uint8_t *p, uint32_t len)
 {
     if (!c->block) {
@@ -446,6 +479,14 @@ static void on_snapshot(kz_client *c, const uint8_t *p, uint32_t len)
     }
     if (tick <= c->newest) {
         kz_counter_inc(c->c, KZ_CLIENT_C_SNAPSHOTS_LATE);
+        return;
+    }
+    if (c->cfg.header_only) {
+        c->newest = tick;  /* acknowledged by the next input message */
+        take_header(c, &h);
+        track_clock(c, tick);
+        kz_counter_inc(c->c, KZ_CLIENT_C_SNAPSHOTS);
+        kz_counter_add(c->c, KZ_CLIENT_C_SNAPSHOT_BYTES, len);
         return;
     }
     const kz_snap_view *base = NULL;
@@ -533,8 +574,10 @@ static void input_tick(kz_client *c)
     kz_wire_command *cmd = &c->cmds[t % KZ__CMD_RING];
     kz_wire_command_from(&c->intent, c->welcome.max_speed, cmd);
     cmd->tick = t;
-    kz_wire_integrate(&c->codec, &c->self, cmd);
-    c->predicted[t % KZ__CMD_RING] = c->self;
+    if (!c->cfg.header_only) {  /* a header-only client does not predict */
+        kz_wire_integrate(&c->codec, &c->self, cmd);
+        c->predicted[t % KZ__CMD_RING] = c->self;
+    }
 
     kz_wire_input in = {.ack = c->newest};
     uint32_t n = c->cfg.input_redundancy;
@@ -768,7 +811,7 @@ static const kz__vslot *find_slot(const kz_client *c, uint32_t id)
 {
     if (!c->block || id == 0)
         return NULL;
-    for (uint32_t k = 0; k < c->welcome.n_slots; k++)
+    for (uint32_t k = 0; k < view_slots(c); k++)
         if (c->slots[k].entity == id)
             return &c->slots[k];
     return NULL;
@@ -806,7 +849,7 @@ uint32_t kz_client_view(const kz_client *c, kz_client_entity *out, uint32_t cap)
         return 0;
     double t = kz_client_render_tick(c);
     uint32_t n = 0;
-    for (uint32_t k = 0; k < c->welcome.n_slots; k++) {
+    for (uint32_t k = 0; k < view_slots(c); k++) {
         const kz__vslot *v = &c->slots[k];
         if (!v->entity || !v->n || t < (double)first_tick(v))
             continue;  /* not yet in view at render time */

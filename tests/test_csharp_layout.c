@@ -100,6 +100,7 @@ static const c_member c_members[] = {
     STRUCT(kz_client_config),
     FIELD(kz_client_config, net), FIELD(kz_client_config, interp_delay_ms),
     FIELD(kz_client_config, input_redundancy), FIELD(kz_client_config, event_capacity),
+    FIELD(kz_client_config, header_only),
 
     STRUCT(kz_session_keys),
     ARRAY(kz_session_keys, client_to_server), ARRAY(kz_session_keys, server_to_client),

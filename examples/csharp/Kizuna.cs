@@ -108,6 +108,7 @@ namespace Kizuna
         [FieldOffset(80)] public uint interp_delay_ms;
         [FieldOffset(84)] public uint input_redundancy;
         [FieldOffset(88)] public uint event_capacity;
+        [FieldOffset(92)] public uint header_only;  /* 1: load-test client, see client.h */
     }
 
     /* kizuna/token.h: the per-direction session keys. Secret: zero any copy

@@ -44,6 +44,18 @@ typedef struct kz_client_config {
     uint32_t interp_delay_ms;     /* render delay behind the server; default 100 */
     uint32_t input_redundancy;    /* commands per input message, 1..8; default 4 */
     uint32_t event_capacity;      /* queued events before the oldest drop; default 64 */
+    /* 1: a load tester's client (kizuna-bench --bots thin), 0 (default): a
+     * player's. A header-only client opens every snapshot but reads only
+     * its header: it acknowledges the snapshot's tick (the server keeps
+     * sending deltas), takes the own avatar's root state from the header
+     * as the server gives it (kz_client_self: no prediction or replay,
+     * poses at rest), and reports a KZ_EV_CORRECTION with code 0 once per
+     * command the header says the server changed (no prediction to measure
+     * a distance against). The body is neither decoded nor checked and the
+     * view tables are never allocated: kz_client_view, kz_client_entity_at
+     * and kz_client_badge see no entity, and no ENTER or LEAVE arrives.
+     * Other values are refused. */
+    uint32_t header_only;
 } kz_client_config;
 
 typedef struct kz_client kz_client;
