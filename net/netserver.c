@@ -39,6 +39,7 @@
 #include "enet_tune.h"
 #include "fixmap.h"
 #include "gate.h"
+#include "netserver_work.h"
 #include "seal.h"
 
 #define KZ__OUT_KICK 0xFFu
@@ -101,6 +102,10 @@ typedef struct kz__io {
     uint32_t rx_tag;
     uint32_t rx_verified;
     kz__gate_job job;         /* a token verification in progress (wiped after) */
+    /* Serial of the session this host serves in each slot, 0 = none:
+     * written and read on this host's thread only (kz__netserver_send_now). */
+    uint32_t *serial;
+    uint32_t sent_now;        /* packets handed to ENet by the work this pass */
 } kz__io;
 
 struct kz_netserver {
@@ -119,6 +124,10 @@ struct kz_netserver {
     kz_counter_block app;
     atomic_int stop;
     atomic_uint n_sessions;   /* published by the hosts each pass */
+    atomic_uint next_serial;  /* the last session serial given out */
+    _Atomic(kz__io_work_fn) work;   /* run by every host each pass (threaded mode) */
+    void *work_ctx;           /* written before `work`, read after it */
+    uint32_t polled_host, polled_serial;  /* of the CONNECT last polled */
 };
 
 static const char *const kz__net_counter_names[KZ_NET_C_COUNT] = {
@@ -185,7 +194,9 @@ static void kz__deliver(kz__io *io, uint32_t slot, uint8_t channel, uint8_t type
  * the in_ring has room for every buffer plus two notices per peer. */
 static void kz__notify(kz__io *io, uint32_t slot, uint8_t kind)
 {
-    kz__msgref m = {slot, 0, UINT32_MAX, kind, 0, 0, 0, 0};
+    /* A CONNECT carries its session's serial in `at` (no arrival time). */
+    kz_time_ns serial = kind == KZ_NETMSG_CONNECT ? io->serial[slot] : 0;
+    kz__msgref m = {slot, 0, UINT32_MAX, kind, 0, 0, 0, serial};
     kz__push_sure(&io->in_ring, &m);
 }
 
@@ -423,6 +434,8 @@ static void kz__on_connect(kz__io *io, ENetPeer *peer)
     kz__enet_unthrottle(peer);
     ss->active = 1;
     peer->data = (void *)(uintptr_t)(slot + 1);
+    uint32_t serial = atomic_fetch_add_explicit(&s->next_serial, 1, memory_order_relaxed) + 1u;
+    io->serial[slot] = serial ? serial : 1u;  /* 0 is "none"; 2^32 sessions later */
     /* Published to the application by the ring push of the notice below. */
     atomic_store_explicit(&s->slot_io[slot], (uint8_t)io->index, memory_order_relaxed);
     kz_counter_inc(io->c, KZ_NET_C_SESSIONS_OPENED);
@@ -444,6 +457,7 @@ static void kz__close_session(kz__io *io, uint32_t slot)
     kz__seal_fini(&ss->tx);
     kz__seal_fini(&ss->rx);
     kz__mac_forget(io, slot);
+    io->serial[slot] = 0;
     memset(ss, 0, sizeof *ss);
     kz_counter_inc(io->c, KZ_NET_C_SESSIONS_CLOSED);
     kz__notify(io, slot, KZ_NETMSG_DISCONNECT);
@@ -495,6 +509,36 @@ static enet_uint32 kz__channel_flags(uint8_t channel)
     return 0;
 }
 
+/* Seals one message for an active session and hands it to ENet; every
+ * failure is counted under its reason. 0 when ENet took it. */
+static int kz__seal_and_send(kz__io *io, kz__session *ss, uint8_t channel, uint8_t type,
+                             const void *data, uint32_t len)
+{
+    ENetPacket *pkt = enet_packet_create(NULL, len + KZ_SEAL_OVERHEAD, kz__channel_flags(channel));
+    size_t out_len;
+    if (pkt == NULL) {
+        kz_counter_inc(io->c, KZ_NET_C_DROP_PACKET_ALLOC);
+        return KZ_ENOMEM;
+    }
+    int rc = kz__seal_packet(&ss->tx, type, data, len, pkt->data, pkt->dataLength, &out_len);
+    if (rc != KZ_OK) {
+        kz_counter_inc(io->c, KZ_NET_C_NONCE_EXHAUSTED);
+        enet_packet_destroy(pkt);
+        enet_peer_disconnect_later(ss->peer, 0);
+        return rc;
+    }
+    if (enet_peer_send(ss->peer, channel, pkt) != 0) {
+        /* ENet refuses when the peer is not connected (yet or any more) or
+         * its waiting data is over the cap. */
+        kz_counter_inc(io->c, KZ_NET_C_DROP_ENET_SEND);
+        enet_packet_destroy(pkt);
+        return KZ_EFULL;
+    }
+    kz_counter_inc(io->c, KZ_NET_C_TX_PACKETS);
+    kz_counter_add(io->c, KZ_NET_C_TX_BYTES, pkt->dataLength);
+    return KZ_OK;
+}
+
 static void kz__send_one(kz__io *io, const kz__msgref *m)
 {
     kz__session *ss = &io->srv->sessions[m->slot];
@@ -506,30 +550,8 @@ static void kz__send_one(kz__io *io, const kz__msgref *m)
         enet_peer_disconnect_later(ss->peer, m->len);
         return;
     }
-    ENetPacket *pkt = enet_packet_create(NULL, m->len + KZ_SEAL_OVERHEAD,
-                                         kz__channel_flags(m->channel));
-    size_t out_len;
-    if (pkt == NULL) {
-        kz_counter_inc(io->c, KZ_NET_C_DROP_PACKET_ALLOC);
-        return;
-    }
-    int rc = kz__seal_packet(&ss->tx, m->type, kz__pool_at(&io->out_pool, m->buf), m->len,
-                             pkt->data, pkt->dataLength, &out_len);
-    if (rc != KZ_OK) {
-        kz_counter_inc(io->c, KZ_NET_C_NONCE_EXHAUSTED);
-        enet_packet_destroy(pkt);
-        enet_peer_disconnect_later(ss->peer, 0);
-        return;
-    }
-    if (enet_peer_send(ss->peer, m->channel, pkt) != 0) {
-        /* ENet refuses when the peer is not connected (yet or any more) or
-         * its waiting data is over the cap. */
-        kz_counter_inc(io->c, KZ_NET_C_DROP_ENET_SEND);
-        enet_packet_destroy(pkt);
-    } else {
-        kz_counter_inc(io->c, KZ_NET_C_TX_PACKETS);
-        kz_counter_add(io->c, KZ_NET_C_TX_BYTES, pkt->dataLength);
-    }
+    (void)kz__seal_and_send(io, ss, m->channel, m->type, kz__pool_at(&io->out_pool, m->buf),
+                            m->len);
 }
 
 /* Seals and queues what the application sent; returns how many. */
@@ -601,12 +623,23 @@ static void kz__apply_releases(kz__io *io)
         kz__release_slot(io->srv, slots[i]);
 }
 
-/* One pass of one host: send what is queued, receive and dispatch until
- * ENet has nothing more (or `wait_ms` passes with nothing), expire stale
- * gate slots, publish the session count. */
+/* The application's work on this host (threaded mode only: in
+ * single-threaded mode the application runs it on its own thread). */
+static void kz__run_work(kz__io *io)
+{
+    kz_netserver *s = io->srv;
+    if (!s->cfg.threaded)
+        return;
+    kz__io_work_fn fn = atomic_load_explicit(&s->work, memory_order_acquire);
+    if (fn)
+        fn(s->work_ctx, io->index);
+}
+
 /* One round of an I/O host: queue what the application sent, let ENet
- * send and receive, dispatch events, queue again, flush only if something
- * new was queued (a flush walks every peer). */
+ * send and receive, dispatch events, run the application's work on this
+ * host, queue again, flush only if something new was queued (a flush
+ * walks every peer); then expire stale gate slots and publish the
+ * session count. */
 static void kz__io_pass(kz__io *io, kz_time_ns now, enet_uint32 wait_ms)
 {
     kz_netserver *s = io->srv;
@@ -619,7 +652,9 @@ static void kz__io_pass(kz__io *io, kz_time_ns now, enet_uint32 wait_ms)
         kz__dispatch(io, &ev);
         rc = enet_host_check_events(io->host, &ev);
     }
-    uint32_t late = kz__drain_outbound(io);
+    kz__run_work(io);
+    uint32_t late = kz__drain_outbound(io) + io->sent_now;
+    io->sent_now = 0;
     kz__apply_releases(io);
     if (late)
         enet_host_flush(io->host);
@@ -671,6 +706,8 @@ static void kz__app_message(kz_netserver *s, uint32_t i, const kz__msgref *m, kz
         msg->data = kz__pool_at(&s->io[i].in_pool, m->buf);
     } else if (m->kind == KZ_NETMSG_CONNECT) {
         s->app_live[m->slot] = 1;
+        s->polled_host = i;
+        s->polled_serial = (uint32_t)m->at;
         /* The slot cannot be released before the app sees its DISCONNECT,
          * so the gate still holds this session's identity. */
         pthread_mutex_lock(&s->gate_lock);
@@ -845,7 +882,8 @@ static int kz__io_build(kz_netserver *s, kz__io *io, uint32_t i)
         kz__push_sure(&io->out_free, &b);
     }
     io->mac = kz_calloc(a, (size_t)s->cfg.max_clients * sizeof *io->mac, 64);
-    if (io->mac == NULL || kz__fixmap_init(&io->mac_by_cid, s->cfg.max_clients, a) != KZ_OK)
+    io->serial = kz_calloc(a, (size_t)s->cfg.max_clients * sizeof *io->serial, 64);
+    if (io->mac == NULL || io->serial == NULL || kz__fixmap_init(&io->mac_by_cid, s->cfg.max_clients, a) != KZ_OK)
         return KZ_ENOMEM;
     io->c = kz_counters_block(&s->counters, i);
     return KZ_OK;
@@ -950,6 +988,7 @@ static void kz__io_fini(kz_netserver *s, kz__io *io)
     }
     if (io->mac_by_cid.slots)
         kz__fixmap_fini(&io->mac_by_cid);
+    kz_free(a, io->serial, (size_t)s->cfg.max_clients * sizeof *io->serial);
     kz_free(a, io->in_pool.bytes, pool_bytes);
     kz_free(a, io->out_pool.bytes, pool_bytes);
     kz_spsc *rings[] = {&io->in_ring, &io->in_free, &io->out_ring, &io->out_free, &io->release};
@@ -1007,4 +1046,45 @@ const kz_counters *kz_netserver_counters(const kz_netserver *s)
 uint32_t kz_netserver_sessions(const kz_netserver *s)
 {
     return atomic_load_explicit(&((kz_netserver *)s)->n_sessions, memory_order_relaxed);
+}
+
+/* ---- work on the hosts (netserver_work.h) --------------------------------- */
+
+void kz__netserver_set_work(kz_netserver *s, kz__io_work_fn fn, void *ctx)
+{
+    s->work_ctx = ctx;
+    atomic_store_explicit(&s->work, fn, memory_order_release);
+}
+
+uint32_t kz__netserver_hosts(const kz_netserver *s)
+{
+    return s->n_io;
+}
+
+uint32_t kz__netserver_polled_host(const kz_netserver *s)
+{
+    return s->polled_host;
+}
+
+uint32_t kz__netserver_polled_serial(const kz_netserver *s)
+{
+    return s->polled_serial;
+}
+
+int kz__netserver_send_now(kz_netserver *s, uint32_t host, uint32_t slot, uint32_t serial,
+                           uint8_t channel, uint8_t type, const void *data, uint32_t len)
+{
+    if (host >= s->n_io || slot >= s->cfg.max_clients || channel >= KZ_CHANNEL_COUNT ||
+        len > KZ_MAX_MESSAGE_BYTES)
+        return KZ_EINVAL;
+    kz__io *io = &s->io[host];
+    if (serial == 0 || io->serial[slot] != serial) {
+        kz_counter_inc(io->c, KZ_NET_C_DROP_NO_SESSION);
+        return KZ_ESTATE;
+    }
+    /* enet_peer_send only queues: the datagram (and its MAC) is made by
+     * the host's next flush or service, on this same thread. */
+    int rc = kz__seal_and_send(io, &s->sessions[slot], channel, type, data, len);
+    io->sent_now += rc == KZ_OK;
+    return rc;
 }

@@ -433,3 +433,15 @@ uint32_t kz_grid_query_fn(const kz_grid *g, float x, float z, float radius,
     kz__grid_run(g, x, z, radius, &s);
     return s.found;
 }
+
+/* ---- copies for the world image (sim/frame.h) ---------------------------- */
+
+int kz__grid_copy(kz_grid *dst, const kz_grid *src)
+{
+    if (dst->block_size != src->block_size || dst->cfg.max_entities != src->cfg.max_entities)
+        return KZ_EINVAL;
+    /* Same configuration, so the same layout: the block is all there is. */
+    memcpy(dst->block, src->block, src->block_size);
+    dst->count = src->count;
+    return KZ_OK;
+}

@@ -16,6 +16,8 @@
 
 #include <kizuna/utf8.h>
 
+#include "net/netserver_work.h"
+
 static const char *const kz__world_counter_names[KZ_WORLD_C_COUNT] = {
 #define KZ__WORLD_NAME(id, name) name,
     KZ_WORLD_COUNTERS(KZ__WORLD_NAME)
@@ -82,7 +84,7 @@ static int resolve_config(kz_server_config *cfg)
 static size_t layout(kz_server *s, uint8_t *base)
 {
     size_t off = 0;
-    uint32_t cap = s->cap, nc = s->max_clients, ns = s->n_slots, h = s->history;
+    uint32_t cap = s->cap, nc = s->max_clients;
     size_t words = (cap + 63u) / 64u;
 #define KZ__ARR(ptr, count)                                              \
     do {                                                                 \
@@ -105,40 +107,21 @@ static size_t layout(kz_server *s, uint8_t *base)
     KZ__ARR(s->private_zone, cap);
     KZ__ARR(s->importance, cap);
     KZ__ARR(s->badge, cap);
-    KZ__ARR(s->image_ring, (size_t)cap * h);
+    KZ__ARR(s->badge_gen, cap);
+    KZ__ARR(s->image_ring, (size_t)cap * s->rows);
     KZ__ARR(s->clients, nc);
-    KZ__ARR(s->sel, ns);
-    KZ__ARR(s->sel_score, ns);
-    KZ__ARR(s->slot_of, cap);
-    KZ__ARR(s->want.slot, ns);
-    KZ__ARR(s->want.state, ns);
-    KZ__ARR(s->sent_scratch.slot, ns);
-    KZ__ARR(s->sent_scratch.state, ns);
-    KZ__ARR(s->order, ns);
-    KZ__ARR(s->change, ns);
-    KZ__ARR(s->kept, ns);
-    KZ__ARR(s->want_key, ns);
-    KZ__ARR(s->want_base, ns);
+    KZ__ARR(s->announced, (size_t)nc * words);
     KZ__ARR(s->query, cap);
-    for (uint32_t i = 0; i < nc; i++) {
-        kz__client *cl = base ? &s->clients[i] : NULL;
-        kz__client dummy;
-        if (!cl)
-            cl = &dummy;
-        KZ__ARR(cl->slot_ent, ns);
-        KZ__ARR(cl->acc, ns);
-        KZ__ARR(cl->since, ns);
-        KZ__ARR(cl->slot_id, ns);
-        KZ__ARR(cl->score, ns);
-        KZ__ARR(cl->vis, ns);
-        KZ__ARR(cl->seen, words);
-        KZ__ARR(cl->hist, h);
-        for (uint32_t k = 0; k < h; k++) {
-            kz_snap_view dv;
-            kz_snap_view *v = base ? &cl->hist[k] : &dv;
-            KZ__ARR(v->slot, ns);
-            KZ__ARR(v->state, ns);
-        }
+    for (uint32_t k = 0; k < KZ__FRAMES; k++) {
+        kz__frame *f = &s->rp.frames[k];
+        KZ__ARR(f->rule, cap);
+        KZ__ARR(f->zone, cap);
+        KZ__ARR(f->owner, cap);
+        KZ__ARR(f->importance, cap);
+        KZ__ARR(f->badge, cap);
+        KZ__ARR(f->badge_gen, cap);
+        KZ__ARR(f->clients, nc);
+        KZ__ARR(f->blocked, nc);
     }
 #undef KZ__ARR
     return off + 64u;
@@ -151,17 +134,73 @@ static int alloc_tables(kz_server *s)
     if (!s->block)
         return KZ_ENOMEM;
     layout(s, s->block);
-    s->want.cap = s->sent_scratch.cap = s->n_slots;
-    for (uint32_t i = 0; i < s->max_clients; i++)
-        for (uint32_t k = 0; k < s->history; k++)
-            s->clients[i].hist[k].cap = s->n_slots;
-    for (uint32_t i = 0; i < s->cap; i++)
-        s->slot_of[i] = KZ__NO_SLOT;
     s->image = s->image_ring;
     return KZ_OK;
 }
 
-static int init_world(kz_server *s)
+static int send_snapshot_now(void *ctx, uint32_t host, uint32_t slot, uint32_t serial,
+                             const void *data, uint32_t len)
+{
+    return kz__netserver_send_now(ctx, host, slot, serial, KZ_CHANNEL_SNAPSHOT, KZ_MSG_SNAPSHOT,
+                                  data, len);
+}
+
+/* The views, the frames' grids and one replicator per I/O host. */
+static int init_replication(kz_server *s, const kz_interest_config *ic)
+{
+    kz__replication *rp = &s->rp;
+    kz__repl_world *w = &rp->w;
+    w->codec = s->codec;
+    w->cap = s->cap;
+    w->max_clients = s->max_clients;
+    w->n_slots = s->n_slots;
+    w->history = s->history;
+    w->rows = s->rows;
+    w->tick_hz = s->cfg.tick_hz;
+    w->bytes_per_second = s->cfg.bytes_per_second;
+    w->interest_period = s->cfg.interest_period;
+    w->interest = *ic;
+    w->ring = s->image_ring;
+    w->visible = s->cfg.visible;
+    w->visible_ctx = s->cfg.visible_ctx;
+    w->send = send_snapshot_now;
+    rp->n = s->cfg.net.io_threads ? s->cfg.net.io_threads : 1u;
+    rp->stage.n = rp->n;
+    w->views = kz_calloc(&s->alloc, (size_t)s->max_clients * sizeof *w->views, 64);
+    rp->views_size = kz__view_footprint(w) * s->max_clients;
+    rp->views = kz_calloc(&s->alloc, rp->views_size, 64);
+    if (!w->views || !rp->views)
+        return KZ_ENOMEM;
+    kz__views_place(w, rp->views);
+    for (uint32_t k = 0; k < KZ__FRAMES; k++)
+        if (kz_grid_init(&rp->frames[k].grid, &s->grid.cfg, &s->alloc) != KZ_OK)
+            return KZ_ENOMEM;
+    for (uint32_t h = 0; h < rp->n; h++) {
+        int rc = kz__replicator_init(&rp->r[h], w, h, kz_counters_block(&s->counters, 1u + h),
+                                     &s->alloc);
+        if (rc != KZ_OK)
+            return rc;
+    }
+    return KZ_OK;
+}
+
+static void fini_replication(kz_server *s)
+{
+    kz__replication *rp = &s->rp;
+    for (uint32_t h = 0; h < KZ__MAX_REPLICATORS; h++)
+        kz__replicator_fini(&rp->r[h]);
+    for (uint32_t k = 0; k < KZ__FRAMES; k++)
+        if (rp->frames[k].grid.block)
+            kz_grid_fini(&rp->frames[k].grid);
+    if (rp->views)
+        kz_free(&s->alloc, rp->views, rp->views_size);
+    if (rp->w.views)
+        kz_free(&s->alloc, rp->w.views, (size_t)s->max_clients * sizeof *rp->w.views);
+    rp->views = NULL;
+    rp->w.views = NULL;
+}
+
+static int init_world(kz_server *s, kz_interest_config *ic_out)
 {
     const kz_server_config *cfg = &s->cfg;
     kz_grid_config gc;
@@ -184,7 +223,8 @@ static int init_world(kz_server *s)
     if (rc == KZ_OK)
         rc = kz_grid_init(&s->grid, &gc, &s->alloc);
     if (rc == KZ_OK)
-        rc = kz_interest_init(&s->interest, &ic, s->cap, &s->alloc);
+        rc = kz_interest_config_resolve(&ic);
+    *ic_out = ic;
     if (rc == KZ_OK)
         rc = kz_snap_codec_init(&s->codec, cfg->tick_hz, s->n_slots, cfg->world_bound);
     if (rc != KZ_OK)
@@ -194,13 +234,13 @@ static int init_world(kz_server *s)
     hc.highest = 10ull * 1000 * 1000 * 1000;
     if (kz_hist_init(&s->tick_ns, &hc, &s->alloc))
         return KZ_ENOMEM;
-    if (kz_counters_init(&s->counters, KZ_WORLD_C_COUNT, 1, kz__world_counter_names, &s->alloc))
+    /* One counter block for the simulation thread, one per replicator. */
+    uint32_t hosts = cfg->net.io_threads ? cfg->net.io_threads : 1u;
+    if (hosts > KZ__MAX_REPLICATORS ||
+        kz_counters_init(&s->counters, KZ_WORLD_C_COUNT, 1u + hosts, kz__world_counter_names,
+                         &s->alloc))
         return KZ_ENOMEM;
     s->c = kz_counters_block(&s->counters, 0);
-    /* Two baselines per entity and tick: most clients acknowledge one of
-     * the last two ticks. */
-    if (kz_snap_cache_init(&s->cache, s->cap, 2, &s->alloc))
-        return KZ_ENOMEM;
     /* From zero, resolved once below: limits derived from the tick rate
      * (the input budget) must follow this world's rate, not the default's. */
     memset(&s->vcfg, 0, sizeof s->vcfg);
@@ -247,10 +287,14 @@ kz_server *kz_server_create(const kz_server_config *cfg_in)
     s->cap = cfg.net.max_clients + cfg.max_objects;
     s->n_slots = cfg.max_visible;
     s->history = cfg.snapshot_history;
+    s->rows = cfg.snapshot_history + KZ__RING_SLACK;
     s->rng = 0x9E3779B97F4A7C15ull ^ cfg.spawn_seed;
-    int rc = s->cap > KZ_ENTITY_MAX ? KZ_EINVAL : init_world(s);
+    kz_interest_config ic;
+    int rc = s->cap > KZ_ENTITY_MAX ? KZ_EINVAL : init_world(s, &ic);
     if (rc == KZ_OK)
         rc = alloc_tables(s);
+    if (rc == KZ_OK)
+        rc = init_replication(s, &ic);
     if (rc != KZ_OK) {
         kz_logf(&cfg.net.log, KZ_LOG_ERROR, "server", "cannot set up the world tables: %s",
                 kz_strerror(rc));
@@ -267,6 +311,10 @@ kz_server *kz_server_create(const kz_server_config *cfg_in)
         kz_server_destroy(s);
         return NULL;
     }
+    s->rp.w.send_ctx = s->net;
+    s->rp.threaded = cfg.net.threaded != 0;
+    if (s->rp.threaded)
+        kz__netserver_set_work(s->net, kz__server_replicate_on, s);
     s->ticker.hz = 0;  /* started by the first step */
     return s;
 }
@@ -276,16 +324,16 @@ void kz_server_destroy(kz_server *s)
     if (!s)
         return;
     if (s->net)
-        kz_netserver_destroy(s->net);
+        kz_netserver_destroy(s->net);  /* stops the I/O threads, and so the replicators */
+    fini_replication(s);
     if (s->block)
         kz_free(&s->alloc, s->block, s->block_size);
     if (s->counters.cells)
         kz_counters_fini(&s->counters);
     if (s->tick_ns.counts)
         kz_hist_fini(&s->tick_ns);
-    kz_interest_fini(&s->interest);
-    kz_snap_cache_fini(&s->cache);
-    kz_grid_fini(&s->grid);
+    if (s->grid.block)
+        kz_grid_fini(&s->grid);
     kz_entities_fini(&s->ents);
     sodium_memzero(&s->cfg.net.verifier.server_keys, sizeof s->cfg.net.verifier.server_keys);
     kz_allocator a = s->alloc;
@@ -301,9 +349,9 @@ void kz__server_send(kz_server *s, uint32_t slot, uint8_t channel, uint8_t type,
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_SEND);
 }
 
-int kz__seen(const kz__client *cl, uint32_t idx)
+int kz__seen(const kz_server *s, uint32_t slot, uint32_t idx)
 {
-    return (int)((cl->seen[idx / 64u] >> (idx % 64u)) & 1u);
+    return kz__view_sees(&s->rp.w, slot, s->clients[slot].serial, idx);
 }
 
 /* ---- sampled reports ---------------------------------------------------- */
@@ -403,31 +451,22 @@ static void rest_entity(kz_server *s, uint32_t i)
     s->importance[i] = 1.0f;
 }
 
-/* Empties a client's per-session state for a new connection; the view
- * tables stay where they are and are cleared. */
-static void client_reset(kz_server *s, kz__client *cl)
+static uint64_t *announced_of(const kz_server *s, uint32_t slot)
 {
-    uint32_t *slot_ent = cl->slot_ent, *vis = cl->vis, *since = cl->since, *slot_id = cl->slot_id;
-    float *score = cl->score;
-    float *acc = cl->acc;
-    uint64_t *seen = cl->seen;
-    kz_snap_view *hist = cl->hist;
-    memset(cl, 0, sizeof *cl);
-    cl->slot_ent = slot_ent;
-    cl->vis = vis;
-    cl->since = since;
-    cl->slot_id = slot_id;
-    cl->score = score;
-    cl->acc = acc;
-    cl->seen = seen;
-    cl->hist = hist;
-    memset(slot_ent, 0, s->n_slots * sizeof *slot_ent);
-    memset(acc, 0, s->n_slots * sizeof *acc);
-    memset(seen, 0, ((s->cap + 63u) / 64u) * sizeof *seen);
-    for (uint32_t k = 0; k < s->history; k++)
-        hist[k].tick = 0, hist[k].count = 0;
+    return s->announced + (size_t)slot * ((s->cap + 63u) / 64u);
+}
+
+/* Starts the state of the session `serial` in `slot` from nothing. The
+ * client's view is the replicator's: it resets it when it first sees the
+ * new serial (sim/replicator.c). */
+static void client_reset(kz_server *s, uint32_t slot, uint32_t serial, uint32_t host)
+{
+    kz__client *cl = &s->clients[slot];
+    memset(cl, 0, sizeof *cl);  /* plain values only (server_impl.h) */
     kz_validate_client_init(&cl->val);
-    cl->budget = (double)s->cfg.bytes_per_second / s->cfg.tick_hz;
+    cl->serial = serial;
+    cl->host = host;
+    memset(announced_of(s, slot), 0, ((s->cap + 63u) / 64u) * sizeof *s->announced);
 }
 
 static void client_identity(kz__client *cl, const kz_token_info *info)
@@ -520,7 +559,7 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
         (void)kz_netserver_kick(s->net, slot, KZ_KICK_ADMIN);
         return;
     }
-    client_reset(s, cl);
+    client_reset(s, slot, kz__netserver_polled_serial(s->net), kz__netserver_polled_host(s->net));
     client_identity(cl, info);
     int32_t at[3];
     if (!spawn_point(s, cl, at)) {
@@ -538,6 +577,7 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
     s->kind[i] = KZ_KIND_AVATAR;
     s->owner[i] = slot + 1u;
     badge_from(&s->badge[i], info);
+    s->badge_gen[i]++;
     memcpy(s->pos[i], at, sizeof at);
     if (kz_grid_insert(&s->grid, i, (float)s->pos[i][0] / KZ_SNAP_POS_UNITS,
                        (float)s->pos[i][2] / KZ_SNAP_POS_UNITS) != KZ_OK) {
@@ -668,8 +708,7 @@ static void on_input(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
     }
     kz_counter_inc(s->c, KZ_WORLD_C_INPUTS);
     /* An ack names a view we sent and still hold, newer than the last. */
-    if (in.ack > cl->acked && in.ack <= s->tick &&
-        cl->hist[in.ack % s->history].tick == in.ack)
+    if (in.ack > cl->acked && in.ack <= s->tick)
         cl->acked = in.ack;
     /* Oldest first, skipping what we already have (redundant copies). */
     for (uint32_t k = in.count; k-- > 0;) {
@@ -711,7 +750,7 @@ static void relay(kz_server *s, uint32_t from, float radius, int echo, uint8_t c
         if (!s->owner[e])
             continue;
         uint32_t slot = s->owner[e] - 1u;
-        if (s->clients[slot].kicked || (e == from ? !echo : !kz__seen(&s->clients[slot], from)))
+        if (s->clients[slot].kicked || (e == from ? !echo : !kz__seen(s, slot, from)))
             continue;
         kz__server_send(s, slot, channel, type, buf, KZ_RELAY_HEADER_BYTES + len);
     }
@@ -927,8 +966,10 @@ static void on_block(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
     uint64_t id = s->clients[s->owner[t] - 1u].client_id;
     for (uint32_t k = 0; k < cl->n_blocked; k++)
         if (cl->blocked[k] == id) {
-            if (p[0] == KZ_BLOCK_REMOVE)
+            if (p[0] == KZ_BLOCK_REMOVE) {
                 cl->blocked[k] = cl->blocked[--cl->n_blocked];
+                cl->blocked_gen++;
+            }
             return;
         }
     if (p[0] == KZ_BLOCK_REMOVE)
@@ -938,6 +979,7 @@ static void on_block(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
         return;
     }
     cl->blocked[cl->n_blocked++] = id;
+    cl->blocked_gen++;
     kz_counter_inc(s->c, KZ_WORLD_C_BLOCKS);
     uint32_t more = 0;
     if (!kz__report_take(s, cl, KZ__REPORT_BLOCK, &more))
@@ -982,6 +1024,23 @@ void kz__announce_observer(kz_server *s, const kz__client *observer, uint32_t ta
     if (!s->owner[target] || target == observer->avatar)
         return;
     kz__notice(s, s->owner[target] - 1u, KZ_NOTICE_OBSERVED, s->badge[observer->avatar].name);
+}
+
+void kz__announce_observers(kz_server *s)
+{
+    uint32_t words = (s->cap + 63u) / 64u;
+    for (uint32_t slot = 0; slot < s->max_clients; slot++) {
+        const kz__client *cl = &s->clients[slot];
+        if (!cl->live || !cl->observer)
+            continue;
+        uint64_t *told = announced_of(s, slot);
+        for (uint32_t k = 0; k < words; k++) {
+            uint64_t seen = kz__view_seen_word(&s->rp.w, slot, cl->serial, k);
+            for (uint64_t fresh = seen & ~told[k]; fresh; fresh &= fresh - 1u)
+                kz__announce_observer(s, cl, k * 64u + (uint32_t)__builtin_ctzll(fresh));
+            told[k] = seen;
+        }
+    }
 }
 
 static int holds_role(const kz__client *cl, const char *role)
@@ -1081,11 +1140,10 @@ static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t 
         target->muted = 0;
         break;
     case KZ_ADMIN_OBSERVE_ON:
+        /* Everyone it sees learns it is watched: at the next tick
+         * (kz__announce_observers), from an empty told set. */
         cl->observer = 1;
-        /* Everyone it already sees learns it is watched. */
-        for (uint32_t k = 0; k < s->n_slots; k++)
-            if (cl->slot_ent[k])
-                kz__announce_observer(s, cl, cl->slot_ent[k] - 1u);
+        memset(announced_of(s, slot), 0, ((s->cap + 63u) / 64u) * sizeof *s->announced);
         break;
     case KZ_ADMIN_OBSERVE_OFF:
         cl->observer = 0;
@@ -1267,6 +1325,7 @@ int kz_server_object_add(kz_server *s, const float pos[3], const float rot[4], u
     memcpy(s->pos[i], q.pos, sizeof q.pos);
     memcpy(s->rot[i], q.rot, sizeof q.rot);
     memset(&s->badge[i], 0, sizeof s->badge[i]);
+    s->badge_gen[i]++;
     if (kz_grid_insert(&s->grid, i, pos[0], pos[2]) != KZ_OK) {
         (void)kz_entity_destroy(&s->ents, e);
         return KZ_ERANGE;

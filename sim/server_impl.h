@@ -1,20 +1,21 @@
 /*
  * The server's internal state, shared by server.c (lifecycle, sessions,
- * messages) and server_tick.c (the tick: inputs, world step, interest,
- * snapshots). Not installed.
+ * messages), server_tick.c (the tick: inputs, world step, the world image)
+ * and server_rules.c (visibility, zones, placement). Not installed.
  *
- * Storage. World state is structure-of-arrays indexed by the dense entity
- * index of kz_entities; the wire id of an entity is its generational
- * handle. Once per tick the world writes a quantized image of every live
- * entity (kz_snap_state, 64 bytes each): the per-client encoders read those
- * instead of gathering the arrays a hundred times per entity.
- *
- * Per client (transport slot) the server keeps: an input queue, the view
- * table (which entity occupies each view slot), a bitmap of the entities it
- * sees (for chat and voice audience checks), priority accumulators per view
- * slot, and a ring of the views it sent, indexed by tick % history. Every
- * table is allocated at creation, sized from max_clients, max_objects and
- * max_visible; nothing is allocated per tick.
+ * Three parts with one writer each:
+ *   the world      entities (structure-of-arrays over the dense entity
+ *                  index of kz_entities; the wire id is the generational
+ *                  handle), grid, zones, portals, validation and audit;
+ *                  simulation thread only;
+ *   the sessions   per transport slot (kz__client): identity, input queue,
+ *                  validator state, blocks, samplers; simulation thread
+ *                  only;
+ *   replication    per slot views and the replicators (sim/replicator.h),
+ *                  fed once per tick with an immutable world image
+ *                  (sim/frame.h); the replicators run on the I/O threads.
+ * Every table is allocated at creation, sized from max_clients,
+ * max_objects and max_visible; nothing is allocated per tick.
  */
 #ifndef KZ_SIM_SERVER_IMPL_H
 #define KZ_SIM_SERVER_IMPL_H
@@ -23,13 +24,14 @@
 #include <kizuna/grid.h>
 #include <kizuna/server.h>
 
+#include "sim/frame.h"
 #include "sim/interest.h"
+#include "sim/replicator.h"
 #include "sim/snapshot.h"
 #include "sim/validate.h"
 #include "sim/wire.h"
 
 #define KZ__INPUT_QUEUE 16u        /* commands buffered per client (power of two) */
-#define KZ__NO_SLOT 0xFFFFu
 
 /* Admin and block requests per client: sustained rate and burst. Beyond
  * them a request is dropped and reported as KZ_VIOL_FLOOD. */
@@ -60,6 +62,8 @@ typedef struct kz__sampler {
     uint32_t left_out;
 } kz__sampler;
 
+/* One session's state on the simulation thread. Plain values only (no
+ * pointers), so a new session starts from client_reset's zero. */
 typedef struct kz__client {
     uint8_t live;                 /* has an avatar */
     uint8_t corrected;            /* the newest applied command was changed */
@@ -68,15 +72,16 @@ typedef struct kz__client {
                                      processed and nothing is sent to it but the kick */
     uint8_t owe_kick;             /* a no-place kick the full outbound ring refused */
     uint32_t avatar;              /* dense entity index */
+    uint32_t serial;              /* the transport session (netserver_work.h) */
+    uint32_t host;                /* the I/O host serving it */
     /* inputs */
     kz_wire_command queue[KZ__INPUT_QUEUE];
     uint32_t q_head, q_count;
     uint32_t newest_cmd;          /* newest command tick received */
     uint32_t applied_cmd;         /* newest command tick applied */
     kz_wire_command last;         /* repeated while the queue is empty */
-    /* snapshots */
-    uint32_t acked;               /* newest acknowledged snapshot tick, 0 = none */
-    double budget;                /* bytes this client may still receive */
+    /* snapshots: the replicator checks this claim against the views it holds */
+    uint32_t acked;               /* newest snapshot tick the client acknowledged, 0 = none */
     /* identity, from the token */
     uint64_t client_id;
     uint64_t acting_for;
@@ -86,6 +91,7 @@ typedef struct kz__client {
     /* mutual blocks: client ids this client blocked */
     uint64_t blocked[KZ_BLOCK_MAX];
     uint32_t n_blocked;
+    uint32_t blocked_gen;         /* bumped by every change of `blocked` */
     uint8_t muted, observer;
     uint8_t at_boundary;          /* pushing against a zone it may not enter */
     uint8_t bubble;               /* personal-space bubble on */
@@ -95,18 +101,19 @@ typedef struct kz__client {
     kz_validate_bucket requests;  /* admin and block requests */
     kz_validate_bucket refusals;  /* role refusals */
     kz__sampler reports[KZ__REPORT_KINDS];
-    /* view: slot -> dense entity index + 1 (0 = free) */
-    uint32_t *slot_ent;
-    float *acc;                   /* priority accumulated per view slot */
-    uint32_t *since;              /* tick each view slot was taken */
-    uint32_t *slot_id;            /* wire id of the entity in each view slot */
-    float *score;                 /* its interest score at the last interest run */
-    uint32_t *vis;                /* visible dense indices (interest's prev) */
-    uint32_t n_vis;
-    uint64_t *seen;               /* bitmap over dense indices: in view */
-    /* sent views, ring by tick % history */
-    kz_snap_view *hist;
 } kz__client;
+
+/* Replication: the views, the replicators and their hand-over. */
+typedef struct kz__replication {
+    kz__repl_world w;             /* limits, ring and views every replicator shares */
+    kz__replicator r[KZ__MAX_REPLICATORS];
+    uint32_t n;                   /* one per I/O host */
+    int threaded;                 /* the replicators run on the I/O threads */
+    kz__stage stage;
+    kz__frame frames[KZ__FRAMES];
+    void *views;                  /* the block behind w.views' arrays */
+    size_t views_size;
+} kz__replication;
 
 struct kz_server {
     kz_server_config cfg;
@@ -138,7 +145,8 @@ struct kz_server {
     float *importance;
     kz_snap_badge *badge;
     kz_snap_state *image;         /* quantized image of this tick: a row of image_ring */
-    kz_snap_state *image_ring;    /* history rows of cap images, row = tick % history */
+    kz_snap_state *image_ring;    /* rows of cap images, row = tick % rows (frame.h) */
+    uint32_t *badge_gen;          /* per dense index: bumped when its badge is set */
     kz_snap_codec codec;
 
     /* clients */
@@ -147,20 +155,11 @@ struct kz_server {
     kz__client *clients;
     uint32_t n_slots;             /* view slots = max_visible */
     uint32_t history;
-
-    /* interest and encoding scratch (one client at a time) */
-    kz_interest interest;
-    uint32_t *sel;                /* interest output */
-    float *sel_score;
-    uint16_t *slot_of;            /* per dense index: view slot while encoding a client */
-    kz_snap_view want, sent_scratch;
-    uint16_t *order;              /* priority order */
-    uint8_t *change;
-    uint8_t *kept;                /* per view slot, while updating a view */
-    uint32_t *want_key;           /* per want entry: dense index (cache key) */
-    const kz_snap_state **want_base;  /* per want entry: world image at the baseline tick */
-    kz_snap_cache cache;          /* encoded updates shared by clients with one baseline */
+    uint32_t rows;                /* image ring rows */
+    uint64_t *announced;          /* per slot, cap bits: observer announced to the owner */
     uint32_t *query;              /* grid query results for chat/voice audiences */
+
+    kz__replication rp;
 
     /* arrays behind the per-client pointers */
     void *block;
@@ -190,17 +189,21 @@ struct kz_server {
 void kz__server_tick(kz_server *s);
 /* The quantized state of dense index `i` from the SoA arrays. */
 void kz__server_load_state(const kz_server *s, uint32_t i, kz_snap_state *st);
+/* Threaded mode: the work of I/O host `host` (netserver_work.h): builds
+ * the snapshots of the newest published tick for its clients. */
+void kz__server_replicate_on(void *ctx, uint32_t host);
 /* server.c: helpers the tick uses */
 /* Draining: kicks every live client not yet told (kz_server_shutdown). */
 void kz__server_tell_shutdown(kz_server *s);
 void kz__server_send(kz_server *s, uint32_t slot, uint8_t channel, uint8_t type,
                      const void *data, uint32_t len);
-int kz__seen(const kz__client *cl, uint32_t idx);
+/* 1 if the client in `slot` has dense index `idx` in its view (as its
+ * replicator last left it). */
+int kz__seen(const kz_server *s, uint32_t slot, uint32_t idx);
 
-/* server_rules.c: the symmetric visibility rule (blocks, private zones,
- * then the application's hook both ways), zone entry, private zone
- * membership. */
-int kz__may_see(const kz_server *s, uint32_t a, uint32_t b);
+/* server_rules.c: zone entry, private zone membership. (The visibility
+ * rule itself runs in the replicators on the world image:
+ * kz__frame_may_see.) */
 int kz__may_enter(const kz_server *s, const kz__client *cl, const int32_t pos[3]);
 /* 1 if moving avatar `i` from `from` to `to` would bring it inside the
  * personal-space bubble of another avatar whose owner turned it on (moving
@@ -232,11 +235,13 @@ int kz__zone_evict(kz_server *s, uint32_t slot, kz__client *cl);
  * zone it may no longer enter is evicted. Called at the start of a tick. */
 void kz__zones_enforce(kz_server *s);
 void kz__update_private_zones(kz_server *s);
-int kz__blocked_either(const kz_server *s, uint32_t a, uint32_t b);
 /* server.c: appends an audit record about client `cl` (may be NULL) when
  * the server has an audit log; a full ring is counted by the log. */
 void kz__audit(kz_server *s, uint32_t type, const kz__client *cl, uint32_t code, const char *detail);
 /* server.c: tells the owner of `target` that `observer` now sees it. */
 void kz__announce_observer(kz_server *s, const kz__client *observer, uint32_t target);
+/* server.c: every observer's owner-told set follows what it sees now: each
+ * newly seen avatar's owner is told. Once per tick. */
+void kz__announce_observers(kz_server *s);
 
 #endif /* KZ_SIM_SERVER_IMPL_H */

@@ -2,7 +2,9 @@
  * The world's rules of presence: who may see whom, who may enter where.
  *
  * Visibility is one symmetric predicate, evaluated for every candidate of
- * every interest run and for every kept view entry on every tick:
+ * every interest run and for every kept view entry on every tick (by the
+ * replicators, on the world image: kz__frame_may_see in
+ * sim/replicator.c):
  *   1. private zones: two entities see each other only when they are in
  *      the same private zone or both outside every private zone;
  *   2. blocks: if either client blocked the other, neither sees the other
@@ -56,39 +58,6 @@ void kz__update_private_zones(kz_server *s)
                     inside = (uint8_t)(z + 1u);
         s->private_zone[i] = inside;
     }
-}
-
-static int has_blocked(const kz__client *cl, uint64_t client_id)
-{
-    for (uint32_t k = 0; k < cl->n_blocked; k++)
-        if (cl->blocked[k] == client_id)
-            return 1;
-    return 0;
-}
-
-int kz__blocked_either(const kz_server *s, uint32_t a, uint32_t b)
-{
-    if (!s->owner[a] || !s->owner[b])
-        return 0;
-    const kz__client *ca = &s->clients[s->owner[a] - 1u], *cb = &s->clients[s->owner[b] - 1u];
-    return has_blocked(ca, cb->client_id) || has_blocked(cb, ca->client_id);
-}
-
-int kz__may_see(const kz_server *s, uint32_t a, uint32_t b)
-{
-    /* An observer (a moderator's mode) is not seen, but never unannounced:
-     * everyone it sees is told (kz__announce_observer). */
-    if (s->owner[b] && s->clients[s->owner[b] - 1u].observer)
-        return 0;
-    if (s->private_zone[a] != s->private_zone[b])
-        return 0;
-    if (kz__blocked_either(s, a, b))
-        return 0;
-    if (s->cfg.visible) {
-        uint32_t ia = kz_entity_at(&s->ents, a).id, ib = kz_entity_at(&s->ents, b).id;
-        return s->cfg.visible(s->cfg.visible_ctx, ia, ib) && s->cfg.visible(s->cfg.visible_ctx, ib, ia);
-    }
-    return 1;
 }
 
 static int has_role(const kz__client *cl, const char *role)

@@ -1,8 +1,10 @@
 /*
- * One server tick: apply inputs, move held objects, take the quantized
- * image of the world, then for every client run interest and send a
- * snapshot delta. This is the hot path of the simulation thread: it reads
- * and writes only tables allocated at creation.
+ * One server tick on the simulation thread: apply inputs, move held
+ * objects, then write and publish the world image of the tick
+ * (sim/frame.h). The per-client work (interest, views, encoding, sending)
+ * is the replicators' (sim/replicator.c): on the I/O threads in threaded
+ * mode, right here in host order otherwise. Reads and writes only tables
+ * allocated at creation.
  */
 #include "sim/server_impl.h"
 
@@ -10,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#include "net/netserver_work.h"
 
 /* ---- inputs ------------------------------------------------------------- */
 
@@ -171,14 +175,19 @@ static void move_held(kz_server *s)
     }
 }
 
-/* Writes this tick's row of the image ring. Older rows stay: they are the
- * world as each client's baseline tick saw it. */
+/* ---- the world image --------------------------------------------------- */
+
+/* Writes this tick's row of the image ring; a dead index gets entity 0,
+ * which no view holds. Older rows stay: they are the world as each
+ * client's baseline tick saw it. */
 static void take_images(kz_server *s)
 {
-    s->image = s->image_ring + (size_t)(s->tick % s->history) * s->cap;
+    s->image = s->image_ring + (size_t)(s->tick % s->rows) * s->cap;
     for (uint32_t i = 0; i < s->cap; i++) {
-        if (!s->ents.alive[i])
+        if (!s->ents.alive[i]) {
+            s->image[i].entity = 0;
             continue;
+        }
         if (s->speaking_until[i] > s->tick)
             s->flags[i] |= KZ_AVATAR_SPEAKING;
         else
@@ -187,254 +196,105 @@ static void take_images(kz_server *s)
     }
 }
 
-/* ---- interest and view slots ------------------------------------------- */
-
-static int visible_adapter(void *ctx, uint32_t viewer, uint32_t target)
+/* The visibility-rule bits of every entity (frame.h). */
+static void frame_rules(kz_server *s, kz__frame *f)
 {
-    return kz__may_see(ctx, viewer, target);
-}
-
-static void seen_set(kz__client *cl, uint32_t idx, int on)
-{
-    uint64_t bit = 1ull << (idx % 64u);
-    if (on)
-        cl->seen[idx / 64u] |= bit;
-    else
-        cl->seen[idx / 64u] &= ~bit;
-}
-
-/* Interest runs for a client every interest_period ticks, the clients
- * staggered so each tick carries an even share. */
-static int interest_due(const kz_server *s, uint32_t slot)
-{
-    return s->cfg.interest_period <= 1 || (s->tick + slot) % s->cfg.interest_period == 0;
-}
-
-static void free_slot(kz__client *cl, uint32_t k)
-{
-    seen_set(cl, cl->slot_ent[k] - 1u, 0);
-    cl->slot_ent[k] = 0;
-    cl->acc[k] = 0;
-}
-
-/* Runs interest for one client and updates its view table: entities that
- * stay keep their slot, those that left free theirs, newcomers take the
- * lowest free slots. Priority accumulates per slot. */
-static void select_view(kz_server *s, kz__client *cl)
-{
-    uint32_t n = kz_interest_select(&s->interest, &s->grid, cl->avatar, cl->vis, cl->n_vis,
-                                    s->importance, visible_adapter, s,
-                                    s->sel, s->sel_score, NULL);
-    for (uint32_t k = 0; k < s->n_slots; k++)
-        if (cl->slot_ent[k])
-            s->slot_of[cl->slot_ent[k] - 1u] = (uint16_t)k;
-    /* Mark the survivors (slot_of stays set), collect the newcomers. */
-    uint32_t n_new = 0;
-    for (uint32_t j = 0; j < n; j++) {
-        uint32_t e = s->sel[j];
-        uint16_t k = s->slot_of[e];
-        if (k != KZ__NO_SLOT) {
-            s->kept[k] = 1;
-            cl->score[k] = s->sel_score[j];
-        } else {
-            s->sel[n_new] = e;
-            s->sel_score[n_new] = s->sel_score[j];
-            n_new++;
+    memcpy(f->zone, s->private_zone, s->cap * sizeof *f->zone);
+    memcpy(f->owner, s->owner, s->cap * sizeof *f->owner);
+    memcpy(f->importance, s->importance, s->cap * sizeof *f->importance);
+    for (uint32_t i = 0; i < s->cap; i++) {
+        uint8_t rule = s->private_zone[i] ? KZ__RULE_ZONED : 0;
+        if (s->owner[i]) {
+            const kz__client *cl = &s->clients[s->owner[i] - 1u];
+            rule |= cl->observer ? KZ__RULE_OBSERVER : 0;
+            rule |= cl->n_blocked ? KZ__RULE_BLOCKS : 0;
         }
-        cl->vis[j] = e;
-    }
-    cl->n_vis = n;
-    for (uint32_t k = 0; k < s->n_slots; k++) {
-        if (!cl->slot_ent[k])
-            continue;
-        s->slot_of[cl->slot_ent[k] - 1u] = KZ__NO_SLOT;
-        if (s->kept[k])
-            s->kept[k] = 0;
-        else
-            free_slot(cl, k);  /* left the view */
-    }
-    uint32_t k = 0;
-    for (uint32_t j = 0; j < n_new; j++) {
-        while (cl->slot_ent[k])
-            k++;
-        uint32_t e = s->sel[j];
-        cl->slot_ent[k] = e + 1u;
-        cl->slot_id[k] = kz_entity_at(&s->ents, e).id;
-        cl->score[k] = s->sel_score[j];
-        cl->acc[k] = 0;
-        cl->since[k] = s->tick;
-        seen_set(cl, e, 1);
-        if (cl->observer)
-            kz__announce_observer(s, cl, e);
-    }
-}
-
-/* Between interest runs: the view keeps its entities, except those that
- * are gone (destroyed, index reused) or that the visibility hook now
- * refuses; the hook is security (blocks, zones), so it is asked every
- * tick. */
-static void keep_view(kz_server *s, kz__client *cl)
-{
-    int changed = 0;
-    for (uint32_t k = 0; k < s->n_slots; k++) {
-        if (!cl->slot_ent[k])
-            continue;
-        uint32_t e = cl->slot_ent[k] - 1u;
-        int gone = kz_entity_at(&s->ents, e).id != cl->slot_id[k];
-        if (gone || !kz__may_see(s, cl->avatar, e)) {
-            free_slot(cl, k);
-            changed = 1;
+        f->rule[i] = rule;
+        if (f->badge_gen[i] != s->badge_gen[i]) {
+            f->badge[i] = s->badge[i];
+            f->badge_gen[i] = s->badge_gen[i];
         }
     }
-    if (!changed)
+}
+
+static void frame_clients(kz_server *s, kz__frame *f)
+{
+    for (uint32_t slot = 0; slot < s->max_clients; slot++) {
+        const kz__client *cl = &s->clients[slot];
+        kz__frame_client *fc = &f->clients[slot];
+        fc->replicate = cl->live && !cl->kicked;
+        if (!fc->replicate)
+            continue;
+        fc->client_id = cl->client_id;
+        fc->serial = cl->serial;
+        fc->avatar = cl->avatar;
+        fc->input_tick = cl->applied_cmd;
+        fc->acked = cl->acked;
+        fc->corrected = cl->corrected;
+        fc->host = (uint8_t)cl->host;
+        fc->n_blocked = cl->n_blocked;
+        if (fc->blocked_gen != cl->blocked_gen || fc->serial != cl->serial) {
+            memcpy(f->blocked[slot], cl->blocked, cl->n_blocked * sizeof cl->blocked[0]);
+            fc->blocked_gen = cl->blocked_gen;
+        }
+    }
+}
+
+/* Threaded mode: the frame and ring row of `tick` may be written only once
+ * every replicator has finished tick - 2 (frame.h). A replicator is
+ * normally long done; waiting is counted. */
+static void wait_for_replicators(kz_server *s, uint32_t tick)
+{
+    if (!s->rp.threaded || tick < 3)
         return;
-    cl->n_vis = 0;
-    for (uint32_t k = 0; k < s->n_slots; k++)
-        if (cl->slot_ent[k])
-            cl->vis[cl->n_vis++] = cl->slot_ent[k] - 1u;
-}
-
-static void update_view(kz_server *s, kz__client *cl, uint32_t slot)
-{
-    if (interest_due(s, slot))
-        select_view(s, cl);
-    else
-        keep_view(s, cl);
-    /* The wanted view, in slot order; priority grows by the last score. */
-    s->want.count = 0;
-    s->want.tick = s->tick;
-    for (uint32_t k = 0; k < s->n_slots; k++) {
-        if (!cl->slot_ent[k])
-            continue;
-        uint32_t e = cl->slot_ent[k] - 1u;
-        cl->acc[k] += cl->score[k];
-        s->want.slot[s->want.count] = (uint16_t)k;
-        s->want.state[s->want.count] = s->image[e];
-        s->want_key[s->want.count] = e;
-        s->want.count++;
-    }
-}
-
-/* For the record cache: each wanted entity's world image at the baseline
- * tick (the ring row of that tick), so clients whose baseline holds exactly
- * that state share one encoded update. */
-static void point_at_world(kz_server *s, const kz_snap_view *base)
-{
-    const kz_snap_state *row =
-        base ? s->image_ring + (size_t)(base->tick % s->history) * s->cap : NULL;
-    for (uint32_t i = 0; i < s->want.count; i++)
-        s->want_base[i] = row ? &row[s->want_key[i]] : NULL;
-}
-
-/* ---- snapshots ---------------------------------------------------------- */
-
-/* Priority of a view slot: what it accumulated, and far above everything an
- * entity whose entering the client has not yet acknowledged, so an enter
- * that went out once is repeated until acknowledged instead of flickering
- * out when the budget is short. */
-static float slot_priority(const kz__client *cl, uint32_t slot)
-{
-    return cl->since[slot] > cl->acked ? cl->acc[slot] + 1e30f : cl->acc[slot];
-}
-
-/* Indices into `want`, highest priority first (insertion sort: only used
- * on ticks whose changes do not all fit, over <= max_visible). */
-static void priority_order(kz_server *s, const kz__client *cl)
-{
-    for (uint32_t i = 0; i < s->want.count; i++) {
-        uint16_t v = (uint16_t)i;
-        float a = slot_priority(cl, s->want.slot[i]);
-        uint32_t j = i;
-        while (j > 0 && slot_priority(cl, s->want.slot[s->order[j - 1]]) < a) {
-            s->order[j] = s->order[j - 1];
-            j--;
+    const struct timespec pause = {0, 20000};
+    int waited = 0;
+    for (uint32_t h = 0; h < s->rp.n; h++)
+        while (atomic_load_explicit(&s->rp.stage.done[h], memory_order_acquire) + 2u < tick) {
+            waited = 1;
+            nanosleep(&pause, NULL);
         }
-        s->order[j] = v;
+    if (waited)
+        kz_counter_inc(s->c, KZ_WORLD_C_REPL_WAITS);
+}
+
+static void publish_frame(kz_server *s)
+{
+    wait_for_replicators(s, s->tick);
+    take_images(s);
+    kz__frame *f = &s->rp.frames[s->tick % KZ__FRAMES];
+    f->tick = s->tick;
+    f->image = s->image;
+    (void)kz__grid_copy(&f->grid, &s->grid);  /* both made from one configuration */
+    frame_rules(s, f);
+    frame_clients(s, f);
+    atomic_store_explicit(&s->rp.stage.published, s->tick, memory_order_release);
+}
+
+/* Single-threaded mode: every replicator, in host order, on this thread. */
+static void replicate_here(kz_server *s)
+{
+    const kz__frame *f = &s->rp.frames[s->tick % KZ__FRAMES];
+    for (uint32_t h = 0; h < s->rp.n; h++) {
+        kz__replicator_run(&s->rp.r[h], f);
+        atomic_store_explicit(&s->rp.stage.done[h], s->tick, memory_order_relaxed);
     }
 }
 
-static const kz_snap_badge *badge_of(void *ctx, uint32_t entity)
+void kz__server_replicate_on(void *ctx, uint32_t host)
 {
     kz_server *s = ctx;
-    uint32_t i = kz_entity_index(&s->ents, (kz_entity){entity});
-    return i == UINT32_MAX ? NULL : &s->badge[i];
-}
-
-static const kz_snap_view *baseline(const kz_server *s, const kz__client *cl)
-{
-    if (!cl->acked || s->tick - cl->acked >= s->history)
-        return NULL;
-    const kz_snap_view *v = &cl->hist[cl->acked % s->history];
-    return v->tick == cl->acked ? v : NULL;
-}
-
-static void send_snapshot(kz_server *s, uint32_t slot)
-{
-    kz__client *cl = &s->clients[slot];
-    update_view(s, cl, slot);
-
-    double per_tick = (double)s->cfg.bytes_per_second / s->cfg.tick_hz;
-    cl->budget += per_tick;
-    if (cl->budget > 4.0 * per_tick)
-        cl->budget = 4.0 * per_tick;
-    double room = cl->budget < 160.0 ? 160.0 : cl->budget;
-    if (room > KZ_SNAPSHOT_MAX_BYTES)
-        room = KZ_SNAPSHOT_MAX_BYTES;
-
-    uint8_t buf[KZ_SNAPSHOT_MAX_BYTES];
-    kz_bitwriter w;
-    kz_bitwriter_init(&w, buf, (size_t)room);
-    kz_wire_snap_head head = {
-        .input_tick = cl->applied_cmd,
-        .corrected = cl->corrected,
-    };
-    head.self = s->image[cl->avatar];
-    if (kz_wire_snap_head_write(&s->codec, &head, &w) != KZ_OK)
+    kz__stage *st = &s->rp.stage;
+    if (host >= s->rp.n)
         return;
-    const kz_bitwriter after_head = w;
-
-    const kz_snap_view *base = baseline(s, cl);
-    kz_snap_view *sent = &cl->hist[s->tick % s->history];
-    point_at_world(s, base);
-    kz_snap_encode_args a = {
-        .base = base,
-        .want = &s->want,
-        .priority = NULL,
-        .budget_bits = kz_bitwriter_bits_left(&w),
-        .badge = badge_of,
-        .badge_ctx = s,
-        .cache = &s->cache,
-        .key = s->want_key,
-        .base_world = s->want_base,
-    };
-    kz_snap_encode_stats st;
-    int rc = kz_snap_encode(&s->codec, &a, &w, sent, s->change, &st);
-    if (rc == KZ_OK && st.deferred) {
-        priority_order(s, cl);
-        w = after_head;
-        a.priority = s->order;
-        rc = kz_snap_encode(&s->codec, &a, &w, sent, s->change, &st);
-    }
-    if (rc != KZ_OK) {
-        sent->tick = 0;  /* never a baseline */
-        kz_counter_inc(s->c, KZ_WORLD_C_DROP_SEND);
+    uint32_t t = atomic_load_explicit(&st->published, memory_order_acquire);
+    uint32_t done = atomic_load_explicit(&st->done[host], memory_order_relaxed);
+    if (t == done)
         return;
-    }
-    size_t bytes = kz_bitwriter_finish(&w);
-    for (uint32_t i = 0; i < sent->count; i++)
-        if (s->change[i] != KZ_SNAP_SAME)
-            cl->acc[sent->slot[i]] = 0;
-    cl->budget -= (double)bytes;
-    kz_counter_inc(s->c, KZ_WORLD_C_SNAPSHOTS);
-    kz_counter_add(s->c, KZ_WORLD_C_SNAPSHOT_BYTES, bytes);
-    kz_counter_add(s->c, KZ_WORLD_C_ENTERS, st.enters);
-    kz_counter_add(s->c, KZ_WORLD_C_LEAVES, st.leaves);
-    kz_counter_add(s->c, KZ_WORLD_C_DEFERRED, st.deferred);
-    kz_counter_add(s->c, KZ_WORLD_C_UPDATES, st.updates);
-    kz_counter_add(s->c, KZ_WORLD_C_VIEW_ENTITIES, s->want.count);
-    if (!base)
-        kz_counter_inc(s->c, KZ_WORLD_C_SNAPSHOT_FULL);
-    kz__server_send(s, slot, KZ_CHANNEL_SNAPSHOT, KZ_MSG_SNAPSHOT, buf, (uint32_t)bytes);
+    if (done && t - done > 1u)
+        kz_counter_add(s->rp.r[host].c, KZ_WORLD_C_REPL_SKIPPED, t - done - 1u);
+    kz__replicator_run(&s->rp.r[host], &s->rp.frames[t % KZ__FRAMES]);
+    atomic_store_explicit(&st->done[host], t, memory_order_release);
 }
 
 /* ---- the tick ----------------------------------------------------------- */
@@ -455,11 +315,10 @@ void kz__server_tick(kz_server *s)
     apply_inputs(s);
     move_held(s);
     kz__update_private_zones(s);
-    take_images(s);
-    kz_snap_cache_begin(&s->cache, s->tick);
-    for (uint32_t slot = 0; slot < s->max_clients; slot++)
-        if (s->clients[slot].live && !s->clients[slot].kicked)
-            send_snapshot(s, slot);
+    kz__announce_observers(s);
+    publish_frame(s);
+    if (!s->rp.threaded)
+        replicate_here(s);
     kz_counter_inc(s->c, KZ_WORLD_C_TICKS);
     (void)kz_hist_record(&s->tick_ns, monotonic_ns() - t0);
 }

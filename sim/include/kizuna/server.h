@@ -281,7 +281,9 @@ KZ_API void kz_server_shutdown(kz_server *s, const char *text);
     X(VIOL_CHAT, "violation_chat_rate")                   \
     X(VIOL_EMOTE, "violation_emote_rate")                 \
     X(VIOL_VOICE, "violation_voice_rate")                 \
-    X(VIOL_GRAB, "violation_grab")
+    X(VIOL_GRAB, "violation_grab")                        \
+    X(REPL_WAITS, "ticks_waited_for_replication")         \
+    X(REPL_SKIPPED, "frames_skipped_replication")
 
 enum {
 #define KZ__WORLD_ENUM(id, name) KZ_WORLD_C_##id,

@@ -1,0 +1,90 @@
+/*
+ * The world image of one tick: everything a replicator reads to build the
+ * snapshots of that tick, and nothing else. The simulation thread writes
+ * it once per tick and publishes it; replicators read it, on other
+ * threads, while the simulation goes on with the next tick. Internal.
+ *
+ * Hand-over (kz__stage). Two frames alternate (tick % KZ__FRAMES), and
+ * the quantized entity states live in a ring of image rows (tick %
+ * rows), older rows kept as the baselines clients acknowledged:
+ *   world   waits until every replicator has finished tick T - 2 (its
+ *           `done`), writes frame T % 2 and ring row T % rows, then
+ *           stores `published` = T (release);
+ *   replica loads `published` (acquire); if newer than its `done`, builds
+ *           that tick's snapshots for its own clients, then stores `done`
+ *           (release).
+ * So a replicator may still work on tick T - 1 while the world writes T,
+ * never on anything the world is writing: frame T - 1 is the other frame,
+ * and ring row T % rows held tick T - rows, which no replicator reads
+ * (sim/replicator.h: a baseline is used only while every state it refers
+ * to is newer than tick t - rows + 2). No lock on either side; in the
+ * steady state the world never waits, because a replicator finishes a
+ * tick long before the next is due. In single-threaded mode the world
+ * runs the replicators itself, in host order, right after publishing.
+ */
+#ifndef KZ_SIM_FRAME_H
+#define KZ_SIM_FRAME_H
+
+#include <stdatomic.h>
+
+#include <kizuna/grid.h>
+
+#include "sim/snapshot.h"
+#include "sim/wire.h"
+
+#define KZ__FRAMES 2u          /* frames in flight: one read, one written */
+#define KZ__RING_SLACK 4u      /* image rows beyond the snapshot history, so a
+                                  state left out for a few ticks stays a baseline */
+#define KZ__MAX_REPLICATORS 16u
+
+/* Visibility-rule bits of an entity (kz__frame.rule). A pair of entities
+ * with no bit set on either side and the same private zone needs no rule
+ * work at all: nothing but the application's hook can hide one from the
+ * other. */
+#define KZ__RULE_OBSERVER 1u   /* its owner observes: seen by no one */
+#define KZ__RULE_BLOCKS 2u     /* its owner has blocked someone */
+#define KZ__RULE_ZONED 4u      /* it stands in a private zone */
+
+/* What a replicator needs of one transport slot. */
+typedef struct kz__frame_client {
+    uint64_t client_id;
+    uint32_t serial;       /* the transport session; a new one resets the view */
+    uint32_t avatar;       /* dense entity index */
+    uint32_t input_tick;   /* newest command applied */
+    uint32_t acked;        /* newest snapshot tick the client acknowledged (a claim:
+                              the replicator uses it only if it holds that view) */
+    uint32_t n_blocked;
+    uint32_t blocked_gen;  /* the world's block-list generation copied into `blocked` */
+    uint8_t replicate;     /* has an avatar and is not being kicked */
+    uint8_t corrected;     /* its newest command was changed */
+    uint8_t host;          /* the I/O host serving it, whose replicator sends */
+    uint8_t pad;
+} kz__frame_client;
+
+typedef struct kz__frame {
+    uint32_t tick;
+    const kz_snap_state *image;   /* ring row of this tick: cap states, entity 0 = none */
+    kz_grid grid;                 /* the world's grid at this tick */
+    uint8_t *rule;                /* per dense index: KZ__RULE_* */
+    uint8_t *zone;                /* per dense index: private zone + 1, 0 = none */
+    uint32_t *owner;              /* per dense index: owner's slot + 1, 0 = none */
+    float *importance;            /* per dense index */
+    kz_snap_badge *badge;         /* per dense index */
+    uint32_t *badge_gen;          /* per dense index: the generation copied */
+    kz__frame_client *clients;    /* per slot */
+    uint64_t (*blocked)[KZ_BLOCK_MAX];  /* per slot: client ids it blocked */
+} kz__frame;
+
+/* The hand-over counters between the world and the replicators. */
+typedef struct kz__stage {
+    _Atomic uint32_t published;                  /* newest tick ready, 0 = none */
+    _Atomic uint32_t done[KZ__MAX_REPLICATORS];  /* newest tick each finished */
+    uint32_t n;                                  /* replicators */
+} kz__stage;
+
+/* sim/grid.c: makes `dst` (initialised with the same configuration as
+ * `src`) an exact copy of `src`, in one copy of its block. 0 or
+ * KZ_EINVAL (another configuration). */
+int kz__grid_copy(kz_grid *dst, const kz_grid *src);
+
+#endif /* KZ_SIM_FRAME_H */
