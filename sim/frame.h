@@ -82,6 +82,38 @@ typedef struct kz__stage {
     uint32_t n;                                  /* replicators */
 } kz__stage;
 
+/* World side: 1 when the frame and ring row of `tick` may be written,
+ * that is every replicator has finished tick - 2. */
+static inline int kz__stage_writable(const kz__stage *st, uint32_t tick)
+{
+    for (uint32_t h = 0; h < st->n; h++)
+        if (atomic_load_explicit(&st->done[h], memory_order_acquire) + 2u < tick)
+            return 0;
+    return 1;
+}
+
+/* World side: the frame of `tick` is complete. */
+static inline void kz__stage_publish(kz__stage *st, uint32_t tick)
+{
+    atomic_store_explicit(&st->published, tick, memory_order_release);
+}
+
+/* Replicator side: the newest published tick if it is newer than what
+ * replicator `h` finished (*skipped gets the ticks it jumps over), else 0. */
+static inline uint32_t kz__stage_take(const kz__stage *st, uint32_t h, uint32_t *skipped)
+{
+    uint32_t t = atomic_load_explicit(&st->published, memory_order_acquire);
+    uint32_t done = atomic_load_explicit(&st->done[h], memory_order_relaxed);
+    *skipped = done && t > done + 1u ? t - done - 1u : 0;
+    return t != done ? t : 0;
+}
+
+/* Replicator side: replicator `h` is done with `tick`. */
+static inline void kz__stage_done(kz__stage *st, uint32_t h, uint32_t tick)
+{
+    atomic_store_explicit(&st->done[h], tick, memory_order_release);
+}
+
 /* sim/grid.c: makes `dst` (initialised with the same configuration as
  * `src`) an exact copy of `src`, in one copy of its block. 0 or
  * KZ_EINVAL (another configuration). */

@@ -102,7 +102,7 @@ int kz__replicator_init(kz__replicator *r, const kz__repl_world *w, uint32_t hos
     r->w = w;
     r->host = host;
     r->c = c;
-    r->alloc = *a;
+    r->alloc = a ? *a : kz_allocator_default();
     kz_allocator_resolve(&r->alloc);
     int rc = kz_interest_init(&r->interest, &w->interest, w->cap, &r->alloc);
     if (rc != KZ_OK)

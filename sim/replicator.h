@@ -122,8 +122,8 @@ size_t kz__view_footprint(const kz__repl_world *w);
  * kz__view_footprint(w) * max_clients bytes. */
 void kz__views_place(kz__repl_world *w, void *block);
 
-/* Sets up a replicator for `host`; counters from `block`. 0, KZ_ENOMEM or
- * KZ_EINVAL. fini is safe after a failed init. */
+/* Sets up a replicator for `host`, counting into `c`; `a` NULL for the C
+ * library. 0, KZ_ENOMEM or KZ_EINVAL. fini is safe after a failed init. */
 KZ_MUST_CHECK int kz__replicator_init(kz__replicator *r, const kz__repl_world *w, uint32_t host,
                                       kz_counter_block c, const kz_allocator *a);
 void kz__replicator_fini(kz__replicator *r);

@@ -245,17 +245,12 @@ static void frame_clients(kz_server *s, kz__frame *f)
  * normally long done; waiting is counted. */
 static void wait_for_replicators(kz_server *s, uint32_t tick)
 {
-    if (!s->rp.threaded || tick < 3)
+    if (!s->rp.threaded || kz__stage_writable(&s->rp.stage, tick))
         return;
+    kz_counter_inc(s->c, KZ_WORLD_C_REPL_WAITS);
     const struct timespec pause = {0, 20000};
-    int waited = 0;
-    for (uint32_t h = 0; h < s->rp.n; h++)
-        while (atomic_load_explicit(&s->rp.stage.done[h], memory_order_acquire) + 2u < tick) {
-            waited = 1;
-            nanosleep(&pause, NULL);
-        }
-    if (waited)
-        kz_counter_inc(s->c, KZ_WORLD_C_REPL_WAITS);
+    while (!kz__stage_writable(&s->rp.stage, tick))
+        nanosleep(&pause, NULL);
 }
 
 static void publish_frame(kz_server *s)
@@ -268,7 +263,7 @@ static void publish_frame(kz_server *s)
     (void)kz__grid_copy(&f->grid, &s->grid);  /* both made from one configuration */
     frame_rules(s, f);
     frame_clients(s, f);
-    atomic_store_explicit(&s->rp.stage.published, s->tick, memory_order_release);
+    kz__stage_publish(&s->rp.stage, s->tick);
 }
 
 /* Single-threaded mode: every replicator, in host order, on this thread. */
@@ -277,24 +272,20 @@ static void replicate_here(kz_server *s)
     const kz__frame *f = &s->rp.frames[s->tick % KZ__FRAMES];
     for (uint32_t h = 0; h < s->rp.n; h++) {
         kz__replicator_run(&s->rp.r[h], f);
-        atomic_store_explicit(&s->rp.stage.done[h], s->tick, memory_order_relaxed);
+        kz__stage_done(&s->rp.stage, h, s->tick);
     }
 }
 
 void kz__server_replicate_on(void *ctx, uint32_t host)
 {
     kz_server *s = ctx;
-    kz__stage *st = &s->rp.stage;
-    if (host >= s->rp.n)
+    uint32_t skipped, t;
+    if (host >= s->rp.n || (t = kz__stage_take(&s->rp.stage, host, &skipped)) == 0)
         return;
-    uint32_t t = atomic_load_explicit(&st->published, memory_order_acquire);
-    uint32_t done = atomic_load_explicit(&st->done[host], memory_order_relaxed);
-    if (t == done)
-        return;
-    if (done && t - done > 1u)
-        kz_counter_add(s->rp.r[host].c, KZ_WORLD_C_REPL_SKIPPED, t - done - 1u);
+    if (skipped)
+        kz_counter_add(s->rp.r[host].c, KZ_WORLD_C_REPL_SKIPPED, skipped);
     kz__replicator_run(&s->rp.r[host], &s->rp.frames[t % KZ__FRAMES]);
-    atomic_store_explicit(&st->done[host], t, memory_order_release);
+    kz__stage_done(&s->rp.stage, host, t);
 }
 
 /* ---- the tick ----------------------------------------------------------- */

@@ -28,6 +28,7 @@ int main(void)
     report("counters 4 writers x 1M", kzt_counters_stress(4, 1000000ull), &passed, &failed);
     report("transport echo, I/O thread, 20k", kzt_transport_echo(20000), &passed, &failed);
     report("world, 2 I/O threads, 40 clients, 5 s, reload, drain", kzt_world_threaded(40, 5), &passed, &failed);
+    report("replicators, 2 threads vs 1, 600 ticks", kzt_replicator_differential(600), &passed, &failed);
     report("audit log, 4 producers x 50k", kzt_audit_append_stress(4, 50000), &passed, &failed);
     printf("threads: %d passed, %d failed\n", passed, failed);
     return failed != 0;

@@ -45,4 +45,10 @@ kzt_result kzt_world_threaded(uint32_t clients, uint32_t seconds);
  * `per_producer` records each (tests/threads/audit_threads.c). */
 kzt_result kzt_audit_append_stress(uint32_t producers, uint64_t per_producer);
 
+/* The replicators on one scripted world for `ticks` ticks, run once in
+ * host order on the caller's thread and once on two threads fed through
+ * the world's hand-over while the next tick is written: every client's
+ * snapshots must be bit-identical (tests/threads/replicator_diff.c). */
+kzt_result kzt_replicator_differential(uint32_t ticks);
+
 #endif /* KZ_TESTS_THREADS_STRESS_H */
