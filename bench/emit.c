@@ -24,6 +24,8 @@ int kzb_report_fill(kzb_report *rep, const kzb_options *o, const kzb_result *r)
     rep->seconds = o->seconds;
     rep->impair = o->impair;
     rep->seed = o->seed;
+    rep->bots = o->bots == KZB_BOTS_THIN ? "thin" : "full";
+    rep->bot_threads = o->bot_threads;
     rep->connected_end = r->connected_end;
     rep->connected_peak = r->connected_peak;
     rep->measure_seconds = r->measure_seconds;
@@ -43,6 +45,9 @@ int kzb_report_fill(kzb_report *rep, const kzb_options *o, const kzb_result *r)
     rep->kicks = r->kicks;
     rep->timeouts = r->timeouts;
     rep->rss_bytes = r->rss_bytes;
+    rep->bots_cpu_seconds = r->bots_cpu_seconds;
+    rep->snapshots_received = r->snapshots;
+    rep->acks_sent = r->acks;
     int rc = 0;
     for (uint32_t i = 0; i < r->n_violations; i++)
         rc |= kzb_report_add_violation(rep, r->violations[i].name, r->violations[i].count);

@@ -6,6 +6,7 @@
  *
  *   kizuna-bench [run options]
  *   kizuna-bench compare A.json B.json
+ *   kizuna-bench radius SCENARIO N
  */
 #include <errno.h>
 #include <getopt.h>
@@ -25,8 +26,9 @@ static const char usage[] =
     "                    [--json FILE] [--csv FILE] [--plot FILE.png|.svg]\n"
     "                    [--threshold EXPR]... [--seed N] [--bot-threads N]\n"
     "                    [--warmup S] [--max-visible N] [--connect-rate N] [--audit FILE]\n"
-    "                    [--quiet]\n"
+    "                    [--bots full|thin] [--window-cmd CMD] [--quiet]\n"
     "       kizuna-bench compare A.json B.json\n"
+    "       kizuna-bench radius SCENARIO N\n"
     "\n"
     "  --clients N        bots (real clients), default 1000\n"
     "  --hz H             server tick rate 10..128, default 30\n"
@@ -46,7 +48,16 @@ static const char usage[] =
     "  --connect-rate N   clients starting per second (default 1000; 40 with --connect,\n"
     "                     which suits kizuna-server's default gate budget per address)\n"
     "  --audit FILE       embedded server: keep a signed audit log in FILE (throwaway key)\n"
-    "  --quiet            no progress lines on stderr\n";
+    "  --bots KIND        full (default): clients that decode, predict and interpolate;\n"
+    "                     thin: header-only clients that open each snapshot, read its\n"
+    "                     header, acknowledge it and send inputs (capacity tests)\n"
+    "  --window-cmd CMD   run `sh -c CMD kzb-window start|end` as the measured window\n"
+    "                     starts and ends, and wait for it (e.g. to read a server's\n"
+    "                     /metrics and per-thread CPU)\n"
+    "  --quiet            no progress lines on stderr\n"
+    "\n"
+    "  radius SCENARIO N  prints the radius in meters the scenario spreads N avatars\n"
+    "                     over (set an external server's spawn_radius to it)\n";
 
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
 {
@@ -56,6 +67,29 @@ static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
     if (errno || *end || end == s || v < lo || v > hi)
         return -1;
     *out = (uint32_t)v;
+    return 0;
+}
+
+/* "full" or "thin" as KZB_BOTS_*; -1 for anything else. */
+static int parse_bots(const char *s)
+{
+    if (strcmp(s, "full") == 0)
+        return KZB_BOTS_FULL;
+    if (strcmp(s, "thin") == 0)
+        return KZB_BOTS_THIN;
+    return -1;
+}
+
+/* kizuna-bench radius SCENARIO N: the spawn radius an external server
+ * needs for the scenario's density (bench/headline.sh uses it). */
+static int cmd_radius(int argc, char **argv)
+{
+    uint32_t n;
+    if (argc != 4 || kzb_scenario_parse(argv[2]) < 0 || parse_u32(argv[3], 1, 100000, &n) != 0) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    printf("%.1f\n", (double)kzb_scenario_radius(kzb_scenario_parse(argv[2]), n));
     return 0;
 }
 
@@ -77,6 +111,7 @@ static int cmd_run(int argc, char **argv)
         {"bot-threads", required_argument, NULL, 'b'}, {"warmup", required_argument, NULL, 'w'},
         {"max-visible", required_argument, NULL, 'm'}, {"quiet", no_argument, NULL, 'q'},
         {"connect-rate", required_argument, NULL, 'r'}, {"audit", required_argument, NULL, 'A'},
+        {"bots", required_argument, NULL, 'B'},      {"window-cmd", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
     kzb_options o = {
         .clients = 1000, .hz = 30, .seconds = 20, .warmup = 3, .scenario = KZB_SC_WANDER,
@@ -97,6 +132,8 @@ static int cmd_run(int argc, char **argv)
         case 'm': bad = parse_u32(optarg, 1, 1024, &o.max_visible); break;
         case 'r': bad = parse_u32(optarg, 1, 100000, &o.connect_rate); break;
         case 'A': o.audit = optarg; break;
+        case 'B': bad = (o.bots = parse_bots(optarg)) < 0; break;
+        case 'W': o.window_cmd = optarg; break;
         case 'S': bad = (o.scenario = kzb_scenario_parse(optarg)) < 0; break;
         case 'i': o.impair = optarg; break;
         case 'c': o.connect = optarg; break;
@@ -153,5 +190,7 @@ int main(int argc, char **argv)
         }
         return kzb_compare(stdout, argv[2], argv[3]) == 0 ? 0 : 1;
     }
+    if (argc >= 2 && strcmp(argv[1], "radius") == 0)
+        return cmd_radius(argc, argv);
     return cmd_run(argc, argv);
 }

@@ -1,6 +1,6 @@
 /*
  * kizuna-bench report: derives per-client figures from what the runner
- * recorded and writes them as text, JSON ("kizuna-bench/2", documented in
+ * recorded and writes them as text, JSON ("kizuna-bench/3", documented in
  * docs/BENCH-REPORT.md), CSV and a gnuplot chart; checks thresholds against
  * the JSON document and compares two documents.
  *
@@ -56,6 +56,8 @@ int kzb_report_init(kzb_report *r, uint32_t max_points, const kz_allocator *allo
     kz_allocator_resolve(&r->alloc);
     r->server_cpu_seconds = -1.0;
     r->bits_per_avatar_update = -1.0;
+    r->bots_cpu_seconds = -1.0;
+    r->bots = "full";
 
     kz_hist_config cfg;
     kzb_report_hist_config(&cfg);
@@ -199,6 +201,11 @@ void kzb_report_summarize(const kzb_report *r, kzb_report_summary *s)
         ? r->bits_per_avatar_update : NAN;
     s->rss_bytes_per_client = r->rss_bytes > 0
         ? ratio((double)r->rss_bytes, (double)r->connected_end) : NAN;
+
+    s->bots_cpu_us_per_client_tick = r->bots_cpu_seconds >= 0.0
+        ? ratio(r->bots_cpu_seconds * 1e6, (double)r->client_ticks) : NAN;
+    s->bots_per_core = ratio(1e6, (double)r->tick_hz * s->bots_cpu_us_per_client_tick);
+    s->snapshots_per_client_s = ratio((double)r->snapshots_received, client_seconds);
 }
 
 /* ---- text ----------------------------------------------------------------- */
@@ -256,13 +263,19 @@ static void print_named(FILE *out, const char *label, const kzb_report_count *li
     fputc('\n', out);
 }
 
+static const char *bots_name(const kzb_report *r)
+{
+    return r->bots != NULL ? r->bots : "?";
+}
+
 static void print_header(FILE *out, const kzb_report *r, const kzb_report_summary *s)
 {
     char b[32];
-    fprintf(out, "kizuna-bench: scenario %s, %s server, %" PRIu32 " Hz, %" PRIu32
+    fprintf(out, "kizuna-bench: scenario %s, %s server, %s bots, %" PRIu32 " Hz, %" PRIu32
             " s asked, impairment %s, seed %" PRIu64 "\n",
             r->scenario != NULL ? r->scenario : "?",
-            r->mode == KZB_MODE_EXTERNAL ? "external" : "embedded", r->tick_hz, r->seconds,
+            r->mode == KZB_MODE_EXTERNAL ? "external" : "embedded", bots_name(r), r->tick_hz,
+            r->seconds,
             r->impair != NULL && r->impair[0] != '\0' ? r->impair : "none", r->seed);
     fprintf(out, "%-16s %s s measured\n", "window", fmt_num(b, sizeof b, r->measure_seconds, 1));
     fprintf(out, "%-16s %" PRIu32 " target, %" PRIu32 " connected at end, %" PRIu32
@@ -288,6 +301,20 @@ static void print_rates(FILE *out, const kzb_report *r, const kzb_report_summary
             fmt_num(b[3], 32, s->packets_up_per_client_s, 2));
     fprintf(out, "%-16s %s bits per avatar update\n", "avatar updates",
             fmt_num(b[0], 32, s->bits_per_avatar_update, 1));
+}
+
+/* What the bots did and cost: how many of them one core drives. */
+static void print_bots(FILE *out, const kzb_report *r, const kzb_report_summary *s)
+{
+    char b[4][32];
+    fprintf(out, "%-16s %s, %" PRIu32 " thread%s: %s µs CPU per client-tick (%s CPU-s), one core"
+            " drives about %s at %" PRIu32 " Hz\n", "bots", bots_name(r), r->bot_threads,
+            r->bot_threads == 1 ? "" : "s", fmt_num(b[0], 32, s->bots_cpu_us_per_client_tick, 2),
+            fmt_num(b[1], 32, r->bots_cpu_seconds, 2), fmt_num(b[2], 32, s->bots_per_core, 0),
+            r->tick_hz);
+    fprintf(out, "%-16s %" PRIu64 " snapshots taken in (%s per client-second), %" PRIu64
+            " acknowledged in input messages\n", "", r->snapshots_received,
+            fmt_num(b[3], 32, s->snapshots_per_client_s, 2), r->acks_sent);
 }
 
 /* Corrections, kicks, and the server's counts by kind: what the server
@@ -319,6 +346,7 @@ int kzb_report_print(FILE *out, const kzb_report *r)
     print_header(out, r, &s);
     print_pcts(out, "server tick", &s.tick_ms, "");
     print_rates(out, r, &s);
+    print_bots(out, r, &s);
     print_pcts(out, "snapshot age", &s.snapshot_age_ms, ", corrected for coordinated omission");
     print_pcts(out, "connect time", &s.connect_ms, "");
     print_enforcement(out, r);
@@ -373,7 +401,8 @@ static void json_config(cJSON *doc, const kzb_report *r, int *bad)
     cJSON *c = json_obj(doc, "config", bad);
     if (cJSON_AddStringToObject(c, "scenario", r->scenario != NULL ? r->scenario : "") == NULL ||
         cJSON_AddStringToObject(c, "mode", r->mode == KZB_MODE_EXTERNAL ? "external"
-                                                                         : "embedded") == NULL)
+                                                                         : "embedded") == NULL ||
+        cJSON_AddStringToObject(c, "bots", bots_name(r)) == NULL)
         *bad = 1;
     json_num(c, "tick_hz", (double)r->tick_hz, bad);
     json_num(c, "seconds", (double)r->seconds, bad);
@@ -407,6 +436,18 @@ static void json_traffic(cJSON *doc, const kzb_report *r, const kzb_report_summa
     json_num(pk, "up_per_client_s", s->packets_up_per_client_s, bad);
     json_num(pk, "down", (double)r->packets_down, bad);
     json_num(pk, "up", (double)r->packets_up, bad);
+}
+
+static void json_bots(cJSON *doc, const kzb_report *r, const kzb_report_summary *s, int *bad)
+{
+    cJSON *b = json_obj(doc, "bots", bad);
+    json_num(b, "threads", (double)r->bot_threads, bad);
+    json_num(b, "cpu_s", r->bots_cpu_seconds >= 0.0 ? r->bots_cpu_seconds : NAN, bad);
+    json_num(b, "cpu_us_per_client_tick", s->bots_cpu_us_per_client_tick, bad);
+    json_num(b, "per_core", s->bots_per_core, bad);
+    json_num(b, "snapshots", (double)r->snapshots_received, bad);
+    json_num(b, "snapshots_per_client_s", s->snapshots_per_client_s, bad);
+    json_num(b, "acks", (double)r->acks_sent, bad);
 }
 
 static void json_enforcement(cJSON *doc, const kzb_report *r, int *bad)
@@ -448,6 +489,7 @@ cJSON *kzb_report_to_json(const kzb_report *r)
     json_num(doc, "client_ticks", (double)r->client_ticks, &bad);
     json_num(doc, "server_cpu_us_per_client_tick", s.cpu_us_per_client_tick, &bad);
     json_traffic(doc, r, &s, &bad);
+    json_bots(doc, r, &s, &bad);
     json_pcts(doc, "snapshot_age_ms", &s.snapshot_age_ms, &bad);
     json_pcts(doc, "connect_ms", &s.connect_ms, &bad);
     json_num(doc, "bits_per_avatar_update", s.bits_per_avatar_update, &bad);
@@ -927,9 +969,12 @@ cJSON *kzb_report_load_json(const char *path)
     }
     free(text);
     const cJSON *schema = cJSON_GetObjectItemCaseSensitive(doc, "schema");
-    if (!cJSON_IsString(schema) || strcmp(schema->valuestring, KZB_REPORT_SCHEMA) != 0) {
-        report_error("%s is not a %s document (its \"schema\" is %s%s%s)", path,
-                     KZB_REPORT_SCHEMA, cJSON_IsString(schema) ? "\"" : "",
+    /* Version 3 only added fields to version 2: both compare leaf by leaf. */
+    if (!cJSON_IsString(schema) || (strcmp(schema->valuestring, KZB_REPORT_SCHEMA) != 0 &&
+                                    strcmp(schema->valuestring, KZB_REPORT_SCHEMA_PREVIOUS) != 0)) {
+        report_error("%s is not a %s or %s document (its \"schema\" is %s%s%s)", path,
+                     KZB_REPORT_SCHEMA, KZB_REPORT_SCHEMA_PREVIOUS,
+                     cJSON_IsString(schema) ? "\"" : "",
                      cJSON_IsString(schema) ? schema->valuestring : "missing",
                      cJSON_IsString(schema) ? "\"" : "");
         cJSON_Delete(doc);

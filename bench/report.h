@@ -3,7 +3,7 @@
  * people and CI read. The runner fills a kzb_report while it runs (three
  * histograms, totals, named counters, one point per second); when the run
  * ends this module derives the per-client figures and prints a text
- * summary, a JSON document (schema "kizuna-bench/2", docs/BENCH-REPORT.md),
+ * summary, a JSON document (schema "kizuna-bench/3", docs/BENCH-REPORT.md),
  * a CSV time series and a gnuplot chart. Thresholds ("tick_ms.p99<10") are
  * checked against the JSON document, so every figure the document holds can
  * gate CI, and two documents can be compared side by side.
@@ -32,8 +32,11 @@
 #include <kizuna/hist.h>
 
 /* Version 2 split corrections (server / clients) and moved the hostile
- * scenario's outcomes out of violations. */
-#define KZB_REPORT_SCHEMA "kizuna-bench/2"
+ * scenario's outcomes out of violations. Version 3 added the bots' kind
+ * (config.bots) and what the bots did and cost (bots.*); it only adds
+ * fields, so a version 2 document can still be compared with one. */
+#define KZB_REPORT_SCHEMA "kizuna-bench/3"
+#define KZB_REPORT_SCHEMA_PREVIOUS "kizuna-bench/2"
 
 /* Named counters (violation kinds, drop reasons, hostile outcomes):
  * capacity per list, and the longest name including its terminating zero.
@@ -86,6 +89,8 @@ typedef struct kzb_report {
     uint32_t seconds;          /* measured seconds asked for */
     const char *impair;        /* borrowed impairment profile text; NULL: none */
     uint64_t seed;
+    const char *bots;          /* borrowed: "full" or "thin"; init sets "full" */
+    uint32_t bot_threads;
 
     /* results of the measured window */
     uint32_t connected_end, connected_peak;
@@ -107,6 +112,11 @@ typedef struct kzb_report {
     uint64_t corrections_clients;
     uint64_t kicks, timeouts;
     uint64_t rss_bytes;        /* resident set of the server process; 0: unknown */
+    /* The bots over the window: CPU of every bot thread (< 0: unknown),
+     * snapshots they took in (decoded, or header read for thin bots), and
+     * input messages they sent, each acknowledging the newest snapshot. */
+    double bots_cpu_seconds;
+    uint64_t snapshots_received, acks_sent;
 
     /* filled by kzb_report_add_violation / _add_drop / _add_hostile / _add_point */
     kzb_report_count violations[KZB_REPORT_MAX_NAMED]; /* the server's, by kind */
@@ -138,6 +148,9 @@ typedef struct kzb_report_summary {
     double packets_down_per_client_s, packets_up_per_client_s;
     double bits_per_avatar_update;
     double rss_bytes_per_client;
+    double bots_cpu_us_per_client_tick;   /* bots' CPU for one client's tick */
+    double bots_per_core;                 /* 1e6 / (tick_hz * the figure above) */
+    double snapshots_per_client_s;
 } kzb_report_summary;
 
 /* The histogram configuration the report uses, for per-thread histograms
@@ -174,6 +187,8 @@ KZ_MUST_CHECK int kzb_report_add_hostile(kzb_report *r, const char *name, uint64
  *   clients    = client_ticks / ticks, or connected_end if that is 0
  *   kbit/s per client  = bytes * 8 / 1000 / measure_seconds / clients
  *   CPU per client-tick = server_cpu_seconds * 1e6 / client_ticks  (µs)
+ *   bots' CPU per client-tick = bots_cpu_seconds * 1e6 / client_ticks (µs)
+ *   bots per core      = 1e6 / (tick_hz * bots' CPU per client-tick)
  *   RSS per client     = rss_bytes / connected_end
  */
 void kzb_report_summarize(const kzb_report *r, kzb_report_summary *s);
@@ -184,7 +199,7 @@ void kzb_report_progress_line(FILE *out, const kzb_report_point *p);
 /* The text summary. Returns 0, or KZ_EIO if writing failed. */
 KZ_MUST_CHECK int kzb_report_print(FILE *out, const kzb_report *r);
 
-/* The "kizuna-bench/2" document (docs/BENCH-REPORT.md); the caller frees it
+/* The "kizuna-bench/3" document (docs/BENCH-REPORT.md); the caller frees it
  * with cJSON_Delete. NULL only when cJSON ran out of memory. */
 cJSON *kzb_report_to_json(const kzb_report *r);
 
@@ -248,16 +263,17 @@ const cJSON *kzb_json_lookup(const cJSON *doc, const char *path);
 
 /* ---- files and comparison ------------------------------------------------- */
 
-/* Reads and parses a kizuna-bench/2 document. Returns NULL with the reason
- * on stderr (missing file, not JSON, other schema). Free with cJSON_Delete. */
+/* Reads and parses a kizuna-bench/3 (or /2) document. Returns NULL with the
+ * reason on stderr (missing file, not JSON, other schema). Free with
+ * cJSON_Delete. */
 cJSON *kzb_report_load_json(const char *path);
 
 /*
  * Prints every numeric leaf of the two documents side by side, A's order
  * first, then leaves only B has, with the ratio B/A ("-" when A is 0 or a
  * side lacks the value). Returns 0, or KZ_EINVAL when a file is missing or
- * is not a kizuna-bench/2 document (reason on stderr), KZ_EIO if writing
- * failed.
+ * is neither a kizuna-bench/3 nor a /2 document (reason on stderr), KZ_EIO
+ * if writing failed.
  */
 KZ_MUST_CHECK int kzb_compare(FILE *out, const char *path_a, const char *path_b);
 

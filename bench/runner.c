@@ -14,12 +14,14 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,6 +84,9 @@ typedef struct bot {
     uint32_t misbehaved_tick;        /* hostile bots act once per input tick */
     int64_t best_offset;             /* external mode: fastest (arrival - tick * period) */
     int have_offset;
+    /* Counts of the clients this bot destroyed (churn), so the thread's
+     * totals stay whole when a client goes. */
+    uint64_t retired_snapshots, retired_acks;
 } bot;
 
 typedef struct world_ctx world_ctx;
@@ -95,6 +100,7 @@ typedef struct bot_thread {
     unsigned churn_seed;
     _Atomic uint64_t cpu_ns;
     _Atomic uint64_t bytes_in, bytes_out, pkts_in, pkts_out;
+    _Atomic uint64_t snapshots, acks;
     _Atomic uint32_t connected;
     _Atomic uint64_t corrections, kicks, timeouts;
     int measuring;
@@ -341,6 +347,7 @@ static kz_client_config client_config(const world_ctx *w)
     }
     cc.net.connect_timeout_ms = 30000;
     cc.net.log.level = KZ_LOG_ERROR;
+    cc.header_only = w->o->bots == KZB_BOTS_THIN;
     return cc;
 }
 
@@ -544,6 +551,9 @@ static void churn(world_ctx *w, bot_thread *t, kz_time_ns now)
         bot *b = &w->bots[t->first + (uint32_t)rand_r(&t->churn_seed) % t->count];
         if (!b->c || !b->connected)
             continue;
+        const kz_counters *cs = kz_client_counters(b->c);
+        b->retired_snapshots += kz_counters_get(cs, KZ_CLIENT_C_SNAPSHOTS);
+        b->retired_acks += kz_counters_get(cs, KZ_CLIENT_C_INPUTS_SENT);
         kz_client_destroy(b->c);
         b->c = NULL;
         b->connected = 0;
@@ -552,9 +562,29 @@ static void churn(world_ctx *w, bot_thread *t, kz_time_ns now)
     }
 }
 
+/* Snapshots taken in and input messages sent (each carries the ack of
+ * the newest snapshot) by this thread's clients, the destroyed ones too. */
+static void publish_client_counts(world_ctx *w, bot_thread *t)
+{
+    uint64_t snaps = 0, acks = 0;
+    for (uint32_t i = 0; i < t->count; i++) {
+        const bot *b = &w->bots[t->first + i];
+        snaps += b->retired_snapshots;
+        acks += b->retired_acks;
+        if (b->c) {
+            const kz_counters *cs = kz_client_counters(b->c);
+            snaps += kz_counters_get(cs, KZ_CLIENT_C_SNAPSHOTS);
+            acks += kz_counters_get(cs, KZ_CLIENT_C_INPUTS_SENT);
+        }
+    }
+    atomic_store(&t->snapshots, snaps);
+    atomic_store(&t->acks, acks);
+}
+
 static void publish_traffic(world_ctx *w, bot_thread *t)
 {
     uint64_t in = 0, out = 0, pin = 0, pout = 0;
+    publish_client_counts(w, t);
     for (uint32_t i = 0; i < t->count; i++) {
         bot *b = &w->bots[t->first + i];
         const kz_netclient *nc = b->c ? kz_client_net(b->c) : b->raw;
@@ -617,6 +647,7 @@ static void *bot_main(void *arg)
 typedef struct totals {
     uint64_t bots_cpu, process_cpu, main_cpu;
     uint64_t bytes_in, bytes_out, pkts_in, pkts_out;
+    uint64_t snapshots, acks;
     uint64_t corrections, drops;
     uint32_t connected;
 } totals;
@@ -647,6 +678,8 @@ static totals take_totals(world_ctx *w)
         s.bytes_out += atomic_load(&t->bytes_out);
         s.pkts_in += atomic_load(&t->pkts_in);
         s.pkts_out += atomic_load(&t->pkts_out);
+        s.snapshots += atomic_load(&t->snapshots);
+        s.acks += atomic_load(&t->acks);
         s.corrections += atomic_load(&t->corrections);
         s.connected += atomic_load(&t->connected);
     }
@@ -768,6 +801,28 @@ static uint64_t rss_bytes(void)
 }
 
 /* ---- the run ------------------------------------------------------------- */
+
+/* --window-cmd: runs `sh -c CMD kzb-window WHICH` and waits for it. A
+ * command that cannot start or fails is reported and the run goes on. */
+static void window_cmd(const kzb_options *o, const char *which)
+{
+    if (!o->window_cmd)
+        return;
+    extern char **environ;
+    char *argv[] = {"sh", "-c", (char *)o->window_cmd, "kzb-window", (char *)which, NULL};
+    pid_t pid;
+    int rc = posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ);
+    int status = 0;
+    if (rc != 0) {
+        fprintf(stderr, "kizuna-bench: --window-cmd: cannot start /bin/sh: %s\n", strerror(rc));
+        return;
+    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "kizuna-bench: --window-cmd (%s) failed with status %d\n", which,
+                WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
 
 static void raise_fd_limit(uint32_t need)
 {
@@ -903,6 +958,7 @@ int kzb_run(const kzb_options *o, kzb_result *r, kzb_progress_fn progress, void 
             atomic_store(&w->phase, PH_WARMUP);
             phase_end = now + (kz_time_ns)o->warmup * KZ_NS_PER_S;
         } else if (phase == PH_WARMUP && now >= phase_end) {
+            window_cmd(o, "start");
             start = cur;
             if (w->srv) {
                 kz_counters_snapshot(kz_server_counters(w->srv), world0);
@@ -920,6 +976,10 @@ int kzb_run(const kzb_options *o, kzb_result *r, kzb_progress_fn progress, void 
             r->packets_down = cur.pkts_in - start.pkts_in;
             r->packets_up = cur.pkts_out - start.pkts_out;
             r->corrections = cur.corrections - start.corrections;
+            r->bots_cpu_seconds = (double)(cur.bots_cpu - start.bots_cpu) / 1e9;
+            r->snapshots = cur.snapshots - start.snapshots;
+            r->acks = cur.acks - start.acks;
+            window_cmd(o, "end");
             break;
         }
     }

@@ -23,6 +23,14 @@
 
 #define KZB_MAX_NAMED KZB_REPORT_MAX_NAMED
 
+/* Bot kinds (--bots). A full bot is a player's client: it decodes every
+ * snapshot, predicts and interpolates. A thin bot is a header-only client
+ * (kz_client_config.header_only): it opens every snapshot, reads the
+ * header, acknowledges the tick and sends the scenario's inputs, and
+ * skips the body and prediction, so one core drives many more of them. */
+#define KZB_BOTS_FULL 0
+#define KZB_BOTS_THIN 1
+
 typedef struct kzb_options {
     uint32_t clients;         /* default 1000 */
     uint32_t hz;              /* default 30 */
@@ -39,6 +47,10 @@ typedef struct kzb_options {
     uint32_t connect_rate;    /* new clients per second; 0 = 1000 embedded, 40 external */
     const char *audit;        /* embedded server: keep an audit log in this file */
     int quiet;                /* no progress lines */
+    int bots;                 /* KZB_BOTS_*; default full */
+    /* Run `sh -c window_cmd kzb-window start|end` when the measured window
+     * starts and ends, and wait for it (NULL: none). */
+    const char *window_cmd;
 } kzb_options;
 
 /* One second of the run, for the progress line and the time series. */
@@ -70,6 +82,9 @@ typedef struct kzb_result {
     kzb_named caught[KZB_MAX_NAMED];   /* hostile: per misbehaviour, bots caught */
     uint32_t n_caught;
     uint64_t honest_punished;          /* hostile: honest bots corrected or kicked */
+    double bots_cpu_seconds;           /* measured window, every bot thread */
+    uint64_t snapshots;                /* measured window: snapshots the bots took in */
+    uint64_t acks;                     /* measured window: input messages (each acknowledges) */
     uint64_t rss_bytes;                /* process */
     uint64_t server_bytes;             /* embedded: Kizuna tables of the server */
     kzb_point *series;

@@ -108,6 +108,11 @@ static void fill_report(kzb_report *r)
     r->kicks = 2;
     r->timeouts = 1;
     r->rss_bytes = UINT64_C(512) << 20;
+    r->bots = "thin";
+    r->bot_threads = 2;
+    r->bots_cpu_seconds = 1.2;              /* 4 µs per client-tick */
+    r->snapshots_received = 290000;         /* 29 per client-second */
+    r->acks_sent = 299000;
     cr_assert_eq(kzb_report_add_violation(r, "speed", 3), 0);
     cr_assert_eq(kzb_report_add_violation(r, "acceleration", 0), 0);
     cr_assert_eq(kzb_report_add_hostile(r, "chat_flood_caught", 10), 0);
@@ -345,14 +350,17 @@ Test(bench_report, text_summary)
     fill_report(&r);
     size_t len;
     char *text = capture_print(&r, &len);
-    const char *want[] = {"scenario wander", "embedded server", "1000 target",
+    const char *want[] = {"scenario wander", "embedded server", "thin bots", "1000 target",
                           "server tick", "p99.9", "10.00 µs per client-tick",
                           "down 40.00 kbit/s", "up 8.00 kbit/s", "30000/s",
                           "coordinated omission", "connect time", "38.5 bits per avatar update",
                           "12 commands corrected by the server, 14 corrections told to clients, 2 kicks",
                           "violations       speed 3, acceleration 0",
                           "hostile bots     chat_flood_caught 10",
-                          "inbound_ring_full 0, bad_seal 7", "RSS 512.0 MiB, 524.3 KiB per client"};
+                          "inbound_ring_full 0, bad_seal 7", "RSS 512.0 MiB, 524.3 KiB per client",
+                          "bots             thin, 2 threads: 4.00 µs CPU per client-tick",
+                          "one core drives about 8333 at 30 Hz",
+                          "290000 snapshots taken in (29.00 per client-second), 299000 acknowledged"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         cr_assert_not_null(strstr(text, want[i]), "missing \"%s\" in:\n%s", want[i], text);
     free(text);
@@ -365,6 +373,11 @@ Test(bench_report, text_summary)
     cr_assert_not_null(strstr(text, "server tick      no samples"), "%s", text);
     cr_assert_not_null(strstr(text, "n/a µs per client-tick"), "%s", text);
     cr_assert_not_null(strstr(text, "n/a commands corrected by the server"), "%s", text);
+    r.bots_cpu_seconds = -1.0;
+    free(text);
+    text = capture_print(&r, &len);
+    cr_assert_not_null(strstr(text, "n/a µs CPU per client-tick (n/a CPU-s), one core drives about n/a"),
+                       "%s", text);
     cr_assert_null(strstr(text, "nan"), "%s", text);
     free(text);
     kzb_report_fini(&r);
@@ -406,6 +419,14 @@ static const struct {
     {"config.seconds", T_NUM},
     {"config.impair", T_STR_OR_NULL},
     {"config.seed", T_STR},
+    {"config.bots", T_STR},
+    {"bots.threads", T_NUM},
+    {"bots.cpu_s", T_NUM_OR_NULL},
+    {"bots.cpu_us_per_client_tick", T_NUM_OR_NULL},
+    {"bots.per_core", T_NUM_OR_NULL},
+    {"bots.snapshots", T_NUM},
+    {"bots.snapshots_per_client_s", T_NUM_OR_NULL},
+    {"bots.acks", T_NUM},
     {"clients.target", T_NUM},
     {"clients.connected_end", T_NUM},
     {"clients.connected_peak", T_NUM},
@@ -476,7 +497,7 @@ Test(bench_report, json_has_every_required_field)
     cJSON *doc = kzb_report_to_json(&r);
     cr_assert_not_null(doc);
     check_required(doc, 1);
-    cr_assert_str_eq(kzb_json_lookup(doc, "schema")->valuestring, "kizuna-bench/2");
+    cr_assert_str_eq(kzb_json_lookup(doc, "schema")->valuestring, "kizuna-bench/3");
     cr_assert_str_eq(kzb_json_lookup(doc, "config.seed")->valuestring, "18446744073709551615");
     cr_assert_str_eq(kzb_json_lookup(doc, "config.mode")->valuestring, "embedded");
     cr_assert_eq(num_at(doc, "clients.target"), 1000.0);
@@ -507,6 +528,52 @@ Test(bench_report, json_has_every_required_field)
     cJSON_Delete(doc);
     kzb_report_fini(&e);
     kzb_report_fini(&r);
+}
+
+Test(bench_report, bots_cost_and_counts)
+{
+    kzb_report r;
+    fill_report(&r);
+    kzb_report_summary s;
+    kzb_report_summarize(&r, &s);
+    /* 1.2 CPU-seconds over 300,000 client-ticks: 4 µs each; at 30 Hz one
+     * core (1e6 µs a second) drives 1e6 / (30 * 4) bots. */
+    cr_assert_float_eq(s.bots_cpu_us_per_client_tick, 4.0, 1e-9);
+    cr_assert_float_eq(s.bots_per_core, 1e6 / 120.0, 1e-6);
+    cr_assert_float_eq(s.snapshots_per_client_s, 29.0, 1e-9);
+    cJSON *doc = kzb_report_to_json(&r);
+    cr_assert_str_eq(kzb_json_lookup(doc, "config.bots")->valuestring, "thin");
+    cr_assert_eq(num_at(doc, "bots.threads"), 2.0);
+    cr_assert_float_eq(num_at(doc, "bots.cpu_s"), 1.2, 1e-12);
+    cr_assert_float_eq(num_at(doc, "bots.cpu_us_per_client_tick"), 4.0, 1e-9);
+    cr_assert_float_eq(num_at(doc, "bots.per_core"), 1e6 / 120.0, 1e-6);
+    cr_assert_eq(num_at(doc, "bots.snapshots"), 290000.0);
+    cr_assert_float_eq(num_at(doc, "bots.snapshots_per_client_s"), 29.0, 1e-9);
+    cr_assert_eq(num_at(doc, "bots.acks"), 299000.0);
+    cJSON_Delete(doc);
+
+    /* Unknown bot CPU (or no client-ticks): null, never 0 or infinite. */
+    r.bots_cpu_seconds = -1.0;
+    kzb_report_summarize(&r, &s);
+    cr_assert(isnan(s.bots_cpu_us_per_client_tick) && isnan(s.bots_per_core));
+    doc = kzb_report_to_json(&r);
+    cr_assert(cJSON_IsNull(kzb_json_lookup(doc, "bots.cpu_us_per_client_tick")));
+    cr_assert(cJSON_IsNull(kzb_json_lookup(doc, "bots.per_core")));
+    cJSON_Delete(doc);
+    r.bots_cpu_seconds = 0.0;  /* a run too short for the CPU clock to move */
+    kzb_report_summarize(&r, &s);
+    cr_assert_float_eq(s.bots_cpu_us_per_client_tick, 0.0, 1e-12);
+    cr_assert(isnan(s.bots_per_core), "no cost measured: no bots-per-core figure");
+    kzb_report_fini(&r);
+
+    /* A fresh report says its bots are full ones until told otherwise. */
+    kzb_report e;
+    cr_assert_eq(kzb_report_init(&e, 0, NULL), 0);
+    doc = kzb_report_to_json(&e);
+    cr_assert_str_eq(kzb_json_lookup(doc, "config.bots")->valuestring, "full");
+    cr_assert(cJSON_IsNull(kzb_json_lookup(doc, "bots.cpu_s")));
+    cJSON_Delete(doc);
+    kzb_report_fini(&e);
 }
 
 /* The documented schema: rows "| `path` | type | ..." of the field table in
@@ -831,6 +898,19 @@ Test(bench_report, compare_prints_ratios, .init = cr_redirect_stderr)
     fputs("{\"schema\": \"kizuna-bench/0\", \"tick_ms\": {\"p99\": 1}}", f);
     fclose(f);
     cr_assert_neq(kzb_compare(null_out, pa, pc), 0);
+    /* Version 2 documents lack only the bots' fields: they compare, and
+     * what only the newer one has is listed without a ratio. */
+    f = fopen(tmp_path(pc, sizeof pc, "v2.json"), "w");
+    fputs("{\"schema\": \"kizuna-bench/2\", \"tick_ms\": {\"p99\": 2}}", f);
+    fclose(f);
+    buf = NULL;
+    f = open_memstream(&buf, &len);
+    cr_assert_eq(kzb_compare(f, pc, pa), 0);
+    fclose(f);
+    cr_assert_not_null(table_row(buf, "tick_ms.p99", row, sizeof row), "%s", buf);
+    cr_assert_not_null(table_row(buf, "bots.acks", row, sizeof row), "%s", buf);
+    cr_assert_not_null(strstr(row, " - "), "%s", row);
+    free(buf);
     /* Version 1 documents meant other things by violations and corrections. */
     f = fopen(tmp_path(pc, sizeof pc, "v1.json"), "w");
     fputs("{\"schema\": \"kizuna-bench/1\", \"corrections\": 3}", f);
