@@ -106,6 +106,12 @@ typedef struct kz__io {
      * written and read on this host's thread only (kz__netserver_send_now). */
     uint32_t *serial;
     uint32_t sent_now;        /* packets handed to ENet by the work this pass */
+    /* Between passes the thread sleeps on `wake` for at most KZ__IO_POLL_US;
+     * kz__netserver_wake cuts the sleep short (new work published). */
+    pthread_mutex_t wake_lock;
+    pthread_cond_t wake;
+    int woken;                /* under wake_lock */
+    int wake_ready;           /* the lock and condition were initialised */
 } kz__io;
 
 struct kz_netserver {
@@ -667,6 +673,23 @@ static void kz__io_pass(kz__io *io, kz_time_ns now, enet_uint32 wait_ms)
     atomic_store_explicit(&s->n_sessions, sessions, memory_order_relaxed);
 }
 
+static void kz__io_sleep(kz__io *io)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += KZ__IO_POLL_US * 1000;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&io->wake_lock);
+    while (!io->woken &&
+           pthread_cond_timedwait(&io->wake, &io->wake_lock, &until) == 0)
+        ;
+    io->woken = 0;
+    pthread_mutex_unlock(&io->wake_lock);
+}
+
 static void *kz__io_thread(void *arg)
 {
     kz__io *io = arg;
@@ -677,11 +700,11 @@ static void *kz__io_thread(void *arg)
     /* Paced polling rather than waking on every datagram: each ENet
      * service walks every peer, so with thousands of clients sending 30
      * inputs a second, waking per datagram spends a core on walks. A short
-     * sleep lets arrivals batch (at most KZ__IO_POLL_US of extra latency). */
-    const struct timespec pause = {0, KZ__IO_POLL_US * 1000};
+     * sleep lets arrivals batch (at most KZ__IO_POLL_US of extra latency);
+     * new work from the application (a tick to replicate) ends it at once. */
     while (!atomic_load_explicit(&s->stop, memory_order_acquire)) {
         kz__io_pass(io, kz_clock_now(&s->cfg.clock), 0);
-        nanosleep(&pause, NULL);
+        kz__io_sleep(io);
     }
     return NULL;
 }
@@ -851,6 +874,26 @@ static uint32_t kz__pow2_at_least(uint32_t n)
     return p;
 }
 
+/* The pass timer: a condition on the monotonic clock, so a change of the
+ * wall clock never stretches a sleep. */
+static int kz__io_wake_init(kz__io *io)
+{
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0)
+        return KZ_ENOMEM;
+    int ok = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
+             pthread_cond_init(&io->wake, &attr) == 0;
+    pthread_condattr_destroy(&attr);
+    if (!ok)
+        return KZ_EIO;
+    if (pthread_mutex_init(&io->wake_lock, NULL) != 0) {
+        pthread_cond_destroy(&io->wake);
+        return KZ_EIO;
+    }
+    io->wake_ready = 1;
+    return KZ_OK;
+}
+
 static int kz__io_build(kz_netserver *s, kz__io *io, uint32_t i)
 {
     const kz_allocator *a = &s->cfg.alloc;
@@ -886,7 +929,7 @@ static int kz__io_build(kz_netserver *s, kz__io *io, uint32_t i)
     if (io->mac == NULL || io->serial == NULL || kz__fixmap_init(&io->mac_by_cid, s->cfg.max_clients, a) != KZ_OK)
         return KZ_ENOMEM;
     io->c = kz_counters_block(&s->counters, i);
-    return KZ_OK;
+    return kz__io_wake_init(io);
 }
 
 static kz__gate *kz__gate_for(const kz_netserver *s)
@@ -989,6 +1032,11 @@ static void kz__io_fini(kz_netserver *s, kz__io *io)
     if (io->mac_by_cid.slots)
         kz__fixmap_fini(&io->mac_by_cid);
     kz_free(a, io->serial, (size_t)s->cfg.max_clients * sizeof *io->serial);
+    if (io->wake_ready) {
+        pthread_cond_destroy(&io->wake);
+        pthread_mutex_destroy(&io->wake_lock);
+        io->wake_ready = 0;
+    }
     kz_free(a, io->in_pool.bytes, pool_bytes);
     kz_free(a, io->out_pool.bytes, pool_bytes);
     kz_spsc *rings[] = {&io->in_ring, &io->in_free, &io->out_ring, &io->out_free, &io->release};
@@ -1054,6 +1102,19 @@ void kz__netserver_set_work(kz_netserver *s, kz__io_work_fn fn, void *ctx)
 {
     s->work_ctx = ctx;
     atomic_store_explicit(&s->work, fn, memory_order_release);
+}
+
+void kz__netserver_wake(kz_netserver *s)
+{
+    if (!s->cfg.threaded)
+        return;
+    for (uint32_t i = 0; i < s->n_io; i++) {
+        kz__io *io = &s->io[i];
+        pthread_mutex_lock(&io->wake_lock);
+        io->woken = 1;
+        pthread_cond_signal(&io->wake);
+        pthread_mutex_unlock(&io->wake_lock);
+    }
 }
 
 uint32_t kz__netserver_hosts(const kz_netserver *s)

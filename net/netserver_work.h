@@ -27,6 +27,11 @@ typedef void (*kz__io_work_fn)(void *ctx, uint32_t host);
  * itself, between its polls and kz_netserver_service. */
 void kz__netserver_set_work(kz_netserver *s, kz__io_work_fn fn, void *ctx);
 
+/* Application thread: cuts every I/O host's pause between passes short,
+ * so new work (a published tick) is taken at once rather than at the
+ * next pass. One short lock per host; no-op in single-threaded mode. */
+void kz__netserver_wake(kz_netserver *s);
+
 /* The number of I/O hosts (replicators the application should run). */
 uint32_t kz__netserver_hosts(const kz_netserver *s);
 

@@ -36,6 +36,7 @@
 #define KZ__RING_SLACK 4u      /* image rows beyond the snapshot history, so a
                                   state left out for a few ticks stays a baseline */
 #define KZ__MAX_REPLICATORS 16u
+#define KZ__TIMED 8u           /* ticks whose finish times the stage keeps */
 
 /* Visibility-rule bits of an entity (kz__frame.rule). A pair of entities
  * with no bit set on either side and the same private zone needs no rule
@@ -75,10 +76,14 @@ typedef struct kz__frame {
     uint64_t (*blocked)[KZ_BLOCK_MAX];  /* per slot: client ids it blocked */
 } kz__frame;
 
-/* The hand-over counters between the world and the replicators. */
+/* The hand-over counters between the world and the replicators, and when
+ * each replicator finished each of the last KZ__TIMED ticks (monotonic
+ * ns; a tick it skipped counts as finished with the newer one that
+ * replaced it), so the world can time whole ticks. */
 typedef struct kz__stage {
     _Atomic uint32_t published;                  /* newest tick ready, 0 = none */
     _Atomic uint32_t done[KZ__MAX_REPLICATORS];  /* newest tick each finished */
+    _Atomic uint64_t finished_ns[KZ__MAX_REPLICATORS][KZ__TIMED];  /* by tick % KZ__TIMED */
     uint32_t n;                                  /* replicators */
 } kz__stage;
 
@@ -108,10 +113,41 @@ static inline uint32_t kz__stage_take(const kz__stage *st, uint32_t h, uint32_t 
     return t != done ? t : 0;
 }
 
-/* Replicator side: replicator `h` is done with `tick`. */
-static inline void kz__stage_done(kz__stage *st, uint32_t h, uint32_t tick)
+/* Replicator side: replicator `h` is done with `tick` at `now_ns`. */
+static inline void kz__stage_done(kz__stage *st, uint32_t h, uint32_t tick, uint64_t now_ns)
 {
+    uint32_t done = atomic_load_explicit(&st->done[h], memory_order_relaxed);
+    if (tick > done) {
+        uint32_t from = tick - done > KZ__TIMED ? tick - (KZ__TIMED - 1u) : done + 1u;
+        for (uint32_t t = from; t <= tick; t++)
+            atomic_store_explicit(&st->finished_ns[h][t % KZ__TIMED], now_ns,
+                                  memory_order_relaxed);
+    }
     atomic_store_explicit(&st->done[h], tick, memory_order_release);
+}
+
+/* World side: the newest tick every replicator has finished. */
+static inline uint32_t kz__stage_all_done(const kz__stage *st)
+{
+    uint32_t low = UINT32_MAX;
+    for (uint32_t h = 0; h < st->n; h++) {
+        uint32_t d = atomic_load_explicit(&st->done[h], memory_order_acquire);
+        low = d < low ? d : low;
+    }
+    return st->n ? low : 0;
+}
+
+/* World side: when the last replicator finished `tick` (which every one
+ * has, kz__stage_all_done). */
+static inline uint64_t kz__stage_finished(const kz__stage *st, uint32_t tick)
+{
+    uint64_t last = 0;
+    for (uint32_t h = 0; h < st->n; h++) {
+        uint64_t at = atomic_load_explicit(&st->finished_ns[h][tick % KZ__TIMED],
+                                           memory_order_relaxed);
+        last = at > last ? at : last;
+    }
+    return last;
 }
 
 /* sim/grid.c: makes `dst` (initialised with the same configuration as

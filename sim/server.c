@@ -1256,6 +1256,8 @@ int kz_server_step(kz_server *s, kz_time_ns now)
         kz_counter_add(s->c, KZ_WORLD_C_TICKS_SKIPPED, s->ticker.skipped - skipped);
     for (uint32_t k = 0; k < due; k++)
         kz__server_tick(s);
+    if (s->rp.threaded)
+        kz__server_time_ticks(s);
     if (due)
         (void)kz_netserver_service(s->net, now);
     return (int)due;

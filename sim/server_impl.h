@@ -111,6 +111,8 @@ typedef struct kz__replication {
     int threaded;                 /* the replicators run on the I/O threads */
     kz__stage stage;
     kz__frame frames[KZ__FRAMES];
+    uint64_t tick_start[KZ__TIMED];  /* threaded: when each recent tick began (monotonic ns) */
+    uint32_t timed;               /* threaded: newest tick whose whole time is recorded */
     void *views;                  /* the block behind w.views' arrays */
     size_t views_size;
 } kz__replication;
@@ -189,6 +191,10 @@ struct kz_server {
 void kz__server_tick(kz_server *s);
 /* The quantized state of dense index `i` from the SoA arrays. */
 void kz__server_load_state(const kz_server *s, uint32_t i, kz_snap_state *st);
+/* Threaded mode: records in the tick histogram the whole time of every
+ * tick all replicators have finished since the last call (from the tick's
+ * start to the last replicator's end). */
+void kz__server_time_ticks(kz_server *s);
 /* Threaded mode: the work of I/O host `host` (netserver_work.h): builds
  * the snapshots of the newest published tick for its clients. */
 void kz__server_replicate_on(void *ctx, uint32_t host);

@@ -264,6 +264,15 @@ static void publish_frame(kz_server *s)
     frame_rules(s, f);
     frame_clients(s, f);
     kz__stage_publish(&s->rp.stage, s->tick);
+    kz__netserver_wake(s->net);
+}
+
+static uint64_t monotonic_ns(void)
+{
+    /* Measurement only: the simulation never reads the clock. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* Single-threaded mode: every replicator, in host order, on this thread. */
@@ -272,8 +281,22 @@ static void replicate_here(kz_server *s)
     const kz__frame *f = &s->rp.frames[s->tick % KZ__FRAMES];
     for (uint32_t h = 0; h < s->rp.n; h++) {
         kz__replicator_run(&s->rp.r[h], f);
-        kz__stage_done(&s->rp.stage, h, s->tick);
+        kz__stage_done(&s->rp.stage, h, s->tick, 0);
     }
+}
+
+void kz__server_time_ticks(kz_server *s)
+{
+    kz__replication *rp = &s->rp;
+    uint32_t upto = kz__stage_all_done(&rp->stage);
+    if (upto <= rp->timed)
+        return;
+    uint32_t from = upto - rp->timed > KZ__TIMED ? upto - (KZ__TIMED - 1u) : rp->timed + 1u;
+    for (uint32_t t = from; t <= upto; t++) {
+        uint64_t end = kz__stage_finished(&rp->stage, t), start = rp->tick_start[t % KZ__TIMED];
+        (void)kz_hist_record(&s->tick_ns, end > start ? end - start : 0);
+    }
+    rp->timed = upto;
 }
 
 void kz__server_replicate_on(void *ctx, uint32_t host)
@@ -285,18 +308,10 @@ void kz__server_replicate_on(void *ctx, uint32_t host)
     if (skipped)
         kz_counter_add(s->rp.r[host].c, KZ_WORLD_C_REPL_SKIPPED, skipped);
     kz__replicator_run(&s->rp.r[host], &s->rp.frames[t % KZ__FRAMES]);
-    kz__stage_done(&s->rp.stage, host, t);
+    kz__stage_done(&s->rp.stage, host, t, monotonic_ns());
 }
 
 /* ---- the tick ----------------------------------------------------------- */
-
-static uint64_t monotonic_ns(void)
-{
-    /* Measurement only: the simulation never reads the clock. */
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 void kz__server_tick(kz_server *s)
 {
@@ -307,9 +322,13 @@ void kz__server_tick(kz_server *s)
     move_held(s);
     kz__update_private_zones(s);
     kz__announce_observers(s);
+    s->rp.tick_start[s->tick % KZ__TIMED] = t0;
     publish_frame(s);
-    if (!s->rp.threaded)
-        replicate_here(s);
     kz_counter_inc(s->c, KZ_WORLD_C_TICKS);
+    if (s->rp.threaded) {
+        kz__server_time_ticks(s);  /* recorded once its replicators finish */
+        return;
+    }
+    replicate_here(s);
     (void)kz_hist_record(&s->tick_ns, monotonic_ns() - t0);
 }

@@ -234,7 +234,7 @@ static void run_sequential(kzt_rworld *x, uint32_t ticks)
         kz__stage_publish(&x->stage, t);
         for (uint32_t h = 0; h < KZT_HOSTS; h++) {
             kz__replicator_run(&x->r[h], &x->frames[t % KZ__FRAMES]);
-            kz__stage_done(&x->stage, h, t);
+            kz__stage_done(&x->stage, h, t, 0);
         }
     }
 }
@@ -258,7 +258,7 @@ static void *replicator_thread(void *arg)
         atomic_store_explicit(&x->taken[k->host], t, memory_order_release);
         k->skipped += skipped;
         kz__replicator_run(&x->r[k->host], &x->frames[t % KZ__FRAMES]);
-        kz__stage_done(&x->stage, k->host, t);
+        kz__stage_done(&x->stage, k->host, t, 0);
     }
     return NULL;
 }

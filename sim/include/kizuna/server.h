@@ -295,7 +295,13 @@ enum {
 KZ_API const kz_counters *kz_server_counters(const kz_server *s);
 /* The transport underneath (for its counters and sessions). */
 KZ_API kz_netserver *kz_server_net(kz_server *s);
-/* Tick time histogram, nanoseconds per tick (simulation thread work). */
+/* Tick time histogram, nanoseconds per tick: from the start of a tick
+ * until its last snapshot is handed to the transport. Single-threaded
+ * mode: the tick's work on the caller's thread. Threaded mode: the
+ * simulation thread's part and then the replicators' on the I/O threads
+ * (a tick is recorded at a later kz_server_step, once every replicator
+ * has finished it; one a replicator skipped counts until the newer tick
+ * that replaced it went out). */
 KZ_API const kz_hist *kz_server_tick_hist(const kz_server *s);
 /* Adds the tick-time histogram into `into` (same precision: the defaults
  * with highest = 10 s) and clears it, for per-interval percentiles. 0 or
