@@ -35,6 +35,20 @@ done
     >"$WORK/hostile.out" 2>&1 ||
     { cat "$WORK/hostile.out"; fail "scenario hostile"; }
 
+# Thin bots (header-only clients): the report names them, they take in and
+# acknowledge the snapshots, and --window-cmd runs as the window starts and
+# ends. `radius` gives an external server the scenario's spawn radius.
+"$BIN" "${common[@]}" --bots thin --json "$WORK/thin.json" "${alive[@]}" "${honest[@]}" \
+    --window-cmd "echo \$1 >>'$WORK/window'" \
+    --threshold 'bots.snapshots_per_client_s>=20' --threshold 'bots.acks>=1' \
+    >"$WORK/thin.out" 2>&1 || { cat "$WORK/thin.out"; fail "thin bots"; }
+grep -Eq '"bots":[[:space:]]*"thin"' "$WORK/thin.json" || fail "the report does not name thin bots"
+[ "$(tr '\n' ' ' <"$WORK/window")" = "start end " ] || fail "window command ran: $(cat "$WORK/window")"
+[ "$("$BIN" radius wander 400)" = "100.0" ] || fail "radius wander 400: $("$BIN" radius wander 400)"
+status=0
+"$BIN" --bots half "${common[@]}" >"$WORK/b.out" 2>&1 || status=$?
+[ "$status" -eq 2 ] || fail "--bots half gave status $status"
+
 # Required JSON fields (docs/BENCH-REPORT.md), checked as thresholds that
 # must find their path.
 "$BIN" "${common[@]}" --json "$WORK/a.json" --csv "$WORK/a.csv" --plot "$WORK/a.png" \
@@ -60,4 +74,4 @@ status=0
 status=0
 "$BIN" "${common[@]}" --threshold 'tick_ms.p50~3' >"$WORK/t2.out" 2>&1 || status=$?
 [ "$status" -eq 2 ] || fail "a malformed threshold gave status $status"
-echo "bench_smoke: 6 scenarios, report files and thresholds ok"
+echo "bench_smoke: 6 scenarios, thin bots, report files and thresholds ok"
