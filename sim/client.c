@@ -471,9 +471,10 @@ static void on_snapshot(kz_client *c, const uint8_t *p, uint32_t len)
     kz_bitreader r;
     kz_bitreader_init(&r, p, len);
     kz_wire_snap_head h;
-    uint32_t tick, base_tick;
+    uint32_t tick, base_tick, older_tick;
     if (kz_wire_snap_head_read(&c->codec, &r, &h) != KZ_OK ||
-        kz_snap_peek(&c->codec, &r, &tick, &base_tick) != KZ_OK) {
+        kz_snap_peek(&c->codec, &r, &tick, &base_tick) != KZ_OK ||
+        kz_snap_peek_older(&c->codec, &r, &older_tick) != KZ_OK) {
         kz_counter_inc(c->c, KZ_CLIENT_C_DROP_MALFORMED);
         return;
     }
@@ -497,7 +498,18 @@ static void on_snapshot(kz_client *c, const uint8_t *p, uint32_t len)
             return;
         }
     }
-    if (kz_snap_decode(&c->codec, &r, base, &c->scratch, c->change, c->badges) != KZ_OK) {
+    /* A second-order body also names an older view (one we acknowledged
+     * before the baseline), held the same way. */
+    const kz_snap_view *older = NULL;
+    if (older_tick) {
+        older = &c->views[older_tick % c->welcome.history];
+        if (older->tick != older_tick || older_tick >= base_tick) {
+            kz_counter_inc(c->c, KZ_CLIENT_C_SNAPSHOTS_NO_BASE);
+            return;
+        }
+    }
+    if (kz_snap_decode_older(&c->codec, &r, base, older, &c->scratch, c->change, c->badges) !=
+        KZ_OK) {
         kz_counter_inc(c->c, KZ_CLIENT_C_DROP_MALFORMED);
         return;
     }

@@ -44,6 +44,9 @@
 #define KZ__SNAP_K_YAW 6u       /* yaw delta (scaled) */
 #define KZ__SNAP_K_REL 1u       /* head/hand offset delta (scaled) */
 #define KZ__SNAP_K_ROT 1u       /* rotation component delta (scaled) */
+#define KZ__SNAP_K_OLDER 0u     /* baseline tick - older tick - 1 */
+#define KZ__SNAP_K_REL2 0u      /* offset residual, second order (scaled) */
+#define KZ__SNAP_K_ROT2 0u      /* rotation component residual, second order (scaled) */
 #define KZ__SNAP_DT_SHIFT_MAX 4u
 
 /* Raw field widths. */
@@ -72,11 +75,12 @@ enum {
 /* Per-body context: what both ends derive from the header. */
 typedef struct kz__snap_ctx {
     const kz_snap_codec *c;
-    uint32_t dt;   /* tick - base tick, 0 for full state */
-    unsigned k_pos, k_posy, k_vel, k_yaw, k_rel, k_rot;
+    uint32_t dt;    /* tick - base tick, 0 for full state */
+    uint32_t odt;   /* base tick - older tick, 0 for none (first order) */
+    unsigned k_pos, k_posy, k_vel, k_yaw, k_rel, k_rot, k_rel2, k_rot2;
 } kz__snap_ctx;
 
-static void ctx_init(kz__snap_ctx *x, const kz_snap_codec *c, uint32_t dt)
+static void ctx_init(kz__snap_ctx *x, const kz_snap_codec *c, uint32_t dt, uint32_t odt)
 {
     unsigned s = 0;
     while (s < KZ__SNAP_DT_SHIFT_MAX && (dt >> (s + 1)) != 0)
@@ -89,6 +93,9 @@ static void ctx_init(kz__snap_ctx *x, const kz_snap_codec *c, uint32_t dt)
     x->k_yaw = KZ__SNAP_K_YAW + s;
     x->k_rel = KZ__SNAP_K_REL + s;
     x->k_rot = KZ__SNAP_K_ROT + s;
+    x->odt = odt;
+    x->k_rel2 = KZ__SNAP_K_REL2 + s;
+    x->k_rot2 = KZ__SNAP_K_ROT2 + s;
 }
 
 /* ---- codec setup and quantization --------------------------------------- */
@@ -390,24 +397,80 @@ static void turn(int32_t t, int32_t xin, int32_t zin, int32_t lim, int64_t out[2
     out[1] = clamp64(zin - div_round((int64_t)t * xin * KZ__SNAP_TURN_K, (int64_t)1 << 26), lim);
 }
 
-/* Predicted velocity and offsets of `b` after a turn by t. */
-typedef struct kz__snap_pred {
-    int64_t vel[3];
-    int64_t rel[KZ_POSE_COUNT][3];
-} kz__snap_pred;
-
-static void predict_turn(const kz_snap_state *b, int32_t t, kz__snap_pred *p)
+/* Velocity of `b` predicted after a turn by t (y is not turned). */
+static void predict_vel(const kz_snap_state *b, int32_t t, int64_t vel[3])
 {
     int64_t xz[2];
     turn(t, b->vel[0], b->vel[2], 32767, xz);
-    p->vel[0] = xz[0];
-    p->vel[1] = b->vel[1];
-    p->vel[2] = xz[1];
+    vel[0] = xz[0];
+    vel[1] = b->vel[1];
+    vel[2] = xz[1];
+}
+
+static uint32_t rot_comp(uint32_t code, unsigned j)
+{
+    /* j = 0 is the first kept component, in bits [2k, 3k). */
+    return (code >> (KZ_SNAP_ROT_K * (2u - j))) & ((1u << KZ_SNAP_ROT_K) - 1u);
+}
+
+static uint32_t rot_index(uint32_t code)
+{
+    return code >> (3u * KZ_SNAP_ROT_K);
+}
+
+/* Predicted head and hand offsets and rotation codes. */
+typedef struct kz__snap_pred {
+    int64_t rel[KZ_POSE_COUNT][3];
+    uint32_t rot[KZ_POSE_COUNT];
+} kz__snap_pred;
+
+/*
+ * Second order: the value moves on as it moved from the older view (at
+ * baseline tick - odt) to the baseline, over dt more ticks:
+ *     pred = clamp(b + round((b - o) x dt / odt), lo, hi)
+ * (ties away from zero). |b - o| <= 4096 and dt < 2^32, so the product
+ * fits in 64 bits.
+ */
+static int64_t extrapolate(const kz__snap_ctx *x, int64_t b, int64_t o, int64_t lo, int64_t hi)
+{
+    int64_t n = (b - o) * (int64_t)x->dt;
+    /* The older view is usually one tick before the baseline: no division. */
+    int64_t v = b + (x->odt == 1 ? n : div_round(n, (int64_t)x->odt));
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/*
+ * Poses of `b` predicted for the new state. With no older state (o NULL):
+ * offsets turned by the yaw delta t, rotations unchanged (first order).
+ * With one (same entity and kind in the older view's slot): every offset
+ * component extrapolated; every rotation whose dropped index is the same
+ * in o and b has its three components extrapolated (within 0 .. 2^k - 2)
+ * under b's index; another rotation is predicted unchanged.
+ */
+static void predict_poses(const kz__snap_ctx *x, const kz_snap_state *b, const kz_snap_state *o,
+                          int32_t t, kz__snap_pred *p)
+{
     for (uint32_t k = 0; k < KZ_POSE_COUNT; k++) {
-        turn(t, b->rel[k][0], b->rel[k][2], KZ_SNAP_REL_MAX, xz);
-        p->rel[k][0] = xz[0];
-        p->rel[k][1] = b->rel[k][1];
-        p->rel[k][2] = xz[1];
+        p->rot[k] = b->rot[k];
+        if (o == NULL) {
+            int64_t xz[2];
+            turn(t, b->rel[k][0], b->rel[k][2], KZ_SNAP_REL_MAX, xz);
+            p->rel[k][0] = xz[0];
+            p->rel[k][1] = b->rel[k][1];
+            p->rel[k][2] = xz[1];
+            continue;
+        }
+        for (int i = 0; i < 3; i++)
+            p->rel[k][i] =
+                extrapolate(x, b->rel[k][i], o->rel[k][i], -KZ_SNAP_REL_MAX, KZ_SNAP_REL_MAX);
+        if (rot_index(o->rot[k]) != rot_index(b->rot[k]))
+            continue;
+        uint32_t code = b->rot[k] & ~((1u << (3u * KZ_SNAP_ROT_K)) - 1u);
+        for (unsigned j = 0; j < 3; j++)
+            code |= (uint32_t)extrapolate(x, rot_comp(b->rot[k], j), rot_comp(o->rot[k], j), 0,
+                                          KZ__SNAP_ROT_COMP_MAX)
+                    << (KZ_SNAP_ROT_K * (2u - j));
+        p->rot[k] = code;
     }
 }
 
@@ -416,12 +479,6 @@ static int32_t yaw_delta(uint16_t a, uint16_t b)
 {
     int32_t d = (int32_t)(uint16_t)(a - b);
     return d >= 32768 ? d - 65536 : d;
-}
-
-static uint32_t rot_comp(uint32_t code, unsigned j)
-{
-    /* j = 0 is the first kept component, in bits [2k, 3k). */
-    return (code >> (KZ_SNAP_ROT_K * (2u - j))) & ((1u << KZ_SNAP_ROT_K) - 1u);
 }
 
 /* ---- writing ---------------------------------------------------------------- */
@@ -461,27 +518,29 @@ static void put_seg(kz_bitwriter *w, int64_t v, unsigned k)
     put_ueg(w, kz_zigzag_encode(v), k);
 }
 
-static void put_rot_delta(kz_bitwriter *w, const kz__snap_ctx *x, uint32_t b, uint32_t s)
+/* A rotation in the per-field form against its prediction p, with
+ * component deltas of order k when the index stayed. */
+static void put_rot_delta(kz_bitwriter *w, unsigned k, uint32_t p, uint32_t s)
 {
-    if (s == b) {
+    if (s == p) {
         put(w, 0, 1);
         return;
     }
     put(w, 1, 1);
     int64_t d[3];
     unsigned cost = KZ__SNAP_ROT_BITS + 1u;
-    if ((s >> (3u * KZ_SNAP_ROT_K)) == (b >> (3u * KZ_SNAP_ROT_K))) {
+    if (rot_index(s) == rot_index(p)) {
         cost = 0;
         for (unsigned j = 0; j < 3; j++) {
-            d[j] = (int64_t)rot_comp(s, j) - (int64_t)rot_comp(b, j);
-            cost += seg_len(d[j], x->k_rot);
+            d[j] = (int64_t)rot_comp(s, j) - (int64_t)rot_comp(p, j);
+            cost += seg_len(d[j], k);
         }
     }
     /* Either form decodes to the same code; take the shorter. */
     if (cost <= KZ__SNAP_ROT_BITS) {
         put(w, 0, 1);
         for (unsigned j = 0; j < 3; j++)
-            put_seg(w, d[j], x->k_rot);
+            put_seg(w, d[j], k);
     } else {
         put(w, 1, 1);
         put(w, s, KZ__SNAP_ROT_BITS);
@@ -503,39 +562,39 @@ static void put_triple(kz_bitwriter *w, const int64_t d[3], unsigned k_xz, unsig
         put_seg(w, d[1], k_y);
 }
 
-/* Poses: "0" unchanged; "10" every offset residual and every rotation
- * as same-index component deltas, no per-field bits; "11" per pose an
+/* Poses against their prediction (o: the older state or NULL): "0"
+ * as predicted; "10" every offset residual and every rotation as
+ * same-index component deltas, no per-field bits; "11" per pose an
  * offset bit (then residuals) and a rotation code. Takes the shorter. */
 static void put_poses(kz_bitwriter *w, const kz__snap_ctx *x, const kz_snap_state *b,
-                      const kz_snap_state *s, int32_t dy)
+                      const kz_snap_state *o, const kz_snap_state *s, int32_t dy)
 {
     kz__snap_pred pred, *p = &pred;
-    predict_turn(b, dy, p);
+    predict_poses(x, b, o, dy, p);
+    const unsigned k_rel = o ? x->k_rel2 : x->k_rel, k_rot = o ? x->k_rot2 : x->k_rot;
     int64_t d[KZ_POSE_COUNT][3];
-    int changed = memcmp(s->rot, b->rot, sizeof s->rot) != 0, same_index = 1;
+    int64_t dr[KZ_POSE_COUNT][3];
+    int changed = memcmp(s->rot, p->rot, sizeof s->rot) != 0, same_index = 1;
     unsigned all = 2, each = 2;
     for (uint32_t k = 0; k < KZ_POSE_COUNT; k++) {
-        unsigned rel = 0;
+        unsigned rel = 0, delta = 0;
         int moved = 0;
         for (int i = 0; i < 3; i++) {
             d[k][i] = (int64_t)s->rel[k][i] - p->rel[k][i];
             moved |= d[k][i] != 0;
-            rel += seg_len(d[k][i], x->k_rel);
+            rel += seg_len(d[k][i], k_rel);
+        }
+        for (unsigned j = 0; j < 3; j++) {
+            dr[k][j] = (int64_t)rot_comp(s->rot[k], j) - (int64_t)rot_comp(p->rot[k], j);
+            delta += seg_len(dr[k][j], k_rot);
         }
         changed |= moved;
-        all += rel;
+        all += rel + delta;
         each += 1 + (moved ? rel : 0) + 1;
-        if (s->rot[k] == b->rot[k])
+        if (s->rot[k] == p->rot[k])
             continue;
-        unsigned delta = 0;
-        for (unsigned j = 0; j < 3; j++)
-            delta += seg_len((int64_t)rot_comp(s->rot[k], j) - rot_comp(b->rot[k], j), x->k_rot);
-        same_index &= (s->rot[k] >> (3u * KZ_SNAP_ROT_K)) == (b->rot[k] >> (3u * KZ_SNAP_ROT_K));
+        same_index &= rot_index(s->rot[k]) == rot_index(p->rot[k]);
         each += 1 + (delta < KZ__SNAP_ROT_BITS ? delta : KZ__SNAP_ROT_BITS);
-    }
-    for (uint32_t k = 0; k < KZ_POSE_COUNT; k++) {
-        for (unsigned j = 0; j < 3; j++)
-            all += seg_len((int64_t)rot_comp(s->rot[k], j) - rot_comp(b->rot[k], j), x->k_rot);
     }
     if (!changed) {
         put(w, 0, 1);
@@ -549,20 +608,21 @@ static void put_poses(kz_bitwriter *w, const kz__snap_ctx *x, const kz_snap_stat
         if (!short_form)
             put(w, rel, 1);
         for (int i = 0; i < 3 && (rel || short_form); i++)
-            put_seg(w, d[k][i], x->k_rel);
+            put_seg(w, d[k][i], k_rel);
         if (!short_form) {
-            put_rot_delta(w, x, b->rot[k], s->rot[k]);
+            put_rot_delta(w, k_rot, p->rot[k], s->rot[k]);
             continue;
         }
         for (unsigned j = 0; j < 3; j++)
-            put_seg(w, (int64_t)rot_comp(s->rot[k], j) - rot_comp(b->rot[k], j), x->k_rot);
+            put_seg(w, dr[k][j], k_rot);
     }
 }
 
+/* An UPDATE body of b to s; o is b's entity in the older view, or NULL. */
 static void put_update(kz_bitwriter *w, const kz__snap_ctx *x, const kz_snap_state *b,
-                       const kz_snap_state *s)
+                       const kz_snap_state *o, const kz_snap_state *s)
 {
-    int64_t d[3];
+    int64_t d[3], v[3];
     for (int i = 0; i < 3; i++)
         d[i] = (int64_t)s->pos[i] - predict(x, b->pos[i], b->vel[i]);
     put_triple(w, d, x->k_pos, x->k_posy);
@@ -570,12 +630,10 @@ static void put_update(kz_bitwriter *w, const kz__snap_ctx *x, const kz_snap_sta
     put(w, dy != 0, 1);
     if (dy != 0)
         put_seg(w, dy, x->k_yaw);
-    /* The velocity's turn here; the offsets' only if poses are sent. */
-    int64_t xz[2];
-    turn(dy, b->vel[0], b->vel[2], 32767, xz);
-    d[0] = (int64_t)s->vel[0] - xz[0];
-    d[1] = (int64_t)s->vel[1] - b->vel[1];
-    d[2] = (int64_t)s->vel[2] - xz[1];
+    /* The velocity's turn here; the poses' only if poses are sent. */
+    predict_vel(b, dy, v);
+    for (int i = 0; i < 3; i++)
+        d[i] = (int64_t)s->vel[i] - v[i];
     put_triple(w, d, x->k_vel, x->k_vel);
 
     int base_rest = !(b->flags & KZ_AVATAR_VR) && poses_rest(b);
@@ -597,7 +655,7 @@ static void put_update(kz_bitwriter *w, const kz__snap_ctx *x, const kz_snap_sta
     }
     if (!(s->flags & KZ_AVATAR_VR) && base_rest && !need_x)
         return;
-    put_poses(w, x, b, s, dy);
+    put_poses(w, x, b, o, s, dy);
 }
 
 static void put_badge(kz_bitwriter *w, const kz_snap_badge *b)
@@ -664,8 +722,9 @@ struct kz__snap_memo {
     uint32_t gen;          /* the cache's gen when made; 0 = never */
     uint32_t base_tick;
     uint32_t nbits;        /* payload bits, or KZ__MEMO_LONG */
-    uint32_t pad;
+    uint32_t older_tick;   /* tick of the older state, 0 = first order */
     const kz_snap_state *world;   /* the base_world it was made against */
+    const kz_snap_state *older;   /* the older_world, NULL = first order */
     uint8_t bits[KZ_SNAP_CACHE_BITS / 8u];   /* LSB-first, as the stream */
     kz_snap_state state;
 };
@@ -680,7 +739,9 @@ typedef struct kz__snap_enc {
     const kz_snap_encode_args *a;
     const kz_snap_view *base;   /* NULL for full state */
     uint32_t bn;                /* base entries considered */
+    const kz_snap_view *older;  /* NULL for first order */
     uint16_t bidx[KZ_SNAP_MAX_SLOTS];   /* per want entry: base index or NONE */
+    uint16_t oidx[KZ_SNAP_MAX_SLOTS];   /* per UPDATE entry: older index or NONE */
     uint8_t op[KZ_SNAP_MAX_SLOTS];      /* per want entry: KZ__OP_* */
     /* Per UPDATE entry: the cached payload to copy, or NULL to encode. */
     const kz__snap_memo *memo[KZ_SNAP_MAX_SLOTS];
@@ -752,36 +813,44 @@ static kz__snap_memo *memo_victim(const kz_snap_cache *k, kz__snap_memo *set, ui
     return v;
 }
 
-static void put_update(kz_bitwriter *w, const kz__snap_ctx *x, const kz_snap_state *b,
-                       const kz_snap_state *s);
+/* What an UPDATE payload is made from, besides the wanted state: the
+ * baseline tick and world state, and for second order the older tick
+ * and world state (0 and NULL for first order). */
+typedef struct kz__snap_memo_key {
+    uint32_t bt, ot;
+    const kz_snap_state *bw, *ow;
+} kz__snap_memo_key;
 
-/* The entry of `set` made this tick (gen) against baseline tick bt and
- * world state bw whose wanted state is s, or NULL. */
+static void put_update(kz_bitwriter *w, const kz__snap_ctx *x, const kz_snap_state *b,
+                       const kz_snap_state *o, const kz_snap_state *s);
+
+/* The entry of `set` made this tick (gen) from key mk whose wanted state
+ * is s, or NULL. */
 static inline const kz__snap_memo *memo_hit(const kz__snap_memo *set, uint32_t ways, uint32_t gen,
-                                            uint32_t bt, const kz_snap_state *bw,
-                                            const kz_snap_state *s)
+                                            const kz__snap_memo_key *mk, const kz_snap_state *s)
 {
     for (uint32_t w = 0; w < ways; w++) {
         const kz__snap_memo *m = &set[w];
-        if (m->gen == gen && m->base_tick == bt && m->world == bw && state_eq(&m->state, s))
+        if (m->gen == gen && m->base_tick == mk->bt && m->world == mk->bw &&
+            m->older_tick == mk->ot && m->older == mk->ow && state_eq(&m->state, s))
             return m;
     }
     return NULL;
 }
 
 /*
- * On a miss: encodes the UPDATE of b (which equals the world state bw)
- * to s (checked valid) into an entry of `set` and returns the entry, or
- * NULL when no entry is free for it or the payload is too long (then the
- * caller encodes it directly).
+ * On a miss: encodes the UPDATE of b (which equals the world state mk->bw)
+ * to s (checked valid), with the older state o (equal to mk->ow, or NULL),
+ * into an entry of `set` and returns the entry, or NULL when no entry is
+ * free for it or the payload is too long (then the caller encodes it
+ * directly).
  */
 static const kz__snap_memo *memo_make(const kz__snap_enc *e, uint32_t i, kz__snap_memo *set,
-                                      const kz_snap_state *bw, const kz_snap_state *b,
-                                      const kz_snap_state *s)
+                                      const kz__snap_memo_key *mk, const kz_snap_state *b,
+                                      const kz_snap_state *o, const kz_snap_state *s)
 {
     kz_snap_cache *k = e->a->cache;
-    uint32_t bt = e->base->tick;
-    kz__snap_memo *m = memo_victim(k, set, bt);
+    kz__snap_memo *m = memo_victim(k, set, mk->bt);
     /* An entry made this tick may already be in use by an earlier entry
      * of this body, if two of its entities were given one key (a caller's
      * bug, but it must not change the bytes). Rare: look. */
@@ -795,10 +864,12 @@ static const kz__snap_memo *memo_make(const kz__snap_enc *e, uint32_t i, kz__sna
     }
     kz_bitwriter pw;
     kz_bitwriter_init(&pw, m->bits, sizeof m->bits);
-    put_update(&pw, &e->x, b, s);
+    put_update(&pw, &e->x, b, o, s);
     m->gen = k->gen;
-    m->base_tick = bt;
-    m->world = bw;
+    m->base_tick = mk->bt;
+    m->world = mk->bw;
+    m->older_tick = mk->ot;
+    m->older = mk->ow;
     m->state = *s;
     if (kz_bitwriter_error(&pw) != KZ_OK) {
         m->nbits = KZ__MEMO_LONG;
@@ -861,7 +932,8 @@ static int view_ok(const kz_snap_codec *c, const kz_snap_view *v)
  * Merges base and want by slot, deciding each entry's operation (marked
  * taken: the first attempt sends everything), and checks on the way what
  * view_ok would (both views ascending, slots below n_slots) so the views
- * are walked once. With a cache, UPDATE payloads are looked up (or
+ * are walked once; with an older view (checked by the caller), finds each
+ * UPDATE's older state. With a cache, UPDATE payloads are looked up (or
  * encoded and stored) here. Everything the loop reads is in locals: the
  * byte stores to op[] could otherwise alias any field behind a pointer.
  */
@@ -874,13 +946,17 @@ static int plan(kz__snap_enc *e)
     kz_snap_cache *const k = e->a->cache;
     const uint32_t *const key = e->a->key;
     const kz_snap_state *const *const world = e->a->base_world;
+    const kz_snap_state *const *const oworld = e->a->older_world;
     kz__snap_memo *const memo_all = k ? k->memo : NULL;
     const uint32_t n_keys = k ? k->n_keys : 0, ways = k ? k->ways : 0, gen = k ? k->gen : 0;
     const uint32_t bt = bn ? e->base->tick : 0;
+    const uint32_t on = e->older ? e->older->count : 0, ot = e->older ? e->older->tick : 0;
+    const uint16_t *const oslot = on ? e->older->slot : NULL;
+    const kz_snap_state *const ost = on ? e->older->state : NULL;
     uint8_t *const opv = e->op;
-    uint16_t *const bidx = e->bidx;
+    uint16_t *const bidx = e->bidx, *const oidx = e->oidx;
     const kz__snap_memo **const memo = e->memo;
-    uint32_t j = 0, n_leave = 0, n_change = 0;
+    uint32_t j = 0, jo = 0, n_leave = 0, n_change = 0;
     uint64_t hits = 0;
     int64_t prev = -1, bprev = -1;
     int rc = KZ_OK;
@@ -920,13 +996,35 @@ static int plan(kz__snap_enc *e)
                 }
                 op = KZ__OP_UPDATE;
             }
-            /* Only a baseline holding the world state may use or make a
-             * cache entry: the payload then depends on nothing but (world
-             * state, base tick, s), all of which a hit matches. */
+            /* The older state, for second order: the same entity in the
+             * same slot of the older view. */
+            const kz_snap_state *o = NULL;
+            oidx[i] = KZ__SNAP_NONE;
+            if (op == KZ__OP_UPDATE && on != 0) {
+                for (; jo < on && oslot[jo] < slot; jo++)
+                    ;
+                if (jo < on && oslot[jo] == slot && ost[jo].entity == b->entity &&
+                    ost[jo].kind == b->kind) {
+                    o = &ost[jo];
+                    oidx[i] = (uint16_t)jo;
+                }
+            }
+            /* Only a baseline holding the world state (and an older state,
+             * if any, holding the world state of its tick) may use or make
+             * a cache entry: the payload then depends on nothing but
+             * (world state, base tick, older world state, older tick, s),
+             * all of which a hit matches. */
             const kz_snap_state *bw = op == KZ__OP_UPDATE && k != NULL ? world[i] : NULL;
+            kz__snap_memo_key mk = {bt, 0, bw, NULL};
+            if (o != NULL && bw != NULL) {
+                mk.ot = ot;
+                mk.ow = oworld[i];
+                if (mk.ow == NULL || !state_eq(mk.ow, o))
+                    bw = NULL;
+            }
             if (bw != NULL && state_eq(bw, b)) {
                 kz__snap_memo *set = &memo_all[(size_t)key[i] * ways];
-                const kz__snap_memo *m = memo_hit(set, ways, gen, bt, bw, s);
+                const kz__snap_memo *m = memo_hit(set, ways, gen, &mk, s);
                 opv[i] = KZ__OP_UPDATE | KZ__OP_TAKEN;
                 n_change++;
                 if (m != NULL) {
@@ -939,7 +1037,7 @@ static int plan(kz__snap_enc *e)
                     rc = KZ_EINVAL;
                     break;
                 }
-                memo[i] = memo_make(e, i, set, bw, b, s);
+                memo[i] = memo_make(e, i, set, &mk, b, o, s);
                 continue;
             }
             if (op == KZ__OP_UPDATE && k != NULL)
@@ -974,10 +1072,12 @@ static int plan(kz__snap_enc *e)
 
 /* Checks an encode's use of the cache and binds the cache to the codec
  * for this tick (payloads depend on tick_hz and pos_max). */
-static int cache_bind(kz_snap_cache *k, const kz_snap_codec *c, const kz_snap_encode_args *a)
+static int cache_bind(kz_snap_cache *k, const kz_snap_codec *c, const kz_snap_encode_args *a,
+                      int second_order)
 {
     if (k->memo == NULL || k->gen == 0 || a->want->tick != k->tick ||
-        (a->want->count > 0 && (a->key == NULL || a->base_world == NULL)))
+        (a->want->count > 0 &&
+         (a->key == NULL || a->base_world == NULL || (second_order && a->older_world == NULL))))
         return KZ_EINVAL;
     if (k->tick_hz == 0) {
         k->tick_hz = c->tick_hz;
@@ -997,7 +1097,8 @@ static void put_record(kz_bitwriter *w, const kz__snap_enc *e, uint32_t i)
         if (e->memo[i] != NULL)
             put_bits(w, e->memo[i]->bits, e->memo[i]->nbits);
         else
-            put_update(w, &e->x, &e->base->state[e->bidx[i]], s);
+            put_update(w, &e->x, &e->base->state[e->bidx[i]],
+                       e->oidx[i] == KZ__SNAP_NONE ? NULL : &e->older->state[e->oidx[i]], s);
         break;
     case KZ__OP_REPLACE | KZ__OP_TAKEN:
         put(w, 3, 2);   /* 1 then 1: enter */
@@ -1055,6 +1156,15 @@ static inline void put_memo_record(kz_bitwriter *w, uint32_t gap, const kz__snap
     put(w, acc, (unsigned)((int32_t)have + n));
 }
 
+/* Bits of the body header before the record count. */
+static size_t head_bits(const kz__snap_ctx *x)
+{
+    size_t n = 32u + ueg_len(x->dt, KZ__SNAP_K_BASE);
+    if (x->dt != 0)
+        n += 1u + (x->odt != 0 ? ueg_len(x->odt - 1u, KZ__SNAP_K_OLDER) : 0u);
+    return n;
+}
+
 /* Writes the header and the records: every leave, and the want entries
  * marked taken, in slot order. */
 static void put_body(kz_bitwriter *w, const kz__snap_enc *e, uint32_t n_records)
@@ -1062,6 +1172,11 @@ static void put_body(kz_bitwriter *w, const kz__snap_enc *e, uint32_t n_records)
     const kz_snap_view *want = e->a->want, *base = e->base;
     put(w, want->tick, 32);
     put_ueg(w, e->x.dt, KZ__SNAP_K_BASE);
+    if (e->x.dt != 0) {
+        put(w, e->x.odt != 0, 1);
+        if (e->x.odt != 0)
+            put_ueg(w, e->x.odt - 1u, KZ__SNAP_K_OLDER);
+    }
     put_ueg(w, n_records, KZ__SNAP_K_COUNT);
     int64_t prev = -1;
     uint32_t j = 0;
@@ -1261,7 +1376,7 @@ static int64_t choose(kz__snap_enc *e, size_t budget)
     size_t gaps = 0;
     for (int64_t s = sel_next(sel, -1), p = -1; s >= 0; p = s, s = sel_next(sel, s))
         gaps += ueg_len((uint64_t)(s - p - 1), KZ__SNAP_K_GAP);
-    size_t head = 32u + ueg_len(e->x.dt, KZ__SNAP_K_BASE);
+    size_t head = head_bits(&e->x);
     size_t total = head + ueg_len(n, KZ__SNAP_K_COUNT) + gaps + rec;
     if (total > budget)
         return KZ_EOVERFLOW;
@@ -1312,12 +1427,23 @@ int kz_snap_encode(const kz_snap_codec *c, const kz_snap_encode_args *a, kz_bitw
     /* plan checks the slots of want and of a baseline it uses. */
     if (full && base != NULL && !view_ok(c, base))
         return KZ_EINVAL;
-    if (a->cache != NULL && cache_bind(a->cache, c, a) != KZ_OK)
+    uint32_t dt = full ? 0 : want->tick - base->tick, odt = 0;
+    const kz_snap_view *older = a->older;
+    if (full || older == NULL || older->count == 0 || older->tick == 0) {
+        older = NULL;   /* first order */
+    } else {
+        /* Strictly before the baseline, and the pair names no tick 0. */
+        odt = base->tick - older->tick;
+        if (!view_ok(c, older) || odt == 0 || (uint64_t)dt + odt > UINT32_MAX)
+            return KZ_EINVAL;
+    }
+    if (a->cache != NULL && cache_bind(a->cache, c, a, older != NULL) != KZ_OK)
         return KZ_EINVAL;
     e.a = a;
     e.base = full ? NULL : base;
     e.bn = full ? 0 : base->count;
-    ctx_init(&e.x, c, full ? 0 : want->tick - base->tick);
+    e.older = older;
+    ctx_init(&e.x, c, dt, odt);
     int rc = plan(&e);
     if (rc != KZ_OK)
         return rc;
@@ -1397,23 +1523,29 @@ static int64_t add_checked(int64_t base, int64_t d, int64_t lo, int64_t hi, int 
     return v;
 }
 
-static uint32_t get_rot_delta(kz_bitreader *r, const kz__snap_ctx *x, uint32_t b, int *bad)
+/* Rotation components of p plus three deltas of order k, index kept. */
+static uint32_t get_rot_comps(kz_bitreader *r, unsigned k, uint32_t p, int *bad)
+{
+    uint32_t s = p & ~((1u << (3u * KZ_SNAP_ROT_K)) - 1u);
+    for (unsigned j = 0; j < 3; j++) {
+        int64_t v = add_checked(rot_comp(p, j), get_seg(r, k, bad), 0, KZ__SNAP_ROT_COMP_MAX, bad);
+        s |= (uint32_t)v << (KZ_SNAP_ROT_K * (2u - j));
+    }
+    return s;
+}
+
+/* A rotation in the per-field form against its prediction p. */
+static uint32_t get_rot_delta(kz_bitreader *r, unsigned k, uint32_t p, int *bad)
 {
     if (get(r, 1, bad) == 0)
-        return b;
+        return p;
     if (get(r, 1, bad) != 0) {
         uint32_t s = (uint32_t)get(r, KZ__SNAP_ROT_BITS, bad);
         if (!rot_valid(s))
             *bad = 1;
         return s;
     }
-    uint32_t s = b & ~((1u << (3u * KZ_SNAP_ROT_K)) - 1u);
-    for (unsigned j = 0; j < 3; j++) {
-        int64_t v = add_checked(rot_comp(b, j), get_seg(r, x->k_rot, bad), 0,
-                                KZ__SNAP_ROT_COMP_MAX, bad);
-        s |= (uint32_t)v << (KZ_SNAP_ROT_K * (2u - j));
-    }
-    return s;
+    return get_rot_comps(r, k, p, bad);
 }
 
 /* Reads a three-delta group into d (zero when the group bit is clear). */
@@ -1428,60 +1560,55 @@ static void get_triple(kz_bitreader *r, int64_t d[3], unsigned k_xz, unsigned k_
         d[1] = get_seg(r, k_y, bad);
 }
 
+/* Poses of s against their prediction from b (and o, or NULL). */
 static void get_poses(kz_bitreader *r, const kz__snap_ctx *x, const kz_snap_state *b,
-                      kz_snap_state *s, const kz__snap_pred *p, int *bad)
+                      const kz_snap_state *o, kz_snap_state *s, int32_t dy, int *bad)
 {
+    kz__snap_pred p;
+    predict_poses(x, b, o, dy, &p);
+    const unsigned k_rel = o ? x->k_rel2 : x->k_rel, k_rot = o ? x->k_rot2 : x->k_rot;
+    for (uint32_t k = 0; k < KZ_POSE_COUNT; k++) {
+        for (int i = 0; i < 3; i++)
+            s->rel[k][i] = (int16_t)p.rel[k][i];
+        s->rot[k] = p.rot[k];
+    }
     if (get(r, 1, bad) == 0)
         return;
     int short_form = get(r, 1, bad) == 0;
     for (uint32_t k = 0; k < KZ_POSE_COUNT && !*bad; k++) {
         if (short_form || get(r, 1, bad) != 0) {
             for (int i = 0; i < 3; i++)
-                s->rel[k][i] = (int16_t)add_checked(p->rel[k][i], get_seg(r, x->k_rel, bad),
+                s->rel[k][i] = (int16_t)add_checked(p.rel[k][i], get_seg(r, k_rel, bad),
                                                     -KZ_SNAP_REL_MAX, KZ_SNAP_REL_MAX, bad);
         }
-        if (!short_form) {
-            s->rot[k] = get_rot_delta(r, x, b->rot[k], bad);
-            continue;
-        }
-        uint32_t code = b->rot[k] & ~((1u << (3u * KZ_SNAP_ROT_K)) - 1u);
-        for (unsigned j = 0; j < 3; j++) {
-            int64_t v = add_checked(rot_comp(b->rot[k], j), get_seg(r, x->k_rot, bad), 0,
-                                    KZ__SNAP_ROT_COMP_MAX, bad);
-            code |= (uint32_t)v << (KZ_SNAP_ROT_K * (2u - j));
-        }
-        s->rot[k] = code;
+        s->rot[k] = short_form ? get_rot_comps(r, k_rot, p.rot[k], bad)
+                               : get_rot_delta(r, k_rot, p.rot[k], bad);
     }
 }
 
+/* An UPDATE body of b (o: b's entity in the older view, or NULL). */
 static void get_update(kz_bitreader *r, const kz__snap_ctx *x, const kz_snap_state *b,
-                       kz_snap_state *s, int *bad)
+                       const kz_snap_state *o, kz_snap_state *s, int *bad)
 {
     const int64_t pm = x->c->pos_max;
-    int64_t d[3];
+    int64_t d[3], v[3];
     *s = *b;
     get_triple(r, d, x->k_pos, x->k_posy, bad);
     for (int i = 0; i < 3; i++)
         s->pos[i] = (int32_t)add_checked(predict(x, b->pos[i], b->vel[i]), d[i], -pm, pm, bad);
     int32_t dy = 0;
     if (get(r, 1, bad) != 0) {
-        int64_t v = get_seg(r, x->k_yaw, bad);
-        if (v < -32768 || v > 32767)
+        int64_t y = get_seg(r, x->k_yaw, bad);
+        if (y < -32768 || y > 32767)
             *bad = 1;
         else
-            dy = (int32_t)v;
+            dy = (int32_t)y;
         s->yaw = (uint16_t)(b->yaw + (uint16_t)(dy & 0xffff));
     }
-    kz__snap_pred p;
-    predict_turn(b, dy, &p);
+    predict_vel(b, dy, v);
     get_triple(r, d, x->k_vel, x->k_vel, bad);
     for (int i = 0; i < 3; i++)
-        s->vel[i] = (int16_t)add_checked(p.vel[i], d[i], -32767, 32767, bad);
-    /* Offsets not sent keep their predicted (turned) value... */
-    for (uint32_t k = 0; k < KZ_POSE_COUNT; k++) {
-        for (int i = 0; i < 3; i++)
-            s->rel[k][i] = (int16_t)p.rel[k][i];
-    }
+        s->vel[i] = (int16_t)add_checked(v[i], d[i], -32767, 32767, bad);
     int base_rest = !(b->flags & KZ_AVATAR_VR) && poses_rest(b);
     int extra = 0;
     if (get(r, 1, bad) != 0) {
@@ -1494,9 +1621,10 @@ static void get_update(kz_bitreader *r, const kz__snap_ctx *x, const kz_snap_sta
         if (!(s->flags & KZ_AVATAR_VR) && base_rest)
             extra = (int)get(r, 1, bad);
     }
+    /* Poses absent: s keeps b's, all at rest. */
     if (!(s->flags & KZ_AVATAR_VR) && base_rest && !extra)
         return;
-    get_poses(r, x, b, s, &p, bad);
+    get_poses(r, x, b, o, s, dy, bad);
 }
 
 static void get_badge(kz_bitreader *r, kz_snap_badge *b, int *bad)
@@ -1587,18 +1715,52 @@ static void get_enter(kz_bitreader *r, const kz__snap_ctx *x, kz_snap_state *s,
     get_badge(r, badge, bad);
 }
 
+/* The body header before the record count. */
+typedef struct kz__snap_head {
+    uint32_t tick, dt, odt;
+} kz__snap_head;
+
+/* Reads the header: the tick, dt, and with dt != 0 the older field.
+ * Refuses (KZ_EPROTO) a truncated header, a baseline or older view at
+ * tick 0, and an older view as new as the body's tick (dt + odt must
+ * stay below 2^32). */
+static int get_head(kz_bitreader *r, kz__snap_head *h)
+{
+    int bad = 0;
+    h->tick = (uint32_t)get(r, 32, &bad);
+    uint64_t dt = get_ueg(r, KZ__SNAP_K_BASE, &bad), odt = 0;
+    if (!bad && dt != 0 && get(r, 1, &bad) != 0)
+        odt = get_ueg(r, KZ__SNAP_K_OLDER, &bad) + 1u;
+    if (bad || dt > UINT32_MAX || dt + odt > UINT32_MAX ||
+        (dt != 0 && h->tick - (uint32_t)dt == 0) ||
+        (odt != 0 && h->tick - (uint32_t)(dt + odt) == 0))
+        return KZ_EPROTO;
+    h->dt = (uint32_t)dt;
+    h->odt = (uint32_t)odt;
+    return KZ_OK;
+}
+
 int kz_snap_peek(const kz_snap_codec *c, const kz_bitreader *r, uint32_t *tick,
                  uint32_t *base_tick)
 {
     KZ_ASSERT(c != NULL && r != NULL && tick != NULL && base_tick != NULL);
     kz_bitreader p = *r;
-    int bad = 0;
-    uint32_t t = (uint32_t)get(&p, 32, &bad);
-    uint64_t dt = get_ueg(&p, KZ__SNAP_K_BASE, &bad);
-    if (bad || dt > UINT32_MAX || (dt != 0 && t - (uint32_t)dt == 0))
+    kz__snap_head h;
+    if (get_head(&p, &h) != KZ_OK)
         return KZ_EPROTO;
-    *tick = t;
-    *base_tick = dt ? t - (uint32_t)dt : 0;
+    *tick = h.tick;
+    *base_tick = h.dt ? h.tick - h.dt : 0;
+    return KZ_OK;
+}
+
+int kz_snap_peek_older(const kz_snap_codec *c, const kz_bitreader *r, uint32_t *older_tick)
+{
+    KZ_ASSERT(c != NULL && r != NULL && older_tick != NULL);
+    kz_bitreader p = *r;
+    kz__snap_head h;
+    if (get_head(&p, &h) != KZ_OK)
+        return KZ_EPROTO;
+    *older_tick = h.odt ? h.tick - h.dt - h.odt : 0;
     return KZ_OK;
 }
 
@@ -1617,32 +1779,45 @@ static void emit(kz_snap_view *out, uint8_t *change, uint16_t slot, const kz_sna
 int kz_snap_decode(const kz_snap_codec *c, kz_bitreader *r, const kz_snap_view *base,
                    kz_snap_view *out, uint8_t *change, kz_snap_badge *badge)
 {
+    return kz_snap_decode_older(c, r, base, NULL, out, change, badge);
+}
+
+int kz_snap_decode_older(const kz_snap_codec *c, kz_bitreader *r, const kz_snap_view *base,
+                         const kz_snap_view *older, kz_snap_view *out, uint8_t *change,
+                         kz_snap_badge *badge)
+{
     KZ_ASSERT(c != NULL && r != NULL && out != NULL);
     KZ_ASSERT(out->cap >= c->n_slots && out->slot != NULL && out->state != NULL);
-    uint32_t tick, base_tick;
-    if (kz_snap_peek(c, r, &tick, &base_tick) != KZ_OK)
+    kz__snap_head h;
+    if (get_head(r, &h) != KZ_OK)
         return KZ_EPROTO;
     int bad = 0;
-    (void)get(r, 32, &bad);
-    uint32_t dt = (uint32_t)get_ueg(r, KZ__SNAP_K_BASE, &bad);
-    if (dt != 0) {
+    if (h.dt != 0) {
         /* The body names a baseline: it must be the one we were given. */
-        if (base == NULL || base->tick != base_tick)
+        if (base == NULL || base->tick != h.tick - h.dt)
             return KZ_EPROTO;
         KZ_ASSERT(view_ok(c, base));
     } else {
         base = NULL;
     }
-    uint32_t bn = base ? base->count : 0;
+    if (h.odt != 0) {
+        /* ... and so for the older view. */
+        if (older == NULL || older->tick != h.tick - h.dt - h.odt)
+            return KZ_EPROTO;
+        KZ_ASSERT(view_ok(c, older));
+    } else {
+        older = NULL;
+    }
+    const uint32_t tick = h.tick, bn = base ? base->count : 0, on = older ? older->count : 0;
     kz__snap_ctx x;
-    ctx_init(&x, c, dt);
+    ctx_init(&x, c, h.dt, h.odt);
     uint64_t count = get_ueg(r, KZ__SNAP_K_COUNT, &bad);
     if (bad || count > c->n_slots)
         return KZ_EPROTO;
     out->tick = tick;
     out->count = 0;
     int64_t prev = -1;
-    uint32_t j = 0;
+    uint32_t j = 0, jo = 0;
     for (uint64_t n = 0; n < count && !bad; n++) {
         uint64_t gap = get_ueg(r, KZ__SNAP_K_GAP, &bad);
         if (bad || gap >= c->n_slots || (uint64_t)(prev + 1) + gap >= c->n_slots)
@@ -1655,7 +1830,14 @@ int kz_snap_decode(const kz_snap_codec *c, kz_bitreader *r, const kz_snap_view *
         if (j < bn && base->slot[j] == slot) {
             const kz_snap_state *b = &base->state[j++];
             if (get(r, 1, &bad) == 0) {
-                get_update(r, &x, b, &s, &bad);
+                /* The older state: the same entity in the same slot. */
+                const kz_snap_state *o = NULL;
+                for (; jo < on && older->slot[jo] < slot; jo++)
+                    ;
+                if (jo < on && older->slot[jo] == slot && older->state[jo].entity == b->entity &&
+                    older->state[jo].kind == b->kind)
+                    o = &older->state[jo];
+                get_update(r, &x, b, o, &s, &bad);
                 emit(out, change, slot, &s, KZ_SNAP_UPDATE);
             } else if (get(r, 1, &bad) != 0) {
                 get_enter(r, &x, &s, bd, &bad);

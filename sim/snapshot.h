@@ -9,6 +9,11 @@
  * the views it sent; the client acknowledges the newest it decoded; the
  * next packet is encoded against the newest acknowledged view (the
  * baseline), or against nothing (full state) when none is left in history.
+ * Head and hand poses are predicted to second order when the encoder is
+ * also given an *older* view the client holds for certain (one it
+ * acknowledged, still in both histories): the body names it, and each
+ * pose moves on from the baseline as it moved from the older view to the
+ * baseline. Without one, poses are predicted to first order.
  * Because a packet has a byte budget, the encoder may leave changes out;
  * it reports the view the client will actually hold after decoding
  * (`sent`), and that is what the server must store in its history, never
@@ -146,18 +151,22 @@ typedef const kz_snap_badge *(*kz_snap_badge_fn)(void *ctx, uint32_t entity);
  * entity's UPDATE payload (the record after its slot gap and type bit) is
  * the same for every such client. The cache keeps, per key (the server's
  * dense entity index), up to `ways` payloads of the current tick, one per
- * baseline tick, so the first client encodes the payload and the others
- * copy its bits.
+ * baseline tick (and older tick), so the first client encodes the payload
+ * and the others copy its bits.
  *
  * The cache never changes a bit on the wire. A payload is used or made
  * only for an entry whose baseline state is memcmp-equal to
  * *base_world[i] (so a baseline holding a deferred, older state never
- * touches the cache), and an entry is found only under the same key,
- * baseline tick (so the same dt), base_world pointer and a wanted state
- * equal to the copy the entry keeps. So a wrong key (two entities sharing
- * one) costs hits, never bits; what the cache trusts is that the bytes
- * behind a base_world pointer do not change during the tick (point into
- * the server's ring of world images). Payloads longer than
+ * touches the cache) and, when the older view holds the entity (second
+ * order), whose older state is memcmp-equal to *older_world[i]; an entry
+ * is found only under the same key, baseline tick (so the same dt),
+ * base_world pointer, older tick and older_world pointer (tick 0 and NULL
+ * for an entity predicted to first order, whatever the body's older view)
+ * and a wanted state equal to the copy the entry keeps. So a wrong key
+ * (two entities sharing one) costs hits, never bits; what the cache
+ * trusts is that the bytes behind the base_world and older_world pointers
+ * do not change during the tick (point into the server's ring of world
+ * images). Payloads longer than
  * KZ_SNAP_CACHE_BITS are not kept; the entry remembers that instead, so
  * later clients do not try again. When a key's ways are all taken this
  * tick, a newer baseline (smaller dt) replaces the one with the oldest;
@@ -166,8 +175,12 @@ typedef const kz_snap_badge *(*kz_snap_badge_fn)(void *ctx, uint32_t entity);
  * Caller storage, one thread at a time (the server's simulation thread);
  * init allocates n_keys * ways entries of 128 bytes, nothing else
  * allocates. Bound to one codec per tick (the first encode after begin).
+ * With second order, clients that share a baseline tick share payloads
+ * only if they also share the older tick: a server should pick the older
+ * view by a rule that depends on the baseline tick where it can (see
+ * kz_snap_encode_args.older).
  */
-#define KZ_SNAP_CACHE_BITS 320u     /* longest payload kept */
+#define KZ_SNAP_CACHE_BITS 256u     /* longest payload kept */
 #define KZ_SNAP_CACHE_MAX_WAYS 8u
 
 typedef struct kz__snap_memo kz__snap_memo;   /* an entry, in snapshot.c */
@@ -209,6 +222,22 @@ typedef struct kz_snap_encode_args {
     /* NULL, count 0, tick 0 or tick == want->tick: full state (tick 0 is
      * never a baseline, so kz_snap_peek can use 0 for "none"). */
     const kz_snap_view *base;
+    /*
+     * Optional older view for second-order prediction of head and hand
+     * poses. NULL, count 0, tick 0, or a full-state body: first order
+     * (the body names no older view). Otherwise it must be a view the
+     * client holds for certain and that this codec produced (ascending
+     * slots < n_slots), strictly before the baseline: base->tick -
+     * older->tick (mod 2^32) >= 1, and that plus want->tick - base->tick
+     * below 2^32 (KZ_EINVAL otherwise). On a server: the sent view of a
+     * tick the client acknowledged before the baseline's, still in the
+     * history (the client keeps its decoded views in a ring by tick %
+     * history, so one it decoded within the last `history` ticks is
+     * still there). Best: the newest such tick (the one the client
+     * acknowledged just before the baseline; with an acknowledgement every
+     * tick, base->tick - 1).
+     */
+    const kz_snap_view *older;
     const kz_snap_view *want;   /* what the client should see now; want->tick is the tick */
     /* Indices into `want` in priority order (highest first), `want->count`
      * of them; NULL means slot order. Used only when not every change fits. */
@@ -227,6 +256,11 @@ typedef struct kz_snap_encode_args {
      * unknown (then the entry is encoded without the cache). Must not
      * change until the next kz_snap_cache_begin. */
     const kz_snap_state *const *base_world;
+    /* Per want entry: the entity's world state at older->tick, or NULL if
+     * unknown (then an entry the older view holds is encoded without the
+     * cache). Required with a cache and an older view in use; the same
+     * rules as base_world. */
+    const kz_snap_state *const *older_world;
 } kz_snap_encode_args;
 
 typedef struct kz_snap_encode_stats {
@@ -254,8 +288,10 @@ typedef struct kz_snap_encode_stats {
  * (w is left as it was); KZ_EINVAL for misuse (views not ascending or
  * slots >= n_slots, cap too small, a changed want state failing
  * kz_snap_state_check, an invalid badge from the badge callback; with a
- * cache: key or base_world NULL, a key >= n_keys, want->tick not the
- * cache's tick, another codec than the one bound this tick), with
+ * cache: key or base_world NULL, older_world NULL with an older view in
+ * use, a key >= n_keys, want->tick not the cache's tick, another codec
+ * than the one bound this tick; an older view not before the baseline or
+ * not ascending), with
  * nothing written (the cache may have gained entries). Priority indices must be < want->count (asserted);
  * duplicates are ignored.
  */
@@ -264,9 +300,13 @@ int kz_snap_encode(const kz_snap_codec *c, const kz_snap_encode_args *a, kz_bitw
 
 /* Reads the tick and baseline tick of a body (0 = full state) without
  * consuming it, so the caller can find the baseline in its history.
- * Returns 0 or KZ_EPROTO (truncated, or a baseline field naming tick 0). */
+ * Returns 0 or KZ_EPROTO (truncated header, a baseline or older view at
+ * tick 0, an older view as new as the tick). */
 int kz_snap_peek(const kz_snap_codec *c, const kz_bitreader *r, uint32_t *tick,
                  uint32_t *base_tick);
+/* The same for the older view the body names (0 = none: first order),
+ * which the caller passes to kz_snap_decode_older. */
+int kz_snap_peek_older(const kz_snap_codec *c, const kz_bitreader *r, uint32_t *older_tick);
 
 /*
  * Decodes a body (from the reader's position to the end of its buffer;
@@ -285,5 +325,13 @@ int kz_snap_peek(const kz_snap_codec *c, const kz_bitreader *r, uint32_t *tick,
  */
 int kz_snap_decode(const kz_snap_codec *c, kz_bitreader *r, const kz_snap_view *base, kz_snap_view *out, uint8_t *change,
                    kz_snap_badge *badge);
+/* The same with the older view the body names (kz_snap_peek_older; NULL
+ * when it names none): a body that names an older view is refused
+ * (KZ_EPROTO) unless `older` has that tick, and `older` is ignored when
+ * the body names none. kz_snap_decode is this with older NULL. `older`
+ * must be a view this codec produced (asserted). */
+int kz_snap_decode_older(const kz_snap_codec *c, kz_bitreader *r, const kz_snap_view *base,
+                         const kz_snap_view *older, kz_snap_view *out, uint8_t *change,
+                         kz_snap_badge *badge);
 
 #endif /* KZ_SIM_SNAPSHOT_H */

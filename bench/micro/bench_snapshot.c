@@ -238,17 +238,21 @@ static kz_snap_view view_at(scene *sc, uint32_t t)
 }
 
 /* Bits per avatar update over the recording with the baseline `lag`
- * ticks old; the decoded view is checked against the recording. */
-static double bits_per_update(const kz_snap_codec *c, scene *sc, uint32_t lag)
+ * ticks old and, for second order, the older view `older` ticks before
+ * the baseline (0: first order); the decoded view is checked against the
+ * recording. */
+static double bits_per_update(const kz_snap_codec *c, scene *sc, uint32_t lag, uint32_t older)
 {
     static uint8_t buf[65536];
     static uint16_t sslot[N_AV], dslot[N_AV];
     static kz_snap_state sst[N_AV], dst[N_AV];
     uint64_t bits = 0, updates = 0;
-    for (uint32_t t = lag; t < TICKS; t++) {
+    for (uint32_t t = lag + older; t < TICKS; t++) {
         kz_snap_view base = view_at(sc, t - lag), want = view_at(sc, t);
+        kz_snap_view old = view_at(sc, t - lag - older);
         kz_snap_view sent = {.cap = N_AV, .slot = sslot, .state = sst};
-        kz_snap_encode_args a = {.base = &base, .want = &want, .budget_bits = SIZE_MAX};
+        kz_snap_encode_args a = {.base = &base, .older = older ? &old : NULL, .want = &want,
+                                 .budget_bits = SIZE_MAX};
         kz_bitwriter w;
         kz_bitwriter_init(&w, buf, sizeof buf);
         if (kz_snap_encode(c, &a, &w, &sent, NULL, NULL) != KZ_OK)
@@ -259,14 +263,15 @@ static double bits_per_update(const kz_snap_codec *c, scene *sc, uint32_t lag)
         kz_bitreader r;
         kz_bitreader_init(&r, buf, n);
         kz_snap_view out = {.cap = N_AV, .slot = dslot, .state = dst};
-        if (kz_snap_decode(c, &r, &base, &out, NULL, NULL) != KZ_OK || out.count != N_AV ||
+        if (kz_snap_decode_older(c, &r, &base, older ? &old : NULL, &out, NULL, NULL) != KZ_OK ||
+            out.count != N_AV ||
             memcmp(dst, want.state, sizeof dst) != 0)
             fail("decoded view differs from the recording");
     }
     return (double)bits / (double)updates;
 }
 
-static void timing(const kz_snap_codec *c, scene *sc, size_t runs)
+static void timing(const kz_snap_codec *c, scene *sc, size_t runs, int second_order)
 {
     static uint8_t buf[TICKS][4096];
     static size_t len[TICKS];
@@ -275,10 +280,11 @@ static void timing(const kz_snap_codec *c, scene *sc, size_t runs)
     double enc[64], dec[64];
     for (size_t r = 0; r < runs; r++) {
         uint64_t t0 = kzb_now_ns();
-        for (uint32_t t = 1; t < TICKS; t++) {
-            kz_snap_view base = view_at(sc, t - 1), want = view_at(sc, t);
+        for (uint32_t t = 2; t < TICKS; t++) {
+            kz_snap_view base = view_at(sc, t - 1), want = view_at(sc, t), old = view_at(sc, t - 2);
             kz_snap_view sent = {.cap = N_AV, .slot = sslot, .state = sst};
-            kz_snap_encode_args a = {.base = &base, .want = &want, .budget_bits = SIZE_MAX};
+            kz_snap_encode_args a = {.base = &base, .older = second_order ? &old : NULL,
+                                     .want = &want, .budget_bits = SIZE_MAX};
             kz_bitwriter w;
             kz_bitwriter_init(&w, buf[t], sizeof buf[t]);
             if (kz_snap_encode(c, &a, &w, &sent, NULL, NULL) != KZ_OK)
@@ -287,23 +293,28 @@ static void timing(const kz_snap_codec *c, scene *sc, size_t runs)
         }
         uint64_t t1 = kzb_now_ns();
         uint64_t sink = 0;
-        for (uint32_t t = 1; t < TICKS; t++) {
-            kz_snap_view base = view_at(sc, t - 1);
+        for (uint32_t t = 2; t < TICKS; t++) {
+            kz_snap_view base = view_at(sc, t - 1), old = view_at(sc, t - 2);
             kz_snap_view out = {.cap = N_AV, .slot = sslot, .state = sst};
             kz_bitreader rd;
             kz_bitreader_init(&rd, buf[t], len[t]);
-            if (kz_snap_decode(c, &rd, &base, &out, NULL, NULL) != KZ_OK)
+            if (kz_snap_decode_older(c, &rd, &base, second_order ? &old : NULL, &out, NULL, NULL) !=
+                KZ_OK)
                 fail("decode failed");
             sink += out.count;
         }
         uint64_t t2 = kzb_now_ns();
         kzb_sink(sink);
-        double per = (double)(TICKS - 1) * N_AV;
+        double per = (double)(TICKS - 2) * N_AV;
         enc[r] = (double)(t1 - t0) / per;
         dec[r] = (double)(t2 - t1) / per;
     }
-    kzb_report("mixed crowd, baseline 1 tick: encode per entity", "ns", enc, runs);
-    kzb_report("mixed crowd, baseline 1 tick: decode per entity", "ns", dec, runs);
+    kzb_report(second_order ? "mixed crowd, baseline 1 tick, second order: encode per entity"
+                            : "mixed crowd, baseline 1 tick, first order: encode per entity",
+               "ns", enc, runs);
+    kzb_report(second_order ? "mixed crowd, baseline 1 tick, second order: decode per entity"
+                            : "mixed crowd, baseline 1 tick, first order: decode per entity",
+               "ns", dec, runs);
 }
 
 /* ---- server encode per client-tick -------------------------------------- */
@@ -313,7 +324,8 @@ static void timing(const kz_snap_codec *c, scene *sc, size_t runs)
 #define SRV_SLOTS 128u
 #define SRV_TICKS 40u      /* recorded */
 #define SRV_RUN_TICKS 12u  /* encoded per run */
-#define SRV_HIST 3u        /* wanted views kept per client: ticks t, t-1, t-2 */
+#define SRV_HIST 4u        /* wanted views kept per client: ticks t .. t-3 */
+#define SRV_START 3u       /* first tick encoded: ticks 0 .. 2 are the history */
 #define SRV_BUF 2048u
 
 typedef struct srv_client {
@@ -321,6 +333,7 @@ typedef struct srv_client {
     uint32_t key[SRV_ENT];     /* entity index of each slot */
     kz_snap_state hist[SRV_HIST][SRV_ENT];
     const kz_snap_state *bw[SRV_ENT];
+    const kz_snap_state *ow[SRV_ENT];
     uint32_t lag;
 } srv_client;
 
@@ -373,21 +386,24 @@ static void srv_assign(srv_client *cl)
 
 /* The server's work outside the encoder, as it does it just before each
  * client's encode (so the wanted view is in cache, the baseline is not):
- * the wanted view of tick t and the world states of the baseline tick. */
+ * the wanted view of tick t and the world states of the baseline tick and
+ * of the tick before it (the older view's). */
 static void srv_prepare(srv_client *cl, const kz_snap_state *world, uint32_t t)
 {
     kz_snap_state *want = cl->hist[t % SRV_HIST];
     for (uint32_t i = 0; i < SRV_ENT; i++)
         want[i] = world[t * SRV_ENT + cl->key[i]];
-    for (uint32_t i = 0; i < SRV_ENT; i++)
+    for (uint32_t i = 0; i < SRV_ENT; i++) {
         cl->bw[i] = &world[(t - cl->lag) * SRV_ENT + cl->key[i]];
+        cl->ow[i] = &world[(t - cl->lag - 1u) * SRV_ENT + cl->key[i]];
+    }
 }
 
 /* Encodes tick t for every client; returns the encoders' time (the
  * preparation is not timed; reading the clock twice per client adds
  * well under 1 ns per entity). */
 static uint64_t srv_encode_all(const kz_snap_codec *c, srv_client *cls, const kz_snap_state *world,
-                               srv_out *out, uint32_t t, kz_snap_cache *cache)
+                               srv_out *out, uint32_t t, kz_snap_cache *cache, int second_order)
 {
     static uint16_t sslot[SRV_ENT];
     static kz_snap_state sst[SRV_ENT];
@@ -400,11 +416,14 @@ static uint64_t srv_encode_all(const kz_snap_codec *c, srv_client *cls, const kz
             kz_snap_cache_begin(cache, 1000 + t);
         kz_snap_view base = {.tick = 1000 + t - cl->lag, .count = SRV_ENT, .cap = SRV_ENT,
                              .slot = cl->slot, .state = cl->hist[(t - cl->lag) % SRV_HIST]};
+        kz_snap_view old = {.tick = 1000 + t - cl->lag - 1, .count = SRV_ENT, .cap = SRV_ENT,
+                            .slot = cl->slot, .state = cl->hist[(t - cl->lag - 1) % SRV_HIST]};
         kz_snap_view want = {.tick = 1000 + t, .count = SRV_ENT, .cap = SRV_ENT,
                              .slot = cl->slot, .state = cl->hist[t % SRV_HIST]};
         kz_snap_view sent = {.cap = SRV_ENT, .slot = sslot, .state = sst};
-        kz_snap_encode_args a = {.base = &base, .want = &want, .budget_bits = SIZE_MAX,
-                                 .cache = cache, .key = cl->key, .base_world = cl->bw};
+        kz_snap_encode_args a = {.base = &base, .older = second_order ? &old : NULL, .want = &want,
+                                 .budget_bits = SIZE_MAX, .cache = cache, .key = cl->key,
+                                 .base_world = cl->bw, .older_world = cl->ow};
         kz_bitwriter w;
         kz_bitwriter_init(&w, out[n].buf, sizeof out[n].buf);
         if (kz_snap_encode(c, &a, &w, &sent, NULL, NULL) != KZ_OK)
@@ -415,7 +434,7 @@ static uint64_t srv_encode_all(const kz_snap_codec *c, srv_client *cls, const kz
     return ns;
 }
 
-static void server_encode(size_t runs)
+static void server_encode(size_t runs, int second_order)
 {
     kz_snap_codec c;
     if (kz_snap_codec_init(&c, HZ, SRV_SLOTS, 1000.0f) != KZ_OK)
@@ -433,27 +452,26 @@ static void server_encode(size_t runs)
         srv_assign(&cls[n]);
     double unc[64], cac[64];
     uint64_t bytes = 0, bodies = 0;
-    uint32_t t = 2;
+    uint32_t t = SRV_START;
     for (size_t r = 0; r < runs; r++) {
         uint64_t ns_plain = 0, ns_cached = 0;
         for (uint32_t k = 0; k < SRV_RUN_TICKS; k++, t++) {
             if (t == SRV_TICKS)
-                t = 2;
+                t = SRV_START;
             for (uint32_t n = 0; n < SRV_CLIENTS; n++) {
-                if (t == 2) {   /* the history of ticks 0 and 1 */
-                    cls[n].lag = 1;
-                    srv_prepare(&cls[n], world, 1);
-                    for (uint32_t i = 0; i < SRV_ENT; i++)
-                        cls[n].hist[0][i] = world[cls[n].key[i]];
+                if (t == SRV_START) {   /* the history of ticks 0 .. SRV_START - 1 */
+                    for (uint32_t h = 0; h < SRV_START; h++)
+                        for (uint32_t i = 0; i < SRV_ENT; i++)
+                            cls[n].hist[h][i] = world[h * SRV_ENT + cls[n].key[i]];
                 }
                 cls[n].lag = 1u + (uint32_t)(rng_next() >> 63);
             }
             if (t & 1) {
-                ns_plain += srv_encode_all(&c, cls, world, plain, t, NULL);
-                ns_cached += srv_encode_all(&c, cls, world, cached, t, &cache);
+                ns_plain += srv_encode_all(&c, cls, world, plain, t, NULL, second_order);
+                ns_cached += srv_encode_all(&c, cls, world, cached, t, &cache, second_order);
             } else {
-                ns_cached += srv_encode_all(&c, cls, world, cached, t, &cache);
-                ns_plain += srv_encode_all(&c, cls, world, plain, t, NULL);
+                ns_cached += srv_encode_all(&c, cls, world, cached, t, &cache, second_order);
+                ns_plain += srv_encode_all(&c, cls, world, plain, t, NULL, second_order);
             }
             for (uint32_t n = 0; n < SRV_CLIENTS; n++) {
                 if (plain[n].len != cached[n].len ||
@@ -468,12 +486,19 @@ static void server_encode(size_t runs)
         cac[r] = (double)ns_cached / per;
     }
     kz_snap_cache_stats st = cache.stats;
-    printf("server encode: %u moving avatars (60 desktop, 40 VR) x %u clients, baseline 1-2 "
-           "ticks, %.0f bytes per body; cache: %.1f %% of updates copied\n",
-           SRV_ENT, SRV_CLIENTS, (double)bytes / (double)bodies,
+    const char *order = second_order ? "second order" : "first order";
+    printf("server encode, %s: %u moving avatars (60 desktop, 40 VR) x %u clients, baseline 1-2 "
+           "ticks%s, %.0f bytes per body; cache: %.1f %% of updates copied\n",
+           order, SRV_ENT, SRV_CLIENTS, second_order ? ", older view 1 tick before it" : "",
+           (double)bytes / (double)bodies,
            100.0 * (double)st.hits / (double)(st.hits + st.stores + st.misses));
-    kzb_report("server encode per visible entity per client-tick, no cache", "ns", unc, runs);
-    kzb_report("server encode per visible entity per client-tick, cache", "ns", cac, runs);
+    char name[128];
+    snprintf(name, sizeof name, "server encode per visible entity per client-tick, %s, no cache",
+             order);
+    kzb_report(name, "ns", unc, runs);
+    snprintf(name, sizeof name, "server encode per visible entity per client-tick, %s, cache",
+             order);
+    kzb_report(name, "ns", cac, runs);
     kz_snap_cache_fini(&cache);
     free(world);
     free(cls);
@@ -498,20 +523,24 @@ int main(int argc, char **argv)
     const double naive_desktop = 3 * 32 + 32 + 16, naive_vr = naive_desktop + 3 * 7 * 32;
     const double abs_desktop = c.slot_bits + 3.0 * c.pos_bits + 3 * 16 + 16 + 16 + 8;
     const double abs_vr = abs_desktop + 3 * (3 * 13 + 32);
-    printf("%-32s %9s %9s %12s %12s\n", "bits per avatar update", "lag 1", "lag 4",
-           "naive float", "abs. quant.");
+    printf("%-32s %9s %9s %9s %9s %9s %12s %12s\n", "bits per avatar update", "lag 1", "lag 4",
+           "lag4 o4", "1st lag1", "1st lag4", "naive float", "abs. quant.");
     for (size_t i = 0; i < sizeof scenes / sizeof scenes[0]; i++) {
         scene *sc = &scenes[i];
         record(&c, sc);
-        double b1 = bits_per_update(&c, sc, 1), b4 = bits_per_update(&c, sc, 4);
+        double b1 = bits_per_update(&c, sc, 1, 1), b4 = bits_per_update(&c, sc, 4, 1);
+        double b44 = bits_per_update(&c, sc, 4, 4);
+        double f1 = bits_per_update(&c, sc, 1, 0), f4 = bits_per_update(&c, sc, 4, 0);
         double vr = sc->vr_share;
-        printf("%-32s %9.2f %9.2f %12.1f %12.1f\n", sc->name, b1, b4,
+        printf("%-32s %9.2f %9.2f %9.2f %9.2f %9.2f %12.1f %12.1f\n", sc->name, b1, b4, b44, f1, f4,
                naive_desktop + vr * (naive_vr - naive_desktop),
                abs_desktop + vr * (abs_vr - abs_desktop));
     }
     printf("targets: at rest <= 2, moving desktop <= 32, moving VR <= 96 (lag 1)\n");
-    timing(&c, &scenes[4], runs);
-    server_encode(runs);
+    timing(&c, &scenes[4], runs, 0);
+    timing(&c, &scenes[4], runs, 1);
+    server_encode(runs, 0);
+    server_encode(runs, 1);
     for (size_t i = 0; i < sizeof scenes / sizeof scenes[0]; i++)
         free(scenes[i].st);
     kzb_end();

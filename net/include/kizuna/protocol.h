@@ -15,7 +15,9 @@
 
 /* ---- versions and framing ---------------------------------------------- */
 
-#define KZ_PROTOCOL_VERSION 2u  /* 2: keyed MAC in ENet's checksum field */
+/* 2: keyed MAC in ENet's checksum field; 3: snapshot bodies may name an
+ * older view and predict head and hand poses to second order. */
+#define KZ_PROTOCOL_VERSION 3u
 
 /* Largest UDP payload Kizuna ever sends: fits the IPv6 minimum MTU (1280)
  * minus IPv6 and UDP headers with room to spare. ENet's MTU is set to it. */
