@@ -1184,6 +1184,47 @@ Test(snapshot, encode_refuses_misuse)
     kz_bitwriter_init(&w, buf, sizeof buf);
     cr_expect_eq(kz_snap_encode(&c, &a, &w, &small.v, NULL, NULL), KZ_EINVAL);
     cr_expect_eq(kz_bitwriter_bits(&w), 0u);
+
+    /* Older views: not before the baseline, so far back that the pair
+     * would name the body's own tick, or not ascending. */
+    vbox base, older;
+    fill_moving(&c, &base, 5, 3, 41);
+    fill_moving(&c, &want, 6, 3, 41);
+    fill_moving(&c, &older, 5, 3, 41);   /* the baseline's own tick */
+    cr_expect_eq(encode_older(&c, &base.v, &older.v, &want.v, SIZE_MAX, NULL, buf, sizeof buf,
+                              &sent, NULL), KZ_EINVAL);
+    older.v.tick = 6;                    /* newer than the baseline */
+    cr_expect_eq(encode_older(&c, &base.v, &older.v, &want.v, SIZE_MAX, NULL, buf, sizeof buf,
+                              &sent, NULL), KZ_EINVAL);
+    older.v.tick = 4;
+    older.slot[2] = older.slot[1];       /* not ascending */
+    cr_expect_eq(encode_older(&c, &base.v, &older.v, &want.v, SIZE_MAX, NULL, buf, sizeof buf,
+                              &sent, NULL), KZ_EINVAL);
+    older.slot[2] = 8;                   /* beyond n_slots */
+    cr_expect_eq(encode_older(&c, &base.v, &older.v, &want.v, SIZE_MAX, NULL, buf, sizeof buf,
+                              &sent, NULL), KZ_EINVAL);
+    /* Fine when it is before the baseline; tick 0, an empty older view
+     * and a full-state body name none (first order, 1 bit "no older" in
+     * a delta, nothing in a full state). */
+    fill_moving(&c, &older, 4, 3, 41);
+    cr_expect_gt(encode_older(&c, &base.v, &older.v, &want.v, SIZE_MAX, NULL, buf, sizeof buf,
+                              &sent, NULL), 0);
+    uint8_t plain[4096];
+    long n1 = encode_into(&c, &base.v, &want.v, SIZE_MAX, NULL, plain, sizeof plain, &sent, NULL);
+    older.v.tick = 0;
+    cr_expect_eq(encode_older(&c, &base.v, &older.v, &want.v, SIZE_MAX, NULL, buf, sizeof buf,
+                              &sent, NULL), n1);
+    cr_expect(memcmp(buf, plain, (size_t)n1) == 0);
+    older.v.tick = 4;
+    older.v.count = 0;
+    cr_expect_eq(encode_older(&c, &base.v, &older.v, &want.v, SIZE_MAX, NULL, buf, sizeof buf,
+                              &sent, NULL), n1);
+    cr_expect(memcmp(buf, plain, (size_t)n1) == 0);
+    older.v.count = 3;
+    n1 = encode_into(&c, NULL, &want.v, SIZE_MAX, NULL, plain, sizeof plain, &sent, NULL);
+    cr_expect_eq(encode_older(&c, NULL, &older.v, &want.v, SIZE_MAX, NULL, buf, sizeof buf,
+                              &sent, NULL), n1);
+    cr_expect(memcmp(buf, plain, (size_t)n1) == 0);
 }
 
 static const kz_snap_badge *bad_badge_cb(void *ctx, uint32_t entity)
@@ -1383,6 +1424,273 @@ Test(snapshot, hand_made_bad_bodies)
     cr_expect_eq(decode_from(&c, buf, n, NULL, &out, NULL), KZ_EPROTO);
 }
 
+/* ---- second order ------------------------------------------------------------ */
+
+/* A one-entity view. */
+static void one_entity(vbox *v, uint32_t tick, uint16_t slot, const kz_snap_state *s)
+{
+    vbox_init(v);
+    v->v.tick = tick;
+    v->v.count = 1;
+    v->slot[0] = slot;
+    v->st[0] = *s;
+}
+
+/* A header: tick, dt, the older field (odt 0: "none"), a record count. */
+static size_t head_body(uint8_t *buf, size_t cap, uint32_t tick, uint32_t dt, uint64_t odt,
+                        uint32_t count)
+{
+    kz_bitwriter w;
+    kz_bitwriter_init(&w, buf, cap);
+    tw(&w, tick, 32);
+    tw_ueg(&w, dt, 2);
+    if (dt != 0) {
+        tw(&w, odt != 0, 1);
+        if (odt != 0)
+            tw_ueg(&w, odt - 1, 0);
+    }
+    tw_ueg(&w, count, 0);
+    return kz_bitwriter_finish(&w);
+}
+
+Test(snapshot, second_order_hostile_headers)
+{
+    kz_snap_codec c = make_codec(10);
+    kz_snap_state s;
+    rng_seed(71);
+    random_state(&c, 5, &s);
+    vbox base, older, wrong, out;
+    one_entity(&base, 100, 2, &s);
+    one_entity(&older, 99, 2, &s);
+    one_entity(&wrong, 98, 2, &s);
+    uint8_t buf[64];
+    uint32_t ot;
+    kz_bitreader r;
+    /* Tick 101 against 100, older 99, no records: decodes with exactly
+     * that older view; without it, or with another, it is refused. */
+    size_t n = head_body(buf, sizeof buf, 101, 1, 1, 0);
+    kz_bitreader_init(&r, buf, n);
+    cr_assert_eq(kz_snap_peek_older(&c, &r, &ot), KZ_OK);
+    cr_assert_eq(ot, 99u);
+    cr_assert_eq(decode_older(&c, buf, n, &base.v, &older.v, &out, NULL), KZ_OK);
+    cr_assert(out.v.count == 1 && out.change[0] == KZ_SNAP_SAME);
+    cr_assert_eq(decode_older(&c, buf, n, &base.v, NULL, &out, NULL), KZ_EPROTO);
+    cr_assert_eq(decode_from(&c, buf, n, &base.v, &out, NULL), KZ_EPROTO);
+    cr_assert_eq(decode_older(&c, buf, n, &base.v, &wrong.v, &out, NULL), KZ_EPROTO);
+    /* A body that names none ignores an older view given. */
+    n = head_body(buf, sizeof buf, 101, 1, 0, 0);
+    cr_assert_eq(decode_older(&c, buf, n, &base.v, &wrong.v, &out, NULL), KZ_OK);
+    kz_bitreader_init(&r, buf, n);
+    cr_assert_eq(kz_snap_peek_older(&c, &r, &ot), KZ_OK);
+    cr_assert_eq(ot, 0u);
+    /* An older view at tick 0. */
+    n = head_body(buf, sizeof buf, 101, 1, 100, 0);
+    kz_bitreader_init(&r, buf, n);
+    cr_assert_eq(kz_snap_peek_older(&c, &r, &ot), KZ_EPROTO);
+    uint32_t t, bt;
+    cr_assert_eq(kz_snap_peek(&c, &r, &t, &bt), KZ_EPROTO);
+    cr_assert_eq(decode_older(&c, buf, n, &base.v, &older.v, &out, NULL), KZ_EPROTO);
+    /* dt + odt = 2^32: the older view would be the body's own tick. */
+    n = head_body(buf, sizeof buf, 101, 1, 0xffffffffull, 0);
+    kz_bitreader_init(&r, buf, n);
+    cr_assert_eq(kz_snap_peek_older(&c, &r, &ot), KZ_EPROTO);
+    cr_assert_eq(decode_older(&c, buf, n, &base.v, &older.v, &out, NULL), KZ_EPROTO);
+    /* ... and beyond 32 bits. */
+    n = head_body(buf, sizeof buf, 101, 1, 0x100000005ull, 0);
+    kz_bitreader_init(&r, buf, n);
+    cr_assert_eq(kz_snap_peek_older(&c, &r, &ot), KZ_EPROTO);
+    /* Ticks wrap: 5 - 3 - 4 is 2^32 - 2, a tick like any other. */
+    n = head_body(buf, sizeof buf, 5, 3, 4, 0);
+    kz_bitreader_init(&r, buf, n);
+    cr_assert_eq(kz_snap_peek_older(&c, &r, &ot), KZ_OK);
+    cr_assert_eq(ot, 0xfffffffeu);
+    /* Truncated inside the older field (the body ends on a byte boundary
+     * within its exp-Golomb prefix), and a prefix there that never ends. */
+    kz_bitwriter w;
+    kz_bitwriter_init(&w, buf, sizeof buf);
+    tw(&w, 101, 32);
+    tw_ueg(&w, 1, 2);
+    tw(&w, 1, 1);
+    tw(&w, 0xf, 4);
+    n = kz_bitwriter_finish(&w);
+    cr_assert_eq(n, 5u);
+    cr_assert_eq(decode_older(&c, buf, n, &base.v, &older.v, &out, NULL), KZ_EPROTO);
+    kz_bitreader_init(&r, buf, n);
+    cr_assert_eq(kz_snap_peek_older(&c, &r, &ot), KZ_EPROTO);
+    kz_bitwriter_init(&w, buf, sizeof buf);
+    tw(&w, 101, 32);
+    tw_ueg(&w, 1, 2);
+    tw(&w, 1, 1);
+    for (int i = 0; i < 40; i++)
+        tw(&w, 1, 1);
+    n = kz_bitwriter_finish(&w);
+    cr_assert_eq(decode_older(&c, buf, n, &base.v, &older.v, &out, NULL), KZ_EPROTO);
+    /* A full-state body has no older field: the bit after dt 0 is the
+     * count. */
+    n = head_body(buf, sizeof buf, 101, 0, 0, 0);
+    cr_assert_eq(decode_older(&c, buf, n, NULL, &older.v, &out, NULL), KZ_OK);
+    cr_assert_eq(out.v.count, 0u);
+}
+
+/* A standing VR avatar whose head and hands move at a steady rate. */
+static void steady_state(kz_snap_state *s, int32_t t)
+{
+    memset(s, 0, sizeof *s);
+    s->entity = 9;
+    s->kind = KZ_KIND_AVATAR;
+    s->flags = KZ_AVATAR_VR;
+    s->pos[0] = 3000;
+    s->yaw = 1234;
+    for (uint32_t k = 0; k < KZ_POSE_COUNT; k++) {
+        s->rel[k][0] = (int16_t)(100 * (int32_t)k + 6 * t);
+        s->rel[k][1] = (int16_t)(1200 - 4 * t);
+        s->rel[k][2] = (int16_t)(-300 + 2 * t * (int32_t)k);
+        s->rot[k] = (2u << 30) | (uint32_t)(500 + 4 * t) << 20 | (uint32_t)(300 - 2 * t) << 10 |
+                    (uint32_t)(600 + 6 * (int32_t)k);
+    }
+}
+
+/* Body bits of want against base (and older). */
+static size_t body_bits(const kz_snap_codec *c, const kz_snap_view *base,
+                        const kz_snap_view *older, const kz_snap_view *want, vbox *sent)
+{
+    uint8_t buf[1024];
+    kz_snap_encode_args a = {.base = base, .older = older, .want = want, .budget_bits = SIZE_MAX};
+    kz_bitwriter w;
+    kz_bitwriter_init(&w, buf, sizeof buf);
+    vbox_init(sent);
+    cr_assert_eq(kz_snap_encode(c, &a, &w, &sent->v, sent->change, NULL), KZ_OK);
+    size_t bits = kz_bitwriter_bits(&w), n = kz_bitwriter_finish(&w);
+    vbox out;
+    cr_assert_eq(decode_older(c, buf, n, base, older, &out, NULL), KZ_OK);
+    cr_assert(views_equal(&out.v, want), "decodes to the wanted view");
+    return bits;
+}
+
+/* Steady motion is predicted exactly, whatever the distances: the poses
+ * cost one bit ("as predicted"), the record 7 (gap, type, position, yaw,
+ * velocity, misc, poses); first order pays for every moving component. */
+Test(snapshot, second_order_predicts_steady_poses_exactly)
+{
+    kz_snap_codec c = make_codec(16);
+    static const uint32_t dts[][2] = {{1, 1}, {2, 1}, {1, 2}, {3, 2}, {4, 4}, {6, 3}};
+    for (size_t i = 0; i < sizeof dts / sizeof dts[0]; i++) {
+        uint32_t dt = dts[i][0], odt = dts[i][1];
+        kz_snap_state so, sb, sw;
+        steady_state(&so, 0);
+        steady_state(&sb, (int32_t)odt);
+        steady_state(&sw, (int32_t)(odt + dt));
+        vbox older, base, want, sent;
+        one_entity(&older, 200, 0, &so);
+        one_entity(&base, 200 + odt, 0, &sb);
+        one_entity(&want, 200 + odt + dt, 0, &sw);
+        /* tick, dt (ueg(2)), the older bit and odt - 1 (ueg(0)), count 1. */
+        size_t head = 32 + (dt < 4 ? 3 : 5) + 1 + (odt == 1 ? 1 : odt < 4 ? 3 : 5) + 3;
+        size_t second = body_bits(&c, &base.v, &older.v, &want.v, &sent);
+        cr_assert_eq(second, head + 7, "dt %u odt %u: %zu bits", dt, odt, second);
+        size_t first = body_bits(&c, &base.v, NULL, &want.v, &sent);
+        cr_assert_gt(first, second + 40, "dt %u odt %u: first order %zu bits", dt, odt, first);
+    }
+}
+
+/* Predictions run into the limits: offsets past +-2048 and components
+ * past 0 or 1022 are clamped there, and a value that stays at the limit
+ * costs nothing. */
+Test(snapshot, second_order_predictions_clamp_at_the_limits)
+{
+    kz_snap_codec c = make_codec(16);
+    kz_snap_state so, sb, sw;
+    steady_state(&so, 0);
+    so.rel[0][0] = 2040;
+    so.rel[1][1] = -2040;
+    so.rot[2] = (1u << 30) | 1019u << 20 | 3u << 10 | 511u;
+    sb = so;
+    sb.rel[0][0] = 2046;
+    sb.rel[1][1] = -2046;
+    sb.rot[2] = (1u << 30) | 1022u << 20 | 1u << 10 | 511u;
+    sw = sb;
+    sw.rel[0][0] = 2048;
+    sw.rel[1][1] = -2048;
+    sw.rot[2] = (1u << 30) | 1022u << 20 | 0u << 10 | 511u;
+    for (uint32_t k = 0; k < KZ_POSE_COUNT; k++) {
+        if (k != 2)
+            so.rot[k] = sb.rot[k] = sw.rot[k];
+    }
+    vbox older, base, want, sent;
+    one_entity(&older, 10, 0, &so);
+    one_entity(&base, 11, 0, &sb);
+    one_entity(&want, 12, 0, &sw);
+    cr_assert_eq(body_bits(&c, &base.v, &older.v, &want.v, &sent), 32u + 3 + 1 + 1 + 3 + 7);
+    /* Past the limit the other way: the prediction is clamped, the value
+     * comes back, the residual says so exactly. */
+    sw.rel[0][0] = 2030;
+    sw.rot[2] = (1u << 30) | 1000u << 20 | 0u << 10 | 511u;
+    one_entity(&want, 12, 0, &sw);
+    (void)body_bits(&c, &base.v, &older.v, &want.v, &sent);
+}
+
+/* Per entity, the older view counts only when its slot holds the same
+ * entity and kind; otherwise the record is the first-order one, bit for
+ * bit (only the header differs). A rotation whose dropped index changed
+ * between the older view and the baseline is predicted unchanged. */
+static void bits_at(const uint8_t *buf, size_t from, size_t n, uint8_t *out)
+{
+    memset(out, 0, (n + 7) / 8);
+    for (size_t i = 0; i < n; i++)
+        if ((buf[(from + i) / 8] >> ((from + i) % 8)) & 1u)
+            out[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+Test(snapshot, second_order_only_for_the_same_entity)
+{
+    kz_snap_codec c = make_codec(16);
+    kz_snap_state so, sb, sw;
+    steady_state(&so, 0);
+    steady_state(&sb, 1);
+    steady_state(&sw, 2);
+    sw.rel[1][2] += 3;
+    vbox base, want, older, sent;
+    one_entity(&base, 51, 7, &sb);
+    one_entity(&want, 52, 7, &sw);
+    uint8_t first[256], second[256];
+    long n1 = encode_into(&c, &base.v, &want.v, SIZE_MAX, NULL, first, sizeof first, &sent, NULL);
+    cr_assert_gt(n1, 0);
+    /* 32 + 3 + 1 header bits first order, 32 + 3 + 1 + 1 with an older
+     * view one tick back; the count and the record follow. */
+    kz_snap_state others[4] = {so, so, so, so};
+    others[0].entity = 10;                  /* another entity */
+    others[1].kind = KZ_KIND_OBJECT;        /* another kind */
+    for (int v = 0; v < 4; v++) {
+        if (v < 2)
+            one_entity(&older, 50, 7, &others[v]);
+        else if (v == 2)
+            one_entity(&older, 50, 6, &so);     /* another slot */
+        else
+            one_entity(&older, 50, 8, &so);
+        long n2 = encode_older(&c, &base.v, &older.v, &want.v, SIZE_MAX, NULL, second,
+                               sizeof second, &sent, NULL);
+        cr_assert_eq(n2, n1, "case %d", v);
+        size_t rest = (size_t)n1 * 8 - 37;
+        uint8_t a[256], b[256];
+        bits_at(first, 36, rest, a);
+        bits_at(second, 37, rest, b);
+        cr_assert(memcmp(a, b, (rest + 7) / 8) == 0, "case %d: the record is first order", v);
+        vbox out;
+        cr_assert_eq(decode_older(&c, second, (size_t)n2, &base.v, &older.v, &out, NULL), KZ_OK);
+        cr_assert(views_equal(&out.v, &want.v));
+    }
+    /* Same entity: second order, and much shorter. */
+    one_entity(&older, 50, 7, &so);
+    long n3 = encode_older(&c, &base.v, &older.v, &want.v, SIZE_MAX, NULL, second, sizeof second,
+                           &sent, NULL);
+    cr_assert_lt(n3, n1 - 3);
+    /* A rotation whose index changed: that one is first order, the rest
+     * second; still exact. */
+    so.rot[0] = (3u << 30) | (so.rot[0] & ((1u << 30) - 1u));
+    one_entity(&older, 50, 7, &so);
+    (void)body_bits(&c, &base.v, &older.v, &want.v, &sent);
+}
+
 /* ---- payload cache ------------------------------------------------------------ */
 
 /* A small view with its own storage (the cache tests keep many). */
@@ -1425,11 +1733,12 @@ static kz_snap_cache_stats stats_delta(kz_snap_cache_stats a, kz_snap_cache_stat
  * and stats. Puts the sent view in *sent (may be NULL) and returns what
  * the cache counted.
  */
-static kz_snap_cache_stats enc_both(const kz_snap_codec *c, kz_snap_cache *k,
-                                    const kz_snap_view *base, const kz_snap_view *want,
-                                    const uint32_t *key, const kz_snap_state *const *bw,
-                                    size_t budget, const uint16_t *prio, int *rc_out,
-                                    cbox *sent)
+static kz_snap_cache_stats enc_both2(const kz_snap_codec *c, kz_snap_cache *k,
+                                     const kz_snap_view *base, const kz_snap_view *older,
+                                     const kz_snap_view *want, const uint32_t *key,
+                                     const kz_snap_state *const *bw,
+                                     const kz_snap_state *const *ow, size_t budget,
+                                     const uint16_t *prio, int *rc_out, cbox *sent)
 {
     static badge_book book;
     static uint8_t buf[2][8192];
@@ -1439,9 +1748,10 @@ static kz_snap_cache_stats enc_both(const kz_snap_codec *c, kz_snap_cache *k,
     int rc[2];
     kz_snap_cache_stats before = k->stats;
     for (int v = 0; v < 2; v++) {
-        kz_snap_encode_args a = {.base = base, .want = want, .priority = prio,
+        kz_snap_encode_args a = {.base = base, .older = older, .want = want, .priority = prio,
                                  .budget_bits = budget, .badge = badge_cb, .badge_ctx = &book,
-                                 .cache = v ? k : NULL, .key = key, .base_world = bw};
+                                 .cache = v ? k : NULL, .key = key, .base_world = bw,
+                                 .older_world = ow};
         /* Different junk in each buffer: equal bytes are written bytes. */
         memset(buf[v], v ? 0xa5 : 0x5a, sizeof buf[v]);
         kz_bitwriter_init(&w[v], buf[v], sizeof buf[v]);
@@ -1474,6 +1784,16 @@ static kz_snap_cache_stats enc_both(const kz_snap_codec *c, kz_snap_cache *k,
     return stats_delta(before, k->stats);
 }
 
+/* The same, first order. */
+static kz_snap_cache_stats enc_both(const kz_snap_codec *c, kz_snap_cache *k,
+                                    const kz_snap_view *base, const kz_snap_view *want,
+                                    const uint32_t *key, const kz_snap_state *const *bw,
+                                    size_t budget, const uint16_t *prio, int *rc_out,
+                                    cbox *sent)
+{
+    return enc_both2(c, k, base, NULL, want, key, bw, NULL, budget, prio, rc_out, sent);
+}
+
 /* Encodes with the cache only (for misuse the plain encoder does not
  * see); checks that a refusal wrote nothing. */
 static int enc_cached(const kz_snap_codec *c, kz_snap_cache *k, const kz_snap_view *base,
@@ -1500,8 +1820,11 @@ static int enc_cached(const kz_snap_codec *c, kz_snap_cache *k, const kz_snap_vi
  * acknowledged, mostly 1 or 2 ticks old, sometimes older or none, and a
  * quarter of the encodes have a small budget so changes are deferred and
  * later baselines hold states that are not the world's of their tick.
- * base_world is sometimes NULL, sometimes out of the world history. The
- * cached encode must agree with the plain one every time.
+ * base_world is sometimes NULL, sometimes out of the world history. With
+ * second order, most encodes also pass an older view (mostly the tick
+ * before the baseline, sometimes further back; its states may be deferred
+ * ones too, its slots may hold other entities) and older_world, sometimes
+ * NULL. The cached encode must agree with the plain one every time.
  */
 #define CS_ENT 40u
 #define CS_CLIENTS 24u
@@ -1521,6 +1844,7 @@ typedef struct cs_world {
     cbox want;
     uint32_t key[CS_SLOTS];
     const kz_snap_state *bw[CS_SLOTS];
+    const kz_snap_state *ow[CS_SLOTS];
 } cs_world;
 
 #define CS_NONE 0xffffu
@@ -1569,7 +1893,8 @@ static void cs_churn(cs_client *cl)
     }
 }
 
-static void run_cache_sim(uint64_t seed, uint32_t ways, int collide, uint32_t start_tick)
+static void run_cache_sim(uint64_t seed, uint32_t ways, int collide, uint32_t start_tick,
+                          int second_order)
 {
     cs_world *m = calloc(1, sizeof *m);
     cr_assert(m != NULL);
@@ -1598,7 +1923,7 @@ static void run_cache_sim(uint64_t seed, uint32_t ways, int collide, uint32_t st
      * for both may happen. */
     uint32_t n_keys = collide ? 7 : CS_ENT;
     cr_assert_eq(kz_snap_cache_init(&k, n_keys, ways, NULL), KZ_OK);
-    uint64_t deferred_bases = 0, limited = 0, encodes = 0;
+    uint64_t deferred_bases = 0, limited = 0, encodes = 0, with_older = 0;
     uint32_t tick = start_tick;
     for (uint32_t step = 0; step < 120; step++, tick++) {
         if (tick == 0)
@@ -1637,6 +1962,21 @@ static void run_cache_sim(uint64_t seed, uint32_t ways, int collide, uint32_t st
                 int known = bt != 0 && m->past_tick[bt % CS_HIST] == bt && !rng_chance(0.03);
                 m->bw[i] = known ? &m->past[bt % CS_HIST][e] : NULL;
             }
+            /* The older view and older_world. */
+            const cbox *older = NULL;
+            if (second_order && base != NULL && rng_chance(0.9)) {
+                uint32_t ot = bt - (rng_chance(0.8) ? 1 : 2 + rng_below(3));
+                const cbox *h = &cl->hist[ot % CS_HIST];
+                if (ot != 0 && tick - ot < CS_HIST && h->v.tick == ot && h->v.slot == h->slot)
+                    older = h;
+            }
+            uint32_t ot = older ? older->v.tick : 0;
+            with_older += older != NULL;
+            for (uint32_t i = 0; i < m->want.v.count; i++) {
+                uint32_t e = m->want.st[i].entity - 100;
+                int known = ot != 0 && m->past_tick[ot % CS_HIST] == ot && !rng_chance(0.03);
+                m->ow[i] = known ? &m->past[ot % CS_HIST][e] : NULL;
+            }
             for (uint32_t i = 0; base && i < base->v.count; i++) {
                 uint32_t e = base->st[i].entity - 100;
                 if (e < CS_ENT && m->past_tick[bt % CS_HIST] == bt &&
@@ -1657,8 +1997,8 @@ static void run_cache_sim(uint64_t seed, uint32_t ways, int collide, uint32_t st
             }
             int rc;
             cbox *sent = &cl->hist[tick % CS_HIST];
-            enc_both(&m->c, &k, base ? &base->v : NULL, &m->want.v, m->key, m->bw, budget, pp,
-                     &rc, sent);
+            enc_both2(&m->c, &k, base ? &base->v : NULL, older ? &older->v : NULL, &m->want.v,
+                      m->key, m->bw, m->ow, budget, pp, &rc, sent);
             cr_assert(rc == KZ_OK || (rc == KZ_EOVERFLOW && budget != SIZE_MAX), "rc %d", rc);
             if (rc != KZ_OK)
                 sent->v.tick = 0;   /* never a baseline */
@@ -1666,36 +2006,55 @@ static void run_cache_sim(uint64_t seed, uint32_t ways, int collide, uint32_t st
         }
     }
     /* The run exercised what it claims to. */
-    cr_assert_gt(k.stats.hits, collide ? encodes / 4 : encodes, "too few hits: %llu",
+    /* (Second order splits a baseline's payloads by older tick too.) */
+    uint64_t want_hits = collide ? encodes / 4 : second_order ? encodes / 2 : encodes;
+    cr_assert_gt(k.stats.hits, want_hits, "too few hits: %llu",
                  (unsigned long long)k.stats.hits);
     cr_assert_gt(k.stats.stores, 0u);
     cr_assert_gt(k.stats.misses, 0u);
     cr_assert_gt(deferred_bases, 100u, "baselines with deferred states: %llu",
                  (unsigned long long)deferred_bases);
     cr_assert_gt(limited, 100u);
+    if (second_order)
+        cr_assert_gt(with_older, encodes / 2);
+    else
+        cr_assert_eq(with_older, 0u);
     kz_snap_cache_fini(&k);
     free(m);
 }
 
 Test(snapshot_cache, matches_plain_encoder_2_ways)
 {
-    run_cache_sim(11, 2, 0, 1);
+    run_cache_sim(11, 2, 0, 1, 0);
 }
 
 Test(snapshot_cache, matches_plain_encoder_1_way)
 {
-    run_cache_sim(12, 1, 0, 5000);
+    run_cache_sim(12, 1, 0, 5000, 0);
 }
 
 Test(snapshot_cache, matches_plain_encoder_4_ways_tick_wrap)
 {
-    run_cache_sim(13, 4, 0, 0xffffffc0u);
+    run_cache_sim(13, 4, 0, 0xffffffc0u, 0);
 }
 
 Test(snapshot_cache, matches_plain_encoder_colliding_keys)
 {
-    run_cache_sim(14, 1, 1, 77);
-    run_cache_sim(15, 2, 1, 900);
+    run_cache_sim(14, 1, 1, 77, 0);
+    run_cache_sim(15, 2, 1, 900, 0);
+}
+
+/* Second order: the payload also depends on the older state and tick. */
+Test(snapshot_cache, matches_plain_encoder_second_order)
+{
+    run_cache_sim(16, 2, 0, 1, 1);
+    run_cache_sim(17, 1, 0, 0xffffffc0u, 1);
+    run_cache_sim(18, 4, 0, 3000, 1);
+}
+
+Test(snapshot_cache, matches_plain_encoder_second_order_colliding_keys)
+{
+    run_cache_sim(19, 2, 1, 77, 1);
 }
 
 /* ---- payload cache: deterministic cases ---- */
@@ -1774,6 +2133,77 @@ Test(snapshot_cache, shares_payloads_only_for_world_baselines)
     one_view(&same, 103, &w[4]);
     d = enc_both(&c, &k, &same.v, &want.v, key, bw, SIZE_MAX, NULL, &rc, NULL);
     cr_assert(d.hits == 0 && d.stores == 0 && d.misses == 0);
+    kz_snap_cache_fini(&k);
+}
+
+/* A walking VR avatar: walk_states with head and hands moving steadily. */
+static void walk_vr_states(kz_snap_state w[5], uint32_t entity)
+{
+    walk_states(w, entity);
+    for (int t = 0; t < 5; t++) {
+        w[t].flags = KZ_AVATAR_VR;
+        for (uint32_t k = 0; k < KZ_POSE_COUNT; k++) {
+            w[t].rel[k][0] = (int16_t)(200 * (int32_t)k + 9 * t + (t == 4));
+            w[t].rel[k][1] = (int16_t)(1000 + 3 * t);
+            w[t].rot[k] = (1u << 30) | (uint32_t)(400 + 5 * t) << 20 | 300u << 10 | 200u;
+        }
+    }
+}
+
+/* With second order the payload depends on the older state and tick as
+ * well: shared only when both match, an entity the older view does not
+ * hold is keyed as first order, and an older state that is not the world
+ * state of its tick never touches the cache. */
+Test(snapshot_cache, second_order_shares_payloads_only_for_the_same_older_state)
+{
+    kz_snap_codec c = make_codec(CS_SLOTS);
+    kz_snap_state w[5];
+    walk_vr_states(w, 42);
+    kz_snap_cache k;
+    cr_assert_eq(kz_snap_cache_init(&k, 10, 4, NULL), KZ_OK);
+    kz_snap_cache_begin(&k, 104);
+    cbox want, base, old2, old1, old_deferred, old_other;
+    one_view(&want, 104, &w[4]);
+    one_view(&base, 103, &w[3]);
+    one_view(&old2, 102, &w[2]);
+    one_view(&old1, 101, &w[1]);
+    one_view(&old_deferred, 102, &w[1]);   /* tick 102 still holding 101's state */
+    kz_snap_state stranger = w[2];
+    stranger.entity = 77;
+    one_view(&old_other, 102, &stranger);
+    const uint32_t key[1] = {7};
+    const kz_snap_state *bw[1] = {&w[3]}, *ow2[1] = {&w[2]}, *ow1[1] = {&w[1]};
+    int rc;
+    kz_snap_cache_stats d;
+    /* Older view 102: stored, then copied. */
+    d = enc_both2(&c, &k, &base.v, &old2.v, &want.v, key, bw, ow2, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert_eq(rc, KZ_OK);
+    cr_assert(d.stores == 1 && d.hits == 0 && d.misses == 0);
+    d = enc_both2(&c, &k, &base.v, &old2.v, &want.v, key, bw, ow2, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(d.stores == 0 && d.hits == 1 && d.misses == 0);
+    /* Older view 101: another payload, its own entry. */
+    d = enc_both2(&c, &k, &base.v, &old1.v, &want.v, key, bw, ow1, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(d.stores == 1 && d.hits == 0 && d.misses == 0);
+    /* No older view at all, and an older view whose slot holds another
+     * entity: the same first-order payload, one entry for both. */
+    d = enc_both2(&c, &k, &base.v, NULL, &want.v, key, bw, NULL, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(d.stores == 1 && d.hits == 0 && d.misses == 0);
+    const kz_snap_state *ow_other[1] = {&stranger};
+    d = enc_both2(&c, &k, &base.v, &old_other.v, &want.v, key, bw, ow_other, SIZE_MAX, NULL, &rc,
+                  NULL);
+    cr_assert(d.stores == 0 && d.hits == 1 && d.misses == 0);
+    /* An older view holding a deferred state, with the true older_world:
+     * not the world state, so no cache. */
+    d = enc_both2(&c, &k, &base.v, &old_deferred.v, &want.v, key, bw, ow2, SIZE_MAX, NULL, &rc,
+                  NULL);
+    cr_assert(d.stores == 0 && d.hits == 0 && d.misses == 1);
+    /* No older_world for the entry: no cache either. */
+    const kz_snap_state *none[1] = {NULL};
+    d = enc_both2(&c, &k, &base.v, &old2.v, &want.v, key, bw, none, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(d.stores == 0 && d.hits == 0 && d.misses == 1);
+    /* The entries made above are still found. */
+    d = enc_both2(&c, &k, &base.v, &old1.v, &want.v, key, bw, ow1, SIZE_MAX, NULL, &rc, NULL);
+    cr_assert(d.stores == 0 && d.hits == 1 && d.misses == 0);
     kz_snap_cache_fini(&k);
 }
 
@@ -1946,6 +2376,22 @@ Test(snapshot_cache, refuses_misuse)
     cr_assert_eq(kz_bitwriter_bits(&wr), 0u);
     /* After begin, the other codec may bind. */
     kz_snap_cache_begin(&k, 104);
+    cr_assert_eq(kz_snap_encode(&c2, &a, &wr, &sent.v, NULL, NULL), KZ_OK);
+    /* An older view in use needs older_world; one not in use (a full
+     * state) does not. */
+    cbox older;
+    cbox_init(&older, 102);
+    cbox_add(&older, 3, &w[2]);
+    a.older = &older.v;
+    kz_bitwriter_init(&wr, buf, sizeof buf);
+    cr_assert_eq(kz_snap_encode(&c2, &a, &wr, &sent.v, NULL, NULL), KZ_EINVAL);
+    cr_assert_eq(kz_bitwriter_bits(&wr), 0u);
+    const kz_snap_state *ow[2] = {&w[2], NULL};
+    a.older_world = ow;
+    cr_assert_eq(kz_snap_encode(&c2, &a, &wr, &sent.v, NULL, NULL), KZ_OK);
+    a.base = NULL;
+    a.older_world = NULL;
+    kz_bitwriter_init(&wr, buf, sizeof buf);
     cr_assert_eq(kz_snap_encode(&c2, &a, &wr, &sent.v, NULL, NULL), KZ_OK);
     kz_snap_cache_fini(&k);
     kz_snap_cache_fini(&k);   /* twice: harmless */
