@@ -11,6 +11,8 @@
 
 #include <kizuna/entity.h>
 
+#include "sim/layout.h"
+
 #define KZ__NO_SLOT 0xFFFFu
 #define KZ__ALIGN 8u
 
@@ -26,13 +28,7 @@ static size_t align_up(size_t n)
 static size_t view_layout(const kz__repl_world *w, kz__view *v, uint8_t *base)
 {
     size_t off = 0, ns = w->n_slots, words = (w->cap + 63u) / 64u;
-#define KZ__PLACE(ptr, count)                                     \
-    do {                                                          \
-        off = align_up(off);                                      \
-        if (base)                                                 \
-            *(void **)&(ptr) = base + off;                        \
-        off += (size_t)(count) * sizeof(*(ptr));                  \
-    } while (0)
+#define KZ__PLACE(ptr, count) KZ__LAYOUT(off, base, ptr, count, KZ__ALIGN)
     kz__view dummy;
     kz__view *p = base ? v : &dummy;
     KZ__PLACE(p->slot_ent, ns);
@@ -68,13 +64,7 @@ void kz__views_place(kz__repl_world *w, void *block)
 static size_t scratch_layout(kz__replicator *r, uint8_t *base)
 {
     size_t off = 0, ns = r->w->n_slots, cap = r->w->cap;
-#define KZ__ARR(ptr, count)                                              \
-    do {                                                                 \
-        off = (off + 63u) & ~(size_t)63u;                                \
-        if (base)                                                        \
-            *(void **)&(ptr) = base + off;                               \
-        off += (size_t)(count) * sizeof(*(ptr));                         \
-    } while (0)
+#define KZ__ARR(ptr, count) KZ__LAYOUT(off, base, ptr, count, 64u)
     KZ__ARR(r->sel, ns);
     KZ__ARR(r->sel_score, ns);
     KZ__ARR(r->slot_of, cap);

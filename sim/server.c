@@ -17,6 +17,7 @@
 #include <kizuna/utf8.h>
 
 #include "net/netserver_work.h"
+#include "sim/layout.h"
 
 static const char *const kz__world_counter_names[KZ_WORLD_C_COUNT] = {
 #define KZ__WORLD_NAME(id, name) name,
@@ -79,39 +80,13 @@ static int resolve_config(kz_server_config *cfg)
 
 /* ---- allocation --------------------------------------------------------- */
 
-/* Lays out (or measures, when base is NULL) one block holding every array;
- * returns its size. Each array starts on a 64-byte boundary. */
-static size_t layout(kz_server *s, uint8_t *base)
+/* Lays out (or measures, when base is NULL) the arrays of both frames
+ * (frame.h) in one block; returns its size. */
+static size_t frames_layout(kz_server *s, uint8_t *base)
 {
     size_t off = 0;
-    uint32_t cap = s->cap, nc = s->max_clients;
-    size_t words = (cap + 63u) / 64u;
-#define KZ__ARR(ptr, count)                                              \
-    do {                                                                 \
-        off = (off + 63u) & ~(size_t)63u;                                \
-        if (base)                                                        \
-            *(void **)&(ptr) = base + off;                               \
-        off += (size_t)(count) * sizeof(*(ptr));                         \
-    } while (0)
-    KZ__ARR(s->kind, cap);
-    KZ__ARR(s->pos, cap);
-    KZ__ARR(s->vel, cap);
-    KZ__ARR(s->yaw, cap);
-    KZ__ARR(s->anim, cap);
-    KZ__ARR(s->flags, cap);
-    KZ__ARR(s->rel, cap);
-    KZ__ARR(s->rot, cap);
-    KZ__ARR(s->holder, cap);
-    KZ__ARR(s->owner, cap);
-    KZ__ARR(s->speaking_until, cap);
-    KZ__ARR(s->private_zone, cap);
-    KZ__ARR(s->importance, cap);
-    KZ__ARR(s->badge, cap);
-    KZ__ARR(s->badge_gen, cap);
-    KZ__ARR(s->image_ring, (size_t)cap * s->rows);
-    KZ__ARR(s->clients, nc);
-    KZ__ARR(s->announced, (size_t)nc * words);
-    KZ__ARR(s->query, cap);
+    uint32_t cap = s->world.cap, nc = s->sessions.max_clients;
+#define KZ__ARR(ptr, count) KZ__LAYOUT(off, base, ptr, count, 64u)
     for (uint32_t k = 0; k < KZ__FRAMES; k++) {
         kz__frame *f = &s->rp.frames[k];
         KZ__ARR(f->rule, cap);
@@ -127,17 +102,6 @@ static size_t layout(kz_server *s, uint8_t *base)
     return off + 64u;
 }
 
-static int alloc_tables(kz_server *s)
-{
-    s->block_size = layout(s, NULL);
-    s->block = kz_calloc(&s->alloc, s->block_size, 64);
-    if (!s->block)
-        return KZ_ENOMEM;
-    layout(s, s->block);
-    s->image = s->image_ring;
-    return KZ_OK;
-}
-
 static int send_snapshot_now(void *ctx, uint32_t host, uint32_t slot, uint32_t serial,
                              const void *data, uint32_t len)
 {
@@ -150,30 +114,35 @@ static int init_replication(kz_server *s, const kz_interest_config *ic)
 {
     kz__replication *rp = &s->rp;
     kz__repl_world *w = &rp->w;
-    w->codec = s->codec;
-    w->cap = s->cap;
-    w->max_clients = s->max_clients;
+    w->codec = s->world.codec;
+    w->cap = s->world.cap;
+    w->max_clients = s->sessions.max_clients;
     w->n_slots = s->n_slots;
     w->history = s->history;
-    w->rows = s->rows;
+    w->rows = s->world.rows;
     w->tick_hz = s->cfg.tick_hz;
     w->bytes_per_second = s->cfg.bytes_per_second;
     w->interest_period = s->cfg.interest_period;
     w->interest = *ic;
-    w->ring = s->image_ring;
+    w->ring = s->world.image_ring;
     w->visible = s->cfg.visible;
     w->visible_ctx = s->cfg.visible_ctx;
     w->send = send_snapshot_now;
     rp->n = s->cfg.net.io_threads ? s->cfg.net.io_threads : 1u;
     rp->stage.n = rp->n;
-    w->views = kz_calloc(&s->alloc, (size_t)s->max_clients * sizeof *w->views, 64);
-    rp->views_size = kz__view_footprint(w) * s->max_clients;
+    rp->frame_block_size = frames_layout(s, NULL);
+    rp->frame_block = kz_calloc(&s->alloc, rp->frame_block_size, 64);
+    if (!rp->frame_block)
+        return KZ_ENOMEM;
+    (void)frames_layout(s, rp->frame_block);
+    w->views = kz_calloc(&s->alloc, (size_t)s->sessions.max_clients * sizeof *w->views, 64);
+    rp->views_size = kz__view_footprint(w) * s->sessions.max_clients;
     rp->views = kz_calloc(&s->alloc, rp->views_size, 64);
     if (!w->views || !rp->views)
         return KZ_ENOMEM;
     kz__views_place(w, rp->views);
     for (uint32_t k = 0; k < KZ__FRAMES; k++)
-        if (kz_grid_init(&rp->frames[k].grid, &s->grid.cfg, &s->alloc) != KZ_OK)
+        if (kz_grid_init(&rp->frames[k].grid, &s->world.grid.cfg, &s->alloc) != KZ_OK)
             return KZ_ENOMEM;
     for (uint32_t h = 0; h < rp->n; h++) {
         int rc = kz__replicator_init(&rp->r[h], w, h, kz_counters_block(&s->counters, 1u + h),
@@ -192,24 +161,31 @@ static void fini_replication(kz_server *s)
     for (uint32_t k = 0; k < KZ__FRAMES; k++)
         if (rp->frames[k].grid.block)
             kz_grid_fini(&rp->frames[k].grid);
+    if (rp->frame_block)
+        kz_free(&s->alloc, rp->frame_block, rp->frame_block_size);
+    rp->frame_block = NULL;
     if (rp->views)
         kz_free(&s->alloc, rp->views, rp->views_size);
     if (rp->w.views)
-        kz_free(&s->alloc, rp->w.views, (size_t)s->max_clients * sizeof *rp->w.views);
+        kz_free(&s->alloc, rp->w.views, (size_t)s->sessions.max_clients * sizeof *rp->w.views);
     rp->views = NULL;
     rp->w.views = NULL;
 }
 
+/* The world store and the session table. */
 static int init_world(kz_server *s, kz_interest_config *ic_out)
 {
     const kz_server_config *cfg = &s->cfg;
-    kz_grid_config gc;
-    kz_grid_config_default(&gc);
-    gc.max_entities = s->cap;
-    gc.bound = cfg->world_bound;
-    gc.cell_size = cfg->view_radius + cfg->view_hysteresis;
-    if (gc.cell_size < 8.0f)
-        gc.cell_size = 8.0f;
+    kz__world_limits lim = {
+        .cap = cfg->net.max_clients + cfg->max_objects,
+        .rows = cfg->snapshot_history + KZ__RING_SLACK,
+        .tick_hz = cfg->tick_hz,
+        .n_slots = cfg->max_visible,
+        .bound = cfg->world_bound,
+        .cell_size = cfg->view_radius + cfg->view_hysteresis,
+    };
+    if (lim.cell_size < 8.0f)
+        lim.cell_size = 8.0f;
     kz_interest_config ic = {
         .radius = cfg->view_radius,
         .hysteresis = cfg->view_hysteresis,
@@ -217,16 +193,12 @@ static int init_world(kz_server *s, kz_interest_config *ic_out)
     };
     if (cfg->view_hysteresis == 0)
         ic.hysteresis = 1e-6f;  /* zero means "default" to the interest module */
-    /* Each step's own code: out of memory is KZ_ENOMEM, a bad limit
-     * KZ_EINVAL. */
-    int rc = kz_entities_init(&s->ents, s->cap, &s->alloc);
-    if (rc == KZ_OK)
-        rc = kz_grid_init(&s->grid, &gc, &s->alloc);
-    if (rc == KZ_OK)
-        rc = kz_interest_config_resolve(&ic);
+    int rc = kz_interest_config_resolve(&ic);
     *ic_out = ic;
     if (rc == KZ_OK)
-        rc = kz_snap_codec_init(&s->codec, cfg->tick_hz, s->n_slots, cfg->world_bound);
+        rc = kz__world_init(&s->world, &lim, &s->alloc);
+    if (rc == KZ_OK)
+        rc = kz__sessions_init(&s->sessions, cfg->net.max_clients, lim.cap, &s->alloc);
     if (rc != KZ_OK)
         return rc;
     kz_hist_config hc;
@@ -283,16 +255,12 @@ kz_server *kz_server_create(const kz_server_config *cfg_in)
     }
     s->cfg = cfg;
     s->alloc = a;
-    s->max_clients = cfg.net.max_clients;
-    s->cap = cfg.net.max_clients + cfg.max_objects;
     s->n_slots = cfg.max_visible;
     s->history = cfg.snapshot_history;
-    s->rows = cfg.snapshot_history + KZ__RING_SLACK;
     s->rng = 0x9E3779B97F4A7C15ull ^ cfg.spawn_seed;
     kz_interest_config ic;
-    int rc = s->cap > KZ_ENTITY_MAX ? KZ_EINVAL : init_world(s, &ic);
-    if (rc == KZ_OK)
-        rc = alloc_tables(s);
+    int rc = cfg.net.max_clients + cfg.max_objects > KZ_ENTITY_MAX ? KZ_EINVAL
+                                                                   : init_world(s, &ic);
     if (rc == KZ_OK)
         rc = init_replication(s, &ic);
     if (rc != KZ_OK) {
@@ -326,15 +294,12 @@ void kz_server_destroy(kz_server *s)
     if (s->net)
         kz_netserver_destroy(s->net);  /* stops the I/O threads, and so the replicators */
     fini_replication(s);
-    if (s->block)
-        kz_free(&s->alloc, s->block, s->block_size);
+    kz__sessions_fini(&s->sessions);
+    kz__world_fini(&s->world);
     if (s->counters.cells)
         kz_counters_fini(&s->counters);
     if (s->tick_ns.counts)
         kz_hist_fini(&s->tick_ns);
-    if (s->grid.block)
-        kz_grid_fini(&s->grid);
-    kz_entities_fini(&s->ents);
     sodium_memzero(&s->cfg.net.verifier.server_keys, sizeof s->cfg.net.verifier.server_keys);
     kz_allocator a = s->alloc;
     kz_free(&a, s, sizeof *s);
@@ -351,7 +316,7 @@ void kz__server_send(kz_server *s, uint32_t slot, uint8_t channel, uint8_t type,
 
 int kz__seen(const kz_server *s, uint32_t slot, uint32_t idx)
 {
-    return kz__view_sees(&s->rp.w, slot, s->clients[slot].serial, idx);
+    return kz__view_sees(&s->rp.w, slot, s->sessions.clients[slot].serial, idx);
 }
 
 /* ---- sampled reports ---------------------------------------------------- */
@@ -433,41 +398,6 @@ static void badge_from(kz_snap_badge *b, const kz_token_info *info)
     memcpy(b->name, info->name, sizeof b->name - 1);
 }
 
-static void rest_entity(kz_server *s, uint32_t i)
-{
-    kz_avatar_state rest;
-    kz_avatar_state_rest(&rest);
-    kz_wire_command cmd;
-    kz_wire_command_from(&rest, s->cfg.max_speed, &cmd);
-    memset(s->vel[i], 0, sizeof s->vel[i]);
-    s->yaw[i] = 0;
-    s->anim[i] = 0;
-    s->flags[i] = 0;
-    memcpy(s->rel[i], cmd.rel, sizeof s->rel[i]);
-    memcpy(s->rot[i], cmd.rot, sizeof s->rot[i]);
-    s->holder[i] = 0;
-    s->owner[i] = 0;
-    s->speaking_until[i] = 0;
-    s->importance[i] = 1.0f;
-}
-
-static uint64_t *announced_of(const kz_server *s, uint32_t slot)
-{
-    return s->announced + (size_t)slot * ((s->cap + 63u) / 64u);
-}
-
-/* Starts the state of the session `serial` in `slot` from nothing. The
- * client's view is the replicator's: it resets it when it first sees the
- * new serial (sim/replicator.c). */
-static void client_reset(kz_server *s, uint32_t slot, uint32_t serial, uint32_t host)
-{
-    kz__client *cl = &s->clients[slot];
-    memset(cl, 0, sizeof *cl);  /* plain values only (server_impl.h) */
-    kz_validate_client_init(&cl->val);
-    cl->serial = serial;
-    cl->host = host;
-    memset(announced_of(s, slot), 0, ((s->cap + 63u) / 64u) * sizeof *s->announced);
-}
 
 static void client_identity(kz__client *cl, const kz_token_info *info)
 {
@@ -540,7 +470,7 @@ static void refuse_no_place(kz_server *s, uint32_t slot, kz__client *cl)
     cl->kicked = 1;  /* anything it sent before the disconnect is dropped */
     if (send_no_place(s, slot) != KZ_OK) {
         cl->owe_kick = 1;  /* outbound ring full: sent on a later step */
-        s->owed_kicks++;
+        s->sessions.owed_kicks++;
     }
     kz_counter_inc(s->c, KZ_WORLD_C_SPAWN_REFUSED);
     kz__audit(s, KZ_AUDIT_KICK, cl, KZ_KICK_NO_PLACE, "no place: every spawn point refused");
@@ -553,13 +483,14 @@ static void refuse_no_place(kz_server *s, uint32_t slot, kz__client *cl)
 
 static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
 {
-    kz__client *cl = &s->clients[slot];
+    kz__client *cl = &s->sessions.clients[slot];
     if (cl->live) {
         kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server", "no room for the avatar of slot %u", slot);
         (void)kz_netserver_kick(s->net, slot, KZ_KICK_ADMIN);
         return;
     }
-    client_reset(s, slot, kz__netserver_polled_serial(s->net), kz__netserver_polled_host(s->net));
+    (void)kz__session_reset(&s->sessions, slot, kz__netserver_polled_serial(s->net),
+                            kz__netserver_polled_host(s->net));
     client_identity(cl, info);
     int32_t at[3];
     if (!spawn_point(s, cl, at)) {
@@ -567,28 +498,28 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
         return;
     }
     kz_entity e;
-    if (kz_entity_create(&s->ents, &e) != KZ_OK) {
+    if (kz_entity_create(&s->world.ents, &e) != KZ_OK) {
         kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server", "no room for the avatar of slot %u", slot);
         (void)kz_netserver_kick(s->net, slot, KZ_KICK_ADMIN);
         return;
     }
-    uint32_t i = kz_entity_index(&s->ents, e);
-    rest_entity(s, i);
-    s->kind[i] = KZ_KIND_AVATAR;
-    s->owner[i] = slot + 1u;
-    badge_from(&s->badge[i], info);
-    s->badge_gen[i]++;
-    memcpy(s->pos[i], at, sizeof at);
-    if (kz_grid_insert(&s->grid, i, (float)s->pos[i][0] / KZ_SNAP_POS_UNITS,
-                       (float)s->pos[i][2] / KZ_SNAP_POS_UNITS) != KZ_OK) {
-        s->owner[i] = 0;
-        (void)kz_entity_destroy(&s->ents, e);
+    uint32_t i = kz_entity_index(&s->world.ents, e);
+    kz__world_rest(&s->world, i);
+    s->world.kind[i] = KZ_KIND_AVATAR;
+    s->world.owner[i] = slot + 1u;
+    badge_from(&s->world.badge[i], info);
+    s->world.badge_gen[i]++;
+    memcpy(s->world.pos[i], at, sizeof at);
+    if (kz_grid_insert(&s->world.grid, i, (float)s->world.pos[i][0] / KZ_SNAP_POS_UNITS,
+                       (float)s->world.pos[i][2] / KZ_SNAP_POS_UNITS) != KZ_OK) {
+        s->world.owner[i] = 0;
+        (void)kz_entity_destroy(&s->world.ents, e);
         (void)kz_netserver_kick(s->net, slot, KZ_KICK_ADMIN);
         return;
     }
     cl->live = 1;
     cl->avatar = i;
-    s->n_live++;
+    s->sessions.n_live++;
     if (s->draining) {
         /* Admitted by the gate just before it closed: told and let go like
          * everyone else (the kick is audited after the connect). */
@@ -613,40 +544,40 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
     kz__audit(s, KZ_AUDIT_CONNECT, cl, 0, info->claims.method);
     /* The name is the backend's, but any printable text: quoted so it
      * cannot end its value or add fields to a structured log. */
-    char name[2 * sizeof s->badge[i].name];
+    char name[2 * sizeof s->world.badge[i].name];
     if (kz_log_enabled(&s->cfg.net.log, KZ_LOG_INFO))
         kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server",
                 "joined slot=%u entity=%u client=%llu name=\"%s\" actor=%u verified=%u", slot,
                 e.id, (unsigned long long)info->client_id,
-                kz_log_quote(s->badge[i].name, name, sizeof name), info->claims.actor_kind,
+                kz_log_quote(s->world.badge[i].name, name, sizeof name), info->claims.actor_kind,
                 info->claims.verification_level);
 }
 
 static void on_disconnect(kz_server *s, uint32_t slot)
 {
-    kz__client *cl = &s->clients[slot];
+    kz__client *cl = &s->sessions.clients[slot];
     if (cl->owe_kick) {
         cl->owe_kick = 0;
-        s->owed_kicks--;
+        s->sessions.owed_kicks--;
     }
     if (!cl->live)
         return;
     uint32_t i = cl->avatar;
-    for (uint32_t o = 0; o < s->cap; o++)
-        if (s->holder[o] == i + 1u)
-            s->holder[o] = 0;  /* dropped where it is */
-    if (kz_grid_remove(&s->grid, i) != KZ_OK)
+    for (uint32_t o = 0; o < s->world.cap; o++)
+        if (s->world.holder[o] == i + 1u)
+            s->world.holder[o] = 0;  /* dropped where it is */
+    if (kz_grid_remove(&s->world.grid, i) != KZ_OK)
         kz_logf(&s->cfg.net.log, KZ_LOG_ERROR, "server", "avatar %u was not in the grid", i);
-    uint32_t id = kz_entity_at(&s->ents, i).id;
+    uint32_t id = kz_entity_at(&s->world.ents, i).id;
     reports_flush(s, cl);
     kz__audit(s, KZ_AUDIT_DISCONNECT, cl, 0, NULL);
-    (void)kz_entity_destroy(&s->ents, kz_entity_at(&s->ents, i));
-    s->owner[i] = 0;
+    (void)kz_entity_destroy(&s->world.ents, kz_entity_at(&s->world.ents, i));
+    s->world.owner[i] = 0;
     if (cl->bubble)
-        s->n_bubbles--;
+        s->sessions.n_bubbles--;
     cl->bubble = 0;
     cl->live = 0;
-    s->n_live--;
+    s->sessions.n_live--;
     kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "left slot=%u entity=%u", slot, id);
 }
 
@@ -740,17 +671,17 @@ static void relay(kz_server *s, uint32_t from, float radius, int echo, uint8_t c
                   uint8_t type, const uint8_t *payload, uint32_t len)
 {
     uint8_t buf[KZ_RELAY_HEADER_BYTES + KZ_CHAT_MAX_BYTES + KZ_VOICE_MAX_FRAME_BYTES];
-    kz_wire_put32(buf, kz_entity_at(&s->ents, from).id);
+    kz_wire_put32(buf, kz_entity_at(&s->world.ents, from).id);
     memcpy(buf + KZ_RELAY_HEADER_BYTES, payload, len);
-    float x = (float)s->pos[from][0] / KZ_SNAP_POS_UNITS;
-    float z = (float)s->pos[from][2] / KZ_SNAP_POS_UNITS;
-    uint32_t n = kz_grid_query(&s->grid, x, z, radius, s->query, s->cap, NULL);
+    float x = (float)s->world.pos[from][0] / KZ_SNAP_POS_UNITS;
+    float z = (float)s->world.pos[from][2] / KZ_SNAP_POS_UNITS;
+    uint32_t n = kz_grid_query(&s->world.grid, x, z, radius, s->world.query, s->world.cap, NULL);
     for (uint32_t k = 0; k < n; k++) {
-        uint32_t e = s->query[k];
-        if (!s->owner[e])
+        uint32_t e = s->world.query[k];
+        if (!s->world.owner[e])
             continue;
-        uint32_t slot = s->owner[e] - 1u;
-        if (s->clients[slot].kicked || (e == from ? !echo : !kz__seen(s, slot, from)))
+        uint32_t slot = s->world.owner[e] - 1u;
+        if (s->sessions.clients[slot].kicked || (e == from ? !echo : !kz__seen(s, slot, from)))
             continue;
         kz__server_send(s, slot, channel, type, buf, KZ_RELAY_HEADER_BYTES + len);
     }
@@ -796,7 +727,7 @@ static void on_emote(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
     }
     if (!rate_ok(s, cl, KZ_VALIDATE_EMOTE, 1, KZ_WORLD_C_DROP_RATE_EMOTE))
         return;
-    s->anim[cl->avatar] = (uint16_t)(p[0] | p[1] << 8);
+    s->world.anim[cl->avatar] = (uint16_t)(p[0] | p[1] << 8);
     relay(s, cl->avatar, s->cfg.view_radius + s->cfg.view_hysteresis, 1, KZ_CHANNEL_EVENT,
           KZ_MSG_EMOTE, p, len);
 }
@@ -814,7 +745,7 @@ static void on_voice(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
     if (!rate_ok(s, cl, KZ_VALIDATE_VOICE, len, KZ_WORLD_C_DROP_RATE_VOICE))
         return;
     kz_counter_inc(s->c, KZ_WORLD_C_VOICE);
-    s->speaking_until[cl->avatar] = s->tick + s->cfg.tick_hz / 3u + 1u;
+    s->world.speaking_until[cl->avatar] = s->tick + s->cfg.tick_hz / 3u + 1u;
     relay(s, cl->avatar, s->cfg.voice_radius, 0, KZ_CHANNEL_VOICE, KZ_MSG_VOICE, p, len);
 }
 
@@ -831,7 +762,7 @@ static void refuse_exit(kz_server *s, kz__client *cl)
     char what[48];
     snprintf(what, sizeof what, "portal exit refused (and %u more)", more);
     kz__audit(s, KZ_AUDIT_ZONE_REFUSAL, cl, 0, what);
-    kz__notice(s, s->owner[cl->avatar] - 1u, KZ_NOTICE_DENIED,
+    kz__notice(s, s->world.owner[cl->avatar] - 1u, KZ_NOTICE_DENIED,
                "the portal's exit is in a zone you may not enter");
 }
 
@@ -840,7 +771,7 @@ static void refuse_exit(kz_server *s, kz__client *cl)
 static void on_teleport(kz_server *s, kz__client *cl, uint32_t portal)
 {
     uint32_t v = KZ_VIOL_TELEPORT;
-    if (portal >= 1 && portal <= KZ_PORTAL_MAX && s->portals[portal - 1u].on)
+    if (portal >= 1 && portal <= KZ_PORTAL_MAX && s->world.portals[portal - 1u].on)
         v = kz_validate_teleport(&cl->val, portal, s->now);
     if (v) {
         kz_counter_inc(s->c, KZ_WORLD_C_TELEPORT_REFUSED);
@@ -853,13 +784,13 @@ static void on_teleport(kz_server *s, kz__client *cl, uint32_t portal)
         punish(s, cl, v, NULL);
         return;
     }
-    if (!kz__may_be_at(s, cl, s->portals[portal - 1u].exit)) {
+    if (!kz__may_be_at(s, cl, s->world.portals[portal - 1u].exit)) {
         refuse_exit(s, cl);
         return;
     }
-    memcpy(s->pos[cl->avatar], s->portals[portal - 1u].exit, sizeof s->pos[cl->avatar]);
-    if (kz_grid_move(&s->grid, cl->avatar, (float)s->pos[cl->avatar][0] / KZ_SNAP_POS_UNITS,
-                     (float)s->pos[cl->avatar][2] / KZ_SNAP_POS_UNITS) != KZ_OK)
+    memcpy(s->world.pos[cl->avatar], s->world.portals[portal - 1u].exit, sizeof s->world.pos[cl->avatar]);
+    if (kz_grid_move(&s->world.grid, cl->avatar, (float)s->world.pos[cl->avatar][0] / KZ_SNAP_POS_UNITS,
+                     (float)s->world.pos[cl->avatar][2] / KZ_SNAP_POS_UNITS) != KZ_OK)
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
     cl->corrected = 1;  /* the client's prediction jumps with it */
     kz_counter_inc(s->c, KZ_WORLD_C_TELEPORTS);
@@ -878,10 +809,10 @@ int kz_server_portal_set(kz_server *s, uint32_t id, const float entrance[3], flo
         in[i] = (int32_t)lrintf(entrance[i] * KZ_SNAP_POS_UNITS);
         out[i] = (int32_t)lrintf(exit[i] * KZ_SNAP_POS_UNITS);
     }
-    memcpy(s->portals[id - 1u].entrance, in, sizeof in);
-    memcpy(s->portals[id - 1u].exit, out, sizeof out);
-    s->portals[id - 1u].radius = radius;
-    s->portals[id - 1u].on = 1;
+    memcpy(s->world.portals[id - 1u].entrance, in, sizeof in);
+    memcpy(s->world.portals[id - 1u].exit, out, sizeof out);
+    s->world.portals[id - 1u].radius = radius;
+    s->world.portals[id - 1u].on = 1;
     return KZ_OK;
 }
 
@@ -896,9 +827,9 @@ static void on_action(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t l
         return;
     }
     kz_entity h = {kz_wire_get32(p + 1)};
-    uint32_t o = kz_entity_index(&s->ents, h);
+    uint32_t o = kz_entity_index(&s->world.ents, h);
     uint32_t me = cl->avatar;
-    if (o == UINT32_MAX || s->kind[o] != KZ_KIND_OBJECT) {
+    if (o == UINT32_MAX || s->world.kind[o] != KZ_KIND_OBJECT) {
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
         return;
     }
@@ -913,8 +844,8 @@ static void on_action(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t l
         }
     }
     if (p[0] == KZ_ACTION_RELEASE) {
-        if (s->holder[o] == me + 1u)
-            s->holder[o] = 0;
+        if (s->world.holder[o] == me + 1u)
+            s->world.holder[o] = 0;
         else
             kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
         return;
@@ -922,14 +853,14 @@ static void on_action(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t l
     /* Grab: only a free object, only within reach of the root. */
     double d2 = 0;
     for (int k = 0; k < 3; k++) {
-        double d = (double)(s->pos[o][k] - s->pos[me][k]) / KZ_SNAP_POS_UNITS;
+        double d = (double)(s->world.pos[o][k] - s->world.pos[me][k]) / KZ_SNAP_POS_UNITS;
         d2 += d * d;
     }
-    if (s->holder[o] != 0 || d2 > (double)s->cfg.grab_reach * s->cfg.grab_reach) {
+    if (s->world.holder[o] != 0 || d2 > (double)s->cfg.grab_reach * s->cfg.grab_reach) {
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
         return;
     }
-    s->holder[o] = me + 1u;
+    s->world.holder[o] = me + 1u;
     kz_counter_inc(s->c, KZ_WORLD_C_GRABS);
 }
 
@@ -958,12 +889,12 @@ static void on_block(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
     }
     if (!request_ok(s, cl))
         return;
-    uint32_t t = kz_entity_index(&s->ents, (kz_entity){kz_wire_get32(p + 1)});
-    if (t == UINT32_MAX || !s->owner[t] || t == cl->avatar) {
+    uint32_t t = kz_entity_index(&s->world.ents, (kz_entity){kz_wire_get32(p + 1)});
+    if (t == UINT32_MAX || !s->world.owner[t] || t == cl->avatar) {
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
         return;
     }
-    uint64_t id = s->clients[s->owner[t] - 1u].client_id;
+    uint64_t id = s->sessions.clients[s->world.owner[t] - 1u].client_id;
     for (uint32_t k = 0; k < cl->n_blocked; k++)
         if (cl->blocked[k] == id) {
             if (p[0] == KZ_BLOCK_REMOVE) {
@@ -1009,7 +940,7 @@ void kz__audit(kz_server *s, uint32_t type, const kz__client *cl, uint32_t code,
     if (cl) {
         r.client_id = cl->client_id;
         /* A connection refused before it had an avatar names none. */
-        r.entity = cl->live ? kz_entity_at(&s->ents, cl->avatar).id : 0;
+        r.entity = cl->live ? kz_entity_at(&s->world.ents, cl->avatar).id : 0;
         r.verification_level = cl->verification_level;
         r.actor_kind = cl->actor_kind;
         r.acting_for = cl->acting_for;
@@ -1021,19 +952,19 @@ void kz__audit(kz_server *s, uint32_t type, const kz__client *cl, uint32_t code,
 
 void kz__announce_observer(kz_server *s, const kz__client *observer, uint32_t target)
 {
-    if (!s->owner[target] || target == observer->avatar)
+    if (!s->world.owner[target] || target == observer->avatar)
         return;
-    kz__notice(s, s->owner[target] - 1u, KZ_NOTICE_OBSERVED, s->badge[observer->avatar].name);
+    kz__notice(s, s->world.owner[target] - 1u, KZ_NOTICE_OBSERVED, s->world.badge[observer->avatar].name);
 }
 
 void kz__announce_observers(kz_server *s)
 {
-    uint32_t words = (s->cap + 63u) / 64u;
-    for (uint32_t slot = 0; slot < s->max_clients; slot++) {
-        const kz__client *cl = &s->clients[slot];
+    uint32_t words = s->sessions.words;
+    for (uint32_t slot = 0; slot < s->sessions.max_clients; slot++) {
+        const kz__client *cl = &s->sessions.clients[slot];
         if (!cl->live || !cl->observer)
             continue;
-        uint64_t *told = announced_of(s, slot);
+        uint64_t *told = kz__session_announced(&s->sessions, slot);
         for (uint32_t k = 0; k < words; k++) {
             uint64_t seen = kz__view_seen_word(&s->rp.w, slot, cl->serial, k);
             for (uint64_t fresh = seen & ~told[k]; fresh; fresh &= fresh - 1u)
@@ -1080,7 +1011,7 @@ static void refuse_admin(kz_server *s, uint32_t slot, kz__client *cl, uint8_t ac
 static int summon(kz_server *s, uint32_t slot, kz__client *mod, uint32_t t, kz__client *target)
 {
     int32_t to[3];
-    memcpy(to, s->pos[mod->avatar], sizeof to);
+    memcpy(to, s->world.pos[mod->avatar], sizeof to);
     to[0] += KZ_SNAP_POS_UNITS;
     if (!kz__may_be_at(s, target, to)) {
         kz_counter_inc(s->c, KZ_WORLD_C_PLACE_REFUSED);
@@ -1088,8 +1019,8 @@ static int summon(kz_server *s, uint32_t slot, kz__client *mod, uint32_t t, kz__
         kz__audit(s, KZ_AUDIT_ROLE_ACTION, mod, KZ_ADMIN_SUMMON, "refused: target may not be there");
         return 0;
     }
-    memcpy(s->pos[t], to, sizeof to);
-    if (kz_grid_move(&s->grid, t, (float)to[0] / KZ_SNAP_POS_UNITS,
+    memcpy(s->world.pos[t], to, sizeof to);
+    if (kz_grid_move(&s->world.grid, t, (float)to[0] / KZ_SNAP_POS_UNITS,
                      (float)to[2] / KZ_SNAP_POS_UNITS) != KZ_OK)
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
     target->corrected = 1;  /* the target's own prediction is corrected */
@@ -1112,29 +1043,29 @@ static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t 
         refuse_admin(s, slot, cl, p[0], zone_action);
         return;
     }
-    uint32_t t = kz_entity_index(&s->ents, (kz_entity){kz_wire_get32(p + 1)});
+    uint32_t t = kz_entity_index(&s->world.ents, (kz_entity){kz_wire_get32(p + 1)});
     int needs_target = p[0] <= KZ_ADMIN_UNMUTE || p[0] == KZ_ADMIN_SUMMON;
     if (zone_action) {
         uint32_t z = kz_wire_get32(p + 1);
-        if (z < 1 || z > s->n_zones) {
+        if (z < 1 || z > s->world.n_zones) {
             kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
             return;
         }
-        s->zones[z - 1u].locked = p[0] == KZ_ADMIN_ZONE_LOCK;
-        s->zones_gen++;  /* a lock moves out everyone it now refuses */
+        s->world.zones[z - 1u].locked = p[0] == KZ_ADMIN_ZONE_LOCK;
+        s->world.zones_gen++;  /* a lock moves out everyone it now refuses */
     }
-    if (needs_target && (t == UINT32_MAX || !s->owner[t])) {
+    if (needs_target && (t == UINT32_MAX || !s->world.owner[t])) {
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);
         return;
     }
-    kz__client *target = needs_target ? &s->clients[s->owner[t] - 1u] : NULL;
+    kz__client *target = needs_target ? &s->sessions.clients[s->world.owner[t] - 1u] : NULL;
     switch (p[0]) {
     case KZ_ADMIN_KICK:
         (void)kz_server_kick(s, kz_wire_get32(p + 1), KZ_KICK_ADMIN, "removed by a moderator");
         break;
     case KZ_ADMIN_MUTE:
         target->muted = 1;
-        kz__notice(s, s->owner[t] - 1u, KZ_NOTICE_MUTED, "muted by a moderator");
+        kz__notice(s, s->world.owner[t] - 1u, KZ_NOTICE_MUTED, "muted by a moderator");
         break;
     case KZ_ADMIN_UNMUTE:
         target->muted = 0;
@@ -1143,7 +1074,7 @@ static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t 
         /* Everyone it sees learns it is watched: at the next tick
          * (kz__announce_observers), from an empty told set. */
         cl->observer = 1;
-        memset(announced_of(s, slot), 0, ((s->cap + 63u) / 64u) * sizeof *s->announced);
+        kz__session_forget_announced(&s->sessions, slot);
         break;
     case KZ_ADMIN_OBSERVE_OFF:
         cl->observer = 0;
@@ -1171,13 +1102,13 @@ static void on_prefs(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
         return;
     }
     if (p[0] != cl->bubble)
-        s->n_bubbles += p[0] ? 1 : (uint32_t)-1;
+        s->sessions.n_bubbles += p[0] ? 1 : (uint32_t)-1;
     cl->bubble = p[0];
 }
 
 static void on_data(kz_server *s, const kz_netmsg *m)
 {
-    kz__client *cl = &s->clients[m->slot];
+    kz__client *cl = &s->sessions.clients[m->slot];
     if (!cl->live || cl->kicked) {
         /* Kicked (or refused at connect): it is leaving, and nothing it
          * still sends may count, strike or be logged again. */
@@ -1205,7 +1136,7 @@ static void drain(kz_server *s)
 {
     kz_netmsg m;
     while (kz_netserver_poll(s->net, &m) == KZ_OK) {
-        if (m.slot >= s->max_clients)
+        if (m.slot >= s->sessions.max_clients)
             continue;
         if (m.kind == KZ_NETMSG_CONNECT)
             on_connect(s, m.slot, (const kz_token_info *)m.data);
@@ -1223,18 +1154,18 @@ static void drain(kz_server *s)
  * no place. Stops at the first refusal (the ring is still full). */
 static void pay_owed_kicks(kz_server *s)
 {
-    for (uint32_t slot = 0; slot < s->max_clients && s->owed_kicks; slot++) {
-        kz__client *cl = &s->clients[slot];
+    for (uint32_t slot = 0; slot < s->sessions.max_clients && s->sessions.owed_kicks; slot++) {
+        kz__client *cl = &s->sessions.clients[slot];
         if (!cl->owe_kick)
             continue;
-        int rc = cl->live ? kz_server_kick(s, kz_entity_at(&s->ents, cl->avatar).id,
+        int rc = cl->live ? kz_server_kick(s, kz_entity_at(&s->world.ents, cl->avatar).id,
                                            KZ_KICK_NO_PLACE, "no place in this world admits you")
                           : send_no_place(s, slot);
         if (rc != KZ_OK)
             return;
         if (cl->owe_kick) { /* kz_server_kick clears it for avatars */
             cl->owe_kick = 0;
-            s->owed_kicks--;
+            s->sessions.owed_kicks--;
         }
     }
 }
@@ -1246,7 +1177,7 @@ int kz_server_step(kz_server *s, kz_time_ns now)
         return KZ_EINVAL;
     (void)kz_netserver_service(s->net, now);
     drain(s);
-    if (s->owed_kicks)
+    if (s->sessions.owed_kicks)
         pay_owed_kicks(s);
     if (s->draining)
         kz__server_tell_shutdown(s);
@@ -1276,7 +1207,7 @@ kz_time_ns kz_server_tick_time(const kz_server *s, uint32_t tick)
         return 0;
     return kz_ticker_time_of(&s->ticker, tick - 1u);
 }
-uint32_t kz_server_clients(const kz_server *s) { return s->n_live; }
+uint32_t kz_server_clients(const kz_server *s) { return s->sessions.n_live; }
 const kz_counters *kz_server_counters(const kz_server *s) { return &s->counters; }
 kz_netserver *kz_server_net(kz_server *s) { return s->net; }
 const kz_hist *kz_server_tick_hist(const kz_server *s) { return &s->tick_ns; }
@@ -1290,19 +1221,19 @@ int kz_server_tick_hist_take(kz_server *s, kz_hist *into)
 
 uint32_t kz_server_avatar_of(const kz_server *s, uint32_t slot)
 {
-    if (slot >= s->max_clients || !s->clients[slot].live)
+    if (slot >= s->sessions.max_clients || !s->sessions.clients[slot].live)
         return 0;
-    return kz_entity_at(&s->ents, s->clients[slot].avatar).id;
+    return kz_entity_at(&s->world.ents, s->sessions.clients[slot].avatar).id;
 }
 
 int kz_server_entity(const kz_server *s, uint32_t id, kz_avatar_state *out)
 {
-    uint32_t i = kz_entity_index(&s->ents, (kz_entity){id});
+    uint32_t i = kz_entity_index(&s->world.ents, (kz_entity){id});
     if (i == UINT32_MAX)
         return KZ_EINVAL;
     kz_snap_state st;
-    kz__server_load_state(s, i, &st);
-    kz_snap_dequantize(&s->codec, &st, out);
+    kz__world_load_state(&s->world, i, &st);
+    kz_snap_dequantize(&s->world.codec, &st, out);
     return KZ_OK;
 }
 
@@ -1315,21 +1246,21 @@ int kz_server_object_add(kz_server *s, const float pos[3], const float rot[4], u
         memcpy(st.pose[0].rot, rot, sizeof st.pose[0].rot);
     st.kind = KZ_KIND_OBJECT;
     kz_snap_state q;
-    int rc = kz_snap_quantize(&s->codec, 1, &st, &q);
+    int rc = kz_snap_quantize(&s->world.codec, 1, &st, &q);
     if (rc)
         return rc;
     kz_entity e;
-    if (kz_entity_create(&s->ents, &e) != KZ_OK)
+    if (kz_entity_create(&s->world.ents, &e) != KZ_OK)
         return KZ_EFULL;
-    uint32_t i = kz_entity_index(&s->ents, e);
-    rest_entity(s, i);
-    s->kind[i] = KZ_KIND_OBJECT;
-    memcpy(s->pos[i], q.pos, sizeof q.pos);
-    memcpy(s->rot[i], q.rot, sizeof q.rot);
-    memset(&s->badge[i], 0, sizeof s->badge[i]);
-    s->badge_gen[i]++;
-    if (kz_grid_insert(&s->grid, i, pos[0], pos[2]) != KZ_OK) {
-        (void)kz_entity_destroy(&s->ents, e);
+    uint32_t i = kz_entity_index(&s->world.ents, e);
+    kz__world_rest(&s->world, i);
+    s->world.kind[i] = KZ_KIND_OBJECT;
+    memcpy(s->world.pos[i], q.pos, sizeof q.pos);
+    memcpy(s->world.rot[i], q.rot, sizeof q.rot);
+    memset(&s->world.badge[i], 0, sizeof s->world.badge[i]);
+    s->world.badge_gen[i]++;
+    if (kz_grid_insert(&s->world.grid, i, pos[0], pos[2]) != KZ_OK) {
+        (void)kz_entity_destroy(&s->world.ents, e);
         return KZ_ERANGE;
     }
     *id = e.id;
@@ -1338,11 +1269,11 @@ int kz_server_object_add(kz_server *s, const float pos[3], const float rot[4], u
 
 int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *text)
 {
-    uint32_t i = kz_entity_index(&s->ents, (kz_entity){avatar});
-    if (i == UINT32_MAX || !s->owner[i])
+    uint32_t i = kz_entity_index(&s->world.ents, (kz_entity){avatar});
+    if (i == UINT32_MAX || !s->world.owner[i])
         return KZ_EINVAL;
-    uint32_t slot = s->owner[i] - 1u;
-    kz__client *cl = &s->clients[slot];
+    uint32_t slot = s->world.owner[i] - 1u;
+    kz__client *cl = &s->sessions.clients[slot];
     if (cl->kicked && !cl->owe_kick)
         return KZ_OK;  /* already on its way out: counted and audited once */
     uint8_t buf[1 + KZ_NOTICE_MAX_BYTES];
@@ -1361,7 +1292,7 @@ int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *t
         cl->q_count = 0;  /* nothing more of it is applied */
         if (cl->owe_kick) {
             cl->owe_kick = 0;
-            s->owed_kicks--;
+            s->sessions.owed_kicks--;
         }
         kz_counter_inc(s->c, KZ_WORLD_C_KICKS);
         kz__audit(s, KZ_AUDIT_KICK, cl, reason, text);
@@ -1376,19 +1307,19 @@ void kz_server_shutdown(kz_server *s, const char *text)
     s->draining = 1;
     snprintf(s->drain_text, sizeof s->drain_text, "%s", text ? text : "server shutting down");
     kz_netserver_set_accepting(s->net, 0);
-    kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "shutdown clients=%u", s->n_live);
+    kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "shutdown clients=%u", s->sessions.n_live);
     kz__server_tell_shutdown(s);
 }
 
 void kz__server_tell_shutdown(kz_server *s)
 {
     for (uint32_t slot = 0; slot < s->cfg.net.max_clients; slot++) {
-        kz__client *cl = &s->clients[slot];
+        kz__client *cl = &s->sessions.clients[slot];
         if (!cl->live || cl->told_shutdown)
             continue;
         /* A full outbound ring refuses the kick: this client is told on a
          * later step, once the I/O thread has sent what is queued. */
-        if (kz_server_kick(s, kz_entity_at(&s->ents, cl->avatar).id, KZ_KICK_SHUTDOWN,
+        if (kz_server_kick(s, kz_entity_at(&s->world.ents, cl->avatar).id, KZ_KICK_SHUTDOWN,
                            s->drain_text) != KZ_OK)
             return;
         cl->told_shutdown = 1;
@@ -1403,5 +1334,5 @@ static void violation_kick(kz_server *s, kz__client *cl, uint32_t reason)
     snprintf(text, sizeof text, "removed for cheating: %s", kz_validate_reason_text(reason));
     kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server", "kick client=%llu reason=\"%s\"",
             (unsigned long long)cl->client_id, kz_validate_reason_text(reason));
-    (void)kz_server_kick(s, kz_entity_at(&s->ents, cl->avatar).id, KZ_KICK_VIOLATION, text);
+    (void)kz_server_kick(s, kz_entity_at(&s->world.ents, cl->avatar).id, KZ_KICK_VIOLATION, text);
 }

@@ -27,11 +27,11 @@
 #include "sim/frame.h"
 #include "sim/interest.h"
 #include "sim/replicator.h"
+#include "sim/sessions.h"
 #include "sim/snapshot.h"
 #include "sim/validate.h"
 #include "sim/wire.h"
-
-#define KZ__INPUT_QUEUE 16u        /* commands buffered per client (power of two) */
+#include "sim/world.h"
 
 /* Admin and block requests per client: sustained rate and burst. Beyond
  * them a request is dropped and reported as KZ_VIOL_FLOOD. */
@@ -46,63 +46,6 @@
 #define KZ__REPORTS_PER_SECOND 1.0
 #define KZ__REPORTS_BURST 4.0
 
-/* The kinds of client-triggered reports, each sampled on its own. */
-enum {
-    KZ__REPORT_ADMIN = 0,   /* role-gated action refused for lack of the role */
-    KZ__REPORT_BLOCK,       /* block added */
-    KZ__REPORT_ZONE,        /* held at a zone's boundary, portal exit refused */
-    KZ__REPORT_TELEPORT,    /* teleport without a grant */
-    KZ__REPORT_KINDS
-};
-
-/* One sampled stream of reports: a token bucket and the number of events
- * left out since the last one reported. */
-typedef struct kz__sampler {
-    kz_validate_bucket bucket;
-    uint32_t left_out;
-} kz__sampler;
-
-/* One session's state on the simulation thread. Plain values only (no
- * pointers), so a new session starts from client_reset's zero. */
-typedef struct kz__client {
-    uint8_t live;                 /* has an avatar */
-    uint8_t corrected;            /* the newest applied command was changed */
-    uint8_t told_shutdown;        /* its shutdown kick is queued */
-    uint8_t kicked;               /* a kick is queued (or owed): nothing it sends is
-                                     processed and nothing is sent to it but the kick */
-    uint8_t owe_kick;             /* a no-place kick the full outbound ring refused */
-    uint32_t avatar;              /* dense entity index */
-    uint32_t serial;              /* the transport session (netserver_work.h) */
-    uint32_t host;                /* the I/O host serving it */
-    /* inputs */
-    kz_wire_command queue[KZ__INPUT_QUEUE];
-    uint32_t q_head, q_count;
-    uint32_t newest_cmd;          /* newest command tick received */
-    uint32_t applied_cmd;         /* newest command tick applied */
-    kz_wire_command last;         /* repeated while the queue is empty */
-    /* snapshots: the replicator checks this claim against the views it holds */
-    uint32_t acked;               /* newest snapshot tick the client acknowledged, 0 = none */
-    /* identity, from the token */
-    uint64_t client_id;
-    uint64_t acting_for;
-    uint8_t verification_level, actor_kind;
-    uint8_t n_roles;
-    char roles[KZ_TOKEN_MAX_ROLES][KZ_TOKEN_ROLE_MAX + 1];
-    /* mutual blocks: client ids this client blocked */
-    uint64_t blocked[KZ_BLOCK_MAX];
-    uint32_t n_blocked;
-    uint32_t blocked_gen;         /* bumped by every change of `blocked` */
-    uint8_t muted, observer;
-    uint8_t at_boundary;          /* pushing against a zone it may not enter */
-    uint8_t bubble;               /* personal-space bubble on */
-    uint32_t near_portals;        /* bit per portal the avatar stands at */
-    uint64_t in_zones;            /* bit per zone the avatar is in (for notices) */
-    kz_validate_client val;       /* cheat checks: rates, clock, strikes */
-    kz_validate_bucket requests;  /* admin and block requests */
-    kz_validate_bucket refusals;  /* role refusals */
-    kz__sampler reports[KZ__REPORT_KINDS];
-} kz__client;
-
 /* Replication: the views, the replicators and their hand-over. */
 typedef struct kz__replication {
     kz__repl_world w;             /* limits, ring and views every replicator shares */
@@ -111,6 +54,8 @@ typedef struct kz__replication {
     int threaded;                 /* the replicators run on the I/O threads */
     kz__stage stage;
     kz__frame frames[KZ__FRAMES];
+    void *frame_block;            /* the arrays of both frames */
+    size_t frame_block_size;
     uint64_t tick_start[KZ__TIMED];  /* threaded: when each recent tick began (monotonic ns) */
     uint32_t timed;               /* threaded: newest tick whose whole time is recorded */
     void *views;                  /* the block behind w.views' arrays */
@@ -128,69 +73,21 @@ struct kz_server {
     uint64_t rng;
     int draining;                 /* kz_server_shutdown was called */
     char drain_text[KZ_NOTICE_MAX_BYTES + 1];
-
-    /* world: SoA over dense entity indices */
-    kz_entities ents;
-    kz_grid grid;
-    uint32_t cap;                 /* entity capacity */
-    uint8_t *kind;
-    int32_t (*pos)[3];
-    int16_t (*vel)[3];
-    uint16_t *yaw;
-    uint16_t *anim;
-    uint8_t *flags;
-    int16_t (*rel)[KZ_POSE_COUNT][3];
-    uint32_t (*rot)[KZ_POSE_COUNT];
-    uint32_t *holder;             /* objects: dense index + 1 of the holder, 0 = none */
-    uint32_t *owner;              /* avatars: transport slot + 1, 0 = none */
-    uint32_t *speaking_until;     /* tick at which the speaking flag drops */
-    float *importance;
-    kz_snap_badge *badge;
-    kz_snap_state *image;         /* quantized image of this tick: a row of image_ring */
-    kz_snap_state *image_ring;    /* rows of cap images, row = tick % rows (frame.h) */
-    uint32_t *badge_gen;          /* per dense index: bumped when its badge is set */
-    kz_snap_codec codec;
-
-    /* clients */
-    uint32_t max_clients;
-    uint32_t n_live;
-    kz__client *clients;
     uint32_t n_slots;             /* view slots = max_visible */
-    uint32_t history;
-    uint32_t rows;                /* image ring rows */
-    uint64_t *announced;          /* per slot, cap bits: observer announced to the owner */
-    uint32_t *query;              /* grid query results for chat/voice audiences */
+    uint32_t history;             /* sent views kept per client */
 
-    kz__replication rp;
+    kz__world world;              /* the world store */
+    kz__sessions sessions;        /* the session table */
+    kz__replication rp;           /* views and replicators */
 
-    /* arrays behind the per-client pointers */
-    void *block;
-    size_t block_size;
-
-    kz_counters counters;
+    kz_counters counters;         /* block 0: this thread; 1..: the replicators */
     kz_counter_block c;
     kz_hist tick_ns;
-
-    /* zones */
-    kz_zone_def zones[KZ_ZONE_MAX];
-    uint32_t n_zones;
-    uint32_t n_bubbles;           /* clients with their bubble on */
-    struct {
-        uint32_t on;
-        int32_t entrance[3], exit[3];
-        float radius;
-    } portals[KZ_PORTAL_MAX];
-    uint8_t *private_zone;        /* per dense index: private zone index + 1, 0 = none */
-    uint32_t zones_gen;           /* bumped by every zone set or lock */
-    uint32_t zones_enforced;      /* zones_gen the last enforcement pass saw */
-    uint32_t owed_kicks;          /* clients with owe_kick set */
     kz__sampler spawn_reports;    /* log lines of connections refused for lack of a place */
 };
 
 /* server_tick.c */
 void kz__server_tick(kz_server *s);
-/* The quantized state of dense index `i` from the SoA arrays. */
-void kz__server_load_state(const kz_server *s, uint32_t i, kz_snap_state *st);
 /* Threaded mode: records in the tick histogram the whole time of every
  * tick all replicators have finished since the last call (from the tick's
  * start to the last replicator's end). */

@@ -50,13 +50,13 @@ static int in_zone(const kz_zone_def *z, const int32_t pos[3])
 
 void kz__update_private_zones(kz_server *s)
 {
-    for (uint32_t i = 0; i < s->cap; i++) {
+    for (uint32_t i = 0; i < s->world.cap; i++) {
         uint8_t inside = 0;
-        if (s->ents.alive[i])
-            for (uint32_t z = 0; z < s->n_zones && !inside; z++)
-                if (s->zones[z].is_private && in_zone(&s->zones[z], s->pos[i]))
+        if (s->world.ents.alive[i])
+            for (uint32_t z = 0; z < s->world.n_zones && !inside; z++)
+                if (s->world.zones[z].is_private && in_zone(&s->world.zones[z], s->world.pos[i]))
                     inside = (uint8_t)(z + 1u);
-        s->private_zone[i] = inside;
+        s->world.private_zone[i] = inside;
     }
 }
 
@@ -93,8 +93,8 @@ static int admitted(const kz_server *s, const kz_zone_def *z, const kz__client *
 
 int kz__may_enter(const kz_server *s, const kz__client *cl, const int32_t pos[3])
 {
-    for (uint32_t z = 0; z < s->n_zones; z++)
-        if (in_zone(&s->zones[z], pos) && !admitted(s, &s->zones[z], cl))
+    for (uint32_t z = 0; z < s->world.n_zones; z++)
+        if (in_zone(&s->world.zones[z], pos) && !admitted(s, &s->world.zones[z], cl))
             return 0;
     return 1;
 }
@@ -104,7 +104,7 @@ int kz__may_enter(const kz_server *s, const kz__client *cl, const int32_t pos[3]
 int kz__may_be_at(const kz_server *s, const kz__client *cl, const int32_t pos[3])
 {
     for (int i = 0; i < 3; i++)
-        if (pos[i] > s->codec.pos_max || pos[i] < -s->codec.pos_max)
+        if (pos[i] > s->world.codec.pos_max || pos[i] < -s->world.codec.pos_max)
             return 0;
     return kz__may_enter(s, cl, pos);
 }
@@ -189,9 +189,9 @@ int kz__nearest_allowed(const kz_server *s, const kz__client *cl, const int32_t 
         memcpy(out, from, 3 * sizeof *out);
         return 1;
     }
-    for (uint32_t z = 0; z < s->n_zones; z++)
-        if (in_zone(&s->zones[z], from) && !admitted(s, &s->zones[z], cl))
-            zone_exits(&sp, &s->zones[z]);
+    for (uint32_t z = 0; z < s->world.n_zones; z++)
+        if (in_zone(&s->world.zones[z], from) && !admitted(s, &s->world.zones[z], cl))
+            zone_exits(&sp, &s->world.zones[z]);
     if (!sp.found)
         ring_search(&sp);
     if (sp.found)
@@ -202,9 +202,9 @@ int kz__nearest_allowed(const kz_server *s, const kz__client *cl, const int32_t 
 /* The name of the first zone at `pos` that refuses the client. */
 static const char *refusing_zone(const kz_server *s, const kz__client *cl, const int32_t pos[3])
 {
-    for (uint32_t z = 0; z < s->n_zones; z++)
-        if (in_zone(&s->zones[z], pos) && !admitted(s, &s->zones[z], cl))
-            return s->zones[z].name;
+    for (uint32_t z = 0; z < s->world.n_zones; z++)
+        if (in_zone(&s->world.zones[z], pos) && !admitted(s, &s->world.zones[z], cl))
+            return s->world.zones[z].name;
     return "";
 }
 
@@ -213,22 +213,22 @@ int kz__zone_evict(kz_server *s, uint32_t slot, kz__client *cl)
     uint32_t i = cl->avatar;
     char text[KZ_NOTICE_MAX_BYTES + 1];
     int32_t to[3];
-    if (!kz__nearest_allowed(s, cl, s->pos[i], to)) {
+    if (!kz__nearest_allowed(s, cl, s->world.pos[i], to)) {
         snprintf(text, sizeof text, "no place in this world admits you (zone %s)",
-                 refusing_zone(s, cl, s->pos[i]));
-        if (kz_server_kick(s, kz_entity_at(&s->ents, i).id, KZ_KICK_NO_PLACE, text) != KZ_OK) {
+                 refusing_zone(s, cl, s->world.pos[i]));
+        if (kz_server_kick(s, kz_entity_at(&s->world.ents, i).id, KZ_KICK_NO_PLACE, text) != KZ_OK) {
             /* Not queued (outbound ring full): served nothing until the
              * kick goes out on a later step (kz_server_step). */
             cl->kicked = 1;
             cl->owe_kick = 1;
-            s->owed_kicks++;
+            s->sessions.owed_kicks++;
         }
         return 0;
     }
     snprintf(text, sizeof text, "moved out of zone %s: its rules do not admit you",
-             refusing_zone(s, cl, s->pos[i]));
-    memcpy(s->pos[i], to, sizeof to);
-    if (kz_grid_move(&s->grid, i, (float)to[0] / KZ_SNAP_POS_UNITS,
+             refusing_zone(s, cl, s->world.pos[i]));
+    memcpy(s->world.pos[i], to, sizeof to);
+    if (kz_grid_move(&s->world.grid, i, (float)to[0] / KZ_SNAP_POS_UNITS,
                      (float)to[2] / KZ_SNAP_POS_UNITS) != KZ_OK)
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);  /* inside the bounds: unreachable */
     cl->corrected = 1;  /* the client's prediction jumps with it */
@@ -240,13 +240,13 @@ int kz__zone_evict(kz_server *s, uint32_t slot, kz__client *cl)
 
 void kz__zones_enforce(kz_server *s)
 {
-    if (s->zones_enforced == s->zones_gen)
+    if (s->world.zones_enforced == s->world.zones_gen)
         return;
-    s->zones_enforced = s->zones_gen;
+    s->world.zones_enforced = s->world.zones_gen;
     uint32_t moved = 0, removed = 0;
-    for (uint32_t slot = 0; slot < s->max_clients; slot++) {
-        kz__client *cl = &s->clients[slot];
-        if (!cl->live || cl->kicked || kz__may_be_at(s, cl, s->pos[cl->avatar]))
+    for (uint32_t slot = 0; slot < s->sessions.max_clients; slot++) {
+        kz__client *cl = &s->sessions.clients[slot];
+        if (!cl->live || cl->kicked || kz__may_be_at(s, cl, s->world.pos[cl->avatar]))
             continue;
         if (kz__zone_evict(s, slot, cl))
             moved++;
@@ -289,24 +289,24 @@ int kz_server_zone_set(kz_server *s, const kz_zone_def *z)
     for (uint32_t k = 0; k < KZ_ZONE_MAX_ALLOWED; k++)
         if (strnlen(z->roles[k], sizeof z->roles[k]) >= sizeof z->roles[k])
             return KZ_EINVAL;
-    for (uint32_t i = 0; i < s->n_zones; i++)
-        if (strcmp(s->zones[i].name, z->name) == 0) {
-            s->zones[i] = *z;
-            s->zones_gen++;  /* a stricter list may now refuse someone inside */
+    for (uint32_t i = 0; i < s->world.n_zones; i++)
+        if (strcmp(s->world.zones[i].name, z->name) == 0) {
+            s->world.zones[i] = *z;
+            s->world.zones_gen++;  /* a stricter list may now refuse someone inside */
             return KZ_OK;
         }
-    if (s->n_zones == KZ_ZONE_MAX)
+    if (s->world.n_zones == KZ_ZONE_MAX)
         return KZ_EFULL;
-    s->zones[s->n_zones++] = *z;
-    s->zones_gen++;
+    s->world.zones[s->world.n_zones++] = *z;
+    s->world.zones_gen++;
     return KZ_OK;
 }
 
 int kz_server_zone_remove(kz_server *s, const char *name)
 {
-    for (uint32_t i = 0; i < s->n_zones; i++)
-        if (strcmp(s->zones[i].name, name) == 0) {
-            s->zones[i] = s->zones[--s->n_zones];
+    for (uint32_t i = 0; i < s->world.n_zones; i++)
+        if (strcmp(s->world.zones[i].name, name) == 0) {
+            s->world.zones[i] = s->world.zones[--s->world.n_zones];
             return KZ_OK;
         }
     return KZ_EINVAL;
@@ -320,17 +320,17 @@ static float dist2_xz(const int32_t a[3], const int32_t b[3])
 
 int kz__enters_bubble(kz_server *s, uint32_t i, const int32_t from[3], const int32_t to[3])
 {
-    if (s->n_bubbles == 0)
+    if (s->sessions.n_bubbles == 0)
         return 0;
     float r = s->cfg.personal_space;
-    uint32_t n = kz_grid_query(&s->grid, (float)to[0] / KZ_SNAP_POS_UNITS,
-                               (float)to[2] / KZ_SNAP_POS_UNITS, r, s->query, s->cap, NULL);
+    uint32_t n = kz_grid_query(&s->world.grid, (float)to[0] / KZ_SNAP_POS_UNITS,
+                               (float)to[2] / KZ_SNAP_POS_UNITS, r, s->world.query, s->world.cap, NULL);
     for (uint32_t k = 0; k < n; k++) {
-        uint32_t o = s->query[k];
-        if (o == i || !s->owner[o] || !s->clients[s->owner[o] - 1u].bubble)
+        uint32_t o = s->world.query[k];
+        if (o == i || !s->world.owner[o] || !s->sessions.clients[s->world.owner[o] - 1u].bubble)
             continue;
         /* Coming closer than r is refused; moving away or along is not. */
-        if (dist2_xz(to, s->pos[o]) < dist2_xz(from, s->pos[o]))
+        if (dist2_xz(to, s->world.pos[o]) < dist2_xz(from, s->world.pos[o]))
             return 1;
     }
     return 0;
@@ -339,8 +339,8 @@ int kz__enters_bubble(kz_server *s, uint32_t i, const int32_t from[3], const int
 uint64_t kz__zones_at(const kz_server *s, const int32_t pos[3])
 {
     uint64_t bits = 0;
-    for (uint32_t z = 0; z < s->n_zones; z++)
-        if (in_zone(&s->zones[z], pos))
+    for (uint32_t z = 0; z < s->world.n_zones; z++)
+        if (in_zone(&s->world.zones[z], pos))
             bits |= 1ull << z;
     return bits;
 }

@@ -17,36 +17,9 @@
 
 /* ---- inputs ------------------------------------------------------------- */
 
-void kz__server_load_state(const kz_server *s, uint32_t i, kz_snap_state *st)
-{
-    memset(st, 0, sizeof *st);
-    st->entity = kz_entity_at(&s->ents, i).id;
-    st->kind = s->kind[i];
-    st->flags = s->flags[i];
-    st->anim = s->anim[i];
-    memcpy(st->pos, s->pos[i], sizeof st->pos);
-    memcpy(st->vel, s->vel[i], sizeof st->vel);
-    st->yaw = s->yaw[i];
-    memcpy(st->rel, s->rel[i], sizeof st->rel);
-    memcpy(st->rot, s->rot[i], sizeof st->rot);
-    st->holder = s->holder[i] ? kz_entity_at(&s->ents, s->holder[i] - 1u).id : 0;
-}
-
-static void store_state(kz_server *s, uint32_t i, const kz_snap_state *st)
-{
-    s->flags[i] = st->flags;
-    s->anim[i] = st->anim;
-    memcpy(s->pos[i], st->pos, sizeof st->pos);
-    memcpy(s->vel[i], st->vel, sizeof st->vel);
-    s->yaw[i] = st->yaw;
-    memcpy(s->rel[i], st->rel, sizeof st->rel);
-    memcpy(s->rot[i], st->rot, sizeof st->rot);
-}
-
 static void grid_follow(kz_server *s, uint32_t i)
 {
-    if (kz_grid_move(&s->grid, i, (float)s->pos[i][0] / KZ_SNAP_POS_UNITS,
-                     (float)s->pos[i][2] / KZ_SNAP_POS_UNITS) != KZ_OK)
+    if (kz__world_grid_follow(&s->world, i) != KZ_OK)
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_REFUSED);  /* clamped to bounds: unreachable */
 }
 
@@ -56,14 +29,14 @@ static void grant_portals(kz_server *s, kz__client *cl)
 {
     uint32_t near = 0;
     for (uint32_t p = 0; p < KZ_PORTAL_MAX; p++) {
-        if (!s->portals[p].on)
+        if (!s->world.portals[p].on)
             continue;
         double d2 = 0;
         for (int i = 0; i < 3; i++) {
-            double d = (double)(s->pos[cl->avatar][i] - s->portals[p].entrance[i]) / KZ_SNAP_POS_UNITS;
+            double d = (double)(s->world.pos[cl->avatar][i] - s->world.portals[p].entrance[i]) / KZ_SNAP_POS_UNITS;
             d2 += d * d;
         }
-        if (d2 <= (double)s->portals[p].radius * s->portals[p].radius) {
+        if (d2 <= (double)s->world.portals[p].radius * s->world.portals[p].radius) {
             near |= 1u << p;
             if (!(cl->near_portals & (1u << p)))
                 kz_validate_portal_grant(&cl->val, p + 1u, s->now + 5 * KZ_NS_PER_S);
@@ -75,13 +48,13 @@ static void grant_portals(kz_server *s, kz__client *cl)
 /* Tells a client when its avatar enters or leaves a zone (by name). */
 static void zone_notices(kz_server *s, uint32_t slot, kz__client *cl)
 {
-    if (!s->n_zones && !cl->in_zones)
+    if (!s->world.n_zones && !cl->in_zones)
         return;
-    uint64_t now_in = kz__zones_at(s, s->pos[cl->avatar]), change = now_in ^ cl->in_zones;
-    for (uint32_t z = 0; change && z < s->n_zones; z++)
+    uint64_t now_in = kz__zones_at(s, s->world.pos[cl->avatar]), change = now_in ^ cl->in_zones;
+    for (uint32_t z = 0; change && z < s->world.n_zones; z++)
         if (change & (1ull << z))
             kz__notice(s, slot, (now_in >> z) & 1u ? KZ_NOTICE_ZONE_ENTER : KZ_NOTICE_ZONE_LEAVE,
-                       s->zones[z].name);
+                       s->world.zones[z].name);
     cl->in_zones = now_in;
 }
 
@@ -116,8 +89,8 @@ static int zone_rule(kz_server *s, uint32_t slot, kz__client *cl, kz_snap_state 
 
 static void apply_inputs(kz_server *s)
 {
-    for (uint32_t slot = 0; slot < s->max_clients; slot++) {
-        kz__client *cl = &s->clients[slot];
+    for (uint32_t slot = 0; slot < s->sessions.max_clients; slot++) {
+        kz__client *cl = &s->sessions.clients[slot];
         if (!cl->live || cl->kicked)
             continue;  /* a kicked avatar stands still until it is gone */
         kz_wire_command cmd;
@@ -137,9 +110,9 @@ static void apply_inputs(kz_server *s)
             continue;
         }
         kz_snap_state st;
-        kz__server_load_state(s, cl->avatar, &st);
+        kz__world_load_state(&s->world, cl->avatar, &st);
         int32_t before[3] = {st.pos[0], st.pos[1], st.pos[2]};
-        kz_wire_integrate(&s->codec, &st, &cmd);
+        kz_wire_integrate(&s->world.codec, &st, &cmd);
         if (!zone_rule(s, slot, cl, &st, before))
             continue;
         if (kz__enters_bubble(s, cl->avatar, before, st.pos)) {
@@ -147,7 +120,7 @@ static void apply_inputs(kz_server *s)
             cl->corrected = 1;
             kz_counter_inc(s->c, KZ_WORLD_C_BUBBLE_REFUSED);
         }
-        store_state(s, cl->avatar, &st);
+        kz__world_store_state(&s->world, cl->avatar, &st);
         grid_follow(s, cl->avatar);
         grant_portals(s, cl);
         zone_notices(s, slot, cl);
@@ -157,70 +130,52 @@ static void apply_inputs(kz_server *s)
 /* Held objects follow the holder's right hand. */
 static void move_held(kz_server *s)
 {
-    for (uint32_t i = 0; i < s->cap; i++) {
-        if (!s->holder[i] || !s->ents.alive[i])
+    for (uint32_t i = 0; i < s->world.cap; i++) {
+        if (!s->world.holder[i] || !s->world.ents.alive[i])
             continue;
-        uint32_t h = s->holder[i] - 1u;
+        uint32_t h = s->world.holder[i] - 1u;
         for (int k = 0; k < 3; k++) {
-            int64_t p = (int64_t)s->pos[h][k] +
-                        (int64_t)s->rel[h][KZ_POSE_RIGHT_HAND][k] * KZ_SNAP_POS_UNITS / KZ_SNAP_REL_UNITS;
-            if (p > s->codec.pos_max)
-                p = s->codec.pos_max;
-            if (p < -(int64_t)s->codec.pos_max)
-                p = -(int64_t)s->codec.pos_max;
-            s->pos[i][k] = (int32_t)p;
+            int64_t p = (int64_t)s->world.pos[h][k] +
+                        (int64_t)s->world.rel[h][KZ_POSE_RIGHT_HAND][k] * KZ_SNAP_POS_UNITS / KZ_SNAP_REL_UNITS;
+            if (p > s->world.codec.pos_max)
+                p = s->world.codec.pos_max;
+            if (p < -(int64_t)s->world.codec.pos_max)
+                p = -(int64_t)s->world.codec.pos_max;
+            s->world.pos[i][k] = (int32_t)p;
         }
-        s->rot[i][0] = s->rot[h][KZ_POSE_RIGHT_HAND];
+        s->world.rot[i][0] = s->world.rot[h][KZ_POSE_RIGHT_HAND];
         grid_follow(s, i);
     }
 }
 
 /* ---- the world image --------------------------------------------------- */
 
-/* Writes this tick's row of the image ring; a dead index gets entity 0,
- * which no view holds. Older rows stay: they are the world as each
- * client's baseline tick saw it. */
-static void take_images(kz_server *s)
-{
-    s->image = s->image_ring + (size_t)(s->tick % s->rows) * s->cap;
-    for (uint32_t i = 0; i < s->cap; i++) {
-        if (!s->ents.alive[i]) {
-            s->image[i].entity = 0;
-            continue;
-        }
-        if (s->speaking_until[i] > s->tick)
-            s->flags[i] |= KZ_AVATAR_SPEAKING;
-        else
-            s->flags[i] &= (uint8_t)~KZ_AVATAR_SPEAKING;
-        kz__server_load_state(s, i, &s->image[i]);
-    }
-}
 
 /* The visibility-rule bits of every entity (frame.h). */
 static void frame_rules(kz_server *s, kz__frame *f)
 {
-    memcpy(f->zone, s->private_zone, s->cap * sizeof *f->zone);
-    memcpy(f->owner, s->owner, s->cap * sizeof *f->owner);
-    memcpy(f->importance, s->importance, s->cap * sizeof *f->importance);
-    for (uint32_t i = 0; i < s->cap; i++) {
-        uint8_t rule = s->private_zone[i] ? KZ__RULE_ZONED : 0;
-        if (s->owner[i]) {
-            const kz__client *cl = &s->clients[s->owner[i] - 1u];
+    memcpy(f->zone, s->world.private_zone, s->world.cap * sizeof *f->zone);
+    memcpy(f->owner, s->world.owner, s->world.cap * sizeof *f->owner);
+    memcpy(f->importance, s->world.importance, s->world.cap * sizeof *f->importance);
+    for (uint32_t i = 0; i < s->world.cap; i++) {
+        uint8_t rule = s->world.private_zone[i] ? KZ__RULE_ZONED : 0;
+        if (s->world.owner[i]) {
+            const kz__client *cl = &s->sessions.clients[s->world.owner[i] - 1u];
             rule |= cl->observer ? KZ__RULE_OBSERVER : 0;
             rule |= cl->n_blocked ? KZ__RULE_BLOCKS : 0;
         }
         f->rule[i] = rule;
-        if (f->badge_gen[i] != s->badge_gen[i]) {
-            f->badge[i] = s->badge[i];
-            f->badge_gen[i] = s->badge_gen[i];
+        if (f->badge_gen[i] != s->world.badge_gen[i]) {
+            f->badge[i] = s->world.badge[i];
+            f->badge_gen[i] = s->world.badge_gen[i];
         }
     }
 }
 
 static void frame_clients(kz_server *s, kz__frame *f)
 {
-    for (uint32_t slot = 0; slot < s->max_clients; slot++) {
-        const kz__client *cl = &s->clients[slot];
+    for (uint32_t slot = 0; slot < s->sessions.max_clients; slot++) {
+        const kz__client *cl = &s->sessions.clients[slot];
         kz__frame_client *fc = &f->clients[slot];
         fc->replicate = cl->live && !cl->kicked;
         if (!fc->replicate)
@@ -256,11 +211,11 @@ static void wait_for_replicators(kz_server *s, uint32_t tick)
 static void publish_frame(kz_server *s)
 {
     wait_for_replicators(s, s->tick);
-    take_images(s);
+    kz__world_take_images(&s->world, s->tick);
     kz__frame *f = &s->rp.frames[s->tick % KZ__FRAMES];
     f->tick = s->tick;
-    f->image = s->image;
-    (void)kz__grid_copy(&f->grid, &s->grid);  /* both made from one configuration */
+    f->image = s->world.image;
+    (void)kz__grid_copy(&f->grid, &s->world.grid);  /* both made from one configuration */
     frame_rules(s, f);
     frame_clients(s, f);
     kz__stage_publish(&s->rp.stage, s->tick);
