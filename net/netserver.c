@@ -731,6 +731,7 @@ static void kz__app_message(kz_netserver *s, uint32_t i, const kz__msgref *m, kz
         s->app_live[m->slot] = 1;
         s->polled_host = i;
         s->polled_serial = (uint32_t)m->at;
+        msg->received = 0;  /* `at` carried the serial, not an arrival time */
         /* The slot cannot be released before the app sees its DISCONNECT,
          * so the gate still holds this session's identity. */
         pthread_mutex_lock(&s->gate_lock);

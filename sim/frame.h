@@ -150,6 +150,19 @@ static inline uint64_t kz__stage_finished(const kz__stage *st, uint32_t tick)
     return last;
 }
 
+/* World side: 1 when the client in a slot may be replicated by `host` at
+ * `tick`, given the host and tick it was last replicated at (`last_tick`
+ * 0: never). A slot whose new session another host serves is left out of
+ * one frame: the old host may still be building tick - 1 with the slot's
+ * view, and the new one must not touch it before that is done (the new
+ * host's first frame, tick + 1, is written only after every replicator
+ * finished tick - 1). */
+static inline int kz__frame_host_settled(uint32_t last_host, uint32_t last_tick, uint32_t host,
+                                         uint32_t tick)
+{
+    return last_tick == 0 || last_host == host || last_tick + 1u < tick;
+}
+
 /* sim/grid.c: makes `dst` (initialised with the same configuration as
  * `src`) an exact copy of `src`, in one copy of its block. 0 or
  * KZ_EINVAL (another configuration). */

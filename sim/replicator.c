@@ -38,11 +38,13 @@ static size_t view_layout(const kz__repl_world *w, kz__view *v, uint8_t *base)
     KZ__PLACE(p->acc, ns);
     KZ__PLACE(p->score, ns);
     KZ__PLACE(p->seen, words);
+    KZ__PLACE(p->entered, words);
     KZ__PLACE(p->hist, w->history);
     for (uint32_t k = 0; k < w->history; k++) {
         kz__sent_view dh;
         kz__sent_view *h = base ? &p->hist[k] : &dh;
         KZ__PLACE(h->slot, ns);
+        KZ__PLACE(h->at, ns);
         KZ__PLACE(h->ref, ns);
     }
 #undef KZ__PLACE
@@ -130,13 +132,16 @@ static void view_reset(const kz__repl_world *w, kz__view *v, uint32_t serial)
     atomic_store_explicit(&v->serial, 0, memory_order_relaxed);
     memset(v->slot_ent, 0, w->n_slots * sizeof *v->slot_ent);
     memset(v->acc, 0, w->n_slots * sizeof *v->acc);
-    for (uint32_t k = 0; k < (w->cap + 63u) / 64u; k++)
+    for (uint32_t k = 0; k < (w->cap + 63u) / 64u; k++) {
         atomic_store_explicit(&v->seen[k], 0, memory_order_relaxed);
+        atomic_store_explicit(&v->entered[k], 0, memory_order_relaxed);
+    }
     for (uint32_t k = 0; k < w->history; k++)
         v->hist[k].tick = 0, v->hist[k].count = 0;
     v->acked = 0;
     v->n_vis = 0;
     v->priority_first = 0;
+    v->observing = 0;
     v->budget = (double)w->bytes_per_second / w->tick_hz;
     atomic_store_explicit(&v->serial, serial, memory_order_release);
 }
@@ -148,18 +153,37 @@ static void seen_set(kz__view *v, uint32_t idx, int on)
     atomic_store_explicit(word, on ? old | bit : old & ~bit, memory_order_relaxed);
 }
 
-uint64_t kz__view_seen_word(const kz__repl_world *w, uint32_t slot, uint32_t serial,
-                            uint32_t word)
+/* An observer's view tells the world about everything that comes into
+ * it: all it holds when observing starts, then every newcomer. */
+static void mark_entered(kz__view *v, uint32_t idx)
+{
+    atomic_fetch_or_explicit(&v->entered[idx / 64u], 1ull << (idx % 64u), memory_order_relaxed);
+}
+
+static void follow_observing(const kz__repl_world *w, kz__view *v, int observing)
+{
+    if (observing && !v->observing)
+        for (uint32_t k = 0; k < w->n_slots; k++)
+            if (v->slot_ent[k])
+                mark_entered(v, v->slot_ent[k] - 1u);
+    v->observing = (uint32_t)observing;
+}
+
+uint64_t kz__view_take_entered(const kz__repl_world *w, uint32_t slot, uint32_t serial,
+                               uint32_t word)
 {
     kz__view *v = &w->views[slot];
     if (atomic_load_explicit(&v->serial, memory_order_acquire) != serial)
         return 0;
-    return atomic_load_explicit(&v->seen[word], memory_order_relaxed);
+    return atomic_exchange_explicit(&v->entered[word], 0, memory_order_relaxed);
 }
 
 int kz__view_sees(const kz__repl_world *w, uint32_t slot, uint32_t serial, uint32_t idx)
 {
-    return (int)((kz__view_seen_word(w, slot, serial, idx / 64u) >> (idx % 64u)) & 1u);
+    const kz__view *v = &w->views[slot];
+    if (atomic_load_explicit(&v->serial, memory_order_acquire) != serial)
+        return 0;
+    return (int)((atomic_load_explicit(&v->seen[idx / 64u], memory_order_relaxed) >> (idx % 64u)) & 1u);
 }
 
 /* ---- the visibility rule on a frame -------------------------------------- */
@@ -278,6 +302,8 @@ static void select_view(kz__replicator *r, const kz__frame *f, kz__view *v, uint
         v->acc[k] = 0;
         v->since[k] = f->tick;
         seen_set(v, e, 1);
+        if (v->observing)
+            mark_entered(v, e);
     }
 }
 
@@ -336,18 +362,18 @@ static uint32_t row_of(const kz__repl_world *w, uint32_t tick)
     return tick % w->rows;
 }
 
-/* The tick of the ring row a reference points into, for a reference no
- * older than rows - 1 ticks before `now`. */
-static uint32_t ref_tick(const kz__repl_world *w, uint32_t ref, uint32_t now)
+/* 1 while the ring row a reference of tick (low bits) `at` points into
+ * still holds that tick when read at tick `now`: newer than now - rows +
+ * 2, since the world may already be writing the row after `now`'s. A
+ * stored reference is never older than rows + history ticks, far below
+ * the 16 bits' wrap. */
+static int ref_alive(const kz__repl_world *w, uint16_t at, uint32_t now)
 {
-    uint32_t row = ref / w->cap;
-    return now - (row_of(w, now) + w->rows - row) % w->rows;
+    return (uint16_t)((uint16_t)now - at) <= w->rows - 2u;
 }
 
 /* The baseline: the newest view the client acknowledged that this
- * replicator still holds and whose every state is still in the ring
- * (newer than tick - rows + 2: the world may be writing the row after
- * this tick's). A claim naming a view not held is ignored. */
+ * replicator still holds. A claim naming a view not held is ignored. */
 static const kz__sent_view *baseline(const kz__repl_world *w, kz__view *v, const kz__frame *f,
                                      uint32_t claim)
 {
@@ -358,20 +384,31 @@ static const kz__sent_view *baseline(const kz__repl_world *w, kz__view *v, const
     if (!v->acked || t - v->acked >= w->history)
         return NULL;
     const kz__sent_view *h = &v->hist[v->acked % w->history];
-    if (h->tick != v->acked || t - h->oldest > w->rows - 2u)
-        return NULL;
-    return h;
+    return h->tick == v->acked ? h : NULL;
 }
 
-/* Copies a referenced view into the codec's form. */
-static void take_out(const kz__repl_world *w, const kz__sent_view *h, kz_snap_view *out)
+/* Copies a referenced view into the codec's form. An entry whose state
+ * has left the ring gets a stand-in with an entity id no handle can have
+ * (generation and index all ones), so the encoder replaces or leaves that
+ * slot; returns how many. */
+static uint32_t take_out(const kz__repl_world *w, const kz__sent_view *h, uint32_t now,
+                         kz_snap_view *out)
 {
+    uint32_t lost = 0;
     out->tick = h->tick;
     out->count = h->count;
     for (uint32_t i = 0; i < h->count; i++) {
         out->slot[i] = h->slot[i];
-        out->state[i] = w->ring[h->ref[i]];
+        if (ref_alive(w, h->at[i], now)) {
+            out->state[i] = w->ring[h->ref[i]];
+            continue;
+        }
+        memset(&out->state[i], 0, sizeof out->state[i]);
+        out->state[i].entity = UINT32_MAX;
+        out->state[i].kind = KZ_KIND_AVATAR;
+        lost++;
     }
+    return lost;
 }
 
 /* For the record cache: each wanted entity's world image at the baseline
@@ -393,7 +430,7 @@ static void keep_sent(kz__replicator *r, const kz__frame *f, kz__view *v,
 {
     const kz__repl_world *w = r->w;
     kz__sent_view *h = &v->hist[f->tick % w->history];
-    uint32_t row = row_of(w, f->tick) * w->cap, oldest = f->tick;
+    uint32_t row = row_of(w, f->tick) * w->cap;
     uint32_t j = 0, b = 0;
     for (uint32_t i = 0; i < r->sent.count; i++) {
         uint16_t slot = r->sent.slot[i];
@@ -401,20 +438,19 @@ static void keep_sent(kz__replicator *r, const kz__frame *f, kz__view *v,
             j++;  /* sent is a subset of want, both ascending */
         uint32_t e = r->want_key[j];
         uint32_t ref = row + e;
+        uint16_t at = (uint16_t)f->tick;
         if (r->change[i] == KZ_SNAP_SAME && base != NULL &&
             memcmp(&r->sent.state[i], &f->image[e], sizeof f->image[e]) != 0) {
             while (base->slot[b] != slot)
                 b++;  /* a left-out update: the baseline had this slot */
             ref = base->ref[b];
-            uint32_t at = ref_tick(w, ref, f->tick);
-            if (at < oldest)
-                oldest = at;
+            at = base->at[b];
         }
         h->slot[i] = slot;
+        h->at[i] = at;
         h->ref[i] = ref;
     }
     h->count = r->sent.count;
-    h->oldest = oldest;
     h->tick = f->tick;
 }
 
@@ -500,6 +536,7 @@ static void replicate_client(kz__replicator *r, const kz__frame *f, uint32_t slo
     kz__view *v = &w->views[slot];
     if (atomic_load_explicit(&v->serial, memory_order_relaxed) != fc->serial)
         view_reset(w, v, fc->serial);
+    follow_observing(w, v, (f->rule[fc->avatar] & KZ__RULE_OBSERVER) != 0);
     update_view(r, f, v, slot, fc->avatar);
 
     uint8_t buf[KZ_SNAPSHOT_MAX_BYTES];
@@ -514,7 +551,9 @@ static void replicate_client(kz__replicator *r, const kz__frame *f, uint32_t slo
     const kz__sent_view *base_ref = baseline(w, v, f, fc->acked);
     const kz_snap_view *base = NULL;
     if (base_ref) {
-        take_out(w, base_ref, &r->base);
+        uint32_t lost = take_out(w, base_ref, f->tick, &r->base);
+        if (lost)
+            kz_counter_add(r->c, KZ_WORLD_C_BASE_EXPIRED, lost);
         base = &r->base;
     }
     point_at_world(r, base);

@@ -15,19 +15,21 @@
  * the world is not.
  *
  * Views are stored by reference: a sent view keeps, per entry, the view
- * slot and the index of the state in the image ring (row * cap + dense
- * index), 6 bytes instead of a 66-byte copy. A view whose oldest
- * reference is about to leave the ring is no longer a baseline (the
- * client then gets full state for the entries it lacks), so a reference
- * never outlives its row.
+ * slot, the index of the state in the image ring (row * cap + dense
+ * index) and the low 16 bits of that row's tick: 8 bytes instead of a
+ * 66-byte copy. An entry whose state has left the ring (an update left
+ * out for the budget for about rows ticks) is never read: the baseline
+ * keeps the slot with a stand-in no entity matches, so that one entry
+ * goes out as a replacing enter (or a leave) while the rest of the
+ * baseline still serves.
  *
  * Ownership: a replicator writes only the views of the slots its host
  * serves in the frame it works on, and its own scratch. The simulation
- * thread reads two things of a view: `serial` and `seen` (atomics), to
- * decide who hears chat and voice and whom an observer must be announced
- * to. A slot moves to another host only across sessions, and a session
- * ends at least one frame before the slot's next one starts, which the
- * hand-over orders (sim/frame.h).
+ * thread reads, through atomics, a view's `serial` and `seen` (who hears
+ * chat and voice) and takes its `entered` bits (whom an observer must be
+ * announced to). When a slot's next session is served by another host,
+ * the world leaves the slot out of one frame (kz__frame_host_settled), so
+ * the old host has finished with the view before the new one touches it.
  */
 #ifndef KZ_SIM_REPLICATOR_H
 #define KZ_SIM_REPLICATOR_H
@@ -42,8 +44,8 @@
 typedef struct kz__sent_view {
     uint32_t tick;         /* 0 = none: never a baseline */
     uint32_t count;
-    uint32_t oldest;       /* tick of the oldest state referred to */
     uint16_t *slot;        /* ascending view slots */
+    uint16_t *at;          /* per entry: low 16 bits of the tick of its ring row */
     uint32_t *ref;         /* per entry: ring row * cap + dense index */
 } kz__sent_view;
 
@@ -55,6 +57,7 @@ typedef struct kz__view {
     uint32_t acked;            /* newest acknowledged view still held, 0 = none */
     uint32_t n_vis;
     uint32_t priority_first;   /* the last snapshot left changes out: sort first */
+    uint32_t observing;        /* its avatar was an observer in the last frame */
     double budget;             /* bytes this client may still receive */
     uint32_t *slot_ent;        /* view slot -> dense index + 1 (0 = free) */
     uint32_t *since;           /* tick each view slot was taken */
@@ -63,6 +66,9 @@ typedef struct kz__view {
     float *acc;                /* priority accumulated per view slot */
     float *score;              /* its interest score at the last interest run */
     _Atomic uint64_t *seen;    /* bitmap over dense indices: in view */
+    _Atomic uint64_t *entered; /* bitmap over dense indices: came into an observer's
+                                  view; taken (exchanged with 0) by the world, which
+                                  tells their owners */
     kz__sent_view *hist;       /* views sent, ring by tick % history */
 } kz__view;
 
@@ -135,10 +141,11 @@ void kz__replicator_run(kz__replicator *r, const kz__frame *f);
 /* Simulation thread: 1 if the client in `slot` (session `serial`) has
  * dense index `idx` in view. */
 int kz__view_sees(const kz__repl_world *w, uint32_t slot, uint32_t serial, uint32_t idx);
-/* Simulation thread: the word `word` of the `seen` bitmap of the client in
- * `slot`, 0 if the view is not yet that session's. */
-uint64_t kz__view_seen_word(const kz__repl_world *w, uint32_t slot, uint32_t serial,
-                            uint32_t word);
+/* Simulation thread: takes (and clears) word `word` of the `entered`
+ * bitmap of the client in `slot`: avatars that came into its view while
+ * it observed. 0 if the view is not yet that session's. */
+uint64_t kz__view_take_entered(const kz__repl_world *w, uint32_t slot, uint32_t serial,
+                               uint32_t word);
 
 /* The visibility rule on a frame: 1 if dense indices `a` and `b` may see
  * each other (sim/server_rules.c states the rule). */

@@ -98,6 +98,8 @@ static size_t frames_layout(kz_server *s, uint8_t *base)
         KZ__ARR(f->clients, nc);
         KZ__ARR(f->blocked, nc);
     }
+    KZ__ARR(s->rp.last_host, nc);
+    KZ__ARR(s->rp.last_tick, nc);
 #undef KZ__ARR
     return off + 64u;
 }
@@ -964,13 +966,10 @@ void kz__announce_observers(kz_server *s)
         const kz__client *cl = &s->sessions.clients[slot];
         if (!cl->live || !cl->observer)
             continue;
-        uint64_t *told = kz__session_announced(&s->sessions, slot);
-        for (uint32_t k = 0; k < words; k++) {
-            uint64_t seen = kz__view_seen_word(&s->rp.w, slot, cl->serial, k);
-            for (uint64_t fresh = seen & ~told[k]; fresh; fresh &= fresh - 1u)
+        for (uint32_t k = 0; k < words; k++)
+            for (uint64_t fresh = kz__view_take_entered(&s->rp.w, slot, cl->serial, k); fresh;
+                 fresh &= fresh - 1u)
                 kz__announce_observer(s, cl, k * 64u + (uint32_t)__builtin_ctzll(fresh));
-            told[k] = seen;
-        }
     }
 }
 
@@ -1071,10 +1070,10 @@ static void on_admin(kz_server *s, uint32_t slot, kz__client *cl, const uint8_t 
         target->muted = 0;
         break;
     case KZ_ADMIN_OBSERVE_ON:
-        /* Everyone it sees learns it is watched: at the next tick
-         * (kz__announce_observers), from an empty told set. */
+        /* Everyone it sees learns it is watched, and everyone it comes
+         * to see: its replicator marks them from the next frame on, and
+         * the next tick tells them (kz__announce_observers). */
         cl->observer = 1;
-        kz__session_forget_announced(&s->sessions, slot);
         break;
     case KZ_ADMIN_OBSERVE_OFF:
         cl->observer = 0;

@@ -55,6 +55,8 @@ typedef struct kz__replication {
     kz__stage stage;
     kz__frame frames[KZ__FRAMES];
     void *frame_block;            /* the arrays of both frames */
+    uint32_t *last_host;          /* per slot: host of the last frame that replicated it */
+    uint32_t *last_tick;          /* per slot: that frame's tick, 0 = none */
     size_t frame_block_size;
     uint64_t tick_start[KZ__TIMED];  /* threaded: when each recent tick began (monotonic ns) */
     uint32_t timed;               /* threaded: newest tick whose whole time is recorded */
@@ -143,8 +145,9 @@ void kz__update_private_zones(kz_server *s);
 void kz__audit(kz_server *s, uint32_t type, const kz__client *cl, uint32_t code, const char *detail);
 /* server.c: tells the owner of `target` that `observer` now sees it. */
 void kz__announce_observer(kz_server *s, const kz__client *observer, uint32_t target);
-/* server.c: every observer's owner-told set follows what it sees now: each
- * newly seen avatar's owner is told. Once per tick. */
+/* server.c: tells the owner of every avatar that came into an observer's
+ * view (the replicators' `entered` bits) that it is watched. Once per
+ * tick. */
 void kz__announce_observers(kz_server *s);
 
 #endif /* KZ_SIM_SERVER_IMPL_H */

@@ -172,26 +172,48 @@ static void frame_rules(kz_server *s, kz__frame *f)
     }
 }
 
+/* What every live slot's replicator needs. Identity and blocks are
+ * filled for every live slot, kicked ones included: their avatars stay in
+ * others' views until they are gone, and blocks must hold meanwhile. */
+static void frame_client(kz_server *s, kz__frame *f, uint32_t slot)
+{
+    const kz__client *cl = &s->sessions.clients[slot];
+    kz__frame_client *fc = &f->clients[slot];
+    if (fc->serial != cl->serial || fc->blocked_gen != cl->blocked_gen) {
+        memcpy(f->blocked[slot], cl->blocked, cl->n_blocked * sizeof cl->blocked[0]);
+        fc->blocked_gen = cl->blocked_gen;
+    }
+    fc->n_blocked = cl->n_blocked;
+    fc->client_id = cl->client_id;
+    fc->serial = cl->serial;
+    fc->avatar = cl->avatar;
+    fc->input_tick = cl->applied_cmd;
+    fc->acked = cl->acked;
+    fc->corrected = cl->corrected;
+    fc->host = (uint8_t)cl->host;
+    fc->replicate = !cl->kicked;
+}
+
 static void frame_clients(kz_server *s, kz__frame *f)
 {
+    kz__replication *rp = &s->rp;
     for (uint32_t slot = 0; slot < s->sessions.max_clients; slot++) {
         const kz__client *cl = &s->sessions.clients[slot];
         kz__frame_client *fc = &f->clients[slot];
-        fc->replicate = cl->live && !cl->kicked;
+        if (!cl->live) {
+            fc->replicate = 0;
+            continue;
+        }
+        frame_client(s, f, slot);
         if (!fc->replicate)
             continue;
-        fc->client_id = cl->client_id;
-        fc->serial = cl->serial;
-        fc->avatar = cl->avatar;
-        fc->input_tick = cl->applied_cmd;
-        fc->acked = cl->acked;
-        fc->corrected = cl->corrected;
-        fc->host = (uint8_t)cl->host;
-        fc->n_blocked = cl->n_blocked;
-        if (fc->blocked_gen != cl->blocked_gen || fc->serial != cl->serial) {
-            memcpy(f->blocked[slot], cl->blocked, cl->n_blocked * sizeof cl->blocked[0]);
-            fc->blocked_gen = cl->blocked_gen;
+        if (!kz__frame_host_settled(rp->last_host[slot], rp->last_tick[slot], cl->host, s->tick)) {
+            fc->replicate = 0;  /* one frame's pause while the old host finishes */
+            kz_counter_inc(s->c, KZ_WORLD_C_HOST_MOVES);
+            continue;
         }
+        rp->last_host[slot] = cl->host;
+        rp->last_tick[slot] = s->tick;
     }
 }
 

@@ -1,8 +1,7 @@
 /*
  * The session table: per transport slot, what the simulation keeps about
  * the session in it (identity from the token, input queue, validator
- * state, blocks, samplers), and per slot which avatars an observer has
- * been announced to. Simulation thread only. Internal.
+ * state, blocks, samplers). Simulation thread only. Internal.
  *
  * A session's view of the world (what it sees, what it was sent) is not
  * here: it belongs to the replicator of its host (sim/replicator.h).
@@ -77,8 +76,6 @@ typedef struct kz__client {
 
 typedef struct kz__sessions {
     kz__client *clients;          /* per slot */
-    uint64_t *announced;          /* per slot, `words` words: avatars (dense index bits)
-                                     an observer in that slot was announced to */
     uint32_t max_clients;
     uint32_t words;               /* 64-bit words of an entity bitmap */
     uint32_t n_live;              /* slots with an avatar */
@@ -95,12 +92,7 @@ void kz__sessions_fini(kz__sessions *t);
 
 /* Starts the slot's state for the session `serial` served by I/O host
  * `host` from nothing (no avatar, empty queue, fresh validator, no
- * blocks, nothing announced) and returns it. */
+ * blocks) and returns it. */
 kz__client *kz__session_reset(kz__sessions *t, uint32_t slot, uint32_t serial, uint32_t host);
-
-/* The announced bitmap of `slot` (`words` words); kz__session_forget_announced
- * clears it (an observer turned on again announces to everyone anew). */
-uint64_t *kz__session_announced(const kz__sessions *t, uint32_t slot);
-void kz__session_forget_announced(kz__sessions *t, uint32_t slot);
 
 #endif /* KZ_SIM_SESSIONS_H */

@@ -9,10 +9,13 @@
  *
  * The world: `n` avatars walking in a 60 m square with moving heads, a
  * private zone some of them stand in, a pair of clients blocking each
- * other, an observer, a slot whose session changes half-way, and a byte
- * budget small enough that most snapshots leave changes out, so the
- * priority order and the references to older states are exercised.
- * Clients acknowledge 1-4 ticks late; some claim views never sent.
+ * other, an observer, a slot whose session changes half-way, another
+ * whose new session moves to the other host (left out of one frame, as
+ * the server does), an application visibility hook, and a byte budget
+ * small enough that most snapshots leave changes out, so the priority
+ * order, references to older states and states that left the ring are
+ * exercised. Clients acknowledge 1-4 ticks late; some claim views never
+ * sent.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -49,6 +52,7 @@ typedef struct {
     int16_t vel[KZT_N][3];
     kzt_capture cap;
     _Atomic uint32_t taken[KZT_HOSTS];  /* newest tick each replicator started */
+    uint32_t last_host[KZT_N], last_tick[KZT_N];
     atomic_int stop;
 } kzt_rworld;
 
@@ -65,6 +69,14 @@ static int capture(void *ctx, uint32_t host, uint32_t slot, uint32_t serial, con
     c->hash[slot] = h;
     c->count[slot]++;
     return 0;
+}
+
+/* The application's hook: a pure function of the two ids, so it may run
+ * on any thread. Hides pairs whose indices sum to a multiple of 13. */
+static int hook(void *ctx, uint32_t viewer, uint32_t target)
+{
+    (void)ctx;
+    return ((viewer & KZ_ENTITY_MAX) + (target & KZ_ENTITY_MAX)) % 13u != 0;
 }
 
 static uint64_t rnd(uint64_t *s)
@@ -102,6 +114,7 @@ static int rworld_init(kzt_rworld *x)
     kz__views_place(w, x->views);
     w->send = capture;
     w->send_ctx = &x->cap;
+    w->visible = hook;
     kz_grid_config gc;
     kz_grid_config_default(&gc);
     gc.max_entities = KZT_N;
@@ -214,6 +227,15 @@ static void write_frame(kzt_rworld *x, uint32_t t)
         fc->input_tick = t;
         fc->corrected = (t + i) % 11u == 0;
         fc->host = (uint8_t)(i % KZT_HOSTS);
+        if (i == 7 && t >= 200) { /* its next session is served by the other host */
+            fc->host = 0;
+            fc->serial = 100u + i + 2000u;
+        }
+        fc->replicate = kz__frame_host_settled(x->last_host[i], x->last_tick[i], fc->host, t);
+        if (fc->replicate) {
+            x->last_host[i] = fc->host;
+            x->last_tick[i] = t;
+        }
         uint32_t late = 1u + i % 4u;
         fc->acked = t > late ? t - late : 0;
         if (i % 7u == 0 && t % 5u == 0)
@@ -330,10 +352,12 @@ kzt_result kzt_replicator_differential(uint32_t ticks)
     if (skipped)
         fail(&r, "a replicator skipped a tick");
     uint64_t deferred = kz_counters_get(&a->counters, KZ_WORLD_C_DEFERRED);
+    uint64_t expired = kz_counters_get(&a->counters, KZ_WORLD_C_BASE_EXPIRED);
     uint64_t full = kz_counters_get(&a->counters, KZ_WORLD_C_SNAPSHOT_FULL);
     for (uint32_t i = 0; i < KZT_N; i++) {
         char what[160];
-        if (a->cap.count[i] != ticks) {
+        uint32_t expect = i == 7 ? ticks - 1u : ticks;  /* one frame's pause on the move */
+        if (a->cap.count[i] != expect) {
             snprintf(what, sizeof what, "slot %u: %u snapshots in %u ticks", i, a->cap.count[i],
                      ticks);
             fail(&r, what);
@@ -350,6 +374,8 @@ kzt_result kzt_replicator_differential(uint32_t ticks)
         fail(&r, "no update was ever deferred: the budget path is not exercised");
     if (full <= KZT_N)
         fail(&r, "no full state after the first: the baseline rules are not exercised");
+    if (expired == 0)
+        fail(&r, "no baseline state ever left the ring: that path is not exercised");
 out:
     if (a)
         rworld_fini(a);

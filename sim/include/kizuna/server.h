@@ -283,7 +283,9 @@ KZ_API void kz_server_shutdown(kz_server *s, const char *text);
     X(VIOL_VOICE, "violation_voice_rate")                 \
     X(VIOL_GRAB, "violation_grab")                        \
     X(REPL_WAITS, "ticks_waited_for_replication")         \
-    X(REPL_SKIPPED, "frames_skipped_replication")
+    X(REPL_SKIPPED, "frames_skipped_replication")         \
+    X(BASE_EXPIRED, "baseline_entries_expired")           \
+    X(HOST_MOVES, "sessions_moved_host")
 
 enum {
 #define KZ__WORLD_ENUM(id, name) KZ_WORLD_C_##id,
