@@ -7,18 +7,25 @@
  *      token's claims), disconnects, inputs, chat, emotes, voice, actions;
  *   2. applies one input command per client (clamped to the limits; a
  *      clamped command is a correction the client sees);
- *   3. moves held objects with their holders and updates the spatial grid;
- *   4. per client: interest (grid -> visibility hook -> ranking -> cut to
- *      max_visible), then a snapshot delta against the newest view the
- *      client acknowledged, cut to the packet and per-second byte budgets
- *      by priority (distance, time since last sent, importance).
+ *   3. moves held objects with their holders and updates the spatial grid,
+ *      and publishes an immutable image of the tick;
+ *   4. per client, from that image: interest (grid -> visibility rule and
+ *      hook -> ranking -> cut to max_visible), then a snapshot delta
+ *      against the newest view the client acknowledged, cut to the packet
+ *      and per-second byte budgets by priority (distance, time since last
+ *      sent, importance). This per-client stage (replication) runs on the
+ *      transport's I/O threads, each for the clients it serves, while the
+ *      simulation goes on with the next tick.
  *
  * Threads. The transport either runs its own I/O threads
- * (net.threaded = 1) or is serviced inside kz_server_step on the caller's
- * thread (single-threaded mode, deterministic for tests). Every kz_server_*
- * call must come from one thread (the simulation thread); the visibility
- * hook runs on it too. After creation the steady state allocates nothing
- * on this thread: every table is sized from max_clients and max_objects.
+ * (net.threaded = 1), which also replicate, or is serviced inside
+ * kz_server_step on the caller's thread, which then replicates too, host
+ * by host (single-threaded mode, deterministic for tests). Every
+ * kz_server_* call must come from one thread (the simulation thread). The
+ * visibility hook is called from the replicators: in threaded mode from
+ * every I/O thread at once, while the simulation thread steps (see
+ * kz_server_visible_fn). After creation the steady state allocates
+ * nothing: every table is sized from max_clients and max_objects.
  *
  * Time is injected: kz_server_step(now) runs the ticks that are due at
  * `now` (nanoseconds, any monotonic origin).
@@ -36,7 +43,12 @@ extern "C" {
 #endif
 
 /* Visibility hook: 1 if the client whose avatar is `viewer` may see the
- * entity `target` (entity ids as on the wire), 0 if not. */
+ * entity `target` (entity ids as on the wire), 0 if not. Asked both ways,
+ * for pairs that pass the world's own rules. In threaded mode it is
+ * called from the I/O threads, several at once, about a tick after the
+ * state it decides on: it must be safe to call concurrently (read data
+ * that does not change, or guard what does) and must not call
+ * kz_server_*. */
 typedef int (*kz_server_visible_fn)(void *ctx, uint32_t viewer, uint32_t target);
 
 /* Zero fields mean the default. */
