@@ -65,6 +65,8 @@ typedef struct kz__frame_client {
 typedef struct kz__frame {
     uint32_t tick;
     const kz_snap_state *image;   /* ring row of this tick: cap states, entity 0 = none */
+    uint32_t *ids;                /* per dense index: its entity id, 0 = none (the
+                                     image's ids, packed for scans) */
     kz_grid grid;                 /* the world's grid at this tick */
     uint8_t *rule;                /* per dense index: KZ__RULE_* */
     uint8_t *zone;                /* per dense index: private zone + 1, 0 = none */

@@ -220,7 +220,7 @@ int kz__frame_may_see(const kz__repl_world *w, const kz__frame *f, uint32_t a, u
             return 0;
     }
     if (w->visible) {
-        uint32_t ia = f->image[a].entity, ib = f->image[b].entity;
+        uint32_t ia = f->ids[a], ib = f->ids[b];
         return w->visible(w->visible_ctx, ia, ib) && w->visible(w->visible_ctx, ib, ia);
     }
     return 1;
@@ -297,7 +297,7 @@ static void select_view(kz__replicator *r, const kz__frame *f, kz__view *v, uint
             k++;
         uint32_t e = r->sel[j];
         v->slot_ent[k] = e + 1u;
-        v->slot_id[k] = f->image[e].entity;
+        v->slot_id[k] = f->ids[e];
         v->score[k] = r->sel_score[j];
         v->acc[k] = 0;
         v->since[k] = f->tick;
@@ -319,7 +319,7 @@ static void keep_view(kz__replicator *r, const kz__frame *f, kz__view *v, uint32
         if (!v->slot_ent[k])
             continue;
         uint32_t e = v->slot_ent[k] - 1u;
-        int gone = f->image[e].entity != v->slot_id[k];
+        int gone = f->ids[e] != v->slot_id[k];
         if (gone || !kz__frame_may_see(w, f, avatar, e)) {
             free_slot(v, k);
             changed = 1;
@@ -497,9 +497,11 @@ static void priority_order(kz__replicator *r, const kz__view *v)
 
 static const kz_snap_badge *badge_of(void *ctx, uint32_t entity)
 {
+    /* The codec asks only for entities of the wanted view, which come
+     * from this frame: their index is below the frame's capacity. */
     const kz__frame *f = ctx;
     uint32_t i = entity & KZ_ENTITY_MAX;
-    return f->image[i].entity == entity ? &f->badge[i] : NULL;
+    return f->ids[i] == entity ? &f->badge[i] : NULL;
 }
 
 /* This tick's byte room for the client: its budget refills by the

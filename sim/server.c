@@ -89,6 +89,7 @@ static size_t frames_layout(kz_server *s, uint8_t *base)
 #define KZ__ARR(ptr, count) KZ__LAYOUT(off, base, ptr, count, 64u)
     for (uint32_t k = 0; k < KZ__FRAMES; k++) {
         kz__frame *f = &s->rp.frames[k];
+        KZ__ARR(f->ids, cap);
         KZ__ARR(f->rule, cap);
         KZ__ARR(f->zone, cap);
         KZ__ARR(f->owner, cap);

@@ -158,6 +158,7 @@ static void frame_rules(kz_server *s, kz__frame *f)
     memcpy(f->owner, s->world.owner, s->world.cap * sizeof *f->owner);
     memcpy(f->importance, s->world.importance, s->world.cap * sizeof *f->importance);
     for (uint32_t i = 0; i < s->world.cap; i++) {
+        f->ids[i] = f->image[i].entity;
         uint8_t rule = s->world.private_zone[i] ? KZ__RULE_ZONED : 0;
         if (s->world.owner[i]) {
             const kz__client *cl = &s->sessions.clients[s->world.owner[i] - 1u];

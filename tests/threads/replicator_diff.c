@@ -124,6 +124,7 @@ static int rworld_init(kzt_rworld *x)
         return -1;
     for (uint32_t k = 0; k < KZ__FRAMES; k++) {
         kz__frame *f = &x->frames[k];
+        f->ids = calloc(KZT_N, sizeof *f->ids);
         f->rule = calloc(KZT_N, 1);
         f->zone = calloc(KZT_N, 1);
         f->owner = calloc(KZT_N, sizeof *f->owner);
@@ -133,7 +134,7 @@ static int rworld_init(kzt_rworld *x)
         f->clients = calloc(KZT_N, sizeof *f->clients);
         f->blocked = calloc(KZT_N, sizeof *f->blocked);
         if (!f->rule || !f->zone || !f->owner || !f->importance || !f->badge ||
-            !f->badge_gen || !f->clients || !f->blocked || kz_grid_init(&f->grid, &gc, NULL))
+            !f->badge_gen || !f->ids || !f->clients || !f->blocked || kz_grid_init(&f->grid, &gc, NULL))
             return -1;
     }
     if (kz_counters_init(&x->counters, KZ_WORLD_C_COUNT, KZT_HOSTS, NULL, NULL))
@@ -161,7 +162,7 @@ static void rworld_fini(kzt_rworld *x)
         kz__replicator_fini(&x->r[h]);
     for (uint32_t k = 0; k < KZ__FRAMES; k++) {
         kz__frame *f = &x->frames[k];
-        free(f->rule), free(f->zone), free(f->owner), free(f->importance), free(f->badge);
+        free(f->ids), free(f->rule), free(f->zone), free(f->owner), free(f->importance), free(f->badge);
         free(f->badge_gen), free(f->clients), free(f->blocked);
         if (f->grid.block)
             kz_grid_fini(&f->grid);
@@ -207,6 +208,7 @@ static void write_frame(kzt_rworld *x, uint32_t t)
             st->rot[p] = KZ_SNAP_ROT_REST;
         }
         st->rel[0][1] = 0;
+        f->ids[i] = st->entity;
         f->owner[i] = i + 1u;
         f->importance[i] = 1.0f;
         /* Avatars 0-7 stand in private zone 1 during ticks 60-180. */
