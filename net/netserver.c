@@ -10,10 +10,15 @@
  *                 send: buffer from out_free[k], fill, out_ring[k]
  *   I/O thread k: drain out_ring[k] -> seal -> enet_peer_send; buffers back
  *                 to out_free[k]
+ *   I/O thread k: the application's work (the world's replicators): sealed
+ *                 and handed to ENet at once (kz__netserver_send_now)
  *
  * Every ring has exactly one producer and one consumer thread. Buffers are
  * indices into pools allocated at creation: nothing on Kizuna's side
- * allocates per packet. The gate is shared by all hosts (one table of
+ * allocates per packet. The side that takes buffers keeps the free ones
+ * on a stack and moves returned ones onto it before each take, so the
+ * most recently used buffer is reused first: a pool's pages are touched
+ * only as far as the traffic in flight needs, not cycled through. The gate is shared by all hosts (one table of
  * tokens, client ids and slots) and guarded by a mutex; it is touched once
  * per received datagram, briefly.
  *
@@ -75,9 +80,13 @@ typedef struct kz__mac_entry {
     uint32_t set;
 } kz__mac_entry;
 
+/* A pool of fixed-size message buffers, and the free ones the taking side
+ * holds (most recently returned on top). */
 typedef struct kz__pool {
     uint8_t *bytes;
     uint32_t count;
+    uint32_t *free;           /* stack of buffer indices, `count` room */
+    uint32_t n_free;
 } kz__pool;
 
 /* One ENet host, its thread and its rings. */
@@ -178,6 +187,18 @@ static void kz__push_sure(kz_spsc *r, const void *elem)
     KZ_ASSERT(pushed == 1);
 }
 
+/* Takes a free buffer of `p` (on the pool's taking thread): the buffers
+ * the other side returned through `returned` go on the stack first, in
+ * return order, so the newest is reused. KZ_EFULL when none is free. */
+static int kz__pool_take(kz__pool *p, kz_spsc *returned, uint32_t *buf)
+{
+    p->n_free += kz_spsc_pop_n(returned, p->free + p->n_free, p->count - p->n_free);
+    if (p->n_free == 0)
+        return KZ_EFULL;
+    *buf = p->free[--p->n_free];
+    return KZ_OK;
+}
+
 /* ---- I/O side: inbound ---------------------------------------------------- */
 
 /* Hands a data message to the application; the payload is copied into a
@@ -186,7 +207,7 @@ static void kz__deliver(kz__io *io, uint32_t slot, uint8_t channel, uint8_t type
                         const void *data, uint32_t len)
 {
     uint32_t buf;
-    if (kz_spsc_pop(&io->in_free, &buf) != KZ_OK) {
+    if (kz__pool_take(&io->in_pool, &io->in_free, &buf) != KZ_OK) {
         kz_counter_inc(io->c, KZ_NET_C_DROP_INBOUND_FULL);
         return;
     }
@@ -774,7 +795,7 @@ static int kz__queue_out(kz_netserver *s, const kz__msgref *tmpl, const void *da
     uint8_t host = atomic_load_explicit(&s->slot_io[tmpl->slot], memory_order_relaxed);
     kz__io *io = &s->io[host];
     uint32_t buf;
-    if (kz_spsc_pop(&io->out_free, &buf) != KZ_OK) {
+    if (kz__pool_take(&io->out_pool, &io->out_free, &buf) != KZ_OK) {
         kz_counter_inc(s->app, KZ_NET_C_DROP_OUTBOUND_FULL);
         return KZ_EFULL;
     }
@@ -912,19 +933,22 @@ static int kz__io_build(kz_netserver *s, kz__io *io, uint32_t i)
      * slot (but not their ENet peer) until the application polls them. */
     uint32_t in_cap = kz__pow2_at_least(cap + 2 * s->cfg.max_clients);
     uint32_t rel_cap = kz__pow2_at_least(s->cfg.max_clients);
-    io->in_pool = (kz__pool){kz_alloc(a, (size_t)cap * KZ_MAX_MESSAGE_BYTES, 64), cap};
-    io->out_pool = (kz__pool){kz_alloc(a, (size_t)cap * KZ_MAX_MESSAGE_BYTES, 64), cap};
-    if (!io->in_pool.bytes || !io->out_pool.bytes ||
+    /* Not zeroed: a buffer is written before it is read, and untouched
+     * pages stay out of memory (the stacks hand out few of them). */
+    io->in_pool = (kz__pool){kz_alloc(a, (size_t)cap * KZ_MAX_MESSAGE_BYTES, 64), cap,
+                             kz_alloc(a, (size_t)cap * sizeof(uint32_t), 64), 0};
+    io->out_pool = (kz__pool){kz_alloc(a, (size_t)cap * KZ_MAX_MESSAGE_BYTES, 64), cap,
+                              kz_alloc(a, (size_t)cap * sizeof(uint32_t), 64), 0};
+    if (!io->in_pool.bytes || !io->out_pool.bytes || !io->in_pool.free || !io->out_pool.free ||
         kz_spsc_init(&io->release, rel_cap, sizeof(uint32_t), a) ||
         kz_spsc_init(&io->in_ring, in_cap, sizeof(kz__msgref), a) ||
         kz_spsc_init(&io->in_free, cap, sizeof(uint32_t), a) ||
         kz_spsc_init(&io->out_ring, cap, sizeof(kz__msgref), a) ||
         kz_spsc_init(&io->out_free, cap, sizeof(uint32_t), a))
         return KZ_ENOMEM;
-    for (uint32_t b = 0; b < cap; b++) {
-        kz__push_sure(&io->in_free, &b);
-        kz__push_sure(&io->out_free, &b);
-    }
+    for (uint32_t b = 0; b < cap; b++) /* buffer 0 on top */
+        io->in_pool.free[b] = io->out_pool.free[b] = cap - 1u - b;
+    io->in_pool.n_free = io->out_pool.n_free = cap;
     io->mac = kz_calloc(a, (size_t)s->cfg.max_clients * sizeof *io->mac, 64);
     io->serial = kz_calloc(a, (size_t)s->cfg.max_clients * sizeof *io->serial, 64);
     if (io->mac == NULL || io->serial == NULL || kz__fixmap_init(&io->mac_by_cid, s->cfg.max_clients, a) != KZ_OK)
@@ -1040,6 +1064,8 @@ static void kz__io_fini(kz_netserver *s, kz__io *io)
     }
     kz_free(a, io->in_pool.bytes, pool_bytes);
     kz_free(a, io->out_pool.bytes, pool_bytes);
+    kz_free(a, io->in_pool.free, (size_t)s->cfg.ring_capacity * sizeof(uint32_t));
+    kz_free(a, io->out_pool.free, (size_t)s->cfg.ring_capacity * sizeof(uint32_t));
     kz_spsc *rings[] = {&io->in_ring, &io->in_free, &io->out_ring, &io->out_free, &io->release};
     for (size_t r = 0; r < 5; r++)
         if (rings[r]->buf)
