@@ -75,6 +75,8 @@ static size_t scratch_layout(kz__replicator *r, uint8_t *base)
     KZ__ARR(r->want.state, ns);
     KZ__ARR(r->base.slot, ns);
     KZ__ARR(r->base.state, ns);
+    KZ__ARR(r->older.slot, ns);
+    KZ__ARR(r->older.state, ns);
     KZ__ARR(r->sent.slot, ns);
     KZ__ARR(r->sent.state, ns);
     KZ__ARR(r->order, ns);
@@ -83,6 +85,7 @@ static size_t scratch_layout(kz__replicator *r, uint8_t *base)
     KZ__ARR(r->change, ns);
     KZ__ARR(r->want_key, ns);
     KZ__ARR(r->want_base, ns);
+    KZ__ARR(r->want_older, ns);
 #undef KZ__ARR
     return off + 64u;
 }
@@ -108,7 +111,7 @@ int kz__replicator_init(kz__replicator *r, const kz__repl_world *w, uint32_t hos
     if (!r->block)
         return KZ_ENOMEM;
     (void)scratch_layout(r, r->block);
-    r->want.cap = r->base.cap = r->sent.cap = w->n_slots;
+    r->want.cap = r->base.cap = r->older.cap = r->sent.cap = w->n_slots;
     for (uint32_t i = 0; i < w->cap; i++)
         r->slot_of[i] = KZ__NO_SLOT;
     return KZ_OK;
@@ -139,6 +142,7 @@ static void view_reset(const kz__repl_world *w, kz__view *v, uint32_t serial)
     for (uint32_t k = 0; k < w->history; k++)
         v->hist[k].tick = 0, v->hist[k].count = 0;
     v->acked = 0;
+    v->acked_before = 0;
     v->n_vis = 0;
     v->priority_first = 0;
     v->observing = 0;
@@ -379,8 +383,10 @@ static const kz__sent_view *baseline(const kz__repl_world *w, kz__view *v, const
 {
     uint32_t t = f->tick;
     if (claim > v->acked && claim <= t && t - claim < w->history &&
-        v->hist[claim % w->history].tick == claim)
+        v->hist[claim % w->history].tick == claim) {
+        v->acked_before = v->acked;
         v->acked = claim;
+    }
     if (!v->acked || t - v->acked >= w->history)
         return NULL;
     const kz__sent_view *h = &v->hist[v->acked % w->history];
@@ -411,15 +417,41 @@ static uint32_t take_out(const kz__repl_world *w, const kz__sent_view *h, uint32
     return lost;
 }
 
+/* The older view of second-order prediction: the acknowledged view before
+ * the baseline, if this replicator still holds it, the client does too
+ * (decoded within the last `history` ticks) and every state it refers to
+ * is still in the ring. It must be exact — both ends predict from it — so
+ * unlike a baseline it takes no stand-ins: anything less and the body
+ * predicts to first order. */
+static const kz_snap_view *older_view(kz__replicator *r, const kz__view *v, uint32_t now)
+{
+    const kz__repl_world *w = r->w;
+    uint32_t t = v->acked_before;
+    if (!t || now - t >= w->history)
+        return NULL;
+    const kz__sent_view *h = &v->hist[t % w->history];
+    if (h->tick != t)
+        return NULL;
+    for (uint32_t i = 0; i < h->count; i++)
+        if (!ref_alive(w, h->at[i], now))
+            return NULL;
+    (void)take_out(w, h, now, &r->older);
+    return &r->older;
+}
+
 /* For the record cache: each wanted entity's world image at the baseline
- * tick (the ring row of that tick), so clients whose baseline holds exactly
- * that state share one encoded update. */
-static void point_at_world(kz__replicator *r, const kz_snap_view *base)
+ * tick and at the older tick (ring rows of those ticks), so clients whose
+ * views hold exactly those states share one encoded update. */
+static void point_at_world(kz__replicator *r, const kz_snap_view *base,
+                           const kz_snap_view *older)
 {
     const kz__repl_world *w = r->w;
     const kz_snap_state *row = base ? w->ring + (size_t)row_of(w, base->tick) * w->cap : NULL;
-    for (uint32_t i = 0; i < r->want.count; i++)
+    const kz_snap_state *orow = older ? w->ring + (size_t)row_of(w, older->tick) * w->cap : NULL;
+    for (uint32_t i = 0; i < r->want.count; i++) {
         r->want_base[i] = row ? &row[r->want_key[i]] : NULL;
+        r->want_older[i] = orow ? &orow[r->want_key[i]] : NULL;
+    }
 }
 
 /* Stores what the client will hold by reference: changed and unchanged
@@ -551,16 +583,18 @@ static void replicate_client(kz__replicator *r, const kz__frame *f, uint32_t slo
     const kz_bitwriter after_head = bw;
 
     const kz__sent_view *base_ref = baseline(w, v, f, fc->acked);
-    const kz_snap_view *base = NULL;
+    const kz_snap_view *base = NULL, *older = NULL;
     if (base_ref) {
         uint32_t lost = take_out(w, base_ref, f->tick, &r->base);
         if (lost)
             kz_counter_add(r->c, KZ_WORLD_C_BASE_EXPIRED, lost);
         base = &r->base;
+        older = older_view(r, v, f->tick);
     }
-    point_at_world(r, base);
+    point_at_world(r, base, older);
     kz_snap_encode_args a = {
         .base = base,
+        .older = older,
         .want = &r->want,
         .priority = NULL,
         .budget_bits = kz_bitwriter_bits_left(&bw),
@@ -569,6 +603,7 @@ static void replicate_client(kz__replicator *r, const kz__frame *f, uint32_t slo
         .cache = &r->cache,
         .key = r->want_key,
         .base_world = r->want_base,
+        .older_world = r->want_older,
     };
     /* A client that was over its budget last tick likely is again: order
      * by priority first rather than encode twice. */

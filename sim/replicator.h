@@ -55,6 +55,8 @@ typedef struct kz__view {
                                   after a reset, so a reader that sees it sees a
                                   cleared `seen` */
     uint32_t acked;            /* newest acknowledged view still held, 0 = none */
+    uint32_t acked_before;     /* the acknowledged view before it, 0 = none: the
+                                  older view of second-order prediction */
     uint32_t n_vis;
     uint32_t priority_first;   /* the last snapshot left changes out: sort first */
     uint32_t observing;        /* its avatar was an observer in the last frame */
@@ -109,6 +111,7 @@ typedef struct kz__replicator {
     uint8_t *kept;             /* per view slot, while updating a view */
     kz_snap_view want;         /* what the client should see now */
     kz_snap_view base;         /* its baseline, taken out of the ring */
+    kz_snap_view older;        /* the view before the baseline (second order) */
     kz_snap_view sent;         /* what it will hold after decoding */
     uint16_t *order;           /* priority order of `want` */
     float *prio;               /* per want entry: its priority, for the sort */
@@ -116,6 +119,7 @@ typedef struct kz__replicator {
     uint8_t *change;
     uint32_t *want_key;        /* per want entry: dense index (cache key) */
     const kz_snap_state **want_base;  /* per want entry: world state at the baseline tick */
+    const kz_snap_state **want_older; /* per want entry: world state at the older tick */
     kz_snap_cache cache;       /* encoded updates shared by its clients this tick */
     void *block;
     size_t block_size;
