@@ -516,9 +516,15 @@ static inline void put_ueg(kz_bitwriter *w, uint64_t v, unsigned k)
     uint64_t x = v + ((uint64_t)1 << k);
     unsigned n = bit_length(x) - 1u;
     unsigned p = n - k;
+    if (p + 1u + n <= 64u) {
+        /* One write, with no branch on the value's size (small residuals
+         * of 0 and +-1 make such a branch unpredictable). */
+        uint64_t low = x & (((uint64_t)1 << n) - 1u);
+        put(w, (((uint64_t)1 << p) - 1u) | low << (p + 1u), p + 1u + n);
+        return;
+    }
     put(w, ((uint64_t)1 << p) - 1u, p + 1u);
-    if (n > 0)
-        put(w, x, n);
+    put(w, x, n);
 }
 
 static void put_seg(kz_bitwriter *w, int64_t v, unsigned k)
