@@ -11,6 +11,7 @@
 
 #include <kizuna/entity.h>
 
+#include "core/assert.h"
 #include "sim/layout.h"
 
 #define KZ__NO_SLOT 0xFFFFu
@@ -72,13 +73,13 @@ static size_t scratch_layout(kz__replicator *r, uint8_t *base)
     KZ__ARR(r->slot_of, cap);
     KZ__ARR(r->kept, ns);
     KZ__ARR(r->want.slot, ns);
-    KZ__ARR(r->want.state, ns);
+    KZ__ARR(r->want.ref, ns);
     KZ__ARR(r->base.slot, ns);
-    KZ__ARR(r->base.state, ns);
+    KZ__ARR(r->base.ref, ns);
     KZ__ARR(r->older.slot, ns);
-    KZ__ARR(r->older.state, ns);
+    KZ__ARR(r->older.ref, ns);
     KZ__ARR(r->sent.slot, ns);
-    KZ__ARR(r->sent.state, ns);
+    KZ__ARR(r->sent.ref, ns);
     KZ__ARR(r->order, ns);
     KZ__ARR(r->prio, ns);
     KZ__ARR(r->order_tmp, ns);
@@ -112,6 +113,9 @@ int kz__replicator_init(kz__replicator *r, const kz__repl_world *w, uint32_t hos
         return KZ_ENOMEM;
     (void)scratch_layout(r, r->block);
     r->want.cap = r->base.cap = r->older.cap = r->sent.cap = w->n_slots;
+    /* An entity id no handle can have (generation and index all ones). */
+    r->stand_in.entity = UINT32_MAX;
+    r->stand_in.kind = KZ_KIND_AVATAR;
     for (uint32_t i = 0; i < w->cap; i++)
         r->slot_of[i] = KZ__NO_SLOT;
     return KZ_OK;
@@ -353,7 +357,7 @@ static void update_view(kz__replicator *r, const kz__frame *f, kz__view *v, uint
         uint32_t e = v->slot_ent[k] - 1u;
         v->acc[k] += v->score[k];
         r->want.slot[r->want.count] = (uint16_t)k;
-        r->want.state[r->want.count] = f->image[e];
+        r->want.ref[r->want.count] = &f->image[e];
         r->want_key[r->want.count] = e;
         r->want.count++;
     }
@@ -393,26 +397,25 @@ static const kz__sent_view *baseline(const kz__repl_world *w, kz__view *v, const
     return h->tick == v->acked ? h : NULL;
 }
 
-/* Copies a referenced view into the codec's form. An entry whose state
- * has left the ring gets a stand-in with an entity id no handle can have
- * (generation and index all ones), so the encoder replaces or leaves that
- * slot; returns how many. */
-static uint32_t take_out(const kz__repl_world *w, const kz__sent_view *h, uint32_t now,
+/* Points the codec's view at a sent view's states in the ring. An entry
+ * whose state has left the ring points at the stand-in, whose entity no
+ * handle can have, so the encoder replaces or leaves that slot; returns
+ * how many. */
+static uint32_t take_out(const kz__replicator *r, const kz__sent_view *h, uint32_t now,
                          kz_snap_view *out)
 {
+    const kz__repl_world *w = r->w;
     uint32_t lost = 0;
     out->tick = h->tick;
     out->count = h->count;
     for (uint32_t i = 0; i < h->count; i++) {
         out->slot[i] = h->slot[i];
         if (ref_alive(w, h->at[i], now)) {
-            out->state[i] = w->ring[h->ref[i]];
-            continue;
+            out->ref[i] = &w->ring[h->ref[i]];
+        } else {
+            out->ref[i] = &r->stand_in;
+            lost++;
         }
-        memset(&out->state[i], 0, sizeof out->state[i]);
-        out->state[i].entity = UINT32_MAX;
-        out->state[i].kind = KZ_KIND_AVATAR;
-        lost++;
     }
     return lost;
 }
@@ -435,7 +438,7 @@ static const kz_snap_view *older_view(kz__replicator *r, const kz__view *v, uint
     for (uint32_t i = 0; i < h->count; i++)
         if (!ref_alive(w, h->at[i], now))
             return NULL;
-    (void)take_out(w, h, now, &r->older);
+    (void)take_out(r, h, now, &r->older);
     return &r->older;
 }
 
@@ -454,33 +457,23 @@ static void point_at_world(kz__replicator *r, const kz_snap_view *base,
     }
 }
 
-/* Stores what the client will hold by reference: changed and unchanged
- * entries whose state is this tick's image point at this tick's row; an
- * entry left out for the budget keeps its baseline reference. */
-static void keep_sent(kz__replicator *r, const kz__frame *f, kz__view *v,
-                      const kz__sent_view *base)
+/* Stores what the client will hold by reference. The encoder reports it
+ * as pointers into the ring (this tick's row for what went out or did not
+ * change, an older row for an update left out for the budget), so each
+ * entry's ring index is the pointer's offset and its row's tick follows
+ * from the row: every row a baseline refers to is alive (take_out). */
+static void keep_sent(kz__replicator *r, const kz__frame *f, kz__view *v)
 {
     const kz__repl_world *w = r->w;
     kz__sent_view *h = &v->hist[f->tick % w->history];
-    uint32_t row = row_of(w, f->tick) * w->cap;
-    uint32_t j = 0, b = 0;
+    const uint32_t now_row = row_of(w, f->tick);
     for (uint32_t i = 0; i < r->sent.count; i++) {
-        uint16_t slot = r->sent.slot[i];
-        while (r->want.slot[j] != slot)
-            j++;  /* sent is a subset of want, both ascending */
-        uint32_t e = r->want_key[j];
-        uint32_t ref = row + e;
-        uint16_t at = (uint16_t)f->tick;
-        if (r->change[i] == KZ_SNAP_SAME && base != NULL &&
-            memcmp(&r->sent.state[i], &f->image[e], sizeof f->image[e]) != 0) {
-            while (base->slot[b] != slot)
-                b++;  /* a left-out update: the baseline had this slot */
-            ref = base->ref[b];
-            at = base->at[b];
-        }
-        h->slot[i] = slot;
-        h->at[i] = at;
-        h->ref[i] = ref;
+        size_t ref = (size_t)(r->sent.ref[i] - w->ring);
+        KZ_ASSERT(ref < (size_t)w->rows * w->cap);  /* never the stand-in: see take_out */
+        uint32_t age = (now_row + w->rows - (uint32_t)(ref / w->cap)) % w->rows;
+        h->slot[i] = r->sent.slot[i];
+        h->at[i] = (uint16_t)(f->tick - age);
+        h->ref[i] = (uint32_t)ref;
     }
     h->count = r->sent.count;
     h->tick = f->tick;
@@ -585,7 +578,7 @@ static void replicate_client(kz__replicator *r, const kz__frame *f, uint32_t slo
     const kz__sent_view *base_ref = baseline(w, v, f, fc->acked);
     const kz_snap_view *base = NULL, *older = NULL;
     if (base_ref) {
-        uint32_t lost = take_out(w, base_ref, f->tick, &r->base);
+        uint32_t lost = take_out(r, base_ref, f->tick, &r->base);
         if (lost)
             kz_counter_add(r->c, KZ_WORLD_C_BASE_EXPIRED, lost);
         base = &r->base;
@@ -626,7 +619,7 @@ static void replicate_client(kz__replicator *r, const kz__frame *f, uint32_t slo
         return;
     }
     v->priority_first = st.deferred > 0;
-    keep_sent(r, f, v, base_ref);
+    keep_sent(r, f, v);
     size_t bytes = kz_bitwriter_finish(&bw);
     for (uint32_t i = 0; i < r->sent.count; i++)
         if (r->change[i] != KZ_SNAP_SAME)

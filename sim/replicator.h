@@ -109,10 +109,13 @@ typedef struct kz__replicator {
     float *sel_score;
     uint16_t *slot_of;         /* per dense index: view slot while updating a view */
     uint8_t *kept;             /* per view slot, while updating a view */
+    /* The codec's views, all by pointer (kz_snap_view.ref) into the frame's
+     * image and the ring: nothing is copied per entry. */
     kz_snap_view want;         /* what the client should see now */
-    kz_snap_view base;         /* its baseline, taken out of the ring */
+    kz_snap_view base;         /* its baseline */
     kz_snap_view older;        /* the view before the baseline (second order) */
     kz_snap_view sent;         /* what it will hold after decoding */
+    kz_snap_state stand_in;    /* a baseline entry whose state left the ring */
     uint16_t *order;           /* priority order of `want` */
     float *prio;               /* per want entry: its priority, for the sort */
     uint16_t *order_tmp;

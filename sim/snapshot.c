@@ -928,7 +928,14 @@ static const kz_snap_badge *badge_of(const kz__snap_enc *e, uint32_t entity)
 
 static int view_shape_ok(const kz_snap_view *v)
 {
-    return v->count <= v->cap && (v->count == 0 || (v->slot != NULL && v->state != NULL));
+    return v->count <= v->cap &&
+           (v->count == 0 || (v->slot != NULL && (v->state != NULL || v->ref != NULL)));
+}
+
+/* Entry i's state of a view, held by value or by pointer. */
+static inline const kz_snap_state *view_state(const kz_snap_view *v, uint32_t i)
+{
+    return v->ref != NULL ? v->ref[i] : &v->state[i];
 }
 
 static int view_ok(const kz_snap_codec *c, const kz_snap_view *v)
@@ -957,6 +964,8 @@ static int plan(kz__snap_enc *e)
     const uint32_t wn = want->count, bn = e->bn, n_slots = e->x.c->n_slots;
     const uint16_t *const wslot = want->slot, *const bslot = bn ? e->base->slot : NULL;
     const kz_snap_state *const wst = want->state, *const bst = bn ? e->base->state : NULL;
+    const kz_snap_state *const *const wref = want->ref;
+    const kz_snap_state *const *const bref = bn ? e->base->ref : NULL;
     kz_snap_cache *const k = e->a->cache;
     const uint32_t *const key = e->a->key;
     const kz_snap_state *const *const world = e->a->base_world;
@@ -967,6 +976,7 @@ static int plan(kz__snap_enc *e)
     const uint32_t on = e->older ? e->older->count : 0, ot = e->older ? e->older->tick : 0;
     const uint16_t *const oslot = on ? e->older->slot : NULL;
     const kz_snap_state *const ost = on ? e->older->state : NULL;
+    const kz_snap_state *const *const oref = on ? e->older->ref : NULL;
     uint8_t *const opv = e->op;
     uint16_t *const bidx = e->bidx, *const oidx = e->oidx;
     const kz__snap_memo **const memo = e->memo;
@@ -993,13 +1003,13 @@ static int plan(kz__snap_enc *e)
         }
         if (rc != KZ_OK)
             break;
-        const kz_snap_state *s = &wst[i];
+        const kz_snap_state *s = wref ? wref[i] : &wst[i];
         uint8_t op = KZ__OP_ENTER;
         bidx[i] = KZ__SNAP_NONE;
         memo[i] = NULL;
         if (j < bn && bslot[j] == slot) {
             /* Every base slot before it was below slot, so it ascends. */
-            const kz_snap_state *b = &bst[j];
+            const kz_snap_state *b = bref ? bref[j] : &bst[j];
             bprev = slot;
             bidx[i] = (uint16_t)j++;
             op = KZ__OP_REPLACE;
@@ -1017,9 +1027,10 @@ static int plan(kz__snap_enc *e)
             if (op == KZ__OP_UPDATE && on != 0) {
                 for (; jo < on && oslot[jo] < slot; jo++)
                     ;
-                if (jo < on && oslot[jo] == slot && ost[jo].entity == b->entity &&
-                    ost[jo].kind == b->kind) {
-                    o = &ost[jo];
+                const kz_snap_state *oj = jo < on ? (oref ? oref[jo] : &ost[jo]) : NULL;
+                if (oj != NULL && oslot[jo] == slot && oj->entity == b->entity &&
+                    oj->kind == b->kind) {
+                    o = oj;
                     oidx[i] = (uint16_t)jo;
                 }
             }
@@ -1104,15 +1115,15 @@ static int cache_bind(kz_snap_cache *k, const kz_snap_codec *c, const kz_snap_en
  * unchosen replace is a leave). */
 static void put_record(kz_bitwriter *w, const kz__snap_enc *e, uint32_t i)
 {
-    const kz_snap_state *s = &e->a->want->state[i];
+    const kz_snap_state *s = view_state(e->a->want, i);
     switch (e->op[i]) {
     case KZ__OP_UPDATE | KZ__OP_TAKEN:
         put(w, 0, 1);
         if (e->memo[i] != NULL)
             put_bits(w, e->memo[i]->bits, e->memo[i]->nbits);
         else
-            put_update(w, &e->x, &e->base->state[e->bidx[i]],
-                       e->oidx[i] == KZ__SNAP_NONE ? NULL : &e->older->state[e->oidx[i]], s);
+            put_update(w, &e->x, view_state(e->base, e->bidx[i]),
+                       e->oidx[i] == KZ__SNAP_NONE ? NULL : view_state(e->older, e->oidx[i]), s);
         break;
     case KZ__OP_REPLACE | KZ__OP_TAKEN:
         put(w, 3, 2);   /* 1 then 1: enter */
@@ -1255,16 +1266,23 @@ static void fill_sent(const kz__snap_enc *e, int all, kz_snap_view *sent, uint8_
     /* Locals: the stores below could alias any field behind a pointer. */
     const uint32_t wn = want->count;
     const uint16_t *const wslot = want->slot;
-    const kz_snap_state *const wst = want->state;
     uint16_t *const sslot = sent->slot;
     kz_snap_state *const sst = sent->state;
+    const kz_snap_state **const sref = sent->ref;
     kz_snap_encode_stats c = {.leaves = e->n_leave};
     uint32_t n = 0;
     sent->tick = want->tick;
     if (all) {
         /* Everything went out: the client will hold want. */
         memcpy(sslot, wslot, wn * sizeof *wslot);
-        memcpy(sst, wst, wn * sizeof *wst);
+        if (sref != NULL)
+            for (uint32_t i = 0; i < wn; i++)
+                sref[i] = view_state(want, i);
+        else if (want->ref != NULL)
+            for (uint32_t i = 0; i < wn; i++)
+                sst[i] = *want->ref[i];
+        else
+            memcpy(sst, want->state, wn * sizeof *sst);
         for (uint32_t i = 0; i < wn; i++) {
             uint8_t op = e->op[i] & (uint8_t)~KZ__OP_TAKEN;
             c.updates += op == KZ__OP_UPDATE;
@@ -1280,7 +1298,7 @@ static void fill_sent(const kz__snap_enc *e, int all, kz_snap_view *sent, uint8_
     }
     for (uint32_t i = 0; i < wn; i++) {
         uint8_t op = e->op[i], taken = op & KZ__OP_TAKEN;
-        const kz_snap_state *s = &wst[i];
+        const kz_snap_state *s = view_state(want, i);
         uint8_t ch = KZ_SNAP_SAME;
         op &= (uint8_t)~KZ__OP_TAKEN;
         if (op == KZ__OP_SAME) {
@@ -1291,7 +1309,7 @@ static void fill_sent(const kz__snap_enc *e, int all, kz_snap_view *sent, uint8_
                 c.leaves++;
             if (op != KZ__OP_UPDATE)
                 continue;   /* the client does not hold it */
-            s = &e->base->state[e->bidx[i]];
+            s = view_state(e->base, e->bidx[i]);
         } else if (op == KZ__OP_UPDATE) {
             c.updates++;
             ch = KZ_SNAP_UPDATE;
@@ -1300,7 +1318,10 @@ static void fill_sent(const kz__snap_enc *e, int all, kz_snap_view *sent, uint8_
             ch = KZ_SNAP_ENTER;
         }
         sslot[n] = wslot[i];
-        sst[n] = *s;
+        if (sref != NULL)
+            sref[n] = s;
+        else
+            sst[n] = *s;
         if (change != NULL)
             change[n] = ch;
         n++;
@@ -1433,7 +1454,7 @@ int kz_snap_encode(const kz_snap_codec *c, const kz_snap_encode_args *a, kz_bitw
     kz__snap_enc e;
     const kz_snap_view *want = a->want, *base = a->base;
     if (!view_shape_ok(want) || (base && !view_shape_ok(base)) || sent->cap < want->count ||
-        (want->count > 0 && (sent->slot == NULL || sent->state == NULL)))
+        (want->count > 0 && (sent->slot == NULL || (sent->state == NULL && sent->ref == NULL))))
         return KZ_EINVAL;
     /* Tick 0 is never a baseline, and a baseline as new as the view
      * cannot be named (0 means full state): both send full state. */
@@ -1847,19 +1868,20 @@ int kz_snap_decode_older(const kz_snap_codec *c, kz_bitreader *r, const kz_snap_
             return KZ_EPROTO;
         uint16_t slot = (uint16_t)((uint64_t)(prev + 1) + gap);
         for (; j < bn && base->slot[j] < slot; j++)
-            emit(out, change, base->slot[j], &base->state[j], KZ_SNAP_SAME);
+            emit(out, change, base->slot[j], view_state(base, j), KZ_SNAP_SAME);
         kz_snap_state s;
         kz_snap_badge *bd = badge ? &badge[slot] : NULL;
         if (j < bn && base->slot[j] == slot) {
-            const kz_snap_state *b = &base->state[j++];
+            const kz_snap_state *b = view_state(base, j++);
             if (get(r, 1, &bad) == 0) {
                 /* The older state: the same entity in the same slot. */
                 const kz_snap_state *o = NULL;
                 for (; jo < on && older->slot[jo] < slot; jo++)
                     ;
-                if (jo < on && older->slot[jo] == slot && older->state[jo].entity == b->entity &&
-                    older->state[jo].kind == b->kind)
-                    o = &older->state[jo];
+                if (jo < on && older->slot[jo] == slot &&
+                    view_state(older, jo)->entity == b->entity &&
+                    view_state(older, jo)->kind == b->kind)
+                    o = view_state(older, jo);
                 get_update(r, &x, b, o, &s, &bad);
                 emit(out, change, slot, &s, KZ_SNAP_UPDATE);
             } else if (get(r, 1, &bad) != 0) {
@@ -1875,7 +1897,7 @@ int kz_snap_decode_older(const kz_snap_codec *c, kz_bitreader *r, const kz_snap_
     if (bad)
         return KZ_EPROTO;
     for (; j < bn; j++)
-        emit(out, change, base->slot[j], &base->state[j], KZ_SNAP_SAME);
+        emit(out, change, base->slot[j], view_state(base, j), KZ_SNAP_SAME);
     /* What is left is the zero padding of the last byte, nothing more. */
     size_t left = kz_bitreader_bits_left(r);
     if (left >= 8 || (left > 0 && get(r, (unsigned)left, &bad) != 0))

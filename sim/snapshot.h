@@ -97,6 +97,14 @@ typedef struct kz_snap_view {
     uint32_t cap;
     uint16_t *slot;
     kz_snap_state *state;
+    /* Instead of `state` (NULL: use `state`): a pointer per entry to its
+     * state, so a server can hand the encoder the states where they are
+     * (its ring of world images) rather than copies. The encoder reads
+     * want, base and older views either way and, given a `sent` with
+     * `ref`, reports what the client will hold as pointers into want's
+     * and base's states (no copy; valid while those are). Decoding reads
+     * base and older either way and writes `out->state`. */
+    const kz_snap_state **ref;
 } kz_snap_view;
 
 /* What happened to an entry of a decoded (or sent) view. */

@@ -231,6 +231,65 @@ static int decode_older(const kz_snap_codec *c, const uint8_t *buf, size_t len,
     return kz_snap_decode_older(c, &r, base, older, &out->v, out->change, badges);
 }
 
+/* A view by pointer (kz_snap_view.ref) over another view's states. */
+typedef struct pbox {
+    kz_snap_view v;
+    const kz_snap_state *ref[KZ_SNAP_MAX_SLOTS];
+} pbox;
+
+static const kz_snap_view *by_pointer(pbox *p, const kz_snap_view *src)
+{
+    if (src == NULL)
+        return NULL;
+    memset(&p->v, 0, sizeof p->v);
+    p->v.tick = src->tick;
+    p->v.count = src->count;
+    p->v.cap = src->cap;
+    p->v.slot = src->slot;
+    p->v.ref = p->ref;
+    for (uint32_t i = 0; i < src->count; i++)
+        p->ref[i] = &src->state[i];
+    return &p->v;
+}
+
+/* The encoder given every view by pointer, and asked for `sent` by
+ * pointer, writes the same bits and reports the same view (as pointers to
+ * the same states) as given copies. */
+static void check_by_pointer(const kz_snap_codec *c, const kz_snap_view *base,
+                             const kz_snap_view *older, const kz_snap_view *want, size_t budget,
+                             const uint16_t *prio, const uint8_t *bits, long n,
+                             const vbox *sent, const kz_snap_encode_stats *st)
+{
+    static pbox pb, po, pw;
+    static uint16_t sslot[KZ_SNAP_MAX_SLOTS];
+    static const kz_snap_state *sref[KZ_SNAP_MAX_SLOTS];
+    static uint8_t change[KZ_SNAP_MAX_SLOTS], buf[KZ_SNAP_MAX_SLOTS * 64];
+    static badge_book book;
+    kz_snap_encode_args a = {.base = by_pointer(&pb, base), .older = by_pointer(&po, older),
+                             .want = by_pointer(&pw, want), .priority = prio,
+                             .budget_bits = budget, .badge = badge_cb, .badge_ctx = &book};
+    kz_snap_view out = {.cap = KZ_SNAP_MAX_SLOTS, .slot = sslot, .ref = sref};
+    kz_bitwriter w;
+    kz_bitwriter_init(&w, buf, sizeof buf);
+    kz_snap_encode_stats pst;
+    int rc = kz_snap_encode(c, &a, &w, &out, change, &pst);
+    if (n < 0) {
+        cr_assert_eq(rc, (int)n);
+        return;
+    }
+    cr_assert_eq(rc, KZ_OK);
+    cr_assert_eq((long)kz_bitwriter_finish(&w), n);
+    cr_assert(memcmp(buf, bits, (size_t)n) == 0, "by pointer: other bits");
+    cr_assert(memcmp(&pst, st, sizeof pst) == 0);
+    cr_assert_eq(out.tick, sent->v.tick);
+    cr_assert_eq(out.count, sent->v.count);
+    for (uint32_t i = 0; i < out.count; i++) {
+        cr_assert_eq(out.slot[i], sent->v.slot[i]);
+        cr_assert(memcmp(out.ref[i], &sent->v.state[i], sizeof sent->v.state[i]) == 0);
+        cr_assert_eq(change[i], sent->change[i]);
+    }
+}
+
 /* ---- codec setup, quantization ------------------------------------------ */
 
 Test(snapshot, codec_init_limits)
@@ -868,6 +927,8 @@ static int sim_tick(sim *m, uint32_t tick, double loss, int unlimited, int lag_m
     kz_snap_encode_stats st;
     long n = encode_older(&m->c, base ? &base->v : NULL, older ? &older->v : NULL, &m->want.v,
                           budget, pp, m->buf, sizeof m->buf, &m->sent, &st);
+    check_by_pointer(&m->c, base ? &base->v : NULL, older ? &older->v : NULL, &m->want.v, budget,
+                     pp, m->buf, n, &m->sent, &st);
     if (n == KZ_EOVERFLOW) {
         cr_assert(!unlimited);
         return 0;
