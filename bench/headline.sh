@@ -38,8 +38,11 @@
 #   --out DIR           runs' reports and server logs (default /tmp/headline)
 #
 # Each run prints one line on stderr; the headlines, with the commands that
-# produced them and the machine's core count, go to stdout and to
-# DIR/headline.txt.
+# produced them and the machine's core count and load, go to stdout and to
+# DIR/headline.txt. On a machine others use too, run it under a lower nice
+# value (`nice -n -10 bash bench/headline.sh`, as root) so that their jobs do
+# not take the pinned cores' time; the nice value is printed with the
+# figures.
 set -uo pipefail
 
 # ---- window snapshots (called back by kizuna-bench --window-cmd) ----------
@@ -288,7 +291,7 @@ search() {
 
 : >"$OUT/headline.txt"
 say "Kizuna capacity headlines: wander @ $HZ Hz, thin bots, $SECONDS_PER_RUN measured seconds per run after $WARMUP s warm-up"
-say "machine: $(nproc) cores ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)), $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ), load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+say "machine: $(nproc) cores ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)), $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ), load average at start $(cut -d' ' -f1-3 /proc/loadavg), nice $(nice)"
 say "a run holds: server tick p99 <= $LIMIT_MS ms, every client connected, >= 90 % of the ticks' snapshots received"
 
 if [ "$ONLY" != box ]; then
