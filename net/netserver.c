@@ -1144,6 +1144,12 @@ void kz__netserver_wake(kz_netserver *s)
     }
 }
 
+void kz__netserver_flush_queued(kz_netserver *s, uint32_t host)
+{
+    if (host < s->n_io)
+        (void)kz__drain_outbound(&s->io[host]);
+}
+
 uint32_t kz__netserver_hosts(const kz_netserver *s)
 {
     return s->n_io;

@@ -32,6 +32,13 @@ void kz__netserver_set_work(kz_netserver *s, kz__io_work_fn fn, void *ctx);
  * next pass. One short lock per host; no-op in single-threaded mode. */
 void kz__netserver_wake(kz_netserver *s);
 
+/* Seals and hands to ENet what the application queued for host `host`
+ * (kz_netserver_send) so far: called from that host's work before it
+ * sends, so a message queued before the work was published (a welcome)
+ * reaches ENet, and the client, before what the work sends. Threaded
+ * mode: on the host's thread; single-threaded mode: the application's. */
+void kz__netserver_flush_queued(kz_netserver *s, uint32_t host);
+
 /* The number of I/O hosts (replicators the application should run). */
 uint32_t kz__netserver_hosts(const kz_netserver *s);
 

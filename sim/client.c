@@ -465,7 +465,9 @@ static void take_header(kz_client *c, const kz_wire_snap_head *h)
 static void on_snapshot(kz_client *c, const uint8_t *p, uint32_t len)
 {
     if (!c->block) {
-        kz_counter_inc(c->c, KZ_CLIENT_C_DROP_MALFORMED);
+        /* The welcome (reliable) was lost or is late: this one cannot be
+         * read yet, and the next after the welcome will be. */
+        kz_counter_inc(c->c, KZ_CLIENT_C_SNAPSHOTS_EARLY);
         return;
     }
     kz_bitreader r;

@@ -33,8 +33,12 @@
 #include "sim/wire.h"
 
 #define KZ__FRAMES 2u          /* frames in flight: one read, one written */
-#define KZ__RING_SLACK 4u      /* image rows beyond the snapshot history, so a
-                                  state left out for a few ticks stays a baseline */
+/* Image rows for a snapshot history of `h` views: the history twice over
+ * and a little, so a state a client was sent and then left out for the
+ * budget stays a baseline for about two histories' worth of ticks (a
+ * client that acknowledges rarely on a small budget is resent what it has
+ * not acknowledged, and falls behind by that much). */
+#define KZ__RING_ROWS(h) (2u * (h) + 8u)
 #define KZ__MAX_REPLICATORS 16u
 #define KZ__TIMED 8u           /* ticks whose finish times the stage keeps */
 

@@ -15,6 +15,9 @@
 #include "sim/layout.h"
 
 #define KZ__NO_SLOT 0xFFFFu
+/* Ticks before its state leaves the ring at which a baseline entry left
+ * out for the budget goes first. */
+#define KZ__AGE_MARGIN 4u
 #define KZ__ALIGN 8u
 
 /* ---- layout ------------------------------------------------------------- */
@@ -481,6 +484,28 @@ static void keep_sent(kz__replicator *r, const kz__frame *f, kz__view *v)
 
 /* ---- snapshots ---------------------------------------------------------- */
 
+/* Entries that go first until acknowledged, like a new one (their slot's
+ * `since` moves to now): one the client does not hold in its baseline (an
+ * enter, or a replace of a state that left the ring), and one whose
+ * baseline state is about to leave the ring, so that an update, not a
+ * costlier replace, brings it up to date. */
+static void mark_urgent(kz__replicator *r, kz__view *v, const kz__sent_view *h,
+                        const kz_snap_view *base, uint32_t now)
+{
+    const uint32_t old = r->w->rows - 2u - KZ__AGE_MARGIN;
+    uint32_t j = 0;
+    for (uint32_t i = 0; i < r->want.count; i++) {
+        uint16_t slot = r->want.slot[i];
+        while (j < base->count && base->slot[j] < slot)
+            j++;
+        int held = j < base->count && base->slot[j] == slot &&
+                   base->ref[j]->entity == r->want.ref[i]->entity;
+        int aging = held && (uint16_t)((uint16_t)now - h->at[j]) >= old;
+        if ((!held || aging) && v->since[slot] <= v->acked)
+            v->since[slot] = now;
+    }
+}
+
 /* Priority of a view slot: what it accumulated, and far above everything an
  * entity whose entering the client has not yet acknowledged, so an enter
  * that went out once is repeated until acknowledged instead of flickering
@@ -583,6 +608,7 @@ static void replicate_client(kz__replicator *r, const kz__frame *f, uint32_t slo
             kz_counter_add(r->c, KZ_WORLD_C_BASE_EXPIRED, lost);
         base = &r->base;
         older = older_view(r, v, f->tick);
+        mark_urgent(r, v, base_ref, base, f->tick);
     }
     point_at_world(r, base, older);
     kz_snap_encode_args a = {
@@ -632,6 +658,8 @@ static void replicate_client(kz__replicator *r, const kz__frame *f, uint32_t slo
 
 void kz__replicator_run(kz__replicator *r, const kz__frame *f)
 {
+    if (r->w->flush)
+        r->w->flush(r->w->send_ctx, r->host);
     kz_snap_cache_begin(&r->cache, f->tick);
     for (uint32_t slot = 0; slot < r->w->max_clients; slot++) {
         const kz__frame_client *fc = &f->clients[slot];

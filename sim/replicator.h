@@ -77,6 +77,10 @@ typedef struct kz__view {
 /* Hands one snapshot to the transport: 0 when taken. */
 typedef int (*kz__repl_send_fn)(void *ctx, uint32_t host, uint32_t slot, uint32_t serial,
                                 const void *data, uint32_t len);
+/* Before a replicator sends: hands the transport what the world queued for
+ * its host, so that reaches clients first (a welcome before the first
+ * snapshot). */
+typedef void (*kz__repl_flush_fn)(void *ctx, uint32_t host);
 
 /* What every replicator shares, fixed at creation (read-only after). */
 typedef struct kz__repl_world {
@@ -85,7 +89,7 @@ typedef struct kz__repl_world {
     uint32_t max_clients;
     uint32_t n_slots;          /* view slots per client (max_visible) */
     uint32_t history;          /* sent views kept per client */
-    uint32_t rows;             /* image ring rows: history + KZ__RING_SLACK */
+    uint32_t rows;             /* image ring rows: KZ__RING_ROWS(history) */
     uint32_t tick_hz;
     uint32_t bytes_per_second;
     uint32_t interest_period;
@@ -95,6 +99,7 @@ typedef struct kz__repl_world {
     kz_server_visible_fn visible;
     void *visible_ctx;
     kz__repl_send_fn send;
+    kz__repl_flush_fn flush;   /* NULL: nothing to flush */
     void *send_ctx;
 } kz__repl_world;
 

@@ -112,6 +112,11 @@ static int send_snapshot_now(void *ctx, uint32_t host, uint32_t slot, uint32_t s
                                   data, len);
 }
 
+static void flush_queued(void *ctx, uint32_t host)
+{
+    kz__netserver_flush_queued(ctx, host);
+}
+
 /* The views, the frames' grids and one replicator per I/O host. */
 static int init_replication(kz_server *s, const kz_interest_config *ic)
 {
@@ -131,6 +136,7 @@ static int init_replication(kz_server *s, const kz_interest_config *ic)
     w->visible = s->cfg.visible;
     w->visible_ctx = s->cfg.visible_ctx;
     w->send = send_snapshot_now;
+    w->flush = flush_queued;
     rp->n = s->cfg.net.io_threads ? s->cfg.net.io_threads : 1u;
     rp->stage.n = rp->n;
     rp->frame_block_size = frames_layout(s, NULL);
@@ -181,7 +187,7 @@ static int init_world(kz_server *s, kz_interest_config *ic_out)
     const kz_server_config *cfg = &s->cfg;
     kz__world_limits lim = {
         .cap = cfg->net.max_clients + cfg->max_objects,
-        .rows = cfg->snapshot_history + KZ__RING_SLACK,
+        .rows = KZ__RING_ROWS(cfg->snapshot_history),
         .tick_hz = cfg->tick_hz,
         .n_slots = cfg->max_visible,
         .bound = cfg->world_bound,

@@ -17,9 +17,8 @@
  *   - threaded mode with two I/O hosts and a visibility hook: every client
  *     keeps receiving snapshots, the hook runs on the I/O threads only,
  *     and a pair it refuses in either direction never appears.
- * Two tests are disabled because what they assert does not hold yet (each
- * says why): a new client's first snapshot arriving before its welcome,
- * and a late client on a tiny budget losing avatars from its view.
+ *   - a new client's welcome reaches it before any snapshot;
+ *   - a late client on a tiny budget keeps every avatar in range in view.
  * Single-threaded worlds run on an injected clock, deterministic; the
  * threaded one and the transport run on the real clock with bounded waits
  * used only as timeouts, never as measurements.
@@ -730,14 +729,12 @@ Test(replication, a_block_applied_just_before_the_blockeds_kick_holds, .timeout 
 /*
  * Every client that connects gets its welcome (which tells it the codec
  * and view limits) before any snapshot, so it drops nothing while
- * connecting. Disabled because it does not hold today: a client whose
- * CONNECT the server takes in the same step as a tick is replicated in
- * that tick; the snapshot goes to ENet at once (kz__netserver_send_now)
- * while the welcome waits in the outbound ring until the step's second
- * transport pass, so the snapshot arrives first and is counted as
- * drop_malformed_message (clients 1, 6 of these ten, every run).
+ * connecting. A client whose CONNECT the server takes in the same step
+ * as a tick is replicated in that tick, and its snapshot goes to ENet at
+ * once (kz__netserver_send_now): the replicator first hands ENet what the
+ * world queued (the welcome), so the welcome goes first.
  */
-Test(replication, no_client_drops_a_message_while_connecting, .timeout = 120, .disabled = true)
+Test(replication, no_client_drops_a_message_while_connecting, .timeout = 120)
 {
     memset(&w, 0, sizeof w);
     kz_server_config sc = world_config();
@@ -792,11 +789,13 @@ static uint32_t held(uint32_t i)
 }
 
 /* A crowd of CROWD moving VR avatars on a tiny byte budget, every client
- * on time until each holds every other avatar. */
-static void crowd_start(void)
+ * on time until each holds every other avatar. `history`: the server's
+ * snapshot history (0: the default). */
+static void crowd_start(uint32_t history)
 {
     memset(&w, 0, sizeof w);
     kz_server_config sc = world_config();
+    sc.snapshot_history = history;
     sc.spawn_radius = 6.0f;
     sc.bytes_per_second = CROWD_BYTES;
     sc.interest_period = 1;
@@ -814,7 +813,9 @@ static void crowd_start(void)
 Test(replication, late_acks_on_a_tiny_budget_expire_baseline_entries_and_snapshots_still_decode,
      .timeout = 300)
 {
-    crowd_start();
+    /* The shortest history keeps the fewest image rows, so states left
+     * out for the budget do leave the ring. */
+    crowd_start(4);
     const kz_counters *late = kz_client_counters(w.clients[0]);
     uint64_t applied = kz_counters_get(late, KZ_CLIENT_C_SNAPSHOTS);
     uint64_t expired = world_counter(KZ_WORLD_C_BASE_EXPIRED);
@@ -848,17 +849,15 @@ Test(replication, late_acks_on_a_tiny_budget_expire_baseline_entries_and_snapsho
 /*
  * The late client's view keeps every avatar that stays in range: an entry
  * whose baseline state left the image ring is replaced, never dropped from
- * the client's view. Disabled because it does not hold today: a replace
- * whose enter half does not fit the budget goes out as a leave, and the
- * entity's next enter gets no enter priority (its view slot is old), so
- * the late client ends up holding about 15 of the 39 avatars while the
- * server's view of it still lists all 39 (chat, voice and observer notices
- * follow that view).
+ * the client's view. The ring keeps about two histories of rows and an
+ * entry whose state is about to leave it goes first, so an update, not a
+ * replace, refreshes it; a replace or enter that does not fit goes first
+ * until acknowledged. (Before: the late client fell to about 15 of the 39
+ * avatars while the server's view of it still listed all 39.)
  */
-Test(replication, a_late_client_on_a_tiny_budget_keeps_every_avatar_in_range, .timeout = 300,
-     .disabled = true)
+Test(replication, a_late_client_on_a_tiny_budget_keeps_every_avatar_in_range, .timeout = 300)
 {
-    crowd_start();
+    crowd_start(0);
     uint32_t fewest = CROWD, fewest_at = 0;
     for (uint32_t t = 0; t < CROWD_TICKS; t++) {
         crowd_tick(t % LATE_EVERY == 0);

@@ -204,7 +204,8 @@ KZ_API uint32_t kz_client_reason(const kz_client *c);
     X(DROP_MALFORMED, "drop_malformed_message")     \
     X(CORRECTIONS, "corrections")                   \
     X(INPUTS_SENT, "input_messages_sent")           \
-    X(EVENTS_DROPPED, "events_dropped_queue_full")
+    X(EVENTS_DROPPED, "events_dropped_queue_full")  \
+    X(SNAPSHOTS_EARLY, "snapshots_before_welcome")
 
 enum {
 #define KZ__CLIENT_ENUM(id, name) KZ_CLIENT_C_##id,
