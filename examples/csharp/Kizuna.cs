@@ -418,7 +418,8 @@ namespace Kizuna
         public const uint KZ_CLIENT_C_CORRECTIONS = 5;
         public const uint KZ_CLIENT_C_INPUTS_SENT = 6;
         public const uint KZ_CLIENT_C_EVENTS_DROPPED = 7;
-        public const uint KZ_CLIENT_C_COUNT = 8;
+        public const uint KZ_CLIENT_C_SNAPSHOTS_EARLY = 8;
+        public const uint KZ_CLIENT_C_COUNT = 9;
 
         /* kizuna/server.h: role-gated actions (kz_client_admin) and kick
          * reasons (kz_client_reason after KZ_CLIENT_DISCONNECTED). */
