@@ -32,6 +32,8 @@
 #   --step N            the search's resolution (default 250)
 #   --max N             largest N tried (default 16000)
 #   --box-bot-threads T bot threads of the box headline (default 2)
+#   --box-io-threads T  the embedded server's I/O hosts, each replicating its
+#                       clients on its own thread (default: the core count)
 #   --full-table        also the older search with full bots on the box:
 #                       wander and crowd at 30 and 60 Hz, p99 under half the
 #                       tick period
@@ -76,6 +78,7 @@ START=500
 STEP=250
 MAX=16000
 BOX_THREADS=2
+BOX_IO=$(nproc)
 FULL_TABLE=0
 OUT=${OUT:-/tmp/headline}
 HZ=30
@@ -93,6 +96,7 @@ while [ $# -gt 0 ]; do
     --step) STEP=$2; shift ;;
     --max) MAX=$2; shift ;;
     --box-bot-threads) BOX_THREADS=$2; shift ;;
+    --box-io-threads) BOX_IO=$2; shift ;;
     --full-table) FULL_TABLE=1 ;;
     --out) OUT=$2; shift ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -249,7 +253,7 @@ BOX_CMD=
 # box_run N: "holds|fails N p99 server_us bots_us snaps/s".
 box_run() {
     local n=$1 p=$OUT/box-$1
-    BOX_CMD="$BENCH --clients $n --bots thin --bot-threads $BOX_THREADS --scenario wander --hz $HZ --seconds $SECONDS_PER_RUN --warmup $WARMUP --quiet --json $p.json"
+    BOX_CMD="$BENCH --clients $n --bots thin --bot-threads $BOX_THREADS --io-threads $BOX_IO --scenario wander --hz $HZ --seconds $SECONDS_PER_RUN --warmup $WARMUP --quiet --json $p.json"
     $BOX_CMD --threshold "tick_ms.p99<=$LIMIT_MS" --threshold "clients.connected_end>=$n" \
         --threshold "bots.snapshots_per_client_s>=$(awk -v h=$HZ 'BEGIN { print 0.9 * h }')" \
         >"$p.txt" 2>&1

@@ -25,7 +25,8 @@ static const char usage[] =
     "                    [--impair PROFILE] [--connect HOST:PORT --keys DIR]\n"
     "                    [--json FILE] [--csv FILE] [--plot FILE.png|.svg]\n"
     "                    [--threshold EXPR]... [--seed N] [--bot-threads N]\n"
-    "                    [--warmup S] [--max-visible N] [--connect-rate N] [--audit FILE]\n"
+    "                    [--warmup S] [--max-visible N] [--io-threads N] [--connect-rate N]\n"
+    "                    [--audit FILE]\n"
     "                    [--bots full|thin] [--window-cmd CMD] [--quiet]\n"
     "       kizuna-bench compare A.json B.json\n"
     "       kizuna-bench radius SCENARIO N\n"
@@ -45,6 +46,8 @@ static const char usage[] =
     "  --seed N           scenario and impairment seed, default 1\n"
     "  --bot-threads N    threads running the bots, default 1\n"
     "  --max-visible N    embedded server: entities per client, default 100\n"
+    "  --io-threads N     embedded server: I/O hosts, each replicating its clients on\n"
+    "                     its own thread; default one per 4,000 clients\n"
     "  --connect-rate N   clients starting per second (default 1000; 40 with --connect,\n"
     "                     which suits kizuna-server's default gate budget per address)\n"
     "  --audit FILE       embedded server: keep a signed audit log in FILE (throwaway key)\n"
@@ -112,6 +115,7 @@ static int cmd_run(int argc, char **argv)
         {"max-visible", required_argument, NULL, 'm'}, {"quiet", no_argument, NULL, 'q'},
         {"connect-rate", required_argument, NULL, 'r'}, {"audit", required_argument, NULL, 'A'},
         {"bots", required_argument, NULL, 'B'},      {"window-cmd", required_argument, NULL, 'W'},
+        {"io-threads", required_argument, NULL, 'I'},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
     kzb_options o = {
         .clients = 1000, .hz = 30, .seconds = 20, .warmup = 3, .scenario = KZB_SC_WANDER,
@@ -130,6 +134,7 @@ static int cmd_run(int argc, char **argv)
         case 'w': bad = parse_u32(optarg, 0, 3600, &o.warmup); break;
         case 'b': bad = parse_u32(optarg, 1, 64, &o.bot_threads); break;
         case 'm': bad = parse_u32(optarg, 1, 1024, &o.max_visible); break;
+        case 'I': bad = parse_u32(optarg, 1, 16, &o.io_threads); break;
         case 'r': bad = parse_u32(optarg, 1, 100000, &o.connect_rate); break;
         case 'A': o.audit = optarg; break;
         case 'B': bad = (o.bots = parse_bots(optarg)) < 0; break;

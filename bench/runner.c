@@ -239,7 +239,9 @@ static int start_server(world_ctx *w)
     sc.net.bind_ip = htonl(INADDR_LOOPBACK);
     sc.net.max_clients = max;
     sc.net.threaded = 1;
-    sc.net.io_threads = (max + 3999u) / 4000u;
+    sc.net.io_threads = o->io_threads ? o->io_threads : (max + 3999u) / 4000u;
+    if (sc.net.io_threads * 4095u < max)
+        sc.net.io_threads = (max + 4094u) / 4095u;  /* ENet's peers per host */
     sc.net.gate_rate_per_ip = 1000000;  /* every bot comes from 127.0.0.1 */
     sc.net.log.level = KZ_LOG_WARN;
     kz_counting_alloc_init(&w->server_alloc, NULL);

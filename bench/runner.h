@@ -44,6 +44,7 @@ typedef struct kzb_options {
     uint64_t protocol_id;
     uint32_t bot_threads;     /* default: 1 */
     uint32_t max_visible;     /* embedded server: default 100 */
+    uint32_t io_threads;      /* embedded server: I/O hosts; 0 = one per 4,000 clients */
     uint32_t connect_rate;    /* new clients per second; 0 = 1000 embedded, 40 external */
     const char *audit;        /* embedded server: keep an audit log in this file */
     int quiet;                /* no progress lines */

@@ -470,10 +470,13 @@ static void keep_sent(kz__replicator *r, const kz__frame *f, kz__view *v)
     const kz__repl_world *w = r->w;
     kz__sent_view *h = &v->hist[f->tick % w->history];
     const uint32_t now_row = row_of(w, f->tick);
+    const size_t row_start = (size_t)now_row * w->cap, ring_size = (size_t)w->rows * w->cap;
     for (uint32_t i = 0; i < r->sent.count; i++) {
         size_t ref = (size_t)(r->sent.ref[i] - w->ring);
-        KZ_ASSERT(ref < (size_t)w->rows * w->cap);  /* never the stand-in: see take_out */
-        uint32_t age = (now_row + w->rows - (uint32_t)(ref / w->cap)) % w->rows;
+        KZ_ASSERT(ref < ring_size);  /* never the stand-in: see take_out */
+        uint32_t age = 0;  /* mostly this tick's row: no division */
+        if (ref - row_start >= w->cap)
+            age = (now_row + w->rows - (uint32_t)(ref / w->cap)) % w->rows;
         h->slot[i] = r->sent.slot[i];
         h->at[i] = (uint16_t)(f->tick - age);
         h->ref[i] = (uint32_t)ref;
@@ -545,6 +548,17 @@ static void priority_order(kz__replicator *r, const kz__view *v)
         memcpy(r->order, src, n * sizeof *r->order);
 }
 
+/* The priority order of a client whose changes do not all fit: entries it
+ * must have first are marked urgent (when there is a baseline), then all
+ * are sorted. Only over-budget clients pay for either. */
+static void urgent_first(kz__replicator *r, kz__view *v, const kz__sent_view *h,
+                         const kz_snap_view *base, uint32_t now)
+{
+    if (base != NULL)
+        mark_urgent(r, v, h, base, now);
+    priority_order(r, v);
+}
+
 static const kz_snap_badge *badge_of(void *ctx, uint32_t entity)
 {
     /* The codec asks only for entities of the wanted view, which come
@@ -608,7 +622,6 @@ static void replicate_client(kz__replicator *r, const kz__frame *f, uint32_t slo
             kz_counter_add(r->c, KZ_WORLD_C_BASE_EXPIRED, lost);
         base = &r->base;
         older = older_view(r, v, f->tick);
-        mark_urgent(r, v, base_ref, base, f->tick);
     }
     point_at_world(r, base, older);
     kz_snap_encode_args a = {
@@ -627,13 +640,13 @@ static void replicate_client(kz__replicator *r, const kz__frame *f, uint32_t slo
     /* A client that was over its budget last tick likely is again: order
      * by priority first rather than encode twice. */
     if (v->priority_first) {
-        priority_order(r, v);
+        urgent_first(r, v, base_ref, base, f->tick);
         a.priority = r->order;
     }
     kz_snap_encode_stats st;
     int rc = kz_snap_encode(&w->codec, &a, &bw, &r->sent, r->change, &st);
     if (rc == KZ_OK && st.deferred && !a.priority) {
-        priority_order(r, v);
+        urgent_first(r, v, base_ref, base, f->tick);
         bw = after_head;
         a.priority = r->order;
         rc = kz_snap_encode(&w->codec, &a, &bw, &r->sent, r->change, &st);
