@@ -146,7 +146,11 @@ static int init_replication(kz_server *s, const kz_interest_config *ic)
     (void)frames_layout(s, rp->frame_block);
     w->views = kz_calloc(&s->alloc, (size_t)s->sessions.max_clients * sizeof *w->views, 64);
     rp->views_size = kz__view_footprint(w) * s->sessions.max_clients;
-    rp->views = kz_calloc(&s->alloc, rp->views_size, 64);
+    /* Not zeroed: a view is reset when its slot's first session is
+     * replicated (its serial, in w.views, starts at 0), and every other
+     * array is written before it is read; the slots never used never
+     * touch their pages. */
+    rp->views = kz_alloc(&s->alloc, rp->views_size, 64);
     if (!w->views || !rp->views)
         return KZ_ENOMEM;
     kz__views_place(w, rp->views);
