@@ -62,7 +62,9 @@ static const kzs_setting kzs_settings[] = {
     TXT("network", public_address, KZS_T_ADDRS, "",
         "HOST:PORT[,...] connect tokens name for this server (empty: bind:port, or "
         "every interface's IPv4 address with bind 0.0.0.0)"),
-    U32("network", io_threads, 1, 16, "1", "I/O threads, one ENet host and port each"),
+    U32("network", io_threads, 1, 16, "1",
+        "I/O threads, one ENet host and port each; each also builds the snapshots of the "
+        "clients it serves, so give it one per core the server may use"),
     U32("network", max_clients, 1, 65520, "1024", "sessions at once (<= 4095 per I/O thread)"),
     U32("network", gate_rate, 1, 10000000, "100",
         "handshake steps per second per source address"),
