@@ -731,7 +731,7 @@ typedef struct {
 static void report_per_peer(const char *what, const double *with, const double *empty, size_t runs,
                             uint32_t up)
 {
-    char name[96];
+    char name[160];  /* room for any `what` a caller's 96-byte name holds */
     double per_peer[MAX_RUNS];
     for (size_t i = 0; i < runs; i++)
         per_peer[i] = (with[i] - empty[i]) * 1e3 / up;
