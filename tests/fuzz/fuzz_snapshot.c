@@ -253,7 +253,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     /* Re-encode against the same baseline (as the body named it). */
-    uint32_t tick, base_tick, older_tick;
+    uint32_t tick = 0, base_tick = 0, older_tick = 0;
     kz_bitreader r;
     kz_bitreader_init(&r, data + 1, size - 1);
     if (skip > 0) {
