@@ -19,6 +19,7 @@
 #include <kizuna/utf8.h>
 
 #include "net/netclient.h"
+#include "sim/layout.h"
 #include "sim/snapshot.h"
 #include "sim/wire.h"
 
@@ -242,13 +243,7 @@ static size_t layout(kz_client *c, uint8_t *base)
 {
     size_t off = 0;
     uint32_t ns = view_slots(c), h = view_history(c);
-#define KZ__ARR(ptr, count)                          \
-    do {                                             \
-        off = (off + 63u) & ~(size_t)63u;            \
-        if (base)                                    \
-            *(void **)&(ptr) = base + off;           \
-        off += (size_t)(count) * sizeof(*(ptr));     \
-    } while (0)
+#define KZ__ARR(ptr, count) KZ__LAYOUT(off, base, ptr, count, 64u)
     KZ__ARR(c->views, h);
     KZ__ARR(c->scratch.slot, ns);
     KZ__ARR(c->scratch.state, ns);
