@@ -103,6 +103,7 @@
 #define KZ_KDF_ID_GATE 2u     /* gate ACCEPT, under the server-to-client key */
 #define KZ_KDF_ID_REQUEST 3u  /* REQUEST proof of key possession, client-to-server key */
 #define KZ_KDF_ID_ENET_MAC 4u /* MAC in ENet's checksum field, each direction (then per session) */
+#define KZ_KDF_ID_RESUME 5u   /* RESUME proof of key possession, client-to-server key */
 
 /* ---- gate (handshake datagrams, before ENet) ---------------------------- */
 
@@ -118,6 +119,8 @@
 #define KZ_GATE_CHALLENGE 2u  /* server -> client: a cookie */
 #define KZ_GATE_ACCEPT 3u     /* server -> client: sealed session parameters */
 #define KZ_GATE_DENY 4u       /* server -> client: reason, unauthenticated */
+#define KZ_GATE_RESUME 5u     /* client -> server: move a session to this address */
+#define KZ_GATE_RESUMED 6u    /* server -> client: sealed, the session is on this path */
 
 /* Cookie: time bucket (8) and a 16-byte keyed BLAKE2b MAC of the source
  * address and the bucket. Valid for the current and the previous bucket. */
@@ -154,6 +157,37 @@
 #define KZ_DENY_SHUTTING_DOWN 4u    /* the server is stopping and takes no one new */
 #define KZ_DENY_UNAVAILABLE 5u      /* the server takes no one new for now (its audit
                                        log cannot be written); try again later */
+#define KZ_DENY_NO_SESSION 6u       /* RESUME: no live session holds this ticket */
+#define KZ_DENY_REPLACING 7u        /* REQUEST: the token's old session is being ended
+                                       for this one; ask again in a moment */
+
+/* Resume (docs/PROTOCOL.md, "Resume"). A ticket names one session and one
+ * path of it: slot (4), path number (4), session id (8), random secret
+ * (16). The server gives it over the sealed channel (the TICKET message)
+ * and again in every RESUMED; each move of the session to a new address
+ * uses it up. */
+#define KZ_TICKET_BYTES 32u
+#define KZ_RESUME_PROOF_BYTES 16u
+/* RESUME: header, reserved (4), cookie (24), ticket (32), proof (16), zero
+ * padding to the fixed size. The proof is BLAKE2b-128 keyed with
+ * KDF(client-to-server key, KZ_KDF_ID_RESUME) of the 64 bytes before it. */
+#define KZ_GATE_RESUME_FIXED_BYTES \
+    (KZ_GATE_HEADER_BYTES + 4u + KZ_COOKIE_BYTES + KZ_TICKET_BYTES + KZ_RESUME_PROOF_BYTES)
+#define KZ_GATE_RESUME_BYTES 128u
+/* RESUMED: header, 24-byte nonce, then the next ticket sealed with
+ * XChaCha20-Poly1305 under the server-to-client gate key (associated data:
+ * the header). */
+#define KZ_GATE_RESUMED_BYTES \
+    (KZ_GATE_HEADER_BYTES + KZ_GATE_ACCEPT_NONCE_BYTES + KZ_TICKET_BYTES + KZ_AEAD_TAG_BYTES)
+/* The TICKET message (sealed, event channel, server to client): ticket (32)
+ * and the grace in milliseconds (u32) the server holds a silent session. */
+#define KZ_MSG_TICKET 12u
+#define KZ_TICKET_MSG_BYTES (KZ_TICKET_BYTES + 4u)
+#define KZ_RESUME_DEFAULT_GRACE_MS 15000u
+#define KZ_RESUME_GRACE_MIN_MS 1000u
+#define KZ_RESUME_GRACE_MAX_MS 600000u
+/* A session silent this long is detached: its avatar stands still. */
+#define KZ_DETACH_SILENCE_MS 2000u
 
 /* AEAD algorithm bits in the request; the server picks one. */
 #define KZ_AEAD_BIT_CHACHA20 0x01u
@@ -178,6 +212,9 @@ KZ__STATIC_ASSERT(KZ_GATE_REQUEST_BYTES <= KZ_MTU, "a gate request must fit one 
 KZ__STATIC_ASSERT(KZ_GATE_CHALLENGE_BYTES < KZ_GATE_REQUEST_BYTES, "challenge must not amplify");
 KZ__STATIC_ASSERT(KZ_GATE_ACCEPT_BYTES < KZ_GATE_REQUEST_BYTES, "accept must not amplify");
 KZ__STATIC_ASSERT(KZ_GATE_DENY_BYTES < KZ_GATE_REQUEST_BYTES, "deny must not amplify");
+KZ__STATIC_ASSERT(KZ_GATE_RESUME_FIXED_BYTES <= KZ_GATE_RESUME_BYTES, "resume fields fit");
+KZ__STATIC_ASSERT(KZ_GATE_RESUMED_BYTES < KZ_GATE_RESUME_BYTES, "resumed must not amplify");
+KZ__STATIC_ASSERT(KZ_GATE_CHALLENGE_BYTES < KZ_GATE_RESUME_BYTES, "challenge must not amplify");
 KZ__STATIC_ASSERT(KZ_TOKEN_MAX_BYTES < 65536u, "token length fits its 16-bit field");
 
 #endif /* KZ_PROTOCOL_H */

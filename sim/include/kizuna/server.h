@@ -239,6 +239,8 @@ KZ_API void kz_server_shutdown(kz_server *s, const char *text);
 #define KZ_KICK_SHUTDOWN 3u
 #define KZ_KICK_NO_PLACE 4u       /* no place in the world admits the client (zone rules):
                                      at connect, or when a zone tightened around it */
+#define KZ_KICK_REPLACED 5u       /* a newer connect of the same client (its token
+                                     file, after a restart) replaced the session */
 
 /* Counters of the world (names via kz_counters_name). The violation_*
  * counters count each kind of cheat the validator found (docs/VALIDATION.md),
