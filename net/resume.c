@@ -114,14 +114,20 @@ int kz__resumed_open(const kz_session_keys *keys, const uint8_t *d, size_t len,
     if (len != KZ_GATE_RESUMED_BYTES || d[0] != KZ_GATE_MARK0 || d[1] != KZ_GATE_MARK1 ||
         d[2] != KZ_GATE_RESUMED || d[3] != KZ_PROTOCOL_VERSION)
         return KZ_EAUTH;
-    uint8_t key[KZ_KEY_BYTES];
+    uint8_t key[KZ_KEY_BYTES], plain[KZ_TICKET_BYTES];
     const uint8_t *nonce = d + KZ_GATE_HEADER_BYTES;
     kz__resumed_key(keys, key);
+    /* Opened into a buffer of its own: libsodium zeroes the output when the
+     * tag is wrong, and a forged RESUMED must not wipe the caller's ticket. */
     int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(
-        ticket, NULL, NULL, nonce + KZ_GATE_ACCEPT_NONCE_BYTES,
+        plain, NULL, NULL, nonce + KZ_GATE_ACCEPT_NONCE_BYTES,
         KZ_TICKET_BYTES + KZ_AEAD_TAG_BYTES, d, KZ_GATE_HEADER_BYTES, nonce, key);
     sodium_memzero(key, sizeof key);
-    return rc == 0 ? KZ_OK : KZ_EAUTH;
+    if (rc != 0)
+        return KZ_EAUTH;
+    memcpy(ticket, plain, KZ_TICKET_BYTES);
+    sodium_memzero(plain, sizeof plain);
+    return KZ_OK;
 }
 
 void kz__ticket_msg_encode(const uint8_t ticket[KZ_TICKET_BYTES], uint32_t grace_ms,

@@ -55,7 +55,9 @@ int kz__resume_proof_ok(const kz_session_keys *keys, const uint8_t d[KZ_GATE_RES
  * server-to-client key. */
 size_t kz__resumed_seal(const kz_session_keys *keys, const uint8_t ticket[KZ_TICKET_BYTES],
                         uint8_t out[KZ_GATE_RESUMED_BYTES]);
-/* KZ_OK and the ticket, or KZ_EAUTH (wrong size, header or tag). */
+/* KZ_OK and the ticket, or KZ_EAUTH (wrong size, header or tag) with
+ * `ticket` left as it was, so a forged RESUMED cannot wipe the ticket a
+ * client holds. */
 int kz__resumed_open(const kz_session_keys *keys, const uint8_t *d, size_t len,
                      uint8_t ticket[KZ_TICKET_BYTES]);
 
