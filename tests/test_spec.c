@@ -45,6 +45,7 @@
 #include "net/enet_tune.h"
 #include "net/gate.h"
 #include "net/replay.h"
+#include "net/resume.h"
 #include "net/seal.h"
 #include "sim/server_impl.h"
 #include "sim/snapshot.h"
@@ -59,8 +60,8 @@
 #define SPEC_NAME_MAX 64
 #define SPEC_TEXT_MAX 64
 #define SPEC_MAX_ROWS 24
-#define SPEC_MAX_LAYOUTS 16
-#define SPEC_MAX_HEX 16
+#define SPEC_MAX_LAYOUTS 24
+#define SPEC_MAX_HEX 24
 #define SPEC_HEX_MAX_BYTES 256
 
 /* ---- reading the documents ---------------------------------------------- */
@@ -443,6 +444,13 @@ static void spec_known_load(void)
     NUM(KZ_DENY_CLIENT_IN_USE); NUM(KZ_DENY_SHUTTING_DOWN); NUM(KZ_DENY_UNAVAILABLE); NUM(KZ_AEAD_BIT_CHACHA20);
     NUM(KZ_AEAD_BIT_AES256GCM); NUM(KZ_MAX_MESSAGE_BYTES); NUM(KZ_ENET_MAX_PACKET_BYTES);
     NUM(KZ_ENET_MAX_WAITING_BYTES);
+    /* protocol.h: resume (section 4a) */
+    NUM(KZ_KDF_ID_RESUME); NUM(KZ_GATE_RESUME); NUM(KZ_GATE_RESUMED); NUM(KZ_TICKET_BYTES);
+    NUM(KZ_RESUME_PROOF_BYTES); NUM(KZ_GATE_RESUME_FIXED_BYTES); NUM(KZ_GATE_RESUME_BYTES);
+    NUM(KZ_GATE_RESUMED_BYTES); NUM(KZ_MSG_TICKET); NUM(KZ_TICKET_MSG_BYTES);
+    NUM(KZ_DENY_NO_SESSION); NUM(KZ_DENY_REPLACING); NUM(KZ_RESUME_DEFAULT_GRACE_MS);
+    NUM(KZ_RESUME_GRACE_MIN_MS); NUM(KZ_RESUME_GRACE_MAX_MS); NUM(KZ_DETACH_SILENCE_MS);
+    NUM(KZ_KICK_REPLACED);
     /* token.h */
     NUM(KZ_TOKEN_MAX_BACKEND_KEYS); STR(KZ_CONNECT_TOKEN_FILE_MAGIC);
     NUM(KZ_CONNECT_TOKEN_FILE_MAX_BYTES); STR(KZ_TOKEN_METHOD_NONE);
@@ -876,6 +884,167 @@ Test(spec, accept_and_deny_layouts_open_as_specified)
     const spec_field fd[] = {{"header", hdr, 4}, {"reason", &reason, 1}};
     spec_check_layout("DENY", s.reply, s.reply_len, fd, 2, s.reply_len);
     kz__gate_destroy(s.g);
+}
+
+/* ---- resume (section 4a) ------------------------------------------------------ */
+
+/* The RESUME's proof as section 4a words it, computed here: BLAKE2b-128
+ * keyed with KDF(client-to-server, KZ_KDF_ID_RESUME) of the bytes before
+ * the proof field, whose offset the layout states. */
+static void spec_resume_proof(const uint8_t c2s[32], const uint8_t *d, uint8_t out[16])
+{
+    uint8_t key[32];
+    size_t at = (size_t)spec_row_named(spec_layout_named("RESUME"), "proof")->off;
+    crypto_kdf_derive_from_key(key, 32, KZ_KDF_ID_RESUME, KZ_KDF_CONTEXT, c2s);
+    crypto_generichash(out, 16, d, at, key, sizeof key);
+}
+
+static void spec_ticket_fields(const kz__ticket *t, uint8_t slot[4], uint8_t path[4],
+                               uint8_t sid[8])
+{
+    le(slot, t->slot, 4);
+    le(path, t->path, 4);
+    le(sid, t->session_id, 8);
+}
+
+Test(spec, ticket_and_ticket_message_layouts)
+{
+    spec_load();
+    kz__ticket t = {.slot = 0x11223344u, .path = 0x55667788u,
+                    .session_id = 0x99aabbccddeeff01ull};
+    randombytes_buf(t.secret, sizeof t.secret);
+    uint8_t packed[KZ_TICKET_BYTES], slot[4], path[4], sid[8];
+    kz__ticket_pack(&t, packed);
+    spec_ticket_fields(&t, slot, path, sid);
+    const spec_field ft[] = {{"slot", slot, 4}, {"path", path, 4}, {"session_id", sid, 8},
+                             {"secret", t.secret, 16}};
+    spec_check_layout("ticket", packed, sizeof packed, ft, 4, KZ_TICKET_BYTES);
+
+    uint8_t msg[KZ_TICKET_MSG_BYTES], grace[4];
+    kz__ticket_msg_encode(packed, KZ_RESUME_DEFAULT_GRACE_MS, msg);
+    le(grace, KZ_RESUME_DEFAULT_GRACE_MS, 4);
+    const spec_field fm[] = {{"ticket", packed, KZ_TICKET_BYTES}, {"grace_ms", grace, 4}};
+    spec_check_layout("TICKET", msg, sizeof msg, fm, 2, KZ_TICKET_MSG_BYTES);
+
+    /* "KZ_RESUME_GRACE_MIN_MS..KZ_RESUME_GRACE_MAX_MS", and no other size. */
+    uint8_t out[KZ_TICKET_BYTES];
+    uint32_t g = 0;
+    const uint32_t lo = (uint32_t)spec_num("KZ_RESUME_GRACE_MIN_MS");
+    const uint32_t hi = (uint32_t)spec_num("KZ_RESUME_GRACE_MAX_MS");
+    const uint32_t graces[4] = {lo, hi, lo - 1, hi + 1};
+    for (int i = 0; i < 4; i++) {
+        kz__ticket_msg_encode(packed, graces[i], msg);
+        cr_assert_eq(kz__ticket_msg_decode(msg, sizeof msg, out, &g) == KZ_OK, i < 2,
+                     "grace %u ms", graces[i]);
+    }
+    cr_assert_neq(kz__ticket_msg_decode(msg, sizeof msg - 1, out, &g), KZ_OK);
+}
+
+Test(spec, resume_layout_and_proof_as_specified)
+{
+    spec_load();
+    kz_session_keys k;
+    randombytes_buf(&k, sizeof k);
+    kz__ticket t = {.slot = 7, .path = 1, .session_id = 0x0102030405060708ull};
+    randombytes_buf(t.secret, sizeof t.secret);
+    uint8_t ticket[KZ_TICKET_BYTES], cookie[KZ_COOKIE_BYTES], d[KZ_GATE_RESUME_BYTES];
+    kz__ticket_pack(&t, ticket);
+    randombytes_buf(cookie, sizeof cookie);
+    const uint8_t zero_cookie[KZ_COOKIE_BYTES] = {0}, reserved[4] = {0};
+    for (int with_cookie = 0; with_cookie < 2; with_cookie++) {
+        const uint8_t *c = with_cookie ? cookie : zero_cookie;
+        size_t n = kz__resume_build(&k, with_cookie ? cookie : NULL, ticket, d);
+        cr_assert_eq(n, (size_t)spec_num("KZ_GATE_RESUME_BYTES"));
+        uint8_t hdr[4], proof[16];
+        spec_header(hdr, KZ_GATE_RESUME);
+        spec_resume_proof(k.client_to_server, d, proof);
+        const spec_field f[] = {{"header", hdr, 4},      {"reserved", reserved, 4},
+                                {"cookie", c, KZ_COOKIE_BYTES}, {"ticket", ticket, KZ_TICKET_BYTES},
+                                {"proof", proof, 16}};
+        spec_check_layout("RESUME", d, n, f, 5, KZ_GATE_RESUME_FIXED_BYTES);
+        for (size_t i = KZ_GATE_RESUME_FIXED_BYTES; i < n; i++)
+            cr_assert_eq(d[i], 0, "zero padding to the fixed size (byte %zu)", i);
+        kz__resume p;
+        cr_assert_eq(kz__resume_parse(d, n, &p), KZ_OK);
+        cr_assert_eq(kz__resume_proof_ok(&k, d), 1);
+    }
+    /* "every reply (CHALLENGE 28, DENY 5, RESUMED 76) is smaller" */
+    const double resume = spec_num("KZ_GATE_RESUME_BYTES");
+    cr_assert_lt(spec_num("KZ_GATE_CHALLENGE_BYTES"), resume);
+    cr_assert_lt(spec_num("KZ_GATE_DENY_BYTES"), resume);
+    cr_assert_lt(spec_num("KZ_GATE_RESUMED_BYTES"), resume);
+}
+
+Test(spec, resumed_layout_opens_as_specified)
+{
+    spec_load();
+    kz_session_keys k;
+    randombytes_buf(&k, sizeof k);
+    uint8_t ticket[KZ_TICKET_BYTES], d[KZ_GATE_RESUMED_BYTES];
+    randombytes_buf(ticket, sizeof ticket);
+    size_t n = kz__resumed_seal(&k, ticket, d);
+    cr_assert_eq(n, (size_t)spec_num("KZ_GATE_RESUMED_BYTES"));
+    uint8_t hdr[4];
+    spec_header(hdr, KZ_GATE_RESUMED);
+    const spec_field f[] = {{"header", hdr, 4},
+                            {"nonce", d + 4, KZ_GATE_ACCEPT_NONCE_BYTES},
+                            {"sealed", d + 28, KZ_TICKET_BYTES + KZ_AEAD_TAG_BYTES}};
+    spec_check_layout("RESUMED", d, n, f, 3, n);
+    /* Open it as the document says: XChaCha20-Poly1305 under
+     * KDF(server-to-client, KZ_KDF_ID_GATE), the header as AD. */
+    const spec_layout *l = spec_layout_named("RESUMED");
+    const spec_row *nonce = spec_row_named(l, "nonce"), *sealed = spec_row_named(l, "sealed");
+    uint8_t key[32], plain[KZ_TICKET_BYTES];
+    unsigned long long plen = 0;
+    crypto_kdf_derive_from_key(key, 32, KZ_KDF_ID_GATE, KZ_KDF_CONTEXT, k.server_to_client);
+    cr_assert_eq(crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &plen, NULL, d + sealed->off,
+                                                            (unsigned long long)sealed->size, d,
+                                                            4, d + nonce->off, key),
+                 0, "the RESUMED opens with the key, nonce and AD the document names");
+    cr_assert_eq(plen, sizeof plain);
+    cr_assert_arr_eq(plain, ticket, sizeof plain, "the plaintext is the next ticket");
+}
+
+/* Section 4a's worked example: section 3's client-to-server key, the
+ * ticket and cookie the document names. */
+Test(spec, resume_worked_example)
+{
+    spec_load();
+    kz_session_keys k;
+    for (int i = 0; i < 32; i++) {
+        k.client_to_server[i] = (uint8_t)i;
+        k.server_to_client[i] = (uint8_t)(0x80 + i);
+    }
+    kz__ticket t = {.slot = 3, .path = 2, .session_id = 0x0123456789abcdefull};
+    uint8_t cookie[KZ_COOKIE_BYTES], ticket[KZ_TICKET_BYTES], sub[32], d[KZ_GATE_RESUME_BYTES];
+    for (int i = 0; i < 16; i++)
+        t.secret[i] = (uint8_t)(0xf0 + i);
+    for (size_t i = 0; i < KZ_COOKIE_BYTES; i++)
+        cookie[i] = (uint8_t)(0xc0 + i);
+    kz__ticket_pack(&t, ticket);
+    spec_assert_hex("resume-ticket", ticket, sizeof ticket);
+    crypto_kdf_derive_from_key(sub, 32, KZ_KDF_ID_RESUME, KZ_KDF_CONTEXT, k.client_to_server);
+    spec_assert_hex("resume-subkey", sub, sizeof sub);
+    cr_assert_eq(kz__resume_build(&k, cookie, ticket, d), sizeof d);
+    spec_assert_hex("resume-example", d, sizeof d);
+
+    /* The document's bytes: the proof by the document's recipe, and the
+     * library's parser and check take them. */
+    const spec_hex *h = spec_hex_named("resume-example");
+    const spec_row *proof = spec_row_named(spec_layout_named("RESUME"), "proof");
+    uint8_t want[16];
+    spec_resume_proof(k.client_to_server, h->b, want);
+    cr_assert_arr_eq(h->b + proof->off, want, 16, "the example's proof is the recipe's");
+    kz__resume p;
+    cr_assert_eq(kz__resume_parse(h->b, h->n, &p), KZ_OK);
+    cr_assert_eq(kz__resume_proof_ok(&k, h->b), 1);
+    cr_assert_arr_eq(p.cookie, cookie, sizeof cookie);
+    kz__ticket back;
+    kz__ticket_unpack(p.ticket, &back);
+    cr_assert_eq(back.slot, t.slot);
+    cr_assert_eq(back.path, t.path);
+    cr_assert_eq(back.session_id, t.session_id);
+    cr_assert_arr_eq(back.secret, t.secret, sizeof t.secret);
 }
 
 /* ---- the CONNECT the gate lets through ------------------------------------ */
