@@ -55,6 +55,7 @@ struct kz__gate {
     uint32_t next_port;
     uint32_t expire_cursor;
     uint8_t refusing;         /* KZ_DENY_* new sessions get, 0 = accepting */
+    int32_t moved;            /* slot the datagram being handled moved, or -1 */
 };
 
 static const char *const kz__gate_counter_names[KZ_GATE_C_COUNT] = {
@@ -161,6 +162,7 @@ kz__gate *kz__gate_create(const kz__gate_config *cfg)
         return NULL;
     }
     g->c = kz_counters_block(&g->counters, 0);
+    g->moved = -1;
     randombytes_buf(g->rate_key, sizeof g->rate_key);
     randombytes_buf(g->cookie_key, sizeof g->cookie_key);
     return g;
@@ -441,6 +443,10 @@ static int32_t kz__slot_claim(kz__gate *g, const kz_address *from, const kz_toke
     kz__enet_mac_pair_derive(&s->mac, keys, s->session_id);
     s->keys = *keys;
     s->info = *info;
+    s->ticket.slot = idx;
+    s->ticket.path = 1;
+    s->ticket.session_id = s->session_id;
+    randombytes_buf(s->ticket.secret, sizeof s->ticket.secret);
     (void)kz__fixmap_put(&g->by_addr, kz__addr_key(g, from), idx);
     (void)kz__fixmap_put(&g->by_client, info->client_id, idx);
     return (int32_t)idx;
@@ -454,48 +460,68 @@ static uint32_t kz__verdict_drop(kz_token_verdict v)
     return c ? c : KZ_GATE_C_DROP_TOKEN_MALFORMED;
 }
 
+/* The slot held by `client_id`, or -1. */
+static int32_t kz__client_slot(const kz__gate *g, uint64_t client_id)
+{
+    uint32_t idx;
+    return kz__fixmap_get(&g->by_client, client_id, &idx) ? (int32_t)idx : -1;
+}
+
+/* The DENY a refusing gate (draining, unavailable) answers new sessions. */
+static kz__gate_action kz__deny_refusing(kz__gate *g, uint8_t *reply, size_t *reply_len)
+{
+    kz_counter_inc(g->c, g->refusing == KZ_DENY_SHUTTING_DOWN ? KZ_GATE_C_DROP_DRAINING
+                                                              : KZ_GATE_C_DROP_UNAVAILABLE);
+    *reply_len = kz__reply_deny(g, g->refusing, reply);
+    return KZ_GATE_REPLY;
+}
+
 /* Checks of a proven request that need the gate's tables, made before the
  * signature check (so repeats and reuse cost nothing) and again after it
  * (another thread may have claimed the address, token or client id in
  * between). KZ_GATE_VERIFY means "go on". */
 static kz__gate_action kz__proven_tables(kz__gate *g, const kz_address *from,
-                                         const uint8_t token_hash[16], uint64_t unix_now,
-                                         uint8_t *reply, size_t *reply_len)
+                                         const uint8_t token_hash[16], uint64_t client_id,
+                                         uint64_t unix_now, uint8_t *reply, size_t *reply_len)
 {
     int32_t held = kz__slot_of(g, from);
+    /* With resume on, a connect of a client whose session lives (a process
+     * restarted with its token file) goes on to full verification, and is
+     * then allowed to replace that session (kz__replace). */
+    int replaceable = g->cfg.resume_grace_ms != 0 && kz__client_slot(g, client_id) >= 0;
     if (held >= 0) {
-        if (sodium_memcmp(g->slots[held].token_hash, token_hash, 16) != 0)
+        const kz__gate_slot *h = &g->slots[held];
+        int same = sodium_memcmp(h->token_hash, token_hash, 16) == 0;
+        if (same && (h->state == KZ_SLOT_PENDING || !replaceable)) {
+            *reply_len = kz__reply_accept(g, (uint32_t)held, reply); /* lost accept: resend */
+            return KZ_GATE_REPLY;
+        }
+        if (!replaceable || h->info.client_id != client_id)
             return kz__drop(g, KZ_GATE_C_DROP_ADDR_IN_USE, "address holds another session");
-        *reply_len = kz__reply_accept(g, (uint32_t)held, reply); /* lost accept: resend */
-        return KZ_GATE_REPLY;
+        return g->refusing ? kz__deny_refusing(g, reply, reply_len) : KZ_GATE_VERIFY;
     }
     kz__used_token *used = kz__used_find(g, token_hash, unix_now);
-    if (used && !kz__addr_eq(&used->addr, from)) {
+    if (used && !kz__addr_eq(&used->addr, from) && !replaceable) {
         kz_counter_inc(g->c, KZ_GATE_C_DROP_TOKEN_REUSE);
         *reply_len = kz__reply_deny(g, KZ_DENY_TOKEN_IN_USE, reply);
         return KZ_GATE_REPLY;
     }
-    if (g->refusing) {
-        /* After the cookie round trip, so the deny goes only to a proven
-         * address; before the signature check, which would be wasted. */
-        kz_counter_inc(g->c, g->refusing == KZ_DENY_SHUTTING_DOWN ? KZ_GATE_C_DROP_DRAINING
-                                                                  : KZ_GATE_C_DROP_UNAVAILABLE);
-        *reply_len = kz__reply_deny(g, g->refusing, reply);
-        return KZ_GATE_REPLY;
-    }
-    return KZ_GATE_VERIFY;
+    /* After the cookie round trip, so the deny goes only to a proven
+     * address; before the signature check, which would be wasted. */
+    return g->refusing ? kz__deny_refusing(g, reply, reply_len) : KZ_GATE_VERIFY;
 }
 
 /* First half of a proven request, under the caller's lock: table checks
  * and the per-source budget, then the job for the signature check. */
 static kz__gate_action kz__request_proven(kz__gate *g, const kz_address *from,
-                                          const kz__request *r, kz_time_ns now,
-                                          uint64_t unix_now, uint8_t *reply, size_t *reply_len,
-                                          kz__gate_job *job)
+                                          const kz__request *r, uint64_t client_id,
+                                          kz_time_ns now, uint64_t unix_now, uint8_t *reply,
+                                          size_t *reply_len, kz__gate_job *job)
 {
     uint8_t token_hash[16];
     crypto_generichash(token_hash, sizeof token_hash, r->token, r->token_len, NULL, 0);
-    kz__gate_action act = kz__proven_tables(g, from, token_hash, unix_now, reply, reply_len);
+    kz__gate_action act =
+        kz__proven_tables(g, from, token_hash, client_id, unix_now, reply, reply_len);
     if (act != KZ_GATE_VERIFY)
         return act;
     if (!kz__rate_take(g, from, now))
@@ -522,21 +548,56 @@ void kz__gate_job_run(kz__gate_job *job, uint64_t unix_now)
     job->proof_ok = sodium_memcmp(proof, r->proof, sizeof proof) == 0;
 }
 
+#define KZ__REPLACING INT32_MAX
+
+/* A verified connect for a client id whose slot `other` is taken (resume
+ * on). A slot still pending (its ENet connect never came) is freed at
+ * once: it is no session yet. A session is marked for its host to end
+ * (KZ_KICK_REPLACED) when the new token is not older than its own; the
+ * token's record moves to the new address, so the client's next REQUEST
+ * (after the slot is freed) passes the reuse check. Returns -1 (the slot
+ * is free: claim), KZ__REPLACING (answer "replacing, ask again") or
+ * `other` (an older token: the client id stays in use). */
+static int32_t kz__replace(kz__gate *g, uint32_t other, const kz__gate_job *job)
+{
+    kz__gate_slot *o = &g->slots[other];
+    if (o->state == KZ_SLOT_PENDING) {
+        kz__gate_release(g, other);
+        return -1;
+    }
+    if (job->info.create_time < o->info.create_time)
+        return (int32_t)other;
+    if (!o->replace) {
+        o->replace = 1;
+        o->ending = 1;
+        kz_counter_inc(g->c, KZ_GATE_C_REPLACED);
+        kz_logf(&g->cfg.log, KZ_LOG_INFO, "gate",
+                "client %llu connected again: its session in slot %u is replaced",
+                (unsigned long long)job->info.client_id, other);
+    }
+    kz__used_add(g, job->token_hash, &job->from, job->info.expire_time);
+    return KZ__REPLACING;
+}
+
 /* Claims a slot for a verified job (tables checked again). */
 static kz__gate_action kz__job_claim(kz__gate *g, kz__gate_job *job, kz_time_ns now,
                                      uint64_t unix_now, uint8_t *reply, size_t *reply_len)
 {
-    kz__gate_action act = kz__proven_tables(g, &job->from, job->token_hash, unix_now, reply,
-                                            reply_len);
+    kz__gate_action act = kz__proven_tables(g, &job->from, job->token_hash, job->info.client_id,
+                                            unix_now, reply, reply_len);
     if (act != KZ_GATE_VERIFY)
         return act;
     uint8_t alg = kz__choose_cipher(g, job->request.aead_mask);
-    uint32_t other;
     if (alg == 0)
         return kz__drop(g, KZ_GATE_C_DROP_NO_CIPHER, "no common cipher");
-    if (kz__fixmap_get(&g->by_client, job->info.client_id, &other)) {
-        kz_counter_inc(g->c, KZ_GATE_C_DROP_CLIENT_IN_USE);
-        *reply_len = kz__reply_deny(g, KZ_DENY_CLIENT_IN_USE, reply);
+    int32_t other = kz__client_slot(g, job->info.client_id);
+    if (other >= 0 && g->cfg.resume_grace_ms != 0)
+        other = kz__replace(g, (uint32_t)other, job);
+    if (other >= 0) {
+        int waiting = other == KZ__REPLACING;
+        kz_counter_inc(g->c, waiting ? KZ_GATE_C_REPLACE_WAITS : KZ_GATE_C_DROP_CLIENT_IN_USE);
+        *reply_len =
+            kz__reply_deny(g, waiting ? KZ_DENY_REPLACING : KZ_DENY_CLIENT_IN_USE, reply);
         return KZ_GATE_REPLY;
     }
     int32_t idx = kz__slot_claim(g, &job->from, &job->info, &job->keys, job->token_hash, alg, now);
@@ -581,7 +642,8 @@ static kz__gate_action kz__gate_request(kz__gate *g, const kz_address *from, con
         return kz__drop(g, KZ_GATE_C_DROP_VERSION, "protocol version");
     if (!kz__request_parse(d, &r))
         return kz__drop(g, KZ_GATE_C_DROP_REQUEST_FORMAT, "request fields");
-    kz_token_verdict v = kz_token_precheck(&g->cfg.verifier, r.token, r.token_len, unix_now, NULL);
+    kz_token_info info;
+    kz_token_verdict v = kz_token_precheck(&g->cfg.verifier, r.token, r.token_len, unix_now, &info);
     if (v != KZ_TOKEN_VALID)
         return kz__drop(g, kz__verdict_drop(v), kz_token_verdict_name(v));
     if (!kz__cookie_valid(g, from, now, r.cookie)) {
@@ -596,7 +658,100 @@ static kz__gate_action kz__gate_request(kz__gate *g, const kz_address *from, con
         *reply_len = kz__reply_challenge(g, from, now, reply);
         return KZ_GATE_REPLY;
     }
-    return kz__request_proven(g, from, &r, now, unix_now, reply, reply_len, job);
+    return kz__request_proven(g, from, &r, info.client_id, now, unix_now, reply, reply_len, job);
+}
+
+/* ---- resume (docs/PROTOCOL.md, "Resume") --------------------------------- */
+
+/* The slot whose live session the ticket names, or NULL. *prev is set when
+ * it names the previous path and comes from the address the session moved
+ * to (the RESUMED that moved it was lost). Secrets compared in constant
+ * time. */
+static kz__gate_slot *kz__ticket_slot(kz__gate *g, const uint8_t *bytes, const kz_address *from,
+                                      int *prev)
+{
+    kz__ticket t;
+    kz__ticket_unpack(bytes, &t);
+    *prev = 0;
+    if (t.slot >= g->cfg.max_sessions)
+        return NULL;
+    kz__gate_slot *s = &g->slots[t.slot];
+    if (s->state != KZ_SLOT_CONNECTED || s->ending || t.session_id != s->session_id)
+        return NULL;
+    if (t.path == s->ticket.path && sodium_memcmp(t.secret, s->ticket.secret, 16) == 0)
+        return s;
+    if (t.path + 1u == s->ticket.path && kz__addr_eq(&s->addr, from) &&
+        sodium_memcmp(t.secret, s->prev_secret, 16) == 0) {
+        *prev = 1;
+        return s;
+    }
+    return NULL;
+}
+
+static size_t kz__reply_resumed(const kz__gate_slot *s, uint8_t *out)
+{
+    uint8_t ticket[KZ_TICKET_BYTES];
+    kz__ticket_pack(&s->ticket, ticket);
+    size_t n = kz__resumed_seal(&s->keys, ticket, out);
+    sodium_memzero(ticket, sizeof ticket);
+    return n;
+}
+
+/* Moves the session of slot `idx` to `from`: the address map follows, the
+ * ticket is used up (a new path number and secret). */
+static void kz__session_move(kz__gate *g, uint32_t idx, const kz_address *from)
+{
+    kz__gate_slot *s = &g->slots[idx];
+    kz__fixmap_del(&g->by_addr, kz__addr_key(g, &s->addr));
+    s->addr = *from;
+    (void)kz__fixmap_put(&g->by_addr, kz__addr_key(g, from), idx); /* room: one per slot */
+    memcpy(s->prev_secret, s->ticket.secret, sizeof s->prev_secret);
+    s->ticket.path++;
+    randombytes_buf(s->ticket.secret, sizeof s->ticket.secret);
+    g->moved = (int32_t)idx;
+}
+
+/* A RESUME, in the order of docs/PROTOCOL.md "Server processing of a
+ * RESUME". No public-key work: at most two keyed BLAKE2b computations. */
+static kz__gate_action kz__gate_resume(kz__gate *g, const kz_address *from, const uint8_t *d,
+                                       size_t len, kz_time_ns now, uint8_t *reply,
+                                       size_t *reply_len)
+{
+    kz__resume r;
+    if (len != KZ_GATE_RESUME_BYTES)
+        return kz__drop(g, KZ_GATE_C_DROP_SIZE, "resume size");
+    if (d[3] != KZ_PROTOCOL_VERSION)
+        return kz__drop(g, KZ_GATE_C_DROP_VERSION, "protocol version");
+    if (kz__resume_parse(d, len, &r) != KZ_OK)
+        return kz__drop(g, KZ_GATE_C_DROP_REQUEST_FORMAT, "resume fields");
+    if (!kz__cookie_valid(g, from, now, r.cookie)) {
+        static const uint8_t zero[KZ_COOKIE_BYTES];
+        if (sodium_memcmp(r.cookie, zero, KZ_COOKIE_BYTES) != 0)
+            kz_counter_inc(g->c, KZ_GATE_C_BAD_COOKIE);
+        *reply_len = kz__reply_challenge(g, from, now, reply);
+        return KZ_GATE_REPLY;
+    }
+    int prev = 0;
+    kz__gate_slot *s = g->cfg.resume_grace_ms ? kz__ticket_slot(g, r.ticket, from, &prev) : NULL;
+    if (s == NULL) {
+        (void)kz__drop(g, g->cfg.resume_grace_ms ? KZ_GATE_C_RESUME_TICKET : KZ_GATE_C_RESUME_OFF,
+                       "resume: no live session holds the ticket");
+        *reply_len = kz__reply_deny(g, KZ_DENY_NO_SESSION, reply);
+        return KZ_GATE_REPLY;
+    }
+    if (!kz__resume_proof_ok(&s->keys, d))
+        return kz__drop(g, KZ_GATE_C_RESUME_PROOF, "resume proof (ticket used without its keys)");
+    uint32_t idx = (uint32_t)(s - g->slots);
+    if (prev || kz__addr_eq(&s->addr, from)) {
+        kz_counter_inc(g->c, prev ? KZ_GATE_C_RESUME_RESENT : KZ_GATE_C_RESUME_SAME);
+    } else {
+        if (kz__slot_of(g, from) >= 0)
+            return kz__drop(g, KZ_GATE_C_DROP_ADDR_IN_USE, "address holds another session");
+        kz__session_move(g, idx, from);
+        kz_counter_inc(g->c, KZ_GATE_C_RESUMES);
+    }
+    *reply_len = kz__reply_resumed(s, reply);
+    return KZ_GATE_REPLY;
 }
 
 /* The CONNECT command of a datagram whose header is `h`, or NULL when the
@@ -654,6 +809,7 @@ kz__gate_action kz__gate_datagram_begin(kz__gate *g, const kz_address *from,
 {
     KZ_ASSERT(reply_cap >= KZ_GATE_REQUEST_BYTES);
     g->now = now;
+    g->moved = -1;
     kz_counter_inc(g->c, KZ_GATE_C_RX_DATAGRAMS);
     kz_counter_add(g->c, KZ_GATE_C_RX_BYTES, len);
     *reply_len = 0;
@@ -668,10 +824,13 @@ kz__gate_action kz__gate_datagram_begin(kz__gate *g, const kz_address *from,
     }
     if (len < KZ_GATE_HEADER_BYTES)
         return kz__drop(g, KZ_GATE_C_DROP_SIZE, "short gate datagram");
-    if (data[2] != KZ_GATE_REQUEST)
+    kz__gate_action act;
+    if (data[2] == KZ_GATE_REQUEST)
+        act = kz__gate_request(g, from, data, len, now, unix_now, reply, reply_len, job);
+    else if (data[2] == KZ_GATE_RESUME)
+        act = kz__gate_resume(g, from, data, len, now, reply, reply_len);
+    else
         return kz__drop(g, KZ_GATE_C_DROP_TYPE, "gate type a server does not take");
-    kz__gate_action act =
-        kz__gate_request(g, from, data, len, now, unix_now, reply, reply_len, job);
     if (act == KZ_GATE_REPLY)
         kz_counter_add(g->c, KZ_GATE_C_TX_BYTES, *reply_len);
     return act;
@@ -730,6 +889,18 @@ const kz__gate_slot *kz__gate_slot_at(const kz__gate *g, uint32_t idx)
 {
     KZ_ASSERT(idx < g->cfg.max_sessions);
     return &g->slots[idx];
+}
+
+void kz__gate_end(kz__gate *g, uint32_t idx)
+{
+    KZ_ASSERT(idx < g->cfg.max_sessions);
+    if (g->slots[idx].state != KZ_SLOT_FREE)
+        g->slots[idx].ending = 1;
+}
+
+int32_t kz__gate_moved_slot(const kz__gate *g)
+{
+    return g->moved;
 }
 
 int32_t kz__gate_slot_index(const kz__gate *g, const kz_address *from)

@@ -36,6 +36,7 @@
 #include <kizuna/token.h>
 
 #include "enet_mac.h"
+#include "resume.h"
 
 #define KZ_GATE_MAX_PORTS 16u
 #define KZ_GATE_DEFAULT_RATE 100u
@@ -76,7 +77,15 @@
     X(DENIES, "denies_sent")                                                   \
     X(VERIFIES, "token_verifications")                                         \
     X(PENDING_EXPIRED, "pending_expired")                                      \
-    X(PENDING_CANCELLED, "pending_cancelled_draining")
+    X(PENDING_CANCELLED, "pending_cancelled_draining")                        \
+    X(RESUME_OFF, "resume_refused_off")                                        \
+    X(RESUME_TICKET, "resume_refused_ticket")                                  \
+    X(RESUME_PROOF, "resume_refused_proof")                                    \
+    X(RESUME_SAME, "resume_same_path")                                         \
+    X(RESUME_RESENT, "resume_resent")                                          \
+    X(RESUMES, "resumes")                                                      \
+    X(REPLACED, "sessions_replaced")                                           \
+    X(REPLACE_WAITS, "replace_waits")
 
 enum {
 #define KZ__GATE_ENUM(id, name) KZ_GATE_C_##id,
@@ -101,6 +110,11 @@ typedef struct kz__gate_config {
     uint32_t n_ports;             /* ENet ports handed out round-robin; >= 1 */
     uint16_t ports[KZ_GATE_MAX_PORTS];
     uint32_t disable_aes;         /* non-zero: offer ChaCha20 only */
+    /* Resume (docs/PROTOCOL.md, "Resume"): 0 = off, else the grace the
+     * transport holds a silent session for. When on, a session may move
+     * to a new address with a RESUME, and a verified REQUEST for a client
+     * id that holds a session replaces that session. */
+    uint32_t resume_grace_ms;
     kz_log log;
     kz_allocator alloc;
 } kz__gate_config;
@@ -131,6 +145,14 @@ typedef struct kz__gate_slot {
     kz__enet_mac_pair mac;        /* ENet datagram MAC keys of this session */
     kz_session_keys keys;
     kz_token_info info;
+    /* Resume: the ticket of the session's current path, the previous
+     * path's secret (its RESUMED may be sent again to the address the
+     * session moved to), and two one-way flags. */
+    kz__ticket ticket;
+    uint8_t prev_secret[16];
+    uint8_t ending;               /* kicked, closed or past its grace: no ticket works */
+    uint8_t replace;              /* a verified connect of the same client replaces it:
+                                     the host serving it must end it */
 } kz__gate_slot;
 
 typedef struct kz__gate kz__gate;
@@ -193,6 +215,12 @@ int32_t kz__gate_mark_connected(kz__gate *g, const kz_address *from);
 /* The session in `slot` ended: frees the slot (the token stays recorded as
  * used until it expires). */
 void kz__gate_release(kz__gate *g, uint32_t slot);
+/* The session in `slot` is ending (kicked, closed by its player, past its
+ * grace): from now on no ticket of it works. */
+void kz__gate_end(kz__gate *g, uint32_t slot);
+/* The slot the last datagram handled moved to a new address (a RESUME),
+ * or -1; reset by every kz__gate_datagram_begin. */
+int32_t kz__gate_moved_slot(const kz__gate *g);
 /* Frees pending slots whose deadline passed; checks a bounded number of
  * slots per call (call it every service loop). */
 void kz__gate_expire(kz__gate *g, kz_time_ns now);

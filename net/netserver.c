@@ -45,6 +45,7 @@
 #include "fixmap.h"
 #include "gate.h"
 #include "netserver_work.h"
+#include "resume.h"
 #include "seal.h"
 
 #define KZ__OUT_KICK 0xFFu
@@ -68,7 +69,10 @@ typedef struct kz__session {
     kz__seal rx;          /* client-to-server */
     kz__replay window;
     uint32_t active;
-    uint32_t timeout_ms;      /* from the token (kz__session_timeout_ms) */
+    uint32_t timeout_ms;      /* from the token (kz__session_timeout_ms), raised to
+                                 outlive the resume grace */
+    kz_time_ns last_heard;    /* the last authenticated datagram from the client */
+    uint32_t detached;        /* silent for KZ_DETACH_SILENCE_MS: DETACH told */
 } kz__session;
 
 /* ENet MAC keys of a slot on the host serving it, from the moment its
@@ -134,6 +138,10 @@ struct kz_netserver {
     uint32_t held_io, held_buf; /* buffer of the last polled message */
     kz_token_info polled_info;  /* identity handed out with a CONNECT message */
     uint8_t *app_live;        /* app thread only: CONNECT polled, DISCONNECT not yet */
+    /* By slot: DETACH and RESUME notices in the in_ring not yet polled. At
+     * most two each, so the ring's room (sized for them) is never
+     * exceeded; the host adds, the application takes away. */
+    _Atomic uint8_t *soft_pending;
     uint32_t next_poll;       /* host the application polls first */
     kz_counters counters;     /* one block per host, then the application's */
     kz_counter_block app;
@@ -227,6 +235,21 @@ static void kz__notify(kz__io *io, uint32_t slot, uint8_t kind)
     kz__push_sure(&io->in_ring, &m);
 }
 
+/* A DETACH or RESUME notice. Dropped and counted when the application has
+ * two of the slot's still unpolled (it is far behind; the state it will
+ * read next is then at most one change old). */
+static void kz__notify_soft(kz__io *io, uint32_t slot, uint8_t kind)
+{
+    _Atomic uint8_t *pending = &io->srv->soft_pending[slot];
+    if (atomic_load_explicit(pending, memory_order_relaxed) >= 2) {
+        kz_counter_inc(io->c, KZ_NET_C_DROP_NOTICE_FULL);
+        return;
+    }
+    atomic_fetch_add_explicit(pending, 1, memory_order_relaxed);
+    kz__msgref m = {slot, 0, UINT32_MAX, kind, 0, 0, 0, 0};
+    kz__push_sure(&io->in_ring, &m);
+}
+
 /* ---- I/O side: ENet datagram MACs (enet_mac.h) -------------------------- */
 
 static uint16_t kz__gate_port(const kz_netserver *s, uint32_t i);
@@ -285,6 +308,35 @@ static enet_uint32 kz__server_checksum(const ENetBuffer *b, size_t n)
     return e ? kz__enet_mac_buffers(&e->mac.server_to_client, b, n) : 0;
 }
 
+/* The session in `slot` moved to `to` (a RESUME the gate accepted): its
+ * ENet peer sends there from now on, and the application hears that the
+ * session is back. */
+static void kz__peer_moved(kz__io *io, uint32_t slot, const ENetAddress *to)
+{
+    kz__session *ss = &io->srv->sessions[slot];
+    if (!ss->active || ss->peer == NULL)
+        return;
+    ss->peer->address = *to;
+    ss->detached = 0;
+    kz_counter_inc(io->c, KZ_NET_C_SESSIONS_MOVED);
+    kz__notify_soft(io, slot, KZ_NETMSG_RESUME);
+}
+
+/* A datagram naming `peer` from another address than the peer's: 1 when
+ * the gate has moved the peer's session to that address (the datagram's
+ * MAC is checked next, before anything changes). */
+static int kz__moved_here(kz__io *io, const ENetPeer *peer, const ENetHost *host)
+{
+    uintptr_t tag = (uintptr_t)peer->data;
+    if (tag == 0 || io->srv->cfg.resume_grace_ms == 0)
+        return 0;
+    kz_address from = kz__from_enet(&host->receivedAddress);
+    pthread_mutex_lock(&io->srv->gate_lock);
+    int32_t at = kz__gate_slot_index(io->srv->gate, &from);
+    pthread_mutex_unlock(&io->srv->gate_lock);
+    return at >= 0 && (uint32_t)at == tag - 1;
+}
+
 /* A datagram from an address the gate let through: a CONNECT for the
  * slot (the gate checked its MAC, tag and connectID) gets the slot's keys
  * installed on this host; any other must carry a valid MAC for the peer
@@ -312,10 +364,14 @@ static int kz__intercept_enet(kz__io *io, ENetHost *host, int32_t connect_slot,
         memcpy(&io->rx_tag, host->receivedData + h.checksum_at, sizeof io->rx_tag);
         return 0;
     }
+    ENetPeer *moving = NULL;
     if (h.peer_id < host->peerCount) {
-        const ENetPeer *peer = &host->peers[h.peer_id];
-        if (peer->address.host == host->receivedAddress.host &&
-            peer->address.port == host->receivedAddress.port) {
+        ENetPeer *peer = &host->peers[h.peer_id];
+        int here = peer->address.host == host->receivedAddress.host &&
+                   peer->address.port == host->receivedAddress.port;
+        if (!here && kz__moved_here(io, peer, host))
+            moving = peer;
+        if (here || moving) {
             connect_id = peer->connectID;
             e = kz__mac_find(io, connect_id);
         }
@@ -329,6 +385,10 @@ static int kz__intercept_enet(kz__io *io, ENetHost *host, int32_t connect_slot,
         kz_counter_inc(io->c, KZ_NET_C_DROP_ENET_MAC);
         return 1;
     }
+    uint32_t slot = (uint32_t)(e - io->mac);
+    io->srv->sessions[slot].last_heard = io->now;
+    if (moving)
+        kz__peer_moved(io, slot, &host->receivedAddress);
     io->rx_verified = 1;
     return 0;
 }
@@ -367,6 +427,7 @@ static int kz__intercept(ENetHost *host, ENetEvent *event)
     }
     /* Only a CONNECT needs its slot's keys from the gate; every other
      * datagram finds its keys on this host, without a second lookup. */
+    int32_t moved = act == KZ_GATE_REPLY ? kz__gate_moved_slot(s->gate) : -1;
     if (act == KZ_GATE_PASS && kz__is_enet_connect(host) &&
         (connect_slot = kz__gate_slot_index(s->gate, &from)) >= 0) {
         const kz__gate_slot *g = kz__gate_slot_at(s->gate, (uint32_t)connect_slot);
@@ -388,6 +449,12 @@ static int kz__intercept(ENetHost *host, ENetEvent *event)
         ENetBuffer b = {.data = io->reply, .dataLength = rlen};
         enet_socket_send(host->socket, &host->receivedAddress, &b, 1);
     }
+    /* A session this host serves moved: point its peer at the new address
+     * now, so the next snapshot goes there. Another host's session moves
+     * at the first datagram from the new address (kz__moved_here). */
+    if (moved >= 0 &&
+        atomic_load_explicit(&s->slot_io[moved], memory_order_relaxed) == io->index)
+        kz__peer_moved(io, (uint32_t)moved, &host->receivedAddress);
     return 1; /* consumed: ENet never sees it */
 }
 
@@ -418,11 +485,41 @@ static int32_t kz__claim_slot(kz__io *io, ENetPeer *peer, kz__gate_slot *out)
     return slot;
 }
 
+/* No ticket of the session in `slot` works from now on. */
+static void kz__gate_end_locked(kz_netserver *s, uint32_t slot)
+{
+    pthread_mutex_lock(&s->gate_lock);
+    kz__gate_end(s->gate, slot);
+    pthread_mutex_unlock(&s->gate_lock);
+}
+
 static void kz__release_slot(kz_netserver *s, uint32_t slot)
 {
     pthread_mutex_lock(&s->gate_lock);
     kz__gate_release(s->gate, slot);
     pthread_mutex_unlock(&s->gate_lock);
+}
+
+/* ENet's timeout outlives the grace by this much, so a silent session is
+ * ended by the grace (kz__watch_session), never first by ENet. */
+#define KZ__GRACE_MARGIN_MS 5000u
+
+static int kz__seal_and_send(kz__io *io, kz__session *ss, uint8_t channel, uint8_t type,
+                             const void *data, uint32_t len);
+
+/* The session's first sealed message, before the application's WELCOME
+ * (the event channel is ordered): its ticket and the grace. Resume on only. */
+static void kz__send_ticket(kz__io *io, kz__session *ss, const kz__ticket *t)
+{
+    uint32_t grace = io->srv->cfg.resume_grace_ms;
+    if (grace == 0)
+        return;
+    uint8_t ticket[KZ_TICKET_BYTES], msg[KZ_TICKET_MSG_BYTES];
+    kz__ticket_pack(t, ticket);
+    kz__ticket_msg_encode(ticket, grace, msg);
+    (void)kz__seal_and_send(io, ss, KZ_CHANNEL_EVENT, KZ_MSG_TICKET, msg, sizeof msg);
+    sodium_memzero(ticket, sizeof ticket);
+    sodium_memzero(msg, sizeof msg);
 }
 
 static void kz__on_connect(kz__io *io, ENetPeer *peer)
@@ -449,6 +546,7 @@ static void kz__on_connect(kz__io *io, ENetPeer *peer)
     sodium_memzero(&g.keys, sizeof g.keys);
     sodium_memzero(&g.mac, sizeof g.mac);
     if (rc != KZ_OK) {
+        sodium_memzero(&g.ticket, sizeof g.ticket);
         enet_peer_disconnect_now(peer, 0);
         kz__mac_forget(io, (uint32_t)slot);
         kz__release_slot(s, (uint32_t)slot);
@@ -457,14 +555,20 @@ static void kz__on_connect(kz__io *io, ENetPeer *peer)
     kz__replay_init(&ss->window);
     ss->peer = peer;
     ss->timeout_ms = kz__session_timeout_ms(g.info.timeout_seconds);
+    if (s->cfg.resume_grace_ms && ss->timeout_ms < s->cfg.resume_grace_ms + KZ__GRACE_MARGIN_MS)
+        ss->timeout_ms = s->cfg.resume_grace_ms + KZ__GRACE_MARGIN_MS;
     kz__enet_peer_setup(peer, ss->timeout_ms);
     kz__enet_unthrottle(peer);
     ss->active = 1;
+    ss->last_heard = io->now;
+    ss->detached = 0;
     peer->data = (void *)(uintptr_t)(slot + 1);
+    kz__send_ticket(io, ss, &g.ticket);
     uint32_t serial = atomic_fetch_add_explicit(&s->next_serial, 1, memory_order_relaxed) + 1u;
     io->serial[slot] = serial ? serial : 1u;  /* 0 is "none"; 2^32 sessions later */
     /* Published to the application by the ring push of the notice below. */
     atomic_store_explicit(&s->slot_io[slot], (uint8_t)io->index, memory_order_relaxed);
+    sodium_memzero(&g.ticket, sizeof g.ticket);
     kz_counter_inc(io->c, KZ_NET_C_SESSIONS_OPENED);
     kz__notify(io, (uint32_t)slot, KZ_NETMSG_CONNECT);
 }
@@ -486,6 +590,7 @@ static void kz__close_session(kz__io *io, uint32_t slot)
     kz__mac_forget(io, slot);
     io->serial[slot] = 0;
     memset(ss, 0, sizeof *ss);
+    kz__gate_end_locked(s, slot);
     kz_counter_inc(io->c, KZ_NET_C_SESSIONS_CLOSED);
     kz__notify(io, slot, KZ_NETMSG_DISCONNECT);
 }
@@ -574,6 +679,7 @@ static void kz__send_one(kz__io *io, const kz__msgref *m)
         return;
     }
     if (m->kind == KZ__OUT_KICK) {
+        kz__gate_end_locked(io->srv, m->slot); /* a kicked session cannot resume */
         enet_peer_disconnect_later(ss->peer, m->len);
         return;
     }
@@ -618,8 +724,75 @@ static void kz__dispatch(kz__io *io, ENetEvent *ev)
     }
 }
 
+/* Ends a live session from the I/O side: tells the client (ENet
+ * DISCONNECT with `reason`, authenticated by the session's MAC key, so
+ * before the keys are forgotten) and the application (DISCONNECT). */
+static void kz__end_session(kz__io *io, uint32_t slot, uint32_t reason)
+{
+    kz__session *ss = &io->srv->sessions[slot];
+    ENetPeer *peer = ss->peer;
+    if (!ss->active)
+        return;
+    if (peer) {
+        kz__io *was = kz__serving;
+        kz__serving = io; /* the MAC callback needs the host */
+        peer->data = NULL;
+        enet_peer_disconnect_now(peer, reason);
+        kz__serving = was;
+    }
+    kz__close_session(io, slot);
+}
+
+/* Resume on: a session silent for KZ_DETACH_SILENCE_MS is detached (the
+ * application stands its avatar still), heard again it is attached, and
+ * silent for the grace it ends as a timeout (reason 0). */
+static void kz__watch_session(kz__io *io, uint32_t slot, kz_time_ns now)
+{
+    kz__session *ss = &io->srv->sessions[slot];
+    uint32_t grace = io->srv->cfg.resume_grace_ms;
+    if (grace == 0 || !ss->active)
+        return;
+    kz_time_ns silent = now > ss->last_heard ? now - ss->last_heard : 0;
+    kz_time_ns detach = (kz_time_ns)KZ_DETACH_SILENCE_MS * KZ_NS_PER_MS;
+    if (silent >= (kz_time_ns)grace * KZ_NS_PER_MS) {
+        kz_counter_inc(io->c, KZ_NET_C_SESSIONS_GRACE_ENDED);
+        kz__end_session(io, slot, 0);
+    } else if (!ss->detached && silent >= detach) {
+        ss->detached = 1;
+        kz_counter_inc(io->c, KZ_NET_C_SESSIONS_DETACHED);
+        kz__notify_soft(io, slot, KZ_NETMSG_DETACH);
+    } else if (ss->detached && silent < detach) {
+        ss->detached = 0;
+        kz_counter_inc(io->c, KZ_NET_C_SESSIONS_ATTACHED);
+        kz__notify_soft(io, slot, KZ_NETMSG_RESUME);
+    }
+}
+
+/* Sessions of this host that a newer connect of the same client replaced
+ * (the gate marked them): ended with KZ_KICK_REPLACED. The flags are read
+ * under one lock, the sessions ended after it. */
+static void kz__end_replaced(kz__io *io)
+{
+    kz_netserver *s = io->srv;
+    uint32_t found[64], n = 0;
+    if (s->cfg.resume_grace_ms == 0)
+        return;
+    pthread_mutex_lock(&s->gate_lock);
+    for (size_t i = 0; i < io->host->peerCount && n < 64; i++) {
+        uintptr_t tag = (uintptr_t)io->host->peers[i].data;
+        if (tag && kz__gate_slot_at(s->gate, (uint32_t)(tag - 1))->replace)
+            found[n++] = (uint32_t)(tag - 1);
+    }
+    pthread_mutex_unlock(&s->gate_lock);
+    for (uint32_t i = 0; i < n; i++) {
+        kz_counter_inc(io->c, KZ_NET_C_SESSIONS_REPLACED);
+        kz__end_session(io, found[i], KZ_KICK_REPLACED);
+    }
+}
+
 /* Every 100 ms, applies Kizuna's ENet timeouts to every live peer,
- * connecting ones included (enet_tune.h says why). */
+ * connecting ones included (enet_tune.h says why), watches sessions for
+ * silence (resume) and ends the replaced ones. */
 static void kz__cap_timeouts(kz__io *io, kz_time_ns now)
 {
     if (now < io->next_rto_cap)
@@ -633,7 +806,10 @@ static void kz__cap_timeouts(kz__io *io, kz_time_ns now)
         kz__enet_peer_setup(p, tag ? io->srv->sessions[tag - 1].timeout_ms
                                    : KZ_ENET_SESSION_TIMEOUT_MS);
         kz__enet_cap_rto(p);
+        if (tag)
+            kz__watch_session(io, (uint32_t)(tag - 1), now);
     }
+    kz__end_replaced(io);
 }
 
 /* Frees the gate slots whose DISCONNECT the application has seen. The
@@ -760,6 +936,8 @@ static void kz__app_message(kz_netserver *s, uint32_t i, const kz__msgref *m, kz
         pthread_mutex_unlock(&s->gate_lock);
         msg->data = (const uint8_t *)&s->polled_info;
         msg->len = sizeof s->polled_info;
+    } else if (m->kind == KZ_NETMSG_DETACH || m->kind == KZ_NETMSG_RESUME) {
+        atomic_fetch_sub_explicit(&s->soft_pending[m->slot], 1, memory_order_relaxed);
     } else {
         s->app_live[m->slot] = 0;
         kz__push_sure(&s->io[i].release, &m->slot);
@@ -860,6 +1038,9 @@ static int kz__config_resolve(kz_netserver_config *c)
     if ((c->ring_capacity & (c->ring_capacity - 1)) || c->ring_capacity < 2 ||
         c->ring_capacity > (1u << 16))
         return KZ_EINVAL;
+    if (c->resume_grace_ms != 0 && (c->resume_grace_ms < KZ_RESUME_GRACE_MIN_MS ||
+                                    c->resume_grace_ms > KZ_RESUME_GRACE_MAX_MS))
+        return KZ_EINVAL;
     if (c->clock.now_ns == NULL)
         c->clock = kz_clock_system();
     if (c->unix_time == NULL)
@@ -927,11 +1108,11 @@ static int kz__io_build(kz_netserver *s, kz__io *io, uint32_t i)
     if (io->host == NULL)
         return KZ_EIO;
     io->peers = (uint32_t)peers;
-    /* The in_ring holds every buffer's message plus a connect and a
-     * disconnect notice per slot; the release ring one entry per slot.
+    /* The in_ring holds every buffer's message plus a connect, a
+     * disconnect and two resume notices (kz__notify_soft) per slot; the release ring one entry per slot.
      * Sized by all slots, not this host's peers: ended sessions keep their
      * slot (but not their ENet peer) until the application polls them. */
-    uint32_t in_cap = kz__pow2_at_least(cap + 2 * s->cfg.max_clients);
+    uint32_t in_cap = kz__pow2_at_least(cap + 4 * s->cfg.max_clients);
     uint32_t rel_cap = kz__pow2_at_least(s->cfg.max_clients);
     /* Not zeroed: a buffer is written before it is read, and untouched
      * pages stay out of memory (the stacks hand out few of them). */
@@ -968,6 +1149,7 @@ static kz__gate *kz__gate_for(const kz_netserver *s)
         g.ports[i] = kz__gate_port(s, i);
     g.disable_aes = s->cfg.disable_aes;
     g.challenge_rate = s->cfg.gate_rate_per_ip;
+    g.resume_grace_ms = s->cfg.resume_grace_ms;
     g.log = s->cfg.log;
     g.alloc = s->cfg.alloc;
     kz__gate *gate = kz__gate_create(&g);
@@ -994,8 +1176,10 @@ static int kz__server_build(kz_netserver *s)
     s->sessions = kz_calloc(a, (size_t)s->cfg.max_clients * sizeof *s->sessions, 64);
     s->slot_io = kz_calloc(a, s->cfg.max_clients, 8);
     s->app_live = kz_calloc(a, s->cfg.max_clients, 8);
+    s->soft_pending = kz_calloc(a, s->cfg.max_clients, 8);
     s->held_buf = UINT32_MAX;
-    return s->gate && s->sessions && s->slot_io && s->app_live ? KZ_OK : KZ_ENOMEM;
+    return s->gate && s->sessions && s->slot_io && s->app_live && s->soft_pending ? KZ_OK
+                                                                                : KZ_ENOMEM;
 }
 
 static int kz__start_threads(kz_netserver *s)
@@ -1089,6 +1273,7 @@ void kz_netserver_destroy(kz_netserver *s)
     }
     kz_free(&a, s->slot_io, s->cfg.max_clients);
     kz_free(&a, s->app_live, s->cfg.max_clients);
+    kz_free(&a, (void *)s->soft_pending, s->cfg.max_clients);
     kz__gate_destroy(s->gate);
     if (s->counters.cells)
         kz_counters_fini(&s->counters);

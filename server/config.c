@@ -68,6 +68,9 @@ static const kzs_setting kzs_settings[] = {
     U32("network", max_clients, 1, 65520, "1024", "sessions at once (<= 4095 per I/O thread)"),
     U32("network", gate_rate, 1, 10000000, "100",
         "handshake steps per second per source address"),
+    U32("network", resume_grace, 0, 600, "15",
+        "seconds a silent session is held for its client to come back, from any address "
+        "(0: resume off, silent sessions end at the token's timeout)"),
     {"network", "protocol_id", KZS_T_U64, offsetof(kzs_config, protocol_id), 8, 0, 0,
      "0x4B495A554E410001", "application protocol id tokens must carry"},
     U32("world", tick_hz, 10, 128, "30", "simulation rate in Hz"),
@@ -990,6 +993,7 @@ void kzs_config_to_server(const kzs_config *c, kz_server_config *sc)
     n->threaded = 1;
     n->io_threads = c->io_threads;
     n->gate_rate_per_ip = c->gate_rate;
+    n->resume_grace_ms = c->resume_grace * 1000u;
     n->verifier.protocol_id = c->protocol_id;
     sc->tick_hz = c->tick_hz;
     sc->world_bound = c->world_bound;

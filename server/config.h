@@ -37,14 +37,14 @@
 #define KZS_SRC_FLAG 3u
 
 /* Settings in the table (config.c asserts the count). */
-#define KZS_N_SETTINGS 45u
+#define KZS_N_SETTINGS 46u
 
 typedef struct kzs_config {
     /* [network] */
     char bind[16];                  /* IPv4 literal */
     char public_address[256];       /* HOST:PORT[,...] tokens name; "" = derived
                                        (public_address.h) */
-    uint32_t port, io_threads, max_clients, gate_rate;
+    uint32_t port, io_threads, max_clients, gate_rate, resume_grace;
     uint64_t protocol_id;
     /* [world] */
     uint32_t tick_hz, max_visible, max_objects, snapshot_history, bytes_per_second;

@@ -124,7 +124,7 @@ const char *kz_audit_type_name(uint32_t type)
 {
     static const char *const names[] = {
         "?", "server-start", "server-stop", "connect", "disconnect", "role-action",
-        "zone-refusal", "block", "violation", "kick", "key-change"};
+        "zone-refusal", "block", "violation", "kick", "key-change", "detach", "resume"};
     if (type <= KZ_AUDIT_CALLER_MAX)
         return names[type];
     if (type == KZ_AUDIT_CHECKPOINT)

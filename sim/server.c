@@ -594,6 +594,41 @@ static void on_disconnect(kz_server *s, uint32_t slot)
     kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "left slot=%u entity=%u", slot, id);
 }
 
+#define KZ__PATH_AUDIT_SECONDS 10u
+
+/* The session's path went silent (`detached`) or came back (resume,
+ * docs/PROTOCOL.md "Resume"). A detached avatar stands still: the commands
+ * queued before the silence are dropped and its last one is not repeated,
+ * so it holds its place until its client is heard again. Nobody else sees
+ * anything: no leave, no enter. Counted and audited (one record per
+ * change, and a change needs KZ_DETACH_SILENCE_MS of silence). */
+static void on_path(kz_server *s, uint32_t slot, int detached)
+{
+    kz__client *cl = &s->sessions.clients[slot];
+    if (!cl->live || (detached && cl->detached))
+        return;
+    /* A move with no silence before it (RESUME while attached) is audited
+     * at most once per KZ__PATH_AUDIT_SECONDS per client: a client could
+     * otherwise write a record per cookie round trip. */
+    int quick = !detached && !cl->detached;
+    uint32_t spacing = KZ__PATH_AUDIT_SECONDS * s->cfg.tick_hz;
+    int audit = !quick || cl->path_audited == 0 || s->tick - cl->path_audited >= spacing;
+    cl->detached = (uint8_t)detached;
+    if (detached) {
+        cl->q_count = 0;
+        cl->last.move[0] = cl->last.move[1] = cl->last.move[2] = 0;
+    }
+    kz_counter_inc(s->c, detached ? KZ_WORLD_C_DETACHED : KZ_WORLD_C_RESUMED);
+    if (quick && audit)
+        cl->path_audited = s->tick ? s->tick : 1;
+    if (!audit)
+        return;
+    kz__audit(s, detached ? KZ_AUDIT_DETACH : KZ_AUDIT_RESUME, cl, quick, NULL);
+    kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "%s slot=%u entity=%u",
+            detached ? "detached" : "resumed", slot,
+            kz_entity_at(&s->world.ents, cl->avatar).id);
+}
+
 /* ---- messages ----------------------------------------------------------- */
 
 static void violation_kick(kz_server *s, kz__client *cl, uint32_t reason);
@@ -1152,6 +1187,8 @@ static void drain(kz_server *s)
             on_connect(s, m.slot, (const kz_token_info *)m.data);
         else if (m.kind == KZ_NETMSG_DISCONNECT)
             on_disconnect(s, m.slot);
+        else if (m.kind == KZ_NETMSG_DETACH || m.kind == KZ_NETMSG_RESUME)
+            on_path(s, m.slot, m.kind == KZ_NETMSG_DETACH);
         else
             on_data(s, &m);
     }

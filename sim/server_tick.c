@@ -91,8 +91,8 @@ static void apply_inputs(kz_server *s)
 {
     for (uint32_t slot = 0; slot < s->sessions.max_clients; slot++) {
         kz__client *cl = &s->sessions.clients[slot];
-        if (!cl->live || cl->kicked)
-            continue;  /* a kicked avatar stands still until it is gone */
+        if (!cl->live || cl->kicked || cl->detached)
+            continue;  /* a kicked or detached avatar stands still */
         kz_wire_command cmd;
         if (cl->q_count) {
             cmd = cl->queue[cl->q_head];

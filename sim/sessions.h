@@ -42,6 +42,8 @@ typedef struct kz__client {
     uint8_t kicked;               /* a kick is queued (or owed): nothing it sends is
                                      processed and nothing is sent to it but the kick */
     uint8_t owe_kick;             /* a no-place kick the full outbound ring refused */
+    uint8_t detached;             /* its path went silent (resume): it stands still */
+    uint32_t path_audited;        /* tick of its last audited quick move, 0 = none */
     uint32_t avatar;              /* dense entity index */
     uint32_t serial;              /* the transport session (netserver_work.h) */
     uint32_t host;                /* the I/O host serving it */

@@ -281,14 +281,14 @@ Test(gate, sizes_and_types_are_checked_first)
                                    &rlen),
                  KZ_GATE_DROP, "empty datagram");
     for (uint8_t t = 0; t < 8; t++) {
-        if (t == KZ_GATE_REQUEST)
-            continue;
+        if (t == KZ_GATE_REQUEST || t == KZ_GATE_RESUME)
+            continue; /* a RESUME of a REQUEST's size is a drop_size */
         buf[2] = t;
         cr_assert_eq(kz__gate_datagram(fx.gate, &a, buf, KZ_GATE_REQUEST_BYTES, fx.now, UNIX_NOW,
                                        reply, sizeof reply, &rlen),
                      KZ_GATE_DROP);
     }
-    cr_assert_eq(counter(KZ_GATE_C_DROP_TYPE), 7);
+    cr_assert_eq(counter(KZ_GATE_C_DROP_TYPE), 6);
     buf[2] = KZ_GATE_REQUEST;
     buf[3] = KZ_PROTOCOL_VERSION + 1;
     cr_assert_eq(kz__gate_datagram(fx.gate, &a, buf, KZ_GATE_REQUEST_BYTES, fx.now, UNIX_NOW,

@@ -186,6 +186,9 @@
 #define KZ_RESUME_DEFAULT_GRACE_MS 15000u
 #define KZ_RESUME_GRACE_MIN_MS 1000u
 #define KZ_RESUME_GRACE_MAX_MS 600000u
+/* The kick reason (ENet DISCONNECT data) of a session a newer connect of
+ * the same client replaced (kizuna/server.h lists the others). */
+#define KZ_KICK_REPLACED 5u
 /* A session silent this long is detached: its avatar stands still. */
 #define KZ_DETACH_SILENCE_MS 2000u
 

@@ -50,6 +50,14 @@ extern "C" {
                                     delivered to the slot's next holder. Do not
                                     send to the slot after polling it. */
 #define KZ_NETMSG_DATA 3u
+/* Resume (docs/PROTOCOL.md, "Resume"), only when resume_grace_ms is set:
+ * the session in `slot` went silent for KZ_DETACH_SILENCE_MS (DETACH: its
+ * avatar should stand still), or came back (RESUME: heard again, or moved
+ * to a new address). Neither ends the session; a session silent for the
+ * grace ends with a DISCONNECT. A DETACH is always followed by a RESUME or
+ * a DISCONNECT; a RESUME may come without a DETACH (a quick move). */
+#define KZ_NETMSG_DETACH 4u
+#define KZ_NETMSG_RESUME 5u
 
 /* One message between the transport and the application. `data` is valid
  * until the next poll on the same object. */
@@ -81,6 +89,10 @@ typedef struct kz_netserver_config {
     uint32_t ring_capacity;      /* buffers per direction and host, power of two up
                                     to 65536; 0 = 4096 */
     uint32_t disable_aes;        /* non-zero: ChaCha20-Poly1305 only */
+    uint32_t resume_grace_ms;    /* 0 = resume off; else sessions survive address
+                                    changes and silence up to this long
+                                    (KZ_RESUME_GRACE_MIN_MS..KZ_RESUME_GRACE_MAX_MS), and
+                                    a restarted client replaces its old session */
     uint32_t gate_rate_per_ip;   /* token verifications per source IP per second
                                     (after the address proved itself), burst twice
                                     that; 0 = 100. Raise it only where many clients
@@ -156,14 +168,38 @@ KZ_API uint32_t kz_netserver_sessions(const kz_netserver *s);
 #define KZ_NETCLIENT_HANDSHAKE 1u
 #define KZ_NETCLIENT_CONNECTING 2u
 #define KZ_NETCLIENT_CONNECTED 3u
-#define KZ_NETCLIENT_DISCONNECTED 4u  /* ended by the server or timed out */
+#define KZ_NETCLIENT_DISCONNECTED 4u  /* ended by the server, timed out, or lost */
 #define KZ_NETCLIENT_FAILED 5u        /* handshake never completed */
+/* The path broke (kz_netclient_rebind, or resume_silence_ms without an
+ * authenticated datagram) and the client is resuming the session
+ * (docs/PROTOCOL.md, "Resume"): it sends RESUMEs to the gate until the
+ * session is back (CONNECTED) or lost (DISCONNECTED with a KZ_LOST_*
+ * reason). Only with a server that gave a resume ticket. Sends are still
+ * queued: ENet delivers the reliable ones once the session has moved. */
+#define KZ_NETCLIENT_RESUMING 6u
+
+/* Reasons of a DISCONNECTED the client decided itself, while resuming.
+ * They share kz_netclient_reason with the server's kick reasons
+ * (KZ_KICK_*) and the gate's KZ_DENY_* (FAILED only): kick and deny codes
+ * stay below 16, and 16 up are the client's own. */
+#define KZ_LOST_RESUME_REFUSED 16u  /* the server no longer holds the session
+                                       (DENY KZ_DENY_NO_SESSION: it ended, was
+                                       kicked, or resume is off) */
+#define KZ_LOST_RESUME_TIMEOUT 17u  /* nothing heard from the server for the
+                                       grace it announced: it has ended the
+                                       session */
+
+#define KZ_NETCLIENT_DEFAULT_SILENCE_MS 1500u
 
 typedef struct kz_netclient_config {
     kz_address server;            /* IPv4 gate address; zero = the token's first */
     uint32_t connect_timeout_ms;  /* 0 = 5000 */
-    uint32_t resend_ms;           /* 0 = 250 */
+    uint32_t resend_ms;           /* handshake and RESUME resend; 0 = 250 */
     uint32_t disable_aes;
+    uint32_t resume_silence_ms;   /* with a resume ticket: start resuming after this
+                                     long without an authenticated datagram from
+                                     the server; 0 = KZ_NETCLIENT_DEFAULT_SILENCE_MS.
+                                     Keep it well below the server's grace. */
     kz_log log;
     kz_allocator alloc;
 } kz_netclient_config;
@@ -178,15 +214,61 @@ KZ_API void kz_netclient_destroy(kz_netclient *c);
 KZ_API int kz_netclient_update(kz_netclient *c, kz_time_ns now);
 KZ_API uint32_t kz_netclient_state(const kz_netclient *c);
 /* Why the last state change to DISCONNECTED or FAILED happened: the
- * server's kick reason, or a KZ_DENY_* from the gate, or 0. */
+ * server's kick reason, a KZ_DENY_* from the gate, a KZ_LOST_*, or 0. */
 KZ_API uint32_t kz_netclient_reason(const kz_netclient *c);
+/* Seals and queues a message. 0, KZ_EINVAL (channel, len), KZ_ESTATE (not
+ * CONNECTED or RESUMING), KZ_ENOMEM, KZ_EEXPIRED (nonces used up), KZ_EIO. */
 KZ_API KZ_MUST_CHECK int kz_netclient_send(kz_netclient *c, uint8_t channel, uint8_t type,
                                            const void *data, uint32_t len);
-/* The next received message (0) or KZ_EEMPTY; slot is 0. */
+/* The next received message (0) or KZ_EEMPTY; slot is 0. The server's
+ * TICKET messages are taken here by the transport itself, never
+ * returned. */
 KZ_API KZ_MUST_CHECK int kz_netclient_poll(kz_netclient *c, kz_netmsg *msg);
 KZ_API const kz_counters *kz_netclient_counters(const kz_netclient *c);
 /* The session slot and id the gate gave (valid once CONNECTING). */
 KZ_API uint32_t kz_netclient_slot(const kz_netclient *c);
+/*
+ * Call when the OS reports a network change: opens a new UDP socket bound
+ * to `local` (IPv4; port 0 = any port; NULL = any address and port), moves
+ * the ENet host onto it, closes the old one, and starts resuming at once
+ * (state RESUMING). 0; KZ_EINVAL (`local` is not IPv4); KZ_ESTATE (not
+ * CONNECTED or RESUMING, or the server gave no resume ticket: the session
+ * stays on its socket); KZ_EIO (the socket could not be opened or bound:
+ * nothing changed).
+ */
+KZ_API KZ_MUST_CHECK int kz_netclient_rebind(kz_netclient *c, const kz_address *local);
+/* The `now` of the update that last received an authenticated datagram
+ * from the server (0 before the first). */
+KZ_API kz_time_ns kz_netclient_last_heard(const kz_netclient *c);
+
+/* The client's own counters: gate replies, resume tickets and resumes
+ * (kz_netclient_resume_counters; ids KZ_NETCLIENT_C_<ID>). */
+#define KZ_NETCLIENT_COUNTERS(X)                           \
+    X(TICKETS, "resume_tickets_received")                  \
+    X(DROP_TICKET, "drop_ticket_malformed")                \
+    X(RESUMES_STARTED, "resumes_started")                  \
+    X(RESUMES_SUCCEEDED, "resumes_succeeded")              \
+    X(RESUMES_HEALED, "resumes_healed")                    \
+    X(RESUMES_REFUSED, "resumes_refused")                  \
+    X(RESUMES_TIMED_OUT, "resumes_timed_out")              \
+    X(RESUME_SENT, "resume_datagrams_sent")                \
+    X(CONFIRMS_FAILED, "resume_ticket_confirms_failed")    \
+    X(REBINDS, "rebinds")                                  \
+    X(REBIND_FAILED, "rebinds_failed")                     \
+    X(DROP_GATE_SOURCE, "drop_gate_wrong_source")          \
+    X(DROP_GATE_UNEXPECTED, "drop_gate_unexpected")        \
+    X(DROP_RESUMED_AUTH, "drop_resumed_bad_seal")          \
+    X(DROP_RESUMED_STALE, "drop_resumed_stale")            \
+    X(DROP_DENY_UNPROVEN, "drop_deny_before_cookie")
+
+enum {
+#define KZ__NETCLIENT_ENUM(id, name) KZ_NETCLIENT_C_##id,
+    KZ_NETCLIENT_COUNTERS(KZ__NETCLIENT_ENUM)
+#undef KZ__NETCLIENT_ENUM
+    KZ_NETCLIENT_C_COUNT
+};
+
+KZ_API const kz_counters *kz_netclient_resume_counters(const kz_netclient *c);
 
 /* UDP traffic of a client since creation: datagram payload bytes (ENet
  * headers, seals and all; no IP/UDP headers) and datagrams. */
@@ -216,7 +298,13 @@ KZ_API void kz_netclient_traffic(const kz_netclient *c, kz_net_traffic *out);
     X(SESSIONS_OPENED, "sessions_opened")          \
     X(SESSIONS_CLOSED, "sessions_closed")          \
     X(CONNECT_REFUSED, "enet_connect_refused")     \
-    X(NONCE_EXHAUSTED, "nonce_exhausted")
+    X(NONCE_EXHAUSTED, "nonce_exhausted")          \
+    X(SESSIONS_DETACHED, "sessions_detached")      \
+    X(SESSIONS_ATTACHED, "sessions_reattached")    \
+    X(SESSIONS_MOVED, "sessions_moved")            \
+    X(SESSIONS_GRACE_ENDED, "sessions_grace_ended") \
+    X(SESSIONS_REPLACED, "sessions_replaced")      \
+    X(DROP_NOTICE_FULL, "drop_notice_ring_full")
 
 enum {
 #define KZ__NET_ENUM(id, name) KZ_NET_C_##id,

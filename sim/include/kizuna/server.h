@@ -299,7 +299,9 @@ KZ_API void kz_server_shutdown(kz_server *s, const char *text);
     X(REPL_WAITS, "ticks_waited_for_replication")         \
     X(REPL_SKIPPED, "frames_skipped_replication")         \
     X(BASE_EXPIRED, "baseline_entries_expired")           \
-    X(HOST_MOVES, "sessions_moved_host")
+    X(HOST_MOVES, "sessions_moved_host")                  \
+    X(DETACHED, "sessions_detached")                      \
+    X(RESUMED, "sessions_resumed")
 
 enum {
 #define KZ__WORLD_ENUM(id, name) KZ_WORLD_C_##id,
