@@ -178,3 +178,12 @@ uint32_t kz_proxy_pump(kz_proxy *p, kz_time_ns now)
     kz__proxy_receive(p, now);
     return kz__proxy_deliver(p, now);
 }
+
+int kz_proxy_set_impairment(kz_proxy *p, const kz_impair_config *up, const kz_impair_config *down)
+{
+    if (kz_impair_config_check(up) != KZ_OK || kz_impair_config_check(down) != KZ_OK)
+        return KZ_EINVAL;
+    if (kz_impair_set_config(p->up, up) != KZ_OK || kz_impair_set_config(p->down, down) != KZ_OK)
+        return KZ_EINVAL;
+    return KZ_OK;
+}

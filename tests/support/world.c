@@ -57,7 +57,7 @@ int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_serve
     }
     /* The caller's threading and allocator survive; the rest of net is ours. */
     uint32_t threaded = sc.net.threaded, io_threads = sc.net.io_threads;
-    uint32_t ring_capacity = sc.net.ring_capacity;
+    uint32_t ring_capacity = sc.net.ring_capacity, grace = sc.net.resume_grace_ms;
     kz_allocator alloc = sc.net.alloc;
     kz_clock clock = sc.net.clock;
     kzt_server_config(&sc.net, &w->keys, KZT_PROTOCOL, KZT_SERVER_ID, n + spare);
@@ -65,6 +65,7 @@ int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_serve
     sc.net.threaded = threaded;
     sc.net.io_threads = io_threads;
     sc.net.ring_capacity = ring_capacity;
+    sc.net.resume_grace_ms = grace;
     sc.net.alloc = alloc;
     sc.net.log = server_log;
     if (sc.net.log.level == 0)
@@ -102,13 +103,15 @@ int kzt_world_start(kzt_world *w, uint32_t n, const char *impair, const kz_serve
     w->n = n;
     w->clients = calloc(n, sizeof *w->clients);
     w->bots = calloc(n, sizeof *w->bots);
-    if (!w->clients || !w->bots)
+    w->tokens = calloc(n, sizeof *w->tokens);
+    if (!w->clients || !w->bots || !w->tokens)
         return KZ_ENOMEM;
     for (uint32_t i = 0; i < n; i++) {
         kz_connect_token ct;
         rc = kzt_world_mint_as(w, i + 1u, i < moderators ? "moderator" : NULL,
                                i < verified ? KZ_VERIFY_STRONG : KZ_VERIFY_NONE,
                                i + agents >= n ? KZ_ACTOR_AGENT : KZ_ACTOR_HUMAN, &ct);
+        w->tokens[i] = ct;
         if (rc)
             return rc;
         w->clients[i] = kz_client_create(&cc);
@@ -282,7 +285,8 @@ void kzt_world_drive(kzt_world *w, uint32_t i, uint32_t tick)
 {
     kzt_wander *b = &w->bots[i];
     kz_client *c = w->clients[i];
-    if (kz_client_state(c) != KZ_CLIENT_CONNECTED)
+    uint32_t state = kz_client_state(c);
+    if (state != KZ_CLIENT_CONNECTED && state != KZ_CLIENT_RECONNECTING)
         return;
     int turn = tick >= b->until;
     if (!turn && !b->vr)
@@ -313,6 +317,7 @@ void kzt_world_stop(kzt_world *w)
         kz_client_destroy(w->clients[i]);
     free(w->clients);
     free(w->bots);
+    free(w->tokens);
     if (w->proxy)
         kz_proxy_destroy(w->proxy);
     kz_server_destroy(w->srv);

@@ -29,6 +29,7 @@ typedef struct kzt_world {
     kz_server *srv;
     kz_proxy *proxy;         /* NULL without impairment */
     kz_client **clients;
+    kz_connect_token *tokens;  /* client i's token file (a restarted client reuses it) */
     kzt_wander *bots;
     uint32_t n;
     kz_time_ns now;

@@ -53,6 +53,12 @@ KZ_API uint32_t kz_proxy_pump(kz_proxy *p, kz_time_ns now);
 /* Clients seen; datagrams from further clients are dropped and counted. */
 KZ_API uint32_t kz_proxy_clients(const kz_proxy *p);
 KZ_API void kz_proxy_stats(const kz_proxy *p, kz_impair_stats *up, kz_impair_stats *down);
+/* Changes the impairment of each direction from now on (a network that
+ * worsens mid-run); datagrams already held keep their delivery times.
+ * 0, or KZ_EINVAL (a config kz_impair_config_check refuses; nothing
+ * changed). */
+KZ_API KZ_MUST_CHECK int kz_proxy_set_impairment(kz_proxy *p, const kz_impair_config *up,
+                                                 const kz_impair_config *down);
 
 #ifdef __cplusplus
 }
