@@ -228,6 +228,70 @@ Test(resume, a_client_paused_16_s_has_left, .timeout = 120)
     pause_for(16, 0);
 }
 
+/* The network itself goes silent for `seconds` (the relay drops every
+ * datagram both ways) while both applications keep running. */
+static void blackout(uint32_t seconds, int survives)
+{
+    kzt_world w;
+    tally t[2];
+    memset(t, 0, sizeof t);
+    start(&w, 2, "none", 0);
+    uint32_t id = kz_client_self_id(w.clients[0]), tick = 1;
+    tick = walk(&w, t, id, 1.0, tick);
+    kz_impair_config clear, dead;
+    cr_assert_eq(kz_impair_profile("none", &clear), KZ_OK);
+    dead = clear;
+    dead.loss_pct = 100.0;
+    cr_assert_eq(kz_proxy_set_impairment(w.proxy, &dead, &dead), KZ_OK);
+    kz_avatar_state held_at, now_at;
+    tick = walk(&w, t, id, 3.0, tick);
+    cr_assert_eq(kz_server_entity(w.srv, id, &held_at), KZ_OK);
+    tick = walk(&w, t, id, seconds - 3.0, tick);
+    if (survives) {
+        cr_assert_eq(kz_server_entity(w.srv, id, &now_at), KZ_OK);
+        cr_assert_float_eq(distance(now_at.pos, held_at.pos), 0.0f, 1e-6f,
+                           "a detached avatar stands still");
+    }
+    cr_assert_eq(kz_proxy_set_impairment(w.proxy, &clear, &clear), KZ_OK);
+    tick = walk(&w, t, id, 5.0, tick);
+    for (uint32_t i = 0; i < 2; i++) {
+        if (survives) {
+            cr_assert_eq(kz_client_state(w.clients[i]), KZ_CLIENT_CONNECTED, "client %u", i);
+            cr_assert_eq(t[i].by_type[KZ_EV_DISCONNECTED], 0);
+            cr_assert_geq(t[i].by_type[KZ_EV_RESUMED], 1, "client %u resumed", i);
+        } else {
+            cr_assert_eq(kz_client_state(w.clients[i]), KZ_CLIENT_DISCONNECTED, "client %u", i);
+            cr_assert_eq(t[i].by_type[KZ_EV_DISCONNECTED], 1);
+        }
+    }
+    if (survives) {
+        cr_assert_eq(t[1].leave_watched, 0, "nobody saw the avatar leave");
+        cr_assert_eq(world_counter(&w, KZ_WORLD_C_DETACHED), 2);
+        cr_assert_eq(world_counter(&w, KZ_WORLD_C_RESUMED), 2);
+        cr_assert_eq(kz_server_entity(w.srv, id, &now_at), KZ_OK);
+        cr_assert_gt(distance(now_at.pos, held_at.pos), 1.0f, "it walks again");
+    } else {
+        cr_assert_eq(net_counter(&w, KZ_NET_C_SESSIONS_GRACE_ENDED), 2);
+        cr_assert_eq(kz_server_clients(w.srv), 0);
+    }
+    kzt_world_stop(&w);
+}
+
+Test(resume, a_network_silent_5_s_keeps_every_session, .timeout = 120)
+{
+    blackout(5, 1);
+}
+
+Test(resume, a_network_silent_14_s_keeps_every_session, .timeout = 120)
+{
+    blackout(14, 1);
+}
+
+Test(resume, a_network_silent_16_s_ends_every_session, .timeout = 120)
+{
+    blackout(16, 0);
+}
+
 Test(resume, a_restarted_client_with_its_token_file_is_answered_at_once, .timeout = 120)
 {
     kzt_world w;
