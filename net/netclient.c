@@ -2,6 +2,16 @@
  * The client transport: gate handshake on the ENet host's own socket, then
  * an ENet connection from the same address, sealed both ways. Everything
  * runs inside kz_netclient_update on the caller's thread.
+ *
+ * Resume (docs/PROTOCOL.md, "Resume", client behaviour): the server's
+ * TICKET message is taken here and never handed to the application. With
+ * a ticket, a path that broke (no authenticated datagram for
+ * resume_silence_ms, or kz_netclient_rebind) is resumed: RESUMEs go to the
+ * gate every resend_ms, answering a CHALLENGE at once, until a RESUMED
+ * opens (back to CONNECTED with the next ticket), an authenticated
+ * datagram shows the path healed, or the session is lost (DENY
+ * KZ_DENY_NO_SESSION, or the grace passed since the last datagram heard).
+ * ENet keeps running on the same, possibly new, socket throughout.
  */
 #include <enet/enet.h>
 #include <sodium.h>
@@ -13,9 +23,35 @@
 #include "enet_tune.h"
 #include "gate.h"
 #include "netclient.h"
+#include "resume.h"
 #include "seal.h"
 
 #define KZ__CLIENT_QUEUE 256u
+/* While resume is on, ENet's own timeout is at least the grace plus this,
+ * so ENet never ends a session the server still holds. */
+#define KZ__RESUME_ENET_MARGIN_MS 5000u
+
+/*
+ * What the client holds for resume, and the attempt in progress. The
+ * ticket and grace come from the server (TICKET, then each RESUMED); the
+ * rest belongs to one attempt and is cleared by kz__resume_attempt_reset.
+ */
+typedef struct kz__client_resume {
+    uint8_t ticket[KZ_TICKET_BYTES];
+    uint32_t grace_ms;           /* 0: no ticket (the server has resume off) */
+    /* the attempt */
+    uint8_t cookie[KZ_COOKIE_BYTES];
+    uint32_t has_cookie;
+    uint32_t cookie_fresh;       /* a new cookie not yet sent back */
+    uint32_t answered;           /* a challenge was answered since the last timed send */
+    uint32_t cookie_sent;        /* a RESUME with a cookie went out: the server may
+                                    have moved the session and used up our ticket */
+    uint32_t rebound;            /* the socket moved in this attempt */
+    uint32_t refused;            /* a DENY KZ_DENY_NO_SESSION answered a RESUME */
+    uint32_t confirming;         /* CONNECTED again, still asking for the new ticket */
+    kz_time_ns next_send;
+    kz_time_ns confirm_until;
+} kz__client_resume;
 
 struct kz_netclient {
     kz_netclient_config cfg;
@@ -31,6 +67,9 @@ struct kz_netclient {
     uint32_t state;
     uint32_t reason;
     kz_time_ns started, next_send, now;
+    kz_time_ns last_heard;   /* now of the last authenticated datagram */
+    uint32_t heard;          /* one arrived in the current service pass */
+    kz__client_resume resume;
     /* Received ENet packets waiting for poll, opened one at a time. */
     ENetPacket *queue[KZ__CLIENT_QUEUE];
     uint8_t queue_channel[KZ__CLIENT_QUEUE];
@@ -39,12 +78,20 @@ struct kz_netclient {
     uint8_t plain[KZ_MAX_MESSAGE_BYTES];
     kz_counters counters;
     kz_counter_block c;
+    kz_counters resume_counters;
+    kz_counter_block rc;
 };
 
 static const char *const kz__client_counter_names[KZ_NET_C_COUNT] = {
 #define KZ__NET_NAME(id, name) name,
     KZ_NET_COUNTERS(KZ__NET_NAME)
 #undef KZ__NET_NAME
+};
+
+static const char *const kz__resume_counter_names[KZ_NETCLIENT_C_COUNT] = {
+#define KZ__NETCLIENT_NAME(id, name) name,
+    KZ_NETCLIENT_COUNTERS(KZ__NETCLIENT_NAME)
+#undef KZ__NETCLIENT_NAME
 };
 
 static _Thread_local kz_netclient *kz__updating;
@@ -73,6 +120,8 @@ static int kz__client_intercept_enet(kz_netclient *c, ENetHost *host)
         return 1;
     }
     c->rx_verified = 1;
+    c->heard = 1;
+    c->last_heard = c->now;
     return 0;
 }
 
@@ -91,7 +140,143 @@ static enet_uint32 kz__client_checksum(const ENetBuffer *b, size_t n)
     return kz__enet_mac_buffers(&c->mac.client_to_server, b, n);
 }
 
-/* Gate replies arrive on the ENet socket; take them before ENet does. */
+/* ---- resume: the gate's replies --------------------------------------- */
+
+/* Clears the attempt; the ticket and grace stay. */
+static void kz__resume_attempt_reset(kz__client_resume *r)
+{
+    sodium_memzero(r->cookie, sizeof r->cookie);
+    r->has_cookie = 0;
+    r->cookie_fresh = 0;
+    r->answered = 0;
+    r->cookie_sent = 0;
+    r->rebound = 0;
+    r->refused = 0;
+    r->confirming = 0;
+    r->next_send = 0;
+    r->confirm_until = 0;
+}
+
+/* Forgets the ticket too (the session is over). */
+static void kz__resume_reset(kz__client_resume *r)
+{
+    kz__resume_attempt_reset(r);
+    sodium_memzero(r->ticket, sizeof r->ticket);
+    r->grace_ms = 0;
+}
+
+/* Whether ticket `got`, from a RESUMED that opened under our key, may
+ * replace the ticket `held`: the same session and slot, and a later path
+ * (the server moved the session), or the very ticket we hold (the server
+ * found us where the session already was). A RESUMED of an older path is
+ * a replay. After a rebind the session cannot already be at our new
+ * address, so only a later path answers. Paths compare with the
+ * half-range rule. */
+static int kz__resume_ticket_answers(const uint8_t held[KZ_TICKET_BYTES],
+                                     const uint8_t got[KZ_TICKET_BYTES], uint32_t must_move)
+{
+    kz__ticket h, g;
+    kz__ticket_unpack(held, &h);
+    kz__ticket_unpack(got, &g);
+    if (g.session_id != h.session_id || g.slot != h.slot)
+        return 0;
+    if (g.path == h.path)
+        return !must_move && sodium_memcmp(held, got, KZ_TICKET_BYTES) == 0;
+    return (int32_t)(g.path - h.path) > 0;
+}
+
+static void kz__resume_take_resumed(kz_netclient *c, const uint8_t *d, size_t n)
+{
+    kz__client_resume *r = &c->resume;
+    uint8_t t[KZ_TICKET_BYTES];
+    if (kz__resumed_open(&c->hs.token.keys, d, n, t) != KZ_OK) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_RESUMED_AUTH);
+        return;
+    }
+    if (!kz__resume_ticket_answers(r->ticket, t, r->rebound)) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_RESUMED_STALE);
+        sodium_memzero(t, sizeof t);
+        return;
+    }
+    memcpy(r->ticket, t, sizeof t);
+    sodium_memzero(t, sizeof t);
+    /* Only the server can seal it: the path works both ways again. */
+    c->last_heard = c->now;
+    if (c->state == KZ_NETCLIENT_RESUMING) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_RESUMES_SUCCEEDED);
+        kz_logf(&c->cfg.log, KZ_LOG_INFO, "net", "client: session resumed");
+        c->state = KZ_NETCLIENT_CONNECTED;
+    }
+    kz__resume_attempt_reset(r);
+}
+
+/* A DENY ends the attempt only when it says the server holds no session
+ * and could be an answer: every DENY of a RESUME comes after the gate
+ * checked its cookie, so one that arrives before we sent a cookie was not
+ * sent by the gate (a DENY is not authenticated). */
+static void kz__resume_take_deny(kz_netclient *c, uint8_t reason)
+{
+    kz__client_resume *r = &c->resume;
+    if (reason != KZ_DENY_NO_SESSION) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_UNEXPECTED);
+    } else if (!r->cookie_sent) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_DENY_UNPROVEN);
+    } else if (c->state == KZ_NETCLIENT_RESUMING) {
+        r->refused = 1;
+    } else {
+        /* Confirming: the session is alive (its datagrams authenticate)
+         * but the gate will not name its ticket; stop asking. */
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_CONFIRMS_FAILED);
+        kz__resume_attempt_reset(r);
+    }
+}
+
+static void kz__resume_take_challenge(kz_netclient *c, const uint8_t *d)
+{
+    kz__client_resume *r = &c->resume;
+    const uint8_t *cookie = d + KZ_GATE_HEADER_BYTES;
+    if (r->has_cookie && sodium_memcmp(r->cookie, cookie, KZ_COOKIE_BYTES) == 0)
+        return; /* the same cookie again: it goes out with the next RESUME */
+    memcpy(r->cookie, cookie, KZ_COOKIE_BYTES);
+    r->has_cookie = 1;
+    r->cookie_fresh = 1;
+}
+
+/* A gate datagram (from the gate's address) while resuming or confirming. */
+static void kz__resume_receive(kz_netclient *c, const uint8_t *d, size_t n)
+{
+    uint8_t type = n >= KZ_GATE_HEADER_BYTES ? d[2] : 0;
+    if (n >= KZ_GATE_HEADER_BYTES && d[3] != KZ_PROTOCOL_VERSION)
+        type = 0;
+    if (type == KZ_GATE_CHALLENGE && n == KZ_GATE_CHALLENGE_BYTES)
+        kz__resume_take_challenge(c, d);
+    else if (type == KZ_GATE_RESUMED)
+        kz__resume_take_resumed(c, d, n);
+    else if (type == KZ_GATE_DENY && n == KZ_GATE_DENY_BYTES)
+        kz__resume_take_deny(c, d[KZ_GATE_HEADER_BYTES]);
+    else
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_UNEXPECTED);
+}
+
+/* Gate replies arrive on the ENet socket; take them before ENet does.
+ * Only the gate's own address speaks for the gate, as in the handshake. */
+static void kz__client_on_gate(kz_netclient *c, const ENetAddress *from, const uint8_t *d,
+                               size_t n)
+{
+    if (from->host != c->gate_addr.host || from->port != c->gate_addr.port) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_SOURCE);
+    } else if (c->state == KZ_NETCLIENT_HANDSHAKE) {
+        if (kz__handshake_receive(&c->hs, d, n) != KZ_OK)
+            kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_UNEXPECTED);
+        if (c->hs.deny_reason)
+            c->reason = c->hs.deny_reason;
+    } else if (c->state == KZ_NETCLIENT_RESUMING || c->resume.confirming) {
+        kz__resume_receive(c, d, n);
+    } else {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_UNEXPECTED);
+    }
+}
+
 static int kz__client_intercept(ENetHost *host, ENetEvent *event)
 {
     (void)event;
@@ -102,13 +287,7 @@ static int kz__client_intercept(ENetHost *host, ENetEvent *event)
         return 1;
     if (n < 2 || d[0] != KZ_GATE_MARK0 || d[1] != KZ_GATE_MARK1)
         return kz__client_intercept_enet(c, host);
-    if (c->state == KZ_NETCLIENT_HANDSHAKE &&
-        host->receivedAddress.host == c->gate_addr.host &&
-        host->receivedAddress.port == c->gate_addr.port) {
-        kz__handshake_receive(&c->hs, d, n);
-        if (c->hs.deny_reason)
-            c->reason = c->hs.deny_reason;
-    }
+    kz__client_on_gate(c, &host->receivedAddress, d, n);
     return 1;
 }
 
@@ -140,6 +319,8 @@ int kz__netclient_open(const kz_netclient_config *cfg, const kz_connect_token *t
         conf.connect_timeout_ms = 5000;
     if (conf.resend_ms == 0)
         conf.resend_ms = 250;
+    if (conf.resume_silence_ms == 0)
+        conf.resume_silence_ms = KZ_NETCLIENT_DEFAULT_SILENCE_MS;
     kz_netclient *c = kz_calloc(&conf.alloc, sizeof *c, 64);
     if (c == NULL) {
         kz_logf(&conf.log, KZ_LOG_ERROR, "net", "client: %s", kz_strerror(KZ_ENOMEM));
@@ -154,6 +335,9 @@ int kz__netclient_open(const kz_netclient_config *cfg, const kz_connect_token *t
     if (rc == KZ_OK)
         rc = kz_counters_init(&c->counters, KZ_NET_C_COUNT, 1, kz__client_counter_names,
                               &conf.alloc);
+    if (rc == KZ_OK)
+        rc = kz_counters_init(&c->resume_counters, KZ_NETCLIENT_C_COUNT, 1,
+                              kz__resume_counter_names, &conf.alloc);
     if (rc == KZ_OK && (enet_initialize() != 0 ||
                         !(c->host = enet_host_create(NULL, 1, KZ_CHANNEL_COUNT, 0, 0))))
         rc = KZ_EIO;
@@ -163,6 +347,7 @@ int kz__netclient_open(const kz_netclient_config *cfg, const kz_connect_token *t
         return rc;
     }
     c->c = kz_counters_block(&c->counters, 0);
+    c->rc = kz_counters_block(&c->resume_counters, 0);
     c->host->checksum = kz__client_checksum;
     c->host->intercept = kz__client_intercept;
     c->host->mtu = KZ_MTU;
@@ -199,7 +384,8 @@ void kz_netclient_destroy(kz_netclient *c)
         return;
     kz__client_drop_queue(c);
     if (c->host) {
-        if (c->peer && c->state == KZ_NETCLIENT_CONNECTED) {
+        if (c->peer &&
+            (c->state == KZ_NETCLIENT_CONNECTED || c->state == KZ_NETCLIENT_RESUMING)) {
             kz__updating = c; /* the MAC callback needs the client */
             enet_peer_disconnect_now(c->peer, 0);
             enet_host_flush(c->host);
@@ -209,6 +395,8 @@ void kz_netclient_destroy(kz_netclient *c)
     }
     if (c->counters.cells)
         kz_counters_fini(&c->counters);
+    if (c->resume_counters.cells)
+        kz_counters_fini(&c->resume_counters);
     kz_allocator a = c->cfg.alloc;
     sodium_memzero(c, sizeof *c);
     kz_free(&a, c, sizeof *c);
@@ -258,6 +446,24 @@ static void kz__client_on_receive(kz_netclient *c, uint8_t channel, ENetPacket *
     c->queue_channel[at] = channel;
 }
 
+/* ENet ended the peer: the server's DISCONNECT (its reason in `data`, in
+ * an authenticated datagram), or ENet's own timeout (data 0). A timeout
+ * with a ticket held, after the grace without a datagram, is the
+ * server's end of the session, told as such. */
+static void kz__client_on_disconnect(kz_netclient *c, uint32_t data)
+{
+    int live = c->state == KZ_NETCLIENT_CONNECTED || c->state == KZ_NETCLIENT_RESUMING;
+    c->reason = data;
+    if (live && data == 0 && !c->heard && c->resume.grace_ms &&
+        c->now - c->last_heard >= (kz_time_ns)c->resume.grace_ms * KZ_NS_PER_MS) {
+        c->reason = KZ_LOST_RESUME_TIMEOUT;
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_RESUMES_TIMED_OUT);
+    }
+    c->state = live ? KZ_NETCLIENT_DISCONNECTED : KZ_NETCLIENT_FAILED;
+    c->peer = NULL;
+    kz__resume_reset(&c->resume);
+}
+
 static void kz__client_dispatch(kz_netclient *c, ENetEvent *ev)
 {
     switch (ev->type) {
@@ -269,10 +475,7 @@ static void kz__client_dispatch(kz_netclient *c, ENetEvent *ev)
         kz__client_on_receive(c, ev->channelID, ev->packet);
         break;
     case ENET_EVENT_TYPE_DISCONNECT:
-        c->reason = ev->data;
-        c->state = c->state == KZ_NETCLIENT_CONNECTED ? KZ_NETCLIENT_DISCONNECTED
-                                                      : KZ_NETCLIENT_FAILED;
-        c->peer = NULL;
+        kz__client_on_disconnect(c, ev->data);
         break;
     default:
         break;
@@ -291,6 +494,121 @@ static void kz__client_handshake_step(kz_netclient *c, kz_time_ns now)
     }
 }
 
+/* ---- resume: the client's side ------------------------------------------ */
+
+static void kz__resume_send(kz_netclient *c)
+{
+    kz__client_resume *r = &c->resume;
+    uint8_t d[KZ_GATE_RESUME_BYTES];
+    size_t n = kz__resume_build(&c->hs.token.keys, r->has_cookie ? r->cookie : NULL, r->ticket, d);
+    ENetBuffer b = {.data = d, .dataLength = n};
+    if (enet_socket_send(c->host->socket, &c->gate_addr, &b, 1) == (int)n) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_RESUME_SENT);
+        if (r->has_cookie)
+            r->cookie_sent = 1;
+    }
+    r->cookie_fresh = 0;
+}
+
+/* Enters RESUMING with a fresh attempt (a cookie is bound to the address
+ * it was given to, so none is carried over) and sends the first RESUME. */
+static void kz__resume_start(kz_netclient *c, uint32_t rebound, const char *why)
+{
+    kz__client_resume *r = &c->resume;
+    kz__resume_attempt_reset(r);
+    r->rebound = rebound;
+    c->state = KZ_NETCLIENT_RESUMING;
+    kz_counter_inc(c->rc, KZ_NETCLIENT_C_RESUMES_STARTED);
+    kz_logf(&c->cfg.log, KZ_LOG_INFO, "net", "client: resuming the session (%s)", why);
+    kz__resume_send(c);
+    r->next_send = c->now + (kz_time_ns)c->cfg.resend_ms * KZ_NS_PER_MS;
+}
+
+/* The session is lost: the server no longer holds it. ENet's peer is
+ * dropped without a word (the server has nothing to be told). */
+static void kz__resume_lose(kz_netclient *c, uint32_t reason, uint32_t counter)
+{
+    kz_counter_inc(c->rc, counter);
+    kz_logf(&c->cfg.log, KZ_LOG_INFO, "net", "client: session lost: %s",
+            reason == KZ_LOST_RESUME_REFUSED ? "the server no longer holds it"
+                                             : "no answer within the grace");
+    c->reason = reason;
+    c->state = KZ_NETCLIENT_DISCONNECTED;
+    if (c->peer) {
+        enet_peer_reset(c->peer);
+        c->peer = NULL;
+    }
+    kz__resume_reset(&c->resume);
+}
+
+/* An authenticated datagram arrived while resuming: the path works. If a
+ * RESUME with a cookie went out, the server may have moved the session
+ * and used up our ticket while its RESUMED was lost, so we keep asking
+ * (from this same address, which the gate answers with the current
+ * ticket) for up to the grace. */
+static void kz__resume_healed(kz_netclient *c)
+{
+    kz__client_resume *r = &c->resume;
+    kz_counter_inc(c->rc, KZ_NETCLIENT_C_RESUMES_HEALED);
+    kz_logf(&c->cfg.log, KZ_LOG_INFO, "net", "client: the path works again");
+    c->state = KZ_NETCLIENT_CONNECTED;
+    if (!r->cookie_sent) {
+        kz__resume_attempt_reset(r);
+        return;
+    }
+    /* The address is the same, so the cookie still holds. */
+    r->confirming = 1;
+    r->refused = 0;
+    r->answered = 0;
+    r->confirm_until = c->now + (kz_time_ns)r->grace_ms * KZ_NS_PER_MS;
+    r->next_send = c->now;
+}
+
+/* Sends what is due: a challenge's answer at once (at most one between
+ * two timed sends, so forged challenges cannot make us send faster than
+ * twice per resend_ms), else the timed resend. */
+static void kz__resume_pace(kz_netclient *c, kz_time_ns now)
+{
+    kz__client_resume *r = &c->resume;
+    if (r->cookie_fresh && !r->answered) {
+        kz__resume_send(c);
+        r->answered = 1;
+    } else if (now >= r->next_send) {
+        kz__resume_send(c);
+        r->answered = 0;
+        r->next_send = now + (kz_time_ns)c->cfg.resend_ms * KZ_NS_PER_MS;
+    }
+}
+
+/* After each service pass: detect a broken path, end or pace an attempt. */
+static void kz__resume_step(kz_netclient *c, kz_time_ns now)
+{
+    kz__client_resume *r = &c->resume;
+    kz_time_ns silent = now > c->last_heard ? now - c->last_heard : 0;
+    if (c->state == KZ_NETCLIENT_RESUMING && c->heard)
+        kz__resume_healed(c);
+    if (c->state == KZ_NETCLIENT_CONNECTED && r->grace_ms &&
+        silent >= (kz_time_ns)c->cfg.resume_silence_ms * KZ_NS_PER_MS) {
+        kz__resume_start(c, 0, "the server went silent");
+        return;
+    }
+    if (c->state == KZ_NETCLIENT_RESUMING) {
+        if (r->refused)
+            kz__resume_lose(c, KZ_LOST_RESUME_REFUSED, KZ_NETCLIENT_C_RESUMES_REFUSED);
+        else if (silent >= (kz_time_ns)r->grace_ms * KZ_NS_PER_MS)
+            kz__resume_lose(c, KZ_LOST_RESUME_TIMEOUT, KZ_NETCLIENT_C_RESUMES_TIMED_OUT);
+        else
+            kz__resume_pace(c, now);
+    } else if (c->state == KZ_NETCLIENT_CONNECTED && r->confirming) {
+        if (now >= r->confirm_until) {
+            kz_counter_inc(c->rc, KZ_NETCLIENT_C_CONFIRMS_FAILED);
+            kz__resume_attempt_reset(r);
+        } else {
+            kz__resume_pace(c, now);
+        }
+    }
+}
+
 int kz_netclient_update(kz_netclient *c, kz_time_ns now)
 {
     if (c->started == UINT64_MAX)
@@ -300,6 +618,7 @@ int kz_netclient_update(kz_netclient *c, kz_time_ns now)
     /* Read before servicing: a challenge received during the service must
      * be answered in this same update, not after the resend interval. */
     uint32_t had_cookie = c->hs.has_cookie;
+    c->heard = 0;
     ENetEvent ev;
     int rc = enet_host_service(c->host, &ev, 0);
     while (rc > 0) {
@@ -313,7 +632,9 @@ int kz_netclient_update(kz_netclient *c, kz_time_ns now)
             c->next_send = now + (kz_time_ns)c->cfg.resend_ms * KZ_NS_PER_MS;
         }
     }
-    if (c->peer && (c->state == KZ_NETCLIENT_CONNECTING || c->state == KZ_NETCLIENT_CONNECTED))
+    kz__resume_step(c, now);
+    if (c->peer && (c->state == KZ_NETCLIENT_CONNECTING || c->state == KZ_NETCLIENT_CONNECTED ||
+                    c->state == KZ_NETCLIENT_RESUMING))
         kz__enet_cap_rto(c->peer);
     enet_host_flush(c->host);
     kz__updating = NULL;
@@ -351,7 +672,7 @@ int kz_netclient_send(kz_netclient *c, uint8_t channel, uint8_t type, const void
 {
     if (channel >= KZ_CHANNEL_COUNT || len > KZ_MAX_MESSAGE_BYTES)
         return KZ_EINVAL;
-    if (c->state != KZ_NETCLIENT_CONNECTED)
+    if (c->state != KZ_NETCLIENT_CONNECTED && c->state != KZ_NETCLIENT_RESUMING)
         return KZ_ESTATE;
     enet_uint32 flags = channel == KZ_CHANNEL_EVENT      ? ENET_PACKET_FLAG_RELIABLE
                         : channel == KZ_CHANNEL_SNAPSHOT ? ENET_PACKET_FLAG_UNSEQUENCED
@@ -370,6 +691,39 @@ int kz_netclient_send(kz_netclient *c, uint8_t channel, uint8_t type, const void
     return KZ_OK;
 }
 
+/* A TICKET (opened and authentic): the transport's own, stored and never
+ * handed on. Resume is on from now, so ENet's timeout is raised to outlive
+ * the grace. */
+static void kz__client_take_ticket(kz_netclient *c, uint8_t channel, size_t len)
+{
+    kz__client_resume *r = &c->resume;
+    uint8_t t[KZ_TICKET_BYTES];
+    uint32_t grace;
+    kz__ticket parsed;
+    if (channel != KZ_CHANNEL_EVENT || kz__ticket_msg_decode(c->plain, len, t, &grace) != KZ_OK) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_TICKET);
+        sodium_memzero(c->plain, len);
+        return;
+    }
+    sodium_memzero(c->plain, len);
+    kz__ticket_unpack(t, &parsed);
+    if (parsed.session_id != c->hs.session_id) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_TICKET);
+        sodium_memzero(t, sizeof t);
+        return;
+    }
+    memcpy(r->ticket, t, sizeof t);
+    sodium_memzero(t, sizeof t);
+    sodium_memzero(&parsed, sizeof parsed);
+    r->grace_ms = grace;
+    kz_counter_inc(c->rc, KZ_NETCLIENT_C_TICKETS);
+    uint32_t timeout = kz__session_timeout_ms(c->hs.timeout_seconds);
+    if (timeout < grace + KZ__RESUME_ENET_MARGIN_MS)
+        timeout = grace + KZ__RESUME_ENET_MARGIN_MS;
+    if (c->peer)
+        kz__enet_peer_setup(c->peer, timeout);
+}
+
 int kz_netclient_poll(kz_netclient *c, kz_netmsg *msg)
 {
     if (c->held) {
@@ -386,6 +740,10 @@ int kz_netclient_poll(kz_netclient *c, kz_netmsg *msg)
         int rc = kz__open_packet(&c->rx, &c->window, pkt->data, pkt->dataLength, &type,
                                  c->plain, sizeof c->plain, &len);
         enet_packet_destroy(pkt);
+        if (rc == KZ_OK && type == KZ_MSG_TICKET) {
+            kz__client_take_ticket(c, channel, len);
+            continue;
+        }
         if (rc == KZ_OK) {
             *msg = (kz_netmsg){0, KZ_NETMSG_DATA, channel, type, 0, (uint32_t)len, c->plain, c->now};
             return KZ_OK;
@@ -398,4 +756,71 @@ int kz_netclient_poll(kz_netclient *c, kz_netmsg *msg)
 const kz_counters *kz_netclient_counters(const kz_netclient *c)
 {
     return &c->counters;
+}
+
+const kz_counters *kz_netclient_resume_counters(const kz_netclient *c)
+{
+    return &c->resume_counters;
+}
+
+kz_time_ns kz_netclient_last_heard(const kz_netclient *c)
+{
+    return c->last_heard;
+}
+
+/* A UDP socket as ENet's host_create makes one, bound to `at`. */
+static ENetSocket kz__client_socket_open(const ENetAddress *at)
+{
+    ENetSocket s = enet_socket_create(ENET_SOCKET_TYPE_DATAGRAM);
+    if (s == ENET_SOCKET_NULL)
+        return s;
+    if (enet_socket_bind(s, at) < 0 || enet_socket_set_option(s, ENET_SOCKOPT_NONBLOCK, 1) < 0) {
+        enet_socket_destroy(s);
+        return ENET_SOCKET_NULL;
+    }
+    /* Buffer sizes are a wish, as in ENet: a smaller grant still works. */
+    (void)enet_socket_set_option(s, ENET_SOCKOPT_RCVBUF, ENET_HOST_RECEIVE_BUFFER_SIZE);
+    (void)enet_socket_set_option(s, ENET_SOCKOPT_SNDBUF, ENET_HOST_SEND_BUFFER_SIZE);
+    return s;
+}
+
+int kz_netclient_rebind(kz_netclient *c, const kz_address *local)
+{
+    if (local && local->family != KZ_ADDR_IPV4)
+        return KZ_EINVAL;
+    if ((c->state != KZ_NETCLIENT_CONNECTED && c->state != KZ_NETCLIENT_RESUMING) ||
+        !c->resume.grace_ms)
+        return KZ_ESTATE;
+    ENetAddress at = {.host = ENET_HOST_ANY, .port = 0};
+    if (local) {
+        memcpy(&at.host, local->ip, 4);
+        at.port = local->port;
+    }
+    ENetSocket s = kz__client_socket_open(&at);
+    if (s == ENET_SOCKET_NULL) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_REBIND_FAILED);
+        kz_logf(&c->cfg.log, KZ_LOG_WARN, "net", "client: no socket on the new address");
+        return KZ_EIO;
+    }
+    enet_socket_destroy(c->host->socket);
+    c->host->socket = s;
+    if (enet_socket_get_address(s, &c->host->address) < 0)
+        c->host->address = at;
+    kz_counter_inc(c->rc, KZ_NETCLIENT_C_REBINDS);
+    kz__resume_start(c, 1, "the application moved it to a new address");
+    return KZ_OK;
+}
+
+int kz__netclient_ticket(const kz_netclient *c, uint8_t out[KZ_TICKET_BYTES], uint32_t *grace_ms)
+{
+    if (!c->resume.grace_ms)
+        return 0;
+    memcpy(out, c->resume.ticket, KZ_TICKET_BYTES);
+    *grace_ms = c->resume.grace_ms;
+    return 1;
+}
+
+uint32_t kz__netclient_enet_timeout(const kz_netclient *c)
+{
+    return c->peer ? c->peer->timeoutMaximum : 0;
 }

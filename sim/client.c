@@ -9,7 +9,12 @@
  * tracked per view slot with a short ring of samples; a sample carries the
  * ticks through which its state is known to hold, so an entity at rest for
  * a while and then moving is not smeared across the rest period.
+ *
+ * Resume is the transport's (net/netclient.c): this layer only follows it
+ * (RECONNECTING while the transport resumes, events on each change) and
+ * keeps everything else as it is, since the server keeps the session.
  */
+#include <arpa/inet.h>
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -41,6 +46,16 @@ typedef struct kz__vslot {
     kz__sample s[KZ__SAMPLES];
     kz_badge badge;
 } kz__vslot;
+
+/* What the client remembers of a break in the path, for KZ_EV_RESUMED. */
+typedef struct kz__reconnect {
+    kz_time_ns broken_since;  /* the transport's last datagram before the break */
+} kz__reconnect;
+
+static void reconnect_reset(kz__reconnect *r)
+{
+    r->broken_since = 0;
+}
 
 struct kz_client {
     kz_client_config cfg;
@@ -90,6 +105,8 @@ struct kz_client {
     uint8_t *evdata;          /* event_capacity * KZ__EV_DATA */
     uint32_t ev_head, ev_count;
     uint8_t polled[KZ__EV_DATA];
+
+    kz__reconnect reconnect;
 
     kz_counters counters;
     kz_counter_block c;
@@ -166,7 +183,8 @@ void kz_client_destroy(kz_client *c)
 
 int kz_client_connect(kz_client *c, const kz_connect_token *token, kz_time_ns now)
 {
-    if (c->state == KZ_CLIENT_CONNECTING || c->state == KZ_CLIENT_CONNECTED)
+    if (c->state == KZ_CLIENT_CONNECTING || c->state == KZ_CLIENT_CONNECTED ||
+        c->state == KZ_CLIENT_RECONNECTING)
         return KZ_ESTATE;
     if (c->net)
         kz_netclient_destroy(c->net);
@@ -177,6 +195,7 @@ int kz_client_connect(kz_client *c, const kz_connect_token *token, kz_time_ns no
         kz_free(&c->alloc, c->block, c->block_size);
     memset(&c->kick_text, 0,
            offsetof(struct kz_client, now) - offsetof(struct kz_client, kick_text));
+    reconnect_reset(&c->reconnect);
     int rc = kz__netclient_open(&c->cfg.net, token, &c->net);
     if (rc != KZ_OK)
         return rc;
@@ -601,10 +620,18 @@ static void input_tick(kz_client *c)
         kz_counter_inc(c->c, KZ_CLIENT_C_INPUTS_SENT);
 }
 
-/* The input ticks due at c->now; returns how many ran. */
+/* In the world: connected, or resuming a session the server keeps. */
+static int in_world(const kz_client *c)
+{
+    return c->state == KZ_CLIENT_CONNECTED || c->state == KZ_CLIENT_RECONNECTING;
+}
+
+/* The input ticks due at c->now; returns how many ran. While the client
+ * reconnects they keep running: the intent is still applied and sent,
+ * and the server takes the commands once the session has moved. */
 static uint32_t input_ticks(kz_client *c)
 {
-    if (c->state != KZ_CLIENT_CONNECTED || !c->ticking)
+    if (!in_world(c) || !c->ticking)
         return 0;
     uint32_t due = kz_ticker_due(&c->ticker, c->now);
     for (uint32_t k = 0; k < due; k++)
@@ -612,9 +639,35 @@ static uint32_t input_ticks(kz_client *c)
     return due;
 }
 
+static uint32_t ms_between(kz_time_ns from, kz_time_ns to)
+{
+    kz_time_ns ms = to > from ? (to - from) / KZ_NS_PER_MS : 0;
+    return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
+/* Follows the transport's resume: RECONNECTING while it resumes, back to
+ * CONNECTED when it is back. Before the welcome the client stays
+ * CONNECTING throughout: there is no session in the world to tell about
+ * yet. */
+static void follow_resume(kz_client *c)
+{
+    uint32_t ns = kz_netclient_state(c->net);
+    if (ns == KZ_NETCLIENT_RESUMING && c->state == KZ_CLIENT_CONNECTED) {
+        c->state = KZ_CLIENT_RECONNECTING;
+        c->reconnect.broken_since = kz_netclient_last_heard(c->net);
+        push_event(c, KZ_EV_RECONNECTING, c->self.entity, 0, NULL, 0, NULL);
+    } else if (ns == KZ_NETCLIENT_CONNECTED && c->state == KZ_CLIENT_RECONNECTING) {
+        c->state = KZ_CLIENT_CONNECTED;
+        uint32_t ms = ms_between(c->reconnect.broken_since, kz_netclient_last_heard(c->net));
+        reconnect_reset(&c->reconnect);
+        push_event(c, KZ_EV_RESUMED, c->self.entity, ms, NULL, 0, NULL);
+    }
+}
+
 uint32_t kz_client_update(kz_client *c, kz_time_ns now)
 {
-    if (!c->net || c->state == KZ_CLIENT_IDLE || c->state >= KZ_CLIENT_DISCONNECTED)
+    if (!c->net || c->state == KZ_CLIENT_IDLE || c->state == KZ_CLIENT_DISCONNECTED ||
+        c->state == KZ_CLIENT_FAILED)
         return c->state;
     if (now > c->now)
         c->now = now;
@@ -637,9 +690,29 @@ uint32_t kz_client_update(kz_client *c, kz_time_ns now)
                    (uint32_t)strlen(c->kick_text), NULL);
         return c->state;
     }
-    if (!c->cfg.header_only && input_ticks(c) > 0)
+    follow_resume(c);
+    if (!c->cfg.header_only && input_ticks(c) > 0) {
         (void)kz_netclient_update(c->net, c->now);  /* flush the input now */
+        follow_resume(c);
+    }
     return c->state;
+}
+
+int kz_client_rebind(kz_client *c, const char *local_ip)
+{
+    kz_address at;
+    memset(&at, 0, sizeof at);
+    if (local_ip) {
+        if (inet_pton(AF_INET, local_ip, at.ip) != 1)
+            return KZ_EINVAL;
+        at.family = KZ_ADDR_IPV4;
+    }
+    if (!in_world(c))
+        return KZ_ESTATE;
+    int rc = kz_netclient_rebind(c->net, local_ip ? &at : NULL);
+    if (rc == KZ_OK)
+        follow_resume(c);
+    return rc;
 }
 
 uint32_t kz_client_state(const kz_client *c) { return c->state; }
@@ -651,7 +724,7 @@ const kz_netclient *kz_client_net(const kz_client *c) { return c->net; }
 
 int kz_client_send_input(kz_client *c, const kz_avatar_state *intent)
 {
-    if (c->state != KZ_CLIENT_CONNECTED)
+    if (!in_world(c))
         return KZ_ESTATE;
     c->intent = *intent;
     return KZ_OK;
@@ -659,9 +732,11 @@ int kz_client_send_input(kz_client *c, const kz_avatar_state *intent)
 
 /* ---- actions ------------------------------------------------------------ */
 
+/* Also while reconnecting: the transport queues the message, and ENet
+ * delivers the reliable ones once the session has moved. */
 static int send_event(kz_client *c, uint8_t channel, uint8_t type, const void *p, uint32_t len)
 {
-    if (c->state != KZ_CLIENT_CONNECTED)
+    if (!in_world(c))
         return KZ_ESTATE;
     return kz_netclient_send(c->net, channel, type, p, len);
 }

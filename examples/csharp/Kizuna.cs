@@ -87,28 +87,31 @@ namespace Kizuna
 
     /* kizuna/transport.h: the client's transport settings. Zero fields mean
      * the default: server = the token's first IPv4 address, 5000 ms connect
-     * timeout, 250 ms handshake resend. */
-    [StructLayout(LayoutKind.Explicit, Size = 80)]
+     * timeout, 250 ms handshake and resume resend, resume after 1500 ms
+     * without a datagram from the server (KZ_NETCLIENT_DEFAULT_SILENCE_MS).
+     * Bytes 36..39 are padding. */
+    [StructLayout(LayoutKind.Explicit, Size = 88)]
     public struct kz_netclient_config
     {
         [FieldOffset(0)] public kz_address server;
         [FieldOffset(20)] public uint connect_timeout_ms;
         [FieldOffset(24)] public uint resend_ms;
         [FieldOffset(28)] public uint disable_aes;
-        [FieldOffset(32)] public kz_log log;
-        [FieldOffset(56)] public kz_allocator alloc;
+        [FieldOffset(32)] public uint resume_silence_ms;
+        [FieldOffset(40)] public kz_log log;
+        [FieldOffset(64)] public kz_allocator alloc;
     }
 
     /* kizuna/client.h: client settings. Zero fields mean the default
      * (interp_delay_ms 100, input_redundancy 4, event_capacity 64). */
-    [StructLayout(LayoutKind.Explicit, Size = 96)]
+    [StructLayout(LayoutKind.Explicit, Size = 104)]
     public struct kz_client_config
     {
         [FieldOffset(0)] public kz_netclient_config net;
-        [FieldOffset(80)] public uint interp_delay_ms;
-        [FieldOffset(84)] public uint input_redundancy;
-        [FieldOffset(88)] public uint event_capacity;
-        [FieldOffset(92)] public uint header_only;  /* 1: load-test client, see client.h */
+        [FieldOffset(88)] public uint interp_delay_ms;
+        [FieldOffset(92)] public uint input_redundancy;
+        [FieldOffset(96)] public uint event_capacity;
+        [FieldOffset(100)] public uint header_only;  /* 1: load-test client, see client.h */
     }
 
     /* kizuna/token.h: the per-direction session keys. Secret: zero any copy
@@ -396,6 +399,7 @@ namespace Kizuna
         public const uint KZ_CLIENT_CONNECTED = 2;
         public const uint KZ_CLIENT_DISCONNECTED = 3;
         public const uint KZ_CLIENT_FAILED = 4;
+        public const uint KZ_CLIENT_RECONNECTING = 5;
 
         /* kizuna/client.h: event types (kz_client_event.type). */
         public const uint KZ_EV_CONNECTED = 1;
@@ -407,6 +411,15 @@ namespace Kizuna
         public const uint KZ_EV_CORRECTION = 7;
         public const uint KZ_EV_NOTICE = 8;
         public const uint KZ_EV_DISCONNECTED = 9;
+        public const uint KZ_EV_RECONNECTING = 10;
+        public const uint KZ_EV_RESUMED = 11;
+
+        /* kizuna/transport.h: kz_client_reason after KZ_CLIENT_DISCONNECTED
+         * when a resume failed (the client's own codes, 16 and up), and
+         * the default of kz_netclient_config.resume_silence_ms. */
+        public const uint KZ_LOST_RESUME_REFUSED = 16;
+        public const uint KZ_LOST_RESUME_TIMEOUT = 17;
+        public const uint KZ_NETCLIENT_DEFAULT_SILENCE_MS = 1500;
 
         /* kizuna/client.h: client counter ids (kz_counters_get on
          * kz_client_counters). */
@@ -616,6 +629,11 @@ namespace Kizuna
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         public static extern uint kz_client_reason(KizunaClientHandle c);
 
+        /* After the OS reported a network change: moves to localIp ("a.b.c.d",
+         * null = any address) and resumes. 0, KZ_EINVAL, KZ_ESTATE, KZ_EIO. */
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kz_client_rebind(KizunaClientHandle c, [MarshalAs(UnmanagedType.LPStr)] string localIp);
+
         /* A const kz_counters*, for kz_counters_get / kz_counters_name. */
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         public static extern IntPtr kz_client_counters(KizunaClientHandle c);
@@ -808,10 +826,20 @@ namespace Kizuna
 
         public uint State { get { return Native.kz_client_state(H); } }
 
-        /* Why the session ended: with KZ_CLIENT_DISCONNECTED a KZ_KICK_*,
-         * with KZ_CLIENT_FAILED a KZ_DENY_*; 0 for a timeout or while it
-         * runs. The two code sets overlap: read them with the state. */
+        /* Why the session ended: with KZ_CLIENT_DISCONNECTED a KZ_KICK_* or
+         * a KZ_LOST_* (a resume failed), with KZ_CLIENT_FAILED a KZ_DENY_*;
+         * 0 for a timeout or while it runs. Kick and deny codes overlap:
+         * read them with the state. */
         public uint Reason { get { return Native.kz_client_reason(H); } }
+
+        /* Call when the OS reports a network change (e.g. Unity's
+         * Application.internetReachability changed): the client moves its
+         * socket to `localIp` ("a.b.c.d"; null = any address) and resumes
+         * the session from there (KZ_EV_RECONNECTING, then KZ_EV_RESUMED
+         * or KZ_EV_DISCONNECTED). Returns 0, KZ_EINVAL (not a dotted IPv4
+         * address), KZ_ESTATE (not in the world, or the server does not
+         * offer resume) or KZ_EIO (no socket there). */
+        public int Rebind(string localIp) { return Native.kz_client_rebind(H, localIp); }
 
         public int SendInput(ref kz_avatar_state intent) { return Native.kz_client_send_input(H, ref intent); }
 

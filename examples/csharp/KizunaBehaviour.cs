@@ -14,6 +14,13 @@
  * clockwise seen from above, hence the minus signs. Every client of one
  * world must use the same mapping.
  *
+ * Phones change networks: when Unity reports a change of reachability
+ * (Wi-Fi to mobile data and back), the component tells the client, which
+ * moves to the new network and resumes the session (the avatar stays;
+ * others see nothing). Silence is detected by the client itself. While it
+ * reconnects the game keeps running: input is still taken, others hold
+ * where they were last seen.
+ *
  * Everything runs on Unity's main thread: KizunaClient refuses calls from
  * any other.
  */
@@ -35,6 +42,7 @@ public sealed class KizunaBehaviour : MonoBehaviour
     private readonly Dictionary<uint, string> names = new Dictionary<uint, string>();
     private readonly List<uint> gone = new List<uint>();
     private readonly HashSet<uint> inView = new HashSet<uint>();
+    private NetworkReachability reachability;
 
     private void Start()
     {
@@ -43,6 +51,7 @@ public sealed class KizunaBehaviour : MonoBehaviour
         int rc = client.ConnectFile(tokenPath, KizunaClient.NowNs());
         if (rc != Native.KZ_OK)
             Debug.LogError("Kizuna: cannot connect: " + Native.ErrorName(rc));
+        reachability = Application.internetReachability;
     }
 
     /* Runs inside a KizunaClient call, on the main thread. */
@@ -61,13 +70,31 @@ public sealed class KizunaBehaviour : MonoBehaviour
     {
         if (client == null)
             return;
+        FollowNetwork();
         uint state = client.Update(KizunaClient.NowNs());
         DrainEvents();
-        if (state != Native.KZ_CLIENT_CONNECTED)
+        if (state != Native.KZ_CLIENT_CONNECTED && state != Native.KZ_CLIENT_RECONNECTING)
             return;
         SendIntent();
         PlaceSelf();
         PlaceOthers();
+    }
+
+    /* A new network: move the client's socket there and resume at once,
+     * rather than waiting for the old path's silence. KZ_ESTATE means
+     * there is nothing to move (not in the world, or a server without
+     * resume). */
+    private void FollowNetwork()
+    {
+        NetworkReachability now = Application.internetReachability;
+        if (now == reachability)
+            return;
+        reachability = now;
+        if (now == NetworkReachability.NotReachable)
+            return;  /* nothing to move to yet; the client resumes on silence */
+        int rc = client.Rebind(null);
+        if (rc != Native.KZ_OK && rc != Native.KZ_ESTATE)
+            Debug.LogWarning("Kizuna: cannot move to the new network: " + Native.ErrorName(rc));
     }
 
     private void DrainEvents()
@@ -87,6 +114,12 @@ public sealed class KizunaBehaviour : MonoBehaviour
                 break;
             case Native.KZ_EV_NOTICE:
                 Debug.Log("Kizuna notice " + ev.code + ": " + ev.Text());
+                break;
+            case Native.KZ_EV_RECONNECTING:
+                Debug.Log("Kizuna: connection interrupted, reconnecting");
+                break;
+            case Native.KZ_EV_RESUMED:
+                Debug.Log("Kizuna: reconnected after " + ev.code + " ms");
                 break;
             case Native.KZ_EV_DISCONNECTED:
                 Debug.LogWarning("Kizuna: session ended, state " + client.State + ", reason " +

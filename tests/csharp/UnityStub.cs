@@ -78,6 +78,18 @@ namespace UnityEngine
         public static float GetAxis(string axisName) { return 0f; }
     }
 
+    public enum NetworkReachability
+    {
+        NotReachable,
+        ReachableViaCarrierDataNetwork,
+        ReachableViaLocalAreaNetwork,
+    }
+
+    public static class Application
+    {
+        public static NetworkReachability internetReachability { get { return NetworkReachability.NotReachable; } }
+    }
+
     public static class Mathf
     {
         public const float Rad2Deg = 57.29578f;

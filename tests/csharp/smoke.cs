@@ -328,7 +328,7 @@ static class Smoke
     /* Structs as the C side fills them, read through the mirrors. */
     static unsafe void CheckMirrors()
     {
-        /* kz_client_config_default keeps net (bytes 0..79) and rewrites the
+        /* kz_client_config_default keeps net (bytes 0..87) and rewrites the
          * rest: with every byte 0xAB first, C's writes show exactly where
          * C's fields are. */
         kz_client_config cfg = new kz_client_config();
@@ -338,16 +338,17 @@ static class Smoke
             raw[i] = 0xAB;
         Native.kz_client_config_default(ref cfg);
         bool netKept = true;
-        for (int i = 0; i < 80; i++)
+        for (int i = 0; i < 88; i++)
             netKept &= raw[i] == 0xAB;
-        bool tailZero = raw[92] == 0 && raw[93] == 0 && raw[94] == 0 && raw[95] == 0;
-        Check(size == 96 && netKept && tailZero && cfg.interp_delay_ms == 100 &&
+        bool tailZero = raw[100] == 0 && raw[101] == 0 && raw[102] == 0 && raw[103] == 0;
+        Check(size == 104 && netKept && tailZero && cfg.interp_delay_ms == 100 &&
               cfg.input_redundancy == 4 && cfg.event_capacity == 64,
-              "kz_client_config_default: defaults 100/4/64 at offsets 80/84/88, net kept",
+              "kz_client_config_default: defaults 100/4/64 at offsets 88/92/96, net kept",
               "size " + size + ", net kept " + netKept + ", tail zero " + tailZero + ", read " +
               cfg.interp_delay_ms + "/" + cfg.input_redundancy + "/" + cfg.event_capacity);
         kz_client_config d = KizunaClient.DefaultConfig();
-        Check(d.net.connect_timeout_ms == 0 && d.net.log.sink == IntPtr.Zero && d.net.log.level == 0 &&
+        Check(d.net.connect_timeout_ms == 0 && d.net.resume_silence_ms == 0 &&
+              d.net.log.sink == IntPtr.Zero && d.net.log.level == 0 &&
               d.interp_delay_ms == 100 && d.input_redundancy == 4 && d.event_capacity == 64,
               "KizunaClient.DefaultConfig: zero net settings, client defaults",
               "timeout " + d.net.connect_timeout_ms + ", interp " + d.interp_delay_ms);
@@ -434,6 +435,10 @@ static class Smoke
         using (var c = new KizunaClient()) {
             Check(c.Traffic().bytes_out == 0 && c.Traffic().packets_in == 0 && c.State == Native.KZ_CLIENT_IDLE,
                   "a new client is IDLE and Traffic() is zero before Connect", "state " + c.State);
+            int anyRc = c.Rebind(null), badRc = c.Rebind("no.such.address");
+            Check(anyRc == Native.KZ_ESTATE && badRc == Native.KZ_EINVAL && c.State == Native.KZ_CLIENT_IDLE,
+                  "Rebind: KZ_ESTATE while IDLE, KZ_EINVAL for a name that is not a dotted IPv4 address",
+                  "rc " + anyRc + " and " + badRc + ", state " + c.State);
             foreach (KeyValuePair<string, byte[]> f in files) {
                 string path = Path.Combine(dir, f.Key);
                 File.WriteAllBytes(path, f.Value);

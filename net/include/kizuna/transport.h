@@ -220,9 +220,10 @@ KZ_API uint32_t kz_netclient_reason(const kz_netclient *c);
  * CONNECTED or RESUMING), KZ_ENOMEM, KZ_EEXPIRED (nonces used up), KZ_EIO. */
 KZ_API KZ_MUST_CHECK int kz_netclient_send(kz_netclient *c, uint8_t channel, uint8_t type,
                                            const void *data, uint32_t len);
-/* The next received message (0) or KZ_EEMPTY; slot is 0. The server's
- * TICKET messages are taken here by the transport itself, never
- * returned. */
+/* The next received message (0) or KZ_EEMPTY; slot is 0. Messages of type
+ * KZ_MSG_TICKET are the transport's own (the server's resume tickets, on
+ * the event channel): taken here, never returned, and a malformed one is
+ * dropped and counted, so applications must not use that type. */
 KZ_API KZ_MUST_CHECK int kz_netclient_poll(kz_netclient *c, kz_netmsg *msg);
 KZ_API const kz_counters *kz_netclient_counters(const kz_netclient *c);
 /* The session slot and id the gate gave (valid once CONNECTING). */

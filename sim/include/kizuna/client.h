@@ -21,7 +21,14 @@
  *     past the newest sample an entity keeps its velocity for up to 200 ms
  *     (exact while it goes straight), then holds;
  *   - events for enter (with the identity badge), leave, chat, emote,
- *     voice, correction, notices and the end of the session with a reason.
+ *     voice, correction, notices and the end of the session with a reason;
+ *   - resume (docs/PROTOCOL.md, "Resume"), against a server that offers
+ *     it: a path that broke (nothing heard for cfg.net.resume_silence_ms,
+ *     or kz_client_rebind after the OS reported a network change) is
+ *     resumed by the client itself. The session, the avatar, entity ids,
+ *     baselines and prediction carry on; the application sees
+ *     KZ_EV_RECONNECTING, then KZ_EV_RESUMED or KZ_EV_DISCONNECTED with
+ *     a KZ_LOST_* reason.
  *
  * Ownership: the client owns everything it allocates (through
  * cfg.net.alloc, at create and once when the server's welcome arrives);
@@ -40,7 +47,8 @@ extern "C" {
 
 /* Zero fields mean the default. */
 typedef struct kz_client_config {
-    kz_netclient_config net;      /* transport; log and allocator hooks live here */
+    kz_netclient_config net;      /* transport; log and allocator hooks live here,
+                                     and resume_silence_ms */
     uint32_t interp_delay_ms;     /* render delay behind the server; default 100 */
     uint32_t input_redundancy;    /* commands per input message, 1..8; default 4 */
     uint32_t event_capacity;      /* queued events before the oldest drop; default 64 */
@@ -66,6 +74,13 @@ typedef struct kz_client kz_client;
 #define KZ_CLIENT_CONNECTED 2u     /* in the world */
 #define KZ_CLIENT_DISCONNECTED 3u  /* ended by the server (see reason) or timed out */
 #define KZ_CLIENT_FAILED 4u        /* could not connect */
+/* In the world, but the path to the server broke and the client is
+ * resuming the session: inputs and actions are still taken (and sent; the
+ * server takes them once the session has moved), remote entities hold
+ * where they were last seen (after 200 ms of extrapolation), the own
+ * avatar is still predicted. Ends in CONNECTED (KZ_EV_RESUMED) or
+ * DISCONNECTED (KZ_EV_DISCONNECTED, reason KZ_LOST_*). */
+#define KZ_CLIENT_RECONNECTING 5u
 
 /* Who owns an avatar, as the backend verified it (from the signed token;
  * nothing a client sends can change it). */
@@ -89,6 +104,10 @@ typedef struct kz_badge {
 #define KZ_EV_CORRECTION 7u    /* the server moved the own avatar; code = distance in mm */
 #define KZ_EV_NOTICE 8u        /* server notice `code` (KZ_NOTICE_*), text in data */
 #define KZ_EV_DISCONNECTED 9u  /* session over; code = reason, data = text if any */
+#define KZ_EV_RECONNECTING 10u /* the path broke, resuming; entity = own avatar */
+#define KZ_EV_RESUMED 11u      /* the session is back; entity = own avatar, code =
+                                  milliseconds between the last datagram heard
+                                  before the break and the first after it */
 
 /* Notice codes of KZ_EV_NOTICE (text in data). */
 #define KZ_NOTICE_KICK 1u
@@ -192,8 +211,21 @@ KZ_API int kz_client_badge(const kz_client *c, uint32_t id, kz_badge *out);
  * tick received. */
 KZ_API double kz_client_render_tick(const kz_client *c);
 KZ_API uint32_t kz_client_server_tick(const kz_client *c);
-/* Why the session ended (KZ_KICK_* or a transport reason), 0 if it did not. */
+/* Why the session ended: a KZ_KICK_* (DISCONNECTED), a KZ_DENY_* (FAILED),
+ * KZ_LOST_RESUME_REFUSED (resuming, the server no longer held the
+ * session), KZ_LOST_RESUME_TIMEOUT (resuming, nothing heard from the
+ * server for its grace), or 0 (timeout, no answer) — 0 while it runs. */
 KZ_API uint32_t kz_client_reason(const kz_client *c);
+
+/* Call when the OS reports a network change (a new Wi-Fi or mobile
+ * network, a new local address): the client moves its socket to
+ * `local_ip` ("a.b.c.d", any port; NULL = any address) and resumes the
+ * session from there at once (KZ_EV_RECONNECTING, then KZ_EV_RESUMED or
+ * KZ_EV_DISCONNECTED). 0; KZ_EINVAL (`local_ip` is not a dotted IPv4
+ * address); KZ_ESTATE (not CONNECTED or RECONNECTING, or the server does
+ * not offer resume: nothing changed); KZ_EIO (no socket on that address:
+ * nothing changed). */
+KZ_API int kz_client_rebind(kz_client *c, const char *local_ip);
 
 /* Client counters. */
 #define KZ_CLIENT_COUNTERS(X)                       \
