@@ -15,7 +15,6 @@
  */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sodium.h>
@@ -27,6 +26,7 @@
 #include <kizuna/client.h>
 #include <kizuna/transport.h>
 
+#include "net/enet_tune.h"
 #include "net/gate.h"
 #include "net/netclient.h"
 #include "net/resume.h"
@@ -311,7 +311,33 @@ static void wait_net_state(uint32_t state)
     cr_assert_eq(net_state(), state);
 }
 
-static void setup_common(void)
+/* kzt_mint's token with the session timeout `timeout_s` (0: the default). */
+static void mint(uint16_t port, uint16_t timeout_s)
+{
+    kz_token_info ti;
+    memset(&ti, 0, sizeof ti);
+    ti.protocol_id = PROTOCOL;
+    ti.create_time = (uint64_t)time(NULL) - 1;
+    ti.expire_time = ti.create_time + 600;
+    ti.server_id = SERVER_ID;
+    ti.timeout_seconds = timeout_s;
+    ti.n_addresses = 1;
+    ti.addresses[0].family = KZ_ADDR_IPV4;
+    ti.addresses[0].ip[0] = 127;
+    ti.addresses[0].ip[3] = 1;
+    ti.addresses[0].port = port;
+    ti.client_id = 1;
+    ti.avatar_id = AVATAR;
+    strcpy(ti.name, "test-1");
+    strcpy(ti.claims.method, "none");
+    size_t len = 0;
+    cr_assert_eq(kz_token_mint(&ti, t.keys.backend.secret_key, t.keys.server.public_key,
+                               &t.ct.keys, t.ct.token, sizeof t.ct.token, &len),
+                 KZ_OK);
+    t.ct.token_len = (uint16_t)len;
+}
+
+static void setup_common(uint16_t timeout_s)
 {
     memset(&t, 0, sizeof t);
     t.clock = kz_clock_system();
@@ -322,15 +348,15 @@ static void setup_common(void)
     cr_assert_not_null(t.srv);
     relay_open(&t.r, kz_netserver_port(t.srv));
     /* The token names the relay: the client's gate is the relay's front. */
-    cr_assert_eq(kzt_mint(&t.keys, PROTOCOL, SERVER_ID, ntohs(t.r.front_addr.sin_port), 1, &t.ct),
-                 KZ_OK);
+    mint(ntohs(t.r.front_addr.sin_port), timeout_s);
     t.slot = UINT32_MAX;
 }
 
-/* A bare client, connected through the relay. */
-static void start_bare(uint32_t resend_ms)
+/* A bare client, connected through the relay, with a token of session
+ * timeout `timeout_s` (0: the default). */
+static void start_bare_timeout(uint32_t resend_ms, uint16_t timeout_s)
 {
-    setup_common();
+    setup_common(timeout_s);
     kz_netclient_config cc;
     memset(&cc, 0, sizeof cc);
     cc.connect_timeout_ms = 20000;
@@ -342,6 +368,11 @@ static void start_bare(uint32_t resend_ms)
     cr_assert_eq(net_state(), KZ_NETCLIENT_CONNECTED);
     cr_assert_neq(t.slot, UINT32_MAX);
     cr_assert_neq(t.session_id, 0u, "the relay opened the ACCEPT");
+}
+
+static void start_bare(uint32_t resend_ms)
+{
+    start_bare_timeout(resend_ms, 0);
 }
 
 static void stop(void)
@@ -454,6 +485,14 @@ Test(resume_client, the_transport_takes_the_ticket_and_never_hands_it_on)
     cr_assert_eq(rcount(KZ_NETCLIENT_C_TICKETS), 1u);
     cr_assert_geq(kz__netclient_enet_timeout(t.nc), GRACE_MS + 5000u,
                   "ENet's timeout outlives the grace");
+    /* A grace longer than the token's 30 s session timeout raises ENet's. */
+    const uint32_t long_grace = 60000;
+    send_ticket_msg(KZ_CHANNEL_EVENT, &k, long_grace, KZ_TICKET_MSG_BYTES);
+    for (int i = 0; i < PUMP_LIMIT && (kz__netclient_ticket(t.nc, buf, &grace), grace != long_grace);
+         i++)
+        pump();
+    cr_assert_eq(grace, long_grace);
+    cr_assert_geq(kz__netclient_enet_timeout(t.nc), long_grace + 5000u);
     stop();
 }
 
@@ -720,6 +759,38 @@ Test(resume_client, a_rebind_to_an_address_that_is_not_ours_changes_nothing)
     stop();
 }
 
+/* An application that stops calling the client (a phone app paused) for
+ * longer than ENet's timeout: ENet ends the peer in the first update
+ * after, before any datagram is read. With a ticket held and the grace
+ * passed, that is the server's end of the session and is told as a
+ * resume timeout, not as a bare 0. Takes ENet's own time: about 6 s. */
+Test(resume_client, an_enet_timeout_past_the_grace_is_told_as_a_resume_timeout, .timeout = 60)
+{
+    const uint32_t grace = KZ_RESUME_GRACE_MIN_MS;
+    start_bare_timeout(0, KZ_SESSION_TIMEOUT_MIN_S);
+    kz__ticket t1 = ticket_of(1);
+    send_ticket_msg(KZ_CHANNEL_EVENT, &t1, grace, KZ_TICKET_MSG_BYTES);
+    uint8_t buf[KZ_TICKET_BYTES];
+    uint32_t got = 0;
+    for (int i = 0; i < PUMP_LIMIT && !kz__netclient_ticket(t.nc, buf, &got); i++)
+        pump();
+    cr_assert_eq(got, grace);
+    uint32_t enet_ms = kz__netclient_enet_timeout(t.nc);
+    cr_assert_eq(enet_ms, grace + 5000u, "the grace's margin is longer than the token's 2 s");
+
+    t.r.cut_up = t.r.cut_down = 1;
+    pump_n(5);
+    cr_assert_eq(kz_netclient_send(t.nc, KZ_CHANNEL_EVENT, 3, "unanswered", 10), KZ_OK);
+    (void)kz_netclient_update(t.nc, now_ns()); /* sent: ENet waits for its acknowledgement */
+    struct timespec ts = {(time_t)(enet_ms / 1000u + 1u), 0};
+    nanosleep(&ts, NULL);
+    (void)kz_netclient_update(t.nc, now_ns());
+    cr_assert_eq(net_state(), KZ_NETCLIENT_DISCONNECTED);
+    cr_assert_eq(kz_netclient_reason(t.nc), KZ_LOST_RESUME_TIMEOUT);
+    cr_assert_eq(rcount(KZ_NETCLIENT_C_RESUMES_TIMED_OUT), 1u);
+    stop();
+}
+
 /* ---- the world's client ------------------------------------------------- */
 
 static void welcome(void)
@@ -747,7 +818,7 @@ static kz_client_event expect_event(uint32_t type)
 
 static void start_world_client(void)
 {
-    setup_common();
+    setup_common(0);
     kz_client_config cc;
     memset(&cc, 0, sizeof cc);
     kz_client_config_default(&cc);
