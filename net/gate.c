@@ -425,7 +425,7 @@ static void kz__used_add(kz__gate *g, const uint8_t hash[16], const kz_address *
 /* Claims a slot for a verified token. Returns the slot or -1 (full). */
 static int32_t kz__slot_claim(kz__gate *g, const kz_address *from, const kz_token_info *info,
                               const kz_session_keys *keys, const uint8_t token_hash[16],
-                              uint8_t alg, kz_time_ns now)
+                              const uint8_t cookie[KZ_COOKIE_BYTES], uint8_t alg, kz_time_ns now)
 {
     if (g->n_free == 0)
         return -1;
@@ -438,6 +438,7 @@ static int32_t kz__slot_claim(kz__gate *g, const kz_address *from, const kz_toke
     randombytes_buf(&s->session_id, sizeof s->session_id);
     s->pending_deadline = now + (kz_time_ns)g->cfg.pending_timeout_ms * KZ_NS_PER_MS;
     memcpy(s->token_hash, token_hash, 16);
+    memcpy(s->admit_cookie, cookie, KZ_COOKIE_BYTES);
     s->connect_tag = kz__connect_tag(keys, s->session_id);
     s->connect_id_set = 0;
     kz__enet_mac_pair_derive(&s->mac, keys, s->session_id);
@@ -482,7 +483,8 @@ static kz__gate_action kz__deny_refusing(kz__gate *g, uint8_t *reply, size_t *re
  * between). KZ_GATE_VERIFY means "go on". */
 static kz__gate_action kz__proven_tables(kz__gate *g, const kz_address *from,
                                          const uint8_t token_hash[16], uint64_t client_id,
-                                         uint64_t unix_now, uint8_t *reply, size_t *reply_len)
+                                         const uint8_t *cookie, uint64_t unix_now,
+                                         uint8_t *reply, size_t *reply_len)
 {
     int32_t held = kz__slot_of(g, from);
     /* With resume on, a connect of a client whose session lives (a process
@@ -492,7 +494,10 @@ static kz__gate_action kz__proven_tables(kz__gate *g, const kz_address *from,
     if (held >= 0) {
         const kz__gate_slot *h = &g->slots[held];
         int same = sodium_memcmp(h->token_hash, token_hash, 16) == 0;
-        if (same && (h->state == KZ_SLOT_PENDING || !replaceable)) {
+        /* The admitting REQUEST again (a replay or a duplicate) is answered
+         * as before resume existed: its ACCEPT again, no verification. */
+        int replay = same && sodium_memcmp(cookie, h->admit_cookie, KZ_COOKIE_BYTES) == 0;
+        if (same && (h->state == KZ_SLOT_PENDING || !replaceable || replay)) {
             *reply_len = kz__reply_accept(g, (uint32_t)held, reply); /* lost accept: resend */
             return KZ_GATE_REPLY;
         }
@@ -520,8 +525,8 @@ static kz__gate_action kz__request_proven(kz__gate *g, const kz_address *from,
 {
     uint8_t token_hash[16];
     crypto_generichash(token_hash, sizeof token_hash, r->token, r->token_len, NULL, 0);
-    kz__gate_action act =
-        kz__proven_tables(g, from, token_hash, client_id, unix_now, reply, reply_len);
+    kz__gate_action act = kz__proven_tables(g, from, token_hash, client_id, r->cookie, unix_now,
+                                            reply, reply_len);
     if (act != KZ_GATE_VERIFY)
         return act;
     if (!kz__rate_take(g, from, now))
@@ -567,6 +572,12 @@ static int32_t kz__replace(kz__gate *g, uint32_t other, const kz__gate_job *job)
     }
     if (job->info.create_time < o->info.create_time)
         return (int32_t)other;
+    /* The REQUEST that admitted the session, replayed from where it was
+     * sent (its cookie is valid only there): not a restart. A restarted
+     * client asks for a cookie of its own, which differs unless it is at
+     * the same address within the same cookie period. */
+    if (sodium_memcmp(job->request.cookie, o->admit_cookie, KZ_COOKIE_BYTES) == 0)
+        return (int32_t)other;
     if (!o->replace) {
         o->replace = 1;
         o->ending = 1;
@@ -584,7 +595,7 @@ static kz__gate_action kz__job_claim(kz__gate *g, kz__gate_job *job, kz_time_ns 
                                      uint64_t unix_now, uint8_t *reply, size_t *reply_len)
 {
     kz__gate_action act = kz__proven_tables(g, &job->from, job->token_hash, job->info.client_id,
-                                            unix_now, reply, reply_len);
+                                            job->request.cookie, unix_now, reply, reply_len);
     if (act != KZ_GATE_VERIFY)
         return act;
     uint8_t alg = kz__choose_cipher(g, job->request.aead_mask);
@@ -600,7 +611,8 @@ static kz__gate_action kz__job_claim(kz__gate *g, kz__gate_job *job, kz_time_ns 
             kz__reply_deny(g, waiting ? KZ_DENY_REPLACING : KZ_DENY_CLIENT_IN_USE, reply);
         return KZ_GATE_REPLY;
     }
-    int32_t idx = kz__slot_claim(g, &job->from, &job->info, &job->keys, job->token_hash, alg, now);
+    int32_t idx = kz__slot_claim(g, &job->from, &job->info, &job->keys, job->token_hash,
+                                 job->request.cookie, alg, now);
     if (idx < 0) {
         kz_counter_inc(g->c, KZ_GATE_C_DROP_FULL);
         *reply_len = kz__reply_deny(g, KZ_DENY_SERVER_FULL, reply);
@@ -680,7 +692,7 @@ static kz__gate_slot *kz__ticket_slot(kz__gate *g, const uint8_t *bytes, const k
         return NULL;
     if (t.path == s->ticket.path && sodium_memcmp(t.secret, s->ticket.secret, 16) == 0)
         return s;
-    if (t.path + 1u == s->ticket.path && kz__addr_eq(&s->addr, from) &&
+    if (s->ticket.path > 1 && t.path + 1u == s->ticket.path && kz__addr_eq(&s->addr, from) &&
         sodium_memcmp(t.secret, s->prev_secret, 16) == 0) {
         *prev = 1;
         return s;

@@ -150,6 +150,10 @@ typedef struct kz__gate_slot {
      * session moved to), and two one-way flags. */
     kz__ticket ticket;
     uint8_t prev_secret[16];
+    /* The cookie of the REQUEST that admitted the session: the same
+     * REQUEST replayed (by anyone on the path, or duplicated by the
+     * network) carries it, a restarted client never does. */
+    uint8_t admit_cookie[KZ_COOKIE_BYTES];
     uint8_t ending;               /* kicked, closed or past its grace: no ticket works */
     uint8_t replace;              /* a verified connect of the same client replaces it:
                                      the host serving it must end it */

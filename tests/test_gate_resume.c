@@ -1235,3 +1235,89 @@ Test(gate_resume, a_pending_slot_of_the_client_is_freed_by_a_newer_token)
     kz_connect_token newer = token_at(26, CREATED + 3);
     pending_is_freed(&first, &newer, 26);
 }
+
+static void admit_keeping_request(kz__handshake *hs, const kz_connect_token *ct,
+                                  const kz_address *from, uint8_t req[KZ_GATE_REQUEST_BYTES])
+{
+    uint8_t reply[KZ_GATE_REQUEST_BYTES];
+    size_t rlen;
+    cr_assert_eq(kz__handshake_init(hs, ct), KZ_OK);
+    cr_assert_eq(request_step(hs, from, &rlen), KZ_GATE_REPLY); /* challenge */
+    size_t n = kz__handshake_request(hs, req);
+    cr_assert_eq(gate_send(from, req, n, reply, &rlen), KZ_GATE_REPLY);
+    cr_assert_eq(rlen, KZ_GATE_ACCEPT_BYTES);
+    cr_assert_eq(kz__handshake_receive(hs, reply, rlen), KZ_OK);
+    cr_assert_eq(kz__gate_mark_connected(fx.gate, from), (int32_t)hs->slot);
+}
+
+/* With resume on, the client's own REQUEST, replayed (or duplicated by
+ * the network) from its address after the session connected, within the
+ * cookie's life (10-20 s), would pass verification (same cookie, token and
+ * proof): it must not replace the live session, since nothing without the
+ * keys may end a session (PROTOCOL.md 4a). The gate knows it by the
+ * admitting cookie. */
+Test(gate_resume, a_replayed_request_does_not_replace_the_live_session)
+{
+    kz_connect_token ct = token_at(40, CREATED);
+    kz_address a = addr4(40, 0, 5000);
+    kz__handshake hs;
+    uint8_t req[KZ_GATE_REQUEST_BYTES], reply[KZ_GATE_REQUEST_BYTES];
+    size_t rlen;
+    admit_keeping_request(&hs, &ct, &a, req);
+    image before = image_now();
+    fx.now += 2 * KZ_NS_PER_S; /* the same cookie bucket */
+    kz__gate_action act = gate_send(&a, req, sizeof req, reply, &rlen);
+    cr_assert(act != KZ_GATE_REPLY || reply[2] != KZ_GATE_DENY ||
+                  reply[KZ_GATE_HEADER_BYTES] != KZ_DENY_REPLACING,
+              "a replayed REQUEST was answered DENY replacing");
+    cr_assert_eq(counter(KZ_GATE_C_REPLACED), 0, "the live session was replaced by a replay");
+    EXPECT_UNCHANGED(&before);
+}
+
+/* The same after a move: the original REQUEST, replayed from the
+ * address the session left, replaces nothing. */
+Test(gate_resume, a_request_replayed_from_the_old_address_does_not_replace)
+{
+    kz_connect_token ct = token_at(41, CREATED);
+    kz_address a = addr4(41, 0, 5000), b = addr4(41, 1, 6000);
+    kz__handshake hs;
+    uint8_t req[KZ_GATE_REQUEST_BYTES], reply[KZ_GATE_REQUEST_BYTES], resume[KZ_GATE_RESUME_BYTES];
+    size_t rlen;
+    admit_keeping_request(&hs, &ct, &a, req);
+    session s;
+    memset(&s, 0, sizeof s);
+    s.ct = ct;
+    s.addr = a;
+    s.slot = hs.slot;
+    s.session_id = hs.session_id;
+    kz__ticket_pack(&kz__gate_slot_at(fx.gate, s.slot)->ticket, s.ticket);
+    fx.now += 3 * KZ_NS_PER_S;
+    move_session(&s, &b, resume);
+    image before = image_now();
+    (void)gate_send(&a, req, sizeof req, reply, &rlen);
+    cr_assert_eq(counter(KZ_GATE_C_REPLACED), 0, "the moved session was replaced by a replay");
+    EXPECT_UNCHANGED(&before);
+}
+
+/* (Needs the keys.) A session that never moved has no previous path: a
+ * ticket of path 0 with an all-zero secret (the unset previous secret)
+ * from its address is refused as resume_refused_ticket, not answered as a
+ * lost RESUMED. */
+Test(gate_resume, a_path_zero_ticket_is_not_a_previous_path)
+{
+    kz_address a = addr4(42, 0, 5000);
+    session s = admit(42, &a);
+    kz__ticket t = unpacked(s.ticket);
+    t.path = 0;
+    memset(t.secret, 0, sizeof t.secret);
+    uint8_t bytes[KZ_TICKET_BYTES], cookie[KZ_COOKIE_BYTES], reply[KZ_GATE_REQUEST_BYTES];
+    size_t rlen;
+    kz__ticket_pack(&t, bytes);
+    cookie_for(&a, cookie);
+    image before = image_now();
+    counts c = counts_now();
+    kz__gate_action act = resume_from(&s.ct.keys, bytes, &a, cookie, reply, &rlen);
+    expect_deny(act, reply, rlen, KZ_DENY_NO_SESSION);
+    EXPECT_COUNTERS(&c, RX_RESUME, TX_DENY, {KZ_GATE_C_RESUME_TICKET, 1});
+    EXPECT_UNCHANGED(&before);
+}
