@@ -505,8 +505,13 @@ static kz__gate_action kz__proven_tables(kz__gate *g, const kz_address *from,
             return kz__drop(g, KZ_GATE_C_DROP_ADDR_IN_USE, "address holds another session");
         return g->refusing ? kz__deny_refusing(g, reply, reply_len) : KZ_GATE_VERIFY;
     }
+    /* A token used from another address is refused while resume is off.
+     * With resume on, the proof of key possession is what binds a token
+     * (a copy without the keys gets nothing), so its holder may come back
+     * from anywhere: a restart after its old session ended, or a live
+     * session replaced (kz__replace). */
     kz__used_token *used = kz__used_find(g, token_hash, unix_now);
-    if (used && !kz__addr_eq(&used->addr, from) && !replaceable) {
+    if (used && !kz__addr_eq(&used->addr, from) && g->cfg.resume_grace_ms == 0) {
         kz_counter_inc(g->c, KZ_GATE_C_DROP_TOKEN_REUSE);
         *reply_len = kz__reply_deny(g, KZ_DENY_TOKEN_IN_USE, reply);
         return KZ_GATE_REPLY;

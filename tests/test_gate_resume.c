@@ -1321,3 +1321,39 @@ Test(gate_resume, a_path_zero_ticket_is_not_a_previous_path)
     EXPECT_COUNTERS(&c, RX_RESUME, TX_DENY, {KZ_GATE_C_RESUME_TICKET, 1});
     EXPECT_UNCHANGED(&before);
 }
+
+/* With resume on, a token's holder comes back from a new address after its
+ * old session ended (a restart after the grace): the proof binds the
+ * token, so no "token in use". With resume off the old rule holds. */
+static void comeback_after_the_end(int resume_on, uint8_t net)
+{
+    if (!resume_on)
+        use_resume_off();
+    kz_address a = addr4(net, 0, 5000), b = addr4(net, 1, 6000);
+    kz_connect_token ct = token_at(net, CREATED);
+    session s = admit_token(&ct, &a, 1);
+    kz__gate_end(fx.gate, s.slot);
+    kz__gate_release(fx.gate, s.slot);
+    fx.now += RESTART_DELAY_NS;
+    kz__handshake hs;
+    size_t rlen;
+    cr_assert_eq(restart_request(&hs, &ct, &b, &rlen), KZ_GATE_REPLY);
+    if (resume_on) {
+        cr_assert_eq(hs.state, KZ_HS_ACCEPTED, "admitted from the new address");
+        cr_assert_neq(hs.session_id, s.session_id, "a new session");
+        cr_assert_eq(counter(KZ_GATE_C_DROP_TOKEN_REUSE), 0);
+    } else {
+        cr_assert_eq(hs.deny_reason, KZ_DENY_TOKEN_IN_USE);
+        cr_assert_eq(counter(KZ_GATE_C_DROP_TOKEN_REUSE), 1);
+    }
+}
+
+Test(gate_resume, a_token_holder_comes_back_from_anywhere_after_its_session_ended)
+{
+    comeback_after_the_end(1, 50);
+}
+
+Test(gate_resume, with_resume_off_a_used_token_stays_bound_to_its_address)
+{
+    comeback_after_the_end(0, 51);
+}
