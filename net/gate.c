@@ -56,6 +56,7 @@ struct kz__gate {
     uint32_t expire_cursor;
     uint8_t refusing;         /* KZ_DENY_* new sessions get, 0 = accepting */
     int32_t moved;            /* slot the datagram being handled moved, or -1 */
+    uint32_t replacing;       /* slots with `replace` set, not yet released */
 };
 
 static const char *const kz__gate_counter_names[KZ_GATE_C_COUNT] = {
@@ -571,21 +572,28 @@ void kz__gate_job_run(kz__gate_job *job, uint64_t unix_now)
 static int32_t kz__replace(kz__gate *g, uint32_t other, const kz__gate_job *job)
 {
     kz__gate_slot *o = &g->slots[other];
+    if (job->info.create_time < o->info.create_time)
+        return (int32_t)other;
     if (o->state == KZ_SLOT_PENDING) {
         kz__gate_release(g, other);
         return -1;
     }
-    if (job->info.create_time < o->info.create_time)
-        return (int32_t)other;
     /* The REQUEST that admitted the session, replayed from where it was
      * sent (its cookie is valid only there): not a restart. A restarted
      * client asks for a cookie of its own, which differs unless it is at
      * the same address within the same cookie period. */
     if (sodium_memcmp(job->request.cookie, o->admit_cookie, KZ_COOKIE_BYTES) == 0)
         return (int32_t)other;
+    /* Only a silent session is replaced: a live one is never taken over,
+     * so no replayed REQUEST (whatever its cookie) can end a client that is
+     * talking. A crashed client's session goes silent within
+     * KZ_DETACH_SILENCE_MS; until then its successor is told to ask again. */
+    if (!o->silent && !o->replace)
+        return KZ__REPLACING;
     if (!o->replace) {
         o->replace = 1;
         o->ending = 1;
+        g->replacing++;
         kz_counter_inc(g->c, KZ_GATE_C_REPLACED);
         kz_logf(&g->cfg.log, KZ_LOG_INFO, "gate",
                 "client %llu connected again: its session in slot %u is replaced",
@@ -634,6 +642,7 @@ kz__gate_action kz__gate_job_finish(kz__gate *g, kz__gate_job *job, kz_time_ns n
 {
     KZ_ASSERT(reply_cap >= KZ_GATE_REQUEST_BYTES);
     g->now = now;
+    g->moved = -1; /* a move another thread made while this job ran is not ours */
     *reply_len = 0;
     kz__gate_action act;
     if (job->verdict != KZ_TOKEN_VALID)
@@ -752,7 +761,8 @@ static kz__gate_action kz__gate_resume(kz__gate *g, const kz_address *from, cons
     kz__gate_slot *s = g->cfg.resume_grace_ms ? kz__ticket_slot(g, r.ticket, from, &prev) : NULL;
     if (s == NULL) {
         (void)kz__drop(g, g->cfg.resume_grace_ms ? KZ_GATE_C_RESUME_TICKET : KZ_GATE_C_RESUME_OFF,
-                       "resume: no live session holds the ticket");
+                       g->cfg.resume_grace_ms ? "resume: no live session holds the ticket"
+                                              : "resume: resume is off");
         *reply_len = kz__reply_deny(g, KZ_DENY_NO_SESSION, reply);
         return KZ_GATE_REPLY;
     }
@@ -885,6 +895,8 @@ void kz__gate_release(kz__gate *g, uint32_t idx)
         return;
     kz__fixmap_del(&g->by_addr, kz__addr_key(g, &s->addr));
     kz__fixmap_del(&g->by_client, s->info.client_id);
+    if (s->replace)
+        g->replacing--;
     sodium_memzero(s, sizeof *s);
     g->free_stack[g->n_free++] = idx;
 }
@@ -906,6 +918,18 @@ const kz__gate_slot *kz__gate_slot_at(const kz__gate *g, uint32_t idx)
 {
     KZ_ASSERT(idx < g->cfg.max_sessions);
     return &g->slots[idx];
+}
+
+void kz__gate_set_silent(kz__gate *g, uint32_t idx, int silent)
+{
+    KZ_ASSERT(idx < g->cfg.max_sessions);
+    if (g->slots[idx].state != KZ_SLOT_FREE)
+        g->slots[idx].silent = (uint8_t)(silent != 0);
+}
+
+uint32_t kz__gate_replacing(const kz__gate *g)
+{
+    return g->replacing;
 }
 
 void kz__gate_end(kz__gate *g, uint32_t idx)

@@ -157,6 +157,8 @@ typedef struct kz__gate_slot {
     uint8_t ending;               /* kicked, closed or past its grace: no ticket works */
     uint8_t replace;              /* a verified connect of the same client replaces it:
                                      the host serving it must end it */
+    uint8_t silent;               /* the host found it silent (detached): only such
+                                     a session may be replaced */
 } kz__gate_slot;
 
 typedef struct kz__gate kz__gate;
@@ -222,6 +224,12 @@ void kz__gate_release(kz__gate *g, uint32_t slot);
 /* The session in `slot` is ending (kicked, closed by its player, past its
  * grace): from now on no ticket of it works. */
 void kz__gate_end(kz__gate *g, uint32_t slot);
+/* The host serving `slot` found its session silent (1, detached) or heard
+ * it again (0). */
+void kz__gate_set_silent(kz__gate *g, uint32_t slot, int silent);
+/* Sessions marked for replacement and not yet released (0: nothing for a
+ * host to look for). */
+uint32_t kz__gate_replacing(const kz__gate *g);
 /* The slot the last datagram handled moved to a new address (a RESUME),
  * or -1; reset by every kz__gate_datagram_begin. */
 int32_t kz__gate_moved_slot(const kz__gate *g);

@@ -72,7 +72,12 @@ typedef struct kz__session {
     uint32_t timeout_ms;      /* from the token (kz__session_timeout_ms), raised to
                                  outlive the resume grace */
     kz_time_ns last_heard;    /* the last authenticated datagram from the client */
-    uint32_t detached;        /* silent for KZ_DETACH_SILENCE_MS: DETACH told */
+    /* Resume: the session's path state, and what the application was last
+     * told of it. Notices follow the state (kz__tell_path), so one the ring
+     * had no room for is sent later, never lost. */
+    uint8_t detached;         /* silent for KZ_DETACH_SILENCE_MS */
+    uint8_t told_detached;    /* the last DETACH (1) or RESUME (0) pushed */
+    uint8_t move_untold;      /* moved since the last notice pushed */
 } kz__session;
 
 /* ENet MAC keys of a slot on the host serving it, from the moment its
@@ -235,17 +240,26 @@ static void kz__notify(kz__io *io, uint32_t slot, uint8_t kind)
     kz__push_sure(&io->in_ring, &m);
 }
 
-/* A DETACH or RESUME notice. Dropped and counted when the application has
- * two of the slot's still unpolled (it is far behind; the state it will
- * read next is then at most one change old). */
-static void kz__notify_soft(kz__io *io, uint32_t slot, uint8_t kind)
+/* Tells the application the session's path state when it changed since
+ * the last notice (DETACH or RESUME), or that it moved (RESUME). With two
+ * of the slot's notices still unpolled (the application is far behind),
+ * nothing is pushed now (counted); the next watch pass tries again, so the
+ * application always ends up told the current state. */
+static void kz__tell_path(kz__io *io, uint32_t slot)
 {
+    kz__session *ss = &io->srv->sessions[slot];
+    int change = ss->detached != ss->told_detached;
+    if (!change && !(ss->move_untold && !ss->detached))
+        return;
     _Atomic uint8_t *pending = &io->srv->soft_pending[slot];
     if (atomic_load_explicit(pending, memory_order_relaxed) >= 2) {
         kz_counter_inc(io->c, KZ_NET_C_DROP_NOTICE_FULL);
         return;
     }
     atomic_fetch_add_explicit(pending, 1, memory_order_relaxed);
+    uint8_t kind = ss->detached ? KZ_NETMSG_DETACH : KZ_NETMSG_RESUME;
+    ss->told_detached = ss->detached;
+    ss->move_untold = 0;
     kz__msgref m = {slot, 0, UINT32_MAX, kind, 0, 0, 0, 0};
     kz__push_sure(&io->in_ring, &m);
 }
@@ -317,9 +331,13 @@ static void kz__peer_moved(kz__io *io, uint32_t slot, const ENetAddress *to)
     if (!ss->active || ss->peer == NULL)
         return;
     ss->peer->address = *to;
+    /* The RESUME that moved it was authenticated (its proof): the session
+     * was heard now, so the watch does not detach it again. */
+    ss->last_heard = io->now;
     ss->detached = 0;
+    ss->move_untold = 1;
     kz_counter_inc(io->c, KZ_NET_C_SESSIONS_MOVED);
-    kz__notify_soft(io, slot, KZ_NETMSG_RESUME);
+    kz__tell_path(io, slot);
 }
 
 /* A datagram naming `peer` from another address than the peer's: 1 when
@@ -493,6 +511,15 @@ static void kz__gate_end_locked(kz_netserver *s, uint32_t slot)
     pthread_mutex_unlock(&s->gate_lock);
 }
 
+/* The session in `slot` went silent (1) or was heard again (0): the gate
+ * lets a restarted client replace only a silent session. */
+static void kz__gate_silent_locked(kz_netserver *s, uint32_t slot, int silent)
+{
+    pthread_mutex_lock(&s->gate_lock);
+    kz__gate_set_silent(s->gate, slot, silent);
+    pthread_mutex_unlock(&s->gate_lock);
+}
+
 static void kz__release_slot(kz_netserver *s, uint32_t slot)
 {
     pthread_mutex_lock(&s->gate_lock);
@@ -527,7 +554,10 @@ static void kz__on_connect(kz__io *io, ENetPeer *peer)
     kz_netserver *s = io->srv;
     kz__gate_slot g;
     int32_t slot = kz__claim_slot(io, peer, &g);
-    if (slot < 0 || kz__mac_find(io, peer->connectID) != &io->mac[slot]) {
+    /* The peer must be the one whose CONNECT the gate let through for this
+     * slot's current holder (a freed and reclaimed slot keeps no old peer). */
+    if (slot < 0 || kz__mac_find(io, peer->connectID) != &io->mac[slot] || !g.connect_id_set ||
+        memcmp(g.connect_id, &peer->connectID, sizeof g.connect_id) != 0) {
         /* Refused: no pending slot for this address, the wrong host, or a
          * peer whose datagrams were never authenticated for this slot. */
         kz_counter_inc(io->c, KZ_NET_C_CONNECT_REFUSED);
@@ -561,7 +591,7 @@ static void kz__on_connect(kz__io *io, ENetPeer *peer)
     kz__enet_unthrottle(peer);
     ss->active = 1;
     ss->last_heard = io->now;
-    ss->detached = 0;
+    ss->detached = ss->told_detached = ss->move_untold = 0;
     peer->data = (void *)(uintptr_t)(slot + 1);
     kz__send_ticket(io, ss, &g.ticket);
     uint32_t serial = atomic_fetch_add_explicit(&s->next_serial, 1, memory_order_relaxed) + 1u;
@@ -757,20 +787,24 @@ static void kz__watch_session(kz__io *io, uint32_t slot, kz_time_ns now)
     if (silent >= (kz_time_ns)grace * KZ_NS_PER_MS) {
         kz_counter_inc(io->c, KZ_NET_C_SESSIONS_GRACE_ENDED);
         kz__end_session(io, slot, 0);
-    } else if (!ss->detached && silent >= detach) {
+        return;
+    }
+    if (!ss->detached && silent >= detach) {
         ss->detached = 1;
         kz_counter_inc(io->c, KZ_NET_C_SESSIONS_DETACHED);
-        kz__notify_soft(io, slot, KZ_NETMSG_DETACH);
+        kz__gate_silent_locked(io->srv, slot, 1);
     } else if (ss->detached && silent < detach) {
         ss->detached = 0;
         kz_counter_inc(io->c, KZ_NET_C_SESSIONS_ATTACHED);
-        kz__notify_soft(io, slot, KZ_NETMSG_RESUME);
+        kz__gate_silent_locked(io->srv, slot, 0);
     }
+    kz__tell_path(io, slot);
 }
 
 /* Sessions of this host that a newer connect of the same client replaced
  * (the gate marked them): ended with KZ_KICK_REPLACED. The flags are read
- * under one lock, the sessions ended after it. */
+ * under one lock, the sessions ended after it; nothing is scanned while
+ * the gate has no session marked. */
 static void kz__end_replaced(kz__io *io)
 {
     kz_netserver *s = io->srv;
@@ -778,7 +812,7 @@ static void kz__end_replaced(kz__io *io)
     if (s->cfg.resume_grace_ms == 0)
         return;
     pthread_mutex_lock(&s->gate_lock);
-    for (size_t i = 0; i < io->host->peerCount && n < 64; i++) {
+    for (size_t i = 0; kz__gate_replacing(s->gate) && i < io->host->peerCount && n < 64; i++) {
         uintptr_t tag = (uintptr_t)io->host->peers[i].data;
         if (tag && kz__gate_slot_at(s->gate, (uint32_t)(tag - 1))->replace)
             found[n++] = (uint32_t)(tag - 1);

@@ -594,39 +594,62 @@ static void on_disconnect(kz_server *s, uint32_t slot)
     kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "left slot=%u entity=%u", slot, id);
 }
 
+/* Path records (detach, resume) a client's session may write: a burst of
+ * KZ__PATH_AUDIT_BURST, then one per KZ__PATH_AUDIT_SECONDS. A client that
+ * flaps its path (silent 2 s, back, again) would otherwise write two
+ * records every few seconds; the records left out are counted in the
+ * next one's code. */
+#define KZ__PATH_AUDIT_BURST 4u
 #define KZ__PATH_AUDIT_SECONDS 10u
 
+/* 1 when this client may write a path record now (refilling its credit). */
+static int path_audit_allowed(kz_server *s, kz__client *cl)
+{
+    uint32_t period = KZ__PATH_AUDIT_SECONDS * s->cfg.tick_hz;
+    if (cl->path_credit_tick == 0) {
+        cl->path_credit = KZ__PATH_AUDIT_BURST;
+        cl->path_credit_tick = s->tick ? s->tick : 1;
+    }
+    uint32_t earned = (s->tick - cl->path_credit_tick) / period;
+    if (earned) {
+        uint32_t credit = cl->path_credit + earned;
+        cl->path_credit = (uint8_t)(credit > KZ__PATH_AUDIT_BURST ? KZ__PATH_AUDIT_BURST : credit);
+        cl->path_credit_tick += earned * period;
+    }
+    if (cl->path_credit == 0)
+        return 0;
+    cl->path_credit--;
+    return 1;
+}
+
 /* The session's path went silent (`detached`) or came back (resume,
- * docs/PROTOCOL.md "Resume"). A detached avatar stands still: the commands
- * queued before the silence are dropped and its last one is not repeated,
- * so it holds its place until its client is heard again. Nobody else sees
- * anything: no leave, no enter. Counted and audited (one record per
- * change, and a change needs KZ_DETACH_SILENCE_MS of silence). */
+ * docs/PROTOCOL.md "Resume": heard again, or moved to a new address). A
+ * detached avatar stands still: the commands queued before the silence
+ * are dropped and its last one is not repeated, so it holds its place
+ * until its client is heard again. Nobody else sees anything: no leave,
+ * no enter. Counted always; audited and logged within the client's path
+ * record budget (path_audit_allowed), each record's code the number left
+ * out before it. */
 static void on_path(kz_server *s, uint32_t slot, int detached)
 {
     kz__client *cl = &s->sessions.clients[slot];
     if (!cl->live || (detached && cl->detached))
         return;
-    /* A move with no silence before it (RESUME while attached) is audited
-     * at most once per KZ__PATH_AUDIT_SECONDS per client: a client could
-     * otherwise write a record per cookie round trip. */
-    int quick = !detached && !cl->detached;
-    uint32_t spacing = KZ__PATH_AUDIT_SECONDS * s->cfg.tick_hz;
-    int audit = !quick || cl->path_audited == 0 || s->tick - cl->path_audited >= spacing;
     cl->detached = (uint8_t)detached;
     if (detached) {
         cl->q_count = 0;
         cl->last.move[0] = cl->last.move[1] = cl->last.move[2] = 0;
     }
     kz_counter_inc(s->c, detached ? KZ_WORLD_C_DETACHED : KZ_WORLD_C_RESUMED);
-    if (quick && audit)
-        cl->path_audited = s->tick ? s->tick : 1;
-    if (!audit)
+    if (!path_audit_allowed(s, cl)) {
+        cl->path_left_out++;
         return;
-    kz__audit(s, detached ? KZ_AUDIT_DETACH : KZ_AUDIT_RESUME, cl, quick, NULL);
-    kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "%s slot=%u entity=%u",
-            detached ? "detached" : "resumed", slot,
-            kz_entity_at(&s->world.ents, cl->avatar).id);
+    }
+    kz__audit(s, detached ? KZ_AUDIT_DETACH : KZ_AUDIT_RESUME, cl, cl->path_left_out, NULL);
+    kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "%s slot=%u entity=%u (and %u more)",
+            detached ? "detached" : "resumed", slot, kz_entity_at(&s->world.ents, cl->avatar).id,
+            cl->path_left_out);
+    cl->path_left_out = 0;
 }
 
 /* ---- messages ----------------------------------------------------------- */

@@ -43,7 +43,9 @@ typedef struct kz__client {
                                      processed and nothing is sent to it but the kick */
     uint8_t owe_kick;             /* a no-place kick the full outbound ring refused */
     uint8_t detached;             /* its path went silent (resume): it stands still */
-    uint32_t path_audited;        /* tick of its last audited quick move, 0 = none */
+    uint8_t path_credit;          /* path records it may still write (server.c) */
+    uint32_t path_credit_tick;    /* when the credit was last refilled, 0 = never */
+    uint32_t path_left_out;       /* path changes not audited since the last record */
     uint32_t avatar;              /* dense entity index */
     uint32_t serial;              /* the transport session (netserver_work.h) */
     uint32_t host;                /* the I/O host serving it */

@@ -211,6 +211,9 @@ static void expect_slot(const kz__gate_slot *got, const kz__gate_slot *want, con
     cr_assert_arr_eq(got->prev_secret, want->prev_secret, 16, "%s: previous secret", what);
     cr_assert_eq(got->ending, want->ending, "%s: ending", what);
     cr_assert_eq(got->replace, want->replace, "%s: replace", what);
+    cr_assert_eq(got->silent, want->silent, "%s: silent", what);
+    cr_assert_arr_eq(got->admit_cookie, want->admit_cookie, KZ_COOKIE_BYTES, "%s: admit cookie",
+                     what);
 }
 
 /* Every slot as in `want`, and every held slot found from its address. */
@@ -1049,19 +1052,33 @@ static void replace_flow(const kz_connect_token *old_ct, const kz_connect_token 
 {
     kz_address a = addr4(net, 0, 5000), fresh = addr4(net, 1, 5002), c3 = addr4(net, 2, 5000);
     session old = admit_token(old_ct, &a, 1);
-    image before = image_now();
     fx.now += RESTART_DELAY_NS;
 
+    /* While the old session still talks, nothing is marked: the new
+     * process is told to ask again. */
     kz__handshake hs;
     size_t rlen;
+    image before = image_now();
     counts c = counts_now();
-    kz__gate_action act = restart_request(&hs, new_ct, &fresh, &rlen);
+    cr_assert_eq(restart_request(&hs, new_ct, &fresh, &rlen), KZ_GATE_REPLY);
+    cr_assert_eq(hs.deny_reason, KZ_DENY_REPLACING);
+    EXPECT_COUNTERS(&c, RX_REQUEST, TX_CHALLENGE, RX_REQUEST, TX_DENY, {KZ_GATE_C_VERIFIES, 1},
+                    {KZ_GATE_C_REPLACE_WAITS, 1});
+    EXPECT_UNCHANGED(&before);
+    cr_assert_eq(kz__gate_replacing(fx.gate), 0);
+
+    /* The old process is gone: its host finds the session silent. */
+    kz__gate_set_silent(fx.gate, old.slot, 1);
+    before = image_now();
+    c = counts_now();
+    kz__gate_action act = request_step(&hs, &fresh, &rlen);
     cr_assert_eq(act, KZ_GATE_REPLY);
     cr_assert_eq(rlen, KZ_GATE_DENY_BYTES);
     cr_assert_eq(hs.deny_reason, KZ_DENY_REPLACING);
     cr_assert_eq(hs.state, KZ_HS_REQUESTING);
-    EXPECT_COUNTERS(&c, RX_REQUEST, TX_CHALLENGE, RX_REQUEST, TX_DENY, {KZ_GATE_C_VERIFIES, 1},
+    EXPECT_COUNTERS(&c, RX_REQUEST, TX_DENY, {KZ_GATE_C_VERIFIES, 1},
                     {KZ_GATE_C_REPLACED, 1}, {KZ_GATE_C_REPLACE_WAITS, 1});
+    cr_assert_eq(kz__gate_replacing(fx.gate), 1);
     image marked = before;
     marked.s[old.slot].replace = 1;
     marked.s[old.slot].ending = 1;
@@ -1356,4 +1373,49 @@ Test(gate_resume, a_token_holder_comes_back_from_anywhere_after_its_session_ende
 Test(gate_resume, with_resume_off_a_used_token_stays_bound_to_its_address)
 {
     comeback_after_the_end(0, 51);
+}
+
+/* An older token of the client never frees the pending slot of a newer
+ * one (a stale or stolen older token file cannot cancel a connect). */
+Test(gate_resume, an_older_token_does_not_free_a_newer_pending_slot)
+{
+    kz_address a = addr4(52, 0, 5000), b = addr4(52, 1, 6000);
+    kz_connect_token newer = token_at(52, CREATED + 5), older = token_at(52, CREATED);
+    session p = admit_token(&newer, &a, 0);
+    image before = image_now();
+    fx.now += RESTART_DELAY_NS;
+    kz__handshake hs;
+    size_t rlen;
+    cr_assert_eq(restart_request(&hs, &older, &b, &rlen), KZ_GATE_REPLY);
+    cr_assert_eq(hs.deny_reason, KZ_DENY_CLIENT_IN_USE);
+    EXPECT_UNCHANGED(&before);
+    cr_assert_eq(kz__gate_slot_at(fx.gate, p.slot)->state, KZ_SLOT_PENDING);
+}
+
+/* A move made by another thread while a verification ran outside the lock
+ * is not reported as the finishing job's (its host would otherwise point
+ * the moved session's peer at the requester's address). */
+Test(gate_resume, a_move_during_a_verification_is_not_the_jobs)
+{
+    kz_address a = addr4(53, 0, 5000), b = addr4(53, 1, 6000), r = addr4(53, 2, 7000);
+    session s = admit(53, &a);
+    kz_connect_token other = token_at(54, CREATED);
+    kz__handshake hs;
+    size_t rlen;
+    uint8_t req[KZ_GATE_REQUEST_BYTES], reply[KZ_GATE_REQUEST_BYTES];
+    cr_assert_eq(kz__handshake_init(&hs, &other), KZ_OK);
+    cr_assert_eq(request_step(&hs, &r, &rlen), KZ_GATE_REPLY); /* challenge */
+    size_t n = kz__handshake_request(&hs, req);
+    kz__gate_job job;
+    cr_assert_eq(kz__gate_datagram_begin(fx.gate, &r, req, n, fx.now, UNIX_NOW, reply,
+                                         sizeof reply, &rlen, &job),
+                 KZ_GATE_VERIFY);
+    uint8_t resume[KZ_GATE_RESUME_BYTES];
+    move_session(&s, &b, resume);
+    cr_assert_eq(kz__gate_moved_slot(fx.gate), (int32_t)s.slot);
+    kz__gate_job_run(&job, UNIX_NOW);
+    cr_assert_eq(kz__gate_job_finish(fx.gate, &job, fx.now, UNIX_NOW, reply, sizeof reply, &rlen),
+                 KZ_GATE_REPLY);
+    cr_assert_eq(rlen, KZ_GATE_ACCEPT_BYTES);
+    cr_assert_eq(kz__gate_moved_slot(fx.gate), -1);
 }

@@ -66,9 +66,10 @@ typedef enum kz_audit_type {
     KZ_AUDIT_KICK = 9,         /* code: reason */
     KZ_AUDIT_KEY_CHANGE = 10,  /* detail: which key and its short id */
     KZ_AUDIT_DETACH = 11,      /* client_id, entity: the session went silent (resume on);
-                                  its avatar stands still */
+                                  its avatar stands still; code: path changes of this
+                                  client left out since its previous path record */
     KZ_AUDIT_RESUME = 12,      /* client_id, entity: the session came back (heard again,
-                                  or moved to a new address) */
+                                  or moved to a new address); code: as for DETACH */
     KZ_AUDIT_CALLER_MAX = 12,
     KZ_AUDIT_CHECKPOINT = 64,  /* writer: signed chain head; code 1 = final */
     KZ_AUDIT_RECOVERED = 65,   /* writer: opened after a crash; code: torn bytes cut,
