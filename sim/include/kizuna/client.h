@@ -160,13 +160,13 @@ KZ_API uint32_t kz_client_state(const kz_client *c);
 /* The local player's intent from now on: vel (wanted velocity, clamped to
  * the server's max speed), yaw, anim, the KZ_AVATAR_VR flag and the
  * head/hand poses; pos, kind and holder are ignored (the server decides
- * where the avatar is). Copied. 0 or KZ_ESTATE (not connected). */
+ * where the avatar is). Copied. 0 or KZ_ESTATE (not connected or reconnecting). */
 KZ_API int kz_client_send_input(kz_client *c, const kz_avatar_state *intent);
 
 /* Next event (0) or KZ_EEMPTY. */
 KZ_API KZ_MUST_CHECK int kz_client_poll_event(kz_client *c, kz_client_event *ev);
 
-/* Actions. 0, KZ_ESTATE (not connected), KZ_EINVAL (empty, too long, not
+/* Actions. 0, KZ_ESTATE (not connected or reconnecting), KZ_EINVAL (empty, too long, not
  * UTF-8), or the transport's error when it cannot queue the message
  * (KZ_ENOMEM, KZ_EEXPIRED when the session's nonces ran out, KZ_EIO). */
 KZ_API int kz_client_chat(kz_client *c, const char *text, uint32_t len);
