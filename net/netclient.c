@@ -506,6 +506,10 @@ static void kz__resume_send(kz_netclient *c)
         kz_counter_inc(c->rc, KZ_NETCLIENT_C_RESUME_SENT);
         if (r->has_cookie)
             r->cookie_sent = 1;
+    } else {
+        /* No route yet on a network being brought up: the next resend
+         * tries again. */
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_RESUME_SEND);
     }
     r->cookie_fresh = 0;
 }

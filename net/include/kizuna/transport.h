@@ -253,6 +253,7 @@ KZ_API kz_time_ns kz_netclient_last_heard(const kz_netclient *c);
     X(RESUMES_REFUSED, "resumes_refused")                  \
     X(RESUMES_TIMED_OUT, "resumes_timed_out")              \
     X(RESUME_SENT, "resume_datagrams_sent")                \
+    X(DROP_RESUME_SEND, "drop_resume_send_failed")         \
     X(CONFIRMS_FAILED, "resume_ticket_confirms_failed")    \
     X(REBINDS, "rebinds")                                  \
     X(REBIND_FAILED, "rebinds_failed")                     \
