@@ -27,9 +27,6 @@
 #include "seal.h"
 
 #define KZ__CLIENT_QUEUE 256u
-/* While resume is on, ENet's own timeout is at least the grace plus this,
- * so ENet never ends a session the server still holds. */
-#define KZ__RESUME_ENET_MARGIN_MS 5000u
 
 /*
  * What the client holds for resume, and the attempt in progress. The
@@ -722,8 +719,8 @@ static void kz__client_take_ticket(kz_netclient *c, uint8_t channel, size_t len)
     r->grace_ms = grace;
     kz_counter_inc(c->rc, KZ_NETCLIENT_C_TICKETS);
     uint32_t timeout = kz__session_timeout_ms(c->hs.timeout_seconds);
-    if (timeout < grace + KZ__RESUME_ENET_MARGIN_MS)
-        timeout = grace + KZ__RESUME_ENET_MARGIN_MS;
+    if (timeout < grace + KZ_RESUME_TIMEOUT_MARGIN_MS)
+        timeout = grace + KZ_RESUME_TIMEOUT_MARGIN_MS;
     if (c->peer)
         kz__enet_peer_setup(c->peer, timeout);
 }

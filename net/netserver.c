@@ -527,9 +527,9 @@ static void kz__release_slot(kz_netserver *s, uint32_t slot)
     pthread_mutex_unlock(&s->gate_lock);
 }
 
-/* ENet's timeout outlives the grace by this much, so a silent session is
- * ended by the grace (kz__watch_session), never first by ENet. */
-#define KZ__GRACE_MARGIN_MS 5000u
+/* ENet's timeout outlives the grace by KZ_RESUME_TIMEOUT_MARGIN_MS, so a
+ * silent session is ended by the grace (kz__watch_session), never first by
+ * ENet. */
 
 static int kz__seal_and_send(kz__io *io, kz__session *ss, uint8_t channel, uint8_t type,
                              const void *data, uint32_t len);
@@ -585,8 +585,8 @@ static void kz__on_connect(kz__io *io, ENetPeer *peer)
     kz__replay_init(&ss->window);
     ss->peer = peer;
     ss->timeout_ms = kz__session_timeout_ms(g.info.timeout_seconds);
-    if (s->cfg.resume_grace_ms && ss->timeout_ms < s->cfg.resume_grace_ms + KZ__GRACE_MARGIN_MS)
-        ss->timeout_ms = s->cfg.resume_grace_ms + KZ__GRACE_MARGIN_MS;
+    if (s->cfg.resume_grace_ms && ss->timeout_ms < s->cfg.resume_grace_ms + KZ_RESUME_TIMEOUT_MARGIN_MS)
+        ss->timeout_ms = s->cfg.resume_grace_ms + KZ_RESUME_TIMEOUT_MARGIN_MS;
     kz__enet_peer_setup(peer, ss->timeout_ms);
     kz__enet_unthrottle(peer);
     ss->active = 1;

@@ -439,7 +439,12 @@ Test(resume, soak_64_clients_on_a_bad_network_changing_address, .timeout = 600)
         for (uint32_t i = 0; i < N; i++)
             drain(w.clients[i], &t[i], 0);
     }
-    tick = walk(&w, t, 0, 10.0, tick);
+    /* The network clears; a client caught resuming from a burst of loss
+     * finishes, and then every session must be there. */
+    kz_impair_config clear;
+    cr_assert_eq(kz_impair_profile("none", &clear), KZ_OK);
+    cr_assert_eq(kz_proxy_set_impairment(w.proxy, &clear, &clear), KZ_OK);
+    tick = walk(&w, t, 0, 5.0, tick);
     uint32_t connected = 0, lost = 0, resumed = 0;
     for (uint32_t i = 0; i < N; i++) {
         connected += kz_client_state(w.clients[i]) == KZ_CLIENT_CONNECTED;

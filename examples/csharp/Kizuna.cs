@@ -325,9 +325,9 @@ namespace Kizuna
 
         /* kizuna/common.h: the header version this binding mirrors. */
         public const int KZ_VERSION_MAJOR = 0;
-        public const int KZ_VERSION_MINOR = 1;
+        public const int KZ_VERSION_MINOR = 2;
         public const int KZ_VERSION_PATCH = 0;
-        public const int KZ_VERSION_NUMBER = 100;
+        public const int KZ_VERSION_NUMBER = 200;
 
         /* kizuna/common.h: result codes. */
         public const int KZ_OK = 0;

@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 #define KZ_VERSION_MAJOR 0
-#define KZ_VERSION_MINOR 1
+#define KZ_VERSION_MINOR 2
 #define KZ_VERSION_PATCH 0
 /* Encoded as major * 10000 + minor * 100 + patch. */
 #define KZ_VERSION_NUMBER \

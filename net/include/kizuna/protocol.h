@@ -186,6 +186,9 @@
 #define KZ_RESUME_DEFAULT_GRACE_MS 15000u
 #define KZ_RESUME_GRACE_MIN_MS 1000u
 #define KZ_RESUME_GRACE_MAX_MS 600000u
+/* With resume on, both ends' ENet timeout is at least the grace plus this,
+ * so the grace (not ENet) decides when a silent session ends. */
+#define KZ_RESUME_TIMEOUT_MARGIN_MS 5000u
 /* The kick reason (ENet DISCONNECT data) of a session a newer connect of
  * the same client replaced (kizuna/server.h lists the others). */
 #define KZ_KICK_REPLACED 5u
