@@ -431,7 +431,7 @@ Test(resume, soak_64_clients_on_a_bad_network_changing_address, .timeout = 600)
     for (uint32_t s = 0; s < minute; s++) {
         uint32_t who = s * N / minute;
         if (s == who * minute / N + 30) { /* client `who`'s moment */
-            char ip[16];
+            char ip[24];
             snprintf(ip, sizeof ip, "127.0.%u.%u", 1u + who / 200, 2u + who % 200);
             cr_assert_eq(kz_client_rebind(w.clients[who], ip), KZ_OK, "client %u", who);
         }

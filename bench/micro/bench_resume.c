@@ -86,7 +86,7 @@ int main(int argc, char **argv)
     if (!ms)
         fail("memory");
     for (uint32_t t = 0; t < trials; t++) {
-        char ip[16];
+        char ip[24];
         snprintf(ip, sizeof ip, "127.0.%u.%u", 1u + (t + 2) / 250, 1u + (t + 2) % 250);
         uint64_t before = snapshots(w.clients[0]), start = kzb_now_ns();
         if (kz_client_rebind(w.clients[0], ip) != KZ_OK)

@@ -30,6 +30,7 @@ int main(void)
     report("world, 2 I/O threads, 40 clients, 5 s, reload, drain", kzt_world_threaded(40, 5), &passed, &failed);
     report("replicators, 2 threads vs 1, 600 ticks", kzt_replicator_differential(600), &passed, &failed);
     report("audit log, 4 producers x 50k", kzt_audit_append_stress(4, 50000), &passed, &failed);
+    report("resume, 2 I/O threads, 16 clients move", kzt_resume_threaded(16), &passed, &failed);
     printf("threads: %d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

@@ -51,4 +51,9 @@ kzt_result kzt_audit_append_stress(uint32_t producers, uint64_t per_producer);
  * snapshots must be bit-identical (tests/threads/replicator_diff.c). */
 kzt_result kzt_replicator_differential(uint32_t ticks);
 
+/* Resume with two I/O hosts: every one of `clients` clients changes
+ * address once, one is paused 3 s; every session must survive
+ * (tests/threads/resume_threaded.c). */
+kzt_result kzt_resume_threaded(uint32_t clients);
+
 #endif /* KZ_TESTS_THREADS_STRESS_H */
