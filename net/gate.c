@@ -690,11 +690,11 @@ static kz__gate_action kz__gate_request(kz__gate *g, const kz_address *from, con
 /* ---- resume (docs/PROTOCOL.md, "Resume") --------------------------------- */
 
 /* The slot whose live session the ticket names, or NULL. *prev is set when
- * it names the previous path and comes from the address the session moved
- * to (the RESUMED that moved it was lost). Secrets compared in constant
- * time. */
-static kz__gate_slot *kz__ticket_slot(kz__gate *g, const uint8_t *bytes, const kz_address *from,
-                                      int *prev)
+ * it names the previous path (the RESUMED that handed over the current
+ * ticket was lost): from the session's address it earns that RESUMED
+ * again, from another proven address it moves the session once more.
+ * Secrets compared in constant time. */
+static kz__gate_slot *kz__ticket_slot(kz__gate *g, const uint8_t *bytes, int *prev)
 {
     kz__ticket t;
     kz__ticket_unpack(bytes, &t);
@@ -706,7 +706,7 @@ static kz__gate_slot *kz__ticket_slot(kz__gate *g, const uint8_t *bytes, const k
         return NULL;
     if (t.path == s->ticket.path && sodium_memcmp(t.secret, s->ticket.secret, 16) == 0)
         return s;
-    if (s->ticket.path > 1 && t.path + 1u == s->ticket.path && kz__addr_eq(&s->addr, from) &&
+    if (s->ticket.path > 1 && t.path + 1u == s->ticket.path &&
         sodium_memcmp(t.secret, s->prev_secret, 16) == 0) {
         *prev = 1;
         return s;
@@ -721,6 +721,15 @@ static size_t kz__reply_resumed(const kz__gate_slot *s, uint8_t *out)
     size_t n = kz__resumed_seal(&s->keys, ticket, out);
     sodium_memzero(ticket, sizeof ticket);
     return n;
+}
+
+/* A CHALLENGE or DENY answering a RESUME ends with that RESUME's proof, so
+ * a client takes only answers to what it sent: a blind spoofer cannot
+ * forge one (PROTOCOL.md "Resume"). Returns the new length. */
+static size_t kz__echo_proof(uint8_t *reply, size_t len, const kz__resume *r)
+{
+    memcpy(reply + len, r->proof, KZ_RESUME_PROOF_BYTES);
+    return len + KZ_RESUME_PROOF_BYTES;
 }
 
 /* Moves the session of slot `idx` to `from`: the address map follows, the
@@ -755,21 +764,23 @@ static kz__gate_action kz__gate_resume(kz__gate *g, const kz_address *from, cons
         if (sodium_memcmp(r.cookie, zero, KZ_COOKIE_BYTES) != 0)
             kz_counter_inc(g->c, KZ_GATE_C_BAD_COOKIE);
         *reply_len = kz__reply_challenge(g, from, now, reply);
+        *reply_len = kz__echo_proof(reply, *reply_len, &r);
         return KZ_GATE_REPLY;
     }
     int prev = 0;
-    kz__gate_slot *s = g->cfg.resume_grace_ms ? kz__ticket_slot(g, r.ticket, from, &prev) : NULL;
+    kz__gate_slot *s = g->cfg.resume_grace_ms ? kz__ticket_slot(g, r.ticket, &prev) : NULL;
     if (s == NULL) {
         (void)kz__drop(g, g->cfg.resume_grace_ms ? KZ_GATE_C_RESUME_TICKET : KZ_GATE_C_RESUME_OFF,
                        g->cfg.resume_grace_ms ? "resume: no live session holds the ticket"
                                               : "resume: resume is off");
         *reply_len = kz__reply_deny(g, KZ_DENY_NO_SESSION, reply);
+        *reply_len = kz__echo_proof(reply, *reply_len, &r);
         return KZ_GATE_REPLY;
     }
     if (!kz__resume_proof_ok(&s->keys, d))
         return kz__drop(g, KZ_GATE_C_RESUME_PROOF, "resume proof (ticket used without its keys)");
     uint32_t idx = (uint32_t)(s - g->slots);
-    if (prev || kz__addr_eq(&s->addr, from)) {
+    if (kz__addr_eq(&s->addr, from)) {
         kz_counter_inc(g->c, prev ? KZ_GATE_C_RESUME_RESENT : KZ_GATE_C_RESUME_SAME);
     } else {
         if (kz__slot_of(g, from) >= 0)

@@ -158,7 +158,7 @@ static void cookie_for(kz__gate *g, const kz_address *a, const uint8_t ticket[KZ
     kz__resume_build(&tokens[0].keys, NULL, ticket, d);
     if (kz__gate_datagram(g, a, d, sizeof d, KZ_NS_PER_S, 0, reply, sizeof reply, &rlen) !=
             KZ_GATE_REPLY ||
-        rlen != KZ_GATE_CHALLENGE_BYTES)
+        rlen != KZ_GATE_RESUME_CHALLENGE_BYTES)
         abort();
     memcpy(cookie, reply + KZ_GATE_HEADER_BYTES, KZ_COOKIE_BYTES);
 }

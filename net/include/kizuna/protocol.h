@@ -174,6 +174,10 @@
 #define KZ_GATE_RESUME_FIXED_BYTES \
     (KZ_GATE_HEADER_BYTES + 4u + KZ_COOKIE_BYTES + KZ_TICKET_BYTES + KZ_RESUME_PROOF_BYTES)
 #define KZ_GATE_RESUME_BYTES 128u
+/* A CHALLENGE or DENY answering a RESUME: the usual datagram, then the
+ * RESUME's 16-byte proof, echoed (a blind spoofer cannot make one). */
+#define KZ_GATE_RESUME_CHALLENGE_BYTES (KZ_GATE_CHALLENGE_BYTES + KZ_RESUME_PROOF_BYTES)
+#define KZ_GATE_RESUME_DENY_BYTES (KZ_GATE_DENY_BYTES + KZ_RESUME_PROOF_BYTES)
 /* RESUMED: header, 24-byte nonce, then the next ticket sealed with
  * XChaCha20-Poly1305 under the server-to-client gate key (associated data:
  * the header). */
@@ -220,7 +224,9 @@ KZ__STATIC_ASSERT(KZ_GATE_ACCEPT_BYTES < KZ_GATE_REQUEST_BYTES, "accept must not
 KZ__STATIC_ASSERT(KZ_GATE_DENY_BYTES < KZ_GATE_REQUEST_BYTES, "deny must not amplify");
 KZ__STATIC_ASSERT(KZ_GATE_RESUME_FIXED_BYTES <= KZ_GATE_RESUME_BYTES, "resume fields fit");
 KZ__STATIC_ASSERT(KZ_GATE_RESUMED_BYTES < KZ_GATE_RESUME_BYTES, "resumed must not amplify");
-KZ__STATIC_ASSERT(KZ_GATE_CHALLENGE_BYTES < KZ_GATE_RESUME_BYTES, "challenge must not amplify");
+KZ__STATIC_ASSERT(KZ_GATE_RESUME_CHALLENGE_BYTES < KZ_GATE_RESUME_BYTES,
+                  "challenge must not amplify");
+KZ__STATIC_ASSERT(KZ_GATE_RESUME_DENY_BYTES < KZ_GATE_RESUME_BYTES, "deny must not amplify");
 KZ__STATIC_ASSERT(KZ_TOKEN_MAX_BYTES < 65536u, "token length fits its 16-bit field");
 
 #endif /* KZ_PROTOCOL_H */
