@@ -30,6 +30,7 @@ int cmd_token(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_fleet(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 /* Prints "kizuna-server: <message>\n" to stderr. */

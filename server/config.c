@@ -37,6 +37,8 @@ typedef enum kzs_type {
     KZS_T_ADDRS,  /* HOST:PORT[,HOST:PORT...] or empty (public_address.h) */
     KZS_T_REFUSE_WARN, /* "refuse" or "warn" */
     KZS_T_REFUSE_CONTINUE, /* "refuse" or "continue" */
+    KZS_T_NATS,   /* NATS URL(s) without user or password, or empty */
+    KZS_T_WORLD,  /* 1..32 of [A-Za-z0-9_-], or empty */
 } kzs_type;
 
 typedef struct kzs_setting {
@@ -114,6 +116,14 @@ static const kzs_setting kzs_settings[] = {
         "refuse or continue: admit new clients while the audit log cannot be written"),
     TXT("admin", admin, KZS_T_ADDR, "127.0.0.1:9100",
         "HOST:PORT of /metrics, /healthz, /readyz, or off"),
+    TXT("fleet", nats, KZS_T_NATS, "",
+        "NATS URL(s) of the fleet directory, nats://HOST:PORT[,...], no user or password "
+        "in it (empty: no fleet, one process alone)"),
+    TXT("fleet", world, KZS_T_WORLD, "",
+        "this world's name in the fleet directory, 1..32 of [A-Za-z0-9_-] (needed with nats)"),
+    TXT("fleet", nats_credentials, KZS_T_TEXT, "",
+        "NATS credentials file, mode 0600: a .creds file or one line user:password "
+        "(empty: none)"),
     {"server", "log_level", KZS_T_LEVEL, offsetof(kzs_config, log_level), 4, 0, 0, "info",
      "off, error, warn, info, debug or trace"},
     U32("server", shutdown_grace, 0, 3600, "10", "seconds to drain clients on SIGTERM"),
@@ -170,6 +180,18 @@ static int kzs_role_ok(const char *s)
     for (size_t i = 0; i < n; i++)
         if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '_' ||
               s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+/* Empty, or a fleet world name (the rule of kzs_fleet_world_ok). */
+static int kzs_world_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n > 32)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '-'))
             return 0;
     return 1;
 }
@@ -292,6 +314,16 @@ static const char *kzs_value_set(kzs_config *c, const kzs_setting *st, const cha
     case KZS_T_ADDR:
         if (!kzs_addr_ok(text))
             return "expected HOST:PORT (IPv4 or localhost) or off";
+        break;
+    case KZS_T_NATS:
+        if (strchr(text, '@') != NULL)
+            return "no user or password in the URL: put them in the nats_credentials file";
+        if (!kzs_text_ok(st->key, text) || strchr(text, ' ') != NULL)
+            return "expected nats://HOST:PORT[,nats://HOST:PORT...] without spaces";
+        break;
+    case KZS_T_WORLD:
+        if (!kzs_world_ok(text))
+            return "a world name is 1 to 32 characters of [A-Za-z0-9_-]";
         break;
     case KZS_T_TEXT:
         if (!kzs_text_ok(st->key, text))
@@ -841,6 +873,9 @@ static int kzs_cross_check(kzs_config *c, int need_keys)
               "port: %u + %u I/O threads runs past port 65535", c->port, c->io_threads)
     KZS_CROSS(c->head_min >= c->head_max, "head_min (%g) must be below head_max (%g)",
               (double)c->head_min, (double)c->head_max)
+    KZS_CROSS(c->nats[0] != '\0' && c->world[0] == '\0',
+              "world: a fleet member needs a world name (--world NAME, KIZUNA_WORLD or "
+              "[fleet] world = NAME)")
     KZS_CROSS(c->spawn_radius > c->world_bound, "spawn_radius (%g) is beyond world_bound (%g)",
               (double)c->spawn_radius, (double)c->world_bound)
 #undef KZS_CROSS

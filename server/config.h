@@ -37,7 +37,7 @@
 #define KZS_SRC_FLAG 3u
 
 /* Settings in the table (config.c asserts the count). */
-#define KZS_N_SETTINGS 46u
+#define KZS_N_SETTINGS 49u
 
 typedef struct kzs_config {
     /* [network] */
@@ -69,6 +69,10 @@ typedef struct kzs_config {
                                          while the audit log cannot be written */
     /* [admin] */
     char admin[KZS_ADDR_TEXT_MAX];    /* HOST:PORT of the HTTP endpoint, or "off" */
+    /* [fleet] */
+    char nats[256];                   /* NATS URL(s); "" = no fleet directory */
+    char world[33];                   /* the world's name in the directory */
+    char nats_credentials[KZS_PATH_MAX]; /* credentials file; "" = none */
     /* [server] */
     int32_t log_level;
     uint32_t shutdown_grace;          /* seconds to drain before exiting */

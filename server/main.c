@@ -33,6 +33,7 @@ static const kzs_command kzs_commands[] = {
     {"run", cmd_run, "run the dedicated server (run --help lists every setting)"},
     {"audit", cmd_audit, "check an audit log (audit verify, audit show)"},
     {"config", cmd_config, "validate a config file, show the effective config"},
+    {"fleet", cmd_fleet, "list the fleet directory on NATS (fleet list)"},
     {"version", cmd_version, "print the program and library versions"},
 };
 

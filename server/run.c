@@ -44,6 +44,7 @@
 #include "commands.h"
 #include "config.h"
 #include "defaults.h"
+#include "fleet.h"
 #include "jsonlog.h"
 #include "keys.h"
 #include "metrics.h"
@@ -69,6 +70,7 @@ typedef struct kzs_run {
     kz_audit *audit;
     kzs_metrics *metrics;
     kzs_admin *admin;
+    kzs_fleet_member *fleet;  /* NULL without a NATS URL */
     uint64_t server_id;
     kzs_audit_watch watch;
     char token_addresses[KZ_VERIFIER_MAX_ADDRESSES * 48]; /* what tokens must name */
@@ -302,6 +304,8 @@ static int kzs_zones_apply(kzs_run *r, const kzs_config *want, const kzs_config 
 
 static void kzs_stop_all(kzs_run *r)
 {
+    kzs_fleet_member_leave(r->fleet);
+    r->fleet = NULL;
     kzs_admin_stop(r->admin);
     r->admin = NULL;
     if (r->srv) {
@@ -358,6 +362,39 @@ static int kzs_start(kzs_run *r)
     }
     if (!ok) {
         kzs_stop_all(r);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * With a NATS URL: registers this process in the fleet directory (role
+ * single) with the addresses tokens name. Without one, nothing. The
+ * member's own thread keeps the entry alive; this thread only hands it the
+ * load. Returns 0 or -1 (printed).
+ */
+static int kzs_fleet_start(kzs_run *r)
+{
+    const kzs_config *c = &r->cfg;
+    kzs_fleet_entry self;
+    char why[512];
+    if (c->nats[0] == '\0')
+        return 0;
+    memset(&self, 0, sizeof self);
+    snprintf(self.world, sizeof self.world, "%s", c->world);
+    snprintf(self.role, sizeof self.role, "single");
+    snprintf(self.version, sizeof self.version, "%s", kz_version());
+    self.max = c->max_clients;
+    if (kzs_fleet_address(r->token_addresses, kz_server_port(r->srv), self.address,
+                          sizeof self.address) != 0) {
+        kzs_error("run: the token addresses do not fit a fleet entry");
+        return -1;
+    }
+    kzs_fleet_conn *fc = kzs_fleet_connect(c->nats, c->nats_credentials, 1, 1, why, sizeof why);
+    if (fc != NULL)
+        r->fleet = kzs_fleet_member_join(fc, &self, r->log, why, sizeof why);
+    if (r->fleet == NULL) {
+        kzs_error("run: fleet directory: %s", why);
         return -1;
     }
     return 0;
@@ -449,6 +486,8 @@ static void kzs_serve(kzs_run *r)
         kzs_audit_watch_step(r, now, draining);
         if (now >= next_publish) {
             kzs_metrics_publish(r->metrics, r->srv, r->audit);
+            kzs_fleet_member_set_load(r->fleet, kz_netserver_sessions(kz_server_net(r->srv)),
+                                      r->cfg.max_clients);
             next_publish = now + KZS_PUBLISH_NS;
         }
         unsigned reloads = atomic_load(&kzs_reload_signals);
@@ -466,6 +505,7 @@ static void kzs_serve(kzs_run *r)
                                         : KZ_NS_PER_S / 4);
             sd_notify(0, "STOPPING=1");
             kzs_metrics_set_ready(r->metrics, 0);
+            kzs_fleet_member_stop(r->fleet); /* leave the directory first */
             kz_logf(&r->log, KZ_LOG_INFO, "run", "draining clients=%u grace_s=%u",
                     kz_server_clients(r->srv), r->cfg.shutdown_grace);
             kz_server_shutdown(r->srv, "server shutting down");
@@ -497,6 +537,8 @@ static int kzs_finish(kzs_run *r)
     kz_logf(&r->log, KZ_LOG_INFO, "run", "stopping clients=%u ticks=%u", clients,
             kz_server_tick(r->srv));
     int rc = 0;
+    kzs_fleet_member_leave(r->fleet);
+    r->fleet = NULL;
     kzs_admin_stop(r->admin);
     r->admin = NULL;
     kz_server_destroy(r->srv);
@@ -542,6 +584,10 @@ int cmd_run(int argc, char **argv)
     kzs_signals_install();
     if (kzs_start(&r) != 0)
         return KZS_EXIT_FAIL;
+    if (kzs_fleet_start(&r) != 0) {
+        kzs_stop_all(&r);
+        return KZS_EXIT_FAIL;
+    }
     char detail[KZ_AUDIT_DETAIL_MAX];
     snprintf(detail, sizeof detail, "%s %s", KZS_PROGRAM, kz_version());
     kzs_audit_note(&r, KZ_AUDIT_SERVER_START, kz_server_port(r.srv), detail);
