@@ -6,12 +6,26 @@
  * Resume (docs/PROTOCOL.md, "Resume", client behaviour): the server's
  * TICKET message is taken here and never handed to the application. With
  * a ticket, a path that broke (no authenticated datagram for
- * resume_silence_ms, or kz_netclient_rebind) is resumed: RESUMEs go to the
- * gate every resend_ms, answering a CHALLENGE at once, until a RESUMED
- * opens (back to CONNECTED with the next ticket), an authenticated
- * datagram shows the path healed, or the session is lost (DENY
- * KZ_DENY_NO_SESSION, or the grace passed since the last datagram heard).
- * ENet keeps running on the same, possibly new, socket throughout.
+ * resume_silence_ms, kz_netclient_rebind, or the world's client seeing its
+ * inputs go unacknowledged) is resumed: RESUMEs go to the gate every
+ * resend_ms, answering a CHALLENGE at once, until a RESUMED of a later path
+ * opens (back to CONNECTED with the next ticket), fresh evidence shows the
+ * path healed, or the session is lost (DENY KZ_DENY_NO_SESSION, or the
+ * grace passed since the last fresh evidence). ENet keeps running on the
+ * same, possibly new, socket throughout.
+ *
+ * What counts as hearing the server: a sealed message that kz_netclient_poll
+ * opens past the replay window (or a RESUMED that hands over a later
+ * ticket). A valid ENet MAC alone is not enough: a captured server datagram
+ * replayed from the server's address still carries a valid MAC, and must
+ * not keep a dead path looking alive.
+ *
+ * CHALLENGE and DENY are not authenticated. One that answers a RESUME
+ * echoes that RESUME's proof, which only someone who sees our RESUMEs can
+ * copy; the client keeps the proofs of its last KZ__PROOFS_KEPT RESUMEs in
+ * the attempt and takes no CHALLENGE or DENY without one of them. An
+ * on-path attacker who reads our RESUMEs can still answer them; it could
+ * also just drop them, which ends in the grace as well.
  */
 #include <enet/enet.h>
 #include <sodium.h>
@@ -27,6 +41,11 @@
 #include "seal.h"
 
 #define KZ__CLIENT_QUEUE 256u
+/* RESUMEs of an attempt whose proof a CHALLENGE or DENY may echo: enough
+ * for the replies of a few resend intervals still on their way. */
+#define KZ__PROOFS_KEPT 4u
+/* Where a RESUME's proof sits, and so the echo in a reply. */
+#define KZ__RESUME_PROOF_AT (KZ_GATE_RESUME_FIXED_BYTES - KZ_RESUME_PROOF_BYTES)
 
 /*
  * What the client holds for resume, and the attempt in progress. The
@@ -46,8 +65,17 @@ typedef struct kz__client_resume {
     uint32_t rebound;            /* the socket moved in this attempt */
     uint32_t refused;            /* a DENY KZ_DENY_NO_SESSION answered a RESUME */
     uint32_t confirming;         /* CONNECTED again, still asking for the new ticket */
+    uint32_t confirmed;          /* a RESUMED named the ticket we hold: nothing to ask */
+    uint32_t uplink;             /* started because our datagrams go unacknowledged:
+                                    the server's datagrams do not show a healed path */
+    kz_time_ns uplink_since;     /* then: the last moment the server was known to hear us */
     kz_time_ns next_send;
     kz_time_ns confirm_until;
+    /* The proofs of the last RESUMEs sent, and whether each carried a
+     * cookie (a DENY can only answer one that did). */
+    uint8_t proofs[KZ__PROOFS_KEPT][KZ_RESUME_PROOF_BYTES];
+    uint8_t proof_cookie[KZ__PROOFS_KEPT];
+    uint32_t n_proofs, next_proof;
 } kz__client_resume;
 
 struct kz_netclient {
@@ -64,8 +92,9 @@ struct kz_netclient {
     uint32_t state;
     uint32_t reason;
     kz_time_ns started, next_send, now;
-    kz_time_ns last_heard;   /* now of the last authenticated datagram */
-    uint32_t heard;          /* one arrived in the current service pass */
+    kz_time_ns last_heard;   /* now of the last fresh evidence from the server */
+    uint32_t heard;          /* fresh evidence since the last resume step */
+    uint32_t silence_ms;     /* resume_silence_ms as used: clamped to the grace */
     kz__client_resume resume;
     /* Received ENet packets waiting for poll, opened one at a time. */
     ENetPacket *queue[KZ__CLIENT_QUEUE];
@@ -116,9 +145,9 @@ static int kz__client_intercept_enet(kz_netclient *c, ENetHost *host)
         kz_counter_inc(c->c, KZ_NET_C_DROP_ENET_MAC);
         return 1;
     }
+    /* Authentic, but perhaps a replay: ENet's own sequencing decides what
+     * it delivers, and poll's replay window what counts as heard. */
     c->rx_verified = 1;
-    c->heard = 1;
-    c->last_heard = c->now;
     return 0;
 }
 
@@ -150,8 +179,52 @@ static void kz__resume_attempt_reset(kz__client_resume *r)
     r->rebound = 0;
     r->refused = 0;
     r->confirming = 0;
+    r->confirmed = 0;
+    r->uplink = 0;
+    r->uplink_since = 0;
     r->next_send = 0;
     r->confirm_until = 0;
+    sodium_memzero(r->proofs, sizeof r->proofs);
+    memset(r->proof_cookie, 0, sizeof r->proof_cookie);
+    r->n_proofs = 0;
+    r->next_proof = 0;
+}
+
+/* How long the server has been silent at `now`: 0 when the clock went
+ * backwards (a clock is the application's; a step back must not read as
+ * an age of centuries). */
+static kz_time_ns kz__since(kz_time_ns now, kz_time_ns then)
+{
+    return now > then ? now - then : 0;
+}
+
+/* Fresh evidence from the server: a sealed message past the replay
+ * window, or a RESUMED that handed over a later ticket. */
+static void kz__client_heard(kz_netclient *c)
+{
+    c->heard = 1;
+    c->last_heard = c->now;
+}
+
+/* Remembers the proof of a RESUME just sent. */
+static void kz__resume_keep_proof(kz__client_resume *r, const uint8_t *resume, uint32_t cookie)
+{
+    memcpy(r->proofs[r->next_proof], resume + KZ__RESUME_PROOF_AT, KZ_RESUME_PROOF_BYTES);
+    r->proof_cookie[r->next_proof] = (uint8_t)cookie;
+    r->next_proof = (r->next_proof + 1) % KZ__PROOFS_KEPT;
+    if (r->n_proofs < KZ__PROOFS_KEPT)
+        r->n_proofs++;
+}
+
+/* The index of the kept proof equal to `echo` (every kept proof compared
+ * in constant time), or -1. */
+static int kz__resume_echo_index(const kz__client_resume *r, const uint8_t *echo)
+{
+    int found = -1;
+    for (uint32_t i = 0; i < r->n_proofs; i++)
+        if (sodium_memcmp(r->proofs[i], echo, KZ_RESUME_PROOF_BYTES) == 0)
+            found = (int)i;
+    return found;
 }
 
 /* Forgets the ticket too (the session is over). */
@@ -162,24 +235,46 @@ static void kz__resume_reset(kz__client_resume *r)
     r->grace_ms = 0;
 }
 
-/* Whether ticket `got`, from a RESUMED that opened under our key, may
- * replace the ticket `held`: the same session and slot, and a later path
- * (the server moved the session), or the very ticket we hold (the server
- * found us where the session already was). A RESUMED of an older path is
- * a replay. After a rebind the session cannot already be at our new
- * address, so only a later path answers. Paths compare with the
- * half-range rule. */
+/* What a RESUMED that opened under our key says of the ticket `held`. */
+enum { KZ__RESUMED_STALE, KZ__RESUMED_SAME, KZ__RESUMED_LATER };
+
+/* Ticket `got` of the same session and slot as `held`: a later path (the
+ * server moved the session: the RESUMED is the first of its kind we see,
+ * since taking it makes any copy stale), or the very ticket we hold (the
+ * server found us where the session already was, or a copy of such a
+ * RESUMED; nothing tells the two apart). Anything else, an older path
+ * included, is stale. Paths compare with the half-range rule. */
 static int kz__resume_ticket_answers(const uint8_t held[KZ_TICKET_BYTES],
-                                     const uint8_t got[KZ_TICKET_BYTES], uint32_t must_move)
+                                     const uint8_t got[KZ_TICKET_BYTES])
 {
     kz__ticket h, g;
     kz__ticket_unpack(held, &h);
     kz__ticket_unpack(got, &g);
     if (g.session_id != h.session_id || g.slot != h.slot)
-        return 0;
+        return KZ__RESUMED_STALE;
     if (g.path == h.path)
-        return !must_move && sodium_memcmp(held, got, KZ_TICKET_BYTES) == 0;
-    return (int32_t)(g.path - h.path) > 0;
+        return sodium_memcmp(held, got, KZ_TICKET_BYTES) == 0 ? KZ__RESUMED_SAME
+                                                              : KZ__RESUMED_STALE;
+    return (int32_t)(g.path - h.path) > 0 ? KZ__RESUMED_LATER : KZ__RESUMED_STALE;
+}
+
+/* A RESUMED naming the ticket we hold: it may be a copy, so it proves
+ * nothing about the path now. It only confirms the ticket, and only when
+ * this attempt sent a RESUME with a cookie (which the server may have
+ * used to move the session); after a rebind the session cannot already be
+ * at our new address. */
+static void kz__resume_take_same(kz_netclient *c)
+{
+    kz__client_resume *r = &c->resume;
+    if (!r->cookie_sent || r->rebound) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_RESUMED_UNASKED);
+        return;
+    }
+    kz_counter_inc(c->rc, KZ_NETCLIENT_C_TICKETS_CONFIRMED);
+    if (r->confirming)
+        kz__resume_attempt_reset(r);
+    else
+        r->confirmed = 1;
 }
 
 static void kz__resume_take_resumed(kz_netclient *c, const uint8_t *d, size_t n)
@@ -190,15 +285,20 @@ static void kz__resume_take_resumed(kz_netclient *c, const uint8_t *d, size_t n)
         kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_RESUMED_AUTH);
         return;
     }
-    if (!kz__resume_ticket_answers(r->ticket, t, r->rebound)) {
-        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_RESUMED_STALE);
+    int kind = kz__resume_ticket_answers(r->ticket, t);
+    if (kind != KZ__RESUMED_LATER) {
         sodium_memzero(t, sizeof t);
+        if (kind == KZ__RESUMED_SAME)
+            kz__resume_take_same(c);
+        else
+            kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_RESUMED_STALE);
         return;
     }
     memcpy(r->ticket, t, sizeof t);
     sodium_memzero(t, sizeof t);
-    /* Only the server can seal it: the path works both ways again. */
-    c->last_heard = c->now;
+    /* Only the server can seal it, and a later ticket is taken once: the
+     * session moved to where our RESUMEs come from. */
+    kz__client_heard(c);
     if (c->state == KZ_NETCLIENT_RESUMING) {
         kz_counter_inc(c->rc, KZ_NETCLIENT_C_RESUMES_SUCCEEDED);
         kz_logf(&c->cfg.log, KZ_LOG_INFO, "net", "client: session resumed");
@@ -207,16 +307,15 @@ static void kz__resume_take_resumed(kz_netclient *c, const uint8_t *d, size_t n)
     kz__resume_attempt_reset(r);
 }
 
-/* A DENY ends the attempt only when it says the server holds no session
- * and could be an answer: every DENY of a RESUME comes after the gate
- * checked its cookie, so one that arrives before we sent a cookie was not
- * sent by the gate (a DENY is not authenticated). */
-static void kz__resume_take_deny(kz_netclient *c, uint8_t reason)
+/* A DENY that echoed the proof of RESUME `at`. The gate denies a RESUME
+ * only after its cookie checked out, so one echoing a RESUME without a
+ * cookie was not the gate's. */
+static void kz__resume_take_deny(kz_netclient *c, uint8_t reason, int at)
 {
     kz__client_resume *r = &c->resume;
     if (reason != KZ_DENY_NO_SESSION) {
-        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_UNEXPECTED);
-    } else if (!r->cookie_sent) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_DENY_REASON);
+    } else if (!r->proof_cookie[at]) {
         kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_DENY_UNPROVEN);
     } else if (c->state == KZ_NETCLIENT_RESUMING) {
         r->refused = 1;
@@ -239,20 +338,42 @@ static void kz__resume_take_challenge(kz_netclient *c, const uint8_t *d)
     r->cookie_fresh = 1;
 }
 
+/* A CHALLENGE or DENY of `with_echo` bytes, the last 16 the echo: the
+ * index of the RESUME it answers, or -1 (dropped and counted). One of the
+ * handshake's sizes has no echo: it answers a REQUEST, not a RESUME. */
+static int kz__resume_echoed(kz_netclient *c, const uint8_t *d, size_t n, size_t with_echo)
+{
+    if (n + KZ_RESUME_PROOF_BYTES == with_echo) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_NO_ECHO);
+        return -1;
+    }
+    if (n != with_echo) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_MALFORMED);
+        return -1;
+    }
+    int at = kz__resume_echo_index(&c->resume, d + n - KZ_RESUME_PROOF_BYTES);
+    if (at < 0)
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_BAD_ECHO);
+    return at;
+}
+
 /* A gate datagram (from the gate's address) while resuming or confirming. */
 static void kz__resume_receive(kz_netclient *c, const uint8_t *d, size_t n)
 {
-    uint8_t type = n >= KZ_GATE_HEADER_BYTES ? d[2] : 0;
-    if (n >= KZ_GATE_HEADER_BYTES && d[3] != KZ_PROTOCOL_VERSION)
-        type = 0;
-    if (type == KZ_GATE_CHALLENGE && n == KZ_GATE_CHALLENGE_BYTES)
-        kz__resume_take_challenge(c, d);
-    else if (type == KZ_GATE_RESUMED)
+    int at;
+    if (n < KZ_GATE_HEADER_BYTES || d[3] != KZ_PROTOCOL_VERSION) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_MALFORMED);
+    } else if (d[2] == KZ_GATE_RESUMED) {
         kz__resume_take_resumed(c, d, n);
-    else if (type == KZ_GATE_DENY && n == KZ_GATE_DENY_BYTES)
-        kz__resume_take_deny(c, d[KZ_GATE_HEADER_BYTES]);
-    else
-        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_UNEXPECTED);
+    } else if (d[2] == KZ_GATE_CHALLENGE) {
+        if (kz__resume_echoed(c, d, n, KZ_GATE_RESUME_CHALLENGE_BYTES) >= 0)
+            kz__resume_take_challenge(c, d);
+    } else if (d[2] == KZ_GATE_DENY) {
+        if ((at = kz__resume_echoed(c, d, n, KZ_GATE_RESUME_DENY_BYTES)) >= 0)
+            kz__resume_take_deny(c, d[KZ_GATE_HEADER_BYTES], at);
+    } else {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_MALFORMED);
+    }
 }
 
 /* Gate replies arrive on the ENet socket; take them before ENet does.
@@ -264,7 +385,7 @@ static void kz__client_on_gate(kz_netclient *c, const ENetAddress *from, const u
         kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_SOURCE);
     } else if (c->state == KZ_NETCLIENT_HANDSHAKE) {
         if (kz__handshake_receive(&c->hs, d, n) != KZ_OK)
-            kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_UNEXPECTED);
+            kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_HANDSHAKE);
         if (c->hs.deny_reason)
             c->reason = c->hs.deny_reason;
     } else if (c->state == KZ_NETCLIENT_RESUMING || c->resume.confirming) {
@@ -352,6 +473,7 @@ int kz__netclient_open(const kz_netclient_config *cfg, const kz_connect_token *t
     c->host->maximumWaitingData = KZ_ENET_MAX_WAITING_BYTES;
     c->state = KZ_NETCLIENT_HANDSHAKE;
     c->started = UINT64_MAX; /* set by the first update */
+    c->silence_ms = conf.resume_silence_ms;
     *out = c;
     return KZ_OK;
 }
@@ -444,15 +566,19 @@ static void kz__client_on_receive(kz_netclient *c, uint8_t channel, ENetPacket *
 }
 
 /* ENet ended the peer: the server's DISCONNECT (its reason in `data`, in
- * an authenticated datagram), or ENet's own timeout (data 0). A timeout
- * with a ticket held, after the grace without a datagram, is the
- * server's end of the session, told as such. */
+ * an authenticated datagram), or ENet's own timeout (data 0). With a
+ * ticket held, a reason 0 is the end of the grace as the client knows it:
+ * the server's own end-of-grace DISCONNECT (reason 0) while we resume (we
+ * know the server has not heard us: our datagrams went unanswered or
+ * unacknowledged), or ENet's timeout after the grace without hearing the
+ * server. Both are told as KZ_LOST_RESUME_TIMEOUT. */
 static void kz__client_on_disconnect(kz_netclient *c, uint32_t data)
 {
     int live = c->state == KZ_NETCLIENT_CONNECTED || c->state == KZ_NETCLIENT_RESUMING;
+    kz_time_ns grace = (kz_time_ns)c->resume.grace_ms * KZ_NS_PER_MS;
     c->reason = data;
-    if (live && data == 0 && !c->heard && c->resume.grace_ms &&
-        c->now - c->last_heard >= (kz_time_ns)c->resume.grace_ms * KZ_NS_PER_MS) {
+    if (live && data == 0 && c->resume.grace_ms &&
+        (c->state == KZ_NETCLIENT_RESUMING || kz__since(c->now, c->last_heard) >= grace)) {
         c->reason = KZ_LOST_RESUME_TIMEOUT;
         kz_counter_inc(c->rc, KZ_NETCLIENT_C_RESUMES_TIMED_OUT);
     }
@@ -501,6 +627,7 @@ static void kz__resume_send(kz_netclient *c)
     ENetBuffer b = {.data = d, .dataLength = n};
     if (enet_socket_send(c->host->socket, &c->gate_addr, &b, 1) == (int)n) {
         kz_counter_inc(c->rc, KZ_NETCLIENT_C_RESUME_SENT);
+        kz__resume_keep_proof(r, d, r->has_cookie);
         if (r->has_cookie)
             r->cookie_sent = 1;
     } else {
@@ -518,6 +645,7 @@ static void kz__resume_start(kz_netclient *c, uint32_t rebound, const char *why)
     kz__client_resume *r = &c->resume;
     kz__resume_attempt_reset(r);
     r->rebound = rebound;
+    c->heard = 0; /* what came before the break shows nothing about the path now */
     c->state = KZ_NETCLIENT_RESUMING;
     kz_counter_inc(c->rc, KZ_NETCLIENT_C_RESUMES_STARTED);
     kz_logf(&c->cfg.log, KZ_LOG_INFO, "net", "client: resuming the session (%s)", why);
@@ -542,18 +670,18 @@ static void kz__resume_lose(kz_netclient *c, uint32_t reason, uint32_t counter)
     kz__resume_reset(&c->resume);
 }
 
-/* An authenticated datagram arrived while resuming: the path works. If a
- * RESUME with a cookie went out, the server may have moved the session
- * and used up our ticket while its RESUMED was lost, so we keep asking
- * (from this same address, which the gate answers with the current
- * ticket) for up to the grace. */
+/* Fresh evidence arrived while resuming: the path works. If a RESUME with
+ * a cookie went out, the server may have moved the session and used up
+ * our ticket while its RESUMED was lost, so we keep asking (from this
+ * same address, which the gate answers with the current ticket) for up to
+ * the grace, unless a RESUMED already named the ticket we hold. */
 static void kz__resume_healed(kz_netclient *c)
 {
     kz__client_resume *r = &c->resume;
     kz_counter_inc(c->rc, KZ_NETCLIENT_C_RESUMES_HEALED);
     kz_logf(&c->cfg.log, KZ_LOG_INFO, "net", "client: the path works again");
     c->state = KZ_NETCLIENT_CONNECTED;
-    if (!r->cookie_sent) {
+    if (!r->cookie_sent || r->confirmed) {
         kz__resume_attempt_reset(r);
         return;
     }
@@ -561,6 +689,7 @@ static void kz__resume_healed(kz_netclient *c)
     r->confirming = 1;
     r->refused = 0;
     r->answered = 0;
+    r->uplink = 0;
     r->confirm_until = c->now + (kz_time_ns)r->grace_ms * KZ_NS_PER_MS;
     r->next_send = c->now;
 }
@@ -581,22 +710,41 @@ static void kz__resume_pace(kz_netclient *c, kz_time_ns now)
     }
 }
 
-/* After each service pass: detect a broken path, end or pace an attempt. */
+/* How long the path has been broken as far as we know: since the last
+ * fresh evidence from the server, or, for a break of our uplink, since
+ * the server last acknowledged us. */
+static kz_time_ns kz__resume_broken_for(const kz_netclient *c, kz_time_ns now)
+{
+    const kz__client_resume *r = &c->resume;
+    kz_time_ns since = c->last_heard;
+    if (r->uplink && r->uplink_since < since)
+        since = r->uplink_since;
+    return kz__since(now, since);
+}
+
+/* After each service pass: detect a broken path, end or pace an attempt.
+ * Messages still queued for poll may be fresh evidence, so silence is not
+ * judged until they have been opened. A resume of a broken uplink is not
+ * healed by the server's datagrams (they came all along), only by the
+ * world's client seeing its inputs acknowledged again
+ * (kz__netclient_uplink_ok) or by a RESUMED that moves the session. */
 static void kz__resume_step(kz_netclient *c, kz_time_ns now)
 {
     kz__client_resume *r = &c->resume;
-    kz_time_ns silent = now > c->last_heard ? now - c->last_heard : 0;
-    if (c->state == KZ_NETCLIENT_RESUMING && c->heard)
+    kz_time_ns silent = kz__since(now, c->last_heard);
+    uint32_t heard = c->heard;
+    c->heard = 0;
+    if (c->state == KZ_NETCLIENT_RESUMING && heard && !r->uplink)
         kz__resume_healed(c);
-    if (c->state == KZ_NETCLIENT_CONNECTED && r->grace_ms &&
-        silent >= (kz_time_ns)c->cfg.resume_silence_ms * KZ_NS_PER_MS) {
+    if (c->state == KZ_NETCLIENT_CONNECTED && r->grace_ms && c->q_count == 0 &&
+        silent >= (kz_time_ns)c->silence_ms * KZ_NS_PER_MS) {
         kz__resume_start(c, 0, "the server went silent");
         return;
     }
     if (c->state == KZ_NETCLIENT_RESUMING) {
         if (r->refused)
             kz__resume_lose(c, KZ_LOST_RESUME_REFUSED, KZ_NETCLIENT_C_RESUMES_REFUSED);
-        else if (silent >= (kz_time_ns)r->grace_ms * KZ_NS_PER_MS)
+        else if (kz__resume_broken_for(c, now) >= (kz_time_ns)r->grace_ms * KZ_NS_PER_MS)
             kz__resume_lose(c, KZ_LOST_RESUME_TIMEOUT, KZ_NETCLIENT_C_RESUMES_TIMED_OUT);
         else
             kz__resume_pace(c, now);
@@ -619,7 +767,6 @@ int kz_netclient_update(kz_netclient *c, kz_time_ns now)
     /* Read before servicing: a challenge received during the service must
      * be answered in this same update, not after the resend interval. */
     uint32_t had_cookie = c->hs.has_cookie;
-    c->heard = 0;
     ENetEvent ev;
     int rc = enet_host_service(c->host, &ev, 0);
     while (rc > 0) {
@@ -692,6 +839,27 @@ int kz_netclient_send(kz_netclient *c, uint8_t channel, uint8_t type, const void
     return KZ_OK;
 }
 
+/* resume_silence_ms as used once the server's grace is known: at least
+ * two resend intervals (a silence shorter than that is one lost datagram,
+ * not a broken path) and at most half the grace (a resume must have time
+ * to finish before the server gives up; when the two disagree, only this
+ * one holds). Logged once when it changes. */
+static void kz__client_clamp_silence(kz_netclient *c)
+{
+    uint32_t want = c->cfg.resume_silence_ms, ms = want;
+    uint32_t most = c->resume.grace_ms / 2u;
+    uint64_t least = 2u * (uint64_t)c->cfg.resend_ms;
+    if (ms < least && least <= most)
+        ms = (uint32_t)least;
+    if (ms > most)
+        ms = most;
+    if (ms != c->silence_ms && ms != want)
+        kz_logf(&c->cfg.log, KZ_LOG_WARN, "net",
+                "client: resume_silence_ms %u used as %u (grace %u ms, resend %u ms)", want, ms,
+                c->resume.grace_ms, c->cfg.resend_ms);
+    c->silence_ms = ms;
+}
+
 /* A TICKET (opened and authentic): the transport's own, stored and never
  * handed on. Resume is on from now, so ENet's timeout is raised to outlive
  * the grace. */
@@ -717,6 +885,7 @@ static void kz__client_take_ticket(kz_netclient *c, uint8_t channel, size_t len)
     sodium_memzero(t, sizeof t);
     sodium_memzero(&parsed, sizeof parsed);
     r->grace_ms = grace;
+    kz__client_clamp_silence(c);
     kz_counter_inc(c->rc, KZ_NETCLIENT_C_TICKETS);
     uint32_t timeout = kz__session_timeout_ms(c->hs.timeout_seconds);
     if (timeout < grace + KZ_RESUME_TIMEOUT_MARGIN_MS)
@@ -741,6 +910,8 @@ int kz_netclient_poll(kz_netclient *c, kz_netmsg *msg)
         int rc = kz__open_packet(&c->rx, &c->window, pkt->data, pkt->dataLength, &type,
                                  c->plain, sizeof c->plain, &len);
         enet_packet_destroy(pkt);
+        if (rc == KZ_OK)
+            kz__client_heard(c);
         if (rc == KZ_OK && type == KZ_MSG_TICKET) {
             kz__client_take_ticket(c, channel, len);
             continue;
@@ -824,4 +995,28 @@ int kz__netclient_ticket(const kz_netclient *c, uint8_t out[KZ_TICKET_BYTES], ui
 uint32_t kz__netclient_enet_timeout(const kz_netclient *c)
 {
     return c->peer ? c->peer->timeoutMaximum : 0;
+}
+
+uint32_t kz__netclient_silence_ms(const kz_netclient *c)
+{
+    return c->silence_ms;
+}
+
+int kz__netclient_resume_uplink(kz_netclient *c, kz_time_ns acked_at)
+{
+    if (c->state != KZ_NETCLIENT_CONNECTED || !c->resume.grace_ms)
+        return 0;
+    kz_counter_inc(c->rc, KZ_NETCLIENT_C_UPLINK_STALLS);
+    kz__resume_start(c, 0, "the server stopped acknowledging our inputs");
+    c->resume.uplink = 1;
+    c->resume.uplink_since = acked_at;
+    return 1;
+}
+
+void kz__netclient_uplink_ok(kz_netclient *c)
+{
+    if (c->state == KZ_NETCLIENT_RESUMING && c->resume.uplink) {
+        c->resume.uplink = 0;
+        kz__resume_healed(c);
+    }
 }

@@ -56,6 +56,9 @@ typedef struct relay {
     struct sockaddr_in last_from;
     uint32_t resumes;             /* RESUMEs received */
     uint32_t bad_resumes;         /* of them, not exactly KZ_GATE_RESUME_BYTES */
+    int capture;                  /* keep the server's datagrams in `captured` */
+    uint8_t captured[KZ_MTU];     /* the newest one the server sent the client */
+    size_t captured_len;
 } relay;
 
 static struct {
@@ -161,6 +164,10 @@ static void relay_down(relay *r)
     while ((n = recv(r->back, d, sizeof d, 0)) >= 0) {
         if (is_gate(d, (size_t)n, KZ_GATE_ACCEPT))
             learn_session(d, (size_t)n);
+        if (r->capture && (size_t)n <= sizeof r->captured && !is_gate(d, (size_t)n, d[2])) {
+            memcpy(r->captured, d, (size_t)n);
+            r->captured_len = (size_t)n;
+        }
         if (r->has_client && !r->cut_down)
             sendto(r->front, d, (size_t)n, 0, (struct sockaddr *)&r->client, sizeof r->client);
     }
@@ -198,19 +205,45 @@ static void gate_send(int sock, const void *d, size_t n)
                  (ssize_t)n);
 }
 
+/* The echo a real gate adds to a CHALLENGE or DENY answering a RESUME:
+ * the proof of the newest RESUME the relay kept. */
+static const uint8_t *last_proof(void)
+{
+    cr_assert_eq(t.r.last_len, (size_t)KZ_GATE_RESUME_BYTES, "a RESUME to answer");
+    return t.r.last + KZ_GATE_RESUME_FIXED_BYTES - KZ_RESUME_PROOF_BYTES;
+}
+
+/* A CHALLENGE with `echo` (NULL: none, the handshake's 28 bytes). */
+static void send_challenge_echo(int sock, const uint8_t cookie[KZ_COOKIE_BYTES],
+                                const uint8_t *echo)
+{
+    uint8_t d[KZ_GATE_RESUME_CHALLENGE_BYTES] = {KZ_GATE_MARK0, KZ_GATE_MARK1, KZ_GATE_CHALLENGE,
+                                                 KZ_PROTOCOL_VERSION};
+    memcpy(d + KZ_GATE_HEADER_BYTES, cookie, KZ_COOKIE_BYTES);
+    if (echo)
+        memcpy(d + KZ_GATE_CHALLENGE_BYTES, echo, KZ_RESUME_PROOF_BYTES);
+    gate_send(sock, d, echo ? KZ_GATE_RESUME_CHALLENGE_BYTES : KZ_GATE_CHALLENGE_BYTES);
+}
+
+/* A DENY with `echo` (NULL: none, the handshake's 5 bytes). */
+static void send_deny_echo(int sock, uint8_t reason, const uint8_t *echo)
+{
+    uint8_t d[KZ_GATE_RESUME_DENY_BYTES] = {KZ_GATE_MARK0, KZ_GATE_MARK1, KZ_GATE_DENY,
+                                            KZ_PROTOCOL_VERSION, reason};
+    if (echo)
+        memcpy(d + KZ_GATE_DENY_BYTES, echo, KZ_RESUME_PROOF_BYTES);
+    gate_send(sock, d, echo ? KZ_GATE_RESUME_DENY_BYTES : KZ_GATE_DENY_BYTES);
+}
+
+/* The gate's answers to the newest RESUME, as the gate sends them. */
 static void send_challenge(const uint8_t cookie[KZ_COOKIE_BYTES])
 {
-    uint8_t d[KZ_GATE_CHALLENGE_BYTES] = {KZ_GATE_MARK0, KZ_GATE_MARK1, KZ_GATE_CHALLENGE,
-                                          KZ_PROTOCOL_VERSION};
-    memcpy(d + KZ_GATE_HEADER_BYTES, cookie, KZ_COOKIE_BYTES);
-    gate_send(t.r.front, d, sizeof d);
+    send_challenge_echo(t.r.front, cookie, last_proof());
 }
 
 static void send_deny(int sock, uint8_t reason)
 {
-    uint8_t d[KZ_GATE_DENY_BYTES] = {KZ_GATE_MARK0, KZ_GATE_MARK1, KZ_GATE_DENY,
-                                     KZ_PROTOCOL_VERSION, reason};
-    gate_send(sock, d, sizeof d);
+    send_deny_echo(sock, reason, last_proof());
 }
 
 static void send_resumed(int sock, const kz_session_keys *keys, const kz__ticket *ticket)
@@ -353,14 +386,16 @@ static void setup_common(uint16_t timeout_s)
 }
 
 /* A bare client, connected through the relay, with a token of session
- * timeout `timeout_s` (0: the default). */
-static void start_bare_timeout(uint32_t resend_ms, uint16_t timeout_s)
+ * timeout `timeout_s` (0: the default) and resume_silence_ms `silence_ms`
+ * (0: the default). */
+static void start_bare_silence(uint32_t resend_ms, uint16_t timeout_s, uint32_t silence_ms)
 {
     setup_common(timeout_s);
     kz_netclient_config cc;
     memset(&cc, 0, sizeof cc);
     cc.connect_timeout_ms = 20000;
     cc.resend_ms = resend_ms;
+    cc.resume_silence_ms = silence_ms;
     t.nc = kz_netclient_create(&cc, &t.ct);
     cr_assert_not_null(t.nc);
     for (int i = 0; i < PUMP_LIMIT && (net_state() != KZ_NETCLIENT_CONNECTED || t.slot == UINT32_MAX); i++)
@@ -368,6 +403,11 @@ static void start_bare_timeout(uint32_t resend_ms, uint16_t timeout_s)
     cr_assert_eq(net_state(), KZ_NETCLIENT_CONNECTED);
     cr_assert_neq(t.slot, UINT32_MAX);
     cr_assert_neq(t.session_id, 0u, "the relay opened the ACCEPT");
+}
+
+static void start_bare_timeout(uint32_t resend_ms, uint16_t timeout_s)
+{
+    start_bare_silence(resend_ms, timeout_s, 0);
 }
 
 static void start_bare(uint32_t resend_ms)
@@ -551,9 +591,13 @@ Test(resume_client, a_rebind_resumes_through_a_challenge_and_only_a_valid_resume
     send_resumed(t.r.front, &t.ct.keys, &t1);
     send_resumed(t.r.front, &t.ct.keys, &t0);
     send_resumed(t.r.front, &t.ct.keys, &alien);
-    for (int i = 0; i < PUMP_LIMIT && rcount(KZ_NETCLIENT_C_DROP_RESUMED_STALE) < 3; i++)
+    for (int i = 0; i < PUMP_LIMIT && (rcount(KZ_NETCLIENT_C_DROP_RESUMED_STALE) < 2 ||
+                                       rcount(KZ_NETCLIENT_C_DROP_RESUMED_UNASKED) < 1);
+         i++)
         pump();
-    cr_assert_eq(rcount(KZ_NETCLIENT_C_DROP_RESUMED_STALE), 3u);
+    cr_assert_eq(rcount(KZ_NETCLIENT_C_DROP_RESUMED_STALE), 2u, "older path, other session");
+    cr_assert_eq(rcount(KZ_NETCLIENT_C_DROP_RESUMED_UNASKED), 1u, "the ticket we hold");
+    cr_assert_eq(rcount(KZ_NETCLIENT_C_TICKETS_CONFIRMED), 0u);
     cr_assert_eq(net_state(), KZ_NETCLIENT_RESUMING, "nothing forged ended the attempt");
     cr_assert(holds(&t1));
 
@@ -580,9 +624,9 @@ Test(resume_client, a_rebind_resumes_through_a_challenge_and_only_a_valid_resume
     wait_resumes(n + 1);
     check_resume(NULL, &t2);
     send_resumed(t.r.front, &t.ct.keys, &t2);
-    for (int i = 0; i < PUMP_LIMIT && rcount(KZ_NETCLIENT_C_DROP_RESUMED_STALE) < 4; i++)
+    for (int i = 0; i < PUMP_LIMIT && rcount(KZ_NETCLIENT_C_DROP_RESUMED_UNASKED) < 2; i++)
         pump();
-    cr_assert_eq(rcount(KZ_NETCLIENT_C_DROP_RESUMED_STALE), 4u);
+    cr_assert_eq(rcount(KZ_NETCLIENT_C_DROP_RESUMED_UNASKED), 2u);
     cr_assert_eq(net_state(), KZ_NETCLIENT_RESUMING);
     stop();
 }
@@ -610,11 +654,11 @@ Test(resume_client, deny_no_session_after_a_cookie_loses_the_session)
     /* Another reason, another address: ignored, counted. */
     send_deny(t.r.front, KZ_DENY_SERVER_FULL);
     send_deny(t.r.other, KZ_DENY_NO_SESSION);
-    for (int i = 0; i < PUMP_LIMIT && (rcount(KZ_NETCLIENT_C_DROP_GATE_UNEXPECTED) == 0 ||
+    for (int i = 0; i < PUMP_LIMIT && (rcount(KZ_NETCLIENT_C_DROP_DENY_REASON) == 0 ||
                                        rcount(KZ_NETCLIENT_C_DROP_GATE_SOURCE) == 0);
          i++)
         pump();
-    cr_assert_eq(rcount(KZ_NETCLIENT_C_DROP_GATE_UNEXPECTED), 1u);
+    cr_assert_eq(rcount(KZ_NETCLIENT_C_DROP_DENY_REASON), 1u);
     cr_assert_eq(rcount(KZ_NETCLIENT_C_DROP_GATE_SOURCE), 1u);
     cr_assert_eq(net_state(), KZ_NETCLIENT_RESUMING);
 
@@ -788,6 +832,245 @@ Test(resume_client, an_enet_timeout_past_the_grace_is_told_as_a_resume_timeout, 
     cr_assert_eq(net_state(), KZ_NETCLIENT_DISCONNECTED);
     cr_assert_eq(kz_netclient_reason(t.nc), KZ_LOST_RESUME_TIMEOUT);
     cr_assert_eq(rcount(KZ_NETCLIENT_C_RESUMES_TIMED_OUT), 1u);
+    stop();
+}
+
+/* Pumps until resume counter `id` reaches `n`. */
+static void wait_rcount(uint32_t id, uint64_t n)
+{
+    for (int i = 0; i < PUMP_LIMIT && rcount(id) < n; i++)
+        pump();
+    cr_assert_eq(rcount(id), n, "counter %u: %llu, not %llu", id, (unsigned long long)rcount(id),
+                 (unsigned long long)n);
+}
+
+/* The cookie of the newest RESUME. */
+static int last_cookie_is(const uint8_t cookie[KZ_COOKIE_BYTES])
+{
+    kz__resume p;
+    cr_assert_eq(kz__resume_parse(t.r.last, t.r.last_len, &p), KZ_OK);
+    return memcmp(p.cookie, cookie, KZ_COOKIE_BYTES) == 0;
+}
+
+Test(resume_client, only_a_challenge_or_deny_echoing_a_recent_resume_is_taken)
+{
+    start_bare(0); /* resend every 250 ms */
+    kz__ticket t1 = ticket_of(1);
+    give_ticket(&t1);
+    cr_assert_eq(kz_netclient_rebind(t.nc, NULL), KZ_OK);
+    wait_resumes(1);
+    uint8_t first_proof[KZ_RESUME_PROOF_BYTES], wrong[KZ_RESUME_PROOF_BYTES];
+    memcpy(first_proof, last_proof(), sizeof first_proof);
+    randombytes_buf(wrong, sizeof wrong);
+
+    /* Forged challenges from the gate's own address: the handshake's size
+     * (no echo) and an echo that is no proof of ours. Neither cookie is
+     * taken. */
+    uint8_t forged[KZ_COOKIE_BYTES], real[KZ_COOKIE_BYTES];
+    cookie_of(200, forged);
+    cookie_of(7, real);
+    send_challenge_echo(t.r.front, forged, NULL);
+    send_challenge_echo(t.r.front, forged, wrong);
+    wait_rcount(KZ_NETCLIENT_C_DROP_GATE_NO_ECHO, 1);
+    wait_rcount(KZ_NETCLIENT_C_DROP_GATE_BAD_ECHO, 1);
+    pump_n(20);
+    cr_assert_eq(t.r.resumes, 1u, "no forged challenge was answered");
+
+    /* The real one echoes the RESUME it answers. */
+    send_challenge(real);
+    wait_resumes(2);
+    check_resume(real, &t1);
+
+    /* Forged DENYs "no session" now that a cookie went out: without an
+     * echo and with a wrong one. The session stays. */
+    send_deny_echo(t.r.front, KZ_DENY_NO_SESSION, NULL);
+    send_deny_echo(t.r.front, KZ_DENY_NO_SESSION, wrong);
+    wait_rcount(KZ_NETCLIENT_C_DROP_GATE_NO_ECHO, 2);
+    wait_rcount(KZ_NETCLIENT_C_DROP_GATE_BAD_ECHO, 2);
+    cr_assert_eq(net_state(), KZ_NETCLIENT_RESUMING);
+    /* Odd sizes are malformed, not answers. */
+    uint8_t odd[KZ_GATE_RESUME_DENY_BYTES + 1] = {KZ_GATE_MARK0, KZ_GATE_MARK1, KZ_GATE_DENY,
+                                                  KZ_PROTOCOL_VERSION, KZ_DENY_NO_SESSION};
+    gate_send(t.r.front, odd, sizeof odd);
+    wait_rcount(KZ_NETCLIENT_C_DROP_GATE_MALFORMED, 1);
+    cr_assert_eq(net_state(), KZ_NETCLIENT_RESUMING);
+
+    /* The timed resends carry the real cookie, never the forged one. */
+    for (uint32_t k = 3; k <= 6; k++) {
+        t.skew += 260 * KZ_NS_PER_MS;
+        wait_resumes(k);
+        check_resume(real, &t1);
+    }
+    /* A proof older than the last few kept is no longer an answer. */
+    send_challenge_echo(t.r.front, forged, first_proof);
+    wait_rcount(KZ_NETCLIENT_C_DROP_GATE_BAD_ECHO, 3);
+    t.skew += 260 * KZ_NS_PER_MS;
+    wait_resumes(7);
+    cr_assert(last_cookie_is(real), "the forged cookie was not taken");
+    cr_assert_eq(net_state(), KZ_NETCLIENT_RESUMING);
+
+    /* The gate's real DENY, echoing a RESUME with the cookie, ends it. */
+    send_deny(t.r.front, KZ_DENY_NO_SESSION);
+    wait_net_state(KZ_NETCLIENT_DISCONNECTED);
+    cr_assert_eq(kz_netclient_reason(t.nc), KZ_LOST_RESUME_REFUSED);
+    stop();
+}
+
+/* Sends the captured server datagram to the client from the server's
+ * address (the relay's front), as a replaying attacker would. */
+static void replay_captured(void)
+{
+    cr_assert_gt(t.r.captured_len, 0u);
+    gate_send(t.r.front, t.r.captured, t.r.captured_len);
+}
+
+Test(resume_client, a_replayed_server_datagram_does_not_keep_a_dead_path_alive)
+{
+    start_bare(0);
+    kz__ticket t1 = ticket_of(1);
+    give_ticket(&t1);
+    /* Capture a datagram carrying a sealed message: it passes ENet's MAC
+     * check whenever it is replayed. */
+    t.r.capture = 1;
+    uint32_t got = t.client_msgs;
+    server_send(KZ_CHANNEL_EVENT, 3, "real", 4);
+    for (int i = 0; i < PUMP_LIMIT && t.client_msgs == got; i++)
+        pump();
+    cr_assert_eq(t.client_msgs, got + 1);
+    t.r.capture = 0;
+    pump_n(5);
+    t.r.last_from = t.r.client; /* where replays go */
+    t.r.cut_up = t.r.cut_down = 1;
+    pump_n(5);
+    kz_time_ns heard = kz_netclient_last_heard(t.nc);
+    uint64_t mac_ok_before = kz_counters_get(kz_netclient_counters(t.nc), KZ_NET_C_DROP_ENET_MAC);
+
+    /* The replay, once a second, while the client's clock runs on. */
+    for (uint32_t ms = 250; ms <= KZ_NETCLIENT_DEFAULT_SILENCE_MS; ms += 250) {
+        if (ms % 1000u == 0)
+            replay_captured();
+        clock_to(heard + ms * KZ_NS_PER_MS);
+        pump_n(3);
+    }
+    cr_assert_eq(kz_counters_get(kz_netclient_counters(t.nc), KZ_NET_C_DROP_ENET_MAC),
+                 mac_ok_before, "the replays passed the MAC check");
+    cr_assert_eq(kz_netclient_last_heard(t.nc), heard, "a replay is not news");
+    cr_assert_eq(net_state(), KZ_NETCLIENT_RESUMING, "silence is seen through the replays");
+    cr_assert_eq(t.client_msgs, got + 1, "nothing replayed came out");
+
+    /* A RESUMED naming the ticket we hold (a copy, for all we know) before
+     * any cookie went out: dropped, nothing changes. */
+    send_resumed(t.r.front, &t.ct.keys, &t1);
+    wait_rcount(KZ_NETCLIENT_C_DROP_RESUMED_UNASKED, 1);
+    cr_assert_eq(net_state(), KZ_NETCLIENT_RESUMING);
+    /* After a cookie went out, it confirms the ticket and nothing more:
+     * the path is not known to work. */
+    uint8_t a[KZ_COOKIE_BYTES];
+    cookie_of(11, a);
+    send_challenge(a);
+    for (int i = 0; i < PUMP_LIMIT && !last_cookie_is(a); i++)
+        pump();
+    cr_assert(last_cookie_is(a));
+    send_resumed(t.r.front, &t.ct.keys, &t1);
+    wait_rcount(KZ_NETCLIENT_C_TICKETS_CONFIRMED, 1);
+    cr_assert_eq(net_state(), KZ_NETCLIENT_RESUMING);
+    cr_assert_eq(kz_netclient_last_heard(t.nc), heard);
+
+    for (uint32_t ms = 2000; ms < GRACE_MS; ms += 250) {
+        if (ms % 1000u == 0)
+            replay_captured();
+        clock_to(heard + ms * KZ_NS_PER_MS);
+        pump_n(3);
+        cr_assert_eq(net_state(), KZ_NETCLIENT_RESUMING, "at %u ms", ms);
+    }
+    clock_to(heard + GRACE_MS * KZ_NS_PER_MS);
+    replay_captured();
+    pump_n(3);
+    cr_assert_eq(net_state(), KZ_NETCLIENT_DISCONNECTED, "the grace ends it");
+    cr_assert_eq(kz_netclient_reason(t.nc), KZ_LOST_RESUME_TIMEOUT);
+    stop();
+}
+
+Test(resume_client, resume_silence_is_clamped_to_the_grace_and_the_resend_interval)
+{
+    /* Asked for 10 s against a 5 s grace: half the grace is used. */
+    start_bare_silence(0, 0, 10000);
+    cr_assert_eq(kz__netclient_silence_ms(t.nc), 10000u, "as asked until the grace is known");
+    kz__ticket t1 = ticket_of(1);
+    give_ticket(&t1);
+    cr_assert_eq(kz__netclient_silence_ms(t.nc), GRACE_MS / 2u);
+    t.r.cut_down = 1;
+    pump_n(5);
+    kz_time_ns heard = kz_netclient_last_heard(t.nc);
+    clock_to(heard + (GRACE_MS / 2u - 100u) * KZ_NS_PER_MS);
+    pump();
+    cr_assert_eq(net_state(), KZ_NETCLIENT_CONNECTED);
+    clock_to(heard + (GRACE_MS / 2u) * KZ_NS_PER_MS);
+    pump();
+    cr_assert_eq(net_state(), KZ_NETCLIENT_RESUMING, "resumes at half the grace");
+    stop();
+
+    /* Asked for 100 ms with a 250 ms resend: two resends are used. */
+    start_bare_silence(250, 0, 100);
+    t1 = ticket_of(1);
+    give_ticket(&t1);
+    cr_assert_eq(kz__netclient_silence_ms(t.nc), 500u);
+    t.r.cut_down = 1;
+    pump_n(5);
+    heard = kz_netclient_last_heard(t.nc);
+    clock_to(heard + 400 * KZ_NS_PER_MS);
+    pump();
+    cr_assert_eq(net_state(), KZ_NETCLIENT_CONNECTED, "one lost datagram is not a break");
+    clock_to(heard + 500 * KZ_NS_PER_MS);
+    pump();
+    cr_assert_eq(net_state(), KZ_NETCLIENT_RESUMING);
+    stop();
+}
+
+Test(resume_client, the_servers_end_of_grace_while_resuming_is_a_resume_timeout)
+{
+    start_bare(SLOW_RESEND_MS);
+    kz__ticket t1 = ticket_of(1);
+    give_ticket(&t1);
+    /* The uplink breaks; the server, idle, sends nothing: the client
+     * resumes on silence while the server stops hearing it. */
+    t.r.cut_up = 1;
+    pump_n(5);
+    clock_to(kz_netclient_last_heard(t.nc) + KZ_NETCLIENT_DEFAULT_SILENCE_MS * KZ_NS_PER_MS);
+    pump();
+    cr_assert_eq(net_state(), KZ_NETCLIENT_RESUMING);
+    /* The server's grace ends: its DISCONNECT carries reason 0. */
+    cr_assert_eq(kz_netserver_kick(t.srv, t.slot, 0), KZ_OK);
+    wait_net_state(KZ_NETCLIENT_DISCONNECTED);
+    cr_assert_eq(kz_netclient_reason(t.nc), KZ_LOST_RESUME_TIMEOUT);
+    cr_assert_eq(rcount(KZ_NETCLIENT_C_RESUMES_TIMED_OUT), 1u);
+    stop();
+}
+
+Test(resume_client, a_clock_stepping_back_is_no_silence)
+{
+    start_bare(0);
+    kz__ticket t1 = ticket_of(1);
+    give_ticket(&t1);
+    kz_time_ns heard = kz_netclient_last_heard(t.nc);
+    /* The application's clock steps back by a minute: nothing reads it as
+     * an age, and a DISCONNECT with reason 0 then is told as it is. */
+    t.skew = 0;
+    kz_time_ns back = heard - 60 * KZ_NS_PER_S;
+    cr_assert_eq(kz_netclient_update(t.nc, back), KZ_OK);
+    cr_assert_eq(net_state(), KZ_NETCLIENT_CONNECTED);
+    cr_assert_eq(kz_netserver_kick(t.srv, t.slot, 0), KZ_OK);
+    for (int i = 0; i < PUMP_LIMIT && net_state() != KZ_NETCLIENT_DISCONNECTED; i++) {
+        serve();
+        relay_up(&t.r);
+        relay_down(&t.r);
+        (void)kz_netclient_update(t.nc, back);
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_eq(net_state(), KZ_NETCLIENT_DISCONNECTED);
+    cr_assert_eq(kz_netclient_reason(t.nc), 0u, "not a resume timeout");
+    cr_assert_eq(rcount(KZ_NETCLIENT_C_RESUMES_TIMED_OUT), 0u);
     stop();
 }
 

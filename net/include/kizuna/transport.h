@@ -199,7 +199,9 @@ typedef struct kz_netclient_config {
     uint32_t resume_silence_ms;   /* with a resume ticket: start resuming after this
                                      long without an authenticated datagram from
                                      the server; 0 = KZ_NETCLIENT_DEFAULT_SILENCE_MS.
-                                     Keep it well below the server's grace. */
+                                     Once the ticket names the grace, the value
+                                     used is at most grace/2 and at least
+                                     2 x resend_ms (logged once when changed). */
     kz_log log;
     kz_allocator alloc;
 } kz_netclient_config;
@@ -238,8 +240,11 @@ KZ_API uint32_t kz_netclient_slot(const kz_netclient *c);
  * nothing changed).
  */
 KZ_API KZ_MUST_CHECK int kz_netclient_rebind(kz_netclient *c, const kz_address *local);
-/* The `now` of the update that last received an authenticated datagram
- * from the server (0 before the first). */
+/* The `now` of the update before the last fresh evidence from the server
+ * (0 before the first): a sealed message that kz_netclient_poll opened past
+ * its replay window, or a RESUMED that handed over a later ticket. A
+ * datagram that only passes ENet's MAC (it may be a replay) does not count,
+ * so an application with a ticket must poll every frame. */
 KZ_API kz_time_ns kz_netclient_last_heard(const kz_netclient *c);
 
 /* The client's own counters: gate replies, resume tickets and resumes
@@ -261,7 +266,15 @@ KZ_API kz_time_ns kz_netclient_last_heard(const kz_netclient *c);
     X(DROP_GATE_UNEXPECTED, "drop_gate_unexpected")        \
     X(DROP_RESUMED_AUTH, "drop_resumed_bad_seal")          \
     X(DROP_RESUMED_STALE, "drop_resumed_stale")            \
-    X(DROP_DENY_UNPROVEN, "drop_deny_before_cookie")
+    X(DROP_DENY_UNPROVEN, "drop_deny_before_cookie")       \
+    X(DROP_GATE_MALFORMED, "drop_gate_malformed")          \
+    X(DROP_GATE_HANDSHAKE, "drop_gate_handshake_refused")  \
+    X(DROP_GATE_NO_ECHO, "drop_gate_reply_without_echo")   \
+    X(DROP_GATE_BAD_ECHO, "drop_gate_reply_unknown_echo")  \
+    X(DROP_DENY_REASON, "drop_deny_other_reason")          \
+    X(DROP_RESUMED_UNASKED, "drop_resumed_same_unasked")   \
+    X(TICKETS_CONFIRMED, "resume_tickets_confirmed")       \
+    X(UPLINK_STALLS, "resumes_started_uplink")
 
 enum {
 #define KZ__NETCLIENT_ENUM(id, name) KZ_NETCLIENT_C_##id,
