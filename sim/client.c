@@ -47,14 +47,32 @@ typedef struct kz__vslot {
     kz_badge badge;
 } kz__vslot;
 
-/* What the client remembers of a break in the path, for KZ_EV_RESUMED. */
+/* What the client remembers of a break in the path, for KZ_EV_RESUMED and
+ * for standing its own avatar still as the server does. */
 typedef struct kz__reconnect {
-    kz_time_ns broken_since;  /* the transport's last datagram before the break */
+    kz_time_ns broken_since;  /* the last moment the path was known to work */
 } kz__reconnect;
 
 static void reconnect_reset(kz__reconnect *r)
 {
     r->broken_since = 0;
+}
+
+/* Whether the server still takes our inputs: each snapshot names the
+ * newest input tick the server applied. Inputs sent and not acknowledged
+ * for the transport's resume silence mean the uplink broke (the server's
+ * datagrams may still arrive, so the transport cannot see it). */
+typedef struct kz__uplink {
+    uint32_t acked;            /* newest input tick a snapshot acknowledged */
+    kz_time_ns acked_at;       /* when it advanced last */
+    kz_time_ns unacked_since;  /* first input sent since then, 0 = none pending */
+} kz__uplink;
+
+static void uplink_reset(kz__uplink *u)
+{
+    u->acked = 0;
+    u->acked_at = 0;
+    u->unacked_since = 0;
 }
 
 struct kz_client {
@@ -107,6 +125,7 @@ struct kz_client {
     uint8_t polled[KZ__EV_DATA];
 
     kz__reconnect reconnect;
+    kz__uplink uplink;
 
     kz_counters counters;
     kz_counter_block c;
@@ -196,6 +215,7 @@ int kz_client_connect(kz_client *c, const kz_connect_token *token, kz_time_ns no
     memset(&c->kick_text, 0,
            offsetof(struct kz_client, now) - offsetof(struct kz_client, kick_text));
     reconnect_reset(&c->reconnect);
+    uplink_reset(&c->uplink);
     int rc = kz__netclient_open(&c->cfg.net, token, &c->net);
     if (rc != KZ_OK)
         return rc;
@@ -314,6 +334,20 @@ static void on_welcome(kz_client *c, const uint8_t *p, uint32_t len)
 }
 
 /* ---- snapshots ---------------------------------------------------------- */
+
+/* A snapshot acknowledged input tick `input_tick`: when it advanced, the
+ * server takes our inputs (a resume of a broken uplink is over). The
+ * inputs still pending count from now. */
+static void note_ack(kz_client *c, uint32_t input_tick)
+{
+    kz__uplink *u = &c->uplink;
+    if (input_tick <= u->acked)
+        return;
+    u->acked = input_tick;
+    u->acked_at = c->now;
+    u->unacked_since = c->cmd_tick > input_tick ? c->now : 0;
+    kz__netclient_uplink_ok(c->net);
+}
 
 static void badge_copy(kz_badge *out, const kz_snap_badge *in)
 {
@@ -498,6 +532,7 @@ static void on_snapshot(kz_client *c, const uint8_t *p, uint32_t len)
         kz_counter_inc(c->c, KZ_CLIENT_C_SNAPSHOTS_LATE);
         return;
     }
+    note_ack(c, h.input_tick);
     if (c->cfg.header_only) {
         c->newest = tick;  /* acknowledged by the next input message */
         take_header(c, &h);
@@ -596,12 +631,33 @@ static void drain(kz_client *c)
 
 /* ---- input ticks -------------------------------------------------------- */
 
+/* Whether the server stands the avatar still by now: the path has been
+ * broken for KZ_DETACH_SILENCE_MS, so the server has heard nothing for at
+ * least that long and has detached the session (docs/PROTOCOL.md,
+ * "Resume"). */
+static int detached(const kz_client *c)
+{
+    return c->state == KZ_CLIENT_RECONNECTING &&
+           c->now - c->reconnect.broken_since >= (kz_time_ns)KZ_DETACH_SILENCE_MS * KZ_NS_PER_MS &&
+           c->now > c->reconnect.broken_since;
+}
+
+/* One input tick. While detached the command stands still (no movement,
+ * the intent's pose and heading kept), both in the own prediction and in
+ * what is sent: the server moves the avatar by none of the commands of
+ * that time, so the avatar does not snap back once the session resumes. */
 static void input_tick(kz_client *c)
 {
     uint32_t t = ++c->cmd_tick;
     kz_wire_command *cmd = &c->cmds[t % KZ__CMD_RING];
     kz_wire_command_from(&c->intent, c->welcome.max_speed, cmd);
     cmd->tick = t;
+    if (detached(c)) {
+        memset(cmd->move, 0, sizeof cmd->move);
+        kz_counter_inc(c->c, KZ_CLIENT_C_INPUTS_DETACHED);
+    }
+    if (c->uplink.unacked_since == 0)
+        c->uplink.unacked_since = c->now;
     if (!c->cfg.header_only) {  /* a header-only client does not predict */
         kz_wire_integrate(&c->codec, &c->self, cmd);
         c->predicted[t % KZ__CMD_RING] = c->self;
@@ -660,8 +716,26 @@ static void follow_resume(kz_client *c)
         c->state = KZ_CLIENT_CONNECTED;
         uint32_t ms = ms_between(c->reconnect.broken_since, kz_netclient_last_heard(c->net));
         reconnect_reset(&c->reconnect);
+        c->uplink.unacked_since = 0; /* the inputs before the break are not waited for */
         push_event(c, KZ_EV_RESUMED, c->self.entity, ms, NULL, 0, NULL);
     }
+}
+
+/* Inputs unacknowledged for the transport's resume silence while
+ * snapshots still arrive: the uplink broke, which only we can see. The
+ * break counts from the last acknowledgement. */
+static void watch_uplink(kz_client *c)
+{
+    kz__uplink *u = &c->uplink;
+    kz_time_ns silence = (kz_time_ns)kz__netclient_silence_ms(c->net) * KZ_NS_PER_MS;
+    if (c->state != KZ_CLIENT_CONNECTED || u->unacked_since == 0 ||
+        c->now < u->unacked_since || c->now - u->unacked_since < silence)
+        return;
+    kz_time_ns since = u->acked_at ? u->acked_at : u->unacked_since;
+    if (!kz__netclient_resume_uplink(c->net, since))
+        return;
+    follow_resume(c);
+    c->reconnect.broken_since = since;
 }
 
 uint32_t kz_client_update(kz_client *c, kz_time_ns now)
@@ -691,6 +765,7 @@ uint32_t kz_client_update(kz_client *c, kz_time_ns now)
         return c->state;
     }
     follow_resume(c);
+    watch_uplink(c);
     if (!c->cfg.header_only && input_ticks(c) > 0) {
         (void)kz_netclient_update(c->net, c->now);  /* flush the input now */
         follow_resume(c);

@@ -15,6 +15,7 @@
  */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
+#include <math.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sodium.h>
@@ -32,6 +33,7 @@
 #include "net/resume.h"
 #include "sim/wire.h"
 #include "support/loopback.h"
+#include "support/world.h"
 
 #define PROTOCOL 0x4B5A52534D430001ull
 #define SERVER_ID 47u
@@ -1224,4 +1226,171 @@ Test(resume_client, the_world_client_reports_a_resume_that_timed_out)
     cr_assert_eq(kz_client_reason(t.cl), KZ_LOST_RESUME_TIMEOUT);
     cr_assert_eq(kz_client_state(t.cl), KZ_CLIENT_DISCONNECTED);
     stop();
+}
+
+/* ---- the world's client against a real server --------------------------- */
+
+#define WDT (KZ_NS_PER_S / 60)
+#define WORLD_GRACE_MS 15000u
+#define WALK_SPEED 1.5f          /* m/s along x */
+
+/* What one world client saw, step by step. */
+typedef struct wtrack {
+    uint32_t resumed, reconnecting, disconnected, disconnect_code;
+    float max_jump_after_resume;  /* largest move of the own avatar in one step,
+                                     beyond the walk's own, after KZ_EV_RESUMED */
+    float last[3];
+    int have_last;
+} wtrack;
+
+static void wstart(kzt_world *w)
+{
+    kz_server_config sc;
+    memset(&sc, 0, sizeof sc);
+    kz_server_config_default(&sc);
+    sc.net.resume_grace_ms = WORLD_GRACE_MS;
+    memset(w, 0, sizeof *w);
+    cr_assert_eq(kzt_world_start(w, 1, "none", &sc, 5), KZ_OK);
+    cr_assert_eq(kzt_world_connect_all(w, WDT, 60 * KZ_NS_PER_S), 1u);
+}
+
+static float dist3(const float a[3], const float b[3])
+{
+    float dx = a[0] - b[0], dy = a[1] - b[1], dz = a[2] - b[2];
+    return sqrtf(dx * dx + dy * dy + dz * dz);
+}
+
+/* Steps the world `seconds` with the client walking straight on. */
+static void wwalk(kzt_world *w, wtrack *k, double seconds)
+{
+    kz_client *cl = w->clients[0];
+    kz_avatar_state intent;
+    kz_avatar_state_rest(&intent);
+    intent.vel[0] = WALK_SPEED;
+    for (uint32_t s = 0; s < (uint32_t)(seconds * 60); s++) {
+        (void)kz_client_send_input(cl, &intent);
+        kzt_world_step(w, WDT);
+        kz_client_event ev;
+        while (kz_client_poll_event(cl, &ev) == KZ_OK) {
+            k->resumed += ev.type == KZ_EV_RESUMED;
+            k->reconnecting += ev.type == KZ_EV_RECONNECTING;
+            if (ev.type == KZ_EV_DISCONNECTED) {
+                k->disconnected++;
+                k->disconnect_code = ev.code;
+            }
+        }
+        kz_avatar_state self;
+        if (kz_client_self(cl, &self) != KZ_OK)
+            continue;
+        if (k->have_last && k->resumed) {
+            float jump = dist3(self.pos, k->last) - WALK_SPEED / 60.0f;
+            if (jump > k->max_jump_after_resume)
+                k->max_jump_after_resume = jump;
+        }
+        memcpy(k->last, self.pos, sizeof k->last);
+        k->have_last = 1;
+    }
+}
+
+static void set_paths(kzt_world *w, int up_dead, int down_dead)
+{
+    kz_impair_config clear, dead;
+    cr_assert_eq(kz_impair_profile("none", &clear), KZ_OK);
+    dead = clear;
+    dead.loss_pct = 100.0;
+    cr_assert_eq(kz_proxy_set_impairment(w->proxy, up_dead ? &dead : &clear,
+                                         down_dead ? &dead : &clear),
+                 KZ_OK);
+}
+
+static uint64_t wrcount(kzt_world *w, uint32_t id)
+{
+    return kz_counters_get(kz_netclient_resume_counters(kz_client_net(w->clients[0])), id);
+}
+
+/* The server stands a silent avatar still after KZ_DETACH_SILENCE_MS; the
+ * client's own prediction must do the same, or the avatar it shows walks
+ * on for the whole break and snaps back when the session resumes. */
+Test(resume_client, after_a_5_s_blackout_while_walking_the_own_avatar_does_not_snap_back,
+     .timeout = 120)
+{
+    kzt_world w;
+    wtrack k;
+    memset(&k, 0, sizeof k);
+    wstart(&w);
+    wwalk(&w, &k, 1.0);
+    set_paths(&w, 1, 1);
+    wwalk(&w, &k, 5.0);
+    cr_assert_eq(kz_client_state(w.clients[0]), KZ_CLIENT_RECONNECTING);
+    cr_assert_gt(kz_counters_get(kz_client_counters(w.clients[0]), KZ_CLIENT_C_INPUTS_DETACHED),
+                 0u, "commands stood still once the server had detached");
+    kz_avatar_state mine, server;
+    cr_assert_eq(kz_client_self(w.clients[0], &mine), KZ_OK);
+    cr_assert_eq(kz_server_entity(w.srv, kz_client_self_id(w.clients[0]), &server), KZ_OK);
+    float apart = dist3(mine.pos, server.pos);
+    cr_assert_lt(apart, 0.5f, "the prediction stands where the server holds the avatar "
+                              "(%.2f m apart; walking on would be %.1f m)",
+                 apart, (5.0 - KZ_DETACH_SILENCE_MS / 1000.0) * WALK_SPEED);
+    set_paths(&w, 0, 0);
+    wwalk(&w, &k, 3.0);
+    cr_assert_eq(k.resumed, 1u);
+    cr_assert_eq(k.disconnected, 0u);
+    cr_assert_eq(kz_client_state(w.clients[0]), KZ_CLIENT_CONNECTED);
+    cr_assert_lt(k.max_jump_after_resume, 0.5f, "the correction on resume is small (%.2f m)",
+                 k.max_jump_after_resume);
+    kzt_world_stop(&w);
+}
+
+/* Only the client's datagrams are lost: the server's snapshots still
+ * arrive, so the transport hears the server all along, but they stop
+ * acknowledging the client's inputs. The world's client resumes. */
+Test(resume_client, an_uplink_only_break_is_seen_and_resumed, .timeout = 120)
+{
+    kzt_world w;
+    wtrack k;
+    memset(&k, 0, sizeof k);
+    wstart(&w);
+    wwalk(&w, &k, 1.0);
+    set_paths(&w, 1, 0);
+    wwalk(&w, &k, 3.0);
+    cr_assert_eq(kz_client_state(w.clients[0]), KZ_CLIENT_RECONNECTING,
+                 "inputs unacknowledged for the resume silence");
+    cr_assert_eq(k.reconnecting, 1u);
+    cr_assert_eq(wrcount(&w, KZ_NETCLIENT_C_UPLINK_STALLS), 1u);
+    cr_assert_eq(wrcount(&w, KZ_NETCLIENT_C_RESUMES_STARTED), 1u);
+    /* The server's datagrams keep coming: they do not end this resume. */
+    wwalk(&w, &k, 1.0);
+    cr_assert_eq(kz_client_state(w.clients[0]), KZ_CLIENT_RECONNECTING);
+    cr_assert_eq(wrcount(&w, KZ_NETCLIENT_C_RESUMES_HEALED), 0u);
+    kz_avatar_state held, now_at;
+    uint32_t id = kz_client_self_id(w.clients[0]);
+    cr_assert_eq(kz_server_entity(w.srv, id, &held), KZ_OK);
+    set_paths(&w, 0, 0);
+    wwalk(&w, &k, 3.0);
+    cr_assert_eq(k.resumed, 1u, "resumed once the inputs were acknowledged again");
+    cr_assert_eq(k.disconnected, 0u);
+    cr_assert_eq(kz_client_state(w.clients[0]), KZ_CLIENT_CONNECTED);
+    cr_assert_eq(kz_server_entity(w.srv, id, &now_at), KZ_OK);
+    cr_assert_gt(dist3(now_at.pos, held.pos), 1.0f, "the server takes the walk again");
+    cr_assert_lt(k.max_jump_after_resume, 0.5f, "(%.2f m)", k.max_jump_after_resume);
+    kzt_world_stop(&w);
+}
+
+/* An uplink broken past the grace: the server ends the session (its
+ * DISCONNECT, reason 0, still reaches the client) and the client tells it
+ * as the resume timeout it is. */
+Test(resume_client, an_uplink_broken_past_the_grace_ends_as_a_resume_timeout, .timeout = 120)
+{
+    kzt_world w;
+    wtrack k;
+    memset(&k, 0, sizeof k);
+    wstart(&w);
+    wwalk(&w, &k, 1.0);
+    set_paths(&w, 1, 0);
+    wwalk(&w, &k, WORLD_GRACE_MS / 1000.0 + 2.0);
+    cr_assert_eq(kz_client_state(w.clients[0]), KZ_CLIENT_DISCONNECTED);
+    cr_assert_eq(k.disconnected, 1u);
+    cr_assert_eq(k.disconnect_code, KZ_LOST_RESUME_TIMEOUT);
+    cr_assert_eq(kz_client_reason(w.clients[0]), KZ_LOST_RESUME_TIMEOUT);
+    kzt_world_stop(&w);
 }

@@ -381,6 +381,12 @@ namespace Kizuna
         public const uint KZ_DENY_CLIENT_IN_USE = 3;
         public const uint KZ_DENY_SHUTTING_DOWN = 4;
         public const uint KZ_DENY_UNAVAILABLE = 5;
+        /* A resume refused: the server holds no session for the ticket
+         * (seen as KZ_LOST_RESUME_REFUSED on the client). */
+        public const uint KZ_DENY_NO_SESSION = 6;
+        /* The token's old session is being replaced: the client asks again
+         * by itself (a restarted app's connect). */
+        public const uint KZ_DENY_REPLACING = 7;
 
         /* kizuna/avatar.h */
         public const float KZ_AVATAR_REACH = 2.0f;
@@ -432,7 +438,8 @@ namespace Kizuna
         public const uint KZ_CLIENT_C_INPUTS_SENT = 6;
         public const uint KZ_CLIENT_C_EVENTS_DROPPED = 7;
         public const uint KZ_CLIENT_C_SNAPSHOTS_EARLY = 8;
-        public const uint KZ_CLIENT_C_COUNT = 9;
+        public const uint KZ_CLIENT_C_INPUTS_DETACHED = 9;
+        public const uint KZ_CLIENT_C_COUNT = 10;
 
         /* kizuna/server.h: role-gated actions (kz_client_admin) and kick
          * reasons (kz_client_reason after KZ_CLIENT_DISCONNECTED). */
@@ -448,6 +455,9 @@ namespace Kizuna
         public const uint KZ_KICK_VIOLATION = 2;
         public const uint KZ_KICK_SHUTDOWN = 3;
         public const uint KZ_KICK_NO_PLACE = 4;
+        /* A newer connect of the same client (a restarted app with its
+         * token file) replaced this session. */
+        public const uint KZ_KICK_REPLACED = 5;
 
         /* Notice codes (KZ_EV_NOTICE's code) and message limits, from
          * kizuna/client.h; the values are part of the wire protocol

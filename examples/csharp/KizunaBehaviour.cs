@@ -14,12 +14,15 @@
  * clockwise seen from above, hence the minus signs. Every client of one
  * world must use the same mapping.
  *
- * Phones change networks: when Unity reports a change of reachability
- * (Wi-Fi to mobile data and back), the component tells the client, which
- * moves to the new network and resumes the session (the avatar stays;
- * others see nothing). Silence is detected by the client itself. While it
- * reconnects the game keeps running: input is still taken, others hold
- * where they were last seen.
+ * Phones change networks: when Unity reports that the device is reachable
+ * over another kind of network than before (Wi-Fi to mobile data, or
+ * back), the component tells the client, which moves to the new network
+ * and resumes the session (the avatar stays; others see nothing). A
+ * network that goes away and comes back as the same kind is not a move:
+ * the socket stays, and if its address did change after all (a new Wi-Fi
+ * network, which Unity does not tell apart), the client sees the silence
+ * and resumes by itself. While it reconnects the game keeps running:
+ * input is still taken, others hold where they were last seen.
  *
  * Everything runs on Unity's main thread: KizunaClient refuses calls from
  * any other.
@@ -42,7 +45,8 @@ public sealed class KizunaBehaviour : MonoBehaviour
     private readonly Dictionary<uint, string> names = new Dictionary<uint, string>();
     private readonly List<uint> gone = new List<uint>();
     private readonly HashSet<uint> inView = new HashSet<uint>();
-    private NetworkReachability reachability;
+    /* The kind of network the session last used (never NotReachable). */
+    private NetworkReachability network;
 
     private void Start()
     {
@@ -51,7 +55,7 @@ public sealed class KizunaBehaviour : MonoBehaviour
         int rc = client.ConnectFile(tokenPath, KizunaClient.NowNs());
         if (rc != Native.KZ_OK)
             Debug.LogError("Kizuna: cannot connect: " + Native.ErrorName(rc));
-        reachability = Application.internetReachability;
+        network = Application.internetReachability;
     }
 
     /* Runs inside a KizunaClient call, on the main thread. */
@@ -80,18 +84,18 @@ public sealed class KizunaBehaviour : MonoBehaviour
         PlaceOthers();
     }
 
-    /* A new network: move the client's socket there and resume at once,
-     * rather than waiting for the old path's silence. KZ_ESTATE means
-     * there is nothing to move (not in the world, or a server without
-     * resume). */
+    /* Another kind of network: move the client's socket there and resume
+     * at once, rather than waiting for the old path's silence. No network
+     * at all is nothing to move to (the client resumes on silence once one
+     * is back), and coming back to the same kind keeps the socket.
+     * KZ_ESTATE means there is nothing to move (not in the world, or a
+     * server without resume). */
     private void FollowNetwork()
     {
         NetworkReachability now = Application.internetReachability;
-        if (now == reachability)
+        if (now == NetworkReachability.NotReachable || now == network)
             return;
-        reachability = now;
-        if (now == NetworkReachability.NotReachable)
-            return;  /* nothing to move to yet; the client resumes on silence */
+        network = now;
         int rc = client.Rebind(null);
         if (rc != Native.KZ_OK && rc != Native.KZ_ESTATE)
             Debug.LogWarning("Kizuna: cannot move to the new network: " + Native.ErrorName(rc));

@@ -237,7 +237,8 @@ KZ_API int kz_client_rebind(kz_client *c, const char *local_ip);
     X(CORRECTIONS, "corrections")                   \
     X(INPUTS_SENT, "input_messages_sent")           \
     X(EVENTS_DROPPED, "events_dropped_queue_full")  \
-    X(SNAPSHOTS_EARLY, "snapshots_before_welcome")
+    X(SNAPSHOTS_EARLY, "snapshots_before_welcome")  \
+    X(INPUTS_DETACHED, "inputs_standing_still_detached")
 
 enum {
 #define KZ__CLIENT_ENUM(id, name) KZ_CLIENT_C_##id,
