@@ -104,6 +104,10 @@ grep -q "\"event\":\"fleet_joined\".*\"key\":\"w1.single.$id\"" server1.log || f
 "$BIN" fleet list --nats "$NATS_URL" --world w1 --json >json.out || fail "fleet list --json"
 grep -q "{\"entries\":\[{\"world\":\"w1\",\"role\":\"single\",\"id\":\"$id\",\"address\":\"127.0.0.1:$UDP_PORT\",\"sessions\":0,\"max\":1024,\"version\":\"$VERSION\"}\]" json.out ||
     fail "json: $(cat json.out)"
+# The heartbeat keeps it: still there after more than the time to live.
+sleep 3
+"$BIN" fleet list --nats "$NATS_URL" --world w1 >list.out || fail "fleet list"
+grep -q "^w1 single $id " list.out || fail "a live member's entry expired: the heartbeat stopped"
 ok
 
 # 2. Hostile values straight into the bucket: skipped and counted.
@@ -184,7 +188,7 @@ grep -q 'readable or writable by others (mode 0644)' auth.err || fail "mode refu
 ok
 
 # 7. A dead URL: a clear error and exit 1, for the list and for run.
-kill -9 "$NATS_PID"
+kill "$NATS_PID"
 wait "$NATS_PID" 2>/dev/null || true
 status=0
 "$BIN" fleet list --nats "nats://127.0.0.1:1" >list.out 2>list.err || status=$?
