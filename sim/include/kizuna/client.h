@@ -142,6 +142,13 @@ typedef struct kz_client_entity {
 KZ_API void kz_client_config_default(kz_client_config *cfg);
 /* NULL on bad configuration or no memory (logged). */
 KZ_API kz_client *kz_client_create(const kz_client_config *cfg);
+/* Sends the ENet disconnect from the current socket (the session ends at
+ * once when it arrives), wipes the keys, frees everything. While
+ * RECONNECTING after a kz_client_rebind the server drops datagrams from
+ * the new address until a RESUME has moved the session, so the
+ * disconnect is lost and the session ends with the server's grace (a new
+ * kz_client_connect with the same token replaces it sooner). NULL is
+ * ignored. */
 KZ_API void kz_client_destroy(kz_client *c);
 
 /* Starts connecting with `token` (copied). A client whose session ended
