@@ -494,6 +494,156 @@ int kzs_fleet_list(kzs_fleet_conn *fc, const char *world,
     return 0;
 }
 
+/* ---- choosing members for a token --------------------------------------- */
+
+void kzs_fleet_choice_init(kzs_fleet_choice *c, const char *world)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->world, sizeof c->world, "%s", world);
+}
+
+/* 1 when a ranks before b: more free capacity, then the smaller id, then
+ * the smaller role. Both passed kzs_fleet_entry_ok, so sessions <= max. */
+static int kzs_fleet_ranks_before(const kzs_fleet_entry *a, const kzs_fleet_entry *b)
+{
+    uint32_t free_a = a->max - a->sessions, free_b = b->max - b->sessions;
+    if (free_a != free_b)
+        return free_a > free_b;
+    int by_id = strcmp(a->id, b->id);
+    return by_id != 0 ? by_id < 0 : strcmp(a->role, b->role) < 0;
+}
+
+static int kzs_fleet_loopback(const kz_address *a)
+{
+    static const uint8_t v6_loopback[16] = {[15] = 1};
+    return a->family == KZ_ADDR_IPV4 ? a->ip[0] == 127
+                                     : memcmp(a->ip, v6_loopback, sizeof v6_loopback) == 0;
+}
+
+/* The address a token names for e: its first non-loopback one, else its
+ * first. 0, or -1 when the list does not parse (cannot happen for a
+ * checked entry). */
+static int kzs_fleet_token_address(const kzs_fleet_entry *e, kz_address *out)
+{
+    kz_address list[KZ_VERIFIER_MAX_ADDRESSES];
+    uint32_t n = 0;
+    if (kzs_public_address_parse(e->address, list, &n) != NULL || n == 0)
+        return -1;
+    *out = list[0];
+    for (uint32_t i = 0; i < n; i++)
+        if (!kzs_fleet_loopback(&list[i])) {
+            *out = list[i];
+            break;
+        }
+    return 0;
+}
+
+static int kzs_fleet_same_address(const kz_address *a, const kz_address *b)
+{
+    size_t ip_len = a->family == KZ_ADDR_IPV4 ? 4 : 16;
+    return a->family == b->family && a->port == b->port && memcmp(a->ip, b->ip, ip_len) == 0;
+}
+
+static void kzs_fleet_choice_remove(kzs_fleet_choice *c, uint32_t i)
+{
+    memmove(&c->chosen[i], &c->chosen[i + 1], (c->n - i - 1) * sizeof c->chosen[0]);
+    memmove(&c->address[i], &c->address[i + 1], (c->n - i - 1) * sizeof c->address[0]);
+    c->n--;
+}
+
+/* Puts e at its rank; the last one falls off when the list is full. */
+static void kzs_fleet_choice_insert(kzs_fleet_choice *c, const kzs_fleet_entry *e,
+                                    const kz_address *a)
+{
+    uint32_t at = 0;
+    while (at < c->n && kzs_fleet_ranks_before(&c->chosen[at], e))
+        at++;
+    if (at == KZS_FLEET_CHOICE_MAX) {
+        c->left_out++;
+        return;
+    }
+    if (c->n == KZS_FLEET_CHOICE_MAX) {
+        c->left_out++;
+        c->n--;
+    }
+    memmove(&c->chosen[at + 1], &c->chosen[at], (c->n - at) * sizeof c->chosen[0]);
+    memmove(&c->address[at + 1], &c->address[at], (c->n - at) * sizeof c->address[0]);
+    c->chosen[at] = *e;
+    c->address[at] = *a;
+    c->n++;
+}
+
+void kzs_fleet_choice_offer(void *choice, const kzs_fleet_entry *e)
+{
+    kzs_fleet_choice *c = choice;
+    kz_address a;
+    if (strcmp(e->world, c->world) != 0) {
+        c->other_world++;
+        return;
+    }
+    if (strcmp(e->role, "single") != 0 && strcmp(e->role, "edge") != 0) {
+        c->authority++;
+        return;
+    }
+    if (e->sessions >= e->max) {
+        c->full++;
+        return;
+    }
+    if (kzs_fleet_token_address(e, &a) != 0) {
+        c->bad_address++; /* not for a checked entry; counted, never used */
+        return;
+    }
+    for (uint32_t i = 0; i < c->n; i++) {
+        if (!kzs_fleet_same_address(&c->address[i], &a))
+            continue;
+        c->duplicate++;
+        if (!kzs_fleet_ranks_before(e, &c->chosen[i]))
+            return;
+        kzs_fleet_choice_remove(c, i);
+        break;
+    }
+    kzs_fleet_choice_insert(c, e, &a);
+}
+
+int kzs_fleet_choose(kzs_fleet_conn *fc, const char *world, kzs_fleet_choice *c,
+                     kzs_fleet_skips *skips, char *why, size_t why_len)
+{
+    kzs_fleet_choice_init(c, world);
+    if (!kzs_fleet_world_ok(world)) {
+        memset(skips, 0, sizeof *skips);
+        snprintf(why, why_len, "a world name is 1 to 32 characters of [A-Za-z0-9_-]");
+        return -1;
+    }
+    return kzs_fleet_list(fc, world, kzs_fleet_choice_offer, c, skips, why, why_len);
+}
+
+uint64_t kzs_fleet_skips_total(const kzs_fleet_skips *sk)
+{
+    uint64_t n = sk->truncated;
+    for (int v = 1; v < KZS_FLEET_N_VERDICTS; v++)
+        n += sk->by[v];
+    return n;
+}
+
+char *kzs_fleet_skips_format(const kzs_fleet_skips *sk, char *out, size_t cap)
+{
+    size_t len = 0;
+    if (cap == 0)
+        return out;
+    out[0] = '\0';
+    for (int v = 1; v <= KZS_FLEET_N_VERDICTS; v++) {
+        uint64_t count = v < KZS_FLEET_N_VERDICTS ? sk->by[v] : sk->truncated;
+        const char *name = v < KZS_FLEET_N_VERDICTS ? kzs_fleet_verdict_name((kzs_fleet_verdict)v)
+                                                    : "truncated";
+        if (count == 0 || len >= cap)
+            continue;
+        int w = snprintf(out + len, cap - len, "%s%s=%llu", len ? " " : "", name,
+                         (unsigned long long)count);
+        len = w < 0 ? cap : len + (size_t)w;
+    }
+    return out;
+}
+
 /* ---- member ------------------------------------------------------------ */
 
 /* While the directory cannot be written, a reminder line at most this

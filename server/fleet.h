@@ -43,6 +43,7 @@
 #include <stdint.h>
 
 #include <kizuna/log.h>
+#include <kizuna/token.h>
 
 /* The JetStream key-value bucket of the directory. */
 #define KZS_FLEET_BUCKET "kizuna_fleet"
@@ -171,6 +172,63 @@ void kzs_fleet_disconnect(kzs_fleet_conn *fc);
 int kzs_fleet_list(kzs_fleet_conn *fc, const char *world,
                    void (*fn)(void *ctx, const kzs_fleet_entry *e), void *ctx,
                    kzs_fleet_skips *skips, char *why, size_t why_len);
+
+/* ---- choosing members for a token --------------------------------------- */
+
+/* A token names at most this many addresses: one per chosen member. */
+#define KZS_FLEET_CHOICE_MAX KZ_TOKEN_MAX_ADDRESSES
+
+/*
+ * The members of one world a connect token should name, best first, and
+ * why the others were passed over. A member is a candidate when its role
+ * takes clients ("single" or "edge", never "authority") and it has room
+ * (sessions < max). Candidates rank by free capacity (max - sessions),
+ * most first; ties by id, then role, in byte order, so the same directory
+ * always gives the same token. Each chosen member contributes one
+ * address: the first of its list that is not a loopback address
+ * (127.0.0.0/8, ::1), or the first when all are (a member on one host for
+ * tests). Two candidates with the same address are one server twice (a
+ * copied entry, or a restart whose old entry has not aged out yet): the
+ * better ranked one stays. Memory is fixed: the best KZS_FLEET_CHOICE_MAX
+ * are kept as entries are offered, whatever the directory holds.
+ */
+typedef struct kzs_fleet_choice {
+    char world[KZS_FLEET_WORLD_SIZE];
+    uint32_t n;                                    /* chosen[0..n) */
+    kzs_fleet_entry chosen[KZS_FLEET_CHOICE_MAX];  /* best first */
+    kz_address address[KZS_FLEET_CHOICE_MAX];      /* chosen[i]'s address */
+    /* Every offered entry is counted once: chosen (n), or one of these. */
+    uint64_t other_world; /* named another world (a caller's mistake) */
+    uint64_t authority;   /* a role that takes no clients */
+    uint64_t full;        /* sessions == max */
+    uint64_t bad_address; /* an address list that does not parse (an
+                           * entry offered without kzs_fleet_entry_parse) */
+    uint64_t duplicate;   /* the same address as a better ranked member */
+    uint64_t left_out;    /* a candidate ranked past KZS_FLEET_CHOICE_MAX */
+} kzs_fleet_choice;
+
+/* Starts an empty choice for `world` (a checked world name). */
+void kzs_fleet_choice_init(kzs_fleet_choice *c, const char *world);
+
+/* Offers one entry (already checked by kzs_fleet_entry_parse); keeps it
+ * if it ranks among the best. The signature fits kzs_fleet_list's fn. */
+void kzs_fleet_choice_offer(void *choice, const kzs_fleet_entry *e);
+
+/*
+ * Reads world `world`'s live entries and chooses among them (the choice
+ * is started here). Bad entries are skipped and counted into *skips.
+ * Returns 0 (c->n may be 0: no member with room), or -1 with a sentence
+ * in why when the bus did not answer.
+ */
+int kzs_fleet_choose(kzs_fleet_conn *fc, const char *world, kzs_fleet_choice *c,
+                     kzs_fleet_skips *skips, char *why, size_t why_len);
+
+/* Entries skipped by a list, all reasons and the truncated ones. */
+uint64_t kzs_fleet_skips_total(const kzs_fleet_skips *sk);
+
+/* Writes the nonzero skip counts as "oversize=1 mismatch=2" into
+ * out[0..cap) ("" when none); returns out. */
+char *kzs_fleet_skips_format(const kzs_fleet_skips *sk, char *out, size_t cap);
 
 /* ---- member ------------------------------------------------------------ */
 

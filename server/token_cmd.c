@@ -6,7 +6,10 @@
  * mint turns command-line options into a kz_token_info, checks it with
  * kz_token_info_check, signs it with the directory's backend.key, seals
  * fresh session keys to its server.pub, and writes the client token file
- * (token + the client's copy of the session keys) with mode 0600.
+ * (token + the client's copy of the session keys) with mode 0600. The
+ * token's addresses come from --server, or with --world from the fleet
+ * directory on NATS: the members of that world with the most room
+ * (kzs_fleet_choose), best first.
  * show prints a client token file's public fields, never its keys, and with
  * --keys runs the server's full check (kz_token_verify) against a keys
  * directory.
@@ -20,15 +23,20 @@
 #include <string.h>
 #include <time.h>
 
+#include <stdlib.h>
+
 #include <kizuna/token.h>
 #include <kizuna/utf8.h>
 
 #include "commands.h"
 #include "defaults.h"
+#include "fleet.h"
 #include "keys.h"
 
 static const char kzs_token_usage[] =
     "usage: kizuna-server token mint --keys DIR --server HOST:PORT --client-id N --out FILE\n"
+    "                                [identity and token options]\n"
+    "       kizuna-server token mint --keys DIR --world W --nats URL --client-id N --out FILE\n"
     "                                [identity and token options]\n"
     "       kizuna-server token show FILE [--keys DIR] [--now UNIX] [--protocol-id N]\n"
     "\n"
@@ -40,6 +48,8 @@ static const char kzs_token_usage[] =
 static const char kzs_mint_usage[] =
     "usage: kizuna-server token mint --keys DIR --server HOST:PORT --client-id N --out FILE\n"
     "                                [options]\n"
+    "       kizuna-server token mint --keys DIR --world W --nats URL --client-id N --out FILE\n"
+    "                                [--nats-credentials FILE] [options]\n"
     "\n"
     "Signs a connect token with DIR/backend.key, seals fresh session keys to\n"
     "DIR/server.pub, and writes the client token file FILE (mode 0600; it\n"
@@ -47,7 +57,14 @@ static const char kzs_mint_usage[] =
     "\n"
     "  -k, --keys DIR          keys directory made by keygen (required)\n"
     "  -s, --server HOST:PORT  server address: a.b.c.d:port, [v6]:port or\n"
-    "                          localhost:port; repeat for up to 8 (required)\n"
+    "                          localhost:port; repeat for up to 8 (this or --world)\n"
+    "  -w, --world W           take the addresses from the fleet directory: up to 8\n"
+    "                          members of world W that take clients (single, edge)\n"
+    "                          and have room, the most free first\n"
+    "  -n, --nats URL          with --world: NATS server(s), nats://HOST:PORT[,...],\n"
+    "                          no user or password in it (KIZUNA_NATS)\n"
+    "      --nats-credentials FILE  a NATS .creds file or one line user:password,\n"
+    "                          mode 0600 (KIZUNA_NATS_CREDENTIALS)\n"
     "  -c, --client-id N       client id, non-zero (required)\n"
     "  -o, --out FILE          client token file to write (required)\n"
     "      --avatar-id N       avatar id (default: the client id)\n"
@@ -101,11 +118,15 @@ enum {
     KZS_OPT_TIMEOUT,
     KZS_OPT_PROTOCOL,
     KZS_OPT_NOW,
+    KZS_OPT_NATS_CREDENTIALS,
 };
 
 static const struct option kzs_mint_options[] = {
     {"keys", required_argument, NULL, 'k'},
     {"server", required_argument, NULL, 's'},
+    {"world", required_argument, NULL, 'w'},
+    {"nats", required_argument, NULL, 'n'},
+    {"nats-credentials", required_argument, NULL, KZS_OPT_NATS_CREDENTIALS},
     {"client-id", required_argument, NULL, 'c'},
     {"out", required_argument, NULL, 'o'},
     {"avatar-id", required_argument, NULL, KZS_OPT_AVATAR},
@@ -140,6 +161,9 @@ static const char *const kzs_actor_names[] = {"human", "agent", "bot"};
 typedef struct kzs_mint {
     const char *keys_dir;
     const char *out;
+    /* The fleet directory, with --world: NULL otherwise. */
+    const char *world, *nats, *nats_credentials;
+    kzs_fleet_choice choice; /* the members the addresses came from */
     kz_token_info info;
     uint64_t ttl;
     uint64_t now;
@@ -314,6 +338,15 @@ static const char *kzs_mint_option(kzs_mint *m, int c, const char *arg)
         return NULL;
     case 's':
         return kzs_parse_server(arg, &m->info);
+    case 'w':
+        m->world = arg;
+        return kzs_fleet_world_ok(arg) ? NULL : "not 1 to 32 characters of [A-Za-z0-9_-]";
+    case 'n':
+        m->nats = arg;
+        return arg[0] != '\0' ? NULL : "empty";
+    case KZS_OPT_NATS_CREDENTIALS:
+        m->nats_credentials = arg;
+        return NULL;
     case KZS_OPT_TTL:
         return kzs_parse_range(arg, 10, 1, KZ_TOKEN_MAX_TTL_SECONDS, &m->ttl);
     case KZS_OPT_TIMEOUT:
@@ -391,13 +424,40 @@ static int kzs_mint_claim_defaults(kzs_mint *m)
     return -1;
 }
 
+/*
+ * Where the addresses come from: --server, or --world with a NATS URL
+ * (--nats, else KIZUNA_NATS), never both. Returns -1 or a usage exit.
+ */
+static int kzs_mint_source(kzs_mint *m)
+{
+    int from_directory = m->world != NULL || m->nats != NULL || m->nats_credentials != NULL;
+    if (from_directory && m->info.n_addresses > 0)
+        return kzs_usage_error(kzs_mint_usage, "token mint: give --server or --world with "
+                               "--nats, not both");
+    if (!from_directory)
+        return -1;
+    if (m->world == NULL)
+        return kzs_usage_error(kzs_mint_usage, "token mint: --nats and --nats-credentials "
+                               "need --world W (whose members the token names)");
+    if (m->nats == NULL)
+        m->nats = getenv("KIZUNA_NATS");
+    if (m->nats == NULL || m->nats[0] == '\0')
+        return kzs_usage_error(kzs_mint_usage, "token mint: --world needs --nats URL (or "
+                               "KIZUNA_NATS)");
+    if (m->nats_credentials == NULL)
+        m->nats_credentials = getenv("KIZUNA_NATS_CREDENTIALS");
+    if (m->nats_credentials == NULL)
+        m->nats_credentials = "";
+    return -1;
+}
+
 /* Fills what the command line left out; returns -1 or a usage exit. */
 static int kzs_mint_defaults(kzs_mint *m)
 {
     kz_token_info *t = &m->info;
-    if (!m->keys_dir || !m->out || !m->have_client || t->n_addresses == 0)
-        return kzs_usage_error(kzs_mint_usage, "token mint: --keys, --server, --client-id and "
-                               "--out are required");
+    if (!m->keys_dir || !m->out || !m->have_client || (t->n_addresses == 0 && !m->world))
+        return kzs_usage_error(kzs_mint_usage, "token mint: --keys, --server (or --world), "
+                               "--client-id and --out are required");
     if (!m->have_avatar)
         t->avatar_id = t->client_id;
     if (!m->have_name)
@@ -449,6 +509,90 @@ static void kzs_print_summary(const kz_token_info *t, const char *path)
            kzs_iso_time(t->expire_time, expires), path);
 }
 
+/* ---- addresses from the fleet directory -------------------------------- */
+
+/* Writes the nonzero counts of members passed over as "full=2 ..." into
+ * out[0..cap) ("" when none); returns out. */
+static char *kzs_passed_over(const kzs_fleet_choice *c, char *out, size_t cap)
+{
+    const struct {
+        const char *name;
+        uint64_t n;
+    } counts[] = {
+        {"authority", c->authority}, {"full", c->full}, {"duplicate", c->duplicate},
+        {"left_out", c->left_out}, {"other_world", c->other_world},
+        {"bad_address", c->bad_address},
+    };
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        if (counts[i].n == 0 || len >= cap)
+            continue;
+        int w = snprintf(out + len, cap - len, "%s%s=%llu", len ? " " : "", counts[i].name,
+                         (unsigned long long)counts[i].n);
+        len = w < 0 ? cap : len + (size_t)w;
+    }
+    return out;
+}
+
+/* What the directory held besides the chosen members, on stderr. */
+static void kzs_mint_report_directory(const kzs_mint *m, const kzs_fleet_skips *sk)
+{
+    char text[256];
+    uint64_t skipped = kzs_fleet_skips_total(sk);
+    if (skipped)
+        kzs_error("token mint: skipped %llu bad directory entr%s (%s)",
+                  (unsigned long long)skipped, skipped == 1 ? "y" : "ies",
+                  kzs_fleet_skips_format(sk, text, sizeof text));
+    if (m->choice.n > 0 && kzs_passed_over(&m->choice, text, sizeof text)[0] != '\0')
+        kzs_error("token mint: world %s: passed over %s", m->world, text);
+}
+
+/*
+ * Fills the token's addresses from world m->world's members with room,
+ * best first. Returns -1 when it did, else an exit status (the reason
+ * printed on one line).
+ */
+static int kzs_mint_pick(kzs_mint *m)
+{
+    char why[512], text[256];
+    kzs_fleet_skips skips;
+    kzs_fleet_conn *fc = kzs_fleet_connect(m->nats, m->nats_credentials, 0, 0, why, sizeof why);
+    if (fc == NULL) {
+        kzs_error("token mint: %s", why);
+        return KZS_EXIT_FAIL;
+    }
+    int rc = kzs_fleet_choose(fc, m->world, &m->choice, &skips, why, sizeof why);
+    kzs_fleet_disconnect(fc);
+    if (rc != 0) {
+        kzs_error("token mint: %s", why);
+        return KZS_EXIT_FAIL;
+    }
+    kzs_mint_report_directory(m, &skips);
+    if (m->choice.n == 0) {
+        kzs_passed_over(&m->choice, text, sizeof text);
+        kzs_error("token mint: refused: world %s has no member with room for a client (%s)",
+                  m->world, text[0] ? text : "no member registered");
+        return KZS_EXIT_FAIL;
+    }
+    for (uint32_t i = 0; i < m->choice.n; i++)
+        m->info.addresses[i] = m->choice.address[i];
+    m->info.n_addresses = (uint8_t)m->choice.n;
+    return -1;
+}
+
+/* One line per chosen member, in the token's order. */
+static void kzs_print_picked(const kzs_mint *m)
+{
+    char a[64];
+    for (uint32_t i = 0; i < m->choice.n; i++) {
+        const kzs_fleet_entry *e = &m->choice.chosen[i];
+        printf("picked rank=%u world=%s role=%s id=%s address=%s sessions=%u max=%u\n", i + 1,
+               e->world, e->role, e->id, kz_address_format(&m->choice.address[i], a, sizeof a),
+               e->sessions, e->max);
+    }
+}
+
 /* Signs, seals and writes the client token file. 0 or -1 (printed). */
 static int kzs_mint_write(kzs_mint *m, const uint8_t *backend_sk, const uint8_t *server_pk)
 {
@@ -487,6 +631,7 @@ static int kzs_mint_sign(kzs_mint *m)
     int rc = KZS_EXIT_FAIL;
     if (kzs_keys_load_backend_secret(m->keys_dir, sk) == 0 &&
         kzs_mint_write(m, sk, server_pk) == 0) {
+        kzs_print_picked(m);
         kzs_print_summary(&m->info, m->out);
         rc = KZS_EXIT_OK;
     }
@@ -502,13 +647,17 @@ static int kzs_token_mint(int argc, char **argv)
     m.ttl = KZS_DEFAULT_TOKEN_TTL_SECONDS;
     m.info.protocol_id = KZ_DEFAULT_PROTOCOL_ID;
     m.info.timeout_seconds = KZS_DEFAULT_TIMEOUT_SECONDS;
-    int rc = kzs_getopt_loop(argc, argv, "token mint", kzs_mint_usage, ":k:s:c:o:h", kzs_mint_options,
-                             kzs_mint_apply, &m);
+    int rc = kzs_getopt_loop(argc, argv, "token mint", kzs_mint_usage, ":k:s:w:n:c:o:h",
+                             kzs_mint_options, kzs_mint_apply, &m);
     if (rc < 0 && optind < argc)
         rc = kzs_usage_error(kzs_mint_usage, "token mint: unexpected argument '%s'",
                              argv[optind]);
     if (rc < 0)
+        rc = kzs_mint_source(&m);
+    if (rc < 0)
         rc = kzs_mint_defaults(&m);
+    if (rc < 0 && m.world != NULL)
+        rc = kzs_mint_pick(&m);
     return rc < 0 ? kzs_mint_sign(&m) : rc;
 }
 
