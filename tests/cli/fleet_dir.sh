@@ -8,7 +8,8 @@
 # malformed key) are skipped and counted, never shown; another world's
 # entry shows only without --world; a kill -9 takes the entry away within
 # 3 s; a SIGTERM deletes it at once; credentials come from a file and
-# never from the URL; a dead URL fails cleanly.
+# never from the URL; a dead URL fails cleanly; `token mint --world`
+# names the world's members with room, the most free first.
 #
 #   bash tests/cli/fleet_dir.sh path/to/kizuna-server path/to/kz-fleet-put
 #
@@ -34,7 +35,7 @@ passed=0
 ok() { passed=$((passed + 1)); }
 fail() {
     echo "FAIL: $*"
-    for f in nats.log server*.log list.out list.err; do
+    for f in nats.log server*.log list.out list.err mint.out mint.err; do
         [ -f "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }
     done
     exit 1
@@ -199,6 +200,71 @@ status=0
     >server4.log 2>&1 || status=$?
 [ "$status" -eq 1 ] || fail "run against a dead URL exited $status"
 grep -q 'run: fleet directory: cannot reach NATS' server4.log || fail "run's message: $(cat server4.log)"
+ok
+
+# 8. token mint --world W --nats URL: the token names the world's members
+#    that take clients and have room, the most free first; an authority, a
+#    full member and a bad entry are passed over and counted; a world
+#    without room, a dead URL and --server with --world are refused, and
+#    no file is left behind.
+start_nats nats-mint.log
+start_server server5.log --nats "$NATS_URL" --world w1
+PORT_A=$UDP_PORT
+poll_list 20 " 127\.0\.0\.1:$PORT_A " 1 --world w1 || fail "first w1 member not listed"
+export KIZUNA_MAX_CLIENTS=2048   # more room: ranks first
+start_server server6.log --nats "$NATS_URL" --world w1
+unset KIZUNA_MAX_CLIENTS
+PORT_B=$UDP_PORT
+poll_list 20 " 127\.0\.0\.1:$PORT_B 0/2048 " 1 --world w1 || fail "second w1 member not listed"
+read -r _ _ ID_B _ < <(grep " 127\.0\.0\.1:$PORT_B " list.out)
+member() { # key-role id address sessions max
+    printf '{"v":1,"world":"%s","role":"%s","id":"%s","address":"%s","sessions":%s,"max":%s,"version":"x"}' \
+        "${1%%.*}" "$2" "$3" "$4" "$5" "$6"
+}
+member w1 authority cccccccccccccccc 127.0.0.1:1 0 1000000 >authority.val
+member w1 edge ccccccccccccccc2 127.0.0.1:2 5 5 >full.val
+member w5 edge ccccccccccccccc5 127.0.0.1:5 7 7 >full5.val
+"$PUT" "$NATS_URL" w1.authority.cccccccccccccccc authority.val w1.edge.ccccccccccccccc2 full.val \
+    w1.edge.ccccccccccccccc3 oversize.val w5.edge.ccccccccccccccc5 full5.val || fail "kz-fleet-put refused"
+"$BIN" token mint --keys keys --world w1 --nats "$NATS_URL" --client-id 9 --out mint.kzc \
+    >mint.out 2>mint.err || fail "token mint --world w1: $(cat mint.err)"
+"$BIN" token show mint.kzc --keys keys >show.out || fail "minted token does not verify: $(cat show.out)"
+grep -q "^addresses:   127\.0\.0\.1:$PORT_B 127\.0\.0\.1:$PORT_A$" show.out ||
+    fail "token addresses: $(grep addresses show.out), want $PORT_B then $PORT_A"
+grep -q "^picked rank=1 world=w1 role=single id=$ID_B address=127\.0\.0\.1:$PORT_B sessions=0 max=2048$" mint.out ||
+    fail "picked lines: $(cat mint.out)"
+grep -q "^picked rank=2 world=w1 role=single id=[0-9a-f]\{16\} address=127\.0\.0\.1:$PORT_A sessions=0 max=1024$" mint.out ||
+    fail "picked lines: $(cat mint.out)"
+[ "$(grep -c '^picked ' mint.out)" -eq 2 ] || fail "picked lines: $(cat mint.out)"
+grep -q '^minted client_id=9 ' mint.out || fail "no minted line: $(cat mint.out)"
+grep -q 'token mint: skipped 1 bad directory entry (oversize=1)' mint.err || fail "skips: $(cat mint.err)"
+grep -q 'token mint: world w1: passed over authority=1 full=1$' mint.err || fail "passed over: $(cat mint.err)"
+# No member with room, and no member at all: one line, exit 1, no file.
+status=0
+"$BIN" token mint --keys keys --world w5 --nats "$NATS_URL" --client-id 9 --out none.kzc \
+    >mint.out 2>mint.err || status=$?
+[ "$status" -eq 1 ] || fail "a world whose only member is full: exit $status"
+[ "$(cat mint.err)" = "kizuna-server: token mint: refused: world w5 has no member with room for a client (full=1)" ] ||
+    fail "full world: $(cat mint.err)"
+status=0
+"$BIN" token mint --keys keys --world w7 --nats "$NATS_URL" --client-id 9 --out none.kzc \
+    >mint.out 2>mint.err || status=$?
+[ "$status" -eq 1 ] || fail "a world without members: exit $status"
+[ "$(cat mint.err)" = "kizuna-server: token mint: refused: world w7 has no member with room for a client (no member registered)" ] ||
+    fail "empty world: $(cat mint.err)"
+status=0
+"$BIN" token mint --keys keys --world w1 --nats "nats://127.0.0.1:1" --client-id 9 --out none.kzc \
+    >mint.out 2>mint.err || status=$?
+[ "$status" -eq 1 ] || fail "mint against a dead URL: exit $status"
+[ "$(wc -l <mint.err)" -eq 1 ] && grep -q 'token mint: cannot reach NATS at nats://127.0.0.1:1' mint.err ||
+    fail "dead URL: $(cat mint.err)"
+status=0
+"$BIN" token mint --keys keys --world w1 --nats "$NATS_URL" --server 127.0.0.1:4000 --client-id 9 \
+    --out none.kzc >mint.out 2>mint.err || status=$?
+[ "$status" -eq 2 ] || fail "--server with --world: exit $status"
+head -n 1 mint.err | grep -q 'token mint: give --server or --world with --nats, not both' ||
+    fail "both: $(cat mint.err)"
+[ -e none.kzc ] && fail "a refused mint left a file"
 ok
 
 echo "fleet_dir: $passed passed, 0 failed"
