@@ -82,7 +82,14 @@ struct kz_netclient {
     kz_netclient_config cfg;
     ENetHost *host;
     ENetPeer *peer;
-    ENetAddress gate_addr;
+    ENetAddress gate_addr;   /* the address being tried, then the one admitted */
+    /* The gate addresses the handshake tries in order: the token's IPv4
+     * addresses, or cfg.server alone. addr_pos is each one's position in
+     * the token's list; `at` the one being tried (kept once admitted). */
+    kz_address addrs[KZ_TOKEN_MAX_ADDRESSES];
+    uint8_t addr_pos[KZ_TOKEN_MAX_ADDRESSES];
+    uint32_t n_addrs, at;
+    kz_time_ns addr_until;   /* when the current address's share ends */
     kz__handshake hs;
     kz__seal tx, rx;
     kz__replay window;
@@ -409,21 +416,40 @@ static int kz__client_intercept(ENetHost *host, ENetEvent *event)
     return 1;
 }
 
+/* Points the handshake at address `at` (a gate_addr only: nothing is
+ * sent or counted). */
+static void kz__client_aim(kz_netclient *c, uint32_t at)
+{
+    c->at = at;
+    memcpy(&c->gate_addr.host, c->addrs[at].ip, 4);
+    c->gate_addr.port = c->addrs[at].port;
+}
+
+/* The addresses to try: cfg.server alone, or every IPv4 address of the
+ * token in its order (the client speaks IPv4 only; others are skipped). */
 static int kz__client_pick_server(kz_netclient *c)
 {
-    kz_address a = c->cfg.server;
-    if (a.family == 0) {
+    c->n_addrs = 0;
+    if (c->cfg.server.family != 0) {
+        if (c->cfg.server.family != KZ_ADDR_IPV4)
+            return KZ_EINVAL;
+        c->addrs[0] = c->cfg.server;
+        c->addr_pos[0] = 0;
+        c->n_addrs = 1;
+    } else {
         kz_token_info info;
         if (kz_token_parse(c->hs.token.token, c->hs.token.token_len, &info) != KZ_OK)
             return KZ_EPROTO;
-        for (unsigned i = 0; i < info.n_addresses && a.family == 0; i++)
-            if (info.addresses[i].family == KZ_ADDR_IPV4)
-                a = info.addresses[i];
+        for (uint32_t i = 0; i < info.n_addresses && i < KZ_TOKEN_MAX_ADDRESSES; i++)
+            if (info.addresses[i].family == KZ_ADDR_IPV4) {
+                c->addrs[c->n_addrs] = info.addresses[i];
+                c->addr_pos[c->n_addrs++] = (uint8_t)i;
+            }
+        sodium_memzero(&info, sizeof info);
     }
-    if (a.family != KZ_ADDR_IPV4)
+    if (c->n_addrs == 0)
         return KZ_EINVAL;
-    memcpy(&c->gate_addr.host, a.ip, 4);
-    c->gate_addr.port = a.port;
+    kz__client_aim(c, 0);
     return KZ_OK;
 }
 
@@ -605,13 +631,90 @@ static void kz__client_dispatch(kz_netclient *c, ENetEvent *ev)
     }
 }
 
+/* ---- the handshake: the token's addresses in order ----------------------
+ *
+ * One address: it has the whole connect_timeout_ms, as ever. Several: the
+ * connect may last max(connect_timeout_ms, n x KZ_NETCLIENT_MIN_ADDRESS_MS)
+ * from the first update; each address in turn gets half of what is left,
+ * but never so much that the ones after it would get less than
+ * KZ_NETCLIENT_MIN_ADDRESS_MS each, and never less than that itself (the
+ * last gets all that is left). So the first gets the most (5 s and three
+ * addresses: 2.5 s, 1.25 s, 1.25 s). The client moves on when the share
+ * passes without an ACCEPT, or at once on a DENY that says this server
+ * takes no one (full, shutting down, unavailable): a DENY is not
+ * authenticated, so it is only a hint, and moving on to another address
+ * of the same world is always safe. The last address is kept until its
+ * share ends whatever it answers, and FAILED carries the last DENY heard
+ * from any address (0 when none denied). */
+
+/* The DENYs after which another address is worth trying at once. */
+static int kz__deny_moves_on(uint32_t reason)
+{
+    return reason == KZ_DENY_SERVER_FULL || reason == KZ_DENY_SHUTTING_DOWN ||
+           reason == KZ_DENY_UNAVAILABLE;
+}
+
+/* ms of the connect budget for address `at` with `left_ms` left. */
+static uint64_t kz__address_share_ms(const kz_netclient *c, uint64_t left_ms)
+{
+    const uint64_t least = KZ_NETCLIENT_MIN_ADDRESS_MS;
+    if (c->n_addrs == 1)
+        return left_ms;
+    if (c->at + 1 == c->n_addrs)
+        return left_ms > least ? left_ms : least;
+    uint64_t keep = (uint64_t)(c->n_addrs - 1 - c->at) * least;
+    uint64_t share = left_ms / 2;
+    if (left_ms >= keep && share > left_ms - keep)
+        share = left_ms - keep;
+    return share > least ? share : least;
+}
+
+/* The whole connect budget in ms (see above). */
+static uint64_t kz__connect_budget_ms(const kz_netclient *c)
+{
+    uint64_t least = (uint64_t)c->n_addrs * KZ_NETCLIENT_MIN_ADDRESS_MS;
+    if (c->n_addrs > 1 && least > c->cfg.connect_timeout_ms)
+        return least;
+    return c->cfg.connect_timeout_ms;
+}
+
+/* Starts the handshake with address `at` from scratch: no cookie (a cookie
+ * is one gate's word for one source address; it is never shown to
+ * another), no DENY, a REQUEST at once. */
+static void kz__client_try_address(kz_netclient *c, uint32_t at, kz_time_ns now)
+{
+    kz_time_ns end = c->started + kz__connect_budget_ms(c) * KZ_NS_PER_MS;
+    kz__client_aim(c, at);
+    sodium_memzero(c->hs.cookie, sizeof c->hs.cookie);
+    c->hs.has_cookie = 0;
+    c->hs.deny_reason = 0;
+    c->addr_until = now + kz__address_share_ms(c, kz__since(end, now) / KZ_NS_PER_MS) *
+                              KZ_NS_PER_MS;
+    c->next_send = now;
+    kz_counter_inc(c->rc, KZ_NETCLIENT_C_ADDRESSES_TRIED);
+}
+
 static void kz__client_handshake_step(kz_netclient *c, kz_time_ns now)
 {
     if (c->hs.state == KZ_HS_ACCEPTED) {
         kz__client_start_enet(c);
-    } else if (now - c->started >= (kz_time_ns)c->cfg.connect_timeout_ms * KZ_NS_PER_MS) {
+        return;
+    }
+    int last = c->at + 1 >= c->n_addrs;
+    int denied = !last && kz__deny_moves_on(c->hs.deny_reason);
+    if (now >= c->addr_until && last) {
+        kz_logf(&c->cfg.log, KZ_LOG_INFO, "net", "client: no ACCEPT from any of %u address(es)",
+                c->n_addrs);
         c->state = KZ_NETCLIENT_FAILED;
-    } else if (now >= c->next_send) {
+        return;
+    }
+    if (now >= c->addr_until || denied) {
+        kz_counter_inc(c->rc, denied ? KZ_NETCLIENT_C_MOVED_ON_DENY : KZ_NETCLIENT_C_MOVED_ON_SILENCE);
+        kz_logf(&c->cfg.log, KZ_LOG_INFO, "net", "client: address %u of %u %s; trying the next",
+                c->at + 1, c->n_addrs, denied ? "takes no one new" : "gave no ACCEPT in its time");
+        kz__client_try_address(c, c->at + 1, now);
+    }
+    if (now >= c->next_send) {
         kz__client_send_request(c);
         c->next_send = now + (kz_time_ns)c->cfg.resend_ms * KZ_NS_PER_MS;
     }
@@ -760,8 +863,10 @@ static void kz__resume_step(kz_netclient *c, kz_time_ns now)
 
 int kz_netclient_update(kz_netclient *c, kz_time_ns now)
 {
-    if (c->started == UINT64_MAX)
-        c->started = c->next_send = now;
+    if (c->started == UINT64_MAX) {
+        c->started = now;
+        kz__client_try_address(c, 0, now);
+    }
     c->now = now;
     kz__updating = c;
     /* Read before servicing: a challenge received during the service must
@@ -797,6 +902,13 @@ uint32_t kz_netclient_state(const kz_netclient *c)
 uint32_t kz_netclient_reason(const kz_netclient *c)
 {
     return c->reason;
+}
+
+uint32_t kz_netclient_server(const kz_netclient *c, kz_address *out)
+{
+    if (out)
+        *out = c->addrs[c->at];
+    return c->addr_pos[c->at];
 }
 
 uint32_t kz_netclient_slot(const kz_netclient *c)

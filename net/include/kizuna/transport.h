@@ -190,10 +190,16 @@ KZ_API uint32_t kz_netserver_sessions(const kz_netserver *s);
                                        session */
 
 #define KZ_NETCLIENT_DEFAULT_SILENCE_MS 1500u
+/* With several addresses to try, the least time each one gets for an
+ * ACCEPT (kz_netclient_config.connect_timeout_ms is raised to
+ * n x this when shorter). */
+#define KZ_NETCLIENT_MIN_ADDRESS_MS 1000u
 
 typedef struct kz_netclient_config {
-    kz_address server;            /* IPv4 gate address; zero = the token's first */
-    uint32_t connect_timeout_ms;  /* 0 = 5000 */
+    kz_address server;            /* IPv4 gate address; zero = the token's IPv4
+                                     addresses, tried in order */
+    uint32_t connect_timeout_ms;  /* 0 = 5000; the handshake's whole time over
+                                     every address (see kz_netclient_server) */
     uint32_t resend_ms;           /* handshake and RESUME resend; 0 = 250 */
     uint32_t disable_aes;
     uint32_t resume_silence_ms;   /* with a resume ticket: start resuming after this
@@ -231,6 +237,25 @@ KZ_API const kz_counters *kz_netclient_counters(const kz_netclient *c);
 /* The session slot and id the gate gave (valid once CONNECTING). */
 KZ_API uint32_t kz_netclient_slot(const kz_netclient *c);
 /*
+ * The gate address the handshake is trying, or once admitted the one the
+ * session lives on (resume keeps it), into *out (may be NULL); returns its
+ * position in the token's address list (0 with config.server set).
+ *
+ * Without config.server the client tries the token's IPv4 addresses in
+ * order, each from scratch (a cookie goes back only to the address that
+ * gave it). It moves on when an address gives no ACCEPT within its share of
+ * the connect time, or at once when it answers DENY KZ_DENY_SERVER_FULL,
+ * KZ_DENY_SHUTTING_DOWN or KZ_DENY_UNAVAILABLE. Shares: the connect lasts
+ * connect_timeout_ms, raised to n x KZ_NETCLIENT_MIN_ADDRESS_MS for n > 1
+ * addresses; each address gets half of what is left, less if the ones
+ * after it would get under KZ_NETCLIENT_MIN_ADDRESS_MS each, never less than
+ * that itself; the last gets the rest. FAILED comes only after the last
+ * address's share, with the last DENY heard from any address as reason (0
+ * when none denied). Counters: connect_addresses_tried,
+ * connect_moved_on_no_accept, connect_moved_on_deny.
+ */
+KZ_API uint32_t kz_netclient_server(const kz_netclient *c, kz_address *out);
+/*
  * Call when the OS reports a network change: opens a new UDP socket bound
  * to `local` (IPv4; port 0 = any port; NULL = any address and port), moves
  * the ENet host onto it, closes the old one, and starts resuming at once
@@ -247,8 +272,9 @@ KZ_API KZ_MUST_CHECK int kz_netclient_rebind(kz_netclient *c, const kz_address *
  * so an application with a ticket must poll every frame. */
 KZ_API kz_time_ns kz_netclient_last_heard(const kz_netclient *c);
 
-/* The client's own counters: gate replies, resume tickets and resumes
- * (kz_netclient_resume_counters; ids KZ_NETCLIENT_C_<ID>). */
+/* The client's own counters: gate replies, resume tickets and resumes,
+ * the addresses tried (kz_netclient_resume_counters; ids
+ * KZ_NETCLIENT_C_<ID>). */
 #define KZ_NETCLIENT_COUNTERS(X)                           \
     X(TICKETS, "resume_tickets_received")                  \
     X(DROP_TICKET, "drop_ticket_malformed")                \
@@ -274,7 +300,10 @@ KZ_API kz_time_ns kz_netclient_last_heard(const kz_netclient *c);
     X(DROP_DENY_REASON, "drop_deny_other_reason")          \
     X(DROP_RESUMED_UNASKED, "drop_resumed_same_unasked")   \
     X(TICKETS_CONFIRMED, "resume_tickets_confirmed")       \
-    X(UPLINK_STALLS, "resumes_started_uplink")
+    X(UPLINK_STALLS, "resumes_started_uplink")             \
+    X(ADDRESSES_TRIED, "connect_addresses_tried")          \
+    X(MOVED_ON_SILENCE, "connect_moved_on_no_accept")      \
+    X(MOVED_ON_DENY, "connect_moved_on_deny")
 
 enum {
 #define KZ__NETCLIENT_ENUM(id, name) KZ_NETCLIENT_C_##id,
