@@ -654,7 +654,8 @@ static int kz__deny_moves_on(uint32_t reason)
            reason == KZ_DENY_UNAVAILABLE;
 }
 
-/* ms of the connect budget for address `at` with `left_ms` left. */
+/* ms of the connect budget for the address being started (c->at) when
+ * `left_ms` of it are left. */
 static uint64_t kz__address_share_ms(const kz_netclient *c, uint64_t left_ms)
 {
     const uint64_t least = KZ_NETCLIENT_MIN_ADDRESS_MS;

@@ -214,7 +214,7 @@ Test(connect_order, dead_then_draining_then_live)
     kz_address addrs[3] = {v4(IP_DEAD, dead.port), v4(IP_DRAIN, kz_netserver_port(drain)),
                            v4(IP_LIVE, kz_netserver_port(live))};
     kz_connect_token ct = mint(addrs, 3);
-    kz_netclient *c = client_with(&ct, 3000);
+    kz_netclient *c = client_with(&ct, 5000); /* shares 2.5 s, 1.25 s, the rest */
     uint32_t pos = 0, dead_after_move = 0;
     uint32_t moved_at_drain = 0;
     for (int step = 0; step < PUMP_MS * 2 && kz_netclient_state(c) == KZ_NETCLIENT_HANDSHAKE; step++) {
@@ -272,7 +272,7 @@ Test(connect_order, every_address_dead_fails_after_trying_each)
         addrs[i] = v4(IP_DEAD, q[i].port);
     }
     kz_connect_token ct = mint(addrs, 3);
-    kz_netclient *c = client_with(&ct, 2000);
+    kz_netclient *c = client_with(&ct, 2000); /* raised to 3 s: 1 s each */
     int step = 0;
     for (; step < PUMP_MS * 2 && kz_netclient_state(c) == KZ_NETCLIENT_HANDSHAKE; step++) {
         cr_assert_eq(kz_netclient_update(c, kz_clock_now(&clk)), KZ_OK);
@@ -358,7 +358,7 @@ Test(connect_order, forged_replies_from_elsewhere_are_ignored)
     kz_netserver *live = server_on(IP_LIVE);
     kz_address addrs[2] = {v4(IP_DEAD, first.port), v4(IP_LIVE, kz_netserver_port(live))};
     kz_connect_token ct = mint(addrs, 2);
-    kz_netclient *c = client_with(&ct, 4000);
+    kz_netclient *c = client_with(&ct, 5000); /* shares 2.5 s, the rest */
     int forged = 0, checked = 0;
     for (int step = 0; step < PUMP_MS * 2 && kz_netclient_state(c) == KZ_NETCLIENT_HANDSHAKE; step++) {
         kz_time_ns now = kz_clock_now(&clk);
