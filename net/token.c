@@ -16,6 +16,7 @@
 
 #include "bytes.h"
 #include "crypto.h"
+#include "token_claims.h"
 
 /* ---- addresses ---------------------------------------------------------- */
 
@@ -379,6 +380,32 @@ static kz_token_verdict kz__parse(const uint8_t *buf, size_t len, kz_token_info 
     if (kz_token_info_check(t, NULL) != KZ_OK)
         return KZ_TOKEN_MALFORMED;
     return KZ_TOKEN_VALID;
+}
+
+size_t kz__token_claims_write(const kz_token_info *t, uint8_t *out, size_t cap)
+{
+    if (kz_token_info_check(t, NULL) != KZ_OK)
+        return 0;
+    kz__wbuf w = kz__wbuf_make(out, cap);
+    kz__encode_body(&w, t);
+    return w.overflow ? 0 : (size_t)(w.p - out);
+}
+
+int kz__token_claims_read(const uint8_t *buf, size_t len, kz_token_info *t)
+{
+    const uint8_t *p = buf, *end = buf + len;
+    uint16_t version;
+    memset(t, 0, sizeof *t);
+    if (len < 6 || memcmp(p, KZ_TOKEN_MAGIC, 4) != 0)
+        return KZ_EINVAL;
+    p += 4;
+    if (!kz__get_u16(&p, end, &version) || version != KZ_PROTOCOL_VERSION ||
+        !kz__parse_header(&p, end, t) || !kz__parse_addresses(&p, end, t) ||
+        !kz__parse_identity(&p, end, t) || p != end || kz_token_info_check(t, NULL) != KZ_OK) {
+        memset(t, 0, sizeof *t);
+        return KZ_EINVAL;
+    }
+    return KZ_OK;
 }
 
 int kz_token_parse(const uint8_t *buf, size_t len, kz_token_info *info)

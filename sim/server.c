@@ -17,6 +17,8 @@
 #include <kizuna/utf8.h>
 
 #include "net/netserver_work.h"
+#include "net/token_claims.h"
+#include "sim/fleet_impl.h"
 #include "sim/layout.h"
 
 static const char *const kz__world_counter_names[KZ_WORLD_C_COUNT] = {
@@ -85,7 +87,7 @@ static int resolve_config(kz_server_config *cfg)
 static size_t frames_layout(kz_server *s, uint8_t *base)
 {
     size_t off = 0;
-    uint32_t cap = s->world.cap, nc = s->sessions.max_clients;
+    uint32_t cap = s->world.cap, nc = s->sessions.max_clients, rows = s->rp.owner_rows;
 #define KZ__ARR(ptr, count) KZ__LAYOUT(off, base, ptr, count, 64u)
     for (uint32_t k = 0; k < KZ__FRAMES; k++) {
         kz__frame *f = &s->rp.frames[k];
@@ -96,8 +98,8 @@ static size_t frames_layout(kz_server *s, uint8_t *base)
         KZ__ARR(f->importance, cap);
         KZ__ARR(f->badge, cap);
         KZ__ARR(f->badge_gen, cap);
-        KZ__ARR(f->clients, nc);
-        KZ__ARR(f->blocked, nc);
+        KZ__ARR(f->clients, rows);
+        KZ__ARR(f->blocked, rows);
     }
     KZ__ARR(s->rp.last_host, nc);
     KZ__ARR(s->rp.last_tick, nc);
@@ -137,8 +139,11 @@ static int init_replication(kz_server *s, const kz_interest_config *ic)
     w->visible_ctx = s->cfg.visible_ctx;
     w->send = send_snapshot_now;
     w->flush = flush_queued;
-    rp->n = s->cfg.net.io_threads ? s->cfg.net.io_threads : 1u;
+    /* An authority replicates nothing: its edges do. */
+    rp->n = s->role == KZ__ROLE_AUTHORITY ? 0u
+                                          : s->cfg.net.io_threads ? s->cfg.net.io_threads : 1u;
     rp->stage.n = rp->n;
+    rp->owner_rows = s->sessions.max_clients + (s->role == KZ__ROLE_EDGE ? s->world.cap : 0u);
     rp->frame_block_size = frames_layout(s, NULL);
     rp->frame_block = kz_calloc(&s->alloc, rp->frame_block_size, 64);
     if (!rp->frame_block)
@@ -251,7 +256,12 @@ static int init_world(kz_server *s, kz_interest_config *ic_out)
     return KZ_OK;
 }
 
-kz_server *kz_server_create(const kz_server_config *cfg_in)
+kz__fleet *kz__fleet_create(const kz__fleet_config *fc, uint32_t cap, uint32_t max_clients,
+                            const kz_allocator *a);
+void kz__fleet_destroy(kz__fleet *f);
+
+/* A server alone (`fc` NULL) or in a fleet role. */
+static kz_server *server_create(const kz_server_config *cfg_in, const kz__fleet_config *fc)
 {
     kz_server_config cfg = *cfg_in;
     kz_allocator a = cfg.net.alloc;
@@ -268,6 +278,7 @@ kz_server *kz_server_create(const kz_server_config *cfg_in)
     }
     s->cfg = cfg;
     s->alloc = a;
+    s->role = fc ? fc->role : KZ__ROLE_SINGLE;
     s->n_slots = cfg.max_visible;
     s->history = cfg.snapshot_history;
     s->rng = 0x9E3779B97F4A7C15ull ^ cfg.spawn_seed;
@@ -276,12 +287,22 @@ kz_server *kz_server_create(const kz_server_config *cfg_in)
                                                                    : init_world(s, &ic);
     if (rc == KZ_OK)
         rc = init_replication(s, &ic);
+    if (rc == KZ_OK && fc &&
+        !(s->fleet = kz__fleet_create(fc, s->world.cap, s->sessions.max_clients, &a)))
+        rc = KZ_EINVAL;
     if (rc != KZ_OK) {
         kz_logf(&cfg.net.log, KZ_LOG_ERROR, "server", "cannot set up the world tables: %s",
                 kz_strerror(rc));
         sodium_memzero(&cfg.net.verifier.server_keys, sizeof cfg.net.verifier.server_keys);
         kz_server_destroy(s);
         return NULL;
+    }
+    if (s->role == KZ__ROLE_AUTHORITY) {
+        /* No transport: its sessions come from its edges. */
+        sodium_memzero(&cfg.net.verifier.server_keys, sizeof cfg.net.verifier.server_keys);
+        sodium_memzero(&s->cfg.net.verifier.server_keys, sizeof s->cfg.net.verifier.server_keys);
+        s->ticker.hz = 0;
+        return s;
     }
     s->net = kz_netserver_create(&cfg.net);
     /* The transport keeps what it needs; the world never reads the server's
@@ -300,6 +321,13 @@ kz_server *kz_server_create(const kz_server_config *cfg_in)
     return s;
 }
 
+kz_server *kz_server_create(const kz_server_config *cfg) { return server_create(cfg, NULL); }
+
+kz_server *kz__fleet_server_create(const kz_server_config *cfg, const kz__fleet_config *fc)
+{
+    return fc ? server_create(cfg, fc) : NULL;
+}
+
 void kz_server_destroy(kz_server *s)
 {
     if (!s)
@@ -307,6 +335,7 @@ void kz_server_destroy(kz_server *s)
     if (s->net)
         kz_netserver_destroy(s->net);  /* stops the I/O threads, and so the replicators */
     fini_replication(s);
+    kz__fleet_destroy(s->fleet);
     kz__sessions_fini(&s->sessions);
     kz__world_fini(&s->world);
     if (s->counters.cells)
@@ -323,8 +352,20 @@ void kz_server_destroy(kz_server *s)
 void kz__server_send(kz_server *s, uint32_t slot, uint8_t channel, uint8_t type,
                      const void *data, uint32_t len)
 {
+    if (s->role == KZ__ROLE_AUTHORITY) {
+        kz__fleet_send(s, slot, channel, type, data, len);
+        return;
+    }
     if (kz_netserver_send(s->net, slot, channel, type, data, len) != KZ_OK)
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_SEND);
+}
+
+/* Ends the transport session in `slot`: here, or at its edge. */
+static int transport_kick(kz_server *s, uint32_t slot, uint32_t reason)
+{
+    if (s->role == KZ__ROLE_AUTHORITY)
+        return kz__fleet_kick(s, slot, reason);
+    return kz_netserver_kick(s->net, slot, reason);
 }
 
 int kz__seen(const kz_server *s, uint32_t slot, uint32_t idx)
@@ -472,7 +513,7 @@ static int send_no_place(kz_server *s, uint32_t slot)
     buf[0] = KZ_NOTICE_KICK;
     memcpy(buf + 1, why, sizeof why - 1);
     kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_NOTICE, buf, (uint32_t)sizeof why);
-    return kz_netserver_kick(s->net, slot, KZ_KICK_NO_PLACE);
+    return transport_kick(s, slot, KZ_KICK_NO_PLACE);
 }
 
 /* A connection no spawn point admits: told why and let go before it has
@@ -494,16 +535,63 @@ static void refuse_no_place(kz_server *s, uint32_t slot, kz__client *cl)
                 (unsigned long long)cl->client_id, more);
 }
 
-static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
+/* The WELCOME of the session in `slot` (its avatar made). */
+static void send_welcome(kz_server *s, uint32_t slot, uint32_t self)
+{
+    kz_wire_welcome w = {
+        .version = KZ_WORLD_VERSION,
+        .tick_hz = s->cfg.tick_hz,
+        .tick = s->tick,
+        .self = self,
+        .n_slots = s->n_slots,
+        .history = s->history,
+        .bound = s->cfg.world_bound,
+        .max_speed = s->cfg.max_speed,
+    };
+    uint8_t buf[KZ_WELCOME_BYTES];
+    kz_wire_welcome_write(&w, buf);
+    kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_WELCOME, buf, sizeof buf);
+}
+
+void kz__server_welcome(kz_server *s, uint32_t slot)
+{
+    send_welcome(s, slot, kz_entity_at(&s->world.ents, s->sessions.clients[slot].avatar).id);
+}
+
+/* An edge's new session: its avatar is the authority's to make. The
+ * session is live (what it sends is forwarded) and replicated once the
+ * authority names its avatar (sim/fleet_edge.c). */
+static void edge_connect(kz_server *s, uint32_t slot, const kz_token_info *info, uint32_t serial,
+                         uint32_t host)
+{
+    kz__client *cl = kz__session_reset(&s->sessions, slot, serial, host);
+    client_identity(cl, info);
+    uint8_t claims[KZ_BUS_CLAIMS_MAX];
+    size_t n = kz__token_claims_write(info, claims, sizeof claims);
+    if (!n) {
+        (void)kz_netserver_kick(s->net, slot, KZ_KICK_ADMIN);
+        return;
+    }
+    cl->live = 1;
+    cl->avatar = KZ__NO_AVATAR;
+    s->sessions.n_live++;
+    kz__fleet_up(s, KZ_BUS_U_JOIN, 0, slot, serial, 0, claims, (uint32_t)n);
+}
+
+static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info, uint32_t serial,
+                       uint32_t host)
 {
     kz__client *cl = &s->sessions.clients[slot];
     if (cl->live) {
         kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server", "no room for the avatar of slot %u", slot);
-        (void)kz_netserver_kick(s->net, slot, KZ_KICK_ADMIN);
+        (void)transport_kick(s, slot, KZ_KICK_ADMIN);
         return;
     }
-    (void)kz__session_reset(&s->sessions, slot, kz__netserver_polled_serial(s->net),
-                            kz__netserver_polled_host(s->net));
+    if (s->role == KZ__ROLE_EDGE) {
+        edge_connect(s, slot, info, serial, host);
+        return;
+    }
+    (void)kz__session_reset(&s->sessions, slot, serial, host);
     client_identity(cl, info);
     int32_t at[3];
     if (!spawn_point(s, cl, at)) {
@@ -513,7 +601,7 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
     kz_entity e;
     if (kz_entity_create(&s->world.ents, &e) != KZ_OK) {
         kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "server", "no room for the avatar of slot %u", slot);
-        (void)kz_netserver_kick(s->net, slot, KZ_KICK_ADMIN);
+        (void)transport_kick(s, slot, KZ_KICK_ADMIN);
         return;
     }
     uint32_t i = kz_entity_index(&s->world.ents, e);
@@ -527,7 +615,7 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
                        (float)s->world.pos[i][2] / KZ_SNAP_POS_UNITS) != KZ_OK) {
         s->world.owner[i] = 0;
         (void)kz_entity_destroy(&s->world.ents, e);
-        (void)kz_netserver_kick(s->net, slot, KZ_KICK_ADMIN);
+        (void)transport_kick(s, slot, KZ_KICK_ADMIN);
         return;
     }
     cl->live = 1;
@@ -541,19 +629,7 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info)
         return;
     }
 
-    kz_wire_welcome w = {
-        .version = KZ_WORLD_VERSION,
-        .tick_hz = s->cfg.tick_hz,
-        .tick = s->tick,
-        .self = e.id,
-        .n_slots = s->n_slots,
-        .history = s->history,
-        .bound = s->cfg.world_bound,
-        .max_speed = s->cfg.max_speed,
-    };
-    uint8_t buf[KZ_WELCOME_BYTES];
-    kz_wire_welcome_write(&w, buf);
-    kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_WELCOME, buf, sizeof buf);
+    send_welcome(s, slot, e.id);
     kz__audit(s, KZ_AUDIT_CONNECT, cl, 0, info->claims.method);
     /* The name is the backend's, but any printable text: quoted so it
      * cannot end its value or add fields to a structured log. */
@@ -575,6 +651,12 @@ static void on_disconnect(kz_server *s, uint32_t slot)
     }
     if (!cl->live)
         return;
+    if (s->role == KZ__ROLE_EDGE) {
+        kz__fleet_up(s, KZ_BUS_U_LEAVE, cl->told_shutdown ? 2 : 1, slot, cl->serial, 0, NULL, 0);
+        cl->live = 0;
+        s->sessions.n_live--;
+        return;
+    }
     uint32_t i = cl->avatar;
     for (uint32_t o = 0; o < s->world.cap; o++)
         if (s->world.holder[o] == i + 1u)
@@ -636,6 +718,11 @@ static void on_path(kz_server *s, uint32_t slot, int detached)
     if (!cl->live || (detached && cl->detached))
         return;
     cl->detached = (uint8_t)detached;
+    if (s->role == KZ__ROLE_EDGE) {
+        kz__fleet_up(s, detached ? KZ_BUS_U_DETACH : KZ_BUS_U_ATTACH, 0, slot, cl->serial, 0,
+                     NULL, 0);
+        return;
+    }
     if (detached) {
         cl->q_count = 0;
         cl->last.move[0] = cl->last.move[1] = cl->last.move[2] = 0;
@@ -744,6 +831,11 @@ static void relay(kz_server *s, uint32_t from, float radius, int echo, uint8_t c
     uint8_t buf[KZ_RELAY_HEADER_BYTES + KZ_CHAT_MAX_BYTES + KZ_VOICE_MAX_FRAME_BYTES];
     kz_wire_put32(buf, kz_entity_at(&s->world.ents, from).id);
     memcpy(buf + KZ_RELAY_HEADER_BYTES, payload, len);
+    if (s->role == KZ__ROLE_AUTHORITY) {
+        /* Who sees whom is known where the views are: at the edges. */
+        kz__fleet_near(s, from, radius, echo, channel, type, buf, KZ_RELAY_HEADER_BYTES + len);
+        return;
+    }
     float x = (float)s->world.pos[from][0] / KZ_SNAP_POS_UNITS;
     float z = (float)s->world.pos[from][2] / KZ_SNAP_POS_UNITS;
     uint32_t n = kz_grid_query(&s->world.grid, x, z, radius, s->world.query, s->world.cap, NULL);
@@ -1174,6 +1266,38 @@ static void on_prefs(kz_server *s, kz__client *cl, const uint8_t *p, uint32_t le
     cl->bubble = p[0];
 }
 
+/* An edge forwards what its clients send to the authority, which checks
+ * and applies it; of an INPUT it keeps the acknowledgement, which its
+ * replicator needs. Only the types a client may send go up. */
+static void edge_forward(kz_server *s, kz__client *cl, const kz_netmsg *m)
+{
+    switch (m->type) {
+    case KZ_MSG_INPUT: {
+        kz_wire_input in;
+        if (kz_wire_input_read(m->data, m->len, &in) != KZ_OK) {
+            kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
+            return;
+        }
+        kz_counter_inc(s->c, KZ_WORLD_C_INPUTS);
+        if (in.ack > cl->acked && in.ack <= s->tick)
+            cl->acked = in.ack;
+        break;
+    }
+    case KZ_MSG_CHAT: case KZ_MSG_EMOTE: case KZ_MSG_VOICE: case KZ_MSG_ACTION:
+    case KZ_MSG_BLOCK: case KZ_MSG_ADMIN: case KZ_MSG_PREFS:
+        break;
+    default: kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED); return;
+    }
+    if (m->len > KZ_MAX_MESSAGE_BYTES) {
+        kz_counter_inc(s->c, KZ_WORLD_C_DROP_MALFORMED);
+        return;
+    }
+    kz_time_ns age = m->received && s->now > m->received ? s->now - m->received : 0;
+    uint64_t age_us = age / 1000u;
+    kz__fleet_up(s, KZ_BUS_U_MSG, m->type, m->slot, cl->serial,
+                 age_us > UINT32_MAX ? UINT32_MAX : (uint32_t)age_us, m->data, m->len);
+}
+
 static void on_data(kz_server *s, const kz_netmsg *m)
 {
     kz__client *cl = &s->sessions.clients[m->slot];
@@ -1181,6 +1305,10 @@ static void on_data(kz_server *s, const kz_netmsg *m)
         /* Kicked (or refused at connect): it is leaving, and nothing it
          * still sends may count, strike or be logged again. */
         kz_counter_inc(s->c, KZ_WORLD_C_DROP_KICKED);
+        return;
+    }
+    if (s->role == KZ__ROLE_EDGE) {
+        edge_forward(s, cl, m);
         return;
     }
     switch (m->type) {
@@ -1207,7 +1335,8 @@ static void drain(kz_server *s)
         if (m.slot >= s->sessions.max_clients)
             continue;
         if (m.kind == KZ_NETMSG_CONNECT)
-            on_connect(s, m.slot, (const kz_token_info *)m.data);
+            on_connect(s, m.slot, (const kz_token_info *)m.data,
+                       kz__netserver_polled_serial(s->net), kz__netserver_polled_host(s->net));
         else if (m.kind == KZ_NETMSG_DISCONNECT)
             on_disconnect(s, m.slot);
         else if (m.kind == KZ_NETMSG_DETACH || m.kind == KZ_NETMSG_RESUME)
@@ -1216,6 +1345,18 @@ static void drain(kz_server *s)
             on_data(s, &m);
     }
 }
+
+/* ---- the fleet's entry points (sim/fleet_impl.h) -------------------------- */
+
+void kz__server_connect(kz_server *s, uint32_t slot, const kz_token_info *info, uint32_t serial,
+                        uint32_t host)
+{
+    on_connect(s, slot, info, serial, host);
+}
+
+void kz__server_disconnect(kz_server *s, uint32_t slot) { on_disconnect(s, slot); }
+void kz__server_path(kz_server *s, uint32_t slot, int detached) { on_path(s, slot, detached); }
+void kz__server_data(kz_server *s, const kz_netmsg *m) { on_data(s, m); }
 
 /* ---- stepping ----------------------------------------------------------- */
 
@@ -1240,13 +1381,33 @@ static void pay_owed_kicks(kz_server *s)
     }
 }
 
+/* An edge's step: its clients' traffic and the fleet's timers; it ticks
+ * when the authority's world update is complete (kz__fleet_receive). */
+static int edge_step(kz_server *s, kz_time_ns now)
+{
+    (void)kz_netserver_service(s->net, now);
+    drain(s);
+    if (s->draining)
+        kz__server_tell_shutdown(s);
+    kz__fleet_step(s);
+    if (s->rp.threaded)
+        kz__server_time_ticks(s);
+    return 0;
+}
+
 int kz_server_step(kz_server *s, kz_time_ns now)
 {
     s->now = now;
+    if (s->role == KZ__ROLE_EDGE)
+        return edge_step(s, now);
     if (s->ticker.hz == 0 && kz_ticker_init(&s->ticker, s->cfg.tick_hz, 4, now) != KZ_OK)
         return KZ_EINVAL;
-    (void)kz_netserver_service(s->net, now);
-    drain(s);
+    if (s->net) {
+        (void)kz_netserver_service(s->net, now);
+        drain(s);
+    } else {
+        kz__fleet_step(s);
+    }
     if (s->sessions.owed_kicks)
         pay_owed_kicks(s);
     if (s->draining)
@@ -1259,14 +1420,14 @@ int kz_server_step(kz_server *s, kz_time_ns now)
         kz__server_tick(s);
     if (s->rp.threaded)
         kz__server_time_ticks(s);
-    if (due)
+    if (due && s->net)
         (void)kz_netserver_service(s->net, now);
     return (int)due;
 }
 
 /* ---- queries and admin -------------------------------------------------- */
 
-uint16_t kz_server_port(const kz_server *s) { return kz_netserver_port(s->net); }
+uint16_t kz_server_port(const kz_server *s) { return s->net ? kz_netserver_port(s->net) : 0; }
 uint32_t kz_server_tick(const kz_server *s) { return s->tick; }
 uint32_t kz_server_tick_hz(const kz_server *s) { return s->cfg.tick_hz; }
 
@@ -1356,7 +1517,7 @@ int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *t
     buf[0] = KZ_NOTICE_KICK;
     memcpy(buf + 1, text ? text : "", n);
     kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_NOTICE, buf, (uint32_t)(1 + n));
-    int rc = kz_netserver_kick(s->net, slot, reason);
+    int rc = transport_kick(s, slot, reason);
     if (rc == KZ_OK) { /* counted and audited once it is on its way */
         cl->kicked = 1;
         cl->q_count = 0;  /* nothing more of it is applied */
@@ -1376,13 +1537,39 @@ void kz_server_shutdown(kz_server *s, const char *text)
         return;
     s->draining = 1;
     snprintf(s->drain_text, sizeof s->drain_text, "%s", text ? text : "server shutting down");
-    kz_netserver_set_accepting(s->net, 0);
+    if (s->net)
+        kz_netserver_set_accepting(s->net, 0);
     kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "shutdown clients=%u", s->sessions.n_live);
     kz__server_tell_shutdown(s);
 }
 
+/* An edge that stops lets its clients go with the notice; the authority
+ * holds their avatars (LEAVE "moved"), so they may come back through
+ * another edge of their token. */
+static void edge_tell_shutdown(kz_server *s)
+{
+    for (uint32_t slot = 0; slot < s->cfg.net.max_clients; slot++) {
+        kz__client *cl = &s->sessions.clients[slot];
+        if (!cl->live || cl->told_shutdown || cl->kicked)
+            continue;
+        uint8_t buf[1 + KZ_NOTICE_MAX_BYTES];
+        size_t n = strnlen(s->drain_text, KZ_NOTICE_MAX_BYTES);
+        buf[0] = KZ_NOTICE_KICK;
+        memcpy(buf + 1, s->drain_text, n);
+        kz__server_send(s, slot, KZ_CHANNEL_EVENT, KZ_MSG_NOTICE, buf, (uint32_t)(1 + n));
+        if (kz_netserver_kick(s->net, slot, KZ_KICK_SHUTDOWN) != KZ_OK)
+            return;
+        cl->told_shutdown = 1;
+        cl->kicked = 1;
+    }
+}
+
 void kz__server_tell_shutdown(kz_server *s)
 {
+    if (s->role == KZ__ROLE_EDGE) {
+        edge_tell_shutdown(s);
+        return;
+    }
     for (uint32_t slot = 0; slot < s->cfg.net.max_clients; slot++) {
         kz__client *cl = &s->sessions.clients[slot];
         if (!cl->live || cl->told_shutdown)

@@ -51,6 +51,9 @@ typedef struct kz__replication {
     kz__repl_world w;             /* limits, ring and views every replicator shares */
     kz__replicator r[KZ__MAX_REPLICATORS];
     uint32_t n;                   /* one per I/O host */
+    uint32_t owner_rows;          /* rows of frame.clients: the slots, and on an edge one
+                                     per dense index for the owners of the replica's
+                                     avatars (sim/fleet_edge.c) */
     int threaded;                 /* the replicators run on the I/O threads */
     kz__stage stage;
     kz__frame frames[KZ__FRAMES];
@@ -86,6 +89,9 @@ struct kz_server {
     kz_counter_block c;
     kz_hist tick_ns;
     kz__sampler spawn_reports;    /* log lines of connections refused for lack of a place */
+    struct kz__fleet *fleet;      /* NULL: the single process; else the authority or an
+                                     edge of a world on many processes (sim/fleet.h) */
+    unsigned role;                /* KZ__ROLE_* (sim/fleet.h) */
 };
 
 /* server_tick.c */

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "net/netserver_work.h"
+#include "sim/fleet_impl.h"
 
 /* ---- inputs ------------------------------------------------------------- */
 
@@ -193,6 +194,16 @@ static void frame_client(kz_server *s, kz__frame *f, uint32_t slot)
     fc->corrected = cl->corrected;
     fc->host = (uint8_t)cl->host;
     fc->replicate = !cl->kicked;
+    if (s->role == KZ__ROLE_EDGE) {
+        /* An edge's session: its avatar, newest command and correction are
+         * the authority's, from the replica; no avatar yet, no snapshot. */
+        const kz__fleet *fl = s->fleet;
+        int has = cl->avatar != KZ__NO_AVATAR && fl->rstate[cl->avatar].entity != 0;
+        fc->avatar = has ? cl->avatar : 0;
+        fc->input_tick = has ? fl->rinput[cl->avatar] : 0;
+        fc->corrected = has ? fl->rcorr[cl->avatar] : 0;
+        fc->replicate = fc->replicate && has;
+    }
 }
 
 static void frame_clients(kz_server *s, kz__frame *f)
@@ -234,15 +245,20 @@ static void wait_for_replicators(kz_server *s, uint32_t tick)
 static void publish_frame(kz_server *s)
 {
     wait_for_replicators(s, s->tick);
-    kz__world_take_images(&s->world, s->tick);
     kz__frame *f = &s->rp.frames[s->tick % KZ__FRAMES];
     f->tick = s->tick;
-    f->image = s->world.image;
-    (void)kz__grid_copy(&f->grid, &s->world.grid);  /* both made from one configuration */
-    frame_rules(s, f);
+    if (s->role == KZ__ROLE_EDGE) {
+        kz__fleet_fill_frame(s, f);  /* the replica of the authority's image */
+    } else {
+        kz__world_take_images(&s->world, s->tick);
+        f->image = s->world.image;
+        (void)kz__grid_copy(&f->grid, &s->world.grid);  /* both made from one configuration */
+        frame_rules(s, f);
+    }
     frame_clients(s, f);
     kz__stage_publish(&s->rp.stage, s->tick);
-    kz__netserver_wake(s->net);
+    if (s->net)
+        kz__netserver_wake(s->net);
 }
 
 static uint64_t monotonic_ns(void)
@@ -303,8 +319,28 @@ void kz__server_tick(kz_server *s)
     s->rp.tick_start[s->tick % KZ__TIMED] = t0;
     publish_frame(s);
     kz_counter_inc(s->c, KZ_WORLD_C_TICKS);
+    if (s->role == KZ__ROLE_AUTHORITY) {
+        kz__fleet_after_tick(s);  /* the world update and what each edge must do */
+        (void)kz_hist_record(&s->tick_ns, monotonic_ns() - t0);
+        return;
+    }
     if (s->rp.threaded) {
         kz__server_time_ticks(s);  /* recorded once its replicators finish */
+        return;
+    }
+    replicate_here(s);
+    (void)kz_hist_record(&s->tick_ns, monotonic_ns() - t0);
+}
+
+void kz__server_edge_tick(kz_server *s, uint32_t tick)
+{
+    uint64_t t0 = monotonic_ns();
+    s->tick = tick;
+    s->rp.tick_start[s->tick % KZ__TIMED] = t0;
+    publish_frame(s);
+    kz_counter_inc(s->c, KZ_WORLD_C_TICKS);
+    if (s->rp.threaded) {
+        kz__server_time_ticks(s);
         return;
     }
     replicate_here(s);
