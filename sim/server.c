@@ -558,6 +558,28 @@ void kz__server_welcome(kz_server *s, uint32_t slot)
     send_welcome(s, slot, kz_entity_at(&s->world.ents, s->sessions.clients[slot].avatar).id);
 }
 
+/* The detail of a connect record: the verification method, and at an
+ * authority first the edge that admitted the session (docs/AUDIT.md). */
+static const char *connect_detail(const kz_server *s, uint32_t slot, const kz_token_info *info,
+                                  char out[KZ_AUDIT_DETAIL_MAX])
+{
+    if (s->role != KZ__ROLE_AUTHORITY)
+        return info->claims.method;
+    snprintf(out, KZ_AUDIT_DETAIL_MAX, "edge %u: %.48s", (unsigned)(uint8_t)s->fleet->ws[slot].edge,
+             info->claims.method);
+    return out;
+}
+
+/* The detail of a path record at an authority: the edge now serving the
+ * session (0: none, held). */
+static const char *path_detail(const kz_server *s, uint32_t slot, char out[KZ_AUDIT_DETAIL_MAX])
+{
+    if (s->role != KZ__ROLE_AUTHORITY)
+        return NULL;
+    snprintf(out, KZ_AUDIT_DETAIL_MAX, "edge %u", (unsigned)(uint8_t)s->fleet->ws[slot].edge);
+    return out;
+}
+
 /* An edge's new session: its avatar is the authority's to make. The
  * session is live (what it sends is forwarded) and replicated once the
  * authority names its avatar (sim/fleet_edge.c). */
@@ -593,6 +615,7 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info, u
     }
     (void)kz__session_reset(&s->sessions, slot, serial, host);
     client_identity(cl, info);
+    char detail[KZ_AUDIT_DETAIL_MAX];
     int32_t at[3];
     if (!spawn_point(s, cl, at)) {
         refuse_no_place(s, slot, cl);
@@ -624,13 +647,13 @@ static void on_connect(kz_server *s, uint32_t slot, const kz_token_info *info, u
     if (s->draining) {
         /* Admitted by the gate just before it closed: told and let go like
          * everyone else (the kick is audited after the connect). */
-        kz__audit(s, KZ_AUDIT_CONNECT, cl, 0, info->claims.method);
+        kz__audit(s, KZ_AUDIT_CONNECT, cl, 0, connect_detail(s, slot, info, detail));
         cl->told_shutdown = kz_server_kick(s, e.id, KZ_KICK_SHUTDOWN, s->drain_text) == KZ_OK;
         return;
     }
 
     send_welcome(s, slot, e.id);
-    kz__audit(s, KZ_AUDIT_CONNECT, cl, 0, info->claims.method);
+    kz__audit(s, KZ_AUDIT_CONNECT, cl, 0, connect_detail(s, slot, info, detail));
     /* The name is the backend's, but any printable text: quoted so it
      * cannot end its value or add fields to a structured log. */
     char name[2 * sizeof s->world.badge[i].name];
@@ -732,7 +755,9 @@ static void on_path(kz_server *s, uint32_t slot, int detached)
         cl->path_left_out++;
         return;
     }
-    kz__audit(s, detached ? KZ_AUDIT_DETACH : KZ_AUDIT_RESUME, cl, cl->path_left_out, NULL);
+    char detail[KZ_AUDIT_DETAIL_MAX];
+    kz__audit(s, detached ? KZ_AUDIT_DETACH : KZ_AUDIT_RESUME, cl, cl->path_left_out,
+              path_detail(s, slot, detail));
     kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "server", "%s slot=%u entity=%u (and %u more)",
             detached ? "detached" : "resumed", slot, kz_entity_at(&s->world.ents, cl->avatar).id,
             cl->path_left_out);

@@ -20,12 +20,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <kizuna/client.h>
 #include <kizuna/server.h>
 
 #include "sim/fleet_impl.h"
 #include "support/loopback.h"
+#include "support/world.h"
 
 #define PROTO 0x4B5A464C45455431ull
 #define SERVER_ID 91u
@@ -40,6 +42,7 @@ typedef struct {
     kz_client *cl[64];
     uint32_t n;
     kz_time_ns now;
+    kzt_audit audit;             /* the authority's log */
 } fleet;
 
 static fleet F;
@@ -144,12 +147,14 @@ static void start(uint32_t n)
     cr_assert_eq(kzt_keys_make(&F.keys), KZ_OK);
     uint32_t max = n + 8u;
     kz_server_config sc = world_config(max);
+    cr_assert_eq(kzt_audit_open(&F.audit), KZ_OK);
+    sc.audit = F.audit.log;
     kz__fleet_config fc = {.role = KZ__ROLE_AUTHORITY, .world = kz_bus_world_hash("plaza"),
                            .instance = 0xA0, .started_ms = 1000, .hold_ms = 15000};
     F.auth = kz__fleet_server_create(&sc, &fc);
     cr_assert_not_null(F.auth);
     for (uint32_t e = 0; e < EDGES; e++) {
-        sc = world_config(max);
+        sc = world_config(max);  /* an edge writes no audit log: the authority does */
         kz__fleet_config ec = {.role = KZ__ROLE_EDGE, .edge = e + 1u, .world = fc.world,
                                .instance = 0xE0 + e, .started_ms = 2000};
         F.edge[e] = kz__fleet_server_create(&sc, &ec);
@@ -184,6 +189,8 @@ static void stop(void)
     for (uint32_t e = 0; e < EDGES; e++)
         kz_server_destroy(F.edge[e]);
     kz_server_destroy(F.auth);
+    if (F.audit.log)
+        (void)kzt_audit_close_count(&F.audit, KZ_AUDIT_CONNECT, 0, NULL);
 }
 
 static void walk(uint32_t ticks)
@@ -339,5 +346,16 @@ Test(fleet, a_silent_edges_sessions_are_held_and_come_back_through_another_edge)
         if (F.cl[i])
             left |= saw_leave(F.cl[i], lost);
     cr_assert_eq(left, 0);
+    /* The audit log names the edge of every join and of the move, and
+     * verifies. */
+    kz_server_destroy(F.auth);
+    F.auth = NULL;
+    cr_assert_eq(kz_audit_close(F.audit.log), KZ_OK);
+    F.audit.log = NULL;
+    cr_assert_eq(kzt_audit_count(&F.audit, KZ_AUDIT_CONNECT, 0, "edge 1: none"), 2);
+    cr_assert_eq(kzt_audit_count(&F.audit, KZ_AUDIT_CONNECT, 0, "edge 2: none"), 2);
+    cr_assert_eq(kzt_audit_count(&F.audit, KZ_AUDIT_DETACH, 1, "edge 0"), 1);
+    cr_assert_eq(kzt_audit_count(&F.audit, KZ_AUDIT_RESUME, 1, "edge 2"), 1);
+    unlink(F.audit.path);
     stop();
 }
