@@ -346,7 +346,7 @@ void kz__fleet_near(kz_server *s, uint32_t from, float radius, int echo, uint8_t
     kz_bus_rec r = {.kind = KZ_BUS_D_NEAR, .sub = channel, .len = (uint16_t)(6 + len),
                     .slot = from, .serial = 0, .body = b};
     for (uint32_t e = 1; e <= KZ_BUS_MAX_EDGES; e++)
-        if (f->peers[e].instance)
+        if (f->peers[e].instance && !f->peers[e].lost)
             stage(f, e, &r);
 }
 
@@ -370,12 +370,15 @@ static void map(kz__fleet *f, uint32_t w, uint32_t e, uint32_t eslot, uint32_t e
 static void hold(kz_server *s, uint32_t w)
 {
     kz__fleet *f = s->fleet;
+    uint32_t e = f->ws[w].edge;
     unmap(f, w);
     if (!s->sessions.clients[w].live) {
         f->ws[w] = (kz__wslot){0};
         return;
     }
     f->ws[w].held = 1;
+    f->ws[w].held_edge = e;
+    f->ws[w].held_instance = e ? f->peers[e].instance : 0;
     f->ws[w].held_since = s->now;
     kz_counter_inc(f->c, KZ__FLEET_C_SESSIONS_HELD);
     kz__server_path(s, w, 1);
@@ -432,6 +435,10 @@ static void join(kz_server *s, uint32_t e, const kz_bus_rec *r)
         }
         if (ws->edge)  /* detached on a live edge: that edge lets it go */
             stage_kick(f, ws->edge, ws->eslot, ws->eserial, KZ_KICK_REPLACED);
+        if (ws->held && ws->held_edge && ws->held_edge != e && f->peers[ws->held_edge].instance ==
+                                                                  ws->held_instance)
+            /* Its old edge may come back: it must let the old session go. */
+            stage_kick(f, ws->held_edge, ws->eslot, ws->eserial, KZ_KICK_REPLACED);
         unmap(f, w);
         map(f, w, e, r->slot, r->serial);
         kz_counter_inc(f->c, KZ__FLEET_C_SESSIONS_REATTACHED);
@@ -491,15 +498,38 @@ static void up_record(kz_server *s, uint32_t e, const kz_bus_rec *r)
 }
 
 /* An edge's sessions are all held (it went silent, said BYE, or a new
- * instance of it started). */
-static void edge_gone(kz_server *s, uint32_t e)
+ * instance of it started). A silent edge is remembered (`lost`): if the
+ * same instance speaks again within the hold (a NATS outage, a paused
+ * process) its held sessions are its own again (peer_back). */
+static void edge_gone(kz_server *s, uint32_t e, int forget)
 {
     kz__fleet *f = s->fleet;
     for (uint32_t w = 0; w < f->max_clients; w++)
         if (f->ws[w].edge == e)
             hold(s, w);
-    f->peers[e].instance = 0;
+    f->peers[e].lost = 1;
     f->peers[e].need_sync = 0;
+    if (forget)
+        f->peers[e].instance = 0;
+}
+
+/* A lost edge speaks again: the sessions it held when it went silent,
+ * not taken by another edge since, are attached to it again. */
+static void peer_back(kz_server *s, uint32_t e)
+{
+    kz__fleet *f = s->fleet;
+    kz__peer *p = &f->peers[e];
+    p->lost = 0;
+    kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "fleet", "edge %u is back", e);
+    for (uint32_t w = 0; w < f->max_clients; w++) {
+        kz__wslot *ws = &f->ws[w];
+        if (!ws->held || ws->held_edge != e || ws->held_instance != p->instance ||
+            p->by_slot[ws->eslot])
+            continue;
+        map(f, w, e, ws->eslot, ws->eserial);
+        kz_counter_inc(f->c, KZ__FLEET_C_SESSIONS_REATTACHED);
+        kz__server_path(s, w, 0);
+    }
 }
 
 static kz_bus_drop hello(kz_server *s, const kz_bus_header *h, const uint8_t *body, size_t len)
@@ -515,13 +545,17 @@ static kz_bus_drop hello(kz_server *s, const kz_bus_header *h, const uint8_t *bo
     } else if (p->instance) {
         if (started < p->started)
             return KZ_BUS_DROP_STALE_INSTANCE;
-        edge_gone(s, h->sender);  /* a restarted edge: the old one's sessions are held */
+        edge_gone(s, h->sender, 1);  /* a restarted edge: the old one's sessions are held */
     }
+    int back = p->lost && p->instance == h->instance;
     p->instance = h->instance;
     p->started = started;
     p->seq = h->seq;
     p->heard = s->now;
     p->need_sync = 1;
+    p->lost = 0;
+    if (back)
+        peer_back(s, h->sender);
     kz_counter_inc(f->c, KZ__FLEET_C_HELLOS);
     kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "fleet", "edge %u hello reason=%u", h->sender, body[0]);
     return KZ_BUS_OK;
@@ -542,7 +576,7 @@ static kz_bus_drop authority_receive(kz_server *s, const kz_bus_header *h, const
         if (len)
             return KZ_BUS_DROP_MALFORMED;
         p->seq = h->seq;
-        edge_gone(s, h->sender);
+        edge_gone(s, h->sender, 1);
         return KZ_BUS_OK;
     }
     /* BATCH: the head, then every record's bounds, before anything applies. */
@@ -560,6 +594,8 @@ static kz_bus_drop authority_receive(kz_server *s, const kz_bus_header *h, const
         kz_counter_add(f->c, KZ__FLEET_C_GAP, h->seq - p->seq - 1u);
     p->seq = h->seq;
     p->heard = s->now;
+    if (p->lost)
+        peer_back(s, h->sender);
     q = body + KZ_BUS_BATCH_HEAD_BYTES;
     for (uint32_t k = 0; k < count; k++) {
         (void)kz_bus_rec_read(&q, end, 1, &r);
@@ -700,7 +736,7 @@ static void write_downs(kz_server *s)
 {
     kz__fleet *f = s->fleet;
     for (uint32_t e = 1; e <= KZ_BUS_MAX_EDGES; e++) {
-        if (!f->peers[e].instance)
+        if (!f->peers[e].instance || f->peers[e].lost)
             continue;
         uint8_t *body = kz__fleet_begin(f, KZ_BUS_SUBJECT_DOWN, e, KZ_BUS_DOWN, 4096);
         if (!body)
@@ -757,11 +793,11 @@ static void authority_step(kz_server *s)
     kz__fleet *f = s->fleet;
     kz_time_ns silence = (kz_time_ns)KZ_BUS_EDGE_SILENCE_MS * NS_PER_MS;
     for (uint32_t e = 1; e <= KZ_BUS_MAX_EDGES; e++)
-        if (f->peers[e].instance && s->now - f->peers[e].heard > silence) {
+        if (f->peers[e].instance && !f->peers[e].lost && s->now - f->peers[e].heard > silence) {
             kz_counter_inc(f->c, KZ__FLEET_C_EDGES_LOST);
             kz_logf(&s->cfg.net.log, KZ_LOG_WARN, "fleet",
                     "edge %u silent for %u ms: its sessions are held", e, KZ_BUS_EDGE_SILENCE_MS);
-            edge_gone(s, e);
+            edge_gone(s, e, 0);
         }
     kz_time_ns hold = (kz_time_ns)f->cfg.hold_ms * NS_PER_MS;
     for (uint32_t w = 0; w < f->max_clients; w++)

@@ -285,6 +285,8 @@ static kz_bus_drop update_part(kz_server *s, const kz_bus_header *h, const uint8
     f->building = 0;
     if (sync) {
         f->synced = 1;
+        if (!s->draining)
+            kz_netserver_set_accepting(s->net, 1);
         kz_logf(&s->cfg.net.log, KZ_LOG_INFO, "fleet", "world image taken at tick %u", th.tick);
     }
     f->rtick = th.tick;

@@ -20,6 +20,8 @@ typedef struct kz__peer {
     uint64_t seq_down;         /* ours on its down subject */
     kz_time_ns heard;          /* when its last message was accepted */
     uint8_t need_sync;
+    uint8_t lost;              /* silent past KZ_BUS_EDGE_SILENCE_MS: its sessions are held,
+                                  and come back to it if it speaks again (same instance) */
     uint32_t *by_slot;         /* its transport slot -> world slot + 1 */
 } kz__peer;
 
@@ -28,6 +30,8 @@ typedef struct kz__wslot {
     uint32_t edge;             /* 0 = none (free, or held) */
     uint32_t eslot, eserial;   /* the edge's transport slot and serial */
     uint8_t held;              /* its edge went away: the avatar waits for a JOIN */
+    uint32_t held_edge;        /* the edge it was on (eslot, eserial kept), 0 = none */
+    uint64_t held_instance;    /* that edge's instance then */
     kz_time_ns held_since;
 } kz__wslot;
 

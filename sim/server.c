@@ -313,6 +313,8 @@ static kz_server *server_create(const kz_server_config *cfg_in, const kz__fleet_
         kz_server_destroy(s);
         return NULL;
     }
+    if (s->role == KZ__ROLE_EDGE)
+        kz_netserver_set_accepting(s->net, 0);  /* until it holds the world (fleet_edge.c) */
     s->rp.w.send_ctx = s->net;
     s->rp.threaded = cfg.net.threaded != 0;
     if (s->rp.threaded)

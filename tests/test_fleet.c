@@ -39,6 +39,7 @@ typedef struct {
     kz_server *auth;
     kz_server *edge[EDGES];
     int edge_alive[EDGES];
+    int edge_cut[EDGES];          /* running, but its bus is down (NATS lost) */
     kz_client *cl[64];
     uint32_t n;
     kz_time_ns now;
@@ -65,7 +66,7 @@ static void pump(void)
     /* What the edges said goes up first, then what the authority said. */
     for (uint32_t e = 0; e < EDGES; e++) {
         uint32_t n = kz__fleet_out(F.edge[e], &m);
-        for (uint32_t k = 0; k < n && F.edge_alive[e]; k++) {
+        for (uint32_t k = 0; k < n && F.edge_alive[e] && !F.edge_cut[e]; k++) {
             cr_assert_eq(m[k].subject, KZ_BUS_SUBJECT_UP);
             kz_bus_drop d = kz__fleet_receive(F.auth, KZ_BUS_SUBJECT_UP, e + 1u, m[k].data, m[k].len);
             cr_assert_eq(d, KZ_BUS_OK, "edge %u's message dropped: %d", e + 1u, d);
@@ -75,7 +76,7 @@ static void pump(void)
     uint32_t n = kz__fleet_out(F.auth, &m);
     for (uint32_t k = 0; k < n; k++)
         for (uint32_t e = 0; e < EDGES; e++) {
-            if (!F.edge_alive[e])
+            if (!F.edge_alive[e] || F.edge_cut[e])
                 continue;
             if (m[k].subject == KZ_BUS_SUBJECT_DOWN && m[k].edge != e + 1u)
                 continue;
@@ -357,5 +358,37 @@ Test(fleet, a_silent_edges_sessions_are_held_and_come_back_through_another_edge)
     cr_assert_eq(kzt_audit_count(&F.audit, KZ_AUDIT_DETACH, 1, "edge 0"), 1);
     cr_assert_eq(kzt_audit_count(&F.audit, KZ_AUDIT_RESUME, 1, "edge 2"), 1);
     unlink(F.audit.path);
+    stop();
+}
+
+/* The bus of edge 1 is down for 3 s (a NATS outage), the edge and its
+ * clients run on: the authority holds its sessions meanwhile, and when
+ * the bus is back the same edge's sessions are its own again: nobody is
+ * kicked or seen to leave, and its clients walk on. */
+Test(fleet, an_edge_back_from_a_bus_outage_keeps_its_clients)
+{
+    start(6);
+    walk(30);
+    uint32_t id0 = kz_client_self_id(F.cl[0]);
+    for (uint32_t i = 0; i < F.n; i++)
+        (void)saw_leave(F.cl[i], id0);
+    F.edge_cut[0] = 1;
+    walk(1500);  /* 3 s */
+    cr_assert_eq(counter(F.auth, KZ__FLEET_C_SESSIONS_HELD), 2);
+    F.edge_cut[0] = 0;
+    walk(1000);
+    cr_assert_eq(counter(F.auth, KZ__FLEET_C_SESSIONS_REATTACHED), 2);
+    int left = 0;
+    for (uint32_t i = 0; i < F.n; i++) {
+        cr_assert_eq(kz_client_state(F.cl[i]), KZ_CLIENT_CONNECTED, "client %u lost", i);
+        left |= saw_leave(F.cl[i], id0);
+    }
+    cr_assert_eq(left, 0, "an avatar of the cut edge was seen to leave");
+    kz_avatar_state a, b;
+    cr_assert_eq(kz_client_self(F.cl[0], &a), KZ_OK);
+    walk(200);
+    cr_assert_eq(kz_client_self(F.cl[0], &b), KZ_OK);
+    cr_assert(fabsf(a.pos[0] - b.pos[0]) + fabsf(a.pos[2] - b.pos[2]) > 0.1f,
+              "the edge's client no longer moves after the outage");
     stop();
 }
