@@ -160,6 +160,8 @@ int kz_bus_limits_read(const uint8_t **p, const uint8_t *end, kz_bus_limits *l);
 #define KZ_BUS_U_DETACH 3u
 #define KZ_BUS_U_ATTACH 4u
 #define KZ_BUS_U_MSG 5u       /* sub = client message type; body: the message */
+#define KZ_BUS_U_OBSERVED 6u  /* body: u32 dense index that came into the view of this
+                                 session while it observes */
 
 typedef struct kz_bus_rec {
     uint8_t kind, sub;

@@ -469,7 +469,7 @@ static void up_record(kz_server *s, uint32_t e, const kz_bus_rec *r)
         join(s, e, r);
         return;
     }
-    if (r->kind < KZ_BUS_U_LEAVE || r->kind > KZ_BUS_U_MSG) {
+    if (r->kind < KZ_BUS_U_LEAVE || r->kind > KZ_BUS_U_OBSERVED) {
         kz_counter_inc(f->c, KZ__FLEET_C_DROP_MALFORMED);
         return;
     }
@@ -486,6 +486,16 @@ static void up_record(kz_server *s, uint32_t e, const kz_bus_rec *r)
             end_session(s, w);
         break;
     case KZ_BUS_U_DETACH: kz__server_path(s, w, 1); break;
+    case KZ_BUS_U_OBSERVED: {
+        /* Only a session the authority knows observes may announce. */
+        uint32_t target = r->len == 4 ? kz_bus_get32(r->body) : UINT32_MAX;
+        if (target >= s->world.cap || !s->sessions.clients[w].observer) {
+            kz_counter_inc(f->c, KZ__FLEET_C_DROP_MALFORMED);
+            break;
+        }
+        kz__announce_observer(s, &s->sessions.clients[w], target);
+        break;
+    }
     case KZ_BUS_U_ATTACH: kz__server_path(s, w, 0); break;
     default: {
         kz_time_ns age = (kz_time_ns)r->age_us * 1000u;

@@ -479,6 +479,30 @@ kz_bus_drop kz__fleet_edge_receive(kz_server *s, const kz_bus_header *h, const u
     return KZ_BUS_OK;
 }
 
+/* ---- observers -------------------------------------------------------------- */
+
+void kz__fleet_edge_observers(kz_server *s)
+{
+    kz__fleet *f = s->fleet;
+    uint32_t words = s->sessions.words;
+    for (uint32_t slot = 0; slot < s->sessions.max_clients; slot++) {
+        kz__client *cl = &s->sessions.clients[slot];
+        if (!cl->live || cl->avatar == KZ__NO_AVATAR)
+            continue;
+        int observing = (f->rrule[cl->avatar] & KZ__RULE_OBSERVER) != 0;
+        /* The bits of the last frame it observed in are taken too. */
+        if (observing || cl->observer)
+            for (uint32_t k = 0; k < words; k++)
+                for (uint64_t fresh = kz__view_take_entered(&s->rp.w, slot, cl->serial, k); fresh;
+                     fresh &= fresh - 1u) {
+                    uint8_t b[4];
+                    kz_bus_put32(b, k * 64u + (uint32_t)__builtin_ctzll(fresh));
+                    kz__fleet_up(s, KZ_BUS_U_OBSERVED, 0, slot, cl->serial, 0, b, 4);
+                }
+        cl->observer = (uint8_t)observing;
+    }
+}
+
 /* ---- the frame ------------------------------------------------------------ */
 
 void kz__fleet_fill_frame(kz_server *s, kz__frame *fr)

@@ -123,6 +123,8 @@ void kz__fleet_step(kz_server *s);
 /* Edge: a record for the authority about local slot `slot`. */
 void kz__fleet_up(kz_server *s, uint8_t kind, uint8_t sub, uint32_t slot, uint32_t serial,
                   uint32_t age_us, const void *body, uint32_t len);
+/* Edge: what came into its observers' views goes up (once per tick). */
+void kz__fleet_edge_observers(kz_server *s);
 /* Edge: fills frame `fr` of the replica's tick (image row, attributes,
  * owner rows, grid). */
 void kz__fleet_fill_frame(kz_server *s, kz__frame *fr);

@@ -336,6 +336,7 @@ void kz__server_edge_tick(kz_server *s, uint32_t tick)
 {
     uint64_t t0 = monotonic_ns();
     s->tick = tick;
+    kz__fleet_edge_observers(s);
     s->rp.tick_start[s->tick % KZ__TIMED] = t0;
     publish_frame(s);
     kz_counter_inc(s->c, KZ_WORLD_C_TICKS);

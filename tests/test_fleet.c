@@ -100,6 +100,8 @@ static void step(void)
             (void)kz_client_update(F.cl[i], F.now);
 }
 
+static const char *g_role;     /* role of the next minted token (NULL: none) */
+
 static int mint(uint64_t client_id, uint32_t edge, kz_connect_token *out)
 {
     kz_token_info t;
@@ -117,6 +119,10 @@ static int mint(uint64_t client_id, uint32_t edge, kz_connect_token *out)
     t.avatar_id = client_id + 1000;
     snprintf(t.name, sizeof t.name, "fleet-%llu", (unsigned long long)client_id);
     strcpy(t.claims.method, "none");
+    if (g_role) {
+        t.n_roles = 1;
+        snprintf(t.roles[0], sizeof t.roles[0], "%s", g_role);
+    }
     size_t len = 0;
     int rc = kz_token_mint(&t, F.keys.backend.secret_key, F.keys.server.public_key, &out->keys,
                            out->token, sizeof out->token, &len);
@@ -141,6 +147,8 @@ static kz_client *client_on(uint64_t client_id, uint32_t edge)
     cr_assert_eq(kz_client_connect(c, &ct, 0), KZ_OK);
     return c;
 }
+
+static int moderator_first;     /* set before start: client 0 holds "moderator" */
 
 static void start(uint32_t n)
 {
@@ -171,8 +179,11 @@ static void start(uint32_t n)
     for (uint32_t e = 0; e < EDGES; e++)
         cr_assert(kz__fleet_synced(F.edge[e]), "edge %u never took the world image", e + 1u);
     F.n = n;
-    for (uint32_t i = 0; i < n; i++)
+    for (uint32_t i = 0; i < n; i++) {
+        g_role = i == 0 && moderator_first ? "moderator" : NULL;
         F.cl[i] = client_on(i + 1u, i % EDGES);
+    }
+    g_role = NULL;
     uint32_t connected = 0;
     for (uint32_t k = 0; k < 3000 && connected < n; k++) {
         step();
@@ -390,5 +401,73 @@ Test(fleet, an_edge_back_from_a_bus_outage_keeps_its_clients)
     cr_assert_eq(kz_client_self(F.cl[0], &b), KZ_OK);
     cr_assert(fabsf(a.pos[0] - b.pos[0]) + fabsf(a.pos[2] - b.pos[2]) > 0.1f,
               "the edge's client no longer moves after the outage");
+    stop();
+}
+
+static int in_view(kz_client *c, uint32_t id)
+{
+    kz_client_entity view[64];
+    uint32_t n = kz_client_view(c, view, 64);
+    for (uint32_t k = 0; k < n; k++)
+        if (view[k].id == id)
+            return 1;
+    return 0;
+}
+
+static uint32_t notices(kz_client *c, uint32_t code)
+{
+    kz_client_event ev;
+    uint32_t n = 0;
+    while (kz_client_poll_event(c, &ev) == KZ_OK)
+        n += ev.type == KZ_EV_NOTICE && ev.code == code;
+    return n;
+}
+
+/* The rules the replicators apply hold across edges: a block between
+ * clients of two other edges, an observer on one edge announced to the
+ * watched on the others and seen by none, a moderator's kick of a client
+ * served elsewhere. */
+Test(fleet, blocks_observers_and_kicks_work_across_edges)
+{
+    moderator_first = 1;
+    start(6);
+    moderator_first = 0;
+    walk(100);
+    uint32_t mod = kz_client_self_id(F.cl[0]);     /* edge 1 */
+    uint32_t b = kz_client_self_id(F.cl[1]);       /* edge 2 */
+    uint32_t c = kz_client_self_id(F.cl[2]);       /* edge 3 */
+    uint32_t v = kz_client_self_id(F.cl[5]);       /* edge 3 */
+    cr_assert(in_view(F.cl[1], c) && in_view(F.cl[2], b));
+    /* b blocks c: neither sees the other; the moderator still sees both. */
+    cr_assert_eq(kz_client_block(F.cl[1], c, 1), KZ_OK);
+    walk(100);
+    cr_assert(!in_view(F.cl[1], c), "the blocker still sees the blocked client");
+    cr_assert(!in_view(F.cl[2], b), "the blocked client still sees the blocker");
+    cr_assert(in_view(F.cl[0], b) && in_view(F.cl[0], c), "a block hid others too");
+    /* Observer mode on edge 1: nobody sees the moderator, everyone it
+     * sees is told, on every edge. */
+    for (uint32_t i = 0; i < F.n; i++)
+        (void)notices(F.cl[i], 0);
+    cr_assert_eq(kz_client_admin(F.cl[0], KZ_ADMIN_OBSERVE_ON, 0), KZ_OK);
+    uint32_t told[6] = {0};
+    for (uint32_t k = 0; k < 100; k++) {
+        walk(1);
+        for (uint32_t i = 1; i < F.n; i++)
+            told[i] += notices(F.cl[i], 4 /* KZ_NOTICE_OBSERVED */);
+    }
+    for (uint32_t i = 1; i < F.n; i++) {
+        cr_assert_geq(told[i], 1, "client %u (edge %u) was not told it is observed", i,
+                      i % EDGES + 1u);
+        cr_assert(!in_view(F.cl[i], mod), "client %u still sees the observer", i);
+    }
+    cr_assert(in_view(F.cl[0], v), "the observer no longer sees");
+    /* The moderator kicks a client served by edge 3. */
+    cr_assert_eq(kz_client_admin(F.cl[0], KZ_ADMIN_KICK, v), KZ_OK);
+    for (uint32_t k = 0; k < 500 && kz_client_state(F.cl[5]) == KZ_CLIENT_CONNECTED; k++)
+        walk(1);
+    cr_assert_eq(kz_client_state(F.cl[5]), KZ_CLIENT_DISCONNECTED);
+    cr_assert_eq(kz_client_reason(F.cl[5]), KZ_KICK_ADMIN);
+    walk(200);
+    cr_assert(!in_view(F.cl[1], v), "the kicked avatar is still in the world");
     stop();
 }
