@@ -498,7 +498,9 @@ static void up_record(kz_server *s, uint32_t e, const kz_bus_rec *r)
     }
     case KZ_BUS_U_ATTACH: kz__server_path(s, w, 0); break;
     default: {
-        kz_time_ns age = (kz_time_ns)r->age_us * 1000u;
+        /* The edge's arrival age, at most a second: an edge cannot make a
+         * client's commands look older than that to the clock checks. */
+        kz_time_ns age = (kz_time_ns)(r->age_us < 1000000u ? r->age_us : 1000000u) * 1000u;
         kz_netmsg m = {.slot = w, .kind = KZ_NETMSG_DATA, .type = r->sub, .len = r->len,
                        .data = r->body, .received = s->now > age ? s->now - age : s->now};
         kz__server_data(s, &m);

@@ -471,3 +471,35 @@ Test(fleet, blocks_observers_and_kicks_work_across_edges)
     cr_assert(!in_view(F.cl[1], v), "the kicked avatar is still in the world");
     stop();
 }
+
+/* A private zone set at the authority hides its inside from the outside
+ * and the other way round, for clients of every edge: the replicas carry
+ * each avatar's zone. */
+Test(fleet, a_private_zone_hides_across_edges)
+{
+    start(6);
+    walk(50);
+    kz_zone_def z;
+    memset(&z, 0, sizeof z);
+    snprintf(z.name, sizeof z.name, "backstage");
+    z.shape = KZ_ZONE_SPHERE;
+    z.half[0] = 20.0f;
+    z.is_private = 1;
+    z.clients[0] = 1;  /* edge 1 */
+    z.clients[1] = 2;  /* edge 2 */
+    cr_assert_eq(kz_server_zone_set(F.auth, &z), KZ_OK);
+    for (uint32_t k = 0; k < 300; k++)
+        step();  /* no input: the outsiders are moved out and stay */
+    uint32_t id[6];
+    for (uint32_t i = 0; i < 6; i++)
+        id[i] = kz_client_self_id(F.cl[i]);
+    cr_assert(in_view(F.cl[0], id[1]) && in_view(F.cl[1], id[0]), "insiders do not see each other");
+    for (uint32_t out = 2; out < 6; out++)
+        for (uint32_t in = 0; in < 2; in++) {
+            cr_assert(!in_view(F.cl[out], id[in]), "outsider %u (edge %u) sees insider %u", out,
+                      out % EDGES + 1u, in);
+            cr_assert(!in_view(F.cl[in], id[out]), "insider %u sees outsider %u", in, out);
+        }
+    cr_assert(in_view(F.cl[2], id[3]) && in_view(F.cl[3], id[4]), "outsiders lost each other");
+    stop();
+}
