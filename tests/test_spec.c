@@ -38,6 +38,8 @@
 #include <kizuna/protocol.h>
 #include <kizuna/quant.h>
 #include <kizuna/server.h>
+
+#include "sim/bus.h"
 #include <kizuna/token.h>
 #include <kizuna/transport.h>
 
@@ -66,7 +68,7 @@
 
 /* ---- reading the documents ---------------------------------------------- */
 
-static const char *const spec_docs[] = {"PROTOCOL.md", "SNAPSHOT-WIRE.md"};
+static const char *const spec_docs[] = {"PROTOCOL.md", "SNAPSHOT-WIRE.md", "SCALING.md"};
 
 typedef struct spec_stated {
     char name[SPEC_NAME_MAX];
@@ -444,6 +446,10 @@ static void spec_known_load(void)
     NUM(KZ_DENY_CLIENT_IN_USE); NUM(KZ_DENY_SHUTTING_DOWN); NUM(KZ_DENY_UNAVAILABLE); NUM(KZ_AEAD_BIT_CHACHA20);
     NUM(KZ_AEAD_BIT_AES256GCM); NUM(KZ_MAX_MESSAGE_BYTES); NUM(KZ_ENET_MAX_PACKET_BYTES);
     NUM(KZ_ENET_MAX_WAITING_BYTES);
+    /* sim/bus.h: the bus of a world on many processes (SCALING.md) */
+    STR(KZ_BUS_MAGIC); NUM(KZ_BUS_VERSION); NUM(KZ_BUS_HEADER_BYTES); NUM(KZ_BUS_MAX_EDGES);
+    NUM(KZ_BUS_MESSAGE_MAX); NUM(KZ_BUS_TICK); NUM(KZ_BUS_HELLO); NUM(KZ_BUS_BATCH);
+    NUM(KZ_BUS_BYE); NUM(KZ_BUS_DOWN); NUM(KZ_BUS_SYNC);
     /* protocol.h: resume (section 4a) */
     NUM(KZ_KDF_ID_RESUME); NUM(KZ_GATE_RESUME); NUM(KZ_GATE_RESUMED); NUM(KZ_TICKET_BYTES);
     NUM(KZ_RESUME_PROOF_BYTES); NUM(KZ_GATE_RESUME_FIXED_BYTES); NUM(KZ_GATE_RESUME_BYTES);
@@ -2118,4 +2124,64 @@ Test(spec, enet_mac_key_and_tag_examples)
     ENetBuffer b = {.data = (void *)in->b, .dataLength = in->n};
     uint32_t sent = kz__enet_mac_buffers(&lib, &b, 1);
     cr_assert_arr_eq(&sent, out, 4, "the sender's tag is the document's");
+}
+
+/* ---- SCALING.md: the bus ---------------------------------------------------- */
+
+Test(spec, bus_header_tick_and_record_layouts)
+{
+    spec_load();
+    kz_bus_header h = {.type = KZ_BUS_SYNC, .sender = 0, .length = 77,
+                       .world = kz_bus_world_hash("plaza"), .instance = 0x1122334455667788ull,
+                       .epoch = 1800000000123ull, .seq = 42};
+    uint8_t msg[KZ_BUS_HEADER_BYTES];
+    kz_bus_header_write(&h, msg);
+    uint8_t ver = KZ_BUS_VERSION, type = KZ_BUS_SYNC, sender[2] = {0, 0}, len[4], res[4] = {0};
+    uint8_t world[8], inst[8], epoch[8], seq[8];
+    le(len, 77, 4);
+    le(world, h.world, 8);
+    le(inst, h.instance, 8);
+    le(epoch, h.epoch, 8);
+    le(seq, 42, 8);
+    /* The world hash is BLAKE2b-256 of the name, first 8 bytes. */
+    uint8_t full[32];
+    crypto_generichash(full, sizeof full, (const uint8_t *)"plaza", 5, NULL, 0);
+    cr_assert_arr_eq(world, full, 8);
+    const spec_field hf[] = {
+        {"magic", (const uint8_t *)KZ_BUS_MAGIC, 4}, {"version", &ver, 1}, {"type", &type, 1},
+        {"sender", sender, 2}, {"length", len, 4}, {"reserved", res, 4}, {"world", world, 8},
+        {"instance", inst, 8}, {"epoch", epoch, 8}, {"seq", seq, 8},
+    };
+    spec_check_layout("bus-header", msg, sizeof msg, hf, sizeof hf / sizeof hf[0],
+                      KZ_BUS_HEADER_BYTES);
+
+    kz_bus_tick_head th = {.tick = 900, .part = 2, .flags = KZ_BUS_TICK_LAST | KZ_BUS_TICK_FULL,
+                           .target = 3, .first = 128, .end = 4160, .count = 17};
+    uint8_t tb[KZ_BUS_TICK_HEAD_BYTES];
+    kz_bus_tick_head_write(&th, tb);
+    uint8_t tick[4], part[2], flags = 3, target = 3, first[4], end[4], count[4];
+    le(tick, 900, 4);
+    le(part, 2, 2);
+    le(first, 128, 4);
+    le(end, 4160, 4);
+    le(count, 17, 4);
+    const spec_field tf[] = {
+        {"tick", tick, 4}, {"part", part, 2}, {"flags", &flags, 1}, {"target", &target, 1},
+        {"first", first, 4}, {"end", end, 4}, {"count", count, 4},
+    };
+    spec_check_layout("bus-tick", tb, sizeof tb, tf, sizeof tf / sizeof tf[0],
+                      KZ_BUS_TICK_HEAD_BYTES);
+
+    uint8_t body[3] = {7, 8, 9}, rb[KZ_BUS_REC_BYTES + 3], *p = rb;
+    kz_bus_rec r = {.kind = KZ_BUS_D_SEND, .sub = 2, .len = 3, .slot = 5, .serial = 6, .body = body};
+    cr_assert(kz_bus_rec_write(&r, 0, &p, rb + sizeof rb));
+    uint8_t kind = KZ_BUS_D_SEND, sub = 2, rlen[2], slot[4], serial[4];
+    le(rlen, 3, 2);
+    le(slot, 5, 4);
+    le(serial, 6, 4);
+    const spec_field rf[] = {
+        {"kind", &kind, 1}, {"sub", &sub, 1}, {"len", rlen, 2}, {"slot", slot, 4},
+        {"serial", serial, 4}, {"body", body, 3},
+    };
+    spec_check_layout("bus-record", rb, sizeof rb, rf, sizeof rf / sizeof rf[0], sizeof rb);
 }
