@@ -94,6 +94,16 @@ static void lose_sync(kz_server *s)
         f->hello_reason = 2;
 }
 
+/* A notice to every client of this edge. */
+static void tell_all(kz_server *s, uint8_t code, const char *text)
+{
+    for (uint32_t slot = 0; slot < s->sessions.max_clients; slot++) {
+        const kz__client *cl = &s->sessions.clients[slot];
+        if (cl->live && !cl->kicked)
+            kz__notice(s, slot, code, text);
+    }
+}
+
 void kz__fleet_edge_step(kz_server *s)
 {
     kz__fleet *f = s->fleet;
@@ -108,6 +118,8 @@ void kz__fleet_edge_step(kz_server *s)
                 KZ_BUS_AUTHORITY_SILENCE_MS);
         f->last_update = 0;
         lose_sync(s);
+        tell_all(s, KZ_NOTICE_WORLD_PAUSED, "the world is paused: its server is unreachable");
+        f->paused = 1;
     }
     /* A heartbeat: at least one batch per tick, even empty. */
     if (!f->open && f->auth_instance && s->now - f->last_batch >= tick_ns) {
@@ -291,6 +303,10 @@ static kz_bus_drop update_part(kz_server *s, const kz_bus_header *h, const uint8
     }
     f->rtick = th.tick;
     f->last_update = s->now;
+    if (f->paused) {
+        f->paused = 0;
+        tell_all(s, KZ_NOTICE_WORLD_RESUMED, "the world moves again");
+    }
     kz_counter_inc(f->c, KZ__FLEET_C_TICKS_APPLIED);
     kz__server_edge_tick(s, th.tick);
     return KZ_BUS_OK;

@@ -77,6 +77,7 @@ typedef struct kz__fleet {
     uint32_t part_tick, part_next, part_end;
     kz_time_ns last_update, last_hello, last_batch;
     uint8_t hello_reason;      /* a HELLO is due (0 = none) */
+    uint8_t paused;            /* its clients were told the world is paused */
     kz_snap_state *rstate;
     uint8_t *rrule, *rzone, *rn_blocked, *rcorr, *rgrid;
     float *rimp;

@@ -223,6 +223,8 @@ static void walk(uint32_t ticks)
     }
 }
 
+static uint32_t notices(kz_client *c, uint32_t code);
+
 static uint64_t counter(const kz_server *s, uint32_t id)
 {
     return kz_counters_get(kz__fleet_counters(s), id);
@@ -384,10 +386,19 @@ Test(fleet, an_edge_back_from_a_bus_outage_keeps_its_clients)
     for (uint32_t i = 0; i < F.n; i++)
         (void)saw_leave(F.cl[i], id0);
     F.edge_cut[0] = 1;
-    walk(1500);  /* 3 s */
+    uint32_t paused = 0, resumed = 0;
+    for (uint32_t k = 0; k < 1500; k++) {  /* 3 s */
+        walk(1);
+        paused += notices(F.cl[0], KZ_NOTICE_WORLD_PAUSED);
+    }
+    cr_assert_eq(paused, 1, "the cut edge's client was told %u times that the world paused", paused);
     cr_assert_eq(counter(F.auth, KZ__FLEET_C_SESSIONS_HELD), 2);
     F.edge_cut[0] = 0;
-    walk(1000);
+    for (uint32_t k = 0; k < 1000; k++) {
+        walk(1);
+        resumed += notices(F.cl[0], KZ_NOTICE_WORLD_RESUMED);
+    }
+    cr_assert_eq(resumed, 1, "the world's return was told %u times", resumed);
     cr_assert_eq(counter(F.auth, KZ__FLEET_C_SESSIONS_REATTACHED), 2);
     int left = 0;
     for (uint32_t i = 0; i < F.n; i++) {

@@ -468,6 +468,8 @@ namespace Kizuna
         public const uint KZ_NOTICE_OBSERVED = 4;
         public const uint KZ_NOTICE_DENIED = 5;
         public const uint KZ_NOTICE_MUTED = 6;
+        public const uint KZ_NOTICE_WORLD_PAUSED = 7;
+        public const uint KZ_NOTICE_WORLD_RESUMED = 8;
         public const uint KZ_CHAT_MAX_BYTES = 256;
         public const uint KZ_VOICE_MAX_FRAME_BYTES = 320;
         public const uint KZ_NOTICE_MAX_BYTES = 160;

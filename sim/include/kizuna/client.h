@@ -116,6 +116,9 @@ typedef struct kz_badge {
 #define KZ_NOTICE_OBSERVED 4u    /* an observer watches you (text: who) */
 #define KZ_NOTICE_DENIED 5u      /* your role-gated action was refused */
 #define KZ_NOTICE_MUTED 6u
+#define KZ_NOTICE_WORLD_PAUSED 7u   /* the world's server is unreachable from yours: the
+                                       world stands still, your session is kept */
+#define KZ_NOTICE_WORLD_RESUMED 8u  /* the world moves again */
 
 /* Limits the server enforces: longer chat, voice frames or notices are
  * refused: kz_client_chat and kz_client_voice return KZ_EINVAL for them. */
