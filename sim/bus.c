@@ -176,7 +176,7 @@ kz_bus_drop kz_bus_header_check(const uint8_t *msg, size_t len, uint64_t world, 
         return KZ_BUS_DROP_MALFORMED;
     if (h->world != world)
         return KZ_BUS_DROP_OTHER_WORLD;
-    if (subject_of(h->type) != subject || h->sender > KZ_BUS_MAX_EDGES)
+    if (subject == 0 || subject_of(h->type) != subject || h->sender > KZ_BUS_MAX_EDGES)
         return KZ_BUS_DROP_SENDER;
     if (subject == KZ_BUS_SUBJECT_UP ? h->sender != subject_edge || subject_edge == 0
                                      : h->sender != 0)
@@ -404,7 +404,7 @@ int kz_bus_entity_read(const kz_snap_codec *codec, const uint8_t **p, const uint
         e->badge.actor_kind = r_u8(&r);
         e->badge.acting_for = r_u64(&r);
         if (!r_str(&r, e->badge.method, KZ_TOKEN_METHOD_MAX) ||
-            !r_str(&r, e->badge.name, KZ_TOKEN_NAME_MAX))
+            !r_str(&r, e->badge.name, KZ_TOKEN_NAME_MAX) || kz_snap_badge_check(&e->badge) != KZ_OK)
             return 0;
     }
     if (e->what & KZ_BUS_E_BLOCKED) {

@@ -108,9 +108,12 @@ void kz__fleet_edge_step(kz_server *s)
 {
     kz__fleet *f = s->fleet;
     kz_time_ns tick_ns = 1000000000ull / s->cfg.tick_hz;
-    if (f->hello_reason && (f->last_hello == 0 ||
-                            s->now - f->last_hello >= (kz_time_ns)KZ_BUS_HELLO_MIN_MS * NS_PER_MS))
-        send_hello(s, f->hello_reason);
+    /* Until it holds the world it asks (again: a HELLO sent before the
+     * authority listened, or its SYNC, may have been lost). */
+    if ((f->hello_reason || (!f->synced && !f->failed)) &&
+        (f->last_hello == 0 ||
+         s->now - f->last_hello >= (kz_time_ns)KZ_BUS_HELLO_MIN_MS * NS_PER_MS))
+        send_hello(s, f->hello_reason ? f->hello_reason : 1);
     if (f->synced && f->last_update &&
         s->now - f->last_update > (kz_time_ns)KZ_BUS_AUTHORITY_SILENCE_MS * NS_PER_MS) {
         kz_counter_inc(f->c, KZ__FLEET_C_AUTHORITY_LOST);
@@ -199,36 +202,65 @@ static int limits_match(kz_server *s, const kz_bus_limits *l)
            l->max_speed == s->cfg.max_speed && l->view_radius == s->cfg.view_radius;
 }
 
-/* A TICK or SYNC part. Checked whole (every record) before any of it is
- * applied: a bad part changes nothing. */
-static kz_bus_drop update_part(kz_server *s, const kz_bus_header *h, const uint8_t *body,
-                               size_t len)
+/* What a TICK or SYNC part says, once checked. */
+typedef struct update_msg {
+    kz_bus_tick_head th;
+    kz_bus_limits lim;
+    const uint8_t *records, *end;
+    int sync, mine;
+} update_msg;
+
+/* Checks a TICK or SYNC part whole, against nothing but itself and the
+ * world's shape: head, limits, every record, the ends of the index range
+ * (part 0 starts at 0, the last part ends at the cap). Changes nothing. */
+static kz_bus_drop update_check(kz_server *s, const kz_bus_header *h, const uint8_t *body,
+                                size_t len, update_msg *u)
 {
     kz__fleet *f = s->fleet;
     const uint8_t *p = body, *end = body + len;
-    kz_bus_tick_head th;
-    if (!kz_bus_tick_head_read(&p, end, &th) || th.end > s->world.cap)
+    kz_bus_tick_head *th = &u->th;
+    if (!kz_bus_tick_head_read(&p, end, th) || th->end > s->world.cap)
         return KZ_BUS_DROP_MALFORMED;
-    int sync = h->type == KZ_BUS_SYNC;
-    if (sync != ((th.flags & KZ_BUS_TICK_FULL) != 0) || (sync ? th.target == 0 : th.target != 0))
+    u->sync = h->type == KZ_BUS_SYNC;
+    if (u->sync != ((th->flags & KZ_BUS_TICK_FULL) != 0) ||
+        (u->sync ? th->target == 0 : th->target != 0))
         return KZ_BUS_DROP_MALFORMED;
-    if (sync && th.target != f->cfg.edge)
-        return KZ_BUS_OK;  /* another edge's image */
-    kz_bus_limits lim;
-    if (sync && th.part == 0 && !kz_bus_limits_read(&p, end, &lim))
+    if ((th->part == 0 && th->first != 0) ||
+        ((th->flags & KZ_BUS_TICK_LAST) && th->end != s->world.cap))
         return KZ_BUS_DROP_MALFORMED;
-    const uint8_t *records = p;
-    int64_t after = (int64_t)th.first - 1;
+    if (u->sync && th->part == 0 && !kz_bus_limits_read(&p, end, &u->lim))
+        return KZ_BUS_DROP_MALFORMED;
+    u->records = p;
+    u->end = end;
+    int64_t after = (int64_t)th->first - 1;
     kz_bus_entity e;
-    for (uint32_t k = 0; k < th.count; k++) {
-        if (!kz_bus_entity_read(&s->world.codec, &p, end, th.first, th.end, after, &e))
+    for (uint32_t k = 0; k < th->count; k++) {
+        if (!kz_bus_entity_read(&s->world.codec, &p, end, th->first, th->end, after, &e))
             return KZ_BUS_DROP_MALFORMED;
         after = e.index;
     }
     if (p != end)
         return KZ_BUS_DROP_MALFORMED;
+    u->mine = !u->sync || th->target == f->cfg.edge;
+    return KZ_BUS_OK;
+}
 
-    /* Where it belongs in the sequence of parts. */
+/* Applies a checked part where it belongs in the sequence of parts; a
+ * part that does not follow the one before (a lost message) makes the
+ * edge ask for the world image again. */
+static void update_apply(kz_server *s, const update_msg *u)
+{
+    kz__fleet *f = s->fleet;
+    const kz_bus_tick_head th = u->th;
+    int sync = u->sync;
+    const kz_bus_limits lim = u->lim;
+    if (!u->mine)
+        return;  /* another edge's image */
+    const uint8_t *p, *end = u->end;
+    const uint8_t *records = u->records;
+    int64_t after;
+    kz_bus_entity e;
+
     if (sync) {
         if (th.part == 0) {
             if (!limits_match(s, &lim)) {
@@ -238,7 +270,7 @@ static kz_bus_drop update_part(kz_server *s, const kz_bus_header *h, const uint8
                         "max_clients %u): this edge must run with the authority's",
                         lim.tick_hz, lim.cap, lim.max_clients);
                 f->failed = 1;
-                return KZ_BUS_OK;
+                return;
             }
             f->building = 1;
             f->building_sync = 1;
@@ -247,18 +279,18 @@ static kz_bus_drop update_part(kz_server *s, const kz_bus_header *h, const uint8
         } else if (!f->building || !f->building_sync || th.tick != f->part_tick ||
                    th.part != f->part_next) {
             lose_sync(s);
-            return KZ_BUS_OK;
+            return;
         }
     } else {
         if (!f->synced || (f->building && f->building_sync))
-            return KZ_BUS_OK;  /* waiting for a SYNC: ticks before it are not needed */
+            return;  /* waiting for a SYNC: ticks before it are not needed */
         if (th.part == 0) {
             if (th.tick <= f->rtick)
-                return KZ_BUS_OK;  /* covered by the SYNC taken */
+                return;  /* covered by the SYNC taken */
             if (th.tick != f->rtick + 1u) {
                 kz_counter_add(f->c, KZ__FLEET_C_GAP, th.tick - f->rtick - 1u);
                 lose_sync(s);
-                return KZ_BUS_OK;
+                return;
             }
             f->building = 1;
             f->building_sync = 0;
@@ -267,18 +299,16 @@ static kz_bus_drop update_part(kz_server *s, const kz_bus_header *h, const uint8
         } else if (!f->building || th.tick != f->part_tick || th.part != f->part_next) {
             kz_counter_inc(f->c, KZ__FLEET_C_GAP);
             lose_sync(s);
-            return KZ_BUS_OK;
+            return;
         }
     }
     /* Parts cover the world's indices in order, without holes: part 0
      * starts at 0, each starts where the one before ended, the last ends
      * at the cap. */
-    if (th.first != (th.part ? f->part_end : 0u) ||
-        ((th.flags & KZ_BUS_TICK_LAST) && th.end != s->world.cap)) {
-        f->building = 0;
-        if (f->synced || !sync)
-            lose_sync(s);
-        return KZ_BUS_DROP_MALFORMED;
+    if (th.part && th.first != f->part_end) {
+        kz_counter_inc(f->c, KZ__FLEET_C_GAP);
+        lose_sync(s);
+        return;
     }
     f->part_end = th.end;
     if (sync)
@@ -293,7 +323,7 @@ static kz_bus_drop update_part(kz_server *s, const kz_bus_header *h, const uint8
     }
     f->part_next++;
     if (!(th.flags & KZ_BUS_TICK_LAST))
-        return KZ_BUS_OK;
+        return;
     f->building = 0;
     if (sync) {
         f->synced = 1;
@@ -309,7 +339,6 @@ static kz_bus_drop update_part(kz_server *s, const kz_bus_header *h, const uint8
     }
     kz_counter_inc(f->c, KZ__FLEET_C_TICKS_APPLIED);
     kz__server_edge_tick(s, th.tick);
-    return KZ_BUS_OK;
 }
 
 /* ---- DOWN ---------------------------------------------------------------- */
@@ -401,7 +430,8 @@ static int down_record_ok(const kz_server *s, const kz_bus_rec *r)
     }
 }
 
-static kz_bus_drop down(kz_server *s, const uint8_t *body, size_t len)
+/* Checks a DOWN whole; changes nothing. */
+static kz_bus_drop down_check(const kz_server *s, const uint8_t *body, size_t len)
 {
     if (len < KZ_BUS_DOWN_HEAD_BYTES || body[8] > 1 || body[9] || body[10] || body[11])
         return KZ_BUS_DROP_MALFORMED;
@@ -411,14 +441,18 @@ static kz_bus_drop down(kz_server *s, const uint8_t *body, size_t len)
     for (uint32_t k = 0; k < count; k++)
         if (!kz_bus_rec_read(&q, end, 0, &r) || !down_record_ok(s, &r))
             return KZ_BUS_DROP_MALFORMED;
-    if (q != end)
-        return KZ_BUS_DROP_MALFORMED;
-    q = body + KZ_BUS_DOWN_HEAD_BYTES;
+    return q == end ? KZ_BUS_OK : KZ_BUS_DROP_MALFORMED;
+}
+
+static void down_apply(kz_server *s, const uint8_t *body, size_t len)
+{
+    uint32_t count = kz_bus_get32(body + 4);
+    const uint8_t *q = body + KZ_BUS_DOWN_HEAD_BYTES, *end = body + len;
+    kz_bus_rec r;
     for (uint32_t k = 0; k < count; k++) {
         (void)kz_bus_rec_read(&q, end, 0, &r);
         down_record(s, &r);
     }
-    return KZ_BUS_OK;
 }
 
 /* ---- receiving ----------------------------------------------------------- */
@@ -447,9 +481,11 @@ static kz_bus_drop authority_order(kz_server *s, const kz_bus_header *h, int on_
         f->auth_instance = h->instance;
         f->auth_epoch = h->epoch;
         f->auth_seq_tick = f->auth_seq_down = 0;
+        if (f->auth_instance_seen)
+            f->hello_reason = 3;  /* a new authority: it does not know this edge */
+        f->auth_instance_seen = 1;
         f->synced = 0;
         f->building = 0;
-        f->hello_reason = f->hello_reason ? f->hello_reason : 3;
     }
     uint64_t *seq = on_tick ? &f->auth_seq_tick : &f->auth_seq_down;
     if (h->seq <= *seq)
@@ -467,31 +503,29 @@ kz_bus_drop kz__fleet_edge_receive(kz_server *s, const kz_bus_header *h, const u
 {
     kz__fleet *f = s->fleet;
     int on_tick = h->type != KZ_BUS_DOWN;
-    /* Order is checked against a copy: a message whose body is refused
-     * changes nothing. */
-    uint64_t inst = f->auth_instance, epoch = f->auth_epoch;
-    uint64_t st = f->auth_seq_tick, sd = f->auth_seq_down;
-    if (h->instance != inst && inst && h->epoch <= epoch)
+    /* Everything that can refuse the message comes first: a refused
+     * message changes nothing (no new authority followed, no sequence
+     * step, no gap). */
+    if (h->instance != f->auth_instance && f->auth_instance && h->epoch <= f->auth_epoch)
         return KZ_BUS_DROP_STALE_INSTANCE;
-    if (h->instance == inst && h->seq <= (on_tick ? st : sd))
+    if (h->instance == f->auth_instance &&
+        h->seq <= (on_tick ? f->auth_seq_tick : f->auth_seq_down))
         return KZ_BUS_DROP_REPLAY;
-    kz_bus_drop d = authority_order(s, h, on_tick);
+    update_msg u;
+    kz_bus_drop d = on_tick ? update_check(s, h, body, len, &u) : down_check(s, body, len);
     if (d != KZ_BUS_OK)
         return d;
-    d = on_tick ? update_part(s, h, body, len) : down(s, body, len);
-    if (d != KZ_BUS_OK) {
-        /* Undo the sequence step: a refused body is as if never sent
-         * (the instance change, if any, stands: its epoch was later). */
-        if (h->instance == inst) {
-            f->auth_seq_tick = st;
-            f->auth_seq_down = sd;
-        }
+    d = authority_order(s, h, on_tick);
+    if (d != KZ_BUS_OK)
         return d;
-    }
     if (on_tick)
         f->auth_seq_tick = h->seq;
     else
         f->auth_seq_down = h->seq;
+    if (on_tick)
+        update_apply(s, &u);
+    else
+        down_apply(s, body, len);
     return KZ_BUS_OK;
 }
 

@@ -70,6 +70,7 @@ typedef struct kz__fleet {
 
     /* ---- edge ---- */
     uint64_t auth_instance, auth_epoch, auth_seq_tick, auth_seq_down;
+    int auth_instance_seen;    /* an authority was followed before this one */
     int synced, failed;
     uint32_t rtick;            /* the replica's newest complete tick */
     int building;              /* parts of tick `part_tick` are being applied */

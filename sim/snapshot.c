@@ -351,6 +351,8 @@ static int badge_valid(const kz_snap_badge *b)
            kz_utf8_printable((const uint8_t *)b->name, nl);
 }
 
+int kz_snap_badge_check(const kz_snap_badge *b) { return badge_valid(b) ? KZ_OK : KZ_EINVAL; }
+
 /* ---- prediction ------------------------------------------------------------ */
 
 /* n / d rounded to nearest, ties away from zero; d > 0. */

@@ -146,6 +146,9 @@ void kz_snap_dequantize(const kz_snap_codec *c, const kz_snap_state *in, kz_avat
  * rotation component <= 2^k - 2: what kz_snap_quantize produces and
  * kz_snap_decode accepts), else KZ_EINVAL. */
 int kz_snap_state_check(const kz_snap_codec *c, const kz_snap_state *s);
+/* KZ_OK when the encoder can carry badge `b` (levels, kinds, method and
+ * name as a token allows them), else KZ_EINVAL. */
+int kz_snap_badge_check(const kz_snap_badge *b);
 
 /* Looks up the badge of `entity` for its entering record; returns NULL
  * when there is none (an empty badge is sent). */
