@@ -39,6 +39,7 @@ typedef enum kzs_type {
     KZS_T_REFUSE_CONTINUE, /* "refuse" or "continue" */
     KZS_T_NATS,   /* NATS URL(s) without user or password, or empty */
     KZS_T_WORLD,  /* 1..32 of [A-Za-z0-9_-], or empty */
+    KZS_T_FLEET_ROLE, /* "single", "authority" or "edge" */
 } kzs_type;
 
 typedef struct kzs_setting {
@@ -124,6 +125,12 @@ static const kzs_setting kzs_settings[] = {
     TXT("fleet", nats_credentials, KZS_T_TEXT, "",
         "NATS credentials file, mode 0600: a .creds file or one line user:password "
         "(empty: none)"),
+    TXT("fleet", role, KZS_T_FLEET_ROLE, "single",
+        "single (one process serves the world), authority (simulates it for its edges; no "
+        "UDP) or edge (serves clients from the authority's world); not single needs nats "
+        "and world"),
+    U32("fleet", edge, 0, 64, "0", "this edge's number 1..64 in its world (needed with "
+        "role = edge; 0 otherwise)"),
     {"server", "log_level", KZS_T_LEVEL, offsetof(kzs_config, log_level), 4, 0, 0, "info",
      "off, error, warn, info, debug or trace"},
     U32("server", shutdown_grace, 0, 3600, "10", "seconds to drain clients on SIGTERM"),
@@ -324,6 +331,11 @@ static const char *kzs_value_set(kzs_config *c, const kzs_setting *st, const cha
     case KZS_T_WORLD:
         if (!kzs_world_ok(text))
             return "a world name is 1 to 32 characters of [A-Za-z0-9_-]";
+        break;
+    case KZS_T_FLEET_ROLE:
+        if (strcmp(text, "single") != 0 && strcmp(text, "authority") != 0 &&
+            strcmp(text, "edge") != 0)
+            return "single, authority or edge";
         break;
     case KZS_T_TEXT:
         if (!kzs_text_ok(st->key, text))
@@ -864,8 +876,11 @@ static int kzs_cross_check(kzs_config *c, int need_keys)
         kzs_fail(__VA_ARGS__);   \
         errors++;            \
     }
-    KZS_CROSS(need_keys && c->keys[0] == '\0', "keys: no keys directory (--keys DIR, KIZUNA_KEYS or "
-              "[keys] keys = DIR)")
+    int single = strcmp(c->role, "single") == 0, authority = strcmp(c->role, "authority") == 0;
+    /* An authority has no transport: it needs keys only to sign its audit log. */
+    KZS_CROSS(need_keys && c->keys[0] == '\0' && (!authority || c->audit[0] != '\0'),
+              "keys: no keys directory (--keys DIR, KIZUNA_KEYS or [keys] keys = DIR)%s",
+              authority ? "; an authority's audit log is signed with KEYS/audit.key" : "")
     KZS_CROSS(c->max_clients > c->io_threads * 4095u,
               "max_clients: %u is more than 4095 per I/O thread (io_threads = %u)",
               c->max_clients, c->io_threads)
@@ -876,6 +891,14 @@ static int kzs_cross_check(kzs_config *c, int need_keys)
     KZS_CROSS(c->nats[0] != '\0' && c->world[0] == '\0',
               "world: a fleet member needs a world name (--world NAME, KIZUNA_WORLD or "
               "[fleet] world = NAME)")
+    KZS_CROSS(!single && (c->nats[0] == '\0' || c->world[0] == '\0'),
+              "role: %s needs the bus and a world name (--nats URL --world NAME, KIZUNA_NATS "
+              "and KIZUNA_WORLD, or [fleet] nats and world)", c->role)
+    KZS_CROSS(strcmp(c->role, "edge") == 0 && c->edge == 0,
+              "edge: role = edge needs this edge's number 1..64 (--edge N, KIZUNA_EDGE or "
+              "[fleet] edge = N)")
+    KZS_CROSS(strcmp(c->role, "edge") != 0 && c->edge != 0,
+              "edge: %u is set but role is %s (only an edge has a number)", c->edge, c->role)
     KZS_CROSS(c->spawn_radius > c->world_bound, "spawn_radius (%g) is beyond world_bound (%g)",
               (double)c->spawn_radius, (double)c->world_bound)
 #undef KZS_CROSS

@@ -37,7 +37,7 @@
 #define KZS_SRC_FLAG 3u
 
 /* Settings in the table (config.c asserts the count). */
-#define KZS_N_SETTINGS 49u
+#define KZS_N_SETTINGS 51u
 
 typedef struct kzs_config {
     /* [network] */
@@ -73,6 +73,8 @@ typedef struct kzs_config {
     char nats[256];                   /* NATS URL(s); "" = no fleet directory */
     char world[33];                   /* the world's name in the directory */
     char nats_credentials[KZS_PATH_MAX]; /* credentials file; "" = none */
+    char role[10];                    /* "single", "authority" or "edge" (docs/SCALING.md) */
+    uint32_t edge;                    /* role edge: its number 1..64; else 0 */
     /* [server] */
     int32_t log_level;
     uint32_t shutdown_grace;          /* seconds to drain before exiting */

@@ -116,11 +116,13 @@ static int kzs_fleet_key_split(const char *key, kzs_fleet_entry *parts)
 
 /* ---- values ------------------------------------------------------------ */
 
-/* Every field passes the checks a reader applies. */
+/* Every field passes the checks a reader applies. An authority takes no
+ * clients, so its address may be empty: it offers none to a token. */
 static int kzs_fleet_entry_ok(const kzs_fleet_entry *e)
 {
+    int no_address = e->address[0] == '\0' && strcmp(e->role, "authority") == 0;
     return kzs_fleet_world_ok(e->world) && kzs_fleet_role_ok(e->role) &&
-           kzs_fleet_id_ok(e->id) && kzs_fleet_address_ok(e->address) &&
+           kzs_fleet_id_ok(e->id) && (no_address || kzs_fleet_address_ok(e->address)) &&
            kzs_fleet_version_ok(e->version) && e->max >= 1 &&
            e->max <= KZS_FLEET_SESSIONS_MAX && e->sessions <= e->max;
 }
@@ -317,8 +319,8 @@ static int kzs_fleet_credentials(natsOptions *o, const char *path, char *why, si
     return rc;
 }
 
-static natsOptions *kzs_fleet_options(const char *url, const char *credentials, int reconnect,
-                                      char *why, size_t why_len)
+natsOptions *kzs_fleet_options(const char *url, const char *credentials, int reconnect,
+                               char *why, size_t why_len)
 {
     natsOptions *o = NULL;
     if (strchr(url, '@') != NULL) {

@@ -42,6 +42,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <nats/nats.h>
+
 #include <kizuna/log.h>
 #include <kizuna/token.h>
 
@@ -158,6 +160,17 @@ typedef struct kzs_fleet_conn kzs_fleet_conn;
  */
 kzs_fleet_conn *kzs_fleet_connect(const char *url, const char *credentials, int create,
                                   int reconnect, char *why, size_t why_len);
+
+/*
+ * The options every connection of the program starts from: `url` (no
+ * user or password in it), the credentials file (as above), the name
+ * "kizuna-server", a connect timeout of KZS_FLEET_TIMEOUT_MS, and either
+ * reconnecting for ever every KZS_FLEET_RECONNECT_WAIT_MS (`reconnect`)
+ * or not at all. The per-tick bus (bus.h) adds its own to them. The
+ * caller destroys them. NULL with a sentence in why (no secret in it).
+ */
+natsOptions *kzs_fleet_options(const char *url, const char *credentials, int reconnect,
+                               char *why, size_t why_len);
 
 /* Closes the connection and releases the NATS library's threads. NULL is
  * a no-op. */

@@ -30,8 +30,8 @@
 _Static_assert(KZ_WORLD_C_COUNT <= KZS_MAX_COUNTERS, "raise KZS_MAX_COUNTERS");
 _Static_assert(KZ_NET_C_COUNT <= KZS_MAX_COUNTERS, "raise KZS_MAX_COUNTERS");
 
-enum { KZS_GATE, KZS_TRANSPORT, KZS_WORLD, KZS_LAYERS };
-static const char *const kzs_layer_label[KZS_LAYERS] = {"gate", "transport", "world"};
+enum { KZS_GATE, KZS_TRANSPORT, KZS_WORLD, KZS_BUS, KZS_LAYERS };
+static const char *const kzs_layer_label[KZS_LAYERS] = {"gate", "transport", "world", "bus"};
 
 /*
  * Upper bounds of the tick-duration buckets, in nanoseconds (what the
@@ -84,6 +84,7 @@ struct kzs_metrics {
     uint64_t stale_ns;
     /* Publishing thread only. */
     kzs_figures staging;
+    const kz_counters *bus[2]; /* a fleet role's bus counters (kzs_metrics_set_bus) */
     kz_hist interval;
     /* Fixed at create. */
     double start_unix;
@@ -136,17 +137,33 @@ void kzs_metrics_destroy(kzs_metrics *m)
 
 /* ---- publish -------------------------------------------------------------- */
 
+/* Appends the counters of `c` (none when NULL) to the layer, each name
+ * without `strip` when it starts with it. */
+static void kzs_append_layer(kzs_layer *dst, const kz_counters *c, const char *strip)
+{
+    for (uint32_t i = 0; c != NULL && i < c->n_counters && dst->n < KZS_MAX_COUNTERS; i++) {
+        const char *name = kz_counters_name(c, i);
+        uint32_t at = dst->n++;
+        dst->value[at] = kz_counters_get(c, i);
+        if (name != NULL && strip != NULL && strncmp(name, strip, strlen(strip)) == 0)
+            name += strlen(strip);
+        if (name != NULL)
+            snprintf(dst->name[at], KZS_NAME_MAX, "%s", name);
+        else
+            snprintf(dst->name[at], KZS_NAME_MAX, "counter_%u", i);
+    }
+}
+
 static void kzs_copy_layer(kzs_layer *dst, const kz_counters *c)
 {
-    dst->n = c->n_counters < KZS_MAX_COUNTERS ? c->n_counters : KZS_MAX_COUNTERS;
-    for (uint32_t i = 0; i < dst->n; i++) {
-        const char *name = kz_counters_name(c, i);
-        dst->value[i] = kz_counters_get(c, i);
-        if (name != NULL)
-            snprintf(dst->name[i], KZS_NAME_MAX, "%s", name);
-        else
-            snprintf(dst->name[i], KZS_NAME_MAX, "counter_%u", i);
-    }
+    dst->n = 0;
+    kzs_append_layer(dst, c, NULL);
+}
+
+void kzs_metrics_set_bus(kzs_metrics *m, const kz_counters *library, const kz_counters *program)
+{
+    m->bus[0] = library;
+    m->bus[1] = program;
 }
 
 /*
@@ -193,12 +210,16 @@ static void kzs_ticks_add(kzs_figures *f, const kz_hist *h)
 void kzs_metrics_publish(kzs_metrics *m, kz_server *srv, kz_audit *audit)
 {
     kzs_figures *f = &m->staging;
-    kz_netserver *net = kz_server_net(srv);
-    kzs_copy_layer(&f->layer[KZS_GATE], kz_netserver_gate_counters(net));
-    kzs_copy_layer(&f->layer[KZS_TRANSPORT], kz_netserver_counters(net));
+    kz_netserver *net = kz_server_net(srv); /* NULL: an authority, no transport */
+    kzs_copy_layer(&f->layer[KZS_GATE], net ? kz_netserver_gate_counters(net) : NULL);
+    kzs_copy_layer(&f->layer[KZS_TRANSPORT], net ? kz_netserver_counters(net) : NULL);
     kzs_copy_layer(&f->layer[KZS_WORLD], kz_server_counters(srv));
+    /* The bus counters' names all start with "bus_": the layer says it. */
+    f->layer[KZS_BUS].n = 0;
+    kzs_append_layer(&f->layer[KZS_BUS], m->bus[0], "bus_");
+    kzs_append_layer(&f->layer[KZS_BUS], m->bus[1], "bus_");
     f->clients = kz_server_clients(srv);
-    f->sessions = kz_netserver_sessions(net);
+    f->sessions = net ? kz_netserver_sessions(net) : 0;
     kz_hist_reset(&m->interval);
     /* A KZ_ERANGE here means samples did not fit; kz_hist_merge then keeps
      * them in out_of_range, which kzs_ticks_add counts under +Inf. */
@@ -435,6 +456,29 @@ static const struct {
     {KZS_WORLD, "admin_actions", "Role-gated actions done."},
     {KZS_WORLD, "admin_actions_denied", "Role-gated actions refused for lack of the role."},
     {KZS_WORLD, "kicks", "Clients kicked."},
+    {KZS_BUS, "msgs_in", "Bus messages received from NATS (before their checks)."},
+    {KZS_BUS, "bytes_in", "Bytes of the bus messages received."},
+    {KZS_BUS, "msgs_out", "Bus messages written for NATS."},
+    {KZS_BUS, "bytes_out", "Bytes of the bus messages written."},
+    {KZS_BUS, "gap", "Bus messages missing in a sender's sequence."},
+    {KZS_BUS, "out_dropped", "Bus messages or records not written: a step's room was full."},
+    {KZS_BUS, "syncs", "World images sent to edges (authority)."},
+    {KZS_BUS, "hellos", "Edges that announced themselves (authority)."},
+    {KZS_BUS, "edges_lost", "Edges that went silent; their sessions were held (authority)."},
+    {KZS_BUS, "sessions_held", "Sessions whose edge went away, their avatars kept (authority)."},
+    {KZS_BUS, "sessions_reattached", "Held sessions taken up again by a join (authority)."},
+    {KZS_BUS, "held_ended", "Held sessions ended when nobody came back for them (authority)."},
+    {KZS_BUS, "joins_in_use", "Joins refused: the client id was in a live session (authority)."},
+    {KZS_BUS, "limits_differ", "World images refused: the authority's settings differ (edge)."},
+    {KZS_BUS, "authority_lost", "Times the authority's world updates stopped (edge)."},
+    {KZS_BUS, "ticks_applied", "Complete world updates applied to the replica (edge)."},
+    {KZS_BUS, "publish_failed", "Publishes NATS refused (reconnect buffer full, payload too large)."},
+    {KZS_BUS, "unsent_disconnected", "Bus messages not published while NATS was away (authority)."},
+    {KZS_BUS, "receive_failed", "Failed reads of a bus subscription."},
+    {KZS_BUS, "nats_dropped", "Bus messages NATS dropped: a subscription held too many."},
+    {KZS_BUS, "nats_disconnects", "Times the bus connection to NATS was lost."},
+    {KZS_BUS, "nats_reconnects", "Times the bus connection to NATS came back."},
+    {KZS_BUS, "nats_errors", "Asynchronous errors NATS reported on the bus connection."},
 };
 
 static const char *kzs_help_of(int layer, const char *name)

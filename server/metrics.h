@@ -64,6 +64,16 @@ void kzs_metrics_destroy(kzs_metrics *m);
  */
 void kzs_metrics_publish(kzs_metrics *m, kz_server *srv, kz_audit *audit);
 
+/*
+ * Simulation thread, before the first publish: a server in a fleet role
+ * also shows its bus counters (`library`: kz__fleet_counters; `program`:
+ * the NATS side, server/bus.h), either may be NULL, as the layer "bus":
+ * kizuna_bus_<name>_total, and kizuna_drops_total{layer="bus",reason=..}
+ * for the drop_ ones (names without their "bus_" prefix). Both sets must
+ * outlive the publishing.
+ */
+void kzs_metrics_set_bus(kzs_metrics *m, const kz_counters *library, const kz_counters *program);
+
 /* Any thread: `ready` non-zero when the server listens and is not
  * draining. Clearing it after it was set reports "draining". */
 void kzs_metrics_set_ready(kzs_metrics *m, int ready);
