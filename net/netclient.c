@@ -69,6 +69,10 @@ typedef struct kz__client_resume {
     uint32_t uplink;             /* started because our datagrams go unacknowledged:
                                     the server's datagrams do not show a healed path */
     kz_time_ns uplink_since;     /* then: the last moment the server was known to hear us */
+    kz_time_ns started_at;       /* when the attempt began */
+    kz_time_ns spoke_at;         /* the server's last sign of life in the attempt (0:
+                                    none): a sealed message, a RESUMED that opened, an
+                                    echoed CHALLENGE or DENY */
     kz_time_ns next_send;
     kz_time_ns confirm_until;
     /* The proofs of the last RESUMEs sent, and whether each carried a
@@ -77,6 +81,45 @@ typedef struct kz__client_resume {
     uint8_t proof_cookie[KZ__PROOFS_KEPT];
     uint32_t n_proofs, next_proof;
 } kz__client_resume;
+
+/*
+ * A failover (docs/PROTOCOL.md 4a, "Resume elsewhere"): the session's
+ * server left a RESUME unanswered for KZ_RESUME_ELSEWHERE_MS (or denied
+ * it), so the token's other addresses are tried, in rounds, with the
+ * first connect's handshake. Until one ACCEPTs, the old session and its
+ * RESUMEs go on (`home_gone` 0: the state stays RESUMING); from the
+ * ACCEPT on, the old session is dropped and the state is HANDSHAKE or
+ * CONNECTING/CONNECTED underneath, shown as RESUMING, until the new
+ * session's first message (`opened` while its ENet connection is being
+ * opened or waits for it). Cleared by kz__move_reset.
+ */
+typedef struct kz__client_move {
+    uint32_t active;
+    uint32_t home;             /* index of the silent server's address: skipped */
+    uint32_t at;               /* index of the address being tried */
+    uint32_t pos;              /* its place in the round, 0..n_addrs - 2 */
+    uint32_t home_gone;        /* an address accepted: the old session was dropped */
+    uint32_t opened;           /* the new session's ENet connection is up or coming */
+    uint32_t refused;          /* the silent server denied the resume (no session) */
+    uint32_t grace_ms;         /* the old session's grace */
+    kz_time_ns since;          /* the old server last heard: the grace counts from here */
+    kz_time_ns round_started;  /* the round's connect budget counts from here */
+    kz_time_ns until;          /* when the address's share ends */
+    kz_time_ns next_send;      /* the next REQUEST */
+    ENetAddress addr;          /* addrs[at] */
+    /* The old session's handshake results, which an ACCEPT overwrites in
+     * `hs`: put back if the old session comes back after all. */
+    uint64_t home_session_id;
+    uint32_t home_slot;
+    uint16_t home_port, home_timeout_s;
+    uint8_t home_alg;
+} kz__client_move;
+
+/* Session ids this client used under its token's keys, which a new
+ * session must not repeat: a session's keys and nonces derive from its
+ * id (seal.c, enet_mac.c), so a repeated id would reuse nonces under one
+ * key. A ring: the check covers the last KZ__IDS_KEPT sessions. */
+#define KZ__IDS_KEPT 16u
 
 struct kz_netclient {
     kz_netclient_config cfg;
@@ -103,6 +146,10 @@ struct kz_netclient {
     uint32_t heard;          /* fresh evidence since the last resume step */
     uint32_t silence_ms;     /* resume_silence_ms as used: clamped to the grace */
     kz__client_resume resume;
+    kz__client_move move;
+    uint32_t serial;         /* kz_netclient_serial: 1, +1 per failover */
+    uint64_t used_ids[KZ__IDS_KEPT];
+    uint32_t n_used_ids;
     /* Received ENet packets waiting for poll, opened one at a time. */
     ENetPacket *queue[KZ__CLIENT_QUEUE];
     uint8_t queue_channel[KZ__CLIENT_QUEUE];
@@ -128,6 +175,10 @@ static const char *const kz__resume_counter_names[KZ_NETCLIENT_C_COUNT] = {
 };
 
 static _Thread_local kz_netclient *kz__updating;
+
+/* The failover (below) as the resume and ENet handlers need it. */
+static void kz__move_cancel(kz_netclient *c, const char *why);
+static int kz__move_session_ended(kz_netclient *c, uint32_t data);
 
 /* An ENet datagram for the client: dropped (1) unless it names our one
  * peer and carries a valid MAC under the server-to-client ENet key
@@ -189,6 +240,8 @@ static void kz__resume_attempt_reset(kz__client_resume *r)
     r->confirmed = 0;
     r->uplink = 0;
     r->uplink_since = 0;
+    r->started_at = 0;
+    r->spoke_at = 0;
     r->next_send = 0;
     r->confirm_until = 0;
     sodium_memzero(r->proofs, sizeof r->proofs);
@@ -292,6 +345,7 @@ static void kz__resume_take_resumed(kz_netclient *c, const uint8_t *d, size_t n)
         kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_RESUMED_AUTH);
         return;
     }
+    r->spoke_at = c->now; /* sealed by the server, if perhaps a copy */
     int kind = kz__resume_ticket_answers(r->ticket, t);
     if (kind != KZ__RESUMED_LATER) {
         sodium_memzero(t, sizeof t);
@@ -306,6 +360,7 @@ static void kz__resume_take_resumed(kz_netclient *c, const uint8_t *d, size_t n)
     /* Only the server can seal it, and a later ticket is taken once: the
      * session moved to where our RESUMEs come from. */
     kz__client_heard(c);
+    kz__move_cancel(c, "the session moved on its own server");
     if (c->state == KZ_NETCLIENT_RESUMING) {
         kz_counter_inc(c->rc, KZ_NETCLIENT_C_RESUMES_SUCCEEDED);
         kz_logf(&c->cfg.log, KZ_LOG_INFO, "net", "client: session resumed");
@@ -338,6 +393,8 @@ static void kz__resume_take_challenge(kz_netclient *c, const uint8_t *d)
 {
     kz__client_resume *r = &c->resume;
     const uint8_t *cookie = d + KZ_GATE_HEADER_BYTES;
+    /* The session's own gate is alive and will take the RESUME back. */
+    kz__move_cancel(c, "its own server answered");
     if (r->has_cookie && sodium_memcmp(r->cookie, cookie, KZ_COOKIE_BYTES) == 0)
         return; /* the same cookie again: it goes out with the next RESUME */
     memcpy(r->cookie, cookie, KZ_COOKIE_BYTES);
@@ -361,6 +418,8 @@ static int kz__resume_echoed(kz_netclient *c, const uint8_t *d, size_t n, size_t
     int at = kz__resume_echo_index(&c->resume, d + n - KZ_RESUME_PROOF_BYTES);
     if (at < 0)
         kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_BAD_ECHO);
+    else
+        c->resume.spoke_at = c->now; /* whoever answered saw our RESUME */
     return at;
 }
 
@@ -388,9 +447,15 @@ static void kz__resume_receive(kz_netclient *c, const uint8_t *d, size_t n)
 static void kz__client_on_gate(kz_netclient *c, const ENetAddress *from, const uint8_t *d,
                                size_t n)
 {
-    if (from->host != c->gate_addr.host || from->port != c->gate_addr.port) {
+    const kz__client_move *m = &c->move;
+    if (m->active && !m->opened && from->host == m->addr.host && from->port == m->addr.port) {
+        /* The failover's handshake (its DENY is only a hint to move on,
+         * never the session's end, so c->reason stays). */
+        if (kz__handshake_receive(&c->hs, d, n) != KZ_OK)
+            kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_HANDSHAKE);
+    } else if (from->host != c->gate_addr.host || from->port != c->gate_addr.port) {
         kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_SOURCE);
-    } else if (c->state == KZ_NETCLIENT_HANDSHAKE) {
+    } else if (c->state == KZ_NETCLIENT_HANDSHAKE && !m->active) {
         if (kz__handshake_receive(&c->hs, d, n) != KZ_OK)
             kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_GATE_HANDSHAKE);
         if (c->hs.deny_reason)
@@ -499,6 +564,7 @@ int kz__netclient_open(const kz_netclient_config *cfg, const kz_connect_token *t
     c->host->maximumWaitingData = KZ_ENET_MAX_WAITING_BYTES;
     c->state = KZ_NETCLIENT_HANDSHAKE;
     c->started = UINT64_MAX; /* set by the first update */
+    c->serial = 1;
     c->silence_ms = conf.resume_silence_ms;
     *out = c;
     return KZ_OK;
@@ -547,12 +613,24 @@ void kz_netclient_destroy(kz_netclient *c)
     kz_free(&a, c, sizeof *c);
 }
 
-static void kz__client_send_request(kz_netclient *c)
+static void kz__client_send_request(kz_netclient *c, const ENetAddress *to)
 {
     uint8_t req[KZ_GATE_REQUEST_BYTES];
     size_t n = kz__handshake_request(&c->hs, req);
     ENetBuffer b = {.data = req, .dataLength = n};
-    enet_socket_send(c->host->socket, &c->gate_addr, &b, 1);
+    enet_socket_send(c->host->socket, to, &b, 1);
+}
+
+/* 1 when the ACCEPT's session id was used before under these keys (then
+ * the session must not open), else records it and returns 0. */
+static int kz__client_id_reused(kz_netclient *c)
+{
+    uint32_t kept = c->n_used_ids < KZ__IDS_KEPT ? c->n_used_ids : KZ__IDS_KEPT;
+    for (uint32_t i = 0; i < kept; i++)
+        if (c->used_ids[i] == c->hs.session_id)
+            return 1;
+    c->used_ids[c->n_used_ids++ % KZ__IDS_KEPT] = c->hs.session_id;
+    return 0;
 }
 
 /* After the accept: ENet connect from this same socket to the given port. */
@@ -563,6 +641,11 @@ static void kz__client_start_enet(kz_netclient *c)
     ENetAddress to = {.host = c->gate_addr.host,
                       .port = c->hs.port ? c->hs.port : c->gate_addr.port};
     const kz_session_keys *k = &c->hs.token.keys;
+    if (kz__client_id_reused(c)) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_DROP_SESSION_ID_REUSED);
+        c->state = KZ_NETCLIENT_FAILED;
+        return;
+    }
     kz__enet_mac_pair_derive(&c->mac, k, c->hs.session_id);
     c->mac_set = 1;
     if (kz__seal_init(&c->tx, k->client_to_server, c->hs.alg, c->hs.session_id) != KZ_OK ||
@@ -600,6 +683,8 @@ static void kz__client_on_receive(kz_netclient *c, uint8_t channel, ENetPacket *
  * server. Both are told as KZ_LOST_RESUME_TIMEOUT. */
 static void kz__client_on_disconnect(kz_netclient *c, uint32_t data)
 {
+    if (kz__move_session_ended(c, data))
+        return;
     int live = c->state == KZ_NETCLIENT_CONNECTED || c->state == KZ_NETCLIENT_RESUMING;
     kz_time_ns grace = (kz_time_ns)c->resume.grace_ms * KZ_NS_PER_MS;
     c->reason = data;
@@ -654,27 +739,28 @@ static int kz__deny_moves_on(uint32_t reason)
            reason == KZ_DENY_UNAVAILABLE;
 }
 
-/* ms of the connect budget for the address being started (c->at) when
- * `left_ms` of it are left. */
-static uint64_t kz__address_share_ms(const kz_netclient *c, uint64_t left_ms)
+/* ms of the connect budget for the address being started, the one at
+ * position `pos` of the `count` tried in order, when `left_ms` of the
+ * budget are left. (A failover's round uses it for the n - 1 others.) */
+static uint64_t kz__address_share_ms(uint32_t pos, uint32_t count, uint64_t left_ms)
 {
     const uint64_t least = KZ_NETCLIENT_MIN_ADDRESS_MS;
-    if (c->n_addrs == 1)
+    if (count == 1)
         return left_ms;
-    if (c->at + 1 == c->n_addrs)
+    if (pos + 1 >= count)
         return left_ms > least ? left_ms : least;
-    uint64_t keep = (uint64_t)(c->n_addrs - 1 - c->at) * least;
+    uint64_t keep = (uint64_t)(count - 1 - pos) * least;
     uint64_t share = left_ms / 2;
     if (left_ms >= keep && share > left_ms - keep)
         share = left_ms - keep;
     return share > least ? share : least;
 }
 
-/* The whole connect budget in ms (see above). */
-static uint64_t kz__connect_budget_ms(const kz_netclient *c)
+/* The whole connect budget in ms over `count` addresses (see above). */
+static uint64_t kz__connect_budget_ms(const kz_netclient *c, uint32_t count)
 {
-    uint64_t least = (uint64_t)c->n_addrs * KZ_NETCLIENT_MIN_ADDRESS_MS;
-    if (c->n_addrs > 1 && least > c->cfg.connect_timeout_ms)
+    uint64_t least = (uint64_t)count * KZ_NETCLIENT_MIN_ADDRESS_MS;
+    if (count > 1 && least > c->cfg.connect_timeout_ms)
         return least;
     return c->cfg.connect_timeout_ms;
 }
@@ -684,13 +770,13 @@ static uint64_t kz__connect_budget_ms(const kz_netclient *c)
  * another), no DENY, a REQUEST at once. */
 static void kz__client_try_address(kz_netclient *c, uint32_t at, kz_time_ns now)
 {
-    kz_time_ns end = c->started + kz__connect_budget_ms(c) * KZ_NS_PER_MS;
+    kz_time_ns end = c->started + kz__connect_budget_ms(c, c->n_addrs) * KZ_NS_PER_MS;
     kz__client_aim(c, at);
     sodium_memzero(c->hs.cookie, sizeof c->hs.cookie);
     c->hs.has_cookie = 0;
     c->hs.deny_reason = 0;
-    c->addr_until = now + kz__address_share_ms(c, kz__since(end, now) / KZ_NS_PER_MS) *
-                              KZ_NS_PER_MS;
+    uint64_t share_ms = kz__address_share_ms(at, c->n_addrs, kz__since(end, now) / KZ_NS_PER_MS);
+    c->addr_until = now + share_ms * KZ_NS_PER_MS;
     c->next_send = now;
     kz_counter_inc(c->rc, KZ_NETCLIENT_C_ADDRESSES_TRIED);
 }
@@ -716,7 +802,7 @@ static void kz__client_handshake_step(kz_netclient *c, kz_time_ns now)
         kz__client_try_address(c, c->at + 1, now);
     }
     if (now >= c->next_send) {
-        kz__client_send_request(c);
+        kz__client_send_request(c, &c->gate_addr);
         c->next_send = now + (kz_time_ns)c->cfg.resend_ms * KZ_NS_PER_MS;
     }
 }
@@ -749,6 +835,7 @@ static void kz__resume_start(kz_netclient *c, uint32_t rebound, const char *why)
     kz__client_resume *r = &c->resume;
     kz__resume_attempt_reset(r);
     r->rebound = rebound;
+    r->started_at = c->now;
     c->heard = 0; /* what came before the break shows nothing about the path now */
     c->state = KZ_NETCLIENT_RESUMING;
     kz_counter_inc(c->rc, KZ_NETCLIENT_C_RESUMES_STARTED);
@@ -772,6 +859,7 @@ static void kz__resume_lose(kz_netclient *c, uint32_t reason, uint32_t counter)
         c->peer = NULL;
     }
     kz__resume_reset(&c->resume);
+    kz__move_cancel(c, NULL);
 }
 
 /* Fresh evidence arrived while resuming: the path works. If a RESUME with
@@ -784,6 +872,7 @@ static void kz__resume_healed(kz_netclient *c)
     kz__client_resume *r = &c->resume;
     kz_counter_inc(c->rc, KZ_NETCLIENT_C_RESUMES_HEALED);
     kz_logf(&c->cfg.log, KZ_LOG_INFO, "net", "client: the path works again");
+    kz__move_cancel(c, "its own server was heard");
     c->state = KZ_NETCLIENT_CONNECTED;
     if (!r->cookie_sent || r->confirmed) {
         kz__resume_attempt_reset(r);
@@ -826,6 +915,275 @@ static kz_time_ns kz__resume_broken_for(const kz_netclient *c, kz_time_ns now)
     return kz__since(now, since);
 }
 
+/* ---- failover: a new session through another address --------------------
+ *
+ * docs/PROTOCOL.md 4a, "Resume elsewhere", and kz_netclient_serial. The
+ * handshake is the first connect's, one address at a time from scratch
+ * (the cookie of one address is never shown to another), with shares of
+ * a budget counted from each round's start over the n - 1 addresses
+ * other than the silent server's. The failover ends when the old
+ * session's grace has passed since its server was last heard: the world
+ * has let the avatar go by then. */
+
+static void kz__move_reset(kz__client_move *m)
+{
+    memset(m, 0, sizeof *m);
+}
+
+/* Ends a failover that has not dropped the old session (its server came
+ * back, the application moved the socket, the session ended): the
+ * handshake is abandoned, late replies from that address are dropped as
+ * from a stranger. `why` NULL: nothing to count or log. */
+static void kz__move_cancel(kz_netclient *c, const char *why)
+{
+    kz__client_move *m = &c->move;
+    if (!m->active || m->home_gone)
+        return;
+    if (why) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_FAILOVERS_CANCELLED);
+        kz_logf(&c->cfg.log, KZ_LOG_INFO, "net", "client: failover cancelled: %s", why);
+    }
+    sodium_memzero(c->hs.cookie, sizeof c->hs.cookie);
+    c->hs.has_cookie = 0;
+    c->hs.deny_reason = 0;
+    c->hs.state = KZ_HS_ACCEPTED; /* the session's own handshake, long done */
+    c->hs.session_id = m->home_session_id;
+    c->hs.slot = m->home_slot;
+    c->hs.port = m->home_port;
+    c->hs.timeout_seconds = m->home_timeout_s;
+    c->hs.alg = m->home_alg;
+    kz__move_reset(m);
+}
+
+/* Points the failover's handshake at address `at`, from scratch; the
+ * share is the caller's. */
+static void kz__move_aim(kz_netclient *c, uint32_t at, kz_time_ns next_send)
+{
+    kz__client_move *m = &c->move;
+    m->at = at;
+    memcpy(&m->addr.host, c->addrs[at].ip, 4);
+    m->addr.port = c->addrs[at].port;
+    sodium_memzero(c->hs.cookie, sizeof c->hs.cookie);
+    c->hs.has_cookie = 0;
+    c->hs.deny_reason = 0;
+    c->hs.state = KZ_HS_REQUESTING;
+    m->next_send = next_send;
+    kz_counter_inc(c->rc, KZ_NETCLIENT_C_FAILOVER_TRIED);
+}
+
+/* 1 when address `i` is the silent server's (or the same IP and port
+ * listed again): the failover passes over it. */
+static int kz__move_skips(const kz_netclient *c, uint32_t i)
+{
+    const kz_address *h = &c->addrs[c->move.home];
+    return i == c->move.home ||
+           (memcmp(c->addrs[i].ip, h->ip, 4) == 0 && c->addrs[i].port == h->port);
+}
+
+/* The address after `from` in the token's order, wrapping, that the
+ * failover may try; n_addrs when there is none. */
+static uint32_t kz__move_after(const kz_netclient *c, uint32_t from)
+{
+    for (uint32_t k = 1; k < c->n_addrs; k++) {
+        uint32_t i = (from + k) % c->n_addrs;
+        if (!kz__move_skips(c, i))
+            return i;
+    }
+    return c->n_addrs;
+}
+
+/* Tries the address at position `pos` of the round, `at`, with its share. */
+static void kz__move_try(kz_netclient *c, uint32_t pos, uint32_t at, kz_time_ns now)
+{
+    kz__client_move *m = &c->move;
+    uint32_t count = c->n_addrs - 1u;
+    kz_time_ns end = m->round_started + kz__connect_budget_ms(c, count) * KZ_NS_PER_MS;
+    m->pos = pos;
+    uint64_t share_ms = kz__address_share_ms(pos, count, kz__since(end, now) / KZ_NS_PER_MS);
+    m->until = now + share_ms * KZ_NS_PER_MS;
+    kz__move_aim(c, at, now);
+}
+
+/* On to the next address; after the round's last, a new round (the
+ * world may only now have let the old path go, or the network come
+ * back). */
+static void kz__move_next(kz_netclient *c, kz_time_ns now)
+{
+    kz__client_move *m = &c->move;
+    uint32_t next = kz__move_after(c, m->at);
+    if (m->pos + 2u > c->n_addrs - 1u || next == c->n_addrs) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_FAILOVER_ROUNDS);
+        m->round_started = now;
+        kz__move_try(c, 0, kz__move_after(c, m->home), now);
+        return;
+    }
+    kz__move_try(c, m->pos + 1u, next, now);
+}
+
+/* Whether the failover should start: RESUMING with a token of several
+ * addresses, and the session's server denied the resume or has shown no
+ * life for KZ_RESUME_ELSEWHERE_MS of RESUMEs (a live gate answers every
+ * RESUME, so a resume that goes on normally never waits that long). */
+static int kz__move_due(const kz_netclient *c, kz_time_ns now)
+{
+    const kz__client_resume *r = &c->resume;
+    if (c->state != KZ_NETCLIENT_RESUMING || c->move.active || c->n_addrs < 2)
+        return 0;
+    kz_time_ns since = r->spoke_at > r->started_at ? r->spoke_at : r->started_at;
+    return r->refused ||
+           kz__since(now, since) >= (kz_time_ns)KZ_RESUME_ELSEWHERE_MS * KZ_NS_PER_MS;
+}
+
+static void kz__move_start(kz_netclient *c, kz_time_ns now)
+{
+    kz__client_move *m = &c->move;
+    kz__move_reset(m);
+    m->active = 1;
+    m->home = c->at;
+    if (kz__move_after(c, m->home) == c->n_addrs) {
+        kz__move_reset(m); /* every other address is this one again */
+        return;
+    }
+    m->refused = c->resume.refused;
+    m->grace_ms = c->resume.grace_ms;
+    m->home_session_id = c->hs.session_id;
+    m->home_slot = c->hs.slot;
+    m->home_port = c->hs.port;
+    m->home_timeout_s = c->hs.timeout_seconds;
+    m->home_alg = c->hs.alg;
+    m->since = now - kz__resume_broken_for(c, now);
+    m->round_started = now;
+    kz_counter_inc(c->rc, KZ_NETCLIENT_C_FAILOVERS_STARTED);
+    kz_logf(&c->cfg.log, KZ_LOG_INFO, "net", "client: address %u %s; trying the others",
+            c->addr_pos[m->home] + 1u, m->refused ? "no longer holds the session"
+                                                  : "left the RESUMEs unanswered");
+    kz__move_try(c, 0, kz__move_after(c, m->home), now);
+}
+
+/* An address ACCEPTed: the old session is dropped for good (its peer
+ * reset without a word, its queued messages and ticket forgotten) and
+ * the new one's ENet connection opens. */
+static void kz__move_open(kz_netclient *c, kz_time_ns now)
+{
+    kz__client_move *m = &c->move;
+    if (c->peer) {
+        enet_peer_reset(c->peer);
+        c->peer = NULL;
+    }
+    kz__client_drop_queue(c);
+    kz__resume_reset(&c->resume);
+    c->heard = 0;
+    m->home_gone = 1;
+    m->opened = 1;
+    kz__client_aim(c, m->at);
+    kz__client_start_enet(c);
+    if (c->state != KZ_NETCLIENT_CONNECTING) {
+        m->opened = 0;
+        c->state = KZ_NETCLIENT_HANDSHAKE;
+        kz__move_next(c, now);
+    }
+}
+
+/* The new session's ENet peer was ended (the server's DISCONNECT with
+ * its reason, or ENet's timeout) before its first message: 1 when the
+ * failover took it. KZ_KICK_REPLACED means the world still holds the
+ * session on its old path as live (the old server has not yet seen it
+ * go silent, KZ_DETACH_SILENCE_MS): the same address is asked again
+ * after resend_ms. Anything else moves on. Outside a failover, or for
+ * the old session's peer before an ACCEPT (the session is over), 0. */
+static int kz__move_session_ended(kz_netclient *c, uint32_t data)
+{
+    kz__client_move *m = &c->move;
+    if (!m->active)
+        return 0;
+    if (!m->opened) {
+        kz__move_cancel(c, NULL);
+        return 0;
+    }
+    c->peer = NULL;
+    c->state = KZ_NETCLIENT_HANDSHAKE;
+    m->opened = 0;
+    kz__resume_reset(&c->resume); /* the new session's ticket, if one came */
+    if (data == KZ_KICK_REPLACED) {
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_FAILOVER_REPLACED);
+        kz__move_aim(c, m->at, c->now + (kz_time_ns)c->cfg.resend_ms * KZ_NS_PER_MS);
+        return 1;
+    }
+    kz_counter_inc(c->rc, KZ_NETCLIENT_C_FAILOVER_ON_END);
+    kz_logf(&c->cfg.log, KZ_LOG_INFO, "net", "client: address %u ended the new session (%u)",
+            c->addr_pos[m->at] + 1u, data);
+    kz__move_next(c, c->now);
+    return 1;
+}
+
+/* The new session's first message: the failover is over. */
+static void kz__move_done(kz_netclient *c)
+{
+    kz_counter_inc(c->rc, KZ_NETCLIENT_C_FAILOVERS_SUCCEEDED);
+    kz_logf(&c->cfg.log, KZ_LOG_INFO, "net", "client: the session goes on through address %u",
+            c->addr_pos[c->at] + 1u);
+    kz__move_reset(&c->move);
+    c->serial++;
+}
+
+/* The failover's handshake, once per update (`had_cookie`: the cookie
+ * before this service pass, so a CHALLENGE is answered at once). */
+static void kz__move_handshake(kz_netclient *c, kz_time_ns now, uint32_t had_cookie)
+{
+    kz__client_move *m = &c->move;
+    if (c->hs.state == KZ_HS_ACCEPTED) {
+        kz__move_open(c, now);
+        return;
+    }
+    int denied = kz__deny_moves_on(c->hs.deny_reason);
+    if (now >= m->until || denied) {
+        kz_counter_inc(c->rc, denied ? KZ_NETCLIENT_C_FAILOVER_ON_DENY
+                                     : KZ_NETCLIENT_C_FAILOVER_ON_SILENCE);
+        kz__move_next(c, now);
+        had_cookie = 0;
+    }
+    if ((!had_cookie && c->hs.has_cookie) || now >= m->next_send) {
+        kz__client_send_request(c, &m->addr);
+        m->next_send = now + (kz_time_ns)c->cfg.resend_ms * KZ_NS_PER_MS;
+    }
+}
+
+/* The failover's timers, after each service pass: the grace, the new
+ * session's share, the handshake. */
+static void kz__move_step(kz_netclient *c, kz_time_ns now, uint32_t had_cookie)
+{
+    kz__client_move *m = &c->move;
+    if (!m->active)
+        return;
+    if (m->home_gone && kz__since(now, m->since) >= (kz_time_ns)m->grace_ms * KZ_NS_PER_MS) {
+        uint32_t refused = m->refused;
+        kz__move_reset(m);
+        if (refused)
+            kz__resume_lose(c, KZ_LOST_RESUME_REFUSED, KZ_NETCLIENT_C_RESUMES_REFUSED);
+        else
+            kz__resume_lose(c, KZ_LOST_RESUME_TIMEOUT, KZ_NETCLIENT_C_RESUMES_TIMED_OUT);
+        return;
+    }
+    if (m->opened) {
+        if (now < m->until)
+            return;
+        /* No first message in its time: dropped without a word, as the
+         * old session was. */
+        kz_counter_inc(c->rc, KZ_NETCLIENT_C_FAILOVER_ON_SILENCE);
+        if (c->peer) {
+            enet_peer_reset(c->peer);
+            c->peer = NULL;
+        }
+        kz__client_drop_queue(c);
+        kz__resume_reset(&c->resume);
+        m->opened = 0;
+        c->state = KZ_NETCLIENT_HANDSHAKE;
+        kz__move_next(c, now);
+        return;
+    }
+    kz__move_handshake(c, now, had_cookie);
+}
+
 /* After each service pass: detect a broken path, end or pace an attempt.
  * Messages still queued for poll may be fresh evidence, so silence is not
  * judged until they have been opened. A resume of a broken uplink is not
@@ -838,6 +1196,10 @@ static void kz__resume_step(kz_netclient *c, kz_time_ns now)
     kz_time_ns silent = kz__since(now, c->last_heard);
     uint32_t heard = c->heard;
     c->heard = 0;
+    if (c->move.home_gone)
+        return; /* a failover opens a new session: its timers rule */
+    if (heard)
+        r->spoke_at = now;
     if (c->state == KZ_NETCLIENT_RESUMING && heard && !r->uplink)
         kz__resume_healed(c);
     if (c->state == KZ_NETCLIENT_CONNECTED && r->grace_ms && c->q_count == 0 &&
@@ -846,11 +1208,17 @@ static void kz__resume_step(kz_netclient *c, kz_time_ns now)
         return;
     }
     if (c->state == KZ_NETCLIENT_RESUMING) {
-        if (r->refused)
+        if (kz__move_due(c, now))
+            kz__move_start(c, now);
+        if (c->move.active && r->refused)
+            c->move.refused = 1; /* no more RESUMEs: the server has no session */
+        if (r->refused && !c->move.active)
             kz__resume_lose(c, KZ_LOST_RESUME_REFUSED, KZ_NETCLIENT_C_RESUMES_REFUSED);
         else if (kz__resume_broken_for(c, now) >= (kz_time_ns)r->grace_ms * KZ_NS_PER_MS)
-            kz__resume_lose(c, KZ_LOST_RESUME_TIMEOUT, KZ_NETCLIENT_C_RESUMES_TIMED_OUT);
-        else
+            kz__resume_lose(c, c->move.refused ? KZ_LOST_RESUME_REFUSED : KZ_LOST_RESUME_TIMEOUT,
+                            c->move.refused ? KZ_NETCLIENT_C_RESUMES_REFUSED
+                                            : KZ_NETCLIENT_C_RESUMES_TIMED_OUT);
+        else if (!r->refused)
             kz__resume_pace(c, now);
     } else if (c->state == KZ_NETCLIENT_CONNECTED && r->confirming) {
         if (now >= r->confirm_until) {
@@ -879,14 +1247,15 @@ int kz_netclient_update(kz_netclient *c, kz_time_ns now)
         kz__client_dispatch(c, &ev);
         rc = enet_host_check_events(c->host, &ev);
     }
-    if (c->state == KZ_NETCLIENT_HANDSHAKE) {
+    if (c->state == KZ_NETCLIENT_HANDSHAKE && !c->move.active) {
         kz__client_handshake_step(c, now);
         if (!had_cookie && c->hs.has_cookie && c->state == KZ_NETCLIENT_HANDSHAKE) {
-            kz__client_send_request(c);
+            kz__client_send_request(c, &c->gate_addr);
             c->next_send = now + (kz_time_ns)c->cfg.resend_ms * KZ_NS_PER_MS;
         }
     }
     kz__resume_step(c, now);
+    kz__move_step(c, now, had_cookie);
     if (c->peer && (c->state == KZ_NETCLIENT_CONNECTING || c->state == KZ_NETCLIENT_CONNECTED ||
                     c->state == KZ_NETCLIENT_RESUMING))
         kz__enet_cap_rto(c->peer);
@@ -897,7 +1266,14 @@ int kz_netclient_update(kz_netclient *c, kz_time_ns now)
 
 uint32_t kz_netclient_state(const kz_netclient *c)
 {
-    return c->state;
+    /* A failover that dropped the old session is still a resume to the
+     * application, whatever the new session's handshake is at. */
+    return c->move.home_gone ? KZ_NETCLIENT_RESUMING : c->state;
+}
+
+uint32_t kz_netclient_serial(const kz_netclient *c)
+{
+    return c->serial;
 }
 
 uint32_t kz_netclient_reason(const kz_netclient *c)
@@ -933,7 +1309,10 @@ int kz_netclient_send(kz_netclient *c, uint8_t channel, uint8_t type, const void
 {
     if (channel >= KZ_CHANNEL_COUNT || len > KZ_MAX_MESSAGE_BYTES)
         return KZ_EINVAL;
-    if (c->state != KZ_NETCLIENT_CONNECTED && c->state != KZ_NETCLIENT_RESUMING)
+    /* Nothing goes to a failover's new session before its first message:
+     * that server has not yet taken the session (it may still refuse it). */
+    if ((c->state != KZ_NETCLIENT_CONNECTED && c->state != KZ_NETCLIENT_RESUMING) ||
+        c->move.home_gone)
         return KZ_ESTATE;
     enet_uint32 flags = channel == KZ_CHANNEL_EVENT      ? ENET_PACKET_FLAG_RELIABLE
                         : channel == KZ_CHANNEL_SNAPSHOT ? ENET_PACKET_FLAG_UNSEQUENCED
@@ -1030,6 +1409,8 @@ int kz_netclient_poll(kz_netclient *c, kz_netmsg *msg)
             continue;
         }
         if (rc == KZ_OK) {
+            if (c->move.opened)
+                kz__move_done(c); /* the new server speaks for the session */
             *msg = (kz_netmsg){0, KZ_NETMSG_DATA, channel, type, 0, (uint32_t)len, c->plain, c->now};
             return KZ_OK;
         }
@@ -1074,7 +1455,7 @@ int kz_netclient_rebind(kz_netclient *c, const kz_address *local)
     if (local && local->family != KZ_ADDR_IPV4)
         return KZ_EINVAL;
     if ((c->state != KZ_NETCLIENT_CONNECTED && c->state != KZ_NETCLIENT_RESUMING) ||
-        !c->resume.grace_ms)
+        !c->resume.grace_ms || c->move.home_gone)
         return KZ_ESTATE;
     ENetAddress at = {.host = ENET_HOST_ANY, .port = 0};
     if (local) {
@@ -1092,6 +1473,9 @@ int kz_netclient_rebind(kz_netclient *c, const kz_address *local)
     if (enet_socket_get_address(s, &c->host->address) < 0)
         c->host->address = at;
     kz_counter_inc(c->rc, KZ_NETCLIENT_C_REBINDS);
+    /* A failover's cookie was for the old socket's address: from the new
+     * one, the session's own server is asked first again. */
+    kz__move_cancel(c, "the application moved the socket");
     kz__resume_start(c, 1, "the application moved it to a new address");
     return KZ_OK;
 }
@@ -1117,7 +1501,7 @@ uint32_t kz__netclient_silence_ms(const kz_netclient *c)
 
 int kz__netclient_resume_uplink(kz_netclient *c, kz_time_ns acked_at)
 {
-    if (c->state != KZ_NETCLIENT_CONNECTED || !c->resume.grace_ms)
+    if (c->state != KZ_NETCLIENT_CONNECTED || !c->resume.grace_ms || c->move.active)
         return 0;
     kz_counter_inc(c->rc, KZ_NETCLIENT_C_UPLINK_STALLS);
     kz__resume_start(c, 0, "the server stopped acknowledging our inputs");

@@ -13,6 +13,9 @@
  * Resume is the transport's (net/netclient.c): this layer only follows it
  * (RECONNECTING while the transport resumes, events on each change) and
  * keeps everything else as it is, since the server keeps the session.
+ * A failover is the one case where the transport hands over a new session
+ * (kz_netclient_serial): its WELCOME names the avatar the world kept or a
+ * new one, and its views start from nothing; see welcome_again.
  */
 #include <arpa/inet.h>
 #include <math.h>
@@ -32,6 +35,10 @@
 #define KZ__CMD_RING 64u
 #define KZ__EV_DATA 336u   /* >= every event payload (voice frame, chat, notice) */
 #define KZ__EXTRAPOLATE_MS 200.0
+/* After a failover, how long an entity of the old session's view is kept
+ * while the new session's views fill up under their byte budget; one not
+ * seen again by then leaves. */
+#define KZ__CARRY_MS 1000u
 
 typedef struct kz__sample {
     uint32_t tick;   /* first tick with this state */
@@ -43,6 +50,7 @@ typedef struct kz__vslot {
     uint32_t entity;          /* 0 = empty */
     uint32_t n;               /* samples held, newest at (head - 1) */
     uint32_t head;
+    uint32_t carried;         /* from the view before a failover, not yet seen again */
     kz__sample s[KZ__SAMPLES];
     kz_badge badge;
 } kz__vslot;
@@ -56,6 +64,12 @@ typedef struct kz__reconnect {
 static void reconnect_reset(kz__reconnect *r)
 {
     r->broken_since = 0;
+}
+
+static uint32_t ms_between(kz_time_ns from, kz_time_ns to)
+{
+    kz_time_ns ms = to > from ? (to - from) / KZ_NS_PER_MS : 0;
+    return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
 }
 
 /* Whether the server still takes our inputs: each snapshot names the
@@ -73,6 +87,25 @@ static void uplink_reset(kz__uplink *u)
     u->acked = 0;
     u->acked_at = 0;
     u->unacked_since = 0;
+}
+
+/* The transport's session the tables belong to, and what a failover
+ * (a new session through another server) carries over. */
+typedef struct kz__failover {
+    uint32_t serial;          /* kz_netclient_serial of the session decoded */
+    uint32_t awaiting;        /* a new session's WELCOME is due; its snapshots wait */
+    uint32_t old_newest;      /* the old session's newest tick */
+    uint32_t carrying;        /* slots still hold entities from before it */
+    kz_time_ns carry_until;   /* those not seen again by then leave */
+} kz__failover;
+
+static void failover_reset(kz__failover *f, uint32_t serial)
+{
+    f->serial = serial;
+    f->awaiting = 0;
+    f->old_newest = 0;
+    f->carrying = 0;
+    f->carry_until = 0;
 }
 
 struct kz_client {
@@ -126,6 +159,7 @@ struct kz_client {
 
     kz__reconnect reconnect;
     kz__uplink uplink;
+    kz__failover failover;
 
     kz_counters counters;
     kz_counter_block c;
@@ -200,6 +234,39 @@ void kz_client_destroy(kz_client *c)
     kz_free(&a, c, sizeof *c);
 }
 
+/* Forgets the session's world: its tables (freed), prediction, render
+ * clock and kick text. Not the intent, the events, or the reconnect,
+ * uplink and failover trackers (each has its own reset). */
+static void session_forget(kz_client *c)
+{
+    if (c->block)
+        kz_free(&c->alloc, c->block, c->block_size);
+    c->block = NULL;
+    c->block_size = 0;
+    memset(c->kick_text, 0, sizeof c->kick_text);
+    memset(&c->welcome, 0, sizeof c->welcome);
+    memset(&c->codec, 0, sizeof c->codec);
+    c->views = NULL;
+    memset(&c->scratch, 0, sizeof c->scratch);
+    c->change = NULL;
+    c->badges = NULL;
+    c->slots = NULL;
+    c->gone_id = NULL;
+    c->gone_badge = NULL;
+    c->gone_next = 0;
+    c->newest = 0;
+    memset(&c->ticker, 0, sizeof c->ticker);
+    c->ticking = 0;
+    c->cmd_tick = 0;
+    memset(c->cmds, 0, sizeof c->cmds);
+    memset(c->predicted, 0, sizeof c->predicted);
+    memset(&c->self, 0, sizeof c->self);
+    c->self_known = 0;
+    c->flagged_cmd = 0;
+    c->have_offset = 0;
+    c->offset_ns = 0;
+}
+
 int kz_client_connect(kz_client *c, const kz_connect_token *token, kz_time_ns now)
 {
     if (c->state == KZ_CLIENT_CONNECTING || c->state == KZ_CLIENT_CONNECTED ||
@@ -207,18 +274,17 @@ int kz_client_connect(kz_client *c, const kz_connect_token *token, kz_time_ns no
         return KZ_ESTATE;
     if (c->net)
         kz_netclient_destroy(c->net);
+    c->net = NULL;
     /* A new session: the previous one's tables and prediction go (events
-     * not yet polled stay). Everything from kick_text up to `now` is
-     * per-session state. */
-    if (c->block)
-        kz_free(&c->alloc, c->block, c->block_size);
-    memset(&c->kick_text, 0,
-           offsetof(struct kz_client, now) - offsetof(struct kz_client, kick_text));
+     * not yet polled stay), and so does the intent. */
+    session_forget(c);
+    memset(&c->intent, 0, sizeof c->intent);
     reconnect_reset(&c->reconnect);
     uplink_reset(&c->uplink);
     int rc = kz__netclient_open(&c->cfg.net, token, &c->net);
     if (rc != KZ_OK)
         return rc;
+    failover_reset(&c->failover, kz_netclient_serial(c->net));
     c->state = KZ_CLIENT_CONNECTING;
     c->reason = 0;
     c->now = now;
@@ -301,18 +367,15 @@ static size_t layout(kz_client *c, uint8_t *base)
     return off + 64u;
 }
 
-static void on_welcome(kz_client *c, const uint8_t *p, uint32_t len)
+/* Sizes the tables for welcome `w` and enters the world (CONNECTED). */
+static void take_welcome(kz_client *c, const kz_wire_welcome *w0)
 {
-    kz_wire_welcome w;
-    if (c->block || kz_wire_welcome_read(p, len, &w) != KZ_OK) {
-        kz_counter_inc(c->c, KZ_CLIENT_C_DROP_MALFORMED);
-        return;
-    }
-    c->welcome = w;
+    kz_wire_welcome w = *w0;
     if (kz_snap_codec_init(&c->codec, w.tick_hz, w.n_slots, w.bound) != KZ_OK) {
         kz_counter_inc(c->c, KZ_CLIENT_C_DROP_MALFORMED);
         return;
     }
+    c->welcome = w;
     c->block_size = layout(c, NULL);
     c->block = kz_calloc(&c->alloc, c->block_size, 64);
     if (!c->block) {
@@ -405,9 +468,12 @@ static void apply_view(kz_client *c, const kz_snap_view *v)
             j++;
         }
         if (vs->entity && (!st || st->entity != vs->entity)) {
+            if (vs->carried && !st)
+                continue; /* not in the new session's view yet (carry_over) */
             push_event(c, KZ_EV_LEAVE, vs->entity, 0, NULL, 0, NULL);
             remember_badge(c, vs->entity, &vs->badge);
             vs->entity = 0;
+            vs->carried = 0;
         }
         if (!st)
             continue;
@@ -430,6 +496,180 @@ static void apply_view(kz_client *c, const kz_snap_view *v)
         /* else: a change the server deferred; the view shows the older
          * baseline state, which is not news. */
     }
+}
+
+/* ---- failover: a new session through another server ------------------- */
+
+static void leave_slot(kz_client *c, kz__vslot *vs)
+{
+    push_event(c, KZ_EV_LEAVE, vs->entity, 0, NULL, 0, NULL);
+    remember_badge(c, vs->entity, &vs->badge);
+    vs->entity = 0;
+    vs->carried = 0;
+}
+
+static void swap_slots(kz_client *c, uint32_t a, uint32_t b)
+{
+    kz__vslot t = c->slots[a];
+    c->slots[a] = c->slots[b];
+    c->slots[b] = t;
+}
+
+/* Whether view `v` (slots ascending) uses slot `k`. */
+static int view_uses(const kz_snap_view *v, uint32_t k)
+{
+    uint32_t lo = 0, hi = v->count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2u;
+        if (v->slot[mid] < k)
+            lo = mid + 1u;
+        else
+            hi = mid;
+    }
+    return lo < v->count && v->slot[lo] == k;
+}
+
+/* The slot of carried entity `id`, or n_slots. */
+static uint32_t carried_at(const kz_client *c, uint32_t id)
+{
+    for (uint32_t k = 0; k < c->welcome.n_slots; k++)
+        if (c->slots[k].carried && c->slots[k].entity == id)
+            return k;
+    return c->welcome.n_slots;
+}
+
+/* Carried slot `k` is wanted by view `v` for another entity: its entity
+ * moves to a free slot the view does not use, or leaves if none is left. */
+static void make_room(kz_client *c, const kz_snap_view *v, uint32_t k)
+{
+    for (uint32_t f = 0; f < c->welcome.n_slots; f++)
+        if (!c->slots[f].entity && !view_uses(v, f)) {
+            swap_slots(c, k, f);
+            return;
+        }
+    leave_slot(c, &c->slots[k]);
+}
+
+/* The new session numbers its view slots afresh: each entity of the old
+ * view that the new one holds moves to the slot the new one gives it, so
+ * apply_view takes it as the entity it was (no LEAVE, no ENTER, its
+ * samples kept: it moves on smoothly from where it was last seen).
+ * Carried entities the view does not hold yet stay where they are. */
+static void carry_over(kz_client *c, const kz_snap_view *v)
+{
+    uint32_t none = c->welcome.n_slots;
+    for (uint32_t j = 0; j < v->count; j++) {
+        uint32_t k = v->slot[j], id = v->state[j].entity;
+        kz__vslot *dst = &c->slots[k];
+        if (dst->entity == id) {
+            dst->carried = 0;
+            continue;
+        }
+        uint32_t from = carried_at(c, id);
+        if (dst->entity && dst->carried)
+            make_room(c, v, k);
+        else if (dst->entity && from != none)
+            leave_slot(c, dst); /* replaced in the new view, as apply_view would */
+        if (from != none) {
+            swap_slots(c, k, from);
+            c->slots[k].carried = 0;
+        }
+    }
+    uint32_t left = 0;
+    for (uint32_t k = 0; k < none; k++)
+        left += c->slots[k].carried;
+    c->failover.carrying = left != 0;
+}
+
+/* The carry's time is over: what the new session has not shown leaves. */
+static void carry_expire(kz_client *c)
+{
+    kz__failover *f = &c->failover;
+    if (!f->carrying || c->now < f->carry_until)
+        return;
+    for (uint32_t k = 0; k < view_slots(c); k++)
+        if (c->slots[k].carried)
+            leave_slot(c, &c->slots[k]);
+    f->carrying = 0;
+}
+
+/* The transport now delivers session `serial`: a failover. Until its
+ * WELCOME, its snapshots wait; its views start from nothing, so the old
+ * session's baselines and acknowledgement go. */
+static void new_session(kz_client *c, uint32_t serial)
+{
+    kz__failover *f = &c->failover;
+    f->serial = serial;
+    if (!c->block)
+        return; /* no WELCOME yet: the new session's is simply the first */
+    f->awaiting = 1;
+    f->old_newest = c->newest;
+    c->newest = 0;
+    for (uint32_t k = 0; k < view_history(c); k++) {
+        c->views[k].tick = 0;
+        c->views[k].count = 0;
+    }
+}
+
+/* Whether the new session's WELCOME `w` continues the world and avatar
+ * the client had: the same own entity, the same settings (so the same
+ * tables), and a tick not before the old session's newest (one world's
+ * authority numbers the ticks every server of it sends). */
+static int same_world(const kz_client *c, const kz_wire_welcome *w)
+{
+    const kz_wire_welcome *o = &c->welcome;
+    return w->self == o->self && w->version == o->version && w->tick_hz == o->tick_hz &&
+           w->n_slots == o->n_slots && w->history == o->history && w->bound == o->bound &&
+           w->max_speed == o->max_speed && w->tick >= c->failover.old_newest;
+}
+
+/* The WELCOME of a new session after a failover. The same avatar in the
+ * same world: everything the application sees carries on (prediction,
+ * the commands' numbering, the render clock, the entities in view, which
+ * are carried while the new views fill up) and it hears KZ_EV_RESUMED.
+ * Otherwise (the world let the avatar go before the client came back, and
+ * made a new one; or other settings) it is a fresh connect: LEAVE for
+ * every entity in view, then CONNECTED with the new own avatar. */
+static void welcome_again(kz_client *c, const kz_wire_welcome *w)
+{
+    kz__failover *f = &c->failover;
+    uint32_t ms = ms_between(c->reconnect.broken_since, kz_netclient_last_heard(c->net));
+    f->awaiting = 0;
+    reconnect_reset(&c->reconnect);
+    c->uplink.unacked_since = 0; /* the inputs before the break are not waited for */
+    if (same_world(c, w)) {
+        c->welcome.tick = w->tick;
+        f->carrying = 0;
+        for (uint32_t k = 0; k < view_slots(c); k++) {
+            c->slots[k].carried = c->slots[k].entity != 0;
+            f->carrying |= c->slots[k].carried;
+        }
+        f->carry_until = c->now + (kz_time_ns)KZ__CARRY_MS * KZ_NS_PER_MS;
+        c->state = KZ_CLIENT_CONNECTED;
+        push_event(c, KZ_EV_RESUMED, c->self.entity, ms, NULL, 0, NULL);
+        return;
+    }
+    kz_logf(&c->cfg.net.log, KZ_LOG_INFO, "client", "the world gave a new avatar: a fresh start");
+    for (uint32_t k = 0; k < view_slots(c); k++)
+        if (c->slots[k].entity)
+            leave_slot(c, &c->slots[k]);
+    session_forget(c);
+    uplink_reset(&c->uplink);
+    failover_reset(f, f->serial);
+    take_welcome(c, w);
+}
+
+static void on_welcome(kz_client *c, const uint8_t *p, uint32_t len)
+{
+    kz_wire_welcome w;
+    if ((c->block && !c->failover.awaiting) || kz_wire_welcome_read(p, len, &w) != KZ_OK) {
+        kz_counter_inc(c->c, KZ_CLIENT_C_DROP_MALFORMED);
+        return;
+    }
+    if (c->block)
+        welcome_again(c, &w);
+    else
+        take_welcome(c, &w);
 }
 
 static double dist_mm(const kz_snap_state *a, const kz_snap_state *b)
@@ -512,7 +752,7 @@ static void take_header(kz_client *c, const kz_wire_snap_head *h)
 
 static void on_snapshot(kz_client *c, const uint8_t *p, uint32_t len)
 {
-    if (!c->block) {
+    if (!c->block || c->failover.awaiting) {
         /* The welcome (reliable) was lost or is late: this one cannot be
          * read yet, and the next after the welcome will be. */
         kz_counter_inc(c->c, KZ_CLIENT_C_SNAPSHOTS_EARLY);
@@ -570,6 +810,8 @@ static void on_snapshot(kz_client *c, const uint8_t *p, uint32_t len)
     memcpy(dst->slot, c->scratch.slot, dst->count * sizeof *dst->slot);
     memcpy(dst->state, c->scratch.state, dst->count * sizeof *dst->state);
     c->newest = tick;
+    if (c->failover.carrying)
+        carry_over(c, dst);
     apply_view(c, dst);
     reconcile(c, &h);
     track_clock(c, tick);
@@ -617,6 +859,8 @@ static void drain(kz_client *c)
     while (kz_netclient_poll(c->net, &m) == KZ_OK) {
         if (m.kind != KZ_NETMSG_DATA)
             continue;
+        if (kz_netclient_serial(c->net) != c->failover.serial)
+            new_session(c, kz_netclient_serial(c->net));
         switch (m.type) {
         case KZ_MSG_WELCOME: on_welcome(c, m.data, m.len); break;
         case KZ_MSG_SNAPSHOT: on_snapshot(c, m.data, m.len); break;
@@ -695,12 +939,6 @@ static uint32_t input_ticks(kz_client *c)
     return due;
 }
 
-static uint32_t ms_between(kz_time_ns from, kz_time_ns to)
-{
-    kz_time_ns ms = to > from ? (to - from) / KZ_NS_PER_MS : 0;
-    return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
-}
-
 /* Follows the transport's resume: RECONNECTING while it resumes, back to
  * CONNECTED when it is back. Before the welcome the client stays
  * CONNECTING throughout: there is no session in the world to tell about
@@ -712,7 +950,8 @@ static void follow_resume(kz_client *c)
         c->state = KZ_CLIENT_RECONNECTING;
         c->reconnect.broken_since = kz_netclient_last_heard(c->net);
         push_event(c, KZ_EV_RECONNECTING, c->self.entity, 0, NULL, 0, NULL);
-    } else if (ns == KZ_NETCLIENT_CONNECTED && c->state == KZ_CLIENT_RECONNECTING) {
+    } else if (ns == KZ_NETCLIENT_CONNECTED && c->state == KZ_CLIENT_RECONNECTING &&
+               !c->failover.awaiting) {
         c->state = KZ_CLIENT_CONNECTED;
         uint32_t ms = ms_between(c->reconnect.broken_since, kz_netclient_last_heard(c->net));
         reconnect_reset(&c->reconnect);
@@ -754,6 +993,7 @@ uint32_t kz_client_update(kz_client *c, kz_time_ns now)
         (void)input_ticks(c);
     (void)kz_netclient_update(c->net, c->now);
     drain(c);
+    carry_expire(c);
     uint32_t ns = kz_netclient_state(c->net);
     if (ns == KZ_NETCLIENT_DISCONNECTED || ns == KZ_NETCLIENT_FAILED) {
         c->reason = kz_netclient_reason(c->net);

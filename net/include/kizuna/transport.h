@@ -174,8 +174,10 @@ KZ_API uint32_t kz_netserver_sessions(const kz_netserver *s);
  * authenticated datagram) and the client is resuming the session
  * (docs/PROTOCOL.md, "Resume"): it sends RESUMEs to the gate until the
  * session is back (CONNECTED) or lost (DISCONNECTED with a KZ_LOST_*
- * reason). Only with a server that gave a resume ticket. Sends are still
- * queued: ENet delivers the reliable ones once the session has moved. */
+ * reason), and when that server stays silent tries the token's other
+ * addresses (a failover: kz_netclient_serial). Only with a server that
+ * gave a resume ticket. Sends are still queued: ENet delivers the
+ * reliable ones once the session has moved. */
 #define KZ_NETCLIENT_RESUMING 6u
 
 /* Reasons of a DISCONNECTED the client decided itself, while resuming.
@@ -194,6 +196,11 @@ KZ_API uint32_t kz_netserver_sessions(const kz_netserver *s);
  * ACCEPT (kz_netclient_config.connect_timeout_ms is raised to
  * n x this when shorter). */
 #define KZ_NETCLIENT_MIN_ADDRESS_MS 1000u
+/* Failover (docs/PROTOCOL.md 4a, "Resume elsewhere"): a RESUME to the
+ * session's server that has had no answer at all (no CHALLENGE, RESUMED,
+ * DENY or sealed message) for this long, with a token that lists other
+ * addresses, starts a new session through them (kz_netclient_serial). */
+#define KZ_RESUME_ELSEWHERE_MS 400u
 
 typedef struct kz_netclient_config {
     kz_address server;            /* IPv4 gate address; zero = the token's IPv4
@@ -225,7 +232,9 @@ KZ_API uint32_t kz_netclient_state(const kz_netclient *c);
  * server's kick reason, a KZ_DENY_* from the gate, a KZ_LOST_*, or 0. */
 KZ_API uint32_t kz_netclient_reason(const kz_netclient *c);
 /* Seals and queues a message. 0, KZ_EINVAL (channel, len), KZ_ESTATE (not
- * CONNECTED or RESUMING), KZ_ENOMEM, KZ_EEXPIRED (nonces used up), KZ_EIO. */
+ * CONNECTED or RESUMING, or a failover's new session has not sent its
+ * first message: kz_netclient_serial), KZ_ENOMEM, KZ_EEXPIRED (nonces
+ * used up), KZ_EIO. */
 KZ_API KZ_MUST_CHECK int kz_netclient_send(kz_netclient *c, uint8_t channel, uint8_t type,
                                            const void *data, uint32_t len);
 /* The next received message (0) or KZ_EEMPTY; slot is 0. Messages of type
@@ -252,19 +261,53 @@ KZ_API uint32_t kz_netclient_slot(const kz_netclient *c);
  * that itself; the last gets the rest. FAILED comes only after the last
  * address's share, with the last DENY heard from any address as reason (0
  * when none denied). Counters: connect_addresses_tried,
- * connect_moved_on_no_accept, connect_moved_on_deny.
+ * connect_moved_on_no_accept, connect_moved_on_deny. During a failover
+ * (kz_netclient_serial): the old session's address until another
+ * address ACCEPTs, then that one's.
  */
 KZ_API uint32_t kz_netclient_server(const kz_netclient *c, kz_address *out);
 /*
  * Call when the OS reports a network change: opens a new UDP socket bound
  * to `local` (IPv4; port 0 = any port; NULL = any address and port), moves
  * the ENet host onto it, closes the old one, and starts resuming at once
- * (state RESUMING). 0; KZ_EINVAL (`local` is not IPv4); KZ_ESTATE (not
- * CONNECTED or RESUMING, or the server gave no resume ticket: the session
- * stays on its socket); KZ_EIO (the socket could not be opened or bound:
- * nothing changed).
+ * (state RESUMING; a failover that has not dropped the old session yet is
+ * cancelled). 0; KZ_EINVAL (`local` is not IPv4); KZ_ESTATE (not
+ * CONNECTED or RESUMING, or the server gave no resume ticket, or a
+ * failover is opening a new session: the session stays on its socket);
+ * KZ_EIO (the socket could not be opened or bound: nothing changed).
  */
 KZ_API KZ_MUST_CHECK int kz_netclient_rebind(kz_netclient *c, const kz_address *local);
+/*
+ * Which session the messages polled belong to: 1 for the first, +1 each
+ * time the client opened a new session through another address of its
+ * token after its server went silent (failover, docs/PROTOCOL.md 4a,
+ * "Resume elsewhere"). It changes just before kz_netclient_poll returns
+ * the new session's first message (the state turns CONNECTED then); the
+ * new server knows nothing of the old session's messages, baselines or
+ * acknowledgements, and reliable messages queued on the old one are
+ * lost.
+ *
+ * The failover, as the application sees it: the state stays RESUMING.
+ * The token's other addresses are tried in its order from the one after
+ * the silent server's (wrapping, skipping the silent one), each from
+ * scratch with the first connect's handshake and time shares (the
+ * budget of the first connect over the n - 1 others), moving on when an
+ * address's share passes without the new session's first message or at
+ * once on DENY server full, shutting down or unavailable; a round that
+ * ends starts another. RESUMEs to the silent server go on until another
+ * address ACCEPTs: an answer from it first (CHALLENGE, RESUMED, a sealed
+ * message) cancels the failover and the session resumes there. From the
+ * ACCEPT on, the old session is dropped: kz_netclient_send returns
+ * KZ_ESTATE and kz_netclient_rebind KZ_ESTATE until the new session's
+ * first message. A new session ended with KZ_KICK_REPLACED before its
+ * first message (the world still holds the old path as live) is tried
+ * again on the same address every resend_ms within its share. The
+ * session is lost (DISCONNECTED) when the old session's grace has passed
+ * since the old server was last heard: KZ_LOST_RESUME_REFUSED if the
+ * old server denied the resume, else KZ_LOST_RESUME_TIMEOUT. A token
+ * with one IPv4 address, or config.server set, never fails over.
+ */
+KZ_API uint32_t kz_netclient_serial(const kz_netclient *c);
 /* The `now` of the update before the last fresh evidence from the server
  * (0 before the first): a sealed message that kz_netclient_poll opened past
  * its replay window, or a RESUMED that handed over a later ticket. A
@@ -273,7 +316,7 @@ KZ_API KZ_MUST_CHECK int kz_netclient_rebind(kz_netclient *c, const kz_address *
 KZ_API kz_time_ns kz_netclient_last_heard(const kz_netclient *c);
 
 /* The client's own counters: gate replies, resume tickets and resumes,
- * the addresses tried (kz_netclient_resume_counters; ids
+ * the addresses tried, failovers (kz_netclient_resume_counters; ids
  * KZ_NETCLIENT_C_<ID>). */
 #define KZ_NETCLIENT_COUNTERS(X)                           \
     X(TICKETS, "resume_tickets_received")                  \
@@ -303,7 +346,17 @@ KZ_API kz_time_ns kz_netclient_last_heard(const kz_netclient *c);
     X(UPLINK_STALLS, "resumes_started_uplink")             \
     X(ADDRESSES_TRIED, "connect_addresses_tried")          \
     X(MOVED_ON_SILENCE, "connect_moved_on_no_accept")      \
-    X(MOVED_ON_DENY, "connect_moved_on_deny")
+    X(MOVED_ON_DENY, "connect_moved_on_deny")              \
+    X(FAILOVERS_STARTED, "failovers_started")              \
+    X(FAILOVERS_SUCCEEDED, "failovers_succeeded")          \
+    X(FAILOVERS_CANCELLED, "failovers_cancelled")          \
+    X(FAILOVER_TRIED, "failover_addresses_tried")          \
+    X(FAILOVER_ON_SILENCE, "failover_moved_on_no_session") \
+    X(FAILOVER_ON_DENY, "failover_moved_on_deny")          \
+    X(FAILOVER_ON_END, "failover_moved_on_session_ended")  \
+    X(FAILOVER_REPLACED, "failover_retries_replaced")      \
+    X(FAILOVER_ROUNDS, "failover_rounds_again")            \
+    X(DROP_SESSION_ID_REUSED, "drop_accept_session_id_reused")
 
 enum {
 #define KZ__NETCLIENT_ENUM(id, name) KZ_NETCLIENT_C_##id,

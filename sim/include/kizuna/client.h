@@ -28,10 +28,21 @@
  *     resumed by the client itself. The session, the avatar, entity ids,
  *     baselines and prediction carry on; the application sees
  *     KZ_EV_RECONNECTING, then KZ_EV_RESUMED or KZ_EV_DISCONNECTED with
- *     a KZ_LOST_* reason.
+ *     a KZ_LOST_* reason;
+ *   - failover (docs/PROTOCOL.md 4a, "Resume elsewhere"), with a token
+ *     naming several servers of one world: when the session's server
+ *     stops answering, the client opens a new session through the
+ *     token's other addresses, still RECONNECTING. If the world kept the
+ *     avatar (the new WELCOME names the same entity), it ends in
+ *     KZ_EV_RESUMED with prediction, input numbering and the view kept
+ *     (entities in view before and after get no LEAVE or ENTER; those the
+ *     new session has not shown within 1 s leave). Otherwise it is a
+ *     fresh connect: KZ_EV_LEAVE for every entity in view, then
+ *     KZ_EV_CONNECTED with the new avatar.
  *
  * Ownership: the client owns everything it allocates (through
- * cfg.net.alloc, at create and once when the server's welcome arrives);
+ * cfg.net.alloc, at create and when the server's welcome arrives: once,
+ * or again after a failover that brought a new avatar);
  * pointers it returns are valid until the next call on the same client.
  * Units: meters, seconds, radians; time in nanoseconds (kz_time_ns).
  */
@@ -105,7 +116,8 @@ typedef struct kz_badge {
 #define KZ_EV_NOTICE 8u        /* server notice `code` (KZ_NOTICE_*), text in data */
 #define KZ_EV_DISCONNECTED 9u  /* session over; code = reason, data = text if any */
 #define KZ_EV_RECONNECTING 10u /* the path broke, resuming; entity = own avatar */
-#define KZ_EV_RESUMED 11u      /* the session is back; entity = own avatar, code =
+#define KZ_EV_RESUMED 11u      /* the session is back (also through another server
+                                  that kept the avatar); entity = own avatar, code =
                                   milliseconds between the last datagram heard
                                   before the break and the first after it */
 
