@@ -770,6 +770,7 @@ static int kzs_serve(kzs_run *r)
 static void kzs_bus_finish(kzs_run *r)
 {
     if (r->bus) {
+        kz__fleet_bye(r->srv);  /* an edge: the authority holds its sessions at once */
         kzs_bus_pump_out(r->bus, r->srv);
         if (kzs_bus_flush(r->bus, 500) != 0)
             kz_logf(&r->log, KZ_LOG_WARN, "bus", "bus_flush_failed why=\"the last messages "

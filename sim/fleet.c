@@ -564,6 +564,7 @@ static kz_bus_drop hello(kz_server *s, const kz_bus_header *h, const uint8_t *bo
     p->started = started;
     p->seq = h->seq;
     p->heard = s->now;
+    p->heard_now = 1;
     p->need_sync = 1;
     p->lost = 0;
     if (back)
@@ -606,6 +607,7 @@ static kz_bus_drop authority_receive(kz_server *s, const kz_bus_header *h, const
         kz_counter_add(f->c, KZ__FLEET_C_GAP, h->seq - p->seq - 1u);
     p->seq = h->seq;
     p->heard = s->now;
+    p->heard_now = 1;
     if (p->lost)
         peer_back(s, h->sender);
     q = body + KZ_BUS_BATCH_HEAD_BYTES;
@@ -804,6 +806,11 @@ static void authority_step(kz_server *s)
 {
     kz__fleet *f = s->fleet;
     kz_time_ns silence = (kz_time_ns)KZ_BUS_EDGE_SILENCE_MS * NS_PER_MS;
+    for (uint32_t e = 1; e <= KZ_BUS_MAX_EDGES; e++)
+        if (f->peers[e].heard_now) {
+            f->peers[e].heard = s->now;  /* a stalled loop must not make a talking edge silent */
+            f->peers[e].heard_now = 0;
+        }
     for (uint32_t e = 1; e <= KZ_BUS_MAX_EDGES; e++)
         if (f->peers[e].instance && !f->peers[e].lost && s->now - f->peers[e].heard > silence) {
             kz_counter_inc(f->c, KZ__FLEET_C_EDGES_LOST);

@@ -106,6 +106,9 @@ void kz__fleet_out_clear(kz_server *s);
 
 /* Edge: queues a HELLO (1 start, 2 gap, 3 reconnected). */
 void kz__fleet_hello(kz_server *s, uint8_t reason);
+/* Edge: queues a BYE (it is leaving: the authority holds its sessions at
+ * once instead of after its silence). */
+void kz__fleet_bye(kz_server *s);
 /* Edge: 1 once it holds a replica of the world (its first SYNC). */
 int kz__fleet_synced(const kz_server *s);
 /* Edge: 1 when the authority's world has other settings (it must stop). */

@@ -80,6 +80,17 @@ void kz__fleet_hello(kz_server *s, uint8_t reason)
         s->fleet->hello_reason = reason;
 }
 
+void kz__fleet_bye(kz_server *s)
+{
+    kz__fleet *f = s->fleet;
+    if (!f || f->cfg.role != KZ__ROLE_EDGE || !f->auth_instance)
+        return;
+    close_batch(f);
+    uint8_t *b = kz__fleet_begin(f, KZ_BUS_SUBJECT_UP, f->cfg.edge, KZ_BUS_BYE, 0);
+    if (b)
+        kz__fleet_end(f, b);
+}
+
 int kz__fleet_synced(const kz_server *s) { return s->fleet && s->fleet->synced; }
 int kz__fleet_failed(const kz_server *s) { return s->fleet && s->fleet->failed; }
 

@@ -19,6 +19,8 @@ typedef struct kz__peer {
     uint64_t seq;              /* newest accepted on its up subject */
     uint64_t seq_down;         /* ours on its down subject */
     kz_time_ns heard;          /* when its last message was accepted */
+    uint8_t heard_now;         /* accepted since the last step: `heard` is that step's time
+                                  (messages are taken before the step that sets s->now) */
     uint8_t need_sync;
     uint8_t lost;              /* silent past KZ_BUS_EDGE_SILENCE_MS: its sessions are held,
                                   and come back to it if it speaks again (same instance) */
