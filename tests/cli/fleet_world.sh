@@ -15,7 +15,10 @@
 # settings differ from the authority's exits 1 with a clear line; killing
 # the authority makes every edge log authority_lost. A SIGTERM stops an
 # edge cleanly (exit 0, out of the directory), and the avatars of the
-# clients it let go stay held by the authority.
+# clients it let go stay held by the authority. Killing (-9) an edge whose
+# bots' tokens name every edge moves them to another within 2 s, each with
+# its own avatar, unseen by the others (no leave), the authority taking up
+# the held avatars.
 #
 #   bash tests/cli/fleet_world.sh kizuna-server kizuna-bench kz-fleet-bots
 #
@@ -232,9 +235,85 @@ sleep 5.2 # one more bus_stats line on every process, covering the whole run
 no_drops authority.log
 for n in 1 2 3; do no_drops "edge$n.log"; done
 
+# 2b. Failover: ten bots on edge 2 and ten on edge 3 whose tokens name
+#    all three edges, their own first. Edge 2 is killed (-9) mid-run:
+#    each of its bots finds the silence, joins through the next address
+#    and the authority takes its held avatar up again, so within 2 s of
+#    the kill (the silence as the client measured it) every one is back
+#    with the same avatar, and no bot of edge 3 saw one of them leave.
+#    The bots detect the silence after 1 s (--silence-ms 1000): fleet
+#    worlds use 1 s, the library's default 1.5 s leaves too little of 2 s.
+fail_tok() { # dir, client id, edges in the token's order...
+    local dir=$1 id=$2 servers=() e; shift 2
+    for e in "$@"; do servers+=(--server "127.0.0.1:${PORT[$e]}"); done
+    "$BIN" token mint --keys keys "${servers[@]}" --client-id "$id" --name "bot-$id" --actor bot \
+        --out "$dir/$id.kzc" >/dev/null || fail "mint bot $id"
+}
+mkdir tok6 tok7
+for i in $(seq 1 10); do
+    fail_tok tok6 $((500 + i)) 2 1 3
+    fail_tok tok7 $((600 + i)) 3 1 2
+done
+reattached0=$(last_stats authority.log | sed -n 's/^"bus_sessions_reattached":\([0-9]*\)}*$/\1/p')
+[ -n "$reattached0" ] || fail "authority bus_stats: no bus_sessions_reattached"
+"$BOTS" --seconds 9 --silence-ms 1000 tok6/*.kzc >bots6.out 2>&1 &
+BOTS6_PID=$!
+PIDS+=("$BOTS6_PID")
+"$BOTS" --seconds 9 --silence-ms 1000 tok7/*.kzc >bots7.out 2>&1 &
+BOTS7_PID=$!
+PIDS+=("$BOTS7_PID")
+for _ in $(seq 1 50); do
+    curl -s "http://127.0.0.1:$ADMIN/metrics" >metrics.txt || fail "authority /metrics"
+    grep -q '^kizuna_clients_connected 20$' metrics.txt && break
+    sleep 0.1
+done
+grep -q '^kizuna_clients_connected 20$' metrics.txt || fail "the failover bots did not join"
+sleep 1.5 # every bot sees every other
+kill -9 "${EDGE_PID[2]}"
+{ wait "${EDGE_PID[2]}"; } 2>/dev/null || true
+wait "$BOTS6_PID" || fail "edge 2's bots exited $? after the kill ($(cat bots6.out))"
+wait "$BOTS7_PID" || fail "edge 3's bots exited $? ($(cat bots7.out))"
+grep -q '^bots=10 connected=10 stayed=10 disconnects=0 ' bots6.out || fail "edge 2's bots: $(cat bots6.out)"
+grep -q '^resumed=10 fresh=0 self_changed=0 ' bots6.out || fail "edge 2's bots did not all resume as themselves: $(cat bots6.out)"
+[ "$(grep -c '^failover token=' bots6.out)" -eq 10 ] || fail "failover lines: $(cat bots6.out)"
+gap=$(sed -n 's/.* failover_max_gap_ms=\([0-9]*\) .*/\1/p' bots6.out)
+resume=$(sed -n 's/.* failover_max_resume_ms=\([0-9]*\)$/\1/p' bots6.out)
+[ -n "$gap" ] && [ "$gap" -le 2000 ] || fail "edge 2's bots were back after up to $gap ms, want <= 2000"
+echo "failover: edge 2's 10 bots back within $gap ms of their last datagram ($resume ms after RECONNECTING)"
+grep -q '^bots=10 connected=10 stayed=10 disconnects=0 reconnects=0$' bots7.out || fail "edge 3's bots: $(cat bots7.out)"
+seen=$(sed -n 's/^seen //p' bots7.out)
+left=$(sed -n 's/^left//p' bots7.out)
+for i in $(seq 1 10); do
+    case " $seen " in *" $((500 + i)) "*) ;; *) fail "edge 3's bots never saw bot-$((500 + i))" ;; esac
+    case " $left " in *" $((500 + i)) "*) fail "edge 3's bots saw bot-$((500 + i)) leave (left:$left)" ;; esac
+done
+# The authority took up the ten held avatars, and its next bus_stats line
+# (the authority writes one every 5 s) shows no drop.
+for _ in $(seq 1 60); do
+    curl -s "http://127.0.0.1:$ADMIN/metrics" >metrics.txt || fail "authority /metrics"
+    grep -q '^kizuna_clients_connected 0$' metrics.txt && break
+    sleep 0.1
+done
+grep -q '^kizuna_clients_connected 0$' metrics.txt || fail "authority: sessions left after the failover bots"
+lines=$(grep -c '"event":"bus_stats"' authority.log)
+for _ in $(seq 1 60); do
+    [ "$(grep -c '"event":"bus_stats"' authority.log)" -gt "$lines" ] && break
+    sleep 0.1
+done
+reattached=$(last_stats authority.log | sed -n 's/^"bus_sessions_reattached":\([0-9]*\)}*$/\1/p')
+[ -n "$reattached" ] && [ $((reattached - reattached0)) -ge 10 ] ||
+    fail "authority reattached $((${reattached:-0} - reattached0)) sessions, want >= 10"
+no_drops authority.log
+# Edge 2 again, for the phases below.
+start_edge 2
+listening edge2.log "${EDGE_PID[2]}" udp_port
+PORT[2]=$VALUE
+
 # 3. SIGTERM on an edge with clients: it leaves the directory, lets them
 #    go (kick reason 3, shutdown), exits 0, and the authority holds their
 #    avatars for a JOIN elsewhere (resume_grace).
+held0=$(sed -n 's/^kizuna_bus_sessions_held_total \([0-9]*\)$/\1/p' metrics.txt)
+[ -n "$held0" ] || fail "authority /metrics: no kizuna_bus_sessions_held_total"
 mkdir tok5
 for i in 1 2 3 4 5; do
     id=$((400 + i))
@@ -262,10 +341,10 @@ wait "$BOTS5_PID" || status=$?
 [ "$(grep -c '^lost token=.* reason=3$' bots5.out)" -eq 5 ] || fail "kick reasons: $(cat bots5.out)"
 for _ in $(seq 1 20); do
     curl -s "http://127.0.0.1:$ADMIN/metrics" >metrics.txt || fail "authority /metrics"
-    grep -q '^kizuna_bus_sessions_held_total 5$' metrics.txt && break
+    grep -q "^kizuna_bus_sessions_held_total $((held0 + 5))\$" metrics.txt && break
     sleep 0.1
 done
-grep -q '^kizuna_bus_sessions_held_total 5$' metrics.txt || fail "the authority did not hold 5 avatars"
+grep -q "^kizuna_bus_sessions_held_total $((held0 + 5))\$" metrics.txt || fail "the authority did not hold 5 avatars"
 grep -q '^kizuna_clients_connected 5$' metrics.txt || fail "held avatars were dropped"
 
 # 4. An edge with another tick rate stops: exit 1, a line that says why,
