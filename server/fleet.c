@@ -279,7 +279,17 @@ static int kzs_fleet_user_password(natsOptions *o, char *buf, size_t len, const 
         return -1;
     }
     *colon = '\0';
+    /* Replies come to "_INBOX_<user>", every character of the user name
+     * but [A-Za-z0-9_] as '_' ("plaza-edge-1" -> "_INBOX_plaza_edge_1"):
+     * each user may read only its own replies (docs/SCALING.md section 4). */
+    char prefix[96];
+    snprintf(prefix, sizeof prefix, "_INBOX_%.80s", buf);
+    for (char *c = prefix; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '_')
+            *c = '_';
     natsStatus s = natsOptions_SetUserInfo(o, buf, colon + 1);
+    if (s == NATS_OK)
+        s = natsOptions_SetCustomInboxPrefix(o, prefix);
     if (s != NATS_OK) {
         kzs_fleet_why(why, why_len, "nats credentials", s);
         return -1;
