@@ -18,7 +18,7 @@
 # clients it let go stay held by the authority. Killing (-9) an edge whose
 # bots' tokens name every edge moves them to another within 2 s, each with
 # its own avatar, unseen by the others (no leave), the authority taking up
-# the held avatars.
+# the held avatars. A nats-server restarted under ten bots kicks none.
 #
 #   bash tests/cli/fleet_world.sh kizuna-server kizuna-bench kz-fleet-bots
 #
@@ -259,8 +259,6 @@ reattached0=$(last_stats authority.log | sed -n 's/^"bus_sessions_reattached":\(
 "$BOTS" --seconds 9 --silence-ms 1000 tok6/*.kzc >bots6.out 2>&1 &
 BOTS6_PID=$!
 PIDS+=("$BOTS6_PID")
-# Edge 3's bots stop a second before edge 2's: the leaves of edge 2's
-# bots at their own end are not a failover's.
 "$BOTS" --seconds 8 --silence-ms 1000 tok7/*.kzc >bots7.out 2>&1 &
 BOTS7_PID=$!
 PIDS+=("$BOTS7_PID")
@@ -311,9 +309,39 @@ start_edge 2
 listening edge2.log "${EDGE_PID[2]}" udp_port
 PORT[2]=$VALUE
 
+# 2c. nats-server restarts (killed, up again on its port with its store
+#    within about 1 s) under ten bots: none is kicked, and all are still
+#    connected 10 s later.
+mkdir tok8
+for i in 1 2 3 4 5; do
+    fail_tok tok8 $((700 + i)) 2 1 3
+    fail_tok tok8 $((800 + i)) 3 1 2
+done
+"$BOTS" --seconds 13 --silence-ms 1000 tok8/*.kzc >bots8.out 2>&1 &
+BOTS8_PID=$!
+PIDS+=("$BOTS8_PID")
+for _ in $(seq 1 50); do
+    curl -s "http://127.0.0.1:$ADMIN/metrics" >metrics.txt || fail "authority /metrics"
+    grep -q '^kizuna_clients_connected 10$' metrics.txt && break
+    sleep 0.1
+done
+grep -q '^kizuna_clients_connected 10$' metrics.txt || fail "the bots of 2c did not join"
+nats_port=${NATS_URL##*:}
+kill -9 "$NATS_PID"
+{ wait "$NATS_PID"; } 2>/dev/null || true
+sleep 0.5
+nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$WORK/js" >nats2.log 2>&1 &
+NATS_PID=$!
+PIDS+=("$NATS_PID")
+for _ in $(seq 1 30); do grep -q "Server is ready" nats2.log && break; sleep 0.1; done
+grep -q "Server is ready" nats2.log || fail "nats-server did not start again on port $nats_port"
+wait "$BOTS8_PID" || fail "bots exited $? across the nats-server restart ($(cat bots8.out))"
+grep -q '^bots=10 connected=10 stayed=10 disconnects=0 ' bots8.out || fail "bots across the restart: $(cat bots8.out)"
+
 # 3. SIGTERM on an edge with clients: it leaves the directory, lets them
 #    go (kick reason 3, shutdown), exits 0, and the authority holds their
 #    avatars for a JOIN elsewhere (resume_grace).
+curl -s "http://127.0.0.1:$ADMIN/metrics" >metrics.txt || fail "authority /metrics"
 held0=$(sed -n 's/^kizuna_bus_sessions_held_total \([0-9]*\)$/\1/p' metrics.txt)
 [ -n "$held0" ] || fail "authority /metrics: no kizuna_bus_sessions_held_total"
 mkdir tok5
