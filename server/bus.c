@@ -59,19 +59,6 @@ static uint64_t kzs_bus_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* "what: status (detail)", the library's detail without its location. */
-static void kzs_bus_why(char *why, size_t why_len, const char *what, natsStatus s)
-{
-    const char *text = natsStatus_GetText(s);
-    const char *detail = nats_GetLastError(NULL);
-    if (detail && detail[0] == '(' && strstr(detail, "): ") != NULL)
-        detail = strstr(detail, "): ") + 3;
-    if (detail == NULL || detail[0] == '\0' || strcmp(detail, text) == 0)
-        snprintf(why, why_len, "%s: %s", what, text);
-    else
-        snprintf(why, why_len, "%s: %s (%s)", what, text, detail);
-}
-
 /* Logs a failure unless one was logged less than a second ago; those in
  * between are counted into the next line. */
 static void kzs_bus_report(kzs_bus *b, kzs_bus_sampler *sm, const char *event,
@@ -182,7 +169,7 @@ static natsOptions *kzs_bus_options(kzs_bus *b, const kzs_bus_config *cfg, char 
     if (s == NATS_OK)
         s = natsOptions_SetClosedCB(o, kzs_bus_on_closed, b);
     if (s != NATS_OK) {
-        kzs_bus_why(why, why_len, "bus options", s);
+        kzs_fleet_why(why, why_len, "bus options", s);
         natsOptions_Destroy(o);
         return NULL;
     }
@@ -240,7 +227,7 @@ kzs_bus *kzs_bus_create(const kzs_bus_config *cfg, char *why, size_t why_len)
     if (s != NATS_OK) {
         char what[300];
         snprintf(what, sizeof what, "cannot reach NATS at %s", cfg->nats);
-        kzs_bus_why(why, why_len, what, s);
+        kzs_fleet_why(why, why_len, what, s);
     } else if (cfg->role == KZ__ROLE_AUTHORITY) {
         s = kzs_bus_subscribe(b, KZ_BUS_SUBJECT_UP, 0);
     } else {
@@ -252,7 +239,7 @@ kzs_bus *kzs_bus_create(const kzs_bus_config *cfg, char *why, size_t why_len)
         s = natsConnection_FlushTimeout(b->nc, KZS_FLEET_TIMEOUT_MS); /* subscribed for sure */
     if (s != NATS_OK) {
         if (b->nc != NULL)
-            kzs_bus_why(why, why_len, "cannot subscribe to the world's subjects", s);
+            kzs_fleet_why(why, why_len, "cannot subscribe to the world's subjects", s);
         kzs_bus_destroy(b, 0);
         return NULL;
     }

@@ -252,7 +252,7 @@ struct kzs_fleet_conn {
 
 /* Writes "what: status" into why, with the library's detail when it
  * says more than the status (its "(file.c:line): " prefix dropped). */
-static void kzs_fleet_why(char *why, size_t why_len, const char *what, natsStatus s)
+void kzs_fleet_why(char *why, size_t why_len, const char *what, natsStatus s)
 {
     const char *text = natsStatus_GetText(s);
     const char *detail = nats_GetLastError(NULL);

@@ -161,6 +161,10 @@ typedef struct kzs_fleet_conn kzs_fleet_conn;
 kzs_fleet_conn *kzs_fleet_connect(const char *url, const char *credentials, int create,
                                   int reconnect, char *why, size_t why_len);
 
+/* Writes "what: status" into why, with the library's detail when it says
+ * more than the status (its "(file.c:line): " prefix dropped). */
+void kzs_fleet_why(char *why, size_t why_len, const char *what, natsStatus s);
+
 /*
  * The options every connection of the program starts from: `url` (no
  * user or password in it), the credentials file (as above), the name
