@@ -703,14 +703,14 @@ static void reconcile(kz_client *c, const kz_wire_snap_head *h)
         memcpy(base.rel, mine->rel, sizeof base.rel);
         memcpy(base.rot, mine->rot, sizeof base.rot);
         c->predicted[t % KZ__CMD_RING] = base;
-        for (uint32_t k = t + 1u; k <= c->cmd_tick; k++) {
+        for (uint32_t k = t + 1u, n = c->cmd_tick - t; n; k++, n--) {  /* counted: no wrap */
             kz_wire_integrate(&c->codec, &base, &c->cmds[k % KZ__CMD_RING]);
             c->predicted[k % KZ__CMD_RING] = base;
         }
     } else if (t > c->cmd_tick || c->cmd_tick - t >= KZ__CMD_RING) {
         /* Nothing to replay from (or a server ahead of us): take its word. */
     } else {
-        for (uint32_t k = t + 1u; k <= c->cmd_tick; k++)
+        for (uint32_t k = t + 1u, n = c->cmd_tick - t; n; k++, n--)
             if (c->cmds[k % KZ__CMD_RING].tick == k)
                 kz_wire_integrate(&c->codec, &base, &c->cmds[k % KZ__CMD_RING]);
     }

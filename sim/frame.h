@@ -98,7 +98,7 @@ typedef struct kz__stage {
 static inline int kz__stage_writable(const kz__stage *st, uint32_t tick)
 {
     for (uint32_t h = 0; h < st->n; h++)
-        if (atomic_load_explicit(&st->done[h], memory_order_acquire) + 2u < tick)
+        if ((uint64_t)atomic_load_explicit(&st->done[h], memory_order_acquire) + 2u < tick)
             return 0;
     return 1;
 }
@@ -115,7 +115,7 @@ static inline uint32_t kz__stage_take(const kz__stage *st, uint32_t h, uint32_t 
 {
     uint32_t t = atomic_load_explicit(&st->published, memory_order_acquire);
     uint32_t done = atomic_load_explicit(&st->done[h], memory_order_relaxed);
-    *skipped = done && t > done + 1u ? t - done - 1u : 0;
+    *skipped = done && t > (uint64_t)done + 1u ? t - done - 1u : 0;
     return t != done ? t : 0;
 }
 
@@ -124,8 +124,9 @@ static inline void kz__stage_done(kz__stage *st, uint32_t h, uint32_t tick, uint
 {
     uint32_t done = atomic_load_explicit(&st->done[h], memory_order_relaxed);
     if (tick > done) {
-        uint32_t from = tick - done > KZ__TIMED ? tick - (KZ__TIMED - 1u) : done + 1u;
-        for (uint32_t t = from; t <= tick; t++)
+        /* Counted: `t <= tick` would never end at tick UINT32_MAX. */
+        uint32_t n = tick - done > KZ__TIMED ? KZ__TIMED : tick - done;
+        for (uint32_t k = 0, t = tick - (n - 1u); k < n; k++, t++)
             atomic_store_explicit(&st->finished_ns[h][t % KZ__TIMED], now_ns,
                                   memory_order_relaxed);
     }

@@ -241,7 +241,7 @@ static void frame_clients(kz_server *s, kz__frame *f)
 static int frame_writable(const kz_server *s, uint32_t tick)
 {
     uint32_t published = atomic_load_explicit(&s->rp.stage.published, memory_order_acquire);
-    if (tick > published + 2u)
+    if (tick > (uint64_t)published + 2u)
         return kz__stage_all_done(&s->rp.stage) >= published;
     return kz__stage_writable(&s->rp.stage, tick);
 }
@@ -299,8 +299,10 @@ void kz__server_time_ticks(kz_server *s)
     uint32_t upto = kz__stage_all_done(&rp->stage);
     if (upto <= rp->timed)
         return;
-    uint32_t from = upto - rp->timed > KZ__TIMED ? upto - (KZ__TIMED - 1u) : rp->timed + 1u;
-    for (uint32_t t = from; t <= upto; t++) {
+    uint32_t n = upto - rp->timed > KZ__TIMED ? KZ__TIMED : upto - rp->timed;
+    /* Counted, not `t <= upto`: a tick of UINT32_MAX (an edge follows the
+     * authority's numbers) must not loop forever. */
+    for (uint32_t k = 0, t = upto - (n - 1u); k < n; k++, t++) {
         uint64_t end = kz__stage_finished(&rp->stage, t), start = rp->tick_start[t % KZ__TIMED];
         (void)kz_hist_record(&s->tick_ns, end > start ? end - start : 0);
     }
