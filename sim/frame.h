@@ -144,6 +144,23 @@ static inline uint32_t kz__stage_all_done(const kz__stage *st)
     return st->n ? low : 0;
 }
 
+/* World side: 1 when the frame and ring row of `tick` may be written.
+ * Ticks are consecutive in a single process (kz__stage_writable). An
+ * edge's may jump ahead (its first world image, a SYNC after a gap),
+ * repeat (a SYNC of the tick it has just applied) or go back (a new
+ * authority): a replicator may then be on the newest published tick or
+ * the one before it, whose frame `tick` may share, so every replicator
+ * must have finished the newest. After that nothing of theirs is read
+ * any more but the views' baselines, which carry their own ticks
+ * (sim/replicator.h). */
+static inline int kz__stage_frame_writable(const kz__stage *st, uint32_t tick)
+{
+    uint32_t published = atomic_load_explicit(&st->published, memory_order_acquire);
+    if (tick == published + 1u)
+        return kz__stage_writable(st, tick);
+    return kz__stage_all_done(st) >= published;
+}
+
 /* World side: when the last replicator finished `tick` (which every one
  * has, kz__stage_all_done). */
 static inline uint64_t kz__stage_finished(const kz__stage *st, uint32_t tick)

@@ -232,27 +232,13 @@ static void frame_clients(kz_server *s, kz__frame *f)
 /* Threaded mode: the frame and ring row of `tick` may be written only once
  * every replicator has finished tick - 2 (frame.h). A replicator is
  * normally long done; waiting is counted. */
-/* 1 when the frame and ring row of `tick` may be written. Ticks are
- * consecutive in a single process; an edge's may jump (its first world
- * image, a SYNC after a gap): a replicator then can only be on the last
- * published tick, and once every one has finished that, nothing of
- * theirs is read any more but the views' baselines, which carry their
- * own ticks (sim/replicator.h). */
-static int frame_writable(const kz_server *s, uint32_t tick)
-{
-    uint32_t published = atomic_load_explicit(&s->rp.stage.published, memory_order_acquire);
-    if (tick > (uint64_t)published + 2u)
-        return kz__stage_all_done(&s->rp.stage) >= published;
-    return kz__stage_writable(&s->rp.stage, tick);
-}
-
 static void wait_for_replicators(kz_server *s, uint32_t tick)
 {
-    if (!s->rp.threaded || frame_writable(s, tick))
+    if (!s->rp.threaded || kz__stage_frame_writable(&s->rp.stage, tick))
         return;
     kz_counter_inc(s->c, KZ_WORLD_C_REPL_WAITS);
     const struct timespec pause = {0, 20000};
-    while (!frame_writable(s, tick))
+    while (!kz__stage_frame_writable(&s->rp.stage, tick))
         nanosleep(&pause, NULL);
 }
 

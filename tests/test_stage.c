@@ -3,7 +3,9 @@
  * (sim/frame.h) at the ends of the tick range. An edge follows the
  * authority's tick numbers, which a bus message sets: a tick of
  * UINT32_MAX, or one that goes back, must neither loop forever nor leave
- * the world waiting for a replicator that already finished.
+ * the world waiting for a replicator that already finished, and a tick
+ * that repeats or goes back must not be written while a replicator reads
+ * its frame.
  */
 #include <criterion/criterion.h>
 #include <string.h>
@@ -73,4 +75,50 @@ Test(stage, take_counts_the_ticks_jumped_over_without_wrapping)
     kz__stage_publish(&st, UINT32_MAX);
     cr_assert_eq(kz__stage_take(&st, 0, &skipped), 0, "nothing newer than what it finished");
     cr_assert_eq(skipped, 0);
+}
+
+/* Replicator 0 finished tick 9 and is on 10 (published); replicator 1
+ * finished 10. */
+static kz__stage one_busy_on_ten(void)
+{
+    kz__stage st = stage_of(2);
+    kz__stage_done(&st, 0, 9, 1);
+    kz__stage_done(&st, 1, 10, 1);
+    kz__stage_publish(&st, 10);
+    return st;
+}
+
+Test(stage, the_next_tick_needs_only_tick_minus_two_finished)
+{
+    kz__stage st = one_busy_on_ten();
+    cr_assert(kz__stage_frame_writable(&st, 11), "frame 11 %% 2 is not the one being read");
+}
+
+Test(stage, a_repeated_tick_waits_until_every_replicator_finished_it)
+{
+    kz__stage st = one_busy_on_ten();
+    cr_assert(!kz__stage_frame_writable(&st, 10), "frame 10 is being read");
+    kz__stage_done(&st, 0, 10, 2);
+    cr_assert(kz__stage_frame_writable(&st, 10));
+}
+
+Test(stage, a_tick_back_or_far_ahead_waits_for_the_newest_to_be_finished)
+{
+    kz__stage st = one_busy_on_ten();
+    cr_assert(!kz__stage_frame_writable(&st, 9), "frame 9 %% 2 may be the one before");
+    cr_assert(!kz__stage_frame_writable(&st, 2), "a new authority's tick");
+    cr_assert(!kz__stage_frame_writable(&st, 12), "frame 12 %% 2 is being read");
+    cr_assert(!kz__stage_frame_writable(&st, 500), "a jump ahead");
+    kz__stage_done(&st, 0, 10, 2);
+    cr_assert(kz__stage_frame_writable(&st, 9));
+    cr_assert(kz__stage_frame_writable(&st, 2));
+    cr_assert(kz__stage_frame_writable(&st, 12));
+    cr_assert(kz__stage_frame_writable(&st, 500));
+}
+
+Test(stage, the_first_tick_of_an_empty_stage_is_writable)
+{
+    kz__stage st = stage_of(2);
+    cr_assert(kz__stage_frame_writable(&st, 1));
+    cr_assert(kz__stage_frame_writable(&st, 4000), "an edge's first world image");
 }

@@ -46,6 +46,12 @@ fail() {
     for f in nats.log authority.log edge*.log bench.out bench.err bots*.out metrics.txt mint.out mint.err; do
         [ -f "$f" ] && { echo "--- $f"; tail -n 15 "$f" | cut -c1-1500; }
     done
+    # A sanitizer's report (a server exiting 66 under TSan, say) whole,
+    # wherever it is in the log.
+    for f in authority.log edge*.log; do
+        [ -f "$f" ] && grep -q -E '^(WARNING: ThreadSanitizer|==[0-9]+==ERROR)|runtime error' "$f" &&
+            { echo "--- sanitizer report in $f"; grep -E -A 60 '^(WARNING: ThreadSanitizer|==[0-9]+==ERROR)|runtime error' "$f" | head -n 120; }
+    done
     exit 1
 }
 
