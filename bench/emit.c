@@ -30,7 +30,8 @@ int kzb_report_fill(kzb_report *rep, const kzb_options *o, const kzb_result *r)
     rep->connected_peak = r->connected_peak;
     rep->measure_seconds = r->measure_seconds;
     if (kz_hist_merge(&rep->tick_ns, &r->tick_ns) || kz_hist_merge(&rep->snapshot_age_ns, &r->snapshot_age_ns) ||
-        kz_hist_merge(&rep->connect_ns, &r->connect_ns))
+        kz_hist_merge(&rep->connect_ns, &r->connect_ns) ||
+        kz_hist_merge(&rep->input_latency_ns, &r->input_latency_ns))
         fprintf(stderr, "kizuna-bench: some samples were beyond the histograms' range\n");
     rep->server_cpu_seconds = r->server_cpu_seconds;
     rep->client_ticks = r->client_ticks;

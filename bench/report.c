@@ -66,6 +66,8 @@ int kzb_report_init(kzb_report *r, uint32_t max_points, const kz_allocator *allo
         rc = kz_hist_init(&r->snapshot_age_ns, &cfg, &r->alloc);
     if (rc == 0)
         rc = kz_hist_init(&r->connect_ns, &cfg, &r->alloc);
+    if (rc == 0)
+        rc = kz_hist_init(&r->input_latency_ns, &cfg, &r->alloc);
     if (rc == 0 && max_points > 0) {
         r->series = kz_alloc(&r->alloc, (size_t)max_points * sizeof(kzb_report_point),
                              _Alignof(kzb_report_point));
@@ -89,6 +91,8 @@ void kzb_report_fini(kzb_report *r)
         kz_hist_fini(&r->snapshot_age_ns);
     if (r->connect_ns.counts != NULL)
         kz_hist_fini(&r->connect_ns);
+    if (r->input_latency_ns.counts != NULL)
+        kz_hist_fini(&r->input_latency_ns);
     kz_free(&r->alloc, r->series, (size_t)r->cap_series * sizeof(kzb_report_point));
     r->series = NULL;
     r->n_series = r->cap_series = 0;
@@ -170,6 +174,7 @@ void kzb_report_summarize(const kzb_report *r, kzb_report_summary *s)
     summarize_hist(&r->tick_ns, &s->tick_ms);
     summarize_hist(&r->snapshot_age_ns, &s->snapshot_age_ms);
     summarize_hist(&r->connect_ns, &s->connect_ms);
+    summarize_hist(&r->input_latency_ns, &s->input_latency_ms);
 
     /* The mean number of connected clients weighs every tick alike. The
      * ticks actually run are the better divisor: an overloaded server runs
@@ -348,6 +353,7 @@ int kzb_report_print(FILE *out, const kzb_report *r)
     print_rates(out, r, &s);
     print_bots(out, r, &s);
     print_pcts(out, "snapshot age", &s.snapshot_age_ms, ", corrected for coordinated omission");
+    print_pcts(out, "input latency", &s.input_latency_ms, ", input sent to the snapshot applying it");
     print_pcts(out, "connect time", &s.connect_ms, "");
     print_enforcement(out, r);
     fprintf(out, "%-16s RSS %s MiB, %s KiB per client\n", "memory",
@@ -491,6 +497,7 @@ cJSON *kzb_report_to_json(const kzb_report *r)
     json_traffic(doc, r, &s, &bad);
     json_bots(doc, r, &s, &bad);
     json_pcts(doc, "snapshot_age_ms", &s.snapshot_age_ms, &bad);
+    json_pcts(doc, "input_latency_ms", &s.input_latency_ms, &bad);
     json_pcts(doc, "connect_ms", &s.connect_ms, &bad);
     json_num(doc, "bits_per_avatar_update", s.bits_per_avatar_update, &bad);
     json_enforcement(doc, r, &bad);

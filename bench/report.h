@@ -97,6 +97,7 @@ typedef struct kzb_report {
     double measure_seconds;    /* the window's actual length */
     kz_hist tick_ns;           /* server tick durations; empty in external mode */
     kz_hist snapshot_age_ns;   /* server tick -> client apply, CO-corrected by the runner */
+    kz_hist input_latency_ns;  /* a bot's input sent -> first snapshot that applied it */
     kz_hist connect_ns;        /* connect request -> connected, per client */
     double server_cpu_seconds; /* user + system CPU of the server; < 0: unknown */
     uint64_t client_ticks;     /* sum over measured ticks of connected clients */
@@ -140,7 +141,7 @@ typedef struct kzb_report_pcts {
 
 typedef struct kzb_report_summary {
     double clients_mean;          /* client_ticks / ticks, see kzb_report_summarize */
-    kzb_report_pcts tick_ms, snapshot_age_ms, connect_ms;
+    kzb_report_pcts tick_ms, snapshot_age_ms, connect_ms, input_latency_ms;
     double cpu_us_per_client_tick;
     double down_kbps_per_client, up_kbps_per_client;
     double down_bytes_per_client_s, up_bytes_per_client_s;

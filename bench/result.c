@@ -36,7 +36,8 @@ int kzb_result_init(kzb_result *r, uint32_t max_seconds)
     hc.highest = RESULT_HIST_HIGHEST_NS;
     r->series = calloc(max_seconds + RESULT_SERIES_SLACK, sizeof *r->series);
     if (!r->series || kz_hist_init(&r->tick_ns, &hc, NULL) ||
-        kz_hist_init(&r->snapshot_age_ns, &hc, NULL) || kz_hist_init(&r->connect_ns, &hc, NULL)) {
+        kz_hist_init(&r->snapshot_age_ns, &hc, NULL) || kz_hist_init(&r->connect_ns, &hc, NULL) ||
+        kz_hist_init(&r->input_latency_ns, &hc, NULL)) {
         kzb_result_fini(r);
         return KZ_ENOMEM;
     }
@@ -46,8 +47,8 @@ int kzb_result_init(kzb_result *r, uint32_t max_seconds)
 void kzb_result_fini(kzb_result *r)
 {
     /* A histogram whose init never ran or failed has nothing to free. */
-    kz_hist *h[3] = {&r->tick_ns, &r->snapshot_age_ns, &r->connect_ns};
-    for (int i = 0; i < 3; i++)
+    kz_hist *h[4] = {&r->tick_ns, &r->snapshot_age_ns, &r->connect_ns, &r->input_latency_ns};
+    for (int i = 0; i < 4; i++)
         if (h[i]->counts != NULL)
             kz_hist_fini(h[i]);
     free(r->series);

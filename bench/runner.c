@@ -30,6 +30,7 @@
 #include <kizuna/server.h>
 #include <kizuna/token.h>
 
+#include "addrs.h"
 #include "keys.h"
 #include "scenario.h"
 #include "net/gate.h"
@@ -84,6 +85,7 @@ typedef struct bot {
     uint32_t misbehaved_tick;        /* hostile bots act once per input tick */
     int64_t best_offset;             /* external mode: fastest (arrival - tick * period) */
     int have_offset;
+    uint32_t latency_tick;           /* input tick of the newest input latency recorded */
     /* Counts of the clients this bot destroyed (churn), so the thread's
      * totals stay whole when a client goes. */
     uint64_t retired_snapshots, retired_acks;
@@ -97,6 +99,7 @@ typedef struct bot_thread {
     uint32_t first, count;
     kz_hist age;              /* snapshot age, ns, this thread's bots */
     kz_hist connect;          /* connect time, ns */
+    kz_hist latency;          /* input latency, ns: input sent -> snapshot applying it */
     unsigned churn_seed;
     _Atomic uint64_t cpu_ns;
     _Atomic uint64_t bytes_in, bytes_out, pkts_in, pkts_out;
@@ -114,7 +117,9 @@ struct world_ctx {
     uint8_t server_pk[KZ_BOX_PUBLIC_KEY_BYTES];
     uint64_t server_id;
     kzb_motion_limits limits; /* the server's max_speed and max_accel */
-    kz_address server_addr;   /* where clients send */
+    kz_address server_addr;   /* where clients send (the first of addrs) */
+    kz_address addrs[KZ_TOKEN_MAX_ADDRESSES];  /* the servers tokens name */
+    uint32_t n_addrs;
     uint16_t gate_port;
     /* embedded server */
     kz_server *srv;
@@ -141,7 +146,9 @@ struct world_ctx {
 
 /* ---- tokens ------------------------------------------------------------- */
 
-static int mint(world_ctx *w, uint64_t id, kz_connect_token *out)
+/* The token of the bot numbered `index` in this run: its addresses are
+ * the servers' rotated to start at index mod n_addrs (bench/addrs.h). */
+static int mint(world_ctx *w, uint64_t id, uint32_t index, kz_connect_token *out)
 {
     kz_token_info t;
     memset(&t, 0, sizeof t);
@@ -149,8 +156,8 @@ static int mint(world_ctx *w, uint64_t id, kz_connect_token *out)
     t.create_time = (uint64_t)time(NULL) - 1;
     t.expire_time = t.create_time + 3600;
     t.server_id = w->server_id;
-    t.n_addresses = 1;
-    t.addresses[0] = w->server_addr;
+    t.n_addresses = (uint8_t)w->n_addrs;
+    kzb_addrs_rotate(w->addrs, w->n_addrs, index, t.addresses);
     t.client_id = id;
     t.avatar_id = id;
     snprintf(t.name, sizeof t.name, "bot-%llu", (unsigned long long)id);
@@ -282,11 +289,17 @@ static int start_server(world_ctx *w)
 static int use_external(world_ctx *w)
 {
     const kzb_options *o = w->o;
-    if (kz_address_parse(o->connect, &w->server_addr) != KZ_OK ||
-        w->server_addr.family != KZ_ADDR_IPV4) {
-        fprintf(stderr, "kizuna-bench: --connect wants IPV4:PORT, got '%s'\n", o->connect);
+    char why[160];
+    if (kzb_addrs_parse(o->connect, w->addrs, KZ_TOKEN_MAX_ADDRESSES, &w->n_addrs, why,
+                        sizeof why) != 0) {
+        fprintf(stderr, "kizuna-bench: --connect: %s\n", why);
         return KZ_EINVAL;
     }
+    if (o->impair && w->n_addrs > 1) {
+        fprintf(stderr, "kizuna-bench: --impair relays to one server: give --connect one address\n");
+        return KZ_EINVAL;
+    }
+    w->server_addr = w->addrs[0];
     if (!o->keys) {
         fprintf(stderr, "kizuna-bench: --connect needs --keys DIR (backend.key, server.pub)\n");
         return KZ_EINVAL;
@@ -339,7 +352,7 @@ static kz_client_config client_config(const world_ctx *w)
     kz_client_config cc;
     memset(&cc, 0, sizeof cc);
     kz_client_config_default(&cc);
-    cc.net.server = w->server_addr;
+    /* Without a relay the client tries its token's addresses in order. */
     if (w->proxy) {
         cc.net.server.family = KZ_ADDR_IPV4;
         memset(cc.net.server.ip, 0, sizeof cc.net.server.ip);
@@ -357,7 +370,7 @@ static void bot_connect(world_ctx *w, bot *b, kz_time_ns now)
 {
     kz_connect_token ct;
     b->id = atomic_fetch_add(&w->next_id, 1);
-    if (mint(w, b->id, &ct) != KZ_OK) {
+    if (mint(w, b->id, (uint32_t)(b - w->bots), &ct) != KZ_OK) {
         b->gone = 1;
         return;
     }
@@ -534,6 +547,15 @@ static void bot_update(world_ctx *w, bot_thread *t, bot *b, kz_time_ns now)
         if (t->measuring && due && now >= due)
             (void)kz_hist_record_corrected(&t->age, now - due, KZ_NS_PER_S / w->o->hz);
     }
+    /* Input latency needs no server clock: both ends are this bot's. */
+    uint32_t input_tick;
+    kz_time_ns latency;
+    if (kz_client_input_latency(b->c, &input_tick, &latency) == KZ_OK &&
+        input_tick != b->latency_tick) {
+        b->latency_tick = input_tick;
+        if (t->measuring)
+            (void)kz_hist_record(&t->latency, latency);
+    }
     uint32_t tick = (uint32_t)((now - b->connect_began) * w->o->hz / KZ_NS_PER_S);
     kz_avatar_state self, intent;
     if (kz_client_self(b->c, &self) == KZ_OK &&
@@ -620,6 +642,7 @@ static void *bot_main(void *arg)
     while ((phase = atomic_load(&w->phase)) != PH_STOP) {
         if (phase == PH_MEASURE && !t->measuring) {
             kz_hist_reset(&t->age);
+            kz_hist_reset(&t->latency);
             t->measuring = 1;
         }
         kz_time_ns now = mono();
@@ -808,6 +831,8 @@ static uint64_t rss_bytes(void)
  * command that cannot start or fails is reported and the run goes on. */
 static void window_cmd(const kzb_options *o, const char *which)
 {
+    if (o->window_fn)
+        o->window_fn(o->window_ctx, which);
     if (!o->window_cmd)
         return;
     extern char **environ;
@@ -849,6 +874,8 @@ static int setup(world_ctx *w, const kzb_options *o)
         w->server_addr.ip[0] = 127;
         w->server_addr.ip[3] = 1;
         w->server_addr.port = w->gate_port;
+        w->addrs[0] = w->server_addr;
+        w->n_addrs = 1;
     }
     if (o->impair && (rc = start_proxy(w)))
         return rc;
@@ -858,7 +885,7 @@ static int setup(world_ctx *w, const kzb_options *o)
     w->threads = calloc(w->n_threads, sizeof *w->threads);
     if (!w->bots || !w->threads)
         return KZ_ENOMEM;
-    atomic_store(&w->next_id, 1);
+    atomic_store(&w->next_id, o->first_id ? o->first_id : 1);
     /* External servers keep their per-address gate budget (100/s, two
      * gate steps per connect): connect at 40 a second there. */
     double rate = o->connect_rate ? o->connect_rate : o->connect ? 40.0 : 1000.0;
@@ -876,7 +903,8 @@ static int setup(world_ctx *w, const kzb_options *o)
         t->churn_seed = (unsigned)(o->seed + k);
         t->first = (uint32_t)((uint64_t)w->n * k / w->n_threads);
         t->count = (uint32_t)((uint64_t)w->n * (k + 1) / w->n_threads) - t->first;
-        if (kz_hist_init(&t->age, &hc, NULL) || kz_hist_init(&t->connect, &hc, NULL))
+        if (kz_hist_init(&t->age, &hc, NULL) || kz_hist_init(&t->connect, &hc, NULL) ||
+            kz_hist_init(&t->latency, &hc, NULL))
             return KZ_ENOMEM;
     }
     for (uint32_t k = 0; k < w->n_threads; k++)
@@ -905,6 +933,7 @@ static void teardown(world_ctx *w)
     for (uint32_t k = 0; w->threads && k < w->n_threads; k++) {
         kz_hist_fini(&w->threads[k].age);
         kz_hist_fini(&w->threads[k].connect);
+        kz_hist_fini(&w->threads[k].latency);
     }
     free(w->bots);
     free(w->threads);
@@ -1000,6 +1029,7 @@ int kzb_run(const kzb_options *o, kzb_result *r, kzb_progress_fn progress, void 
         w->threads[k].th = 0;
         (void)kz_hist_merge(&r->snapshot_age_ns, &w->threads[k].age);
         (void)kz_hist_merge(&r->connect_ns, &w->threads[k].connect);
+        (void)kz_hist_merge(&r->input_latency_ns, &w->threads[k].latency);
         r->kicks += atomic_load(&w->threads[k].kicks);
         r->timeouts += atomic_load(&w->threads[k].timeouts);
     }

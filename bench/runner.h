@@ -38,7 +38,9 @@ typedef struct kzb_options {
     uint32_t warmup;          /* seconds after everyone connected, not measured; default 3 */
     int scenario;             /* KZB_SC_* */
     const char *impair;       /* kz_impair profile text or NULL */
-    const char *connect;      /* HOST:PORT of an external server, or NULL */
+    const char *connect;      /* IPV4:PORT[,IPV4:PORT...] of external servers (at most
+                                 KZ_TOKEN_MAX_ADDRESSES; bot i's token lists them rotated
+                                 to start at i mod N, bench/addrs.h), or NULL */
     const char *keys;         /* key directory for --connect */
     uint64_t seed;
     uint64_t protocol_id;
@@ -52,6 +54,11 @@ typedef struct kzb_options {
     /* Run `sh -c window_cmd kzb-window start|end` when the measured window
      * starts and ends, and wait for it (NULL: none). */
     const char *window_cmd;
+    /* Called, when set, on the main thread as the measured window starts
+     * ("start") and ends ("end"), before window_cmd runs. */
+    void (*window_fn)(void *ctx, const char *which);
+    void *window_ctx;
+    uint64_t first_id;        /* client id of the first bot (then +1 each); 0 = 1 */
 } kzb_options;
 
 /* One second of the run, for the progress line and the time series. */
@@ -67,6 +74,7 @@ typedef struct kzb_result {
     double measure_seconds;
     kz_hist tick_ns;          /* measured window; empty in external mode */
     kz_hist snapshot_age_ns;  /* coordinated-omission corrected */
+    kz_hist input_latency_ns; /* input sent -> first snapshot that applied it, bot's clock */
     kz_hist connect_ns;
     double server_cpu_seconds;  /* measured window, embedded only (else -1) */
     uint64_t client_ticks;    /* sum over measured ticks of connected clients */

@@ -26,6 +26,7 @@
 #include <kizuna/quant.h>
 #include <kizuna/utf8.h>
 
+#include "core/assert.h"
 #include "net/netclient.h"
 #include "sim/layout.h"
 #include "sim/snapshot.h"
@@ -80,6 +81,8 @@ typedef struct kz__uplink {
     uint32_t acked;            /* newest input tick a snapshot acknowledged */
     kz_time_ns acked_at;       /* when it advanced last */
     kz_time_ns unacked_since;  /* first input sent since then, 0 = none pending */
+    uint32_t latency_tick;     /* newest input tick whose latency is known, 0 = none */
+    kz_time_ns latency;        /* its send to the first snapshot that applied it */
 } kz__uplink;
 
 static void uplink_reset(kz__uplink *u)
@@ -87,6 +90,8 @@ static void uplink_reset(kz__uplink *u)
     u->acked = 0;
     u->acked_at = 0;
     u->unacked_since = 0;
+    u->latency_tick = 0;
+    u->latency = 0;
 }
 
 /* The transport's session the tables belong to, and what a failover
@@ -139,6 +144,7 @@ struct kz_client {
     int ticking;
     uint32_t cmd_tick;
     kz_wire_command cmds[KZ__CMD_RING];
+    kz_time_ns cmd_sent[KZ__CMD_RING];      /* when each command was first sent */
     kz_snap_state predicted[KZ__CMD_RING];  /* after each command */
     kz_snap_state self;
     kz_avatar_state intent;
@@ -259,6 +265,7 @@ static void session_forget(kz_client *c)
     c->ticking = 0;
     c->cmd_tick = 0;
     memset(c->cmds, 0, sizeof c->cmds);
+    memset(c->cmd_sent, 0, sizeof c->cmd_sent);
     memset(c->predicted, 0, sizeof c->predicted);
     memset(&c->self, 0, sizeof c->self);
     c->self_known = 0;
@@ -408,6 +415,14 @@ static void note_ack(kz_client *c, uint32_t input_tick)
         return;
     u->acked = input_tick;
     u->acked_at = c->now;
+    /* The input latency, when the command is still in the ring: it was
+     * sent by this session's uplink at cmd_sent (a command resent after a
+     * resume keeps its first time: what the player waited). */
+    uint32_t slot = input_tick % KZ__CMD_RING;
+    if (c->cmds[slot].tick == input_tick && c->cmd_sent[slot] && c->now >= c->cmd_sent[slot]) {
+        u->latency_tick = input_tick;
+        u->latency = c->now - c->cmd_sent[slot];
+    }
     u->unacked_since = c->cmd_tick > input_tick ? c->now : 0;
     kz__netclient_uplink_ok(c->net);
 }
@@ -896,6 +911,7 @@ static void input_tick(kz_client *c)
     kz_wire_command *cmd = &c->cmds[t % KZ__CMD_RING];
     kz_wire_command_from(&c->intent, c->welcome.max_speed, cmd);
     cmd->tick = t;
+    c->cmd_sent[t % KZ__CMD_RING] = c->now;
     if (detached(c)) {
         memset(cmd->move, 0, sizeof cmd->move);
         kz_counter_inc(c->c, KZ_CLIENT_C_INPUTS_DETACHED);
@@ -1034,6 +1050,14 @@ uint32_t kz_client_state(const kz_client *c) { return c->state; }
 uint32_t kz_client_reason(const kz_client *c) { return c->reason; }
 uint32_t kz_client_self_id(const kz_client *c) { return c->block ? c->welcome.self : 0; }
 uint32_t kz_client_server_tick(const kz_client *c) { return c->newest; }
+
+int kz_client_input_latency(const kz_client *c, uint32_t *tick, kz_time_ns *latency)
+{
+    KZ_ASSERT(c != NULL && tick != NULL && latency != NULL);
+    *tick = c->uplink.latency_tick;
+    *latency = c->uplink.latency;
+    return c->uplink.latency_tick ? KZ_OK : KZ_EEMPTY;
+}
 const kz_counters *kz_client_counters(const kz_client *c) { return &c->counters; }
 const kz_netclient *kz_client_net(const kz_client *c) { return c->net; }
 

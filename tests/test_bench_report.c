@@ -95,6 +95,7 @@ static void fill_report(kzb_report *r)
     for (uint32_t i = 1; i <= 1000; i++) {
         cr_assert_eq(kz_hist_record_corrected(&r->snapshot_age_ns, 40 * MS + i * 10000, 33 * MS), 0);
         cr_assert_eq(kz_hist_record(&r->connect_ns, 5 * MS + i * 1000), 0);
+        cr_assert_eq(kz_hist_record(&r->input_latency_ns, 20 * MS + i * 20000), 0);
     }
     r->server_cpu_seconds = 3.0;
     r->client_ticks = 300u * 1000u;
@@ -147,7 +148,7 @@ Test(bench_report, percentiles_uniform_1_to_1000_ms)
     cr_assert_eq(s.tick_ms.max, 1000.0, "the max is exact");
     cr_assert(fabs(s.tick_ms.mean - 500.5) < 500.5 / 2000.0 + 1e-6, "mean %f", s.tick_ms.mean);
     /* Empty histograms are unknown, not zero. */
-    cr_assert(isnan(s.snapshot_age_ms.p50) && isnan(s.connect_ms.max));
+    cr_assert(isnan(s.snapshot_age_ms.p50) && isnan(s.connect_ms.max) && isnan(s.input_latency_ms.p99));
     kzb_report_fini(&r);
 }
 
@@ -284,7 +285,7 @@ Test(bench_report, allocates_at_init_only)
     kzb_report r;
     cr_assert_eq(kzb_report_init(&r, 4, &a), 0);
     uint64_t allocs = kz_counting_alloc_allocs(&ca);
-    cr_assert_eq(allocs, 4, "three histograms and the series");
+    cr_assert_eq(allocs, 5, "four histograms and the series");
     kzb_report_point p = {.t = 1};
     for (int i = 0; i < 4; i++)
         cr_assert_eq(kzb_report_add_point(&r, &p), 0);
@@ -298,7 +299,7 @@ Test(bench_report, allocates_at_init_only)
     cr_assert_eq(kz_counting_alloc_live_bytes(&ca), 0);
 
     /* Every failing allocation leaves nothing behind. */
-    for (int64_t k = 0; k < 4; k++) {
+    for (int64_t k = 0; k < 5; k++) {
         ca.fail_after = k;
         ca.allocs = 0;
         cr_assert_eq(kzb_report_init(&r, 4, &a), KZ_ENOMEM);
@@ -448,6 +449,9 @@ static const struct {
     {"bits_per_avatar_update", T_NUM_OR_NULL},
     {"snapshot_age_ms.p50", T_NUM_OR_NULL},
     {"snapshot_age_ms.p99", T_NUM_OR_NULL},
+    {"input_latency_ms.p50", T_NUM_OR_NULL},
+    {"input_latency_ms.p99", T_NUM_OR_NULL},
+    {"input_latency_ms.samples", T_NUM},
     {"connect_ms.p50", T_NUM_OR_NULL},
     {"connect_ms.p99", T_NUM_OR_NULL},
     {"corrections.server", T_NUM_OR_NULL},
@@ -512,6 +516,8 @@ Test(bench_report, json_has_every_required_field)
     cr_assert_float_eq(num_at(doc, "bandwidth.down_kbps_per_client"), 40.0, 1e-9);
     cr_assert_float_eq(num_at(doc, "server_cpu_us_per_client_tick"), 10.0, 1e-9);
     cr_assert_eq(num_at(doc, "tick_ms.max"), 5.0);
+    cr_assert_eq(num_at(doc, "input_latency_ms.samples"), 1000.0);
+    cr_assert_float_eq(num_at(doc, "input_latency_ms.p50"), 30.0, 0.1, "20 ms + 10 ms: the middle");
     cJSON_Delete(doc);
 
     /* External mode with nothing measured: same shape, nulls for unknowns. */

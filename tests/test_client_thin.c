@@ -44,6 +44,8 @@ static struct {
     uint32_t slot[3];        /* by client id */
     uint32_t last_ack[3];    /* newest ack each client sent */
     uint32_t inputs[3];
+    uint32_t newest_cmd[3];          /* newest command tick each client sent */
+    kz_time_ns cmd_seen[3][64];      /* by command tick % 64: when first received */
     kz_snap_codec codec;
     kz_client *thin, *full;
     kz_counting_alloc thin_mem, full_mem;
@@ -73,6 +75,11 @@ static void serve(void)
             cr_assert_neq(id, 0u);
             s.last_ack[id] = in.ack;
             s.inputs[id]++;
+            for (uint32_t k = 0; k < in.count; k++)
+                if (in.cmd[k].tick > s.newest_cmd[id]) {
+                    s.newest_cmd[id] = in.cmd[k].tick;
+                    s.cmd_seen[id][in.cmd[k].tick % 64u] = s.now;
+                }
         }
     }
 }
@@ -345,6 +352,53 @@ Test(client_thin, reports_a_correction_once_per_flagged_command)
     kz_avatar_state me;
     cr_assert_eq(kz_client_self(s.thin, &me), KZ_OK);
     cr_assert_float_eq(me.pos[0], 600.0f / KZ_SNAP_POS_UNITS, 1e-4, "the newest header's place");
+    scripted_stop();
+}
+
+/* The input latency runs from the input's sending (in the client update
+ * of some step, at most one step before the server first saw it) to the
+ * update that took in a snapshot acknowledging it; older or never-sent
+ * input ticks leave it alone. */
+Test(client_thin, input_latency_runs_from_sending_to_the_acknowledging_snapshot)
+{
+    scripted_start(NULL, NULL);
+    uint32_t tick = 99;
+    kz_time_ns lat = 99;
+    cr_assert_eq(kz_client_input_latency(s.thin, &tick, &lat), KZ_EEMPTY);
+    cr_assert_eq(tick, 0u);
+    cr_assert_eq(lat, 0u);
+    step(40);  /* inputs flow at 30 Hz */
+    uint32_t t = s.newest_cmd[THIN_ID] - 2u;
+    cr_assert_gt(t, 2u, "the thin client has sent inputs");
+    kz_time_ns seen = s.cmd_seen[THIN_ID][t % 64u];
+    cr_assert_gt(seen, 0u);
+    scripted_snap sn = {.tick = 20, .input_tick = t, .pos = {0, 0, 0}};
+    send_snapshot(THIN_ID, &sn);
+    step(1);
+    cr_assert_eq(counter(s.thin, KZ_CLIENT_C_SNAPSHOTS), 1u);
+    cr_assert_eq(kz_client_input_latency(s.thin, &tick, &lat), KZ_OK);
+    cr_assert_eq(tick, t);
+    cr_assert_geq(lat, s.now - seen, "sent no later than first received");
+    cr_assert_leq(lat, s.now - seen + STEP_NS, "sent in the update just before");
+    kz_time_ns first = lat;
+
+    /* An older acknowledgement changes nothing. */
+    sn.tick = 21;
+    sn.input_tick = t - 1u;
+    send_snapshot(THIN_ID, &sn);
+    step(1);
+    cr_assert_eq(kz_client_input_latency(s.thin, &tick, &lat), KZ_OK);
+    cr_assert_eq(tick, t);
+    cr_assert_eq(lat, first);
+
+    /* A server acknowledging an input never sent gives no measure. */
+    sn.tick = 22;
+    sn.input_tick = s.newest_cmd[THIN_ID] + 40u;
+    send_snapshot(THIN_ID, &sn);
+    step(1);
+    cr_assert_eq(kz_client_input_latency(s.thin, &tick, &lat), KZ_OK);
+    cr_assert_eq(tick, t);
+    cr_assert_eq(lat, first);
     scripted_stop();
 }
 

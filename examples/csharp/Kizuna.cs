@@ -638,6 +638,11 @@ namespace Kizuna
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         public static extern uint kz_client_server_tick(KizunaClientHandle c);
 
+        /* The newest applied input's latency in ns (send to the first
+         * snapshot after the server applied it). 0 or KZ_EEMPTY. */
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kz_client_input_latency(KizunaClientHandle c, out uint tick, out ulong latencyNs);
+
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         public static extern uint kz_client_reason(KizunaClientHandle c);
 
@@ -922,6 +927,12 @@ namespace Kizuna
 
         public double RenderTick { get { return Native.kz_client_render_tick(H); } }
         public uint ServerTick { get { return Native.kz_client_server_tick(H); } }
+
+        /* The newest applied input's tick and latency (ns); false before the first. */
+        public bool TryGetInputLatency(out uint tick, out ulong latencyNs)
+        {
+            return Native.kz_client_input_latency(H, out tick, out latencyNs) == Native.KZ_OK;
+        }
 
         /* Client counter `id` (Native.KZ_CLIENT_C_*) and its name. */
         public ulong Counter(uint id) { return Native.kz_counters_get(Native.kz_client_counters(H), id); }

@@ -233,6 +233,13 @@ KZ_API int kz_client_badge(const kz_client *c, uint32_t id, kz_badge *out);
  * tick received. */
 KZ_API double kz_client_render_tick(const kz_client *c);
 KZ_API uint32_t kz_client_server_tick(const kz_client *c);
+/* Input latency: the time from sending the input of command tick *tick
+ * to taking in the first snapshot built after the server applied it, on
+ * the clock given to kz_client_update (so it includes the wait for the
+ * server's next tick and the update calls' own spacing). The newest such
+ * input is reported; a caller sampling it records a value when *tick
+ * changes. KZ_OK, or KZ_EEMPTY before the first (both outputs 0). */
+KZ_API int kz_client_input_latency(const kz_client *c, uint32_t *tick, kz_time_ns *latency);
 /* Why the session ended: a KZ_KICK_* (DISCONNECTED), a KZ_DENY_* (FAILED),
  * KZ_LOST_RESUME_REFUSED (resuming, the server no longer held the
  * session), KZ_LOST_RESUME_TIMEOUT (resuming, nothing heard from the
