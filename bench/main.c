@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addrs.h"
 #include "report.h"
 #include "runner.h"
 #include "scenario.h"
@@ -22,11 +23,11 @@
 
 static const char usage[] =
     "usage: kizuna-bench [--clients N] [--hz H] [--seconds S] [--scenario NAME]\n"
-    "                    [--impair PROFILE] [--connect HOST:PORT --keys DIR]\n"
+    "                    [--impair PROFILE] [--connect H:P[,H:P...] --keys DIR]\n"
     "                    [--json FILE] [--csv FILE] [--plot FILE.png|.svg]\n"
     "                    [--threshold EXPR]... [--seed N] [--bot-threads N]\n"
     "                    [--warmup S] [--max-visible N] [--io-threads N] [--connect-rate N]\n"
-    "                    [--audit FILE]\n"
+    "                    [--audit FILE] [--first-id N]\n"
     "                    [--bots full|thin] [--window-cmd CMD] [--quiet]\n"
     "       kizuna-bench compare A.json B.json\n"
     "       kizuna-bench radius SCENARIO N\n"
@@ -37,7 +38,11 @@ static const char usage[] =
     "  --warmup S         seconds between connecting and measuring, default 3\n"
     "  --scenario NAME    wander (default), crowd, commute, churn, vr, hostile\n"
     "  --impair PROFILE   lan, wifi, mobile, bad, or loss=..,delay=..,jitter=..,dup=..,reorder=..\n"
-    "  --connect H:P      drive an external kizuna-server instead of an embedded one\n"
+    "  --connect H:P[,H:P...]\n"
+    "                     drive external kizuna-servers (up to 8, e.g. the edges of one\n"
+    "                     world) instead of an embedded one; bot i's token lists them\n"
+    "                     starting at the (i mod N)-th, so bots spread evenly and each\n"
+    "                     falls back to the others in order\n"
     "  --keys DIR         with --connect: backend.key and server.pub to mint tokens\n"
     "  --json FILE        write the report as JSON (schema: docs/BENCH-REPORT.md)\n"
     "  --csv FILE         write the per-second time series\n"
@@ -51,6 +56,8 @@ static const char usage[] =
     "  --connect-rate N   clients starting per second (default 1000; 40 with --connect,\n"
     "                     which suits kizuna-server's default gate budget per address)\n"
     "  --audit FILE       embedded server: keep a signed audit log in FILE (throwaway key)\n"
+    "  --first-id N       client id of the first bot, default 1 (the others follow), so\n"
+    "                     several kizuna-bench processes can drive one world\n"
     "  --bots KIND        full (default): clients that decode, predict and interpolate;\n"
     "                     thin: header-only clients that open each snapshot, read its\n"
     "                     header, acknowledge it and send inputs (capacity tests)\n"
@@ -71,6 +78,29 @@ static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
         return -1;
     *out = (uint32_t)v;
     return 0;
+}
+
+static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || end == s || s[0] == '-' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* --connect's list, checked before the run: 0, or -1 with why on stderr. */
+static int check_connect(const char *text)
+{
+    kz_address addrs[KZ_TOKEN_MAX_ADDRESSES];
+    uint32_t n;
+    char why[160];
+    if (kzb_addrs_parse(text, addrs, KZ_TOKEN_MAX_ADDRESSES, &n, why, sizeof why) == 0)
+        return 0;
+    fprintf(stderr, "kizuna-bench: --connect: %s\n", why);
+    return -1;
 }
 
 /* "full" or "thin" as KZB_BOTS_*; -1 for anything else. */
@@ -115,7 +145,7 @@ static int cmd_run(int argc, char **argv)
         {"max-visible", required_argument, NULL, 'm'}, {"quiet", no_argument, NULL, 'q'},
         {"connect-rate", required_argument, NULL, 'r'}, {"audit", required_argument, NULL, 'A'},
         {"bots", required_argument, NULL, 'B'},      {"window-cmd", required_argument, NULL, 'W'},
-        {"io-threads", required_argument, NULL, 'I'},
+        {"io-threads", required_argument, NULL, 'I'}, {"first-id", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
     kzb_options o = {
         .clients = 1000, .hz = 30, .seconds = 20, .warmup = 3, .scenario = KZB_SC_WANDER,
@@ -141,7 +171,8 @@ static int cmd_run(int argc, char **argv)
         case 'W': o.window_cmd = optarg; break;
         case 'S': bad = (o.scenario = kzb_scenario_parse(optarg)) < 0; break;
         case 'i': o.impair = optarg; break;
-        case 'c': o.connect = optarg; break;
+        case 'c': bad = check_connect(optarg); o.connect = optarg; break;
+        case 'F': bad = parse_u64(optarg, 1, UINT64_MAX / 2, &o.first_id); break;
         case 'k': o.keys = optarg; break;
         case 'j': json = optarg; break;
         case 'v': csv = optarg; break;
