@@ -7,6 +7,7 @@
  *   kizuna-bench [run options]
  *   kizuna-bench compare A.json B.json
  *   kizuna-bench radius SCENARIO N
+ *   kizuna-bench fleet [fleet options]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "addrs.h"
+#include "fleet.h"
 #include "report.h"
 #include "runner.h"
 #include "scenario.h"
@@ -31,6 +33,9 @@ static const char usage[] =
     "                    [--bots full|thin] [--window-cmd CMD] [--quiet]\n"
     "       kizuna-bench compare A.json B.json\n"
     "       kizuna-bench radius SCENARIO N\n"
+    "       kizuna-bench fleet [--edges N] [--clients N] [--seconds S] [--warmup S]\n"
+    "                          [--scenario NAME] [--hz H] [--server-bin PATH]\n"
+    "                          [--json FILE] [--quiet]\n"
     "\n"
     "  --clients N        bots (real clients), default 1000\n"
     "  --hz H             server tick rate 10..128, default 30\n"
@@ -67,7 +72,12 @@ static const char usage[] =
     "  --quiet            no progress lines on stderr\n"
     "\n"
     "  radius SCENARIO N  prints the radius in meters the scenario spreads N avatars\n"
-    "                     over (set an external server's spawn_radius to it)\n";
+    "                     over (set an external server's spawn_radius to it)\n"
+    "  fleet              the same bots against one kizuna-server, then against one\n"
+    "                     world on nats-server, an authority and N edges (default 3),\n"
+    "                     all started here on loopback; prints CPU per process, NATS\n"
+    "                     bytes per avatar-tick and the latency the bus adds\n"
+    "                     (docs/BENCHMARKS.md, \"fleet mode\")\n";
 
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
 {
@@ -228,5 +238,7 @@ int main(int argc, char **argv)
     }
     if (argc >= 2 && strcmp(argv[1], "radius") == 0)
         return cmd_radius(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "fleet") == 0)
+        return kzb_fleet_main(argc - 1, argv + 1);
     return cmd_run(argc, argv);
 }
