@@ -435,6 +435,8 @@ static const struct {
     {KZS_WORLD, "input_messages", "Input messages received from clients."},
     {KZS_WORLD, "commands_applied", "Client commands applied in a tick."},
     {KZS_WORLD, "commands_repeated", "Ticks where a client's late input was replaced by its last command."},
+    {KZS_WORLD, "commands_covered_by_repeat", "Late commands not applied because the tick they were for already repeated the one before."},
+    {KZS_WORLD, "commands_caught_up", "Commands applied as a second in one tick to shorten a client's input queue that stayed deep."},
     {KZS_WORLD, "commands_dropped_overflow", "Queued client commands dropped because the queue was full."},
     {KZS_WORLD, "corrections", "Client commands changed by validation (the client is corrected)."},
     {KZS_WORLD, "snapshots_sent", "Snapshots sent to clients."},

@@ -750,6 +750,7 @@ static void on_path(kz_server *s, uint32_t slot, int detached)
     }
     if (detached) {
         cl->q_count = 0;
+        cl->q_deep = 0;
         cl->last.move[0] = cl->last.move[1] = cl->last.move[2] = 0;
     }
     kz_counter_inc(s->c, detached ? KZ_WORLD_C_DETACHED : KZ_WORLD_C_RESUMED);
@@ -1548,6 +1549,7 @@ int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *t
     if (rc == KZ_OK) { /* counted and audited once it is on its way */
         cl->kicked = 1;
         cl->q_count = 0;  /* nothing more of it is applied */
+        cl->q_deep = 0;
         if (cl->owe_kick) {
             cl->owe_kick = 0;
             s->sessions.owed_kicks--;

@@ -88,6 +88,87 @@ static int zone_rule(kz_server *s, uint32_t slot, kz__client *cl, kz_snap_state 
     return 1;
 }
 
+/* Takes the oldest queued command of `cl` into *cmd as the newest applied
+ * one. 1, or 0 when the queue is empty. */
+/* Drops the queued commands a repeat already stood in for
+ * (repeat_command); returns how many. */
+static uint32_t drop_covered(kz_server *s, kz__client *cl)
+{
+    uint32_t n = 0;
+    while (cl->q_count && cl->queue[cl->q_head].tick <= cl->applied_cmd) {
+        cl->q_head = (cl->q_head + 1u) % KZ__INPUT_QUEUE;
+        cl->q_count--;
+        n++;
+    }
+    kz_counter_add(s->c, KZ_WORLD_C_COMMANDS_COVERED, n);
+    return n;
+}
+
+static int take_command(kz_server *s, kz__client *cl, kz_wire_command *cmd)
+{
+    if (!cl->q_count)
+        return 0;
+    *cmd = cl->queue[cl->q_head];
+    cl->q_head = (cl->q_head + 1u) % KZ__INPUT_QUEUE;
+    cl->q_count--;
+    cl->applied_cmd = cmd->tick;
+    cl->corrected = cmd->pad[0];  /* checked on arrival (server.c) */
+    cl->last = *cmd;
+    kz_counter_inc(s->c, KZ_WORLD_C_COMMANDS);
+    return 1;
+}
+
+/* Moves the avatar of the client in `slot` by one command, under the
+ * zone rules and personal space. */
+static void apply_command(kz_server *s, uint32_t slot, kz__client *cl, const kz_wire_command *cmd)
+{
+    kz_snap_state st;
+    kz__world_load_state(&s->world, cl->avatar, &st);
+    int32_t before[3] = {st.pos[0], st.pos[1], st.pos[2]};
+    kz_wire_integrate(&s->world.codec, &st, cmd);
+    if (!zone_rule(s, slot, cl, &st, before))
+        return;
+    if (kz__enters_bubble(s, cl->avatar, before, st.pos)) {
+        memcpy(st.pos, before, sizeof st.pos);
+        cl->corrected = 1;
+        kz_counter_inc(s->c, KZ_WORLD_C_BUBBLE_REFUSED);
+    }
+    kz__world_store_state(&s->world, cl->avatar, &st);
+    grid_follow(s, cl->avatar);
+    grant_portals(s, cl);
+    zone_notices(s, slot, cl);
+}
+
+/* 1 when the queue has stayed deeper than the slack long enough that this
+ * tick also applies the next command (sessions.h). The client predicted
+ * both, so its avatar ends where it expects; each was validated on
+ * arrival, so catching up is no speed to the validator. */
+static int catch_up(kz__client *cl)
+{
+    if (cl->q_count <= KZ__INPUT_SLACK) {
+        cl->q_deep = 0;
+        return 0;
+    }
+    return ++cl->q_deep >= KZ__INPUT_DEEP_TICKS;
+}
+
+/* No command is here for this tick: the client's last one is done again
+ * and stands in for its next command (sessions.h, KZ__INPUT_COVER), so a
+ * command that was only late does not move the avatar a second time and
+ * the client's prediction, which made that move once, still agrees. Not
+ * when a late command it stood in for has just arrived (`caught`): the
+ * client is here, one behind, and standing in again would keep it behind
+ * for good (its clock does not speed up to catch up). */
+static void repeat_command(kz_server *s, uint32_t slot, kz__client *cl, int caught)
+{
+    cl->q_deep = 0;
+    if (!caught && (int64_t)cl->applied_cmd - (int64_t)cl->newest_cmd < (int64_t)KZ__INPUT_COVER)
+        cl->applied_cmd++;
+    cl->corrected = 0;
+    kz_counter_inc(s->c, KZ_WORLD_C_COMMANDS_REPEATED);
+    apply_command(s, slot, cl, &cl->last);
+}
+
 static void apply_inputs(kz_server *s)
 {
     for (uint32_t slot = 0; slot < s->sessions.max_clients; slot++) {
@@ -95,36 +176,18 @@ static void apply_inputs(kz_server *s)
         if (!cl->live || cl->kicked || cl->detached)
             continue;  /* a kicked or detached avatar stands still */
         kz_wire_command cmd;
-        if (cl->q_count) {
-            cmd = cl->queue[cl->q_head];
-            cl->q_head = (cl->q_head + 1u) % KZ__INPUT_QUEUE;
-            cl->q_count--;
-            cl->applied_cmd = cmd.tick;
-            cl->corrected = cmd.pad[0];  /* checked on arrival (server.c) */
-            cl->last = cmd;
-            kz_counter_inc(s->c, KZ_WORLD_C_COMMANDS);
+        uint32_t caught = drop_covered(s, cl);
+        if (take_command(s, cl, &cmd)) {
+            apply_command(s, slot, cl, &cmd);
+            uint8_t corrected = cl->corrected;  /* the first's changes are told too */
+            if (catch_up(cl) && !cl->kicked && take_command(s, cl, &cmd)) {
+                kz_counter_inc(s->c, KZ_WORLD_C_COMMANDS_CAUGHT_UP);
+                cl->corrected |= corrected;
+                apply_command(s, slot, cl, &cmd);
+            }
         } else if (cl->applied_cmd) {
-            /* Late input: keep doing what the client last asked for. */
-            cmd = cl->last;
-            kz_counter_inc(s->c, KZ_WORLD_C_COMMANDS_REPEATED);
-        } else {
-            continue;
+            repeat_command(s, slot, cl, caught != 0);
         }
-        kz_snap_state st;
-        kz__world_load_state(&s->world, cl->avatar, &st);
-        int32_t before[3] = {st.pos[0], st.pos[1], st.pos[2]};
-        kz_wire_integrate(&s->world.codec, &st, &cmd);
-        if (!zone_rule(s, slot, cl, &st, before))
-            continue;
-        if (kz__enters_bubble(s, cl->avatar, before, st.pos)) {
-            memcpy(st.pos, before, sizeof st.pos);
-            cl->corrected = 1;
-            kz_counter_inc(s->c, KZ_WORLD_C_BUBBLE_REFUSED);
-        }
-        kz__world_store_state(&s->world, cl->avatar, &st);
-        grid_follow(s, cl->avatar);
-        grant_portals(s, cl);
-        zone_notices(s, slot, cl);
     }
 }
 

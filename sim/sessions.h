@@ -16,6 +16,19 @@
 #include "sim/wire.h"
 
 #define KZ__INPUT_QUEUE 16u        /* commands buffered per client (power of two) */
+/* A client's queue may keep this many commands after a tick's own is
+ * taken, against jitter. Deeper for KZ__INPUT_DEEP_TICKS ticks in a row
+ * (a burst after a stall, a clock a little fast), it is caught up: one
+ * extra command per tick until it is back, so inputs do not wait in a
+ * standing queue (latency) for the rest of the session. */
+#define KZ__INPUT_SLACK 2u
+#define KZ__INPUT_DEEP_TICKS 8u
+/* A tick that finds the queue empty repeats the client's last command and
+ * stands in for its next one (which is then not applied again when it
+ * arrives late), for at most this many commands past the newest received:
+ * a client that went quiet longer is not left with its next inputs
+ * already spent. */
+#define KZ__INPUT_COVER 4u
 
 /* The kinds of client-triggered reports, each sampled on its own. */
 enum {
@@ -52,6 +65,7 @@ typedef struct kz__client {
     /* inputs */
     kz_wire_command queue[KZ__INPUT_QUEUE];
     uint32_t q_head, q_count;
+    uint32_t q_deep;              /* ticks in a row the queue kept more than the slack */
     uint32_t newest_cmd;          /* newest command tick received */
     uint32_t applied_cmd;         /* newest command tick applied */
     kz_wire_command last;         /* repeated while the queue is empty */

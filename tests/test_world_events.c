@@ -534,6 +534,169 @@ Test(world_events, a_speed_hack_is_clamped_and_corrected)
     kzt_world_stop(&w);
 }
 
+/* Sends commands from..to (newest first, as clients do), each walking
+ * +x at 1 m/s. */
+static void send_walk(kz_netclient *c, uint32_t from, uint32_t to)
+{
+    kz_wire_input in;
+    memset(&in, 0, sizeof in);
+    in.count = to - from + 1u;
+    cr_assert_leq(in.count, KZ_INPUT_MAX_COMMANDS);
+    for (uint32_t k = 0; k < in.count; k++) {
+        kz_wire_command *cmd = &in.cmd[k];
+        cmd->tick = to - k;
+        cmd->move[0] = 1 * KZ_SNAP_VEL_UNITS;  /* within max_accel from rest */
+        cmd->rot[0] = cmd->rot[1] = cmd->rot[2] = KZ_SNAP_ROT_REST;
+    }
+    uint8_t buf[KZ_INPUT_MAX_BYTES];
+    int len = kz_wire_input_write(&in, buf, sizeof buf);
+    cr_assert_gt(len, 0);
+    cr_assert_eq(kz_netclient_send(c, KZ_CHANNEL_INPUT, KZ_MSG_INPUT, buf, (uint32_t)len), KZ_OK);
+}
+
+/* A burst of eight commands (a client's stall, then its catch-up) must not
+ * leave every later input waiting eight ticks in the queue: the server
+ * applies an extra command per tick until the queue is back to its slack,
+ * without losing a command, moving the avatar further than the commands
+ * say, or calling the client a cheat. */
+Test(world_events, a_standing_input_queue_is_caught_up)
+{
+    memset(&w, 0, sizeof w);
+    w.spare = 1;
+    start(1, 3.0f);
+    kz_wire_welcome wl;
+    kz_netclient *c = raw_client(51, &wl);
+    kz_avatar_state before, after;
+    cr_assert_eq(kz_server_entity(w.srv, wl.self, &before), KZ_OK);
+    uint64_t caught = counter(KZ_WORLD_C_COMMANDS_CAUGHT_UP);
+    uint64_t corrections = counter(KZ_WORLD_C_CORRECTIONS);
+    uint64_t dropped = counter(KZ_WORLD_C_COMMANDS_DROPPED);
+    send_walk(c, 1, 8);
+    raw_tick(c);
+    uint32_t sent = 8;
+    for (uint32_t k = 0; k < 40; k++) {
+        send_walk(c, sent + 1u, sent + 1u);
+        sent++;
+        raw_tick(c);
+    }
+    cr_assert_eq(kz_server_entity(w.srv, wl.self, &after), KZ_OK);
+    float moved = after.pos[0] - before.pos[0], step = 1.0f / 30.0f;
+    /* 48 commands sent; one arrived each of the last ticks, and at most
+     * the slack and the newest wait. Without catching up, 7 more would. */
+    cr_assert_geq(moved, (float)(sent - 3u) * step - 0.01f, "moved %.3f m of %u commands", moved, sent);
+    cr_assert_leq(moved, (float)sent * step + 0.01f, "no further than the commands say");
+    cr_assert_geq(counter(KZ_WORLD_C_COMMANDS_CAUGHT_UP) - caught, 5u);
+    cr_assert_eq(counter(KZ_WORLD_C_CORRECTIONS), corrections, "no command was changed");
+    cr_assert_eq(counter(KZ_WORLD_C_COMMANDS_DROPPED), dropped);
+    kz_netclient_destroy(c);
+    kzt_world_stop(&w);
+}
+
+/* One server tick as raw_tick, returning the newest input tick the
+ * snapshots to `c` said was applied (0 = none came). */
+static uint32_t raw_tick_acked(kz_netclient *c, const kz_snap_codec *codec)
+{
+    uint32_t end = kz_server_tick(w.srv) + 1, acked = 0;
+    while (kz_server_tick(w.srv) < end) {
+        kzt_world_step(&w, STEP_NS);
+        (void)kz_netclient_update(c, w.now);
+        kz_netmsg m;
+        while (kz_netclient_poll(c, &m) == KZ_OK) {
+            if (m.type != KZ_MSG_SNAPSHOT)
+                continue;
+            kz_bitreader r;
+            kz_bitreader_init(&r, m.data, m.len);
+            kz_wire_snap_head h;
+            cr_assert_eq(kz_wire_snap_head_read(codec, &r, &h), KZ_OK);
+            acked = h.input_tick > acked ? h.input_tick : acked;
+        }
+    }
+    return acked;
+}
+
+/* Two commands late (a delay spike): the ticks that found no command
+ * repeated the last one and stood in for them, so when they arrive they
+ * are not applied again: the avatar moved once per tick, and the newest
+ * command the snapshots name is the one just sent, not two behind it for
+ * the rest of the session. */
+Test(world_events, a_late_command_is_not_applied_a_second_time)
+{
+    memset(&w, 0, sizeof w);
+    w.spare = 1;
+    start(1, 3.0f);
+    kz_wire_welcome wl;
+    kz_netclient *c = raw_client(52, &wl);
+    kz_snap_codec codec;
+    cr_assert_eq(kz_snap_codec_init(&codec, wl.tick_hz, wl.n_slots, wl.bound), KZ_OK);
+    kz_avatar_state before, after;
+    cr_assert_eq(kz_server_entity(w.srv, wl.self, &before), KZ_OK);
+    uint64_t covered = counter(KZ_WORLD_C_COMMANDS_COVERED);
+    uint64_t repeated = counter(KZ_WORLD_C_COMMANDS_REPEATED);
+    uint32_t t = 0, ticks = 0;
+    for (; t < 10; ticks++) {
+        send_walk(c, t + 1u, t + 1u);
+        t++;
+        cr_assert_geq(raw_tick_acked(c, &codec) + 1u, t, "applied at once");
+    }
+    raw_tick_acked(c, &codec);  /* commands 11 and 12 are late */
+    raw_tick_acked(c, &codec);
+    ticks += 2;
+    cr_assert_eq(counter(KZ_WORLD_C_COMMANDS_REPEATED) - repeated, 2u);
+    send_walk(c, 11, 13);
+    t = 13;
+    raw_tick_acked(c, &codec);
+    ticks++;
+    uint32_t acked = 0;
+    for (; t < 30; ticks++) {
+        send_walk(c, t + 1u, t + 1u);
+        t++;
+        acked = raw_tick_acked(c, &codec);
+    }
+    cr_assert_eq(counter(KZ_WORLD_C_COMMANDS_COVERED) - covered, 2u, "11 and 12");
+    cr_assert_geq(acked + 1u, t, "the newest command applied is the one just sent (%u of %u)",
+                  acked, t);
+    cr_assert_eq(kz_server_entity(w.srv, wl.self, &after), KZ_OK);
+    float moved = after.pos[0] - before.pos[0], step = 1.0f / 30.0f;
+    cr_assert_float_eq(moved, (float)ticks * step, 0.02f, "one step per tick (%.3f m, %u ticks)",
+                       moved, ticks);
+    kz_netclient_destroy(c);
+    kzt_world_stop(&w);
+}
+
+/* A client quiet for many ticks (an application in the background) gets
+ * at most KZ__INPUT_COVER of its next commands taken by the repeats: its
+ * inputs count again right after, not once its clock has caught up with
+ * every tick it was away. */
+Test(world_events, a_quiet_client_gets_its_inputs_back_after_a_few_commands)
+{
+    memset(&w, 0, sizeof w);
+    w.spare = 1;
+    start(1, 3.0f);
+    kz_wire_welcome wl;
+    kz_netclient *c = raw_client(53, &wl);
+    kz_snap_codec codec;
+    cr_assert_eq(kz_snap_codec_init(&codec, wl.tick_hz, wl.n_slots, wl.bound), KZ_OK);
+    uint64_t covered = counter(KZ_WORLD_C_COMMANDS_COVERED);
+    uint32_t t = 0, acked = 0;
+    for (; t < 5;) {
+        send_walk(c, t + 1u, t + 1u);
+        t++;
+        raw_tick_acked(c, &codec);
+    }
+    for (int k = 0; k < 30; k++)
+        raw_tick_acked(c, &codec);  /* a second away */
+    for (uint32_t k = 0; k < 8; k++) {
+        send_walk(c, t + 1u, t + 1u);
+        t++;
+        acked = raw_tick_acked(c, &codec);
+    }
+    cr_assert_eq(counter(KZ_WORLD_C_COMMANDS_COVERED) - covered, 4u, "KZ__INPUT_COVER of them, not %llu",
+                 (unsigned long long)(counter(KZ_WORLD_C_COMMANDS_COVERED) - covered));
+    cr_assert_eq(acked, t, "its newest command counts again (%u of %u)", acked, t);
+    kz_netclient_destroy(c);
+    kzt_world_stop(&w);
+}
+
 Test(world_events, malformed_messages_are_counted_drops_not_fatal)
 {
     memset(&w, 0, sizeof w);

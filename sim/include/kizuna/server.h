@@ -252,6 +252,8 @@ KZ_API void kz_server_shutdown(kz_server *s, const char *text);
     X(COMMANDS, "commands_applied")                       \
     X(COMMANDS_REPEATED, "commands_repeated")             \
     X(COMMANDS_DROPPED, "commands_dropped_overflow")      \
+    X(COMMANDS_CAUGHT_UP, "commands_caught_up")           \
+    X(COMMANDS_COVERED, "commands_covered_by_repeat")     \
     X(CORRECTIONS, "corrections")                         \
     X(SNAPSHOTS, "snapshots_sent")                        \
     X(SNAPSHOT_BYTES, "snapshot_bytes")                   \
