@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,7 +43,7 @@
 static const char fleet_usage[] =
     "usage: kizuna-bench fleet [--edges N] [--clients N] [--seconds S] [--warmup S]\n"
     "                          [--scenario NAME] [--hz H] [--server-bin PATH]\n"
-    "                          [--json FILE] [--quiet]\n"
+    "                          [--bots full|thin] [--json FILE] [--logs DIR] [--quiet]\n"
     "\n"
     "Runs the same bots against one kizuna-server, then against one world served by\n"
     "nats-server, an authority and N edges, all started here on 127.0.0.1 in a\n"
@@ -56,18 +57,22 @@ static const char fleet_usage[] =
     "  --warmup S         seconds between connected and measured, default 3\n"
     "  --scenario NAME    wander (default), crowd, commute, churn, vr\n"
     "  --hz H             tick rate 10..128, default 30\n"
+    "  --bots full|thin   full (default): clients that decode, predict and interpolate;\n"
+    "                     thin: header-only clients (as kizuna-bench --bots thin)\n"
     "  --server-bin PATH  kizuna-server (default: ../server/kizuna-server next to\n"
     "                     kizuna-bench in the build tree)\n"
     "  --json FILE        write the figures as JSON (docs/BENCH-REPORT.md,\n"
     "                     \"kizuna-bench-fleet/1\")\n"
+    "  --logs DIR         keep the processes' logs in DIR (made if missing) instead of\n"
+    "                     the temporary directory\n"
     "  --quiet            no progress lines on stderr\n"
     "\n"
     "nats-server is taken from PATH.\n";
 
 typedef struct fleet_opts {
     uint32_t edges, clients, seconds, warmup, hz;
-    int scenario;
-    const char *server_bin, *json;
+    int scenario, bots;
+    const char *server_bin, *json, *logs;
     int quiet;
 } fleet_opts;
 
@@ -81,11 +86,14 @@ typedef struct sample {
     uint64_t bus_in, bus_out;      /* sum of the kizuna-servers' bus byte counters */
     int have_bus;
     uint64_t sessions[KZB_PROCS_MAX];  /* kizuna_clients_connected of each edge */
+    uint64_t ticks_skipped;        /* single process or authority: ticks it fell behind by */
+    uint64_t authority_lost;       /* edges: times the authority's updates stopped */
 } sample;
 
 /* One run's figures. */
 typedef struct run_out {
     uint32_t target, connected_end;
+    uint64_t kicks, timeouts;
     double seconds;
     uint64_t client_ticks;
     double age_p50, age_p99;       /* ms */
@@ -100,11 +108,13 @@ typedef struct run_out {
     int have_nats;
     uint64_t bus_in, bus_out;
     int have_bus;
+    uint64_t ticks_skipped, authority_lost;
 } run_out;
 
 typedef struct fleet {
     fleet_opts o;
     char dir[PATH_MAX], keys[PATH_MAX], server_bin[PATH_MAX], nats_bin[PATH_MAX];
+    const char *logs;              /* where the processes' logs go: dir or --logs */
     kzb_procs procs;
     pthread_mutex_t end_lock;      /* the guard and the main thread's cleanup */
     int ended;
@@ -140,6 +150,7 @@ static int parse_opts(int argc, char **argv, fleet_opts *o)
         {"scenario", required_argument, NULL, 'S'}, {"hz", required_argument, NULL, 'z'},
         {"server-bin", required_argument, NULL, 'B'}, {"json", required_argument, NULL, 'j'},
         {"quiet", no_argument, NULL, 'q'},          {"help", no_argument, NULL, 'h'},
+        {"logs", required_argument, NULL, 'L'},     {"bots", required_argument, NULL, 'b'},
         {NULL, 0, NULL, 0}};
     *o = (fleet_opts){.edges = 3, .clients = 300, .seconds = 20, .warmup = 3, .hz = 30,
                       .scenario = KZB_SC_WANDER};
@@ -160,6 +171,12 @@ static int parse_opts(int argc, char **argv, fleet_opts *o)
             break;
         case 'B': o->server_bin = optarg; break;
         case 'j': o->json = optarg; break;
+        case 'L': o->logs = optarg; break;
+        case 'b':
+            o->bots = strcmp(optarg, "full") == 0 ? KZB_BOTS_FULL
+                      : strcmp(optarg, "thin") == 0 ? KZB_BOTS_THIN : -1;
+            bad = o->bots < 0;
+            break;
         case 'q': o->quiet = 1; break;
         case 'h': fputs(fleet_usage, stdout); return 1;
         default: fputs(fleet_usage, stderr); return 2;
@@ -320,11 +337,11 @@ static void world_args(const fleet *f, argv_b *a)
     arg(a, "info");
 }
 
-static int spawn(fleet *f, const char *name, argv_b *a, const char *log_name)
+static int spawn(fleet *f, const char *name, argv_b *a, const char *log_name, int expect_exit)
 {
     char log[PATH_MAX];
-    snprintf(log, sizeof log, "%.*s/%s", PATH_MAX - 64, f->dir, log_name);
-    return kzb_proc_spawn(&f->procs, name, a->v, log);
+    snprintf(log, sizeof log, "%.*s/%s", PATH_MAX - 64, f->logs, log_name);
+    return kzb_proc_spawn(&f->procs, name, a->v, log, expect_exit);
 }
 
 static double mono_s(void)
@@ -365,7 +382,7 @@ static int keygen(fleet *f)
     arg(&a, "keygen");
     arg(&a, "--out");
     arg(&a, "%s", f->keys);
-    int i = spawn(f, "kizuna-server keygen", &a, "keygen.log");
+    int i = spawn(f, "kizuna-server keygen", &a, "keygen.log", 1);
     if (i < 0)
         return -1;
     int status = kzb_proc_wait(&f->procs, i, FLEET_UP_S * 1000u);
@@ -384,19 +401,25 @@ static int keygen(fleet *f)
 static const char *const nats_keys[4] = {"\"in_bytes\"", "\"out_bytes\"", "\"in_msgs\"",
                                          "\"out_msgs\""};
 
-/* Adds the bus byte counters of one kizuna-server's /metrics to s (and
- * an edge's clients); clears have_bus when they cannot be read. */
+/* Adds what one kizuna-server's /metrics says to s: in a fleet its bus
+ * byte counters (have_bus cleared when they cannot be read); an edge's
+ * clients and lost authorities; the ticks a simulating server skipped. */
 static void sample_metrics(fleet *f, uint32_t k, sample *s)
 {
     char *m = kzb_http_get(f->admin[k], "/metrics");
-    uint64_t in = 0, out = 0;
-    if (!m || kzb_find_u64(m, "\nkizuna_bus_bytes_in_total ", &in) != 0 ||
-        kzb_find_u64(m, "\nkizuna_bus_bytes_out_total ", &out) != 0)
+    uint64_t in = 0, out = 0, n = 0;
+    if (f->nats_monitor && (!m || kzb_find_u64(m, "\nkizuna_bus_bytes_in_total ", &in) != 0 ||
+                            kzb_find_u64(m, "\nkizuna_bus_bytes_out_total ", &out) != 0))
         s->have_bus = 0;
     s->bus_in += in;
     s->bus_out += out;
-    if (m && f->is_edge[k])
+    if (m && f->is_edge[k]) {
         (void)kzb_find_u64(m, "\nkizuna_clients_connected ", &s->sessions[k]);
+        if (kzb_find_u64(m, "\nkizuna_bus_authority_lost_total ", &n) == 0)
+            s->authority_lost += n;
+    } else if (m && kzb_find_u64(m, "\nkizuna_ticks_skipped_total ", &n) == 0) {
+        s->ticks_skipped += n;
+    }
     free(m);
 }
 
@@ -410,6 +433,10 @@ static void take_sample(fleet *f, sample *s)
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     s->self = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
     s->wall = mono_s();
+    s->have_bus = f->nats_monitor != 0;
+    for (uint32_t k = 0; k < f->n_watch; k++)
+        if (f->admin[k])
+            sample_metrics(f, k, s);
     if (!f->nats_monitor)
         return;
     char *v = kzb_http_get(f->nats_monitor, "/varz");
@@ -418,10 +445,6 @@ static void take_sample(fleet *f, sample *s)
         if (!v || kzb_find_u64(v, nats_keys[k], &s->nats[k]) != 0)
             s->have_nats = 0;
     free(v);
-    s->have_bus = 1;
-    for (uint32_t k = 0; k < f->n_watch; k++)
-        if (f->admin[k])
-            sample_metrics(f, k, s);
 }
 
 /* kzb_options.window_fn: the window's two ends. */
@@ -449,6 +472,8 @@ static void fill_out(fleet *f, const kzb_result *r, run_out *out)
     memset(out, 0, sizeof *out);
     out->target = r->clients_target;
     out->connected_end = r->connected_end;
+    out->kicks = r->kicks;
+    out->timeouts = r->timeouts;
     out->seconds = r->measure_seconds;
     out->client_ticks = r->client_ticks;
     out->age_p50 = ms_at(&r->snapshot_age_ns, 50);
@@ -470,6 +495,8 @@ static void fill_out(fleet *f, const kzb_result *r, run_out *out)
     out->have_bus = a->have_bus && b->have_bus;
     out->bus_in = out->have_bus ? b->bus_in - a->bus_in : 0;
     out->bus_out = out->have_bus ? b->bus_out - a->bus_out : 0;
+    out->ticks_skipped = b->ticks_skipped - a->ticks_skipped;
+    out->authority_lost = b->authority_lost - a->authority_lost;
 }
 
 /* The bots against `connect` (one address or a list), measured. */
@@ -479,7 +506,8 @@ static int run_bots(fleet *f, const char *connect, run_out *out)
         .clients = f->o.clients, .hz = f->o.hz, .seconds = f->o.seconds, .warmup = f->o.warmup,
         .scenario = f->o.scenario, .seed = 1, .protocol_id = 0x4B495A554E410001ull,
         .bot_threads = 1, .max_visible = 100, .connect = connect, .keys = f->keys,
-        .connect_rate = FLEET_CONNECT_RATE, .quiet = f->o.quiet, .window_fn = on_window,
+        .connect_rate = FLEET_CONNECT_RATE, .quiet = f->o.quiet, .bots = f->o.bots,
+        .window_fn = on_window,
         .window_ctx = f,
     };
     kzb_result r;
@@ -516,18 +544,19 @@ static int run_single(fleet *f)
     arg(&a, "--port");
     arg(&a, "0");
     arg(&a, "--admin");
-    arg(&a, "off");
+    arg(&a, "127.0.0.1:0");
     world_args(f, &a);
-    int i = spawn(f, "kizuna-server", &a, "single.log");
-    uint64_t port = 0;
-    if (i < 0 || wait_event(f, i, "listening", "udp_port", &port) != 0)
+    int i = spawn(f, "kizuna-server", &a, "single.log", 0);
+    uint64_t port = 0, admin = 0;
+    if (i < 0 || wait_event(f, i, "listening", "udp_port", &port) != 0 ||
+        wait_event(f, i, "listening", "admin_port", &admin) != 0)
         return -1;
     if (!f->o.quiet)
         fprintf(stderr, "kizuna-bench fleet: single process: kizuna-server on 127.0.0.1:%llu\n",
                 (unsigned long long)port);
     f->n_watch = 0;
     f->nats_monitor = 0;
-    watch(f, i, 0, 0);
+    watch(f, i, (uint16_t)admin, 0);
     char connect[32];
     snprintf(connect, sizeof connect, "127.0.0.1:%u", (unsigned)port);
     int rc = run_bots(f, connect, &f->single);
@@ -558,7 +587,7 @@ static int start_nats(fleet *f, uint16_t *client_port)
     arg(&a, "%u", mon);
     arg(&a, "-sd");
     arg(&a, "%s/js", f->dir);
-    int i = spawn(f, "nats-server", &a, "nats.log");
+    int i = spawn(f, "nats-server", &a, "nats.log", 0);
     if (i < 0)
         return -1;
     double until = mono_s() + FLEET_UP_S;
@@ -595,7 +624,7 @@ static int start_world(fleet *f, uint16_t nats_port, char *connect, size_t cap)
     arg(&a, "--admin");
     arg(&a, "127.0.0.1:0");
     world_args(f, &a);
-    int auth = spawn(f, "authority", &a, "authority.log");
+    int auth = spawn(f, "authority", &a, "authority.log", 0);
     uint64_t admin = 0, port = 0;
     if (auth < 0 || wait_event(f, auth, "listening", "admin_port", &admin) != 0)
         return -1;
@@ -623,7 +652,7 @@ static int start_world(fleet *f, uint16_t nats_port, char *connect, size_t cap)
         world_args(f, &b);
         snprintf(name, sizeof name, "edge %u", e + 1u);
         snprintf(log, sizeof log, "edge%u.log", e + 1u);
-        if ((edge[e] = spawn(f, name, &b, log)) < 0)
+        if ((edge[e] = spawn(f, name, &b, log, 0)) < 0)
             return -1;
     }
     size_t len = 0;
@@ -728,14 +757,24 @@ static void print_figures(const fleet *f, FILE *out)
 {
     const run_out *s = &f->single, *m = &f->multi;
     char a[48], b[48];
-    fprintf(out, "kizuna-bench fleet: %s, %u bots, %u Hz, %u s measured (warmup %u s), %u edges; "
+    fprintf(out, "kizuna-bench fleet: %s, %u %s bots, %u Hz, %u s measured (warmup %u s), %u edges; "
                  "this machine: %ld cores\n",
-            kzb_scenario_name(f->o.scenario), f->o.clients, f->o.hz, f->o.seconds, f->o.warmup,
+            kzb_scenario_name(f->o.scenario), f->o.clients,
+            f->o.bots == KZB_BOTS_THIN ? "thin" : "full", f->o.hz, f->o.seconds, f->o.warmup,
             f->o.edges, sysconf(_SC_NPROCESSORS_ONLN));
     fprintf(out, "  %-32s %14s %16s\n", "", "single", "fleet");
     fprintf(out, "  %-32s %14u %16u   (of %u)\n", "clients connected at the end", s->connected_end,
             m->connected_end, f->o.clients);
     fprintf(out, "  %-32s %14.1f %16.1f\n", "measured seconds", s->seconds, m->seconds);
+    snprintf(a, sizeof a, "%llu / %llu", (unsigned long long)s->kicks,
+             (unsigned long long)s->timeouts);
+    snprintf(b, sizeof b, "%llu / %llu", (unsigned long long)m->kicks,
+             (unsigned long long)m->timeouts);
+    fprintf(out, "  %-32s %14s %16s\n", "bots kicked / timed out", a, b);
+    fprintf(out, "  %-32s %14llu %16llu\n", "ticks skipped (fell behind)",
+            (unsigned long long)s->ticks_skipped, (unsigned long long)m->ticks_skipped);
+    fprintf(out, "  %-32s %14s %16llu\n", "edges' authority lost", "-",
+            (unsigned long long)m->authority_lost);
     fprintf(out, "  %-32s %14s %16s\n", "snapshot age p50 / p99 ms",
             pair(s->age_p50, s->age_p99, a, sizeof a), pair(m->age_p50, m->age_p99, b, sizeof b));
     fprintf(out, "  %-32s %14s %16s\n", "input to snapshot p50 / p99 ms",
@@ -775,6 +814,9 @@ static cJSON *json_run(const run_out *r, int fleet_run)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "clients_target", r->target);
     cJSON_AddNumberToObject(o, "clients_connected_end", r->connected_end);
+    cJSON_AddNumberToObject(o, "kicks", (double)r->kicks);
+    cJSON_AddNumberToObject(o, "timeouts", (double)r->timeouts);
+    cJSON_AddNumberToObject(o, "ticks_skipped", (double)r->ticks_skipped);
     cJSON_AddNumberToObject(o, "measure_seconds", r->seconds);
     cJSON_AddNumberToObject(o, "window_seconds", r->window);
     cJSON_AddNumberToObject(o, "avatar_ticks", (double)r->client_ticks);
@@ -795,6 +837,7 @@ static cJSON *json_run(const run_out *r, int fleet_run)
     cJSON_AddNumberToObject(cpu, "all", r->servers_cpu + r->bench_cpu);
     if (!fleet_run)
         return o;
+    cJSON_AddNumberToObject(o, "authority_lost", (double)r->authority_lost);
     double ticks = (double)r->client_ticks;
     if (r->have_nats) {
         cJSON *n = cJSON_AddObjectToObject(o, "nats");
@@ -825,6 +868,7 @@ static int write_json(const fleet *f, const char *path)
     cJSON *c = cJSON_AddObjectToObject(root, "config");
     cJSON_AddStringToObject(c, "scenario", kzb_scenario_name(f->o.scenario));
     cJSON_AddNumberToObject(c, "clients", f->o.clients);
+    cJSON_AddStringToObject(c, "bots", f->o.bots == KZB_BOTS_THIN ? "thin" : "full");
     cJSON_AddNumberToObject(c, "edges", f->o.edges);
     cJSON_AddNumberToObject(c, "hz", f->o.hz);
     cJSON_AddNumberToObject(c, "seconds", f->o.seconds);
@@ -868,6 +912,14 @@ static int run_all(fleet *f)
         return -1;
     }
     snprintf(f->keys, sizeof f->keys, "%.*s/keys", PATH_MAX - 16, f->dir);
+    f->logs = f->dir;
+    if (f->o.logs) {
+        if (mkdir(f->o.logs, 0700) != 0 && errno != EEXIST) {
+            fprintf(stderr, "kizuna-bench fleet: cannot make %s: %s\n", f->o.logs, strerror(errno));
+            return -1;
+        }
+        f->logs = f->o.logs;
+    }
     if (keygen(f) != 0 || run_single(f) != 0 || run_fleet(f) != 0)
         return -1;
     return 0;

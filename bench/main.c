@@ -35,7 +35,7 @@ static const char usage[] =
     "       kizuna-bench radius SCENARIO N\n"
     "       kizuna-bench fleet [--edges N] [--clients N] [--seconds S] [--warmup S]\n"
     "                          [--scenario NAME] [--hz H] [--server-bin PATH]\n"
-    "                          [--json FILE] [--quiet]\n"
+    "                          [--bots full|thin] [--json FILE] [--logs DIR] [--quiet]\n"
     "\n"
     "  --clients N        bots (real clients), default 1000\n"
     "  --hz H             server tick rate 10..128, default 30\n"

@@ -45,6 +45,11 @@ static void child_exec(char *const argv[], const char *log, pid_t parent)
     if (getppid() != parent)
         _exit(127);  /* the parent is already gone */
     (void)setpgid(0, 0);
+    /* Dispositions kizuna-bench inherited (SIG_IGN from a background
+     * shell) would pass on through exec: give the child the defaults. */
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT};
+    for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++)
+        (void)signal(sigs[k], SIG_DFL);
     sigemptyset(&none);
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
     int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -57,7 +62,8 @@ static void child_exec(char *const argv[], const char *log, pid_t parent)
     _exit(127);
 }
 
-int kzb_proc_spawn(kzb_procs *ps, const char *name, char *const argv[], const char *log)
+int kzb_proc_spawn(kzb_procs *ps, const char *name, char *const argv[], const char *log,
+                   int expect_exit)
 {
     pthread_mutex_lock(&ps->lock);
     if (ps->n == KZB_PROCS_MAX) {
@@ -79,6 +85,7 @@ int kzb_proc_spawn(kzb_procs *ps, const char *name, char *const argv[], const ch
         return -1;
     }
     p->pid = pid;
+    p->stopping = expect_exit;
     int i = (int)ps->n++;
     pthread_mutex_unlock(&ps->lock);
     return i;

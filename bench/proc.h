@@ -40,9 +40,12 @@ typedef struct kzb_procs {
 
 void kzb_procs_init(kzb_procs *ps);
 
-/* Starts argv[0] (a path) with stdout and stderr appended to `log`.
- * Returns its index in the table, or -1 with a message on stderr. */
-int kzb_proc_spawn(kzb_procs *ps, const char *name, char *const argv[], const char *log);
+/* Starts argv[0] (a path) with stdout and stderr appended to `log`; a
+ * process that is to exit by itself (keygen) has `expect_exit` set, so its
+ * exit is no failure. Returns its index in the table, or -1 with a
+ * message on stderr. */
+int kzb_proc_spawn(kzb_procs *ps, const char *name, char *const argv[], const char *log,
+                   int expect_exit);
 
 /* Stops process `i` (SIGTERM, SIGKILL after KZB_PROC_STOP_MS) and reaps
  * it; harmless when it has already exited. Returns its wait status. */
