@@ -92,7 +92,7 @@ typedef struct sample {
 
 /* One run's figures. */
 typedef struct run_out {
-    uint32_t target, connected_end;
+    uint32_t target, connected_end, connected_peak;
     uint64_t kicks, timeouts;
     double seconds;
     uint64_t client_ticks;
@@ -472,6 +472,7 @@ static void fill_out(fleet *f, const kzb_result *r, run_out *out)
     memset(out, 0, sizeof *out);
     out->target = r->clients_target;
     out->connected_end = r->connected_end;
+    out->connected_peak = r->connected_peak;
     out->kicks = r->kicks;
     out->timeouts = r->timeouts;
     out->seconds = r->measure_seconds;
@@ -765,6 +766,8 @@ static void print_figures(const fleet *f, FILE *out)
     fprintf(out, "  %-32s %14s %16s\n", "", "single", "fleet");
     fprintf(out, "  %-32s %14u %16u   (of %u)\n", "clients connected at the end", s->connected_end,
             m->connected_end, f->o.clients);
+    fprintf(out, "  %-32s %14u %16u\n", "clients connected at the peak", s->connected_peak,
+            m->connected_peak);
     fprintf(out, "  %-32s %14.1f %16.1f\n", "measured seconds", s->seconds, m->seconds);
     snprintf(a, sizeof a, "%llu / %llu", (unsigned long long)s->kicks,
              (unsigned long long)s->timeouts);
@@ -814,6 +817,7 @@ static cJSON *json_run(const run_out *r, int fleet_run)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "clients_target", r->target);
     cJSON_AddNumberToObject(o, "clients_connected_end", r->connected_end);
+    cJSON_AddNumberToObject(o, "clients_connected_peak", r->connected_peak);
     cJSON_AddNumberToObject(o, "kicks", (double)r->kicks);
     cJSON_AddNumberToObject(o, "timeouts", (double)r->timeouts);
     cJSON_AddNumberToObject(o, "ticks_skipped", (double)r->ticks_skipped);
