@@ -43,7 +43,8 @@
 static const char fleet_usage[] =
     "usage: kizuna-bench fleet [--edges N] [--clients N] [--seconds S] [--warmup S]\n"
     "                          [--scenario NAME] [--hz H] [--server-bin PATH]\n"
-    "                          [--bots full|thin] [--json FILE] [--logs DIR] [--quiet]\n"
+    "                          [--bots full|thin] [--bot-threads N] [--json FILE]\n"
+    "                          [--logs DIR] [--quiet]\n"
     "\n"
     "Runs the same bots against one kizuna-server, then against one world served by\n"
     "nats-server, an authority and N edges, all started here on 127.0.0.1 in a\n"
@@ -59,6 +60,7 @@ static const char fleet_usage[] =
     "  --hz H             tick rate 10..128, default 30\n"
     "  --bots full|thin   full (default): clients that decode, predict and interpolate;\n"
     "                     thin: header-only clients (as kizuna-bench --bots thin)\n"
+    "  --bot-threads N    threads running the bots 1..64, default 1\n"
     "  --server-bin PATH  kizuna-server (default: ../server/kizuna-server next to\n"
     "                     kizuna-bench in the build tree)\n"
     "  --json FILE        write the figures as JSON (docs/BENCH-REPORT.md,\n"
@@ -70,7 +72,7 @@ static const char fleet_usage[] =
     "nats-server is taken from PATH.\n";
 
 typedef struct fleet_opts {
-    uint32_t edges, clients, seconds, warmup, hz;
+    uint32_t edges, clients, seconds, warmup, hz, bot_threads;
     int scenario, bots;
     const char *server_bin, *json, *logs;
     int quiet;
@@ -151,9 +153,10 @@ static int parse_opts(int argc, char **argv, fleet_opts *o)
         {"server-bin", required_argument, NULL, 'B'}, {"json", required_argument, NULL, 'j'},
         {"quiet", no_argument, NULL, 'q'},          {"help", no_argument, NULL, 'h'},
         {"logs", required_argument, NULL, 'L'},     {"bots", required_argument, NULL, 'b'},
+        {"bot-threads", required_argument, NULL, 't'},
         {NULL, 0, NULL, 0}};
     *o = (fleet_opts){.edges = 3, .clients = 300, .seconds = 20, .warmup = 3, .hz = 30,
-                      .scenario = KZB_SC_WANDER};
+                      .bot_threads = 1, .scenario = KZB_SC_WANDER};
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -172,6 +175,7 @@ static int parse_opts(int argc, char **argv, fleet_opts *o)
         case 'B': o->server_bin = optarg; break;
         case 'j': o->json = optarg; break;
         case 'L': o->logs = optarg; break;
+        case 't': bad = parse_u32(optarg, 1, 64, &o->bot_threads); break;
         case 'b':
             o->bots = strcmp(optarg, "full") == 0 ? KZB_BOTS_FULL
                       : strcmp(optarg, "thin") == 0 ? KZB_BOTS_THIN : -1;
@@ -506,7 +510,7 @@ static int run_bots(fleet *f, const char *connect, run_out *out)
     kzb_options o = {
         .clients = f->o.clients, .hz = f->o.hz, .seconds = f->o.seconds, .warmup = f->o.warmup,
         .scenario = f->o.scenario, .seed = 1, .protocol_id = 0x4B495A554E410001ull,
-        .bot_threads = 1, .max_visible = 100, .connect = connect, .keys = f->keys,
+        .bot_threads = f->o.bot_threads, .max_visible = 100, .connect = connect, .keys = f->keys,
         .connect_rate = FLEET_CONNECT_RATE, .quiet = f->o.quiet, .bots = f->o.bots,
         .window_fn = on_window,
         .window_ctx = f,
@@ -873,6 +877,7 @@ static int write_json(const fleet *f, const char *path)
     cJSON_AddStringToObject(c, "scenario", kzb_scenario_name(f->o.scenario));
     cJSON_AddNumberToObject(c, "clients", f->o.clients);
     cJSON_AddStringToObject(c, "bots", f->o.bots == KZB_BOTS_THIN ? "thin" : "full");
+    cJSON_AddNumberToObject(c, "bot_threads", f->o.bot_threads);
     cJSON_AddNumberToObject(c, "edges", f->o.edges);
     cJSON_AddNumberToObject(c, "hz", f->o.hz);
     cJSON_AddNumberToObject(c, "seconds", f->o.seconds);
