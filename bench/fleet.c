@@ -100,6 +100,7 @@ typedef struct run_out {
     uint64_t client_ticks;
     double age_p50, age_p99;       /* ms */
     double lat_p50, lat_p99;       /* ms; -1 when not measured */
+    double lat_mean;               /* ms; -1 when not measured: whole ticks average out */
     uint32_t n;                    /* processes measured */
     char name[KZB_PROCS_MAX][KZB_PROC_NAME_LEN];
     double cpu[KZB_PROCS_MAX];
@@ -485,6 +486,7 @@ static void fill_out(fleet *f, const kzb_result *r, run_out *out)
     out->age_p99 = ms_at(&r->snapshot_age_ns, 99);
     out->lat_p50 = ms_at(&r->input_latency_ns, 50);
     out->lat_p99 = ms_at(&r->input_latency_ns, 99);
+    out->lat_mean = out->lat_p50 >= 0 ? kz_hist_mean(&r->input_latency_ns) / 1e6 : -1.0;
     out->n = f->n_watch;
     for (uint32_t k = 0; k < f->n_watch; k++) {
         snprintf(out->name[k], sizeof out->name[k], "%s", f->procs.p[f->watch[k]].name);
@@ -790,7 +792,8 @@ static void print_figures(const fleet *f, FILE *out)
     print_bus(out, m);
     if (s->lat_p50 >= 0 && m->lat_p50 >= 0)
         fprintf(out, "latency added by the bus (input to snapshot, fleet - single): p50 %+.2f ms, "
-                     "p99 %+.2f ms\n", m->lat_p50 - s->lat_p50, m->lat_p99 - s->lat_p99);
+                     "p99 %+.2f ms, mean %+.2f ms\n", m->lat_p50 - s->lat_p50,
+                m->lat_p99 - s->lat_p99, m->lat_mean - s->lat_mean);
     else
         fprintf(out, "latency added by the bus: not measured (no input-to-snapshot samples)\n");
     if (s->connected_end < f->o.clients || m->connected_end < f->o.clients)
@@ -892,6 +895,7 @@ static int write_json(const fleet *f, const char *path)
         cJSON *l = cJSON_AddObjectToObject(root, "latency_added_by_bus_ms");
         cJSON_AddNumberToObject(l, "p50", m->lat_p50 - s->lat_p50);
         cJSON_AddNumberToObject(l, "p99", m->lat_p99 - s->lat_p99);
+        cJSON_AddNumberToObject(l, "mean", m->lat_mean - s->lat_mean);
     } else {
         cJSON_AddNullToObject(root, "latency_added_by_bus_ms");
     }

@@ -349,6 +349,22 @@ uint32_t kzs_bus_pump_in(kzs_bus *b, kz_server *s)
     return taken;
 }
 
+int kzs_bus_wait(kzs_bus *b, kz_server *s, int timeout_ms)
+{
+    natsMsg *m = NULL;
+    natsStatus st = b->n_subs ? natsSubscription_NextMsg(&m, b->sub[0], timeout_ms) : NATS_ERR;
+    if (st == NATS_OK) {
+        kzs_bus_deliver(b, s, 0, m);
+        natsMsg_Destroy(m);
+        return 1;
+    }
+    if (st != NATS_TIMEOUT && st != NATS_SLOW_CONSUMER) {
+        struct timespec pause = {0, (long)timeout_ms * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    return 0;
+}
+
 uint32_t kzs_bus_pump_out(kzs_bus *b, kz_server *s)
 {
     const kz__bus_msg *msgs;

@@ -696,8 +696,7 @@ static uint32_t kzs_sessions(kzs_run *r)
  * must stop (returns -1, logged). */
 static int kzs_serve(kzs_run *r)
 {
-    /* An edge ticks when a world update arrives, so it passes often. */
-    struct timespec pause = {0, r->role == KZ__ROLE_EDGE ? KZS_BUS_EDGE_PASS_NS : 1000000};
+    struct timespec pause = {0, 1000000};
     kz_time_ns next_publish = 0, drain_deadline = 0;
     unsigned reloads_seen = 0;
     int draining = 0;
@@ -761,7 +760,11 @@ static int kzs_serve(kzs_run *r)
                 return 0;
             }
         }
-        nanosleep(&pause, NULL);
+        /* An edge ticks when a world update arrives: it waits for one. */
+        if (r->role == KZ__ROLE_EDGE && r->bus)
+            (void)kzs_bus_wait(r->bus, r->srv, KZS_BUS_EDGE_WAIT_MS);
+        else
+            nanosleep(&pause, NULL);
     }
 }
 
