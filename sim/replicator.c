@@ -37,6 +37,7 @@ static size_t view_layout(const kz__repl_world *w, kz__view *v, uint8_t *base)
     kz__view *p = base ? v : &dummy;
     KZ__PLACE(p->slot_ent, ns);
     KZ__PLACE(p->since, ns);
+    KZ__PLACE(p->taken, ns);
     KZ__PLACE(p->slot_id, ns);
     KZ__PLACE(p->vis, ns);
     KZ__PLACE(p->acc, ns);
@@ -79,6 +80,8 @@ static size_t scratch_layout(kz__replicator *r, uint8_t *base)
     KZ__ARR(r->want.ref, ns);
     KZ__ARR(r->base.slot, ns);
     KZ__ARR(r->base.ref, ns);
+    KZ__ARR(r->lost, ns);
+    KZ__ARR(r->unknown, ns);
     KZ__ARR(r->older.slot, ns);
     KZ__ARR(r->older.ref, ns);
     KZ__ARR(r->sent.slot, ns);
@@ -311,7 +314,7 @@ static void select_view(kz__replicator *r, const kz__frame *f, kz__view *v, uint
         v->slot_id[k] = f->ids[e];
         v->score[k] = r->sel_score[j];
         v->acc[k] = 0;
-        v->since[k] = f->tick;
+        v->since[k] = v->taken[k] = f->tick;
         seen_set(v, e, 1);
         if (v->observing)
             mark_entered(v, e);
@@ -400,12 +403,39 @@ static const kz__sent_view *baseline(const kz__repl_world *w, kz__view *v, const
     return h->tick == v->acked ? h : NULL;
 }
 
-/* Points the codec's view at a sent view's states in the ring. An entry
- * whose state has left the ring points at the stand-in, whose entity no
- * handle can have, so the encoder replaces or leaves that slot; returns
- * how many. */
-static uint32_t take_out(const kz__replicator *r, const kz__sent_view *h, uint32_t now,
-                         kz_snap_view *out)
+/* 1 if entry i of a sent view cannot be read at tick `now`: its state
+ * left the ring, now or before (kept lost). */
+static int entry_lost(const kz__repl_world *w, const kz__sent_view *h, uint32_t i, uint32_t now)
+{
+    return h->ref[i] == KZ__REF_LOST || !ref_alive(w, h->at[i], now);
+}
+
+/* What stands in the baseline for its entry i, whose state is lost. If
+ * the view slot has held the same entity since the baseline's tick (so
+ * that is the entity the client holds there), a state naming it, marked
+ * unknown: the encoder renews it in place and never leaves it. Otherwise
+ * the stand-in, whose entity no handle can have: the slot is replaced or
+ * left. */
+static const kz_snap_state *stand_in_for(kz__replicator *r, const kz__frame *f,
+                                         const kz__view *v, const kz__sent_view *h, uint32_t i)
+{
+    uint32_t k = h->slot[i], e = v->slot_ent[k];
+    if (!e || v->taken[k] > h->tick || f->ids[e - 1u] != v->slot_id[k])
+        return &r->stand_in;
+    kz_snap_state *s = &r->lost[i];
+    memset(s, 0, sizeof *s);
+    s->entity = v->slot_id[k];
+    s->kind = f->image[e - 1u].kind;
+    r->unknown[i] = 1;
+    r->n_unknown++;
+    return s;
+}
+
+/* Points the codec's baseline at a sent view's states in the ring, and
+ * each lost entry at what stands in for it (stand_in_for); returns how
+ * many are lost. */
+static uint32_t take_out(kz__replicator *r, const kz__frame *f, const kz__view *v,
+                         const kz__sent_view *h, kz_snap_view *out)
 {
     const kz__repl_world *w = r->w;
     uint32_t lost = 0;
@@ -413,11 +443,12 @@ static uint32_t take_out(const kz__replicator *r, const kz__sent_view *h, uint32
     out->count = h->count;
     for (uint32_t i = 0; i < h->count; i++) {
         out->slot[i] = h->slot[i];
-        if (ref_alive(w, h->at[i], now)) {
-            out->ref[i] = &w->ring[h->ref[i]];
-        } else {
-            out->ref[i] = &r->stand_in;
+        r->unknown[i] = 0;
+        if (entry_lost(w, h, i, f->tick)) {
+            out->ref[i] = stand_in_for(r, f, v, h, i);
             lost++;
+        } else {
+            out->ref[i] = &w->ring[h->ref[i]];
         }
     }
     return lost;
@@ -439,9 +470,14 @@ static const kz_snap_view *older_view(kz__replicator *r, const kz__view *v, uint
     if (h->tick != t)
         return NULL;
     for (uint32_t i = 0; i < h->count; i++)
-        if (!ref_alive(w, h->at[i], now))
+        if (entry_lost(w, h, i, now))
             return NULL;
-    (void)take_out(r, h, now, &r->older);
+    r->older.tick = h->tick;
+    r->older.count = h->count;
+    for (uint32_t i = 0; i < h->count; i++) {
+        r->older.slot[i] = h->slot[i];
+        r->older.ref[i] = &w->ring[h->ref[i]];
+    }
     return &r->older;
 }
 
@@ -460,18 +496,37 @@ static void point_at_world(kz__replicator *r, const kz_snap_view *base,
     }
 }
 
+/* Whether sent entry i is a lost baseline entry the client keeps (a
+ * renew left out for the budget): the encoder reports it as the base
+ * entry's own pointer. `j` walks the baseline along the sent view. */
+static int kept_lost(const kz__replicator *r, uint32_t i, uint32_t *j)
+{
+    const kz_snap_view *b = &r->base;
+    while (*j < b->count && b->slot[*j] < r->sent.slot[i])
+        (*j)++;
+    return *j < b->count && b->slot[*j] == r->sent.slot[i] && r->unknown[*j] &&
+           r->sent.ref[i] == b->ref[*j];
+}
+
 /* Stores what the client will hold by reference. The encoder reports it
  * as pointers into the ring (this tick's row for what went out or did not
  * change, an older row for an update left out for the budget), so each
  * entry's ring index is the pointer's offset and its row's tick follows
- * from the row: every row a baseline refers to is alive (take_out). */
+ * from the row: every row a baseline refers to is alive (take_out). A
+ * lost entry the client keeps stays lost. */
 static void keep_sent(kz__replicator *r, const kz__frame *f, kz__view *v)
 {
     const kz__repl_world *w = r->w;
     kz__sent_view *h = &v->hist[f->tick % w->history];
     const uint32_t now_row = row_of(w, f->tick);
     const size_t row_start = (size_t)now_row * w->cap, ring_size = (size_t)w->rows * w->cap;
-    for (uint32_t i = 0; i < r->sent.count; i++) {
+    for (uint32_t i = 0, j = 0; i < r->sent.count; i++) {
+        if (r->n_unknown && kept_lost(r, i, &j)) {
+            h->slot[i] = r->sent.slot[i];
+            h->at[i] = (uint16_t)f->tick;
+            h->ref[i] = KZ__REF_LOST;
+            continue;
+        }
         size_t ref = (size_t)(r->sent.ref[i] - w->ring);
         KZ_ASSERT(ref < ring_size);  /* never the stand-in: see take_out */
         uint32_t age = 0;  /* mostly this tick's row: no division */
@@ -501,7 +556,7 @@ static void mark_urgent(kz__replicator *r, kz__view *v, const kz__sent_view *h,
         uint16_t slot = r->want.slot[i];
         while (j < base->count && base->slot[j] < slot)
             j++;
-        int held = j < base->count && base->slot[j] == slot &&
+        int held = j < base->count && base->slot[j] == slot && !r->unknown[j] &&
                    base->ref[j]->entity == r->want.ref[i]->entity;
         int aging = held && (uint16_t)((uint16_t)now - h->at[j]) >= old;
         if ((!held || aging) && v->since[slot] <= v->acked)
@@ -616,8 +671,9 @@ static void replicate_client(kz__replicator *r, const kz__frame *f, uint32_t slo
 
     const kz__sent_view *base_ref = baseline(w, v, f, fc->acked);
     const kz_snap_view *base = NULL, *older = NULL;
+    r->n_unknown = 0;
     if (base_ref) {
-        uint32_t lost = take_out(r, base_ref, f->tick, &r->base);
+        uint32_t lost = take_out(r, f, v, base_ref, &r->base);
         if (lost)
             kz_counter_add(r->c, KZ_WORLD_C_BASE_EXPIRED, lost);
         base = &r->base;
@@ -626,6 +682,7 @@ static void replicate_client(kz__replicator *r, const kz__frame *f, uint32_t slo
     point_at_world(r, base, older);
     kz_snap_encode_args a = {
         .base = base,
+        .base_unknown = r->n_unknown ? r->unknown : NULL,
         .older = older,
         .want = &r->want,
         .priority = NULL,

@@ -18,10 +18,15 @@
  * slot, the index of the state in the image ring (row * cap + dense
  * index) and the low 16 bits of that row's tick: 8 bytes instead of a
  * 66-byte copy. An entry whose state has left the ring (an update left
- * out for the budget for about rows ticks) is never read: the baseline
- * keeps the slot with a stand-in no entity matches, so that one entry
- * goes out as a replacing enter (or a leave) while the rest of the
- * baseline still serves.
+ * out for the budget for about rows ticks) is never read. When its view
+ * slot has held the same entity since the baseline, the client holds
+ * that entity there: the baseline names it with a state marked unknown,
+ * so it goes out as an enter in its place (a renew) or, when that does
+ * not fit, the client keeps what it holds and the sent view keeps the
+ * entry as lost (ref KZ__REF_LOST) until a renew fits; it is never left
+ * while in view. Otherwise the slot gets a stand-in no entity matches,
+ * so that entry goes out as a replacing enter (or a leave). Either way
+ * the rest of the baseline still serves.
  *
  * Ownership: a replicator writes only the views of the slots its host
  * serves in the frame it works on, and its own scratch. The simulation
@@ -46,8 +51,12 @@ typedef struct kz__sent_view {
     uint32_t count;
     uint16_t *slot;        /* ascending view slots */
     uint16_t *at;          /* per entry: low 16 bits of the tick of its ring row */
-    uint32_t *ref;         /* per entry: ring row * cap + dense index */
+    uint32_t *ref;         /* per entry: ring row * cap + dense index, or
+                              KZ__REF_LOST: the client holds the entity in a
+                              state the ring no longer has */
 } kz__sent_view;
+
+#define KZ__REF_LOST UINT32_MAX
 
 /* One slot's view of the world, kept across ticks. */
 typedef struct kz__view {
@@ -62,7 +71,9 @@ typedef struct kz__view {
     uint32_t observing;        /* its avatar was an observer in the last frame */
     double budget;             /* bytes this client may still receive */
     uint32_t *slot_ent;        /* view slot -> dense index + 1 (0 = free) */
-    uint32_t *since;           /* tick each view slot was taken */
+    uint32_t *since;           /* tick each view slot was taken, moved on while
+                                  its entry must go first (mark_urgent) */
+    uint32_t *taken;           /* tick each view slot was given its entity */
     uint32_t *slot_id;         /* wire id of the entity in each view slot */
     uint32_t *vis;             /* visible dense indices (interest's prev) */
     float *acc;                /* priority accumulated per view slot */
@@ -121,6 +132,9 @@ typedef struct kz__replicator {
     kz_snap_view older;        /* the view before the baseline (second order) */
     kz_snap_view sent;         /* what it will hold after decoding */
     kz_snap_state stand_in;    /* a baseline entry whose state left the ring */
+    kz_snap_state *lost;       /* per base entry: its unknown state (entity, kind) */
+    uint8_t *unknown;          /* per base entry: 1 = lost, the client holds it */
+    uint32_t n_unknown;        /* entries marked in `unknown` this turn */
     uint16_t *order;           /* priority order of `want` */
     float *prio;               /* per want entry: its priority, for the sort */
     uint16_t *order_tmp;

@@ -76,7 +76,9 @@ enum {
     KZ__OP_UPDATE = 1,
     KZ__OP_ENTER = 2,     /* slot empty in the baseline */
     KZ__OP_REPLACE = 3,   /* slot held another entity in the baseline */
-    KZ__OP_TAKEN = 0x80,  /* record chosen (set on UPDATE, ENTER, REPLACE) */
+    KZ__OP_RENEW = 4,     /* slot held this entity in a state the encoder may not
+                             read (kz_snap_encode_args.base_unknown) */
+    KZ__OP_TAKEN = 0x80,  /* record chosen (set on UPDATE, ENTER, REPLACE, RENEW) */
 };
 
 /* Per-body context: what both ends derive from the header. */
@@ -968,6 +970,7 @@ static int plan(kz__snap_enc *e)
     const kz_snap_state *const wst = want->state, *const bst = bn ? e->base->state : NULL;
     const kz_snap_state *const *const wref = want->ref;
     const kz_snap_state *const *const bref = bn ? e->base->ref : NULL;
+    const uint8_t *const bunknown = bn ? e->a->base_unknown : NULL;
     kz_snap_cache *const k = e->a->cache;
     const uint32_t *const key = e->a->key;
     const kz_snap_state *const *const world = e->a->base_world;
@@ -1015,7 +1018,12 @@ static int plan(kz__snap_enc *e)
             bprev = slot;
             bidx[i] = (uint16_t)j++;
             op = KZ__OP_REPLACE;
-            if (b->entity == s->entity && b->kind == s->kind) {
+            if (bunknown != NULL && bunknown[bidx[i]]) {
+                /* No delta from a state we cannot read: a full enter in
+                 * place of what the client holds, never a leave. */
+                if (b->entity == s->entity && b->kind == s->kind)
+                    op = KZ__OP_RENEW;
+            } else if (b->entity == s->entity && b->kind == s->kind) {
                 if (state_eq(b, s)) {
                     opv[i] = KZ__OP_SAME;
                     continue;
@@ -1128,6 +1136,7 @@ static void put_record(kz_bitwriter *w, const kz__snap_enc *e, uint32_t i)
                        e->oidx[i] == KZ__SNAP_NONE ? NULL : view_state(e->older, e->oidx[i]), s);
         break;
     case KZ__OP_REPLACE | KZ__OP_TAKEN:
+    case KZ__OP_RENEW | KZ__OP_TAKEN:
         put(w, 3, 2);   /* 1 then 1: enter */
         put_enter(w, &e->x, s, badge_of(e, s->entity));
         break;
@@ -1288,7 +1297,7 @@ static void fill_sent(const kz__snap_enc *e, int all, kz_snap_view *sent, uint8_
         for (uint32_t i = 0; i < wn; i++) {
             uint8_t op = e->op[i] & (uint8_t)~KZ__OP_TAKEN;
             c.updates += op == KZ__OP_UPDATE;
-            c.enters += op == KZ__OP_ENTER || op == KZ__OP_REPLACE;
+            c.enters += op == KZ__OP_ENTER || op == KZ__OP_REPLACE || op == KZ__OP_RENEW;
             if (change != NULL)
                 change[i] = op == KZ__OP_SAME ? KZ_SNAP_SAME
                             : op == KZ__OP_UPDATE ? KZ_SNAP_UPDATE : KZ_SNAP_ENTER;
@@ -1309,9 +1318,9 @@ static void fill_sent(const kz__snap_enc *e, int all, kz_snap_view *sent, uint8_
             c.deferred++;
             if (op == KZ__OP_REPLACE)
                 c.leaves++;
-            if (op != KZ__OP_UPDATE)
+            if (op != KZ__OP_UPDATE && op != KZ__OP_RENEW)
                 continue;   /* the client does not hold it */
-            s = view_state(e->base, e->bidx[i]);
+            s = view_state(e->base, e->bidx[i]);   /* what it keeps */
         } else if (op == KZ__OP_UPDATE) {
             c.updates++;
             ch = KZ_SNAP_UPDATE;

@@ -234,6 +234,17 @@ typedef struct kz_snap_encode_args {
      * never a baseline, so kz_snap_peek can use 0 for "none"). */
     const kz_snap_view *base;
     /*
+     * Optional, per entry of `base` (NULL: none): nonzero marks an entry
+     * the client holds whose state the encoder may not read (a server
+     * that no longer has it); only its entity and kind are read. Such an
+     * entry is never delta-coded nor left for the budget: if want holds
+     * the same entity and kind in its slot, it goes out as an enter that
+     * replaces it (a renew), and when that does not fit the client keeps
+     * what it holds (no record; `sent` keeps the base entry, SAME,
+     * counted deferred). Another entity in its slot replaces it as usual.
+     */
+    const uint8_t *base_unknown;
+    /*
      * Optional older view for second-order prediction of head and hand
      * poses. NULL, count 0, tick 0, or a full-state body: first order
      * (the body names no older view). Otherwise it must be a view the
@@ -287,14 +298,15 @@ typedef struct kz_snap_encode_stats {
  * decoding it, and `change` (room for sent->cap entries, may be NULL)
  * with the KZ_SNAP_* of each sent entry. Entries memcmp-equal to the
  * baseline's cost nothing. An entry whose slot held a different entity
- * (or kind) in the baseline is sent as an enter that replaces it. If
+ * (or kind) in the baseline is sent as an enter that replaces it, and so
+ * is one whose baseline entry is marked unknown (base_unknown). If
  * everything fits in min(budget_bits, room left in w) it is all written;
  * otherwise leaves come first and always (a replace left out still sends
  * the leave of the old entity), then changes are taken in priority order
- * while the exact body size still fits. Left out: an update keeps the
- * baseline state in `sent` (SAME), an enter is absent from `sent`. The
- * body must end the packet (the decoder reads to the end of the buffer);
- * kz_bitwriter_finish pads it.
+ * while the exact body size still fits. Left out: an update or a renew
+ * keeps the baseline state in `sent` (SAME), an enter is absent from
+ * `sent`. The body must end the packet (the decoder reads to the end of
+ * the buffer); kz_bitwriter_finish pads it.
  * Returns 0; KZ_EOVERFLOW if even the header and the leaves do not fit
  * (w is left as it was); KZ_EINVAL for misuse (views not ascending or
  * slots >= n_slots, cap too small, a changed want state failing

@@ -1183,6 +1183,94 @@ Test(snapshot, budget_priority_and_overflow)
     cr_assert_gt(st.deferred, 0u);
 }
 
+/* Encodes want against a server baseline with unknown entries into buf;
+ * returns the body length in bytes (or a negative error). */
+static long encode_unknown(const kz_snap_codec *c, const kz_snap_view *base,
+                           const uint8_t *unknown, const kz_snap_view *want, size_t budget,
+                           uint8_t *buf, size_t cap, vbox *sent, kz_snap_encode_stats *st)
+{
+    static badge_book book;
+    kz_snap_encode_args a = {.base = base, .base_unknown = unknown, .want = want,
+                             .budget_bits = budget, .badge = badge_cb, .badge_ctx = &book};
+    kz_bitwriter w;
+    kz_bitwriter_init(&w, buf, cap);
+    vbox_init(sent);
+    int rc = kz_snap_encode(c, &a, &w, &sent->v, sent->change, st);
+    if (rc != KZ_OK)
+        return rc;
+    return (long)kz_bitwriter_finish(&w);
+}
+
+/* A baseline entry whose state the server no longer has (base_unknown) is
+ * renewed by an enter in place, and is kept, never left, when the renew
+ * does not fit; one whose slot now holds another entity is replaced as
+ * usual (its leave goes out even when the enter does not fit). */
+Test(snapshot, unknown_baseline_entries_are_renewed_or_kept_never_left)
+{
+    kz_snap_codec c = make_codec(150);
+    vbox held, server, want, sent, out;
+    uint8_t buf[16384], unknown[KZ_SNAP_MAX_SLOTS] = {0};
+    /* The client holds 10 entities (slots 0, 2, .. 18) as of tick 10. */
+    fill_moving(&c, &held, 10, 10, 31);
+    /* Tick 11: every one has moved, and slot 16 holds another entity. */
+    fill_moving(&c, &want, 11, 10, 32);
+    want.st[8].entity = 100;
+    /* The server lost the states of entries 3, 6 and 8 (slots 6, 12, 16):
+     * only entity and kind are left. Entry 4, after 3, is known. */
+    vbox_copy(&server, &held.v);
+    const uint32_t lost[3] = {3, 6, 8};
+    for (uint32_t k = 0; k < 3; k++) {
+        kz_snap_state *s = &server.st[lost[k]];
+        kz_snap_state keep = {.entity = s->entity, .kind = s->kind};
+        *s = keep;
+        unknown[lost[k]] = 1;
+    }
+    /* Entries 3 and 6 are the entities the client holds, of their kind
+     * (the two seeds draw kinds independently). */
+    want.st[3].kind = held.st[3].kind;
+    want.st[6].kind = held.st[6].kind;
+
+    /* Room for everything: the client ends with want exactly. */
+    kz_snap_encode_stats st;
+    long n = encode_unknown(&c, &server.v, unknown, &want.v, SIZE_MAX, buf, sizeof buf, &sent,
+                            &st);
+    cr_assert_gt(n, 0);
+    cr_assert_eq(decode_from(&c, buf, (size_t)n, &held.v, &out, NULL), KZ_OK);
+    cr_assert(views_equal(&out.v, &want.v), "the renews bring the client to want");
+    for (uint32_t k = 0; k < 3; k++)
+        cr_assert_eq(out.change[lost[k]], KZ_SNAP_ENTER, "entry %u", lost[k]);
+    cr_assert_eq(st.enters, 3u);
+    cr_assert_eq(st.leaves, 0u);
+
+    /* The smallest budget that encodes: only leaves fit. The renewed
+     * entries stay as the client holds them; the replaced one leaves. */
+    for (size_t budget = 0;; budget++) {
+        n = encode_unknown(&c, &server.v, unknown, &want.v, budget, buf, sizeof buf, &sent, &st);
+        if (n >= 0)
+            break;
+        cr_assert_eq(n, KZ_EOVERFLOW);
+        cr_assert_lt(budget, 200u);
+    }
+    cr_assert_eq(st.leaves, 1u);
+    cr_assert_eq(st.enters + st.updates, 0u);
+    cr_assert_eq(decode_from(&c, buf, (size_t)n, &held.v, &out, NULL), KZ_OK);
+    cr_assert_eq(out.v.count, 9u);
+    cr_assert_eq(sent.v.count, 9u);
+    for (uint32_t i = 0, j = 0; i < 10; i++) {
+        if (i == 8)
+            continue;   /* slot 16 left */
+        cr_assert_eq(out.slot[j], held.slot[i]);
+        cr_assert_eq(sent.slot[j], held.slot[i]);
+        cr_assert(memcmp(&out.st[j], &held.st[i], sizeof held.st[i]) == 0,
+                  "entry %u is kept as the client holds it", i);
+        cr_assert_eq(out.change[j], KZ_SNAP_SAME);
+        cr_assert_eq(sent.change[j], KZ_SNAP_SAME);
+        /* What the server stores for it: its own baseline entry. */
+        cr_assert(memcmp(&sent.st[j], &server.st[i], sizeof server.st[i]) == 0, "entry %u", i);
+        j++;
+    }
+}
+
 Test(snapshot, replace_in_same_slot)
 {
     kz_snap_codec c = make_codec(8);
