@@ -747,7 +747,8 @@ static void track_clock(kz_client *c, uint32_t tick)
 
 /* Header-only clients: the server's word on the own avatar, taken as it
  * is, and its correction flag, reported once per command (the server keeps
- * the flag on the ticks that repeat a late command). */
+ * the flag on the ticks that repeat a late command without standing in for
+ * a new one). */
 static void take_header(kz_client *c, const kz_wire_snap_head *h)
 {
     if (h->corrected && h->input_tick != c->flagged_cmd) {

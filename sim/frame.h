@@ -94,12 +94,18 @@ typedef struct kz__stage {
 } kz__stage;
 
 /* World side: 1 when the frame and ring row of `tick` may be written,
- * that is every replicator has finished tick - 2. */
+ * that is every replicator has finished tick - 2. A replicator whose
+ * `done` is above the newest published tick finished a tick from before
+ * an edge's tick went back (a new authority), not one of these: it may
+ * still be on the tick just published, so it counts as not finished. */
 static inline int kz__stage_writable(const kz__stage *st, uint32_t tick)
 {
-    for (uint32_t h = 0; h < st->n; h++)
-        if ((uint64_t)atomic_load_explicit(&st->done[h], memory_order_acquire) + 2u < tick)
+    uint32_t published = atomic_load_explicit(&st->published, memory_order_acquire);
+    for (uint32_t h = 0; h < st->n; h++) {
+        uint32_t d = atomic_load_explicit(&st->done[h], memory_order_acquire);
+        if (d > published || (uint64_t)d + 2u < tick)
             return 0;
+    }
     return 1;
 }
 
@@ -158,7 +164,10 @@ static inline int kz__stage_frame_writable(const kz__stage *st, uint32_t tick)
     uint32_t published = atomic_load_explicit(&st->published, memory_order_acquire);
     if (tick == published + 1u)
         return kz__stage_writable(st, tick);
-    return kz__stage_all_done(st) >= published;
+    for (uint32_t h = 0; h < st->n; h++)  /* each finished exactly the newest */
+        if (atomic_load_explicit(&st->done[h], memory_order_acquire) != published)
+            return 0;
+    return 1;
 }
 
 /* World side: when the last replicator finished `tick` (which every one

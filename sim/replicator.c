@@ -288,6 +288,15 @@ static void select_view(kz__replicator *r, const kz__frame *f, kz__view *v, uint
         if (k != KZ__NO_SLOT) {
             r->kept[k] = 1;
             v->score[k] = r->sel_score[j];
+            if (v->slot_id[k] != f->ids[e]) {
+                /* The dense index was reused between two interest runs:
+                 * another entity, new to this view, in the same slot. */
+                v->slot_id[k] = f->ids[e];
+                v->acc[k] = 0;
+                v->since[k] = v->taken[k] = f->tick;
+                if (v->observing)
+                    mark_entered(v, e);
+            }
         } else {
             r->sel[n_new] = e;
             r->sel_score[n_new] = r->sel_score[j];

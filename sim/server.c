@@ -751,6 +751,7 @@ static void on_path(kz_server *s, uint32_t slot, int detached)
     if (detached) {
         cl->q_count = 0;
         cl->q_deep = 0;
+        cl->repeat_debt = 0;  /* standing still from here: nothing to take back */
         cl->last.move[0] = cl->last.move[1] = cl->last.move[2] = 0;
     }
     kz_counter_inc(s->c, detached ? KZ_WORLD_C_DETACHED : KZ_WORLD_C_RESUMED);
@@ -1550,6 +1551,7 @@ int kz_server_kick(kz_server *s, uint32_t avatar, uint32_t reason, const char *t
         cl->kicked = 1;
         cl->q_count = 0;  /* nothing more of it is applied */
         cl->q_deep = 0;
+        cl->repeat_debt = 0;
         if (cl->owe_kick) {
             cl->owe_kick = 0;
             s->sessions.owed_kicks--;

@@ -88,8 +88,6 @@ static int zone_rule(kz_server *s, uint32_t slot, kz__client *cl, kz_snap_state 
     return 1;
 }
 
-/* Takes the oldest queued command of `cl` into *cmd as the newest applied
- * one. 1, or 0 when the queue is empty. */
 /* Drops the queued commands a repeat already stood in for
  * (repeat_command); returns how many. */
 static uint32_t drop_covered(kz_server *s, kz__client *cl)
@@ -104,6 +102,8 @@ static uint32_t drop_covered(kz_server *s, kz__client *cl)
     return n;
 }
 
+/* Takes the oldest queued command of `cl` into *cmd as the newest applied
+ * one. 1, or 0 when the queue is empty. */
 static int take_command(kz_server *s, kz__client *cl, kz_wire_command *cmd)
 {
     if (!cl->q_count)
@@ -140,9 +140,11 @@ static void apply_command(kz_server *s, uint32_t slot, kz__client *cl, const kz_
 }
 
 /* 1 when the queue has stayed deeper than the slack long enough that this
- * tick also applies the next command (sessions.h). The client predicted
- * both, so its avatar ends where it expects; each was validated on
- * arrival, so catching up is no speed to the validator. */
+ * tick also takes the next command (sessions.h). The client predicted
+ * both, so its avatar ends where it expects. Moves stay at one per tick
+ * over time: a command taken this way while repeats owe moves (see
+ * repeat_command) is dropped, not applied, so a client that goes quiet
+ * and then sends what it skipped gains no distance. */
 static int catch_up(kz__client *cl)
 {
     if (cl->q_count <= KZ__INPUT_SLACK) {
@@ -162,9 +164,13 @@ static int catch_up(kz__client *cl)
 static void repeat_command(kz_server *s, uint32_t slot, kz__client *cl, int caught)
 {
     cl->q_deep = 0;
-    if (!caught && (int64_t)cl->applied_cmd - (int64_t)cl->newest_cmd < (int64_t)KZ__INPUT_COVER)
+    if (!caught && cl->applied_cmd != UINT32_MAX &&
+        (int64_t)cl->applied_cmd - (int64_t)cl->newest_cmd < (int64_t)KZ__INPUT_COVER) {
         cl->applied_cmd++;
-    cl->corrected = 0;
+        cl->corrected = 0;  /* a new command tick, unchanged (else the flag stays) */
+    } else if (cl->repeat_debt < KZ__INPUT_QUEUE) {
+        cl->repeat_debt++;  /* a move no command tick pays for */
+    }
     kz_counter_inc(s->c, KZ_WORLD_C_COMMANDS_REPEATED);
     apply_command(s, slot, cl, &cl->last);
 }
@@ -181,9 +187,14 @@ static void apply_inputs(kz_server *s)
             apply_command(s, slot, cl, &cmd);
             uint8_t corrected = cl->corrected;  /* the first's changes are told too */
             if (catch_up(cl) && !cl->kicked && take_command(s, cl, &cmd)) {
-                kz_counter_inc(s->c, KZ_WORLD_C_COMMANDS_CAUGHT_UP);
                 cl->corrected |= corrected;
-                apply_command(s, slot, cl, &cmd);
+                if (cl->repeat_debt) {
+                    cl->repeat_debt--;  /* an earlier repeat made this move */
+                    kz_counter_inc(s->c, KZ_WORLD_C_COMMANDS_COVERED);
+                } else {
+                    kz_counter_inc(s->c, KZ_WORLD_C_COMMANDS_CAUGHT_UP);
+                    apply_command(s, slot, cl, &cmd);
+                }
             }
         } else if (cl->applied_cmd) {
             repeat_command(s, slot, cl, caught != 0);

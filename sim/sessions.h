@@ -27,7 +27,8 @@
  * stands in for its next one (which is then not applied again when it
  * arrives late), for at most this many commands past the newest received:
  * a client that went quiet longer is not left with its next inputs
- * already spent. */
+ * already spent. A repeat past that owes its move: the next catch-up
+ * drops a command instead of applying it. */
 #define KZ__INPUT_COVER 4u
 
 /* The kinds of client-triggered reports, each sampled on its own. */
@@ -66,6 +67,8 @@ typedef struct kz__client {
     kz_wire_command queue[KZ__INPUT_QUEUE];
     uint32_t q_head, q_count;
     uint32_t q_deep;              /* ticks in a row the queue kept more than the slack */
+    uint32_t repeat_debt;         /* repeats that stood in for no command: moves a
+                                     catch-up takes back (server_tick.c) */
     uint32_t newest_cmd;          /* newest command tick received */
     uint32_t applied_cmd;         /* newest command tick applied */
     kz_wire_command last;         /* repeated while the queue is empty */

@@ -45,6 +45,7 @@ Test(stage, done_of_a_short_step_stamps_only_the_ticks_between)
 Test(stage, the_world_may_write_at_the_top_of_the_range)
 {
     kz__stage st = stage_of(1);
+    kz__stage_publish(&st, UINT32_MAX - 1u);
     kz__stage_done(&st, 0, UINT32_MAX - 1u, 1);
     cr_assert(kz__stage_writable(&st, UINT32_MAX), "done + 2 must not wrap to 0");
     kz__stage_done(&st, 0, UINT32_MAX - 3u, 1);
@@ -121,4 +122,24 @@ Test(stage, the_first_tick_of_an_empty_stage_is_writable)
     kz__stage st = stage_of(2);
     cr_assert(kz__stage_frame_writable(&st, 1));
     cr_assert(kz__stage_frame_writable(&st, 4000), "an edge's first world image");
+}
+
+/* An edge's tick went back from 10 to 5 (a new authority): replicator 0
+ * finished 10 and is now on 5; replicator 1 finished 5. Its `done` of 10
+ * is from before, so neither 6 nor 7 (7 shares frame 5 % 2) may be
+ * written until it finishes 5. */
+Test(stage, after_a_tick_back_a_replicator_done_with_an_older_world_is_not_finished)
+{
+    kz__stage st = stage_of(2);
+    kz__stage_done(&st, 0, 10, 1);
+    kz__stage_done(&st, 1, 10, 1);
+    kz__stage_publish(&st, 10);
+    cr_assert(kz__stage_frame_writable(&st, 5), "every replicator finished the newest");
+    kz__stage_publish(&st, 5);
+    kz__stage_done(&st, 1, 5, 2);
+    cr_assert(!kz__stage_frame_writable(&st, 6));
+    cr_assert(!kz__stage_frame_writable(&st, 7), "frame 7 %% 2 is the one being read");
+    kz__stage_done(&st, 0, 5, 2);
+    cr_assert(kz__stage_frame_writable(&st, 6));
+    cr_assert(kz__stage_frame_writable(&st, 7), "a jump: every replicator is on 5");
 }

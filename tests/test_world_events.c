@@ -697,6 +697,50 @@ Test(world_events, a_quiet_client_gets_its_inputs_back_after_a_few_commands)
     kzt_world_stop(&w);
 }
 
+/* A client that goes quiet while the server repeats its last move, then
+ * sends every command it skipped (late, so no clock violation) and goes on
+ * one per tick, gains no distance: the repeats past the cover owe their
+ * moves, and the catch-up that drains its queue drops as many commands
+ * instead of applying them. At most one move per tick, over the whole. */
+Test(world_events, going_quiet_then_sending_the_skipped_commands_gains_no_speed)
+{
+    memset(&w, 0, sizeof w);
+    w.spare = 1;
+    start(1, 3.0f);
+    kz_wire_welcome wl;
+    kz_netclient *c = raw_client(54, &wl);
+    kz_snap_codec codec;
+    cr_assert_eq(kz_snap_codec_init(&codec, wl.tick_hz, wl.n_slots, wl.bound), KZ_OK);
+    kz_avatar_state before, after;
+    cr_assert_eq(kz_server_entity(w.srv, wl.self, &before), KZ_OK);
+    uint32_t t = 0, ticks = 0;
+    for (int cycle = 0; cycle < 3; cycle++) {
+        for (int k = 0; k < 10; k++, ticks++) {
+            send_walk(c, t + 1u, t + 1u);
+            t++;
+            raw_tick_acked(c, &codec);
+        }
+        for (int k = 0; k < 20; k++, ticks++)
+            raw_tick_acked(c, &codec);  /* quiet: the server repeats */
+        for (int k = 0; k < 20; k += 5) {  /* the skipped 20, five at a time */
+            send_walk(c, t + 1u, t + 5u);
+            t += 5;
+        }
+        for (int k = 0; k < 30; k++, ticks++) {
+            send_walk(c, t + 1u, t + 1u);
+            t++;
+            raw_tick_acked(c, &codec);
+        }
+    }
+    cr_assert_eq(kz_server_entity(w.srv, wl.self, &after), KZ_OK);
+    float moved = after.pos[0] - before.pos[0], step = 1.0f / 30.0f;
+    cr_assert_leq(moved, (float)ticks * step + 0.02f,
+                  "%.3f m in %u ticks: more than one 1 m/s step per tick", moved, ticks);
+    cr_assert_gt(counter(KZ_WORLD_C_COMMANDS_COVERED), 0u);
+    kz_netclient_destroy(c);
+    kzt_world_stop(&w);
+}
+
 Test(world_events, malformed_messages_are_counted_drops_not_fatal)
 {
     memset(&w, 0, sizeof w);
