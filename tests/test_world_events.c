@@ -614,6 +614,27 @@ static uint32_t raw_tick_acked(kz_netclient *c, const kz_snap_codec *codec)
     return acked;
 }
 
+/* One world with one raw client `id`, welcomed, and a codec for its
+ * snapshot headers. */
+static kz_netclient *walker(uint64_t id, kz_wire_welcome *wl, kz_snap_codec *codec)
+{
+    memset(&w, 0, sizeof w);
+    w.spare = 1;
+    start(1, 3.0f);
+    kz_netclient *c = raw_client(id, wl);
+    cr_assert_eq(kz_snap_codec_init(codec, wl->tick_hz, wl->n_slots, wl->bound), KZ_OK);
+    return c;
+}
+
+/* Sends command *t + 1 (then *t is it) and runs one tick; returns
+ * raw_tick_acked's newest applied input tick. */
+static uint32_t walk_tick(kz_netclient *c, const kz_snap_codec *codec, uint32_t *t)
+{
+    send_walk(c, *t + 1u, *t + 1u);
+    (*t)++;
+    return raw_tick_acked(c, codec);
+}
+
 /* Two commands late (a delay spike): the ticks that found no command
  * repeated the last one and stood in for them, so when they arrive they
  * are not applied again: the avatar moved once per tick, and the newest
@@ -621,23 +642,16 @@ static uint32_t raw_tick_acked(kz_netclient *c, const kz_snap_codec *codec)
  * the rest of the session. */
 Test(world_events, a_late_command_is_not_applied_a_second_time)
 {
-    memset(&w, 0, sizeof w);
-    w.spare = 1;
-    start(1, 3.0f);
     kz_wire_welcome wl;
-    kz_netclient *c = raw_client(52, &wl);
     kz_snap_codec codec;
-    cr_assert_eq(kz_snap_codec_init(&codec, wl.tick_hz, wl.n_slots, wl.bound), KZ_OK);
+    kz_netclient *c = walker(52, &wl, &codec);
     kz_avatar_state before, after;
     cr_assert_eq(kz_server_entity(w.srv, wl.self, &before), KZ_OK);
     uint64_t covered = counter(KZ_WORLD_C_COMMANDS_COVERED);
     uint64_t repeated = counter(KZ_WORLD_C_COMMANDS_REPEATED);
     uint32_t t = 0, ticks = 0;
-    for (; t < 10; ticks++) {
-        send_walk(c, t + 1u, t + 1u);
-        t++;
-        cr_assert_geq(raw_tick_acked(c, &codec) + 1u, t, "applied at once");
-    }
+    for (; t < 10; ticks++)
+        cr_assert_geq(walk_tick(c, &codec, &t) + 1u, t, "applied at once");
     raw_tick_acked(c, &codec);  /* commands 11 and 12 are late */
     raw_tick_acked(c, &codec);
     ticks += 2;
@@ -648,9 +662,7 @@ Test(world_events, a_late_command_is_not_applied_a_second_time)
     ticks++;
     uint32_t acked = 0;
     for (; t < 30; ticks++) {
-        send_walk(c, t + 1u, t + 1u);
-        t++;
-        acked = raw_tick_acked(c, &codec);
+        acked = walk_tick(c, &codec, &t);
     }
     cr_assert_eq(counter(KZ_WORLD_C_COMMANDS_COVERED) - covered, 2u, "11 and 12");
     cr_assert_geq(acked + 1u, t, "the newest command applied is the one just sent (%u of %u)",
@@ -669,26 +681,18 @@ Test(world_events, a_late_command_is_not_applied_a_second_time)
  * every tick it was away. */
 Test(world_events, a_quiet_client_gets_its_inputs_back_after_a_few_commands)
 {
-    memset(&w, 0, sizeof w);
-    w.spare = 1;
-    start(1, 3.0f);
     kz_wire_welcome wl;
-    kz_netclient *c = raw_client(53, &wl);
     kz_snap_codec codec;
-    cr_assert_eq(kz_snap_codec_init(&codec, wl.tick_hz, wl.n_slots, wl.bound), KZ_OK);
+    kz_netclient *c = walker(53, &wl, &codec);
     uint64_t covered = counter(KZ_WORLD_C_COMMANDS_COVERED);
     uint32_t t = 0, acked = 0;
     for (; t < 5;) {
-        send_walk(c, t + 1u, t + 1u);
-        t++;
-        raw_tick_acked(c, &codec);
+        walk_tick(c, &codec, &t);
     }
     for (int k = 0; k < 30; k++)
         raw_tick_acked(c, &codec);  /* a second away */
     for (uint32_t k = 0; k < 8; k++) {
-        send_walk(c, t + 1u, t + 1u);
-        t++;
-        acked = raw_tick_acked(c, &codec);
+        acked = walk_tick(c, &codec, &t);
     }
     cr_assert_eq(counter(KZ_WORLD_C_COMMANDS_COVERED) - covered, 4u, "KZ__INPUT_COVER of them, not %llu",
                  (unsigned long long)(counter(KZ_WORLD_C_COMMANDS_COVERED) - covered));
@@ -704,21 +708,15 @@ Test(world_events, a_quiet_client_gets_its_inputs_back_after_a_few_commands)
  * instead of applying them. At most one move per tick, over the whole. */
 Test(world_events, going_quiet_then_sending_the_skipped_commands_gains_no_speed)
 {
-    memset(&w, 0, sizeof w);
-    w.spare = 1;
-    start(1, 3.0f);
     kz_wire_welcome wl;
-    kz_netclient *c = raw_client(54, &wl);
     kz_snap_codec codec;
-    cr_assert_eq(kz_snap_codec_init(&codec, wl.tick_hz, wl.n_slots, wl.bound), KZ_OK);
+    kz_netclient *c = walker(54, &wl, &codec);
     kz_avatar_state before, after;
     cr_assert_eq(kz_server_entity(w.srv, wl.self, &before), KZ_OK);
     uint32_t t = 0, ticks = 0;
     for (int cycle = 0; cycle < 3; cycle++) {
         for (int k = 0; k < 10; k++, ticks++) {
-            send_walk(c, t + 1u, t + 1u);
-            t++;
-            raw_tick_acked(c, &codec);
+            walk_tick(c, &codec, &t);
         }
         for (int k = 0; k < 20; k++, ticks++)
             raw_tick_acked(c, &codec);  /* quiet: the server repeats */
@@ -727,9 +725,7 @@ Test(world_events, going_quiet_then_sending_the_skipped_commands_gains_no_speed)
             t += 5;
         }
         for (int k = 0; k < 30; k++, ticks++) {
-            send_walk(c, t + 1u, t + 1u);
-            t++;
-            raw_tick_acked(c, &codec);
+            walk_tick(c, &codec, &t);
         }
     }
     cr_assert_eq(kz_server_entity(w.srv, wl.self, &after), KZ_OK);
